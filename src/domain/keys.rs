@@ -1,0 +1,179 @@
+//! Feedback keys and how each one is asked: its LangSmith `feedback_config` and its buttons.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest feedback key accepted. LangSmith documents no limit; keys are short identifiers and
+/// a cap keeps hostile event payloads from minting tokens with megabyte keys.
+const MAX_KEY_LEN: usize = 128;
+
+/// The name of a feedback key (`thumbs_up`, `user_score`), case preserved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeedbackKey(String);
+
+impl FeedbackKey {
+    /// A key is 1–128 characters of letters, digits, `_`, `-`, `.` or `:`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("feedback key is empty (expected a name such as \"thumbs_up\")".into());
+        }
+        if s.len() > MAX_KEY_LEN {
+            return Err(format!(
+                "feedback key {:?} is longer than {MAX_KEY_LEN} characters",
+                super::truncate_for_message(s)
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+        {
+            return Err(format!(
+                "feedback key {:?} contains {c:?} (expected letters, digits, '_', '-', '.' or ':')",
+                super::truncate_for_message(s)
+            ));
+        }
+        Ok(FeedbackKey(s.to_string()))
+    }
+
+    /// The key as sent to LangSmith.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FeedbackKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        FeedbackKey::parse(&s)
+    }
+}
+
+impl From<FeedbackKey> for String {
+    fn from(k: FeedbackKey) -> String {
+        k.0
+    }
+}
+
+impl fmt::Display for FeedbackKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One category of a categorical key, as LangSmith's `feedback_config.categories` items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    /// The score recorded when this category is chosen.
+    pub value: f64,
+    /// The label shown and recorded as the feedback `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// LangSmith's `feedback_config`, sent with the token so the service validates submissions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum FeedbackConfig {
+    /// A numeric score between `min` and `max` (either may be open).
+    Continuous {
+        /// Smallest accepted score.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        /// Largest accepted score.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+    },
+    /// One of a fixed set of scored categories.
+    Categorical {
+        /// The allowed categories.
+        categories: Vec<Category>,
+    },
+    /// Free text (a comment or value), no score constraint.
+    Freeform,
+}
+
+/// How a button is drawn in Slack (email buttons use matching colours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ButtonStyle {
+    /// Green/accent.
+    Primary,
+    /// Red.
+    Danger,
+    /// Slack's neutral default.
+    Default,
+}
+
+/// One link button of a key: what the reader sees and what a click records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    /// Text on the button.
+    pub label: String,
+    /// The score submitted (`?score=`).
+    pub score: f64,
+    /// The categorical label submitted as `?value=`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Visual style.
+    pub style: ButtonStyle,
+}
+
+/// A configured feedback key: one presigned token per run, with its buttons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySpec {
+    /// The key name.
+    pub key: FeedbackKey,
+    /// Sent to LangSmith with the token, when set.
+    pub feedback_config: Option<FeedbackConfig>,
+    /// The buttons, in display order (never empty after validation).
+    pub buttons: Vec<Button>,
+}
+
+/// Formats a score the way a person writes it in a URL: `1`, `0`, `0.5`, `-2`.
+pub fn format_score(score: f64) -> String {
+    if score.fract() == 0.0 && score.abs() < 1e15 {
+        format!("{}", score as i64)
+    } else {
+        format!("{score}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_their_case_and_reject_odd_characters() {
+        assert_eq!(FeedbackKey::parse("Thumbs_Up").unwrap().as_str(), "Thumbs_Up");
+        assert!(FeedbackKey::parse("a:b.c-d_e").is_ok());
+        assert!(FeedbackKey::parse("").is_err());
+        assert!(FeedbackKey::parse("has space").unwrap_err().contains("' '"));
+        assert!(FeedbackKey::parse("x?score=1").is_err());
+        assert!(FeedbackKey::parse(&"k".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn scores_print_without_needless_decimals() {
+        assert_eq!(format_score(1.0), "1");
+        assert_eq!(format_score(0.0), "0");
+        assert_eq!(format_score(-2.0), "-2");
+        assert_eq!(format_score(0.5), "0.5");
+    }
+
+    #[test]
+    fn feedback_config_serializes_like_langsmith() {
+        let c = FeedbackConfig::Continuous { min: Some(1.0), max: Some(5.0) };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"type": "continuous", "min": 1.0, "max": 5.0})
+        );
+        let c = FeedbackConfig::Categorical {
+            categories: vec![Category { value: 1.0, label: Some("correct".into()) }],
+        };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"type": "categorical", "categories": [{"value": 1.0, "label": "correct"}]})
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Domain types: values parsed once at the boundary (config file, webhook body) so that the rest
+//! of the crate never handles a bare `String` standing for a run id, a feedback key or a channel.
+
+mod event;
+mod keys;
+mod route;
+
+pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
+pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+pub use route::{
+    EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget,
+};
+
+use std::fmt;
+
+/// A LangSmith run id: always a UUID, so it can be put in a URL or SQL without escaping worries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(uuid::Uuid);
+
+impl RunId {
+    /// Parses a run id, accepting the hyphenated UUID form LangSmith uses (any case).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let trimmed = s.trim();
+        // `Uuid::parse_str` also takes braced and URN forms; LangSmith only ever sends the
+        // hyphenated form, and anything else in a URL path is more likely an injection attempt.
+        if trimmed.len() != 36 {
+            return Err(format!(
+                "run id {:?} is not a UUID (expected 8-4-4-4-12 hex digits)",
+                truncate_for_message(s)
+            ));
+        }
+        uuid::Uuid::parse_str(trimmed).map(RunId).map_err(|_| {
+            format!(
+                "run id {:?} is not a UUID (expected 8-4-4-4-12 hex digits)",
+                truncate_for_message(s)
+            )
+        })
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl From<uuid::Uuid> for RunId {
+    fn from(u: uuid::Uuid) -> Self {
+        RunId(u)
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        RunId::parse(&s)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(r: RunId) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Shortens an untrusted value before it is quoted in an error message, so a hostile megabyte
+/// string cannot bloat a response or a log line.
+pub fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_accepts_hyphenated_uuids_and_rejects_the_rest() {
+        assert!(RunId::parse("21d04a73-4101-4c4b-8915-bc8f5010a2dd").is_ok());
+        assert!(RunId::parse("21D04A73-4101-4C4B-8915-BC8F5010A2DD").is_ok());
+        for bad in [
+            "",
+            "not-a-uuid",
+            "../../etc/passwd",
+            "21d04a73-4101-4c4b-8915-bc8f5010a2dd?score=1",
+            "21d04a734101-4c4b-8915-bc8f5010a2dd0",
+            "{21d04a73-4101-4c4b-8915-bc8f5010a2dd}",
+        ] {
+            let err = RunId::parse(bad).unwrap_err();
+            assert!(err.contains("not a UUID"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "x".repeat(1000);
+        assert_eq!(truncate_for_message(&long).chars().count(), 81);
+    }
+}

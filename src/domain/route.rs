@@ -1,0 +1,294 @@
+//! Routes: which runs go where, with which keys, and for how long their links live.
+
+use super::{FeedbackKey, RunEvent, RunStatus, Source};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A shell-style pattern: `*` matches any run of characters, `?` one character.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Glob(String);
+
+impl Glob {
+    /// Any string is a valid pattern.
+    pub fn new(pattern: &str) -> Self {
+        Glob(pattern.to_string())
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `text` matches the whole pattern (iterative, no backtracking blow-up).
+    pub fn matches(&self, text: &str) -> bool {
+        let p: Vec<char> = self.0.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        let (mut pi, mut ti) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+                pi += 1;
+                ti += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some((pi, ti));
+                pi += 1;
+            } else if let Some((sp, st)) = star {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+}
+
+/// A dotted path into an event's metadata, such as `metadata.slack_channel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    /// Accepts `metadata.<name>[.<name>…]`, the only place events carry routing data.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = s.split('.');
+        if parts.next() != Some("metadata") {
+            return Err(format!(
+                "{s:?} is not a metadata path (expected \"metadata.<name>\", e.g. \"metadata.slack_channel\")"
+            ));
+        }
+        let rest: Vec<String> = parts.map(str::to_string).collect();
+        if rest.is_empty() || rest.iter().any(String::is_empty) {
+            return Err(format!(
+                "{s:?} is not a metadata path (expected \"metadata.<name>\", e.g. \"metadata.slack_channel\")"
+            ));
+        }
+        Ok(FieldPath(rest))
+    }
+
+    /// The string found at this path in the event, if it is a non-empty string or a number.
+    pub fn resolve(&self, event: &RunEvent) -> Option<String> {
+        let mut current = event.metadata.get(&self.0[0])?;
+        for part in &self.0[1..] {
+            current = current.get(part)?;
+        }
+        match current {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "metadata.{}", self.0.join("."))
+    }
+}
+
+/// Conditions a run must meet for a route to take it; an empty match takes every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RouteMatch {
+    /// Where the event came from (`None` = any).
+    pub source: Option<Source>,
+    /// Project name pattern.
+    pub project: Option<Glob>,
+    /// Exact project (session) id.
+    pub project_id: Option<String>,
+    /// Run name pattern.
+    pub run_name: Option<Glob>,
+    /// Accepted statuses (empty = any).
+    pub status: Vec<RunStatus>,
+    /// Tags the run must all carry.
+    pub tags: Vec<String>,
+    /// Metadata entries that must be equal.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Fraction of matching runs taken, 0.0–1.0, decided by the run id.
+    pub sample: f64,
+}
+
+impl RouteMatch {
+    /// Whether `event` passes every condition, sampling included.
+    pub fn matches(&self, event: &RunEvent) -> bool {
+        if self.source.is_some_and(|s| s != event.source) {
+            return false;
+        }
+        if let Some(glob) = &self.project
+            && !event.project.as_deref().is_some_and(|p| glob.matches(p))
+        {
+            return false;
+        }
+        if let Some(id) = &self.project_id
+            && event.project_id.as_deref() != Some(id.as_str())
+        {
+            return false;
+        }
+        if let Some(glob) = &self.run_name
+            && !event.run_name.as_deref().is_some_and(|n| glob.matches(n))
+        {
+            return false;
+        }
+        if !self.status.is_empty() && !self.status.contains(&event.status) {
+            return false;
+        }
+        if !self.tags.iter().all(|t| event.tags.contains(t)) {
+            return false;
+        }
+        if !self
+            .metadata
+            .iter()
+            .all(|(k, v)| event.metadata.get(k).is_some_and(|ev| metadata_equal(ev, v)))
+        {
+            return false;
+        }
+        self.sample >= 1.0 || sample_point(event) < self.sample
+    }
+}
+
+/// Equality that lets a TOML string match a JSON number with the same text (`tier = "1"`).
+fn metadata_equal(event_value: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (event_value, wanted) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Number(a), Value::String(b)) | (Value::String(b), Value::Number(a)) => {
+            a.to_string() == *b
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// A number in [0, 1) fixed by the run id, so a re-sent webhook is sampled the same way.
+fn sample_point(event: &RunEvent) -> f64 {
+    let bytes = event.run_id.as_uuid().into_bytes();
+    // UUIDv4 ids are random in their low bytes; use 53 bits of them for a uniform f64.
+    let n = u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    (n >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Where a route's Slack messages go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackTarget {
+    /// The channel id or name for `api` mode.
+    pub channel: SlackChannel,
+    /// Where to find a thread timestamp to reply in, if anywhere.
+    pub thread_ts_from: Option<FieldPath>,
+}
+
+/// How the destination of a Slack message is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SlackChannel {
+    /// A fixed channel (api mode).
+    Fixed(String),
+    /// A channel read from the event, with an optional fixed fallback.
+    FromEvent {
+        /// Metadata path holding the channel id.
+        path: FieldPath,
+        /// Used when the event has no value at `path`.
+        fallback: Option<String>,
+    },
+    /// An incoming-webhook URL of this route (webhook mode).
+    Webhook(url::Url),
+    /// The default incoming webhook (`SLACK_WEBHOOK_URL`) or, in outbox mode, a file named "default".
+    Default,
+}
+
+/// How a digest's windows are cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EmailSchedule {
+    /// Fixed-length windows aligned to the Unix epoch (`every = "1h"` closes on the hour).
+    Every(#[serde(with = "duration_secs")] Duration),
+    /// Windows closing at each fire time of a cron expression in a time zone.
+    Cron {
+        /// The five-field cron expression as written.
+        expr: String,
+        /// IANA time zone name.
+        timezone: String,
+    },
+}
+
+/// Where and how often a route's email digest goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailTarget {
+    /// Recipients; each gets a message of their own.
+    pub to: Vec<String>,
+    /// When digests close.
+    pub schedule: EmailSchedule,
+    /// Runs shown per digest at most; the rest are counted.
+    pub max_runs: usize,
+    /// Subject override.
+    pub subject: Option<String>,
+}
+
+/// A validated route from `[[routes]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// Unique name, used in idempotency keys and messages.
+    pub name: String,
+    /// Keys to mint; `None` = the event's own `feedback_keys` that are configured.
+    pub keys: Option<Vec<FeedbackKey>>,
+    /// Token lifetime from the moment the message is sent.
+    #[serde(with = "duration_secs")]
+    pub link_ttl: Duration,
+    /// Which runs it takes.
+    pub matcher: RouteMatch,
+    /// Keep looking for further routes after this one matched.
+    pub continue_matching: bool,
+    /// Slack destination.
+    pub slack: Option<SlackTarget>,
+    /// Email digest destination.
+    pub email: Option<EmailTarget>,
+}
+
+mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_whole_strings() {
+        let cases = [
+            ("support-*", "support-bot", true),
+            ("support-*", "support-", true),
+            ("support-*", "my-support-bot", false),
+            ("*", "", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*bot*", "the-bot-prod", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(Glob::new(pattern).matches(text), expected, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn a_pathological_glob_finishes_quickly() {
+        let pattern = Glob::new(&"*a".repeat(50));
+        assert!(!pattern.matches(&"b".repeat(10_000)));
+        assert!(pattern.matches(&"a".repeat(100)));
+    }
+
+    #[test]
+    fn field_paths_must_point_into_metadata() {
+        assert!(FieldPath::parse("metadata.slack_channel").is_ok());
+        assert!(FieldPath::parse("metadata.a.b").is_ok());
+        for bad in ["slack_channel", "metadata", "metadata.", "inputs.x", "metadata..x"] {
+            assert!(FieldPath::parse(bad).unwrap_err().contains("metadata path"), "{bad}");
+        }
+    }
+}

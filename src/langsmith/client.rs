@@ -1,0 +1,328 @@
+//! `LangSmithClient`: mints presigned feedback tokens, all keys of a run (or of several runs) in
+//! one `POST /api/v1/feedback/tokens`, with the retry policy of LangSmith's own SDKs.
+
+use super::wire::{MintedToken, TokenRequest, TokenResponseItem, parse_timestamp};
+use crate::domain::FeedbackKey;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+/// Longest wait between two tries of one request, whatever Retry-After says; longer waits are
+/// left to the job queue, which does not hold a worker meanwhile.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(30);
+
+/// Why minting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LangSmithError {
+    /// LangSmith refused the key: permanent until the operator fixes it.
+    #[error("LangSmith answered {status}: {hint}")]
+    Auth {
+        /// 401 or 403.
+        status: u16,
+        /// What to fix.
+        hint: String,
+    },
+    /// Any other HTTP error status.
+    #[error("LangSmith answered {status}: {detail}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// The body's `detail`, shortened.
+        detail: String,
+        /// Retry-After, when given.
+        retry_after: Option<Duration>,
+    },
+    /// No answer in time.
+    #[error("LangSmith did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("cannot reach LangSmith: {0}")]
+    Connect(String),
+    /// A 2xx answer we could not use.
+    #[error("LangSmith sent an unusable reply: {0}")]
+    InvalidResponse(String),
+}
+
+impl LangSmithError {
+    /// Whether trying again later may succeed (DESIGN §7).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LangSmithError::Status { status, .. } => is_retryable_status(*status),
+            LangSmithError::Timeout(_) | LangSmithError::Connect(_) => true,
+            LangSmithError::Auth { .. } | LangSmithError::InvalidResponse(_) => false,
+        }
+    }
+
+    /// The server's requested wait, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LangSmithError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The token-minting client.
+#[derive(Clone)]
+pub struct LangSmithClient {
+    http: reqwest::Client,
+    tokens_url: url::Url,
+    api_key: Option<SecretString>,
+    workspace_id: Option<String>,
+    max_attempts: u32,
+    backoff_base: Duration,
+    timeout: Duration,
+}
+
+impl LangSmithClient {
+    /// A client for the LangSmith at `base` (no `/api/v1`).
+    pub fn new(
+        base: &url::Url,
+        api_key: Option<SecretString>,
+        workspace_id: Option<String>,
+        timeout: Duration,
+        max_attempts: u32,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("feedback-dispatch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut tokens_url = base.clone();
+        let path = format!("{}/api/v1/feedback/tokens", base.path().trim_end_matches('/'));
+        tokens_url.set_path(&path);
+        Ok(LangSmithClient {
+            http,
+            tokens_url,
+            api_key,
+            workspace_id,
+            max_attempts: max_attempts.max(1),
+            backoff_base: Duration::from_millis(500),
+            timeout,
+        })
+    }
+
+    /// Sets the first retry delay (doubled per try, with jitter); tests shorten it.
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// Mints one token per request item in a single HTTP request (retried as the policy allows).
+    /// The result is in request order.
+    pub async fn mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
+        if requests.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = std::time::Instant::now();
+            let result = self.try_mint(requests).await;
+            let elapsed = started.elapsed();
+            match result {
+                Ok(tokens) => {
+                    tracing::debug!(tokens = tokens.len(), attempt, ?elapsed, "minted feedback tokens");
+                    return Ok(tokens);
+                }
+                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                    let backoff = backoff(self.backoff_base, attempt);
+                    let wait = e.retry_after().unwrap_or(backoff);
+                    if wait > MAX_INLINE_WAIT {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, attempt, wait = ?wait, "minting failed, retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
+        let mut req = self.http.post(self.tokens_url.clone()).json(requests);
+        if let Some(key) = &self.api_key {
+            req = req.header("x-api-key", key.expose_secret());
+        }
+        if let Some(ws) = &self.workspace_id {
+            req = req.header("X-Tenant-Id", ws);
+        }
+        let response = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            let detail = error_detail(&body);
+            return Err(match status {
+                401 => LangSmithError::Auth {
+                    status,
+                    hint: format!("the API key was refused; check LANGSMITH_API_KEY ({detail})"),
+                },
+                403 => LangSmithError::Auth {
+                    status,
+                    hint: format!(
+                        "the API key may not mint tokens here; check LANGSMITH_API_KEY, and set LANGSMITH_WORKSPACE_ID for an organization-scoped key ({detail})"
+                    ),
+                },
+                _ => LangSmithError::Status { status, detail, retry_after },
+            });
+        }
+        let items: Vec<TokenResponseItem> = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Array(items)) => items
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| LangSmithError::InvalidResponse(format!("token item: {e}")))?,
+            Ok(obj @ serde_json::Value::Object(_)) => vec![
+                serde_json::from_value(obj).map_err(|e| LangSmithError::InvalidResponse(format!("token item: {e}")))?,
+            ],
+            Ok(_) => return Err(LangSmithError::InvalidResponse("expected a JSON array of tokens".into())),
+            Err(e) => return Err(LangSmithError::InvalidResponse(format!("not JSON: {e}"))),
+        };
+        match_tokens(requests, items)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> LangSmithError {
+        if e.is_timeout() {
+            LangSmithError::Timeout(self.timeout)
+        } else {
+            // reqwest's message names the URL; the tokens URL carries no secret.
+            LangSmithError::Connect(e.without_url().to_string())
+        }
+    }
+}
+
+/// Pairs reply items with requests: by `feedback_key` first (in order), else by position.
+fn match_tokens(requests: &[TokenRequest], items: Vec<TokenResponseItem>) -> Result<Vec<MintedToken>, LangSmithError> {
+    if items.len() != requests.len() {
+        return Err(LangSmithError::InvalidResponse(format!(
+            "asked for {} tokens, got {}",
+            requests.len(),
+            items.len()
+        )));
+    }
+    let mut slots: Vec<Option<TokenResponseItem>> = items.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(requests.len());
+    for (i, req) in requests.iter().enumerate() {
+        // Same key at the same position first (the common case, and right for several runs with
+        // one key), then the first unused item with that key, then the item at this position.
+        let same_here = slots[i]
+            .as_ref()
+            .is_some_and(|it| it.feedback_key.as_deref().is_none_or(|k| k == req.feedback_key.as_str()));
+        let index = if same_here {
+            Some(i)
+        } else {
+            slots
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|it| it.feedback_key.as_deref() == Some(req.feedback_key.as_str())))
+                .or_else(|| slots[i].is_some().then_some(i))
+        };
+        let item = index
+            .and_then(|ix| slots[ix].take())
+            .ok_or_else(|| LangSmithError::InvalidResponse(format!("no token for key {:?}", req.feedback_key.as_str())))?;
+        out.push(minted(req, item)?);
+    }
+    Ok(out)
+}
+
+fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, LangSmithError> {
+    let url = url::Url::parse(&item.url).map_err(|e| LangSmithError::InvalidResponse(format!("token url: {e}")))?;
+    let expires_at = parse_timestamp(&item.expires_at)
+        .ok_or_else(|| LangSmithError::InvalidResponse(format!("token expires_at {:?}", item.expires_at)))?;
+    let feedback_key = match item.feedback_key.as_deref() {
+        Some(k) if k != req.feedback_key.as_str() => FeedbackKey::parse(k).map_err(LangSmithError::InvalidResponse)?,
+        _ => req.feedback_key.clone(),
+    };
+    Ok(MintedToken { id: item.id, run_id: req.run_id, feedback_key, url, expires_at })
+}
+
+/// `Retry-After` in seconds (HTTP dates are rare from APIs and are treated as absent).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// Exponential backoff with full jitter: a random wait in [base·2^(n-1)/2, base·2^(n-1)].
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let half = exp / 2;
+    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
+}
+
+fn error_detail(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => match v.get("detail").or_else(|| v.get("error")).or_else(|| v.get("message")) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => v.to_string(),
+        },
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    crate::domain::cut(text.trim(), 300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RunId;
+
+    fn req(key: &str) -> TokenRequest {
+        TokenRequest {
+            run_id: RunId::parse("21d04a73-4101-4c4b-8915-bc8f5010a2dd").unwrap(),
+            feedback_key: FeedbackKey::parse(key).unwrap(),
+            expires_in: None,
+            expires_at: None,
+            feedback_config: None,
+        }
+    }
+
+    fn item(key: Option<&str>, n: u128) -> TokenResponseItem {
+        let id = uuid::Uuid::from_u128(n);
+        TokenResponseItem {
+            id,
+            url: format!("https://x.example/api/v1/feedback/tokens/{id}"),
+            expires_at: "2026-08-29T09:15:02.417733+00:00".into(),
+            feedback_key: key.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn reply_items_are_matched_by_key_then_position() {
+        let reqs = [req("a"), req("b")];
+        let out = match_tokens(&reqs, vec![item(Some("b"), 2), item(Some("a"), 1)]).unwrap();
+        assert_eq!(out[0].id, uuid::Uuid::from_u128(1));
+        assert_eq!(out[1].id, uuid::Uuid::from_u128(2));
+        let out = match_tokens(&reqs, vec![item(None, 1), item(None, 2)]).unwrap();
+        assert_eq!(out[0].feedback_key.as_str(), "a");
+        assert_eq!(out[1].id, uuid::Uuid::from_u128(2));
+        assert!(match_tokens(&reqs, vec![item(None, 1)]).is_err());
+    }
+
+    #[test]
+    fn retryable_statuses_follow_the_policy() {
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [400, 404, 409, 422] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_within_its_bounds() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..6 {
+            let top = base * (1 << (attempt - 1));
+            let d = backoff(base, attempt);
+            assert!(d >= top / 2 && d <= top, "{attempt}: {d:?}");
+        }
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! The JSON of LangSmith's presigned-feedback-token API, as the SDKs send and read it.
+
+use crate::domain::{FeedbackConfig, FeedbackKey, RunId};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A relative expiry: LangSmith's `{"days", "hours", "minutes"}` (seconds are dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExpiresIn {
+    /// Whole days.
+    #[serde(default)]
+    pub days: u64,
+    /// Whole hours after the days.
+    #[serde(default)]
+    pub hours: u64,
+    /// Whole minutes after the hours.
+    #[serde(default)]
+    pub minutes: u64,
+}
+
+impl ExpiresIn {
+    /// Splits a duration, rounding up to the next minute so a link never expires early.
+    pub fn from_duration(d: Duration) -> Self {
+        let minutes_total = d.as_secs().div_ceil(60).max(1);
+        ExpiresIn {
+            days: minutes_total / 1440,
+            hours: (minutes_total % 1440) / 60,
+            minutes: minutes_total % 60,
+        }
+    }
+
+    /// The duration it stands for.
+    pub fn as_duration(&self) -> Duration {
+        Duration::from_secs(
+            self.days.saturating_mul(86_400).saturating_add(self.hours.saturating_mul(3600)).saturating_add(self.minutes.saturating_mul(60)),
+        )
+    }
+}
+
+/// One item of `POST /api/v1/feedback/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRequest {
+    /// The run feedback is recorded for.
+    pub run_id: RunId,
+    /// The key it is recorded under.
+    pub feedback_key: FeedbackKey,
+    /// Relative expiry.
+    pub expires_in: Option<ExpiresIn>,
+    /// Absolute expiry (sent instead of `expires_in`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Validation LangSmith applies to submissions.
+    pub feedback_config: Option<FeedbackConfig>,
+}
+
+/// One item of the reply, read leniently: the SDK models omit `feedback_key`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponseItem {
+    /// Token id.
+    pub id: uuid::Uuid,
+    /// The presigned URL.
+    pub url: String,
+    /// Expiry, with or without a time zone.
+    pub expires_at: String,
+    /// The key, when the server says.
+    #[serde(default)]
+    pub feedback_key: Option<String>,
+}
+
+/// A minted token: the presigned link for one run and key. Its URL is a bearer credential:
+/// `Debug` prints the id only.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct MintedToken {
+    /// Token id (safe to log).
+    pub id: uuid::Uuid,
+    /// The run.
+    pub run_id: RunId,
+    /// The key.
+    pub feedback_key: FeedbackKey,
+    /// The presigned GET/POST URL.
+    pub url: url::Url,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for MintedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedToken")
+            .field("id", &self.id)
+            .field("run_id", &self.run_id)
+            .field("feedback_key", &self.feedback_key)
+            .field("url", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Reads LangSmith timestamps: RFC 3339, or naive ISO 8601 taken as UTC.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+/// Formats a timestamp as LangSmith does (`2026-08-29T09:15:02.417733+00:00`).
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_splits_and_rounds_up() {
+        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(7 * 86400)), ExpiresIn { days: 7, hours: 0, minutes: 0 });
+        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(90_061)), ExpiresIn { days: 1, hours: 1, minutes: 2 });
+        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(1)), ExpiresIn { days: 0, hours: 0, minutes: 1 });
+    }
+
+    #[test]
+    fn timestamps_with_and_without_zone_are_read_as_utc() {
+        let a = parse_timestamp("2026-08-29T09:15:02.417733+00:00").unwrap();
+        let b = parse_timestamp("2026-08-29T09:15:02.417733").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(format_timestamp(a), "2026-08-29T09:15:02.417733+00:00");
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn minted_tokens_never_print_their_url() {
+        let t = MintedToken {
+            id: uuid::Uuid::nil(),
+            run_id: RunId::parse("21d04a73-4101-4c4b-8915-bc8f5010a2dd").unwrap(),
+            feedback_key: FeedbackKey::parse("k").unwrap(),
+            url: url::Url::parse("https://x.example/api/v1/feedback/tokens/secret-id").unwrap(),
+            expires_at: Utc::now(),
+        };
+        assert!(!format!("{t:?}").contains("secret-id"));
+    }
+}

@@ -1,0 +1,20 @@
+//! feedback-dispatch: when an LLM run completes, mint LangSmith presigned feedback tokens for the
+//! configured keys and put the run, with one-click feedback buttons, where people read it
+//! (Slack, email digests).
+//!
+//! Modules:
+//! - [`settings`]: the TOML file, environment overrides and secrets, validated.
+//! - [`domain`]: run ids, feedback keys, key specs, routes, run events.
+//! - [`store`]: SQLite: the job queue and the embedded token service's data.
+//! - [`langsmith`]: the token-minting client and the embedded LangSmith-compatible service.
+//! - [`links`]: minted tokens × buttons → feedback URLs.
+//! - [`startup`], [`cli`], [`telemetry`]: wiring.
+
+pub mod cli;
+pub mod domain;
+pub mod langsmith;
+pub mod links;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,121 @@
+//! Feedback links: a key's buttons × its minted token → labelled GET URLs
+//! (`…/feedback/tokens/<id>?score=1`, categorical `?score=<value>&value=<label>`).
+
+use crate::domain::{ButtonStyle, FeedbackKey, KeySpec, format_score};
+use crate::langsmith::MintedToken;
+
+/// One button's link. The URL is a bearer credential: `Debug` hides it.
+#[derive(Clone, PartialEq)]
+pub struct FeedbackLink {
+    /// The key it records.
+    pub key: FeedbackKey,
+    /// Button text.
+    pub label: String,
+    /// Button style.
+    pub style: ButtonStyle,
+    /// The score a click records.
+    pub score: f64,
+    /// The presigned GET URL with the submission in its query.
+    pub url: url::Url,
+}
+
+impl std::fmt::Debug for FeedbackLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedbackLink")
+            .field("key", &self.key)
+            .field("label", &self.label)
+            .field("score", &self.score)
+            .field("url", &"[redacted]")
+            .finish()
+    }
+}
+
+/// All buttons of one key for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyLinks {
+    /// The key.
+    pub key: FeedbackKey,
+    /// Its buttons, in configured order.
+    pub links: Vec<FeedbackLink>,
+    /// When the token stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The links of `spec`'s buttons on `token` (which must be for the same key).
+pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
+    let links = spec
+        .buttons
+        .iter()
+        .map(|b| {
+            let mut url = token.url.clone();
+            // The presigned URL has no query of its own; start clean so nothing is doubled.
+            url.set_query(None);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("score", &format_score(b.score));
+                if let Some(v) = &b.value {
+                    q.append_pair("value", v);
+                }
+            }
+            FeedbackLink { key: spec.key.clone(), label: b.label.clone(), style: b.style, score: b.score, url }
+        })
+        .collect();
+    KeyLinks { key: spec.key.clone(), links, expires_at: token.expires_at }
+}
+
+/// Links for every token that has a configured key, in token order; tokens whose key is no
+/// longer configured (the config changed since minting) are skipped.
+pub fn links_for_run(keys: &[KeySpec], tokens: &[MintedToken]) -> Vec<KeyLinks> {
+    tokens
+        .iter()
+        .filter_map(|t| keys.iter().find(|k| k.key == t.feedback_key).map(|spec| key_links(spec, t)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Button, RunId};
+
+    fn token(key: &str) -> MintedToken {
+        MintedToken {
+            id: uuid::Uuid::from_u128(7),
+            run_id: RunId::parse("21d04a73-4101-4c4b-8915-bc8f5010a2dd").unwrap(),
+            feedback_key: FeedbackKey::parse(key).unwrap(),
+            url: url::Url::parse("https://api.smith.langchain.com/api/v1/feedback/tokens/00000000-0000-0000-0000-000000000007").unwrap(),
+            expires_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn buttons_become_score_links() {
+        let spec = KeySpec {
+            key: FeedbackKey::parse("thumbs_up").unwrap(),
+            feedback_config: None,
+            buttons: vec![Button { label: "👍".into(), score: 1.0, value: None, style: ButtonStyle::Primary }],
+        };
+        let links = key_links(&spec, &token("thumbs_up"));
+        assert_eq!(
+            links.links[0].url.as_str(),
+            "https://api.smith.langchain.com/api/v1/feedback/tokens/00000000-0000-0000-0000-000000000007?score=1"
+        );
+    }
+
+    #[test]
+    fn categorical_labels_are_percent_encoded() {
+        let spec = KeySpec {
+            key: FeedbackKey::parse("correctness").unwrap(),
+            feedback_config: None,
+            buttons: vec![Button { label: "so-so".into(), score: 0.5, value: Some("half right & more?".into()), style: ButtonStyle::Default }],
+        };
+        let links = key_links(&spec, &token("correctness"));
+        assert_eq!(links.links[0].url.query(), Some("score=0.5&value=half+right+%26+more%3F"));
+        let pairs: Vec<(String, String)> = links.links[0].url.query_pairs().into_owned().collect();
+        assert_eq!(pairs[1], ("value".to_string(), "half right & more?".to_string()));
+    }
+
+    #[test]
+    fn tokens_of_unconfigured_keys_are_skipped() {
+        assert!(links_for_run(&[], &[token("gone")]).is_empty());
+    }
+}

@@ -1,0 +1,142 @@
+//! Start-up: `Application::build` opens the store and binds the listener (port 0 works, so tests
+//! can run many apps side by side); `run_until_stopped` serves until the shutdown future resolves.
+
+use crate::langsmith::{LangSmithClient, embedded};
+use crate::settings::{LangSmithEndpoint, Settings};
+use crate::store::{SqliteStore, Store};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What request handlers and workers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Token minting.
+    pub langsmith: LangSmithClient,
+    /// How browsers reach this server.
+    pub public_url: url::Url,
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store, binds `server.listen` and wires the routes.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(&settings.store.url)
+            .await
+            .with_context(|| format!("cannot open the store at {}", settings.store.url))?;
+        let listener = tokio::net::TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
+        let loopback = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        let self_url = url::Url::parse(&format!("http://{loopback}")).context("bound address is not a URL")?;
+        let public_url = settings.server.public_url.clone().unwrap_or_else(|| self_url.clone());
+        let ls = &settings.langsmith;
+        let base = match &ls.endpoint {
+            // The embedded service is served on this very listener.
+            LangSmithEndpoint::Embedded => self_url.clone(),
+            LangSmithEndpoint::Remote(u) => u.clone(),
+        };
+        let langsmith = LangSmithClient::new(&base, ls.api_key.clone(), ls.workspace_id.clone(), ls.timeout, ls.max_attempts)?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store: Arc::new(store),
+            langsmith,
+            public_url,
+        };
+        Ok(Application { listener, addr, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests use its store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = router(self.state.clone());
+        tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        tracing::info!("feedback-dispatch stopped");
+        Ok(())
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state.clone());
+    if state.settings.langsmith.endpoint == LangSmithEndpoint::Embedded {
+        app = app.merge(embedded::router(embedded::EmbeddedState {
+            store: state.store.clone(),
+            public_url: state.public_url.clone(),
+        }));
+    }
+    app.layer(axum::extract::DefaultBodyLimit::max(state.settings.server.max_body_bytes))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "store is not answering");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

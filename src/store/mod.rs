@@ -1,0 +1,234 @@
+//! Durable state behind the `Store` trait: the job queue (with leases, idempotency, minted
+//! tokens and dead letters) and the embedded LangSmith service's tokens and feedback.
+//! `sqlite.rs` is the implementation; only this module uses sqlx.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::RunId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Errors from the store. Callers only ever log or surface them; they are not matched.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed at start-up.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database folder could not be created.
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a job sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// One Slack message for one run.
+    Slack,
+    /// One digest email to one recipient.
+    Digest,
+}
+
+impl JobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Slack => "slack",
+            JobKind::Digest => "digest",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "slack" => Ok(JobKind::Slack),
+            "digest" => Ok(JobKind::Digest),
+            other => Err(StoreError::Corrupt(format!("unknown job kind {other:?}"))),
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for `next_attempt_at`.
+    Pending,
+    /// Claimed by a worker until `lease_until`.
+    Leased,
+    /// Delivered.
+    Sent,
+    /// Given up on: a permanent error or too many attempts.
+    Dead,
+}
+
+impl JobState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Leased => "leased",
+            JobState::Sent => "sent",
+            JobState::Dead => "dead",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(JobState::Pending),
+            "leased" => Ok(JobState::Leased),
+            "sent" => Ok(JobState::Sent),
+            "dead" => Ok(JobState::Dead),
+            other => Err(StoreError::Corrupt(format!("unknown job state {other:?}"))),
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What it sends.
+    pub kind: JobKind,
+    /// The route that made it.
+    pub route: String,
+    /// Channel, webhook label or recipient.
+    pub target: String,
+    /// The run, for per-run jobs.
+    pub run_id: Option<RunId>,
+    /// Unique per logical message; a second enqueue with the same key is a duplicate.
+    pub idempotency_key: String,
+    /// What to render (JSON).
+    pub payload: serde_json::Value,
+    /// When it may first run.
+    pub due_at: DateTime<Utc>,
+}
+
+/// A stored job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Row id.
+    pub id: i64,
+    /// What it sends.
+    pub kind: JobKind,
+    /// The route that made it.
+    pub route: String,
+    /// Channel, webhook label or recipient.
+    pub target: String,
+    /// The run, for per-run jobs.
+    pub run_id: Option<RunId>,
+    /// What to render.
+    pub payload: serde_json::Value,
+    /// Where it is.
+    pub state: JobState,
+    /// Attempts so far, counting the current one while leased.
+    pub attempts: u32,
+    /// Tokens minted for it by an earlier attempt.
+    pub minted: Option<serde_json::Value>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it is next due.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// Counts from one enqueue call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueOutcome {
+    /// New jobs.
+    pub accepted: usize,
+    /// Jobs that already existed (a re-sent webhook).
+    pub duplicates: usize,
+}
+
+/// A token of the embedded LangSmith service.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    /// Token id (the credential).
+    pub id: uuid::Uuid,
+    /// The run it records feedback for.
+    pub run_id: RunId,
+    /// The key it records.
+    pub feedback_key: String,
+    /// LangSmith `feedback_config`, validated on submit.
+    pub feedback_config: Option<serde_json::Value>,
+    /// After this the token is refused.
+    pub expires_at: DateTime<Utc>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A feedback row of the embedded LangSmith service.
+#[derive(Debug, Clone)]
+pub struct StoredFeedback {
+    /// Feedback id.
+    pub id: uuid::Uuid,
+    /// The token it came through, if any.
+    pub token_id: Option<uuid::Uuid>,
+    /// The run.
+    pub run_id: RunId,
+    /// The key.
+    pub key: String,
+    /// Numeric score.
+    pub score: Option<f64>,
+    /// Value (number, bool or string).
+    pub value: Option<serde_json::Value>,
+    /// Comment.
+    pub comment: Option<String>,
+    /// Correction.
+    pub correction: Option<serde_json::Value>,
+    /// Metadata (POST only).
+    pub metadata: Option<serde_json::Value>,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Durable state. SQLite now; the trait leaves room for PostgreSQL for several replicas.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the database does.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts all jobs in one transaction; existing idempotency keys count as duplicates.
+    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<EnqueueOutcome, StoreError>;
+    /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
+    async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// Keeps the tokens minted for a job, so a retry reuses them.
+    async fn save_minted(&self, job_id: i64, minted: &serde_json::Value, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks a job delivered.
+    async fn mark_sent(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Returns a job to the queue, due at `at`, keeping the error.
+    async fn mark_retry(&self, job_id: i64, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Returns a job to the queue without counting the attempt (pacing, shutdown).
+    async fn release(&self, job_id: i64, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Makes a job a dead letter with its reason.
+    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Jobs in a state, oldest first.
+    async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// Requeues dead letters (`None` = all) with a fresh attempt count; returns how many.
+    async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Number of jobs in each state.
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
+    /// The earliest `next_attempt_at` of a pending job, to sleep until then.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Stores embedded-service tokens.
+    async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError>;
+    /// One token by id.
+    async fn token(&self, id: uuid::Uuid) -> Result<Option<StoredToken>, StoreError>;
+    /// Tokens of a run, oldest first.
+    async fn tokens_for_run(&self, run_id: RunId, limit: i64, offset: i64) -> Result<Vec<StoredToken>, StoreError>;
+    /// Records feedback.
+    async fn insert_feedback(&self, feedback: &StoredFeedback) -> Result<(), StoreError>;
+    /// Feedback of some runs (all when empty), optionally of some keys, oldest first.
+    async fn feedback(&self, run_ids: &[RunId], keys: &[String], limit: i64, offset: i64) -> Result<Vec<StoredFeedback>, StoreError>;
+}

@@ -1,0 +1,374 @@
+//! SQLite implementation of [`Store`]: WAL journal, one writer at a time, migrations at start.
+
+use super::{
+    EnqueueOutcome, Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken,
+};
+use crate::domain::RunId;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a writer waits for the lock before failing. Intake commits are small; a busy
+/// timeout this long only matters under heavy contention, and beats an error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`),
+    /// creates its folder, switches to WAL and runs migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:");
+        if !memory {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable against process crashes (the case we promise), and only
+            // a power loss can drop the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection: keep exactly one.
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {s:?}: {e}")))
+}
+
+fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    v.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+fn run_id(s: &str) -> Result<RunId, StoreError> {
+    RunId::parse(s).map_err(StoreError::Corrupt)
+}
+
+fn uuid(s: &str) -> Result<uuid::Uuid, StoreError> {
+    uuid::Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: JobKind::parse(row.try_get("kind")?)?,
+        route: row.try_get("route")?,
+        target: row.try_get("target")?,
+        run_id: row.try_get::<Option<String>, _>("run_id")?.as_deref().map(run_id).transpose()?,
+        payload: serde_json::from_str(row.try_get("payload")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state: JobState::parse(row.try_get("state")?)?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        minted: json_opt(row.try_get("minted")?)?,
+        last_error: row.try_get("last_error")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<StoredToken, StoreError> {
+    Ok(StoredToken {
+        id: uuid(row.try_get("id")?)?,
+        run_id: run_id(row.try_get("run_id")?)?,
+        feedback_key: row.try_get("feedback_key")?,
+        feedback_config: json_opt(row.try_get("feedback_config")?)?,
+        expires_at: parse_time(row.try_get("expires_at")?)?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+    })
+}
+
+fn feedback_from_row(row: &SqliteRow) -> Result<StoredFeedback, StoreError> {
+    Ok(StoredFeedback {
+        id: uuid(row.try_get("id")?)?,
+        token_id: row.try_get::<Option<String>, _>("token_id")?.as_deref().map(uuid).transpose()?,
+        run_id: run_id(row.try_get("run_id")?)?,
+        key: row.try_get("key")?,
+        score: row.try_get("score")?,
+        value: json_opt(row.try_get("value")?)?,
+        comment: row.try_get("comment")?,
+        correction: json_opt(row.try_get("correction")?)?,
+        metadata: json_opt(row.try_get("metadata")?)?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+    })
+}
+
+/// The columns `job_from_row` reads; a macro so queries stay static strings.
+macro_rules! job_columns {
+    () => {
+        "id, kind, route, target, run_id, payload, state, attempts, minted, last_error, created_at, next_attempt_at"
+    };
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<EnqueueOutcome, StoreError> {
+        let mut outcome = EnqueueOutcome::default();
+        if jobs.is_empty() {
+            return Ok(outcome);
+        }
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            let done = sqlx::query(
+                "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(job.kind.as_str())
+            .bind(&job.route)
+            .bind(&job.target)
+            .bind(job.run_id.map(|r| r.to_string()))
+            .bind(&job.idempotency_key)
+            .bind(job.payload.to_string())
+            .bind(ms(job.due_at))
+            .bind(ms(now))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                outcome.accepted += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let now_ms = ms(now);
+        let until = now_ms + lease.as_millis() as i64;
+        // One statement, so two workers can never lease the same job.
+        let rows = sqlx::query(concat!(
+            "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE (state = 'pending' AND next_attempt_at <= ?2) OR (state = 'leased' AND lease_until <= ?2)
+                 ORDER BY next_attempt_at, id LIMIT ?3)
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(until)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn save_minted(&self, job_id: i64, minted: &serde_json::Value, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET minted = ?, updated_at = ? WHERE id = ?")
+            .bind(minted.to_string())
+            .bind(ms(now))
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_sent(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ?1, updated_at = ?1 WHERE id = ?2")
+            .bind(ms(now))
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_retry(&self, job_id: i64, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'leased'")
+            .bind(ms(at))
+            .bind(error)
+            .bind(ms(now))
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release(&self, job_id: i64, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND state = 'leased'")
+            .bind(ms(at))
+            .bind(ms(now))
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(ms(now))
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE state = ? ORDER BY id LIMIT ?"))
+            .bind(state.as_str())
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+             WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((JobState::parse(r.try_get("state")?)?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(t) AS t FROM (
+                 SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'pending'
+                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
+    }
+
+    async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for t in tokens {
+            sqlx::query("INSERT INTO ls_tokens (id, run_id, feedback_key, feedback_config, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(t.id.to_string())
+                .bind(t.run_id.to_string())
+                .bind(&t.feedback_key)
+                .bind(t.feedback_config.as_ref().map(|c| c.to_string()))
+                .bind(rfc3339(t.expires_at))
+                .bind(rfc3339(t.created_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: uuid::Uuid) -> Result<Option<StoredToken>, StoreError> {
+        let row = sqlx::query("SELECT * FROM ls_tokens WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens_for_run(&self, run: RunId, limit: i64, offset: i64) -> Result<Vec<StoredToken>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM ls_tokens WHERE run_id = ? ORDER BY created_at, rowid LIMIT ? OFFSET ?")
+            .bind(run.to_string())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn insert_feedback(&self, f: &StoredFeedback) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ls_feedback (id, token_id, run_id, key, score, value, comment, correction, metadata, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(f.id.to_string())
+        .bind(f.token_id.map(|t| t.to_string()))
+        .bind(f.run_id.to_string())
+        .bind(&f.key)
+        .bind(f.score)
+        .bind(f.value.as_ref().map(|v| v.to_string()))
+        .bind(&f.comment)
+        .bind(f.correction.as_ref().map(|v| v.to_string()))
+        .bind(f.metadata.as_ref().map(|v| v.to_string()))
+        .bind(rfc3339(f.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn feedback(&self, run_ids: &[RunId], keys: &[String], limit: i64, offset: i64) -> Result<Vec<StoredFeedback>, StoreError> {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM ls_feedback WHERE 1 = 1");
+        if !run_ids.is_empty() {
+            qb.push(" AND run_id IN (");
+            let mut sep = qb.separated(", ");
+            for r in run_ids {
+                sep.push_bind(r.to_string());
+            }
+            qb.push(")");
+        }
+        if !keys.is_empty() {
+            qb.push(" AND key IN (");
+            let mut sep = qb.separated(", ");
+            for k in keys {
+                sep.push_bind(k.clone());
+            }
+            qb.push(")");
+        }
+        qb.push(" ORDER BY seq LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(feedback_from_row).collect()
+    }
+}
