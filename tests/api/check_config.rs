@@ -1,0 +1,119 @@
+//! `check-config` through the real binary: broken files name the path and what was expected.
+
+use std::process::Command;
+
+fn check_config(toml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const KEY: &str = "[[keys]]\nname = \"thumbs_up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+
+#[test]
+fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("unknown key", "[server]\nlisten_on = \"127.0.0.1:1\"\n".into(), &["server.listen_on", "unknown key"]),
+        ("unknown section", "[slakc]\nmode = \"api\"\n".into(), &["slakc", "unknown key"]),
+        ("wrong type", "[workers]\nconcurrency = \"many\"\n".into(), &["workers.concurrency", "invalid type"]),
+        ("undefined key in route", format!("{KEY}[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\", \"stars\"]\nslack = {{ channel = \"C1\" }}\n"),
+            &["routes[0].keys[1]", "\"stars\" is not defined", "thumbs_up"]),
+        ("score out of range", "[[keys]]\nname = \"s\"\nfeedback_config = { type = \"continuous\", min = 1, max = 5 }\nbuttons = [{ label = \"x\", score = 7 }]\n".into(),
+            &["keys[0].buttons[0].score", "outside the key's range", "1 to 5"]),
+        ("categorical without categories", "[[keys]]\nname = \"c\"\nfeedback_config = { type = \"categorical\" }\n".into(),
+            &["keys[0].feedback_config.categories", "needs categories"]),
+        ("button value not a category", "[[keys]]\nname = \"c\"\nfeedback_config = { type = \"categorical\", categories = [{ value = 1, label = \"ok\" }] }\nbuttons = [{ label = \"x\", score = 2 }]\n".into(),
+            &["keys[0].buttons[0].score", "not among the key's categories", "1"]),
+        ("range too large for default buttons", "[[keys]]\nname = \"n\"\nfeedback_config = { type = \"continuous\", min = 0, max = 100 }\n".into(),
+            &["keys[0].buttons", "101 buttons", "at most 11"]),
+        ("bad duration", format!("{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"a week\"\nslack = {{ channel = \"C1\" }}\n"),
+            &["routes[0].link_ttl", "not a duration", "\"7d\""]),
+        ("bad email address", format!("{KEY}[[routes]]\nname = \"r\"\nemail = {{ to = [\"reviewers.example.com\"] }}\n"),
+            &["routes[0].email.to[0]", "not an email address"]),
+        ("route without target", format!("{KEY}[[routes]]\nname = \"r\"\n"), &["routes[0]", "has no target"]),
+        ("unknown slack mode", "[slack]\nmode = \"carrier-pigeon\"\n".into(), &["slack.mode", "unknown mode", "\"api\", \"webhook\" or \"outbox\""]),
+        ("api mode without bot token", "[slack]\nmode = \"api\"\n".into(), &["slack.mode", "SLACK_BOT_TOKEN"]),
+        ("remote LangSmith without key", "[langsmith]\nendpoint = \"https://api.smith.langchain.com\"\n".into(), &["langsmith.endpoint", "LANGSMITH_API_KEY"]),
+        ("bad endpoint", "[langsmith]\nendpoint = \"smith\"\n".into(), &["langsmith.endpoint", "not a LangSmith endpoint"]),
+        ("bad listen address", "[server]\nlisten = \"localhost\"\n".into(), &["server.listen", "not an address"]),
+        ("link_ttl shorter than the digest window", format!("{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"30m\"\nemail = {{ to = [\"a@example.com\"], every = \"1h\" }}\n"),
+            &["routes[0].link_ttl", "not longer than the digest window"]),
+        ("plain SMTP to a remote host", "[email]\nmode = \"smtp\"\nsmtp_url = \"smtp://mail.example.com:25\"\n".into(), &["email.smtp_url", "unencrypted"]),
+        ("sample out of range", format!("{KEY}[[routes]]\nname = \"r\"\nmatch = {{ sample = 2.0 }}\nslack = {{ channel = \"C1\" }}\n"), &["routes[0].match.sample", "0.0 to 1.0"]),
+        ("channel_from outside metadata", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel_from = \"inputs.channel\" }}\n"), &["routes[0].slack.channel_from", "metadata path"]),
+        ("duplicate key", format!("{KEY}{KEY}"), &["keys[1].name", "defined twice"]),
+        ("not TOML", "[server\nlisten = 1".into(), &["not valid TOML"]),
+    ];
+    assert!(cases.len() >= 12);
+    for (name, toml, expected) in cases {
+        let (code, stdout, stderr) = check_config(&toml, &[]);
+        assert_eq!(code, 2, "{name}: exit code (stdout: {stdout}, stderr: {stderr})");
+        assert!(stdout.is_empty(), "{name}: nothing on stdout, got {stdout}");
+        for needle in expected {
+            assert!(stderr.contains(needle), "{name}: expected {needle:?} in:\n{stderr}");
+        }
+        assert!(stderr.contains("settings.toml"), "{name}: the message names the file:\n{stderr}");
+    }
+}
+
+#[test]
+fn every_problem_of_a_file_is_listed_one_per_line() {
+    let toml = "[slack]\nmode = \"api\"\n[[keys]]\nname = \"k\"\nbuttons = []\n[[routes]]\nname = \"r\"\nkeys = [\"zzz\"]\nlink_ttl = \"soon\"\nslack = { channel = \"C1\" }\n";
+    let (code, _, stderr) = check_config(toml, &[]);
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(lines[0].contains("slack.mode"));
+    assert!(lines[1].contains("keys[0].buttons"));
+    assert!(lines[2].contains("routes[0].keys[0]"));
+    assert!(lines[3].contains("routes[0].link_ttl"));
+}
+
+#[test]
+fn a_valid_file_prints_a_summary_without_secret_values() {
+    let toml = format!(
+        "[langsmith]\nendpoint = \"https://eu.api.smith.langchain.com/api/v1/\"\n[slack]\nmode = \"api\"\n{KEY}[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123\" }}\n"
+    );
+    let (code, stdout, stderr) = check_config(
+        &toml,
+        &[("LANGSMITH_API_KEY", "lsv2_pt_supersecret"), ("SLACK_BOT_TOKEN", "xoxb-also-secret"), ("SMTP_PASSWORD", "hunter2")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("https://eu.api.smith.langchain.com/"), "{stdout}");
+    assert!(stdout.contains("LANGSMITH_API_KEY set"), "{stdout}");
+    assert!(stdout.contains("SLACK_SIGNING_SECRET unset"), "{stdout}");
+    assert!(stdout.contains("thumbs_up"), "{stdout}");
+    assert!(stdout.contains("support: keys thumbs_up"), "{stdout}");
+    for secret in ["supersecret", "xoxb-also-secret", "hunter2"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} leaked");
+    }
+}
+
+#[test]
+fn environment_overrides_apply_and_bad_ones_are_named() {
+    let (code, stdout, _) = check_config("", &[("FEEDBACK_DISPATCH__SERVER__LISTEN", "127.0.0.1:9999")]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("listen 127.0.0.1:9999"), "{stdout}");
+    let (code, _, stderr) = check_config("", &[("FEEDBACK_DISPATCH__WORKERS__CONCURRENCY", "lots")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("workers.concurrency"), "{stderr}");
+}
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let (code, stdout, stderr) = check_config(include_str!("../../config/default.toml"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("embedded"), "{stdout}");
+}

@@ -1,0 +1,162 @@
+//! Local fake servers that record every request and answer from a script, then a default.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: Method,
+    /// Path.
+    pub path: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+/// What the fake answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body (sent as JSON content type when it parses as JSON).
+    pub body: String,
+    /// Wait this long before answering (a hang, when longer than the client's timeout).
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A JSON reply.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Reply { status, headers: vec![], body: body.to_string(), delay: Duration::ZERO }
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Answers after `d`.
+    pub fn delayed(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A recording fake on a free loopback port.
+#[derive(Clone)]
+pub struct FakeServer {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+}
+
+impl FakeServer {
+    /// Starts a fake that answers with `default` unless a scripted reply is queued.
+    pub async fn start(default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let default: Handler = Arc::new(default);
+        let (req2, script2) = (requests.clone(), script.clone());
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (requests, script, default) = (req2.clone(), script2.clone(), default.clone());
+            async move {
+                let rec = Recorded { method, path: uri.path().to_string(), headers, body };
+                let reply = script.lock().unwrap().pop_front().unwrap_or_else(|| default(&rec));
+                requests.lock().unwrap().push(rec);
+                if !reply.delay.is_zero() {
+                    tokio::time::sleep(reply.delay).await;
+                }
+                let mut response: Response = (StatusCode::from_u16(reply.status).unwrap(), reply.body.clone()).into_response();
+                let content_type = if serde_json::from_str::<serde_json::Value>(&reply.body).is_ok() { "application/json" } else { "text/plain" };
+                response.headers_mut().insert("content-type", content_type.parse().unwrap());
+                for (k, v) in &reply.headers {
+                    response.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeServer { address, requests, script }
+    }
+
+    /// Queues replies to send before falling back to the default.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script.lock().unwrap().extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to paths ending in `suffix`.
+    pub fn requests_to(&self, suffix: &str) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
+    }
+
+    /// Waits until `n` requests to `suffix` arrived, or panics after `timeout`.
+    pub async fn wait_for(&self, suffix: &str, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.requests_to(suffix);
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("expected {n} requests to {suffix}, got {}: {:?}", got.len(), got.iter().map(|r| &r.path).collect::<Vec<_>>());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A fake LangSmith whose default answers a token request with one token per item.
+pub async fn fake_langsmith() -> FakeServer {
+    FakeServer::start(|req| {
+        let items = match req.json() {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        };
+        let tokens: Vec<serde_json::Value> = items
+            .iter()
+            .map(|item| {
+                let id = uuid::Uuid::new_v4();
+                serde_json::json!({
+                    "id": id,
+                    "url": format!("https://api.smith.example/api/v1/feedback/tokens/{id}"),
+                    "expires_at": "2030-08-29T09:15:02.417733",
+                    "feedback_key": item["feedback_key"],
+                })
+            })
+            .collect();
+        Reply::json(200, serde_json::Value::Array(tokens))
+    })
+    .await
+}

@@ -1,0 +1,152 @@
+//! `spawn_app` and the shared test plumbing.
+
+use feedback_dispatch::settings::Settings;
+use feedback_dispatch::startup::Application;
+use feedback_dispatch::store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+static INIT: Once = Once::new();
+
+/// Installs the TLS provider and, with `TEST_LOG=1`, logging.
+pub fn init() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var("TEST_LOG").is_ok() {
+            feedback_dispatch::telemetry::init(feedback_dispatch::settings::LogFormat::Text, "debug");
+        }
+    });
+}
+
+/// The keys most tests use.
+pub const KEYS_TOML: &str = r#"
+[[keys]]
+name = "thumbs_up"
+buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
+
+[[keys]]
+name = "thumbs_down"
+buttons = [{ label = "👎 Not helpful", score = 0, style = "danger" }]
+
+[[keys]]
+name = "user_score"
+feedback_config = { type = "continuous", min = 1, max = 5 }
+
+[[keys]]
+name = "correctness"
+feedback_config = { type = "categorical", categories = [{ value = 1, label = "correct" }, { value = 0, label = "wrong" }] }
+"#;
+
+/// A running app on a free port, with its own folder (database, outboxes).
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Holds the database and outboxes; removed on drop.
+    pub dir: Arc<tempfile::TempDir>,
+    /// A plain HTTP client.
+    pub http: reqwest::Client,
+    /// The app's store.
+    pub store: Arc<dyn Store>,
+    /// The settings it runs with.
+    pub settings: Settings,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Stops the app and waits until it has.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("app task").expect("app stopped cleanly");
+        }
+    }
+
+    /// A path inside the app's folder.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// POSTs JSON to `path`.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.address)).json(body).send().await.expect("request")
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.address)).send().await.expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The base settings of a test app: port 0, its own database, outboxes, the embedded
+/// LangSmith, fast retries; `extra` is appended (sections it names must not repeat these).
+pub fn base_config(dir: &Path, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[store]
+url = "sqlite://{d}/test.db"
+
+{extra}
+"#
+    )
+}
+
+/// Writes `toml` into a fresh folder and spawns the app on it.
+pub async fn spawn_app_with(toml: &str, env: BTreeMap<String, String>) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    spawn_app_in(dir, toml, env).await
+}
+
+/// Spawns the app with `toml` (passed through `base_config`) in `dir`; reuses its database.
+pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, env: BTreeMap<String, String>) -> TestApp {
+    init();
+    let toml = base_config(dir.path(), extra);
+    let path = dir.path().join("settings.toml");
+    std::fs::write(&path, toml).expect("write settings");
+    let settings = Settings::load(&path, &env).unwrap_or_else(|e| panic!("test settings invalid:\n{e}"));
+    let app = Application::build(settings.clone()).await.expect("app builds");
+    let address = format!("http://{}", app.local_addr());
+    let store = app.state().store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        dir,
+        http: reqwest::Client::new(),
+        store,
+        settings,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// Spawns the app with the test keys and `extra` settings, no environment.
+pub async fn spawn_app(extra: &str) -> TestApp {
+    spawn_app_with(&format!("{KEYS_TOML}\n{extra}"), BTreeMap::new()).await
+}
+
+/// Environment map from pairs.
+pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

@@ -1,0 +1,82 @@
+//! The real binary: `serve` binds (port 0 works), logs the bound address, answers, and exits 0
+//! on SIGTERM and SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts `feedback-dispatch serve` on `config` in `dir`; returns the child and its address.
+pub fn start_serve(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let path = dir.join("settings.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("serve logs its address");
+        if let Some(rest) = line.split("address=").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            return (child, format!("http://{addr}"), rx);
+        }
+    }
+}
+
+/// Sends a signal by name and waits for the exit status.
+pub fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus {
+    Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not stop after SIG{signal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_binds_port_zero_answers_and_stops_cleanly_on_sigterm_and_sigint() {
+    crate::helpers::init();
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://db/x.db\"\n";
+        let (mut child, address, _logs) = start_serve(dir.path(), config, &[]);
+        let res = reqwest::get(format!("{address}/healthz")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(dir.path().join("db/x.db").exists(), "the database folder is created");
+        let status = signal_and_wait(&mut child, signal);
+        assert!(status.success(), "SIG{signal}: {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_on_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.toml");
+    std::fs::write(&path, "[slack]\nmode = \"api\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLACK_BOT_TOKEN"));
+}
