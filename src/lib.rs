@@ -8,13 +8,19 @@
 //! - [`store`]: SQLite: the job queue and the embedded token service's data.
 //! - [`langsmith`]: the token-minting client and the embedded LangSmith-compatible service.
 //! - [`links`]: minted tokens × buttons → feedback URLs.
+//! - [`intake`]: the webhook endpoints; [`routing`]: events × routes → jobs.
+//! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
 pub mod cli;
 pub mod domain;
+pub mod intake;
 pub mod langsmith;
 pub mod links;
+pub mod routing;
 pub mod settings;
+pub mod slack;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

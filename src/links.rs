@@ -57,10 +57,20 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
                     q.append_pair("value", v);
                 }
             }
-            FeedbackLink { key: spec.key.clone(), label: b.label.clone(), style: b.style, score: b.score, url }
+            FeedbackLink {
+                key: spec.key.clone(),
+                label: b.label.clone(),
+                style: b.style,
+                score: b.score,
+                url,
+            }
         })
         .collect();
-    KeyLinks { key: spec.key.clone(), links, expires_at: token.expires_at }
+    KeyLinks {
+        key: spec.key.clone(),
+        links,
+        expires_at: token.expires_at,
+    }
 }
 
 /// Links for every token that has a configured key, in token order; tokens whose key is no
@@ -68,7 +78,11 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
 pub fn links_for_run(keys: &[KeySpec], tokens: &[MintedToken]) -> Vec<KeyLinks> {
     tokens
         .iter()
-        .filter_map(|t| keys.iter().find(|k| k.key == t.feedback_key).map(|spec| key_links(spec, t)))
+        .filter_map(|t| {
+            keys.iter()
+                .find(|k| k.key == t.feedback_key)
+                .map(|spec| key_links(spec, t))
+        })
         .collect()
 }
 
@@ -82,7 +96,10 @@ mod tests {
             id: uuid::Uuid::from_u128(7),
             run_id: RunId::parse("21d04a73-4101-4c4b-8915-bc8f5010a2dd").unwrap(),
             feedback_key: FeedbackKey::parse(key).unwrap(),
-            url: url::Url::parse("https://api.smith.langchain.com/api/v1/feedback/tokens/00000000-0000-0000-0000-000000000007").unwrap(),
+            url: url::Url::parse(
+                "https://api.smith.langchain.com/api/v1/feedback/tokens/00000000-0000-0000-0000-000000000007",
+            )
+            .unwrap(),
             expires_at: chrono::Utc::now(),
         }
     }
@@ -92,7 +109,12 @@ mod tests {
         let spec = KeySpec {
             key: FeedbackKey::parse("thumbs_up").unwrap(),
             feedback_config: None,
-            buttons: vec![Button { label: "👍".into(), score: 1.0, value: None, style: ButtonStyle::Primary }],
+            buttons: vec![Button {
+                label: "👍".into(),
+                score: 1.0,
+                value: None,
+                style: ButtonStyle::Primary,
+            }],
         };
         let links = key_links(&spec, &token("thumbs_up"));
         assert_eq!(
@@ -106,10 +128,18 @@ mod tests {
         let spec = KeySpec {
             key: FeedbackKey::parse("correctness").unwrap(),
             feedback_config: None,
-            buttons: vec![Button { label: "so-so".into(), score: 0.5, value: Some("half right & more?".into()), style: ButtonStyle::Default }],
+            buttons: vec![Button {
+                label: "so-so".into(),
+                score: 0.5,
+                value: Some("half right & more?".into()),
+                style: ButtonStyle::Default,
+            }],
         };
         let links = key_links(&spec, &token("correctness"));
-        assert_eq!(links.links[0].url.query(), Some("score=0.5&value=half+right+%26+more%3F"));
+        assert_eq!(
+            links.links[0].url.query(),
+            Some("score=0.5&value=half+right+%26+more%3F")
+        );
         let pairs: Vec<(String, String)> = links.links[0].url.query_pairs().into_owned().collect();
         assert_eq!(pairs[1], ("value".to_string(), "half right & more?".to_string()));
     }

@@ -7,9 +7,8 @@
 //! `check-config` can list them all at once.
 
 use crate::domain::{
-    Button, ButtonStyle, Category, EmailSchedule, EmailTarget, FeedbackConfig, FeedbackKey,
-    FieldPath, Glob, KeySpec, Route, RouteMatch, RunStatus, SlackChannel, SlackTarget, Source,
-    format_score,
+    Button, ButtonStyle, Category, EmailSchedule, EmailTarget, FeedbackConfig, FeedbackKey, FieldPath, Glob, KeySpec,
+    Route, RouteMatch, RunStatus, SlackChannel, SlackTarget, Source, format_score,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -270,7 +269,10 @@ impl Env for BTreeMap<String, String> {
 impl Settings {
     /// Loads and validates the file at `path` with overrides and secrets from `env`.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Settings, SettingsError> {
-        let error = |issues: Vec<ConfigIssue>| SettingsError { file: path.to_path_buf(), issues };
+        let error = |issues: Vec<ConfigIssue>| SettingsError {
+            file: path.to_path_buf(),
+            issues,
+        };
         let raw = read_raw(path, env).map_err(|issue| error(vec![issue]))?;
         let mut v = Validator::default();
         let settings = v.settings(raw, path, env);
@@ -307,7 +309,10 @@ fn read_raw(path: &Path, env: &dyn Env) -> Result<RawSettings, ConfigIssue> {
                 .source(Some(overrides)),
         )
         .build()
-        .map_err(|e| ConfigIssue { path: String::new(), message: format!("not valid TOML: {e}") })?;
+        .map_err(|e| ConfigIssue {
+            path: String::new(),
+            message: format!("not valid TOML: {e}"),
+        })?;
     serde_path_to_error::deserialize::<_, RawSettings>(config).map_err(|e| {
         let path = e.path().to_string();
         ConfigIssue {
@@ -517,19 +522,28 @@ struct Validator {
 
 impl Validator {
     fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.issues.push(ConfigIssue { path: path.into(), message: message.into() });
+        self.issues.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn settings(&mut self, raw: RawSettings, file: &Path, env: &dyn Env) -> Option<Settings> {
         let secret = |name: &str| env.var(name).map(SecretString::from);
         let server = self.server(raw.server);
         let store = StoreSettings {
-            url: raw.store.url.unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
+            url: raw
+                .store
+                .url
+                .unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
         };
         if !store.url.starts_with("sqlite:") {
             self.fail(
                 "store.url",
-                format!("{:?} is not supported (expected \"sqlite://path/to/file.db\")", store.url),
+                format!(
+                    "{:?} is not supported (expected \"sqlite://path/to/file.db\")",
+                    store.url
+                ),
             );
         }
         let langsmith = self.langsmith(raw.langsmith, env);
@@ -547,7 +561,9 @@ impl Validator {
             slack: slack?,
             workers: workers?,
             email: email?,
-            intake: IntakeSettings { secret: secret("FEEDBACK_DISPATCH_WEBHOOK_SECRET") },
+            intake: IntakeSettings {
+                secret: secret("FEEDBACK_DISPATCH_WEBHOOK_SECRET"),
+            },
             log: log?,
             keys,
             routes,
@@ -590,7 +606,11 @@ impl Validator {
         let public_url = match raw.public_url.filter(|u| !u.trim().is_empty()) {
             None => Some(None),
             Some(u) => self
-                .url("server.public_url", &u, "\"http://host:port\", how browsers reach this server")
+                .url(
+                    "server.public_url",
+                    &u,
+                    "\"http://host:port\", how browsers reach this server",
+                )
                 .map(Some),
         };
         let max_body_bytes = raw.max_body_bytes.unwrap_or(2 * 1024 * 1024);
@@ -631,15 +651,25 @@ impl Validator {
             );
         }
         let ui_text = raw.ui_url.unwrap_or_else(|| "https://smith.langchain.com".into());
-        let ui_url = self.url("langsmith.ui_url", &ui_text, "the LangSmith web UI, e.g. \"https://smith.langchain.com\"");
+        let ui_url = self.url(
+            "langsmith.ui_url",
+            &ui_text,
+            "the LangSmith web UI, e.g. \"https://smith.langchain.com\"",
+        );
         let timeout = self.duration("langsmith.timeout", raw.timeout, "10s");
         let max_attempts = raw.max_attempts.unwrap_or(5);
         if !(1..=20).contains(&max_attempts) {
-            self.fail("langsmith.max_attempts", format!("{max_attempts} is out of range (expected 1 to 20)"));
+            self.fail(
+                "langsmith.max_attempts",
+                format!("{max_attempts} is out of range (expected 1 to 20)"),
+            );
         }
         let batch_runs = raw.batch_runs.unwrap_or(1);
         if !(1..=100).contains(&batch_runs) {
-            self.fail("langsmith.batch_runs", format!("{batch_runs} is out of range (expected 1 to 100)"));
+            self.fail(
+                "langsmith.batch_runs",
+                format!("{batch_runs} is out of range (expected 1 to 100)"),
+            );
         }
         Some(LangSmithSettings {
             endpoint: endpoint?,
@@ -659,22 +689,35 @@ impl Validator {
             "webhook" => Some(SlackMode::Webhook),
             "outbox" => Some(SlackMode::Outbox),
             other => {
-                self.fail("slack.mode", format!("unknown mode {other:?} (expected \"api\", \"webhook\" or \"outbox\")"));
+                self.fail(
+                    "slack.mode",
+                    format!("unknown mode {other:?} (expected \"api\", \"webhook\" or \"outbox\")"),
+                );
                 None
             }
         };
         let bot_token = secret("SLACK_BOT_TOKEN");
         if mode == Some(SlackMode::Api) && bot_token.is_none() {
-            self.fail("slack.mode", "mode \"api\" needs a bot token: set SLACK_BOT_TOKEN (xoxb-…)");
+            self.fail(
+                "slack.mode",
+                "mode \"api\" needs a bot token: set SLACK_BOT_TOKEN (xoxb-…)",
+            );
         }
         let webhook_url = secret("SLACK_WEBHOOK_URL");
         if let Some(w) = &webhook_url
             && url::Url::parse(w.expose_secret()).is_err()
         {
-            self.fail("slack", "SLACK_WEBHOOK_URL is not a URL (expected https://hooks.slack.com/services/…)");
+            self.fail(
+                "slack",
+                "SLACK_WEBHOOK_URL is not a URL (expected https://hooks.slack.com/services/…)",
+            );
         }
         let api_text = raw.api_url.unwrap_or_else(|| "https://slack.com/api".into());
-        let api_url = self.url("slack.api_url", api_text.trim_end_matches('/'), "the Slack Web API base, e.g. \"https://slack.com/api\"");
+        let api_url = self.url(
+            "slack.api_url",
+            api_text.trim_end_matches('/'),
+            "the Slack Web API base, e.g. \"https://slack.com/api\"",
+        );
         let pace = self.duration("slack.pace_per_channel", raw.pace_per_channel, "1s");
         let burst = raw.burst.unwrap_or(3);
         if !(1..=100).contains(&burst) {
@@ -695,15 +738,24 @@ impl Validator {
     fn workers(&mut self, raw: RawWorkers) -> Option<WorkerSettings> {
         let concurrency = raw.concurrency.unwrap_or(8);
         if !(1..=256).contains(&concurrency) {
-            self.fail("workers.concurrency", format!("{concurrency} is out of range (expected 1 to 256)"));
+            self.fail(
+                "workers.concurrency",
+                format!("{concurrency} is out of range (expected 1 to 256)"),
+            );
         }
         let max_attempts = raw.max_attempts.unwrap_or(8);
         if !(1..=100).contains(&max_attempts) {
-            self.fail("workers.max_attempts", format!("{max_attempts} is out of range (expected 1 to 100)"));
+            self.fail(
+                "workers.max_attempts",
+                format!("{max_attempts} is out of range (expected 1 to 100)"),
+            );
         }
         let lease = self.duration("workers.lease", raw.lease, "60s");
         if lease.is_some_and(|l| l < Duration::from_secs(5)) {
-            self.fail("workers.lease", "a lease shorter than 5s would let a slow delivery be sent twice (expected at least \"5s\")");
+            self.fail(
+                "workers.lease",
+                "a lease shorter than 5s would let a slow delivery be sent twice (expected at least \"5s\")",
+            );
         }
         let retry_base = self.duration("workers.retry_base", raw.retry_base, "2s");
         let retry_max = self.duration("workers.retry_max", raw.retry_max, "10m");
@@ -723,11 +775,16 @@ impl Validator {
             "smtp" => Some(EmailMode::Smtp),
             "outbox" => Some(EmailMode::Outbox),
             other => {
-                self.fail("email.mode", format!("unknown mode {other:?} (expected \"smtp\" or \"outbox\")"));
+                self.fail(
+                    "email.mode",
+                    format!("unknown mode {other:?} (expected \"smtp\" or \"outbox\")"),
+                );
                 None
             }
         };
-        let from = raw.from.unwrap_or_else(|| "LangSmith feedback <feedback@localhost>".into());
+        let from = raw
+            .from
+            .unwrap_or_else(|| "LangSmith feedback <feedback@localhost>".into());
         if let Err(e) = check_mailbox(&from) {
             self.fail("email.from", e);
         }
@@ -735,10 +792,12 @@ impl Validator {
         let smtp_url = match url::Url::parse(&smtp_text) {
             Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {
                 if u.password().is_some() {
-                    self.fail("email.smtp_url", "the URL carries a password; put it in SMTP_PASSWORD instead");
+                    self.fail(
+                        "email.smtp_url",
+                        "the URL carries a password; put it in SMTP_PASSWORD instead",
+                    );
                 }
-                let tls_required = u.scheme() == "smtps"
-                    || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+                let tls_required = u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
                 let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
                 if mode == Some(EmailMode::Smtp) && !tls_required && !loopback {
                     self.fail(
@@ -772,11 +831,17 @@ impl Validator {
             "text" => Some(LogFormat::Text),
             "json" => Some(LogFormat::Json),
             other => {
-                self.fail("log.format", format!("unknown format {other:?} (expected \"text\" or \"json\")"));
+                self.fail(
+                    "log.format",
+                    format!("unknown format {other:?} (expected \"text\" or \"json\")"),
+                );
                 None
             }
         };
-        Some(LogSettings { format: format?, level: raw.level.unwrap_or_else(|| "info".into()) })
+        Some(LogSettings {
+            format: format?,
+            level: raw.level.unwrap_or_else(|| "info".into()),
+        })
     }
 
     fn keys(&mut self, raw: Vec<RawKey>) -> Vec<KeySpec> {
@@ -792,14 +857,20 @@ impl Validator {
                 }
             };
             if !seen.insert(name.clone()) {
-                self.fail(format!("{at}.name"), format!("key {name:?} is defined twice (expected unique names)"));
+                self.fail(
+                    format!("{at}.name"),
+                    format!("key {name:?} is defined twice (expected unique names)"),
+                );
                 continue;
             }
             let config = key.feedback_config.and_then(|c| self.feedback_config(&at, c));
             let buttons = match key.buttons {
                 Some(buttons) if !buttons.is_empty() => self.buttons(&at, buttons, config.as_ref()),
                 Some(_) => {
-                    self.fail(format!("{at}.buttons"), "buttons is empty (expected at least one button, or leave it out for the defaults)");
+                    self.fail(
+                        format!("{at}.buttons"),
+                        "buttons is empty (expected at least one button, or leave it out for the defaults)",
+                    );
                     continue;
                 }
                 None => match default_buttons(config.as_ref()) {
@@ -810,7 +881,11 @@ impl Validator {
                     }
                 },
             };
-            out.push(KeySpec { key: name, feedback_config: config, buttons });
+            out.push(KeySpec {
+                key: name,
+                feedback_config: config,
+                buttons,
+            });
         }
         out
     }
@@ -820,7 +895,10 @@ impl Validator {
         match raw.kind.as_str() {
             "continuous" => {
                 if raw.categories.is_some() {
-                    self.fail(format!("{at}.categories"), "a continuous key has no categories (expected type = \"categorical\")");
+                    self.fail(
+                        format!("{at}.categories"),
+                        "a continuous key has no categories (expected type = \"categorical\")",
+                    );
                 }
                 if let (Some(min), Some(max)) = (raw.min, raw.max)
                     && min >= max
@@ -828,27 +906,45 @@ impl Validator {
                     self.fail(format!("{at}.max"), format!("max {max} is not above min {min}"));
                     return None;
                 }
-                Some(FeedbackConfig::Continuous { min: raw.min, max: raw.max })
+                Some(FeedbackConfig::Continuous {
+                    min: raw.min,
+                    max: raw.max,
+                })
             }
             "categorical" => {
                 let categories = raw.categories.unwrap_or_default();
                 if categories.is_empty() {
-                    self.fail(format!("{at}.categories"), "a categorical key needs categories (expected [{ value = 1, label = \"correct\" }, …])");
+                    self.fail(
+                        format!("{at}.categories"),
+                        "a categorical key needs categories (expected [{ value = 1, label = \"correct\" }, …])",
+                    );
                     return None;
                 }
                 let mut values = HashSet::new();
                 for (j, c) in categories.iter().enumerate() {
                     if !values.insert(c.value.to_bits()) {
-                        self.fail(format!("{at}.categories[{j}].value"), format!("value {} is used twice (expected unique values)", format_score(c.value)));
+                        self.fail(
+                            format!("{at}.categories[{j}].value"),
+                            format!("value {} is used twice (expected unique values)", format_score(c.value)),
+                        );
                     }
                 }
                 Some(FeedbackConfig::Categorical {
-                    categories: categories.into_iter().map(|c| Category { value: c.value, label: c.label }).collect(),
+                    categories: categories
+                        .into_iter()
+                        .map(|c| Category {
+                            value: c.value,
+                            label: c.label,
+                        })
+                        .collect(),
                 })
             }
             "freeform" => Some(FeedbackConfig::Freeform),
             other => {
-                self.fail(format!("{at}.type"), format!("unknown type {other:?} (expected \"continuous\", \"categorical\" or \"freeform\")"));
+                self.fail(
+                    format!("{at}.type"),
+                    format!("unknown type {other:?} (expected \"continuous\", \"categorical\" or \"freeform\")"),
+                );
                 None
             }
         }
@@ -860,7 +956,10 @@ impl Validator {
             let bat = format!("{at}.buttons[{j}]");
             let label = b.label.trim().to_string();
             if label.is_empty() || label.chars().count() > MAX_BUTTON_LABEL {
-                self.fail(format!("{bat}.label"), format!("label must be 1 to {MAX_BUTTON_LABEL} characters (Slack's button limit)"));
+                self.fail(
+                    format!("{bat}.label"),
+                    format!("label must be 1 to {MAX_BUTTON_LABEL} characters (Slack's button limit)"),
+                );
                 continue;
             }
             let style = match b.style.as_deref() {
@@ -868,46 +967,65 @@ impl Validator {
                 Some("primary") => ButtonStyle::Primary,
                 Some("danger") => ButtonStyle::Danger,
                 Some(other) => {
-                    self.fail(format!("{bat}.style"), format!("unknown style {other:?} (expected \"primary\", \"danger\" or \"default\")"));
+                    self.fail(
+                        format!("{bat}.style"),
+                        format!("unknown style {other:?} (expected \"primary\", \"danger\" or \"default\")"),
+                    );
                     continue;
                 }
             };
             let mut value = b.value;
             match config {
-                Some(FeedbackConfig::Continuous { min, max }) => {
-                    if min.is_some_and(|m| b.score < m) || max.is_some_and(|m| b.score > m) {
-                        self.fail(
-                            format!("{bat}.score"),
-                            format!(
-                                "score {} is outside the key's range (expected {} to {})",
-                                format_score(b.score),
-                                min.map(format_score).unwrap_or_else(|| "-∞".into()),
-                                max.map(format_score).unwrap_or_else(|| "∞".into())
-                            ),
-                        );
-                        continue;
-                    }
+                Some(FeedbackConfig::Continuous { min, max })
+                    if min.is_some_and(|m| b.score < m) || max.is_some_and(|m| b.score > m) =>
+                {
+                    self.fail(
+                        format!("{bat}.score"),
+                        format!(
+                            "score {} is outside the key's range (expected {} to {})",
+                            format_score(b.score),
+                            min.map(format_score).unwrap_or_else(|| "-∞".into()),
+                            max.map(format_score).unwrap_or_else(|| "∞".into())
+                        ),
+                    );
+                    continue;
                 }
                 Some(FeedbackConfig::Categorical { categories }) => {
                     let Some(category) = categories.iter().find(|c| c.value == b.score) else {
                         let allowed: Vec<String> = categories.iter().map(|c| format_score(c.value)).collect();
                         self.fail(
                             format!("{bat}.score"),
-                            format!("score {} is not among the key's categories (expected one of {})", format_score(b.score), allowed.join(", ")),
+                            format!(
+                                "score {} is not among the key's categories (expected one of {})",
+                                format_score(b.score),
+                                allowed.join(", ")
+                            ),
                         );
                         continue;
                     };
                     if let Some(v) = &value
                         && category.label.as_deref() != Some(v.as_str())
                     {
-                        self.fail(format!("{bat}.value"), format!("value {v:?} is not the label of category {} (expected {:?})", format_score(b.score), category.label.as_deref().unwrap_or("")));
+                        self.fail(
+                            format!("{bat}.value"),
+                            format!(
+                                "value {v:?} is not the label of category {} (expected {:?})",
+                                format_score(b.score),
+                                category.label.as_deref().unwrap_or("")
+                            ),
+                        );
                         continue;
                     }
                     value = value.or_else(|| category.label.clone());
                 }
                 _ => {}
             }
-            out.push(Button { label, score: b.score, value, style });
+            out.push(Button {
+                label,
+                score: b.score,
+                value,
+                style,
+            });
         }
         out
     }
@@ -925,17 +1043,26 @@ impl Validator {
             let at = format!("routes[{i}]");
             let name = r.name.trim().to_string();
             if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
-                self.fail(format!("{at}.name"), "a route name must be 1 to 64 printable characters");
+                self.fail(
+                    format!("{at}.name"),
+                    "a route name must be 1 to 64 printable characters",
+                );
                 continue;
             }
             if !names.insert(name.clone()) {
-                self.fail(format!("{at}.name"), format!("route {name:?} is defined twice (expected unique names)"));
+                self.fail(
+                    format!("{at}.name"),
+                    format!("route {name:?} is defined twice (expected unique names)"),
+                );
                 continue;
             }
             let route_keys = r.keys.map(|list| {
                 let mut parsed = Vec::new();
                 if list.is_empty() {
-                    self.fail(format!("{at}.keys"), "keys is empty (expected at least one key, or leave it out to use the event's feedback_keys)");
+                    self.fail(
+                        format!("{at}.keys"),
+                        "keys is empty (expected at least one key, or leave it out to use the event's feedback_keys)",
+                    );
                 }
                 for (j, k) in list.iter().enumerate() {
                     match FeedbackKey::parse(k) {
@@ -944,7 +1071,14 @@ impl Validator {
                             let defined: Vec<&str> = keys.iter().map(|s| s.key.as_str()).collect();
                             self.fail(
                                 format!("{at}.keys[{j}]"),
-                                format!("key {k:?} is not defined in [[keys]] (expected one of: {})", if defined.is_empty() { "none defined".to_string() } else { defined.join(", ") }),
+                                format!(
+                                    "key {k:?} is not defined in [[keys]] (expected one of: {})",
+                                    if defined.is_empty() {
+                                        "none defined".to_string()
+                                    } else {
+                                        defined.join(", ")
+                                    }
+                                ),
                             );
                         }
                         Err(e) => self.fail(format!("{at}.keys[{j}]"), e),
@@ -956,10 +1090,22 @@ impl Validator {
             let matcher = self.route_match(&at, r.matcher);
             let slack_target = r.slack.and_then(|s| self.slack_target(&at, s, slack));
             let email_target = r.email.and_then(|e| self.email_target(&at, e, email));
-            if slack_target.is_none() && email_target.is_none() && !self.issues.iter().any(|x| x.path.starts_with(&format!("{at}."))) {
-                self.fail(at.clone(), format!("route {name:?} has no target (expected slack = {{ … }} and/or email = {{ … }})"));
+            if slack_target.is_none()
+                && email_target.is_none()
+                && !self.issues.iter().any(|x| x.path.starts_with(&format!("{at}.")))
+            {
+                self.fail(
+                    at.clone(),
+                    format!("route {name:?} has no target (expected slack = {{ … }} and/or email = {{ … }})"),
+                );
             }
-            if let (Some(ttl), Some(EmailTarget { schedule: EmailSchedule::Every(window), .. })) = (link_ttl, &email_target)
+            if let (
+                Some(ttl),
+                Some(EmailTarget {
+                    schedule: EmailSchedule::Every(window),
+                    ..
+                }),
+            ) = (link_ttl, &email_target)
                 && ttl <= *window
             {
                 self.fail(
@@ -984,7 +1130,10 @@ impl Validator {
 
     fn route_match(&mut self, at: &str, raw: Option<RawMatch>) -> Option<RouteMatch> {
         let Some(raw) = raw else {
-            return Some(RouteMatch { sample: 1.0, ..RouteMatch::default() });
+            return Some(RouteMatch {
+                sample: 1.0,
+                ..RouteMatch::default()
+            });
         };
         let at = format!("{at}.match");
         let mut ok = true;
@@ -1019,7 +1168,10 @@ impl Validator {
         }
         let sample = raw.sample.unwrap_or(1.0);
         if !(0.0..=1.0).contains(&sample) {
-            self.fail(format!("{at}.sample"), format!("{sample} is out of range (expected 0.0 to 1.0)"));
+            self.fail(
+                format!("{at}.sample"),
+                format!("{sample} is out of range (expected 0.0 to 1.0)"),
+            );
             ok = false;
         }
         ok.then(|| RouteMatch {
@@ -1048,7 +1200,10 @@ impl Validator {
         if let Some(c) = &channel
             && (c.len() > 80 || c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
         {
-            self.fail(format!("{at}.channel"), format!("{c:?} is not a channel (expected an id like \"C0123456789\" or a name like \"#support\")"));
+            self.fail(
+                format!("{at}.channel"),
+                format!("{c:?} is not a channel (expected an id like \"C0123456789\" or a name like \"#support\")"),
+            );
             return None;
         }
         let target = if let Some(url) = raw.webhook_url {
@@ -1056,11 +1211,18 @@ impl Validator {
                 self.fail(format!("{at}.webhook_url"), "an incoming webhook posts to its own channel (expected webhook_url alone, without channel or channel_from)");
                 return None;
             }
-            let u = self.url(&format!("{at}.webhook_url"), &url, "an incoming-webhook URL, https://hooks.slack.com/services/…")?;
+            let u = self.url(
+                &format!("{at}.webhook_url"),
+                &url,
+                "an incoming-webhook URL, https://hooks.slack.com/services/…",
+            )?;
             SlackChannel::Webhook(u)
         } else if let Some(path) = raw.channel_from {
             match FieldPath::parse(&path) {
-                Ok(p) => SlackChannel::FromEvent { path: p, fallback: channel },
+                Ok(p) => SlackChannel::FromEvent {
+                    path: p,
+                    fallback: channel,
+                },
                 Err(e) => {
                     self.fail(format!("{at}.channel_from"), e);
                     return None;
@@ -1078,26 +1240,39 @@ impl Validator {
                     return None;
                 }
                 (SlackMode::Api, SlackChannel::Webhook(_)) => {
-                    self.fail(format!("{at}.webhook_url"), "slack.mode is \"api\": webhook_url is used only in \"webhook\" mode (expected channel)");
+                    self.fail(
+                        format!("{at}.webhook_url"),
+                        "slack.mode is \"api\": webhook_url is used only in \"webhook\" mode (expected channel)",
+                    );
                     return None;
                 }
-                (SlackMode::Webhook, SlackChannel::Default | SlackChannel::Fixed(_) | SlackChannel::FromEvent { .. })
-                    if slack.webhook_url.is_none() =>
-                {
-                    self.fail(at.clone(), "slack.mode \"webhook\" needs a URL: set webhook_url on the route or SLACK_WEBHOOK_URL");
+                (
+                    SlackMode::Webhook,
+                    SlackChannel::Default | SlackChannel::Fixed(_) | SlackChannel::FromEvent { .. },
+                ) if slack.webhook_url.is_none() => {
+                    self.fail(
+                        at.clone(),
+                        "slack.mode \"webhook\" needs a URL: set webhook_url on the route or SLACK_WEBHOOK_URL",
+                    );
                     return None;
                 }
                 _ => {}
             }
         }
-        Some(SlackTarget { channel: target, thread_ts_from })
+        Some(SlackTarget {
+            channel: target,
+            thread_ts_from,
+        })
     }
 
     fn email_target(&mut self, at: &str, raw: RawEmailTarget, _email: Option<&EmailSettings>) -> Option<EmailTarget> {
         let at = format!("{at}.email");
         let mut ok = true;
         if raw.to.is_empty() {
-            self.fail(format!("{at}.to"), "no recipients (expected to = [\"reviewers@example.com\"])");
+            self.fail(
+                format!("{at}.to"),
+                "no recipients (expected to = [\"reviewers@example.com\"])",
+            );
             ok = false;
         }
         for (j, addr) in raw.to.iter().enumerate() {
@@ -1114,7 +1289,10 @@ impl Validator {
             (Some(every), None) => match parse_duration(&every) {
                 Ok(d) if d >= Duration::from_secs(60) => Some(EmailSchedule::Every(d)),
                 Ok(_) => {
-                    self.fail(format!("{at}.every"), format!("{every:?} is too short (expected at least \"1m\")"));
+                    self.fail(
+                        format!("{at}.every"),
+                        format!("{every:?} is too short (expected at least \"1m\")"),
+                    );
                     None
                 }
                 Err(e) => {
@@ -1130,11 +1308,19 @@ impl Validator {
         };
         let max_runs = raw.max_runs.unwrap_or(50);
         if !(1..=500).contains(&max_runs) {
-            self.fail(format!("{at}.max_runs"), format!("{max_runs} is out of range (expected 1 to 500)"));
+            self.fail(
+                format!("{at}.max_runs"),
+                format!("{max_runs} is out of range (expected 1 to 500)"),
+            );
             ok = false;
         }
         if ok {
-            Some(EmailTarget { to: raw.to, schedule: schedule?, max_runs: max_runs as usize, subject: raw.subject })
+            Some(EmailTarget {
+                to: raw.to,
+                schedule: schedule?,
+                max_runs: max_runs as usize,
+                subject: raw.subject,
+            })
         } else {
             None
         }
@@ -1173,7 +1359,11 @@ pub fn check_mailbox(text: &str) -> Result<(), String> {
     };
     let bad = || format!("{text:?} is not an email address (expected name@example.com or \"Name <name@example.com>\")");
     let (local, domain) = addr.split_once('@').ok_or_else(bad)?;
-    let invalid = |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '@'));
+    let invalid = |s: &str| {
+        s.is_empty()
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '@'))
+    };
     if invalid(local) || invalid(domain) || domain.starts_with('.') || domain.ends_with('.') {
         return Err(bad());
     }
@@ -1225,26 +1415,74 @@ pub fn summary(s: &Settings) -> String {
     let set = |v: &Option<SecretString>| if v.is_some() { "set" } else { "unset" };
     let mut out = String::new();
     let _ = writeln!(out, "settings: {} (valid)", s.source.display());
-    let _ = writeln!(out, "server: listen {}, public url {}, body limit {} bytes", s.server.listen,
-        s.server.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "(from the bound address)".into()), s.server.max_body_bytes);
+    let _ = writeln!(
+        out,
+        "server: listen {}, public url {}, body limit {} bytes",
+        s.server.listen,
+        s.server
+            .public_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "(from the bound address)".into()),
+        s.server.max_body_bytes
+    );
     let _ = writeln!(out, "store: {}", s.store.url);
     let endpoint = match &s.langsmith.endpoint {
         LangSmithEndpoint::Embedded => "embedded (built-in token service)".to_string(),
         LangSmithEndpoint::Remote(u) => u.to_string(),
     };
-    let _ = writeln!(out, "langsmith: {endpoint}, batch_runs {}, timeout {}, LANGSMITH_API_KEY {}, LANGSMITH_WORKSPACE_ID {}",
-        s.langsmith.batch_runs, humantime::format_duration(s.langsmith.timeout), set(&s.langsmith.api_key),
-        if s.langsmith.workspace_id.is_some() { "set" } else { "unset" });
-    let _ = writeln!(out, "slack: mode {:?}, api {}, outbox {}, pace {} (burst {}), SLACK_BOT_TOKEN {}, SLACK_WEBHOOK_URL {}, SLACK_SIGNING_SECRET {}",
-        s.slack.mode, s.slack.api_url, s.slack.outbox_dir.display(), humantime::format_duration(s.slack.pace_per_channel), s.slack.burst,
-        set(&s.slack.bot_token), set(&s.slack.webhook_url), set(&s.slack.signing_secret));
-    let _ = writeln!(out, "email: mode {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}", s.email.mode, s.email.from,
-        redact_url(&s.email.smtp_url), s.email.outbox_dir.display(), set(&s.email.password));
-    let _ = writeln!(out, "workers: {} at once, lease {}, {} attempts", s.workers.concurrency, humantime::format_duration(s.workers.lease), s.workers.max_attempts);
-    let _ = writeln!(out, "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}", set(&s.intake.secret));
+    let _ = writeln!(
+        out,
+        "langsmith: {endpoint}, batch_runs {}, timeout {}, LANGSMITH_API_KEY {}, LANGSMITH_WORKSPACE_ID {}",
+        s.langsmith.batch_runs,
+        humantime::format_duration(s.langsmith.timeout),
+        set(&s.langsmith.api_key),
+        if s.langsmith.workspace_id.is_some() {
+            "set"
+        } else {
+            "unset"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "slack: mode {:?}, api {}, outbox {}, pace {} (burst {}), SLACK_BOT_TOKEN {}, SLACK_WEBHOOK_URL {}, SLACK_SIGNING_SECRET {}",
+        s.slack.mode,
+        s.slack.api_url,
+        s.slack.outbox_dir.display(),
+        humantime::format_duration(s.slack.pace_per_channel),
+        s.slack.burst,
+        set(&s.slack.bot_token),
+        set(&s.slack.webhook_url),
+        set(&s.slack.signing_secret)
+    );
+    let _ = writeln!(
+        out,
+        "email: mode {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}",
+        s.email.mode,
+        s.email.from,
+        redact_url(&s.email.smtp_url),
+        s.email.outbox_dir.display(),
+        set(&s.email.password)
+    );
+    let _ = writeln!(
+        out,
+        "workers: {} at once, lease {}, {} attempts",
+        s.workers.concurrency,
+        humantime::format_duration(s.workers.lease),
+        s.workers.max_attempts
+    );
+    let _ = writeln!(
+        out,
+        "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}",
+        set(&s.intake.secret)
+    );
     let _ = writeln!(out, "keys ({}):", s.keys.len());
     for k in &s.keys {
-        let buttons: Vec<String> = k.buttons.iter().map(|b| format!("{} → {}", b.label, format_score(b.score))).collect();
+        let buttons: Vec<String> = k
+            .buttons
+            .iter()
+            .map(|b| format!("{} → {}", b.label, format_score(b.score)))
+            .collect();
         let kind = match &k.feedback_config {
             None => "no feedback_config",
             Some(FeedbackConfig::Continuous { .. }) => "continuous",
@@ -1255,13 +1493,19 @@ pub fn summary(s: &Settings) -> String {
     }
     let _ = writeln!(out, "routes ({}):", s.routes.len());
     for r in &s.routes {
-        let keys = r.keys.as_ref().map(|ks| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "))
+        let keys = r
+            .keys
+            .as_ref()
+            .map(|ks| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "))
             .unwrap_or_else(|| "the event's feedback_keys".into());
         let mut targets = Vec::new();
         if let Some(t) = &r.slack {
             targets.push(match &t.channel {
                 SlackChannel::Fixed(c) => format!("slack {c}"),
-                SlackChannel::FromEvent { path, fallback } => format!("slack from {path}{}", fallback.as_ref().map(|f| format!(" (else {f})")).unwrap_or_default()),
+                SlackChannel::FromEvent { path, fallback } => format!(
+                    "slack from {path}{}",
+                    fallback.as_ref().map(|f| format!(" (else {f})")).unwrap_or_default()
+                ),
                 SlackChannel::Webhook(_) => "slack webhook (route URL, redacted)".into(),
                 SlackChannel::Default => "slack default".into(),
             });
@@ -1273,8 +1517,14 @@ pub fn summary(s: &Settings) -> String {
             };
             targets.push(format!("email {} ({when}, up to {} runs)", e.to.join(", "), e.max_runs));
         }
-        let _ = writeln!(out, "  {}: keys {keys}; links live {}; {}{}", r.name, humantime::format_duration(r.link_ttl), targets.join("; "),
-            if r.continue_matching { "; continue" } else { "" });
+        let _ = writeln!(
+            out,
+            "  {}: keys {keys}; links live {}; {}{}",
+            r.name,
+            humantime::format_duration(r.link_ttl),
+            targets.join("; "),
+            if r.continue_matching { "; continue" } else { "" }
+        );
     }
     out
 }
@@ -1294,7 +1544,10 @@ mod tests {
     fn endpoints_are_normalized_to_their_base() {
         for (input, expected) in [
             ("https://api.smith.langchain.com", "https://api.smith.langchain.com/"),
-            ("https://eu.api.smith.langchain.com/", "https://eu.api.smith.langchain.com/"),
+            (
+                "https://eu.api.smith.langchain.com/",
+                "https://eu.api.smith.langchain.com/",
+            ),
             ("https://host.example/api/v1", "https://host.example/"),
             ("https://host.example/api/v1/", "https://host.example/"),
             ("https://host.example/langsmith/api", "https://host.example/langsmith"),
@@ -1325,8 +1578,21 @@ mod tests {
 
     #[test]
     fn continuous_ranges_get_one_button_per_whole_number() {
-        let b = default_buttons(Some(&FeedbackConfig::Continuous { min: Some(1.0), max: Some(5.0) })).unwrap();
-        assert_eq!(b.iter().map(|b| b.score).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
-        assert!(default_buttons(Some(&FeedbackConfig::Continuous { min: Some(0.0), max: Some(100.0) })).is_err());
+        let b = default_buttons(Some(&FeedbackConfig::Continuous {
+            min: Some(1.0),
+            max: Some(5.0),
+        }))
+        .unwrap();
+        assert_eq!(
+            b.iter().map(|b| b.score).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        assert!(
+            default_buttons(Some(&FeedbackConfig::Continuous {
+                min: Some(0.0),
+                max: Some(100.0)
+            }))
+            .is_err()
+        );
     }
 }

@@ -4,6 +4,7 @@
 use crate::langsmith::{LangSmithClient, embedded};
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::store::{SqliteStore, Store};
+use crate::worker::Workers;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
@@ -25,6 +26,10 @@ pub struct AppState {
     pub langsmith: LangSmithClient,
     /// How browsers reach this server.
     pub public_url: url::Url,
+    /// Wakes the workers when intake commits new jobs.
+    pub wake_workers: Arc<tokio::sync::Notify>,
+    /// True while the workers' claim loop runs (readiness).
+    pub workers_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A built, bound, not yet running service.
@@ -32,6 +37,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     state: AppState,
+    workers: Workers,
 }
 
 impl Application {
@@ -57,14 +63,28 @@ impl Application {
             LangSmithEndpoint::Embedded => self_url.clone(),
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
-        let langsmith = LangSmithClient::new(&base, ls.api_key.clone(), ls.workspace_id.clone(), ls.timeout, ls.max_attempts)?;
+        let langsmith = LangSmithClient::new(
+            &base,
+            ls.api_key.clone(),
+            ls.workspace_id.clone(),
+            ls.timeout,
+            ls.max_attempts,
+        )?;
         let state = AppState {
             settings: Arc::new(settings),
             store: Arc::new(store),
             langsmith,
             public_url,
+            wake_workers: Arc::new(tokio::sync::Notify::new()),
+            workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        Ok(Application { listener, addr, state })
+        let workers = Workers::new(state.clone())?;
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            workers,
+        })
     }
 
     /// The bound address.
@@ -77,14 +97,26 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves and works until `shutdown` resolves; then intake stops accepting, in-flight
+    /// requests finish, and workers finish or release their jobs (within a bounded time).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let app = router(self.state.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let mut http_stop = stop_rx.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
             .await
-            .context("the HTTP server failed")?;
+            .context("the HTTP server failed");
+        workers.await.context("the workers panicked")?;
+        served?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
@@ -95,6 +127,11 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/slack/interactions",
+            axum::routing::post(crate::slack::interactions::receive_interaction),
+        )
+        .merge(crate::intake::router())
         .with_state(state.clone());
     if state.settings.langsmith.endpoint == LangSmithEndpoint::Embedded {
         app = app.merge(embedded::router(embedded::EmbeddedState {
@@ -102,7 +139,9 @@ pub fn router(state: AppState) -> Router {
             public_url: state.public_url.clone(),
         }));
     }
-    app.layer(axum::extract::DefaultBodyLimit::max(state.settings.server.max_body_bytes))
+    app.layer(axum::extract::DefaultBodyLimit::max(
+        state.settings.server.max_body_bytes,
+    ))
 }
 
 async fn healthz() -> &'static str {
@@ -110,6 +149,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "workers not running");
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {

@@ -10,8 +10,11 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; `RUST_LOG` overrides `level`. Safe to call twice (the second
 /// call is ignored), which tests rely on.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,hyper=warn,hyper_util=warn,slack_morphism=warn,rustls=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},sqlx=warn,hyper=warn,hyper_util=warn,slack_morphism=warn,rustls=warn"
+        ))
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

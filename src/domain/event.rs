@@ -236,8 +236,14 @@ mod tests {
 
     #[test]
     fn other_payloads_give_a_lone_string_or_compact_json() {
-        assert_eq!(excerpt(&json!({"answer": "Open Settings"})).as_deref(), Some("Open Settings"));
-        assert_eq!(excerpt(&json!({"a": 1, "b": [true]})).as_deref(), Some(r#"{"a":1,"b":[true]}"#));
+        assert_eq!(
+            excerpt(&json!({"answer": "Open Settings"})).as_deref(),
+            Some("Open Settings")
+        );
+        assert_eq!(
+            excerpt(&json!({"a": 1, "b": [true]})).as_deref(),
+            Some(r#"{"a":1,"b":[true]}"#)
+        );
         assert_eq!(excerpt(&json!(null)), None);
         assert_eq!(excerpt(&json!({})), None);
         assert_eq!(excerpt(&json!("  ")), None);

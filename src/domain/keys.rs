@@ -163,13 +163,19 @@ mod tests {
 
     #[test]
     fn feedback_config_serializes_like_langsmith() {
-        let c = FeedbackConfig::Continuous { min: Some(1.0), max: Some(5.0) };
+        let c = FeedbackConfig::Continuous {
+            min: Some(1.0),
+            max: Some(5.0),
+        };
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
             serde_json::json!({"type": "continuous", "min": 1.0, "max": 5.0})
         );
         let c = FeedbackConfig::Categorical {
-            categories: vec![Category { value: 1.0, label: Some("correct".into()) }],
+            categories: vec![Category {
+                value: 1.0,
+                label: Some("correct".into()),
+            }],
         };
         assert_eq!(
             serde_json::to_value(&c).unwrap(),

@@ -7,9 +7,7 @@ mod route;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
-pub use route::{
-    EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget,
-};
+pub use route::{EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 
 use std::fmt;
 

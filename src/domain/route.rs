@@ -150,9 +150,7 @@ fn metadata_equal(event_value: &serde_json::Value, wanted: &serde_json::Value) -
     use serde_json::Value;
     match (event_value, wanted) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Number(a), Value::String(b)) | (Value::String(b), Value::Number(a)) => {
-            a.to_string() == *b
-        }
+        (Value::Number(a), Value::String(b)) | (Value::String(b), Value::Number(a)) => a.to_string() == *b,
         (a, b) => a == b,
     }
 }

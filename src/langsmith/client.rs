@@ -171,7 +171,11 @@ impl LangSmithClient {
                         "the API key may not mint tokens here; check LANGSMITH_API_KEY, and set LANGSMITH_WORKSPACE_ID for an organization-scoped key ({detail})"
                     ),
                 },
-                _ => LangSmithError::Status { status, detail, retry_after },
+                _ => LangSmithError::Status {
+                    status,
+                    detail,
+                    retry_after,
+                },
             });
         }
         let items: Vec<TokenResponseItem> = match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -183,7 +187,11 @@ impl LangSmithClient {
             Ok(obj @ serde_json::Value::Object(_)) => vec![
                 serde_json::from_value(obj).map_err(|e| LangSmithError::InvalidResponse(format!("token item: {e}")))?,
             ],
-            Ok(_) => return Err(LangSmithError::InvalidResponse("expected a JSON array of tokens".into())),
+            Ok(_) => {
+                return Err(LangSmithError::InvalidResponse(
+                    "expected a JSON array of tokens".into(),
+                ));
+            }
             Err(e) => return Err(LangSmithError::InvalidResponse(format!("not JSON: {e}"))),
         };
         match_tokens(requests, items)
@@ -213,20 +221,25 @@ fn match_tokens(requests: &[TokenRequest], items: Vec<TokenResponseItem>) -> Res
     for (i, req) in requests.iter().enumerate() {
         // Same key at the same position first (the common case, and right for several runs with
         // one key), then the first unused item with that key, then the item at this position.
-        let same_here = slots[i]
-            .as_ref()
-            .is_some_and(|it| it.feedback_key.as_deref().is_none_or(|k| k == req.feedback_key.as_str()));
+        let same_here = slots[i].as_ref().is_some_and(|it| {
+            it.feedback_key
+                .as_deref()
+                .is_none_or(|k| k == req.feedback_key.as_str())
+        });
         let index = if same_here {
             Some(i)
         } else {
             slots
                 .iter()
-                .position(|s| s.as_ref().is_some_and(|it| it.feedback_key.as_deref() == Some(req.feedback_key.as_str())))
+                .position(|s| {
+                    s.as_ref()
+                        .is_some_and(|it| it.feedback_key.as_deref() == Some(req.feedback_key.as_str()))
+                })
                 .or_else(|| slots[i].is_some().then_some(i))
         };
-        let item = index
-            .and_then(|ix| slots[ix].take())
-            .ok_or_else(|| LangSmithError::InvalidResponse(format!("no token for key {:?}", req.feedback_key.as_str())))?;
+        let item = index.and_then(|ix| slots[ix].take()).ok_or_else(|| {
+            LangSmithError::InvalidResponse(format!("no token for key {:?}", req.feedback_key.as_str()))
+        })?;
         out.push(minted(req, item)?);
     }
     Ok(out)
@@ -240,12 +253,22 @@ fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, La
         Some(k) if k != req.feedback_key.as_str() => FeedbackKey::parse(k).map_err(LangSmithError::InvalidResponse)?,
         _ => req.feedback_key.clone(),
     };
-    Ok(MintedToken { id: item.id, run_id: req.run_id, feedback_key, url, expires_at })
+    Ok(MintedToken {
+        id: item.id,
+        run_id: req.run_id,
+        feedback_key,
+        url,
+        expires_at,
+    })
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from APIs and are treated as absent).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// Exponential backoff with full jitter: a random wait in [base·2^(n-1)/2, base·2^(n-1)].

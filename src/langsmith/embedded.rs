@@ -28,6 +28,9 @@ const MAX_EXPIRY: Duration = Duration::from_secs(366 * 86_400);
 /// Page size when a list request gives none (the SDKs' page size).
 const DEFAULT_PAGE: i64 = 100;
 
+/// The `feedback_source.type` of every row: feedback only arrives through tokens, over the API.
+const FEEDBACK_SOURCE: &str = "api";
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct EmbeddedState {
@@ -67,11 +70,17 @@ impl ApiError {
         }
     }
     fn not_found() -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, detail: json!("Token not found or expired") }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            detail: json!("Token not found or expired"),
+        }
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "embedded LangSmith service failed");
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, detail: json!("internal error") }
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            detail: json!("internal error"),
+        }
     }
 }
 
@@ -103,7 +112,10 @@ fn token_json(t: &StoredToken, public_url: &url::Url) -> Value {
 /// `public_url` + `/api/v1/feedback/tokens/<id>`, keeping any path prefix of `public_url`.
 pub fn token_url(public_url: &url::Url, id: uuid::Uuid) -> url::Url {
     let mut u = public_url.clone();
-    let path = format!("{}/api/v1/feedback/tokens/{id}", public_url.path().trim_end_matches('/'));
+    let path = format!(
+        "{}/api/v1/feedback/tokens/{id}",
+        public_url.path().trim_end_matches('/')
+    );
     u.set_path(&path);
     u.set_query(None);
     u
@@ -115,24 +127,43 @@ async fn create_tokens(State(state): State<EmbeddedState>, body: Bytes) -> Resul
     let (items, single) = match parsed {
         Value::Array(items) => (items, false),
         obj @ Value::Object(_) => (vec![obj], true),
-        _ => return Err(ApiError::unprocessable(vec![json!("body")], "expected an object or an array of objects")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                vec![json!("body")],
+                "expected an object or an array of objects",
+            ));
+        }
     };
     let now = Utc::now();
     let mut tokens = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let loc = |field: &str| {
-            if single { vec![json!("body"), json!(field)] } else { vec![json!("body"), json!(i), json!(field)] }
+            if single {
+                vec![json!("body"), json!(field)]
+            } else {
+                vec![json!("body"), json!(i), json!(field)]
+            }
         };
         tokens.push(parse_token_request(item, now, &loc)?);
     }
     state.store.insert_tokens(&tokens).await.map_err(ApiError::internal)?;
     let out: Vec<Value> = tokens.iter().map(|t| token_json(t, &state.public_url)).collect();
-    let body = if single { out.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(out) };
+    let body = if single {
+        out.into_iter().next().unwrap_or(Value::Null)
+    } else {
+        Value::Array(out)
+    };
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-fn parse_token_request(item: &Value, now: DateTime<Utc>, loc: &dyn Fn(&str) -> Vec<Value>) -> Result<StoredToken, ApiError> {
-    let obj = item.as_object().ok_or_else(|| ApiError::unprocessable(loc("item"), "expected an object"))?;
+fn parse_token_request(
+    item: &Value,
+    now: DateTime<Utc>,
+    loc: &dyn Fn(&str) -> Vec<Value>,
+) -> Result<StoredToken, ApiError> {
+    let obj = item
+        .as_object()
+        .ok_or_else(|| ApiError::unprocessable(loc("item"), "expected an object"))?;
     let run_id = obj
         .get("run_id")
         .and_then(Value::as_str)
@@ -144,7 +175,10 @@ fn parse_token_request(item: &Value, now: DateTime<Utc>, loc: &dyn Fn(&str) -> V
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::unprocessable(loc("feedback_key"), "field required"))?
         .to_string();
-    let lifetime = match (obj.get("expires_at").filter(|v| !v.is_null()), obj.get("expires_in").filter(|v| !v.is_null())) {
+    let lifetime = match (
+        obj.get("expires_at").filter(|v| !v.is_null()),
+        obj.get("expires_in").filter(|v| !v.is_null()),
+    ) {
         (Some(at), _) => {
             let at = at
                 .as_str()
@@ -161,13 +195,19 @@ fn parse_token_request(item: &Value, now: DateTime<Utc>, loc: &dyn Fn(&str) -> V
         (None, None) => DEFAULT_EXPIRY,
     };
     if lifetime.is_zero() || lifetime > MAX_EXPIRY {
-        return Err(ApiError::unprocessable(loc("expires_in"), "expiry must be between 1 minute and 366 days"));
+        return Err(ApiError::unprocessable(
+            loc("expires_in"),
+            "expiry must be between 1 minute and 366 days",
+        ));
     }
     let feedback_config = obj.get("feedback_config").filter(|v| !v.is_null()).cloned();
     if let Some(cfg) = &feedback_config {
         let kind = cfg.get("type").and_then(Value::as_str);
         if !matches!(kind, Some("continuous" | "categorical" | "freeform")) {
-            return Err(ApiError::unprocessable(loc("feedback_config"), "type must be continuous, categorical or freeform"));
+            return Err(ApiError::unprocessable(
+                loc("feedback_config"),
+                "type must be continuous, categorical or freeform",
+            ));
         }
     }
     Ok(StoredToken {
@@ -182,18 +222,20 @@ fn parse_token_request(item: &Value, now: DateTime<Utc>, loc: &dyn Fn(&str) -> V
 
 /// Parses a raw query into pairs, so repeated keys (`run=a&run=b`) survive.
 fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
-    raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+    raw.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 fn page(pairs: &[(String, String)]) -> Result<(i64, i64), ApiError> {
     let get = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
         match pairs.iter().find(|(k, _)| k == name) {
             None => Ok(default),
-            Some((_, v)) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (0..=max).contains(n))
-                .ok_or_else(|| ApiError::unprocessable(vec![json!("query"), json!(name)], format!("expected a whole number from 0 to {max}"))),
+            Some((_, v)) => v.parse::<i64>().ok().filter(|n| (0..=max).contains(n)).ok_or_else(|| {
+                ApiError::unprocessable(
+                    vec![json!("query"), json!(name)],
+                    format!("expected a whole number from 0 to {max}"),
+                )
+            }),
         }
     };
     Ok((get("limit", DEFAULT_PAGE, 100)?, get("offset", 0, i64::MAX)?))
@@ -207,8 +249,14 @@ async fn list_tokens(State(state): State<EmbeddedState>, RawQuery(raw): RawQuery
         .ok_or_else(|| ApiError::unprocessable(vec![json!("query"), json!("run_id")], "field required"))?;
     let run = RunId::parse(&run.1).map_err(|e| ApiError::unprocessable(vec![json!("query"), json!("run_id")], e))?;
     let (limit, offset) = page(&pairs)?;
-    let tokens = state.store.tokens_for_run(run, limit, offset).await.map_err(ApiError::internal)?;
-    Ok(Json(Value::Array(tokens.iter().map(|t| token_json(t, &state.public_url)).collect())))
+    let tokens = state
+        .store
+        .tokens_for_run(run, limit, offset)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(Value::Array(
+        tokens.iter().map(|t| token_json(t, &state.public_url)).collect(),
+    )))
 }
 
 async fn list_feedback(State(state): State<EmbeddedState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, ApiError> {
@@ -217,9 +265,28 @@ async fn list_feedback(State(state): State<EmbeddedState>, RawQuery(raw): RawQue
     for (_, v) in pairs.iter().filter(|(k, _)| k == "run") {
         runs.push(RunId::parse(v).map_err(|e| ApiError::unprocessable(vec![json!("query"), json!("run")], e))?);
     }
-    let keys: Vec<String> = pairs.iter().filter(|(k, _)| k == "key").map(|(_, v)| v.clone()).collect();
+    let keys: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "key")
+        .map(|(_, v)| v.clone())
+        .collect();
     let (limit, offset) = page(&pairs)?;
-    let rows = state.store.feedback(&runs, &keys, limit, offset).await.map_err(ApiError::internal)?;
+    // The SDK's `list_feedback(feedback_source_type=[…])` sends `source`. Every row here came
+    // through a token, i.e. from the API: a filter without "api" matches nothing, and ignoring it
+    // would hand back rows the caller excluded.
+    let sources: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "source")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !sources.is_empty() && !sources.contains(&FEEDBACK_SOURCE) {
+        return Ok(Json(Value::Array(Vec::new())));
+    }
+    let rows = state
+        .store
+        .feedback(&runs, &keys, limit, offset)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(Value::Array(rows.iter().map(feedback_json).collect())))
 }
 
@@ -239,7 +306,7 @@ fn feedback_json(f: &StoredFeedback) -> Value {
         "feedback_group_id": null,
         "comparative_experiment_id": null,
         "feedback_source": {
-            "type": "api",
+            "type": FEEDBACK_SOURCE,
             "metadata": f.metadata.clone().unwrap_or_else(|| json!({})),
         },
         "extra": f.token_id.map(|t| json!({"feedback_ingest_token_id": t})),
@@ -266,7 +333,10 @@ async fn submit_by_query(
     let score = match get("score") {
         None => None,
         Some(s) => Some(parse_query_score(&s).ok_or_else(|| {
-            ApiError::unprocessable(vec![json!("query"), json!("score")], "score must be a number or a boolean")
+            ApiError::unprocessable(
+                vec![json!("query"), json!("score")],
+                "score must be a number or a boolean",
+            )
         })?),
     };
     let submission = Submission {
@@ -284,7 +354,10 @@ async fn submit_by_query(
     if wants_html {
         // A person clicked a link: thank them in words rather than raw JSON.
         let key = html_escape(&feedback.key);
-        let score = feedback.score.map(crate::domain::format_score).unwrap_or_else(|| "—".into());
+        let score = feedback
+            .score
+            .map(crate::domain::format_score)
+            .unwrap_or_else(|| "—".into());
         return Ok(Html(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Feedback recorded</title></head>\
              <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2328\">\
@@ -297,30 +370,59 @@ async fn submit_by_query(
     Ok(Json(submit_reply(&feedback)).into_response())
 }
 
-async fn submit_by_json(State(state): State<EmbeddedState>, Path(token_id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn submit_by_json(
+    State(state): State<EmbeddedState>,
+    Path(token_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let v: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::unprocessable(vec![json!("body")], format!("JSON decode error: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::unprocessable(vec![json!("body")], format!("JSON decode error: {e}")))?
     };
-    let obj = v.as_object().ok_or_else(|| ApiError::unprocessable(vec![json!("body")], "expected an object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::unprocessable(vec![json!("body")], "expected an object"))?;
     let non_null = |name: &str| obj.get(name).filter(|v| !v.is_null()).cloned();
     let score = match non_null("score") {
         None => None,
         Some(Value::Number(n)) => n.as_f64(),
         Some(Value::Bool(b)) => Some(if b { 1.0 } else { 0.0 }),
-        Some(_) => return Err(ApiError::unprocessable(vec![json!("body"), json!("score")], "score must be a number or a boolean")),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                vec![json!("body"), json!("score")],
+                "score must be a number or a boolean",
+            ));
+        }
     };
     let value = non_null("value");
-    if value.as_ref().is_some_and(|v| !(v.is_number() || v.is_boolean() || v.is_string())) {
-        return Err(ApiError::unprocessable(vec![json!("body"), json!("value")], "value must be a number, a boolean or a string"));
+    if value
+        .as_ref()
+        .is_some_and(|v| !(v.is_number() || v.is_boolean() || v.is_string()))
+    {
+        return Err(ApiError::unprocessable(
+            vec![json!("body"), json!("value")],
+            "value must be a number, a boolean or a string",
+        ));
     }
     let comment = match non_null("comment") {
         None => None,
         Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(ApiError::unprocessable(vec![json!("body"), json!("comment")], "comment must be a string")),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                vec![json!("body"), json!("comment")],
+                "comment must be a string",
+            ));
+        }
     };
-    let submission = Submission { score, value, comment, correction: non_null("correction"), metadata: non_null("metadata") };
+    let submission = Submission {
+        score,
+        value,
+        comment,
+        correction: non_null("correction"),
+        metadata: non_null("metadata"),
+    };
     let feedback = record(&state, &token_id, submission).await?;
     Ok(Json(submit_reply(&feedback)))
 }
@@ -357,16 +459,27 @@ async fn record(state: &EmbeddedState, token_id: &str, s: Submission) -> Result<
     let Ok(id) = uuid::Uuid::parse_str(token_id) else {
         return Err(ApiError::not_found());
     };
-    let token = state.store.token(id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::not_found)?;
+    let token = state
+        .store
+        .token(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
     let now = Utc::now();
     if token.expires_at <= now {
         return Err(ApiError::not_found());
     }
     if s.score.is_none() && s.value.is_none() && s.comment.is_none() && s.correction.is_none() {
-        return Err(ApiError::unprocessable(vec![json!("score")], "nothing to record: give score, value, comment or correction"));
+        return Err(ApiError::unprocessable(
+            vec![json!("score")],
+            "nothing to record: give score, value, comment or correction",
+        ));
     }
     if s.comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT) {
-        return Err(ApiError::unprocessable(vec![json!("comment")], format!("comment is longer than {MAX_COMMENT} characters")));
+        return Err(ApiError::unprocessable(
+            vec![json!("comment")],
+            format!("comment is longer than {MAX_COMMENT} characters"),
+        ));
     }
     if let Some(cfg) = &token.feedback_config {
         check_against_config(cfg, s.score, s.value.as_ref())?;
@@ -383,7 +496,11 @@ async fn record(state: &EmbeddedState, token_id: &str, s: Submission) -> Result<
         metadata: s.metadata,
         created_at: now,
     };
-    state.store.insert_feedback(&feedback).await.map_err(ApiError::internal)?;
+    state
+        .store
+        .insert_feedback(&feedback)
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(token_id = %token.id, run_id = %token.run_id, key = %token.feedback_key, "embedded service recorded feedback");
     Ok(feedback)
 }
@@ -400,32 +517,61 @@ fn check_against_config(cfg: &Value, score: Option<f64>, value: Option<&Value>) 
                     format!(
                         "score {} is outside the range {} to {}",
                         crate::domain::format_score(score),
-                        num("min").map(crate::domain::format_score).unwrap_or_else(|| "-inf".into()),
-                        num("max").map(crate::domain::format_score).unwrap_or_else(|| "inf".into())
+                        num("min")
+                            .map(crate::domain::format_score)
+                            .unwrap_or_else(|| "-inf".into()),
+                        num("max")
+                            .map(crate::domain::format_score)
+                            .unwrap_or_else(|| "inf".into())
                     ),
                 ));
             }
         }
         Some("categorical") => {
-            let categories = cfg.get("categories").and_then(Value::as_array).cloned().unwrap_or_default();
-            let values: Vec<f64> = categories.iter().filter_map(|c| c.get("value").and_then(Value::as_f64)).collect();
-            let labels: Vec<&str> = categories.iter().filter_map(|c| c.get("label").and_then(Value::as_str)).collect();
+            let categories = cfg
+                .get("categories")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let values: Vec<f64> = categories
+                .iter()
+                .filter_map(|c| c.get("value").and_then(Value::as_f64))
+                .collect();
+            let labels: Vec<&str> = categories
+                .iter()
+                .filter_map(|c| c.get("label").and_then(Value::as_str))
+                .collect();
             if let Some(score) = score
                 && !values.contains(&score)
             {
-                return Err(ApiError::unprocessable(vec![json!("score")], format!("score {} is not one of the categories", crate::domain::format_score(score))));
+                return Err(ApiError::unprocessable(
+                    vec![json!("score")],
+                    format!(
+                        "score {} is not one of the categories",
+                        crate::domain::format_score(score)
+                    ),
+                ));
             }
             match value {
                 Some(Value::String(label)) if !labels.contains(&label.as_str()) => {
-                    return Err(ApiError::unprocessable(vec![json!("value")], format!("value {label:?} is not one of the category labels")));
+                    return Err(ApiError::unprocessable(
+                        vec![json!("value")],
+                        format!("value {label:?} is not one of the category labels"),
+                    ));
                 }
                 Some(Value::Number(n)) if !values.contains(&n.as_f64().unwrap_or(f64::NAN)) => {
-                    return Err(ApiError::unprocessable(vec![json!("value")], "value is not one of the categories"));
+                    return Err(ApiError::unprocessable(
+                        vec![json!("value")],
+                        "value is not one of the categories",
+                    ));
                 }
                 _ => {}
             }
             if score.is_none() && value.is_none() {
-                return Err(ApiError::unprocessable(vec![json!("score")], "a categorical key needs a score or a value"));
+                return Err(ApiError::unprocessable(
+                    vec![json!("score")],
+                    "a categorical key needs a score or a value",
+                ));
             }
         }
         _ => {}
@@ -434,7 +580,11 @@ fn check_against_config(cfg: &Value, score: Option<f64>, value: Option<&Value>) 
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]
@@ -465,6 +615,9 @@ mod tests {
     fn token_urls_keep_a_path_prefix() {
         let id = uuid::Uuid::nil();
         let u = token_url(&url::Url::parse("https://bot.example/fd/").unwrap(), id);
-        assert_eq!(u.as_str(), format!("https://bot.example/fd/api/v1/feedback/tokens/{id}"));
+        assert_eq!(
+            u.as_str(),
+            format!("https://bot.example/fd/api/v1/feedback/tokens/{id}")
+        );
     }
 }

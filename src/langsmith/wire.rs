@@ -33,7 +33,10 @@ impl ExpiresIn {
     /// The duration it stands for.
     pub fn as_duration(&self) -> Duration {
         Duration::from_secs(
-            self.days.saturating_mul(86_400).saturating_add(self.hours.saturating_mul(3600)).saturating_add(self.minutes.saturating_mul(60)),
+            self.days
+                .saturating_mul(86_400)
+                .saturating_add(self.hours.saturating_mul(3600))
+                .saturating_add(self.minutes.saturating_mul(60)),
         )
     }
 }
@@ -120,9 +123,30 @@ mod tests {
 
     #[test]
     fn expires_in_splits_and_rounds_up() {
-        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(7 * 86400)), ExpiresIn { days: 7, hours: 0, minutes: 0 });
-        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(90_061)), ExpiresIn { days: 1, hours: 1, minutes: 2 });
-        assert_eq!(ExpiresIn::from_duration(Duration::from_secs(1)), ExpiresIn { days: 0, hours: 0, minutes: 1 });
+        assert_eq!(
+            ExpiresIn::from_duration(Duration::from_secs(7 * 86400)),
+            ExpiresIn {
+                days: 7,
+                hours: 0,
+                minutes: 0
+            }
+        );
+        assert_eq!(
+            ExpiresIn::from_duration(Duration::from_secs(90_061)),
+            ExpiresIn {
+                days: 1,
+                hours: 1,
+                minutes: 2
+            }
+        );
+        assert_eq!(
+            ExpiresIn::from_duration(Duration::from_secs(1)),
+            ExpiresIn {
+                days: 0,
+                hours: 0,
+                minutes: 1
+            }
+        );
     }
 
     #[test]

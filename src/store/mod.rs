@@ -141,15 +141,6 @@ pub struct Job {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-/// Counts from one enqueue call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EnqueueOutcome {
-    /// New jobs.
-    pub accepted: usize,
-    /// Jobs that already existed (a re-sent webhook).
-    pub duplicates: usize,
-}
-
 /// A token of the embedded LangSmith service.
 #[derive(Debug, Clone)]
 pub struct StoredToken {
@@ -198,16 +189,24 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Inserts all jobs in one transaction; existing idempotency keys count as duplicates.
-    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<EnqueueOutcome, StoreError>;
+    /// Inserts all jobs in one transaction; returns, per job, whether it was new (an existing
+    /// idempotency key means a duplicate).
+    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
-    async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize) -> Result<Vec<Job>, StoreError>;
+    async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize)
+    -> Result<Vec<Job>, StoreError>;
     /// Keeps the tokens minted for a job, so a retry reuses them.
     async fn save_minted(&self, job_id: i64, minted: &serde_json::Value, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Marks a job delivered.
     async fn mark_sent(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Returns a job to the queue, due at `at`, keeping the error.
-    async fn mark_retry(&self, job_id: i64, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_retry(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Returns a job to the queue without counting the attempt (pacing, shutdown).
     async fn release(&self, job_id: i64, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Makes a job a dead letter with its reason.
@@ -230,5 +229,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records feedback.
     async fn insert_feedback(&self, feedback: &StoredFeedback) -> Result<(), StoreError>;
     /// Feedback of some runs (all when empty), optionally of some keys, oldest first.
-    async fn feedback(&self, run_ids: &[RunId], keys: &[String], limit: i64, offset: i64) -> Result<Vec<StoredFeedback>, StoreError>;
+    async fn feedback(
+        &self,
+        run_ids: &[RunId],
+        keys: &[String],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<StoredFeedback>, StoreError>;
 }

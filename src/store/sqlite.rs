@@ -1,8 +1,6 @@
 //! SQLite implementation of [`Store`]: WAL journal, one writer at a time, migrations at start.
 
-use super::{
-    EnqueueOutcome, Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken,
-};
+use super::{Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken};
 use crate::domain::RunId;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -95,9 +93,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         kind: JobKind::parse(row.try_get("kind")?)?,
         route: row.try_get("route")?,
         target: row.try_get("target")?,
-        run_id: row.try_get::<Option<String>, _>("run_id")?.as_deref().map(run_id).transpose()?,
-        payload: serde_json::from_str(row.try_get("payload")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        run_id: row
+            .try_get::<Option<String>, _>("run_id")?
+            .as_deref()
+            .map(run_id)
+            .transpose()?,
+        payload: serde_json::from_str(row.try_get("payload")?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         state: JobState::parse(row.try_get("state")?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         minted: json_opt(row.try_get("minted")?)?,
@@ -121,7 +122,11 @@ fn token_from_row(row: &SqliteRow) -> Result<StoredToken, StoreError> {
 fn feedback_from_row(row: &SqliteRow) -> Result<StoredFeedback, StoreError> {
     Ok(StoredFeedback {
         id: uuid(row.try_get("id")?)?,
-        token_id: row.try_get::<Option<String>, _>("token_id")?.as_deref().map(uuid).transpose()?,
+        token_id: row
+            .try_get::<Option<String>, _>("token_id")?
+            .as_deref()
+            .map(uuid)
+            .transpose()?,
         run_id: run_id(row.try_get("run_id")?)?,
         key: row.try_get("key")?,
         score: row.try_get("score")?,
@@ -147,8 +152,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<EnqueueOutcome, StoreError> {
-        let mut outcome = EnqueueOutcome::default();
+    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let mut outcome = Vec::with_capacity(jobs.len());
         if jobs.is_empty() {
             return Ok(outcome);
         }
@@ -170,11 +175,7 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 1 {
-                outcome.accepted += 1;
-            } else {
-                outcome.duplicates += 1;
-            }
+            outcome.push(done.rows_affected() == 1);
         }
         tx.commit().await?;
         Ok(outcome)
@@ -222,7 +223,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn mark_retry(&self, job_id: i64, at: DateTime<Utc>, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_retry(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(error)
@@ -254,11 +261,15 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE state = ? ORDER BY id LIMIT ?"))
-            .bind(state.as_str())
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = ? ORDER BY id LIMIT ?"
+        ))
+        .bind(state.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -349,7 +360,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn feedback(&self, run_ids: &[RunId], keys: &[String], limit: i64, offset: i64) -> Result<Vec<StoredFeedback>, StoreError> {
+    async fn feedback(
+        &self,
+        run_ids: &[RunId],
+        keys: &[String],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<StoredFeedback>, StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM ls_feedback WHERE 1 = 1");
         if !run_ids.is_empty() {
             qb.push(" AND run_id IN (");
@@ -367,7 +384,10 @@ impl Store for SqliteStore {
             }
             qb.push(")");
         }
-        qb.push(" ORDER BY seq LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        qb.push(" ORDER BY seq LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(feedback_from_row).collect()
     }

@@ -64,7 +64,10 @@ fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
         for needle in expected {
             assert!(stderr.contains(needle), "{name}: expected {needle:?} in:\n{stderr}");
         }
-        assert!(stderr.contains("settings.toml"), "{name}: the message names the file:\n{stderr}");
+        assert!(
+            stderr.contains("settings.toml"),
+            "{name}: the message names the file:\n{stderr}"
+        );
     }
 }
 
@@ -88,7 +91,11 @@ fn a_valid_file_prints_a_summary_without_secret_values() {
     );
     let (code, stdout, stderr) = check_config(
         &toml,
-        &[("LANGSMITH_API_KEY", "lsv2_pt_supersecret"), ("SLACK_BOT_TOKEN", "xoxb-also-secret"), ("SMTP_PASSWORD", "hunter2")],
+        &[
+            ("LANGSMITH_API_KEY", "lsv2_pt_supersecret"),
+            ("SLACK_BOT_TOKEN", "xoxb-also-secret"),
+            ("SMTP_PASSWORD", "hunter2"),
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("https://eu.api.smith.langchain.com/"), "{stdout}");

@@ -8,20 +8,38 @@ const RUN: &str = "48e634f2-5e02-4906-9459-560834f2c995";
 #[tokio::test]
 async fn a_single_token_is_created_and_a_get_on_its_url_records_feedback() {
     let app = spawn_app("").await;
-    let res = app.post_json("/api/v1/feedback/tokens", &json!({"run_id": RUN, "feedback_key": "thumbs_up"})).await;
+    let res = app
+        .post_json(
+            "/api/v1/feedback/tokens",
+            &json!({"run_id": RUN, "feedback_key": "thumbs_up"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let token: Value = res.json().await.unwrap();
     let url = token["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{}/api/v1/feedback/tokens/", app.address)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/api/v1/feedback/tokens/", app.address)),
+        "{url}"
+    );
     assert_eq!(token["feedback_key"], "thumbs_up");
     // LangSmith's default lifetime is three hours.
     let expires = chrono::DateTime::parse_from_rfc3339(token["expires_at"].as_str().unwrap()).unwrap();
     let left = expires.signed_duration_since(chrono::Utc::now()).num_minutes();
     assert!((175..=180).contains(&left), "{left} minutes");
 
-    let res = app.http.get(format!("{url}?score=1&comment=nice")).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{url}?score=1&comment=nice"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let feedback: Value = app.get(&format!("/api/v1/feedback?run={RUN}")).await.json().await.unwrap();
+    let feedback: Value = app
+        .get(&format!("/api/v1/feedback?run={RUN}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(feedback.as_array().unwrap().len(), 1);
     assert_eq!(feedback[0]["key"], "thumbs_up");
     assert_eq!(feedback[0]["score"], 1.0);
@@ -35,7 +53,9 @@ async fn a_single_token_is_created_and_a_get_on_its_url_records_feedback() {
 #[tokio::test]
 async fn an_array_request_gets_an_array_reply_in_request_order() {
     let app = spawn_app("").await;
-    let later = (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%dT%H:%M:%S").to_string();
+    let later = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
     let res = app
         .post_json(
             "/feedback/tokens",
@@ -48,14 +68,32 @@ async fn an_array_request_gets_an_array_reply_in_request_order() {
         .await;
     assert_eq!(res.status(), 200);
     let tokens: Value = res.json().await.unwrap();
-    let keys: Vec<&str> = tokens.as_array().unwrap().iter().map(|t| t["feedback_key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["feedback_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["a", "b", "c"]);
-    assert!(tokens[1]["expires_at"].as_str().unwrap().starts_with(&later), "naive times are UTC");
+    assert!(
+        tokens[1]["expires_at"].as_str().unwrap().starts_with(&later),
+        "naive times are UTC"
+    );
 
-    let listed: Value = app.get(&format!("/api/v1/feedback/tokens?run_id={RUN}")).await.json().await.unwrap();
+    let listed: Value = app
+        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["id"], tokens[0]["id"]);
-    let page: Value = app.get(&format!("/api/v1/feedback/tokens?run_id={RUN}&limit=1&offset=2")).await.json().await.unwrap();
+    let page: Value = app
+        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}&limit=1&offset=2"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["feedback_key"], "c");
 }
@@ -81,41 +119,101 @@ async fn submissions_by_post_and_get_are_validated_against_the_feedback_config()
     let too_high = app.http.get(format!("{score_url}?score=9")).send().await.unwrap();
     assert_eq!(too_high.status(), 422);
     let body: Value = too_high.json().await.unwrap();
-    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("outside the range 1 to 5"), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("outside the range 1 to 5"),
+        "{body}"
+    );
 
-    let res = app.http.post(score_url).json(&json!({"score": 4, "comment": "good", "metadata": {"via": "test"}})).send().await.unwrap();
+    let res = app
+        .http
+        .post(score_url)
+        .json(&json!({"score": 4, "comment": "good", "metadata": {"via": "test"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let res = app.http.get(format!("{cat_url}?score=0&value=wrong")).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{cat_url}?score=0&value=wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let res = app.http.get(format!("{cat_url}?score=1&value=maybe")).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{cat_url}?score=1&value=maybe"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 422);
     let res = app.http.get(format!("{cat_url}?score=high")).send().await.unwrap();
     assert_eq!(res.status(), 422);
     let res = app.http.get(cat_url.to_string()).send().await.unwrap();
     assert_eq!(res.status(), 422, "nothing to record");
 
-    let feedback: Value = app.get(&format!("/api/v1/feedback?run={RUN}")).await.json().await.unwrap();
+    let feedback: Value = app
+        .get(&format!("/api/v1/feedback?run={RUN}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let got: Vec<(String, f64, Value)> = feedback
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["key"].as_str().unwrap().to_string(), f["score"].as_f64().unwrap(), f["value"].clone()))
+        .map(|f| {
+            (
+                f["key"].as_str().unwrap().to_string(),
+                f["score"].as_f64().unwrap(),
+                f["value"].clone(),
+            )
+        })
         .collect();
-    assert_eq!(got, vec![("user_score".into(), 4.0, Value::Null), ("correctness".into(), 0.0, json!("wrong"))]);
+    assert_eq!(
+        got,
+        vec![
+            ("user_score".into(), 4.0, Value::Null),
+            ("correctness".into(), 0.0, json!("wrong"))
+        ]
+    );
     assert_eq!(feedback[0]["feedback_source"]["metadata"]["via"], "test");
-    let only: Value = app.get(&format!("/feedback?run={RUN}&key=correctness")).await.json().await.unwrap();
+    let only: Value = app
+        .get(&format!("/feedback?run={RUN}&key=correctness"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(only.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_token_can_be_used_many_times() {
     let app = spawn_app("").await;
-    let token: Value = app.post_json("/api/v1/feedback/tokens", &json!({"run_id": RUN, "feedback_key": "thumbs_up"})).await.json().await.unwrap();
+    let token: Value = app
+        .post_json(
+            "/api/v1/feedback/tokens",
+            &json!({"run_id": RUN, "feedback_key": "thumbs_up"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let url = token["url"].as_str().unwrap();
     for _ in 0..3 {
-        assert_eq!(app.http.get(format!("{url}?score=1")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            app.http.get(format!("{url}?score=1")).send().await.unwrap().status(),
+            200
+        );
     }
-    let feedback: Value = app.get(&format!("/api/v1/feedback?run={RUN}")).await.json().await.unwrap();
+    let feedback: Value = app
+        .get(&format!("/api/v1/feedback?run={RUN}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(feedback.as_array().unwrap().len(), 3);
 }
 
@@ -123,7 +221,10 @@ async fn a_token_can_be_used_many_times() {
 async fn unknown_expired_and_malformed_tokens_get_404() {
     let app = spawn_app("").await;
     let unknown = uuid::Uuid::new_v4();
-    for path in [format!("/api/v1/feedback/tokens/{unknown}?score=1"), "/api/v1/feedback/tokens/not-a-uuid?score=1".to_string()] {
+    for path in [
+        format!("/api/v1/feedback/tokens/{unknown}?score=1"),
+        "/api/v1/feedback/tokens/not-a-uuid?score=1".to_string(),
+    ] {
         let res = app.get(&path).await;
         assert_eq!(res.status(), 404, "{path}");
         let body: Value = res.json().await.unwrap();
@@ -143,7 +244,10 @@ async fn unknown_expired_and_malformed_tokens_get_404() {
         }])
         .await
         .unwrap();
-    assert_eq!(app.get(&format!("/api/v1/feedback/tokens/{id}?score=1")).await.status(), 404);
+    assert_eq!(
+        app.get(&format!("/api/v1/feedback/tokens/{id}?score=1")).await.status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -153,9 +257,18 @@ async fn invalid_create_requests_get_422_naming_the_field() {
         (json!({"feedback_key": "k"}), "run_id"),
         (json!({"run_id": "../etc", "feedback_key": "k"}), "run_id"),
         (json!({"run_id": RUN}), "feedback_key"),
-        (json!([{"run_id": RUN, "feedback_key": "k"}, {"run_id": RUN, "feedback_key": "k", "expires_in": {"days": "x"}}]), "expires_in"),
-        (json!({"run_id": RUN, "feedback_key": "k", "expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
-        (json!({"run_id": RUN, "feedback_key": "k", "feedback_config": {"type": "stars"}}), "feedback_config"),
+        (
+            json!([{"run_id": RUN, "feedback_key": "k"}, {"run_id": RUN, "feedback_key": "k", "expires_in": {"days": "x"}}]),
+            "expires_in",
+        ),
+        (
+            json!({"run_id": RUN, "feedback_key": "k", "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"run_id": RUN, "feedback_key": "k", "feedback_config": {"type": "stars"}}),
+            "feedback_config",
+        ),
         (json!(42), "body"),
     ];
     for (body, field) in cases {
@@ -166,19 +279,41 @@ async fn invalid_create_requests_get_422_naming_the_field() {
         assert_eq!(loc.last().unwrap(), field, "{body}: {reply}");
     }
     // Nothing was stored by the failed batch.
-    let listed: Value = app.get(&format!("/api/v1/feedback/tokens?run_id={RUN}")).await.json().await.unwrap();
+    let listed: Value = app
+        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn a_browser_click_gets_a_readable_page() {
     let app = spawn_app("").await;
-    let token: Value = app.post_json("/api/v1/feedback/tokens", &json!({"run_id": RUN, "feedback_key": "thumbs_up"})).await.json().await.unwrap();
-    let res = app.http.get(format!("{}?score=1", token["url"].as_str().unwrap())).header("accept", "text/html,application/xhtml+xml").send().await.unwrap();
+    let token: Value = app
+        .post_json(
+            "/api/v1/feedback/tokens",
+            &json!({"run_id": RUN, "feedback_key": "thumbs_up"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .http
+        .get(format!("{}?score=1", token["url"].as_str().unwrap()))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = res.text().await.unwrap();
-    assert!(page.contains("feedback was recorded") && page.contains("thumbs_up"), "{page}");
+    assert!(
+        page.contains("feedback was recorded") && page.contains("thumbs_up"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

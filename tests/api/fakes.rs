@@ -23,7 +23,8 @@ pub struct Recorded {
 impl Recorded {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// A header's value.
@@ -48,7 +49,12 @@ pub struct Reply {
 impl Reply {
     /// A JSON reply.
     pub fn json(status: u16, body: serde_json::Value) -> Self {
-        Reply { status, headers: vec![], body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status,
+            headers: vec![],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -83,17 +89,32 @@ impl FakeServer {
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (requests, script, default) = (req2.clone(), script2.clone(), default.clone());
             async move {
-                let rec = Recorded { method, path: uri.path().to_string(), headers, body };
+                let rec = Recorded {
+                    method,
+                    path: uri.path().to_string(),
+                    headers,
+                    body,
+                };
                 let reply = script.lock().unwrap().pop_front().unwrap_or_else(|| default(&rec));
                 requests.lock().unwrap().push(rec);
                 if !reply.delay.is_zero() {
                     tokio::time::sleep(reply.delay).await;
                 }
-                let mut response: Response = (StatusCode::from_u16(reply.status).unwrap(), reply.body.clone()).into_response();
-                let content_type = if serde_json::from_str::<serde_json::Value>(&reply.body).is_ok() { "application/json" } else { "text/plain" };
-                response.headers_mut().insert("content-type", content_type.parse().unwrap());
+                let mut response: Response =
+                    (StatusCode::from_u16(reply.status).unwrap(), reply.body.clone()).into_response();
+                let content_type = if serde_json::from_str::<serde_json::Value>(&reply.body).is_ok() {
+                    "application/json"
+                } else {
+                    "text/plain"
+                };
+                response
+                    .headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
                 for (k, v) in &reply.headers {
-                    response.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+                    response.headers_mut().insert(
+                        axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        v.parse().unwrap(),
+                    );
                 }
                 response
             }
@@ -103,7 +124,11 @@ impl FakeServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeServer { address, requests, script }
+        FakeServer {
+            address,
+            requests,
+            script,
+        }
     }
 
     /// Queues replies to send before falling back to the default.
@@ -118,7 +143,10 @@ impl FakeServer {
 
     /// Requests to paths ending in `suffix`.
     pub fn requests_to(&self, suffix: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path.ends_with(suffix)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .collect()
     }
 
     /// Waits until `n` requests to `suffix` arrived, or panics after `timeout`.
@@ -130,7 +158,11 @@ impl FakeServer {
                 return got;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("expected {n} requests to {suffix}, got {}: {:?}", got.len(), got.iter().map(|r| &r.path).collect::<Vec<_>>());
+                panic!(
+                    "expected {n} requests to {suffix}, got {}: {:?}",
+                    got.len(),
+                    got.iter().map(|r| &r.path).collect::<Vec<_>>()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -157,6 +189,63 @@ pub async fn fake_langsmith() -> FakeServer {
             })
             .collect();
         Reply::json(200, serde_json::Value::Array(tokens))
+    })
+    .await
+}
+
+/// A recording proxy: forwards every request to `target` and records it, so a test can count
+/// the requests an app sends to a real (embedded) LangSmith service.
+pub async fn recording_proxy(target: String) -> FakeServer {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let recorded = requests.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (recorded, client, target) = (recorded.clone(), client.clone(), target.clone());
+        async move {
+            recorded.lock().unwrap().push(Recorded {
+                method: method.clone(),
+                path: uri.path().to_string(),
+                headers: headers.clone(),
+                body: body.clone(),
+            });
+            let url = format!("{target}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            let mut req = client.request(method, url).body(body);
+            for (k, v) in headers.iter() {
+                if k != "host" && k != "content-length" {
+                    req = req.header(k, v);
+                }
+            }
+            let res = req.send().await.unwrap();
+            let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+            let content_type = res.headers().get("content-type").cloned();
+            let bytes = res.bytes().await.unwrap();
+            let mut response: Response = (status, bytes).into_response();
+            if let Some(ct) = content_type {
+                response.headers_mut().insert("content-type", ct);
+            }
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    FakeServer {
+        address,
+        requests,
+        script: Arc::new(Mutex::new(VecDeque::new())),
+    }
+}
+
+/// A fake Slack Web API: `chat.postMessage` answers `ok` unless a reply is queued.
+pub async fn fake_slack() -> FakeServer {
+    FakeServer::start(|req| {
+        let channel = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|b| b["channel"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Reply::json(200, serde_json::json!({"ok": true, "channel": channel, "ts": "1700000000.000100", "message": {"ts": "1700000000.000100"}}))
     })
     .await
 }

@@ -48,8 +48,6 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's store.
     pub store: Arc<dyn Store>,
-    /// The settings it runs with.
-    pub settings: Settings,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -76,12 +74,21 @@ impl TestApp {
 
     /// POSTs JSON to `path`.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.address)).json(body).send().await.expect("request")
+        self.http
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// GETs `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.address)).send().await.expect("request")
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
     }
 }
 
@@ -117,13 +124,22 @@ pub async fn spawn_app_with(toml: &str, env: BTreeMap<String, String>) -> TestAp
 }
 
 /// Spawns the app with `toml` (passed through `base_config`) in `dir`; reuses its database.
-pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, env: BTreeMap<String, String>) -> TestApp {
+pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTreeMap<String, String>) -> TestApp {
     init();
+    // Outboxes live in the app's folder (through the environment, so `extra` may have its own
+    // [slack] and [email] sections).
+    for (var, sub) in [
+        ("FEEDBACK_DISPATCH__SLACK__OUTBOX_DIR", "outbox/slack"),
+        ("FEEDBACK_DISPATCH__EMAIL__OUTBOX_DIR", "outbox/mail"),
+    ] {
+        env.entry(var.to_string())
+            .or_insert_with(|| dir.path().join(sub).display().to_string());
+    }
     let toml = base_config(dir.path(), extra);
     let path = dir.path().join("settings.toml");
     std::fs::write(&path, toml).expect("write settings");
     let settings = Settings::load(&path, &env).unwrap_or_else(|e| panic!("test settings invalid:\n{e}"));
-    let app = Application::build(settings.clone()).await.expect("app builds");
+    let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.local_addr());
     let store = app.state().store.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -135,7 +151,6 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, env: BTreeMa
         dir,
         http: reqwest::Client::new(),
         store,
-        settings,
         stop: Some(tx),
         handle: Some(handle),
     }

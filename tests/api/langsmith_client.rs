@@ -15,9 +15,15 @@ fn client(base: &str, workspace: Option<&str>, timeout: Duration) -> LangSmithCl
     init();
     // A self-hosted style base with /api/v1 exercises endpoint normalization too.
     let base = feedback_dispatch::settings::normalize_endpoint(&format!("{base}/api/v1/")).unwrap();
-    LangSmithClient::new(&base, Some(SecretString::from("lsv2_test_key")), workspace.map(str::to_string), timeout, 3)
-        .unwrap()
-        .with_backoff_base(Duration::from_millis(10))
+    LangSmithClient::new(
+        &base,
+        Some(SecretString::from("lsv2_test_key")),
+        workspace.map(str::to_string),
+        timeout,
+        3,
+    )
+    .unwrap()
+    .with_backoff_base(Duration::from_millis(10))
 }
 
 fn requests() -> Vec<TokenRequest> {
@@ -36,7 +42,16 @@ fn requests() -> Vec<TokenRequest> {
             expires_in: Some(ExpiresIn::from_duration(Duration::from_secs(36 * 3600 + 90))),
             expires_at: None,
             feedback_config: Some(FeedbackConfig::Categorical {
-                categories: vec![Category { value: 1.0, label: Some("correct".into()) }, Category { value: 0.0, label: Some("wrong".into()) }],
+                categories: vec![
+                    Category {
+                        value: 1.0,
+                        label: Some("correct".into()),
+                    },
+                    Category {
+                        value: 0.0,
+                        label: Some("wrong".into()),
+                    },
+                ],
             }),
         },
     ]
@@ -45,7 +60,10 @@ fn requests() -> Vec<TokenRequest> {
 #[tokio::test]
 async fn all_keys_of_a_run_go_in_one_request_with_the_exact_body_and_headers() {
     let fake = fake_langsmith().await;
-    let tokens = client(&fake.address, Some("ws-123"), Duration::from_secs(5)).mint(&requests()).await.unwrap();
+    let tokens = client(&fake.address, Some("ws-123"), Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap();
 
     let sent = fake.requests();
     assert_eq!(sent.len(), 1);
@@ -73,7 +91,10 @@ async fn all_keys_of_a_run_go_in_one_request_with_the_exact_body_and_headers() {
 #[tokio::test]
 async fn no_workspace_means_no_tenant_header() {
     let fake = fake_langsmith().await;
-    client(&fake.address, None, Duration::from_secs(5)).mint(&requests()[..1]).await.unwrap();
+    client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests()[..1])
+        .await
+        .unwrap();
     assert_eq!(fake.requests()[0].header("x-tenant-id"), None);
 }
 
@@ -85,7 +106,10 @@ async fn replies_in_another_order_are_matched_by_key() {
         {"id": b, "url": format!("https://x.example/api/v1/feedback/tokens/{b}"), "expires_at": "2030-01-01T00:00:00+00:00", "feedback_key": "correctness", "extra": 1},
         {"id": a, "url": format!("https://x.example/api/v1/feedback/tokens/{a}"), "expires_at": "2030-01-01T00:00:00+00:00", "feedback_key": "thumbs_up"}
     ]))]);
-    let tokens = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap();
+    let tokens = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap();
     assert_eq!((tokens[0].id, tokens[1].id), (a, b));
 }
 
@@ -94,17 +118,27 @@ async fn a_429_with_retry_after_is_waited_out_then_retried() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(429, json!({"detail": "Too many requests"})).header("retry-after", "1")]);
     let started = Instant::now();
-    let tokens = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap();
+    let tokens = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap();
     assert_eq!(tokens.len(), 2);
     assert_eq!(fake.requests().len(), 2, "one 429, one success");
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After honoured: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After honoured: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_500_is_retried_up_to_max_attempts_then_reported_as_retryable() {
     let fake = fake_langsmith().await;
     fake.push((0..3).map(|_| Reply::json(500, json!({"detail": "boom"}))));
-    let err = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap_err();
+    let err = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert_eq!(fake.requests().len(), 3, "max_attempts = 3");
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("500"), "{err}");
@@ -114,7 +148,10 @@ async fn a_500_is_retried_up_to_max_attempts_then_reported_as_retryable() {
 async fn a_transient_500_then_200_succeeds() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(503, json!({"detail": "unavailable"}))]);
-    let tokens = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap();
+    let tokens = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap();
     assert_eq!(tokens.len(), 2);
     assert_eq!(fake.requests().len(), 2);
 }
@@ -123,21 +160,33 @@ async fn a_transient_500_then_200_succeeds() {
 async fn a_422_is_permanent_and_not_retried() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(422, json!({"detail": [{"loc": ["body", 0, "run_id"], "msg": "value is not a valid uuid", "type": "type_error.uuid"}]}))]);
-    let err = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap_err();
+    let err = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert_eq!(fake.requests().len(), 1);
     assert!(!err.is_retryable());
-    assert!(err.to_string().contains("422") && err.to_string().contains("not a valid uuid"), "{err}");
+    assert!(
+        err.to_string().contains("422") && err.to_string().contains("not a valid uuid"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn auth_failures_name_the_variable_to_fix() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(401, json!({"detail": "Invalid token"}))]);
-    let err = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap_err();
+    let err = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert!(matches!(err, LangSmithError::Auth { status: 401, .. }));
     assert!(err.to_string().contains("LANGSMITH_API_KEY"), "{err}");
     fake.push([Reply::json(403, json!({"error": "org_scoped_key_requires_workspace"}))]);
-    let err = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap_err();
+    let err = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("LANGSMITH_WORKSPACE_ID"), "{err}");
     assert!(!err.is_retryable());
     assert_eq!(fake.requests().len(), 2, "auth errors are not retried");
@@ -148,10 +197,16 @@ async fn a_hang_times_out_and_is_retried() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(200, json!([])).delayed(Duration::from_secs(5))]);
     let started = Instant::now();
-    let tokens = client(&fake.address, None, Duration::from_millis(300)).mint(&requests()).await.unwrap();
+    let tokens = client(&fake.address, None, Duration::from_millis(300))
+        .mint(&requests())
+        .await
+        .unwrap();
     assert_eq!(tokens.len(), 2);
     assert_eq!(fake.requests().len(), 2, "the hung request, then the retry");
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout cut the hang short");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the hang short"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +216,10 @@ async fn a_refused_connection_is_retryable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = client(&format!("http://127.0.0.1:{port}"), None, Duration::from_secs(2)).mint(&requests()).await.unwrap_err();
+    let err = client(&format!("http://127.0.0.1:{port}"), None, Duration::from_secs(2))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert!(matches!(err, LangSmithError::Connect(_)), "{err}");
     assert!(err.is_retryable());
 }
@@ -170,6 +228,9 @@ async fn a_refused_connection_is_retryable() {
 async fn a_reply_with_too_few_tokens_is_an_error() {
     let fake = fake_langsmith().await;
     fake.push([Reply::json(200, json!([]))]);
-    let err = client(&fake.address, None, Duration::from_secs(5)).mint(&requests()).await.unwrap_err();
+    let err = client(&fake.address, None, Duration::from_secs(5))
+        .mint(&requests())
+        .await
+        .unwrap_err();
     assert!(matches!(err, LangSmithError::InvalidResponse(_)), "{err}");
 }

@@ -5,8 +5,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Starts `feedback-dispatch serve` on `config` in `dir`; returns the child and its address.
-pub fn start_serve(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+/// Starts `feedback-dispatch serve` on `config` in `dir`; returns the child (the caller waits
+/// for it) and its address.
+#[allow(clippy::zombie_processes)]
+pub fn start_serve(
+    dir: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let path = dir.join("settings.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
@@ -30,7 +36,9 @@ pub fn start_serve(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) ->
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("serve logs its address");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("serve logs its address");
         if let Some(rest) = line.split("address=").nth(1) {
             let addr = rest.split_whitespace().next().unwrap().to_string();
             return (child, format!("http://{addr}"), rx);
@@ -40,13 +48,19 @@ pub fn start_serve(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) ->
 
 /// Sends a signal by name and waits for the exit status.
 pub fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus {
-    Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(std::time::Instant::now() < deadline, "serve did not stop after SIG{signal}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop after SIG{signal}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

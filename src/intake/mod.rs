@@ -1,0 +1,262 @@
+//! Intake: the three run-completion endpoints. Each request is authenticated, size-limited and
+//! parsed into `RunEvent`s at the boundary; routing turns them into jobs that are committed in
+//! one transaction before the `202`. Nothing external is called on this path.
+
+mod agent_server;
+mod auth;
+mod generic;
+mod langsmith_rule;
+
+use crate::domain::{RunEvent, truncate_for_message};
+use crate::routing;
+use crate::startup::AppState;
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// An intake failure: a status and a message naming the problem.
+#[derive(Debug)]
+pub struct IntakeError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntakeError {
+    /// 422: well-formed JSON that is not a valid event.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        IntakeError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for IntakeError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+/// An authenticated JSON body within the size limit. Rejections come in the order a client can
+/// act on them: 401 (secret), 415 (content type), 413 (size), 400 (not JSON).
+pub struct IntakeJson(pub Value);
+
+impl FromRequest<AppState> for IntakeJson {
+    type Rejection = IntakeError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(secret) = &state.settings.intake.secret
+            && !auth::authorized(req.headers(), req.uri().query(), secret)
+        {
+            return Err(IntakeError {
+                status: StatusCode::UNAUTHORIZED,
+                message:
+                    "missing or wrong webhook secret (send it as X-Webhook-Secret, Authorization: Bearer, or ?secret=)"
+                        .into(),
+            });
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+            return Err(IntakeError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: format!(
+                    "Content-Type {:?} is not JSON (expected application/json)",
+                    truncate_for_message(content_type)
+                ),
+            });
+        }
+        let limit = state.settings.server.max_body_bytes;
+        let bytes = axum::body::to_bytes(Body::new(req.into_body()), limit)
+            .await
+            .map_err(|_| IntakeError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("body is larger than {limit} bytes (server.max_body_bytes)"),
+            })?;
+        // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
+        // position, which is what a sender needs to find the problem.
+        let value = serde_json::from_slice(&bytes).map_err(|e| IntakeError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("body is not valid JSON: {e}"),
+        })?;
+        Ok(IntakeJson(value))
+    }
+}
+
+/// The intake routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks/langsmith", post(receive_rule_webhook))
+        .route("/v1/webhooks/agent-server", post(receive_agent_server_webhook))
+        .route("/v1/events", post(receive_events))
+}
+
+async fn receive_rule_webhook(
+    State(state): State<AppState>,
+    IntakeJson(body): IntakeJson,
+) -> Result<Response, IntakeError> {
+    let events = langsmith_rule::parse(&body, &state.settings.langsmith.ui_url)?;
+    accept(&state, "langsmith_rule", events).await
+}
+
+async fn receive_agent_server_webhook(
+    State(state): State<AppState>,
+    IntakeJson(body): IntakeJson,
+) -> Result<Response, IntakeError> {
+    let event = agent_server::parse(&body)?;
+    accept(&state, "agent_server", vec![event]).await
+}
+
+async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJson) -> Result<Response, IntakeError> {
+    let events = generic::parse(&body)?;
+    accept(&state, "generic", events).await
+}
+
+/// Routes the events, commits their jobs in one transaction, answers 202 with the counts.
+async fn accept(state: &AppState, source: &'static str, events: Vec<RunEvent>) -> Result<Response, IntakeError> {
+    let plan = routing::plan(&events, &state.settings, chrono::Utc::now());
+    let inserted = state.store.enqueue(&plan.jobs, chrono::Utc::now()).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot store jobs");
+        IntakeError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "cannot store the events right now; retry later".into(),
+        }
+    })?;
+    let counts = plan.count(&inserted);
+    if counts.accepted > 0 {
+        state.wake_workers.notify_one();
+    }
+    tracing::info!(
+        source,
+        runs = events.len(),
+        accepted = counts.accepted,
+        duplicates = counts.duplicates,
+        unrouted = counts.unrouted,
+        "events received"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": counts.accepted, "duplicates": counts.duplicates, "unrouted": counts.unrouted})),
+    )
+        .into_response())
+}
+
+/// Reads an optional string field; numbers are accepted as their text.
+pub(crate) fn opt_string(v: Option<&Value>, max: usize) -> Option<String> {
+    let s = match v? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let s = s.trim();
+    (!s.is_empty()).then(|| crate::domain::cut(s, max))
+}
+
+/// Longest run or project name kept.
+pub(crate) const MAX_NAME: usize = 200;
+/// Most tags kept, and longest tag.
+pub(crate) const MAX_TAGS: usize = 50;
+const MAX_TAG_LEN: usize = 100;
+/// Metadata entries larger than this (as JSON) are dropped: routing looks at small values, and
+/// every job stores the event.
+const MAX_METADATA_VALUE: usize = 1_024;
+const MAX_METADATA_ENTRIES: usize = 64;
+
+/// Reads a list of tags, ignoring non-strings.
+pub(crate) fn tags(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|t| crate::domain::cut(t.trim(), MAX_TAG_LEN))
+                .filter(|t| !t.is_empty())
+                .take(MAX_TAGS)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads a metadata object, keeping small entries only.
+pub(crate) fn metadata(v: Option<&Value>) -> serde_json::Map<String, Value> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, v)| k.len() <= 128 && v.to_string().len() <= MAX_METADATA_VALUE)
+                .take(MAX_METADATA_ENTRIES)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads `feedback_keys`: valid key names only (the rest are skipped: routing only uses keys
+/// defined in the settings anyway).
+pub(crate) fn feedback_keys(v: Option<&Value>) -> Vec<crate::domain::FeedbackKey> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|k| crate::domain::FeedbackKey::parse(k).ok())
+                .take(MAX_TAGS)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads an error that may be a string or `{"error": "Class", "message": "…"}`.
+pub(crate) fn error_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(crate::domain::cut(s.trim(), crate::domain::MAX_EXCERPT_CHARS)),
+        Value::Object(o) => {
+            let class = o.get("error").and_then(Value::as_str);
+            let message = o.get("message").and_then(Value::as_str);
+            let text = match (class, message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                (None, Some(m)) => m.to_string(),
+                (None, None) => Value::Object(o.clone()).to_string(),
+            };
+            Some(crate::domain::cut(&text, crate::domain::MAX_EXCERPT_CHARS))
+        }
+        other => Some(crate::domain::cut(&other.to_string(), crate::domain::MAX_EXCERPT_CHARS)),
+    }
+}
+
+/// Reads a timestamp field, with or without a zone.
+pub(crate) fn timestamp(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.and_then(Value::as_str)
+        .and_then(crate::langsmith::wire::parse_timestamp)
+}
+
+/// Reads the run id at `field` of `obj`, naming `path` in the error.
+pub(crate) fn run_id(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<crate::domain::RunId, IntakeError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(IntakeError::invalid(format!(
+            "{path}{field}: missing (expected the run's UUID)"
+        ))),
+        Some(Value::String(s)) => {
+            crate::domain::RunId::parse(s).map_err(|e| IntakeError::invalid(format!("{path}{field}: {e}")))
+        }
+        Some(other) => Err(IntakeError::invalid(format!(
+            "{path}{field}: expected a UUID string, got {}",
+            truncate_for_message(&other.to_string())
+        ))),
+    }
+}

@@ -1,0 +1,271 @@
+//! Slack delivery: `api` (chat.postMessage through slack-morphism with the bot token),
+//! `webhook` (incoming webhooks), `outbox` (the exact request JSON written to a file).
+//! Errors are sorted into retryable and permanent here, with Slack's error code kept.
+
+use crate::domain::SlackChannel;
+use crate::settings::{Settings, SlackMode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One message ready to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The route it belongs to (selects a route's webhook URL).
+    pub route: String,
+    /// The channel (api mode).
+    pub channel: Option<String>,
+    /// Thread to reply in.
+    pub thread_ts: Option<String>,
+    /// Blocks and fallback text.
+    pub content: SlackMessageContent,
+    /// Stable name for the outbox file, so a retry overwrites rather than duplicates.
+    pub file_stem: String,
+}
+
+/// What Slack (or the outbox) gave back.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// The message timestamp (api mode).
+    pub ts: Option<String>,
+    /// The outbox file (outbox mode).
+    pub file: Option<PathBuf>,
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SlackError {
+    /// 429 / `ratelimited`.
+    #[error("Slack rate limited the channel (retry after {retry_after:?})")]
+    RateLimited {
+        /// Slack's Retry-After.
+        retry_after: Option<Duration>,
+    },
+    /// Slack or the network failed in a way that may pass.
+    #[error("Slack is unavailable: {0}")]
+    Transient(String),
+    /// Slack refused the message for good (`channel_not_found`, `invalid_auth`, …).
+    #[error("Slack refused the message: {code}")]
+    Permanent {
+        /// Slack's error code.
+        code: String,
+    },
+}
+
+impl SlackError {
+    /// Whether a later try may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SlackError::Permanent { .. })
+    }
+
+    /// Slack's requested wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SlackError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Slack error codes that a later try can get past; every other code is permanent.
+const TRANSIENT_CODES: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+    "team_added_to_org",
+];
+
+/// Sends messages in the configured mode.
+pub struct SlackSender {
+    mode: SlackMode,
+    api: Option<(SlackHyperClient, SlackApiToken)>,
+    http: reqwest::Client,
+    outbox_dir: PathBuf,
+    default_webhook: Option<SecretString>,
+    route_webhooks: HashMap<String, url::Url>,
+}
+
+impl SlackSender {
+    /// Builds the sender for `settings.slack`.
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let slack = &settings.slack;
+        let api = match (slack.mode, &slack.bot_token) {
+            (SlackMode::Api, Some(token)) => {
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_webpki_roots()
+                    .https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .build();
+                let connector = SlackClientHyperConnector::from(https)
+                    .with_slack_api_url(slack.api_url.as_str().trim_end_matches('/'));
+                let client = SlackClient::new(connector);
+                let token = SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_string()));
+                Some((client, token))
+            }
+            _ => None,
+        };
+        let route_webhooks = settings
+            .routes
+            .iter()
+            .filter_map(|r| match r.slack.as_ref().map(|s| &s.channel) {
+                Some(SlackChannel::Webhook(u)) => Some((r.name.clone(), u.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(SlackSender {
+            mode: slack.mode,
+            api,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
+            outbox_dir: slack.outbox_dir.clone(),
+            default_webhook: slack.webhook_url.clone(),
+            route_webhooks,
+        })
+    }
+
+    /// Whether messages leave the machine (and so are paced).
+    pub fn is_remote(&self) -> bool {
+        self.mode != SlackMode::Outbox
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+        match self.mode {
+            SlackMode::Api => self.send_api(msg).await,
+            SlackMode::Webhook => self.send_webhook(msg).await,
+            SlackMode::Outbox => self.write_outbox(msg).await,
+        }
+    }
+
+    async fn send_api(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+        let (client, token) = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
+            code: "no_bot_token".into(),
+        })?;
+        let channel = msg.channel.clone().ok_or_else(|| SlackError::Permanent {
+            code: "no_channel".into(),
+        })?;
+        let req = SlackApiChatPostMessageRequest::new(SlackChannelId::new(channel), msg.content.clone())
+            .with_unfurl_links(false)
+            .with_unfurl_media(false)
+            .opt_thread_ts(msg.thread_ts.clone().map(SlackTs::new));
+        let session = client.open_session(token);
+        match session.chat_post_message(&req).await {
+            Ok(res) => Ok(Delivered {
+                ts: Some(res.ts.to_string()),
+                file: None,
+            }),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn send_webhook(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+        let url = match self.route_webhooks.get(&msg.route) {
+            Some(u) => u.to_string(),
+            None => self
+                .default_webhook
+                .as_ref()
+                .map(|s| s.expose_secret().to_string())
+                .ok_or_else(|| SlackError::Permanent {
+                    code: "no_webhook_url".into(),
+                })?,
+        };
+        let mut body = content_json(&msg.content);
+        if let Some(ts) = &msg.thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let res = self.http.post(&url).json(&body).send().await.map_err(|e| {
+            // Never the URL: an incoming-webhook URL is a credential.
+            SlackError::Transient(e.without_url().to_string())
+        })?;
+        let status = res.status().as_u16();
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = res.text().await.unwrap_or_default();
+        match status {
+            200..=299 => Ok(Delivered::default()),
+            429 => Err(SlackError::RateLimited { retry_after }),
+            500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
+            _ => Err(SlackError::Permanent {
+                code: webhook_code(status, &text),
+            }),
+        }
+    }
+
+    async fn write_outbox(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+        let io = |e: std::io::Error| SlackError::Transient(format!("cannot write the outbox: {e}"));
+        tokio::fs::create_dir_all(&self.outbox_dir).await.map_err(io)?;
+        let body = request_json(msg);
+        let path = self.outbox_dir.join(format!("{}.json", msg.file_stem));
+        let tmp = self.outbox_dir.join(format!(".{}.tmp", msg.file_stem));
+        let text = serde_json::to_vec_pretty(&body).map_err(|e| SlackError::Permanent {
+            code: format!("unserializable: {e}"),
+        })?;
+        tokio::fs::write(&tmp, text).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        Ok(Delivered {
+            ts: None,
+            file: Some(path),
+        })
+    }
+}
+
+/// The `chat.postMessage` body for `msg`: what api mode sends, and what outbox mode writes.
+pub fn request_json(msg: &OutgoingMessage) -> Value {
+    let mut body = content_json(&msg.content);
+    if let Some(c) = &msg.channel {
+        body["channel"] = json!(c);
+    }
+    if let Some(ts) = &msg.thread_ts {
+        body["thread_ts"] = json!(ts);
+    }
+    body
+}
+
+fn content_json(content: &SlackMessageContent) -> Value {
+    let mut body = serde_json::to_value(content).unwrap_or_else(|_| json!({}));
+    // Slack's unfurler fetches URLs it finds in a message; none of ours should be fetched.
+    body["unfurl_links"] = json!(false);
+    body["unfurl_media"] = json!(false);
+    body
+}
+
+fn webhook_code(status: u16, text: &str) -> String {
+    let t = text.trim();
+    if !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        t.to_string()
+    } else {
+        format!("http_{status}")
+    }
+}
+
+fn classify(e: SlackClientError) -> SlackError {
+    match e {
+        SlackClientError::RateLimitError(r) => SlackError::RateLimited {
+            retry_after: r.retry_after,
+        },
+        SlackClientError::ApiError(a) if a.code == "ratelimited" => SlackError::RateLimited { retry_after: None },
+        SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => SlackError::Transient(a.code),
+        SlackClientError::ApiError(a) => SlackError::Permanent { code: a.code },
+        SlackClientError::HttpError(h) => {
+            let status = h.status_code.as_u16();
+            if status >= 500 || status == 408 || status == 429 {
+                SlackError::Transient(format!("HTTP {status}"))
+            } else {
+                SlackError::Permanent {
+                    code: format!("http_{status}"),
+                }
+            }
+        }
+        other => SlackError::Transient(other.to_string()),
+    }
+}

@@ -1,0 +1,359 @@
+//! Workers: claim due jobs with a lease, mint their tokens (once; kept with the job for
+//! retries), render, deliver, and record the outcome: sent, retry at a backed-off time (Slack's
+//! or LangSmith's Retry-After honoured), or a dead letter with the reason.
+
+use crate::domain::{FeedbackKey, RunEvent};
+use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
+use crate::links::links_for_run;
+use crate::routing::SlackJobPayload;
+use crate::slack::deliver::{OutgoingMessage, SlackError, SlackSender};
+use crate::slack::pacing::Pacer;
+use crate::startup::AppState;
+use crate::store::{Job, JobKind};
+use chrono::Utc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
+/// the worker can serve other channels meanwhile.
+const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for in-flight deliveries before releasing their jobs.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What became of one job.
+#[derive(Debug)]
+enum Outcome {
+    Sent,
+    Retry { after: Option<Duration>, error: String },
+    Dead(String),
+    Defer(Duration),
+}
+
+/// The worker pool's shared parts.
+#[derive(Clone)]
+pub struct Workers {
+    state: AppState,
+    slack: Arc<SlackSender>,
+    pacer: Arc<Pacer>,
+    /// True while the claim loop runs (the app's readiness flag).
+    running: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Builds the pool for `state`.
+    pub fn new(state: AppState) -> anyhow::Result<Self> {
+        let slack = SlackSender::new(&state.settings)?;
+        let s = &state.settings.slack;
+        let pacer = Pacer::new(
+            if slack.is_remote() {
+                s.pace_per_channel
+            } else {
+                Duration::ZERO
+            },
+            s.burst,
+        );
+        let running = state.workers_running.clone();
+        Ok(Workers {
+            state,
+            slack: Arc::new(slack),
+            pacer: Arc::new(pacer),
+            running,
+        })
+    }
+
+    /// Runs the claim loop until `shutdown` turns true, then drains.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let settings = self.state.settings.clone();
+        let w = &settings.workers;
+        let permits = Arc::new(Semaphore::new(w.concurrency));
+        let mut tasks: JoinSet<Vec<i64>> = JoinSet::new();
+        self.running.store(true, Ordering::SeqCst);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = permits.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                // Each task takes up to batch_runs jobs (minted in one request), so claim enough
+                // to keep every free permit busy.
+                let batch = settings.langsmith.batch_runs.max(1);
+                match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for chunk in chunk_jobs(jobs, batch) {
+                            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                            let me = self.clone();
+                            tasks.spawn(async move {
+                                let ids = chunk.iter().map(|j| j.id).collect();
+                                me.process_chunk(chunk).await;
+                                drop(permit);
+                                ids
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot claim jobs"),
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            if claimed > 0 && permits.available_permits() > 0 {
+                continue;
+            }
+            let wait = match self.state.store.next_due().await {
+                Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(w.poll_interval),
+                _ => w.poll_interval,
+            }
+            .max(Duration::from_millis(5));
+            tokio::select! {
+                _ = self.state.wake_workers.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        self.running.store(false, Ordering::SeqCst);
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(tasks = in_flight, "waiting for in-flight deliveries");
+        }
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tasks.abort_all();
+            tracing::warn!(
+                "in-flight deliveries did not finish in time; their jobs return to the queue when their lease ends"
+            );
+        }
+    }
+
+    /// Mints for every job of the chunk that has no tokens yet (one request), then delivers each.
+    async fn process_chunk(&self, mut jobs: Vec<Job>) {
+        let mut dropped: Vec<i64> = Vec::new();
+        let mut requests = Vec::new();
+        let mut owners = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if job.kind != JobKind::Slack || usable_minted(job).is_some() {
+                continue;
+            }
+            match self.token_requests(job) {
+                Ok(reqs) if !reqs.is_empty() => {
+                    owners.extend(std::iter::repeat_n(i, reqs.len()));
+                    requests.extend(reqs);
+                }
+                Ok(_) => {
+                    self.record(
+                        job,
+                        Outcome::Dead("none of the job's feedback keys is configured any more".into()),
+                    )
+                    .await;
+                    dropped.push(job.id);
+                }
+                Err(e) => {
+                    self.record(job, Outcome::Dead(e)).await;
+                    dropped.push(job.id);
+                }
+            }
+        }
+        if !requests.is_empty() {
+            let mut minting: Vec<usize> = owners.clone();
+            minting.dedup();
+            match self.state.langsmith.mint(&requests).await {
+                Ok(tokens) => {
+                    for &i in &minting {
+                        let mine: Vec<&MintedToken> = tokens
+                            .iter()
+                            .zip(&owners)
+                            .filter(|(_, o)| **o == i)
+                            .map(|(t, _)| t)
+                            .collect();
+                        let value = serde_json::to_value(&mine).expect("tokens serialize");
+                        if let Err(e) = self.state.store.save_minted(jobs[i].id, &value, Utc::now()).await {
+                            tracing::error!(job = jobs[i].id, error = %e, "cannot keep minted tokens");
+                        }
+                        let ids: Vec<String> = mine.iter().map(|t| t.id.to_string()).collect();
+                        tracing::debug!(job = jobs[i].id, run_id = ?jobs[i].run_id, token_ids = ?ids, "tokens minted");
+                        jobs[i].minted = Some(value);
+                    }
+                }
+                Err(e) => {
+                    for &i in &minting {
+                        self.record(&jobs[i], mint_outcome(&e)).await;
+                        dropped.push(jobs[i].id);
+                    }
+                }
+            }
+        }
+        jobs.retain(|j| !dropped.contains(&j.id));
+        for job in jobs {
+            let outcome = match job.kind {
+                JobKind::Slack => self.deliver_slack(&job).await,
+                JobKind::Digest => Outcome::Dead("digest jobs are handled by the email worker".into()),
+            };
+            self.record(&job, outcome).await;
+        }
+    }
+
+    fn token_requests(&self, job: &Job) -> Result<Vec<TokenRequest>, String> {
+        let payload: SlackJobPayload =
+            serde_json::from_value(job.payload.clone()).map_err(|e| format!("corrupt job payload: {e}"))?;
+        Ok(token_requests(
+            &self.state,
+            &payload.event,
+            &payload.keys,
+            Duration::from_secs(payload.link_ttl_secs),
+        ))
+    }
+
+    async fn deliver_slack(&self, job: &Job) -> Outcome {
+        let payload: SlackJobPayload = match serde_json::from_value(job.payload.clone()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Dead(format!("corrupt job payload: {e}")),
+        };
+        let Some(tokens) = usable_minted(job) else {
+            return Outcome::Retry {
+                after: None,
+                error: "tokens missing or expired; minting again".into(),
+            };
+        };
+        let pace_key = payload.channel.clone().unwrap_or_else(|| job.target.clone());
+        let wait = self.pacer.try_acquire(&pace_key, Instant::now());
+        if wait > MAX_INLINE_PACING_WAIT {
+            return Outcome::Defer(wait);
+        } else if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            let again = self.pacer.try_acquire(&pace_key, Instant::now());
+            if !again.is_zero() {
+                return Outcome::Defer(again);
+            }
+        }
+        let links = links_for_run(&self.state.settings.keys, &tokens);
+        let content = crate::slack::render::render_run_message(&payload.event, &job.route, &links);
+        let msg = OutgoingMessage {
+            route: job.route.clone(),
+            channel: payload.channel.clone(),
+            thread_ts: payload.thread_ts.clone(),
+            content,
+            file_stem: format!("{:010}-{}", job.id, payload.event.run_id),
+        };
+        let started = Instant::now();
+        let result = self.slack.send(&msg).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(_) => {
+                tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
+                Outcome::Sent
+            }
+            Err(e) => {
+                if let SlackError::RateLimited { retry_after } = &e {
+                    self.pacer
+                        .back_off(&pace_key, retry_after.unwrap_or(Duration::from_secs(1)), Instant::now());
+                }
+                if e.is_retryable() {
+                    Outcome::Retry {
+                        after: e.retry_after(),
+                        error: e.to_string(),
+                    }
+                } else {
+                    Outcome::Dead(e.to_string())
+                }
+            }
+        }
+    }
+
+    /// Stores an outcome, turning a retry past `max_attempts` into a dead letter.
+    async fn record(&self, job: &Job, outcome: Outcome) {
+        let now = Utc::now();
+        let w = &self.state.settings.workers;
+        let store = &self.state.store;
+        let result = match outcome {
+            Outcome::Sent => store.mark_sent(job.id, now).await,
+            Outcome::Defer(wait) => {
+                store
+                    .release(job.id, now + chrono::Duration::from_std(wait).unwrap_or_default(), now)
+                    .await
+            }
+            Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
+                let reason = format!("gave up after {} attempts: {error}", job.attempts);
+                tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                store.mark_dead(job.id, &reason, now).await
+            }
+            Outcome::Retry { after, error } => {
+                let delay = backoff(w.retry_base, job.attempts)
+                    .min(w.retry_max)
+                    .max(after.unwrap_or_default());
+                tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
+                store
+                    .mark_retry(
+                        job.id,
+                        now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        &error,
+                        now,
+                    )
+                    .await
+            }
+            Outcome::Dead(reason) => {
+                tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                store.mark_dead(job.id, &reason, now).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
+        }
+    }
+}
+
+/// Token requests for `keys` of `event`, expiring `ttl` from now.
+pub fn token_requests(state: &AppState, event: &RunEvent, keys: &[FeedbackKey], ttl: Duration) -> Vec<TokenRequest> {
+    keys.iter()
+        .filter_map(|k| state.settings.key(k))
+        .map(|spec| TokenRequest {
+            run_id: event.run_id,
+            feedback_key: spec.key.clone(),
+            expires_in: Some(ExpiresIn::from_duration(ttl)),
+            expires_at: None,
+            feedback_config: spec.feedback_config.clone(),
+        })
+        .collect()
+}
+
+/// The job's stored tokens, unless missing, unreadable, or expiring within the hour (a link
+/// that dies while the message is read is worse than minting again).
+fn usable_minted(job: &Job) -> Option<Vec<MintedToken>> {
+    let tokens: Vec<MintedToken> = serde_json::from_value(job.minted.clone()?).ok()?;
+    let soon = Utc::now() + chrono::Duration::hours(1);
+    tokens.iter().all(|t| t.expires_at > soon).then_some(tokens)
+}
+
+fn mint_outcome(e: &LangSmithError) -> Outcome {
+    if e.is_retryable() {
+        Outcome::Retry {
+            after: e.retry_after(),
+            error: format!("minting tokens: {e}"),
+        }
+    } else {
+        Outcome::Dead(format!("minting tokens: {e}"))
+    }
+}
+
+/// Groups jobs for minting: up to `batch` Slack jobs per group; digest jobs alone.
+fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
+    let mut out: Vec<Vec<Job>> = Vec::new();
+    let mut current: Vec<Job> = Vec::new();
+    for job in jobs {
+        if job.kind != JobKind::Slack {
+            out.push(vec![job]);
+            continue;
+        }
+        current.push(job);
+        if current.len() >= batch {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}

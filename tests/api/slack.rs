@@ -1,0 +1,484 @@
+//! The Slack path end to end: intake → durable jobs → one token request per run (through a
+//! recording proxy in front of an embedded LangSmith) → chat.postMessage on a fake Slack whose
+//! buttons, fetched like a browser would, record feedback.
+
+use crate::fakes::{FakeServer, Reply, fake_slack, recording_proxy};
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_in, spawn_app_with};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A LangSmith (an embedded-mode app), a recording proxy in front of it, a fake Slack, and the
+/// app under test pointed at both.
+pub struct World {
+    pub langsmith: TestApp,
+    pub proxy: FakeServer,
+    pub slack: FakeServer,
+    pub app: TestApp,
+}
+
+pub fn slack_settings(slack: &FakeServer, routes: &str) -> String {
+    format!(
+        r#"
+[slack]
+mode = "api"
+api_url = "{}/api"
+pace_per_channel = "0s"
+
+[workers]
+retry_base = "50ms"
+retry_max = "2s"
+poll_interval = "50ms"
+max_attempts = 5
+
+{KEYS_TOML}
+{routes}
+"#,
+        slack.address
+    )
+}
+
+pub async fn world(routes: &str) -> World {
+    let langsmith = spawn_app("").await;
+    let proxy = recording_proxy(langsmith.address.clone()).await;
+    let slack = fake_slack().await;
+    let app = spawn_app_with(
+        &slack_settings(&slack, routes),
+        env(&[
+            ("LANGSMITH_ENDPOINT", &proxy.address),
+            ("LANGSMITH_API_KEY", "lsv2_test"),
+            ("SLACK_BOT_TOKEN", "xoxb-test-token"),
+        ]),
+    )
+    .await;
+    World {
+        langsmith,
+        proxy,
+        slack,
+        app,
+    }
+}
+
+const SUPPORT_ROUTE: &str = r#"
+[[routes]]
+name = "support"
+keys = ["thumbs_up", "thumbs_down"]
+slack = { channel = "C0123456789" }
+"#;
+
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Every button of a posted message: (action block index, label, url).
+pub fn buttons(message: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for block in message["blocks"].as_array().unwrap() {
+        if block["type"] == "actions" {
+            for el in block["elements"].as_array().unwrap() {
+                out.push((
+                    el["text"]["text"].as_str().unwrap().to_string(),
+                    el["url"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+async fn feedback_of(langsmith: &TestApp, run: &str) -> Vec<(String, f64)> {
+    let rows: Value = langsmith
+        .get(&format!("/api/v1/feedback?run={run}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["key"].as_str().unwrap().to_string(), f["score"].as_f64().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rule_webhook_with_two_runs_mints_once_per_run_and_posts_two_messages_whose_buttons_record_feedback() {
+    let w = world(SUPPORT_ROUTE).await;
+    let res = w
+        .app
+        .post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json"))
+        .await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"accepted": 2, "duplicates": 0, "unrouted": 0})
+    );
+
+    let posts = w.slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    let token_requests = w.proxy.requests_to("/feedback/tokens");
+    assert_eq!(token_requests.len(), 2, "exactly one token request per run");
+    for req in &token_requests {
+        let items = req.json();
+        let keys: Vec<&str> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["feedback_key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["thumbs_up", "thumbs_down"], "all keys of the run in one request");
+        assert_eq!(items[0]["run_id"], items[1]["run_id"]);
+        assert_eq!(items[0]["expires_in"], json!({"days": 7, "hours": 0, "minutes": 0}));
+        assert_eq!(req.header("x-api-key").as_deref(), Some("lsv2_test"));
+    }
+
+    let run0 = "3c9e7a51-2b4d-4f6e-8a1c-5d7b9e0f2a14";
+    let message = posts
+        .iter()
+        .map(|p| p.json())
+        .find(|m| m.to_string().contains("rotate my API key"))
+        .expect("the first run's message");
+    assert_eq!(message["channel"], "C0123456789");
+    assert_eq!(message["unfurl_links"], false);
+    assert_eq!(message["unfurl_media"], false);
+    assert_eq!(
+        posts[0].header("authorization").as_deref(),
+        Some("Bearer xoxb-test-token")
+    );
+    let tokens: Value = w
+        .langsmith
+        .get(&format!("/api/v1/feedback/tokens?run_id={run0}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url_of = |key: &str| {
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["feedback_key"] == key)
+            .unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let b = buttons(&message);
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0].1, format!("{}?score=1", url_of("thumbs_up")));
+    assert_eq!(b[1].1, format!("{}?score=0", url_of("thumbs_down")));
+
+    // A reader clicks 👎: the browser GETs the button URL.
+    let click = reqwest::Client::new()
+        .get(&b[1].1)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(click.status(), 200);
+    assert_eq!(
+        feedback_of(&w.langsmith, run0).await,
+        vec![("thumbs_down".to_string(), 0.0)]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_server_run_uses_its_own_feedback_keys_and_channel() {
+    let routes = r#"
+[[routes]]
+name = "agents"
+match = { source = "agent_server" }
+slack = { channel_from = "metadata.slack_channel", channel = "C0FALLBACK" }
+"#;
+    let w = world(routes).await;
+    let res = w
+        .app
+        .post_json("/v1/webhooks/agent-server", &fixture("agent-server-webhook.json"))
+        .await;
+    assert_eq!(res.status(), 202);
+    let posts = w.slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    let message = posts[0].json();
+    assert_eq!(message["channel"], "C0AGENT01");
+    assert!(
+        message.to_string().contains("storage quota change"),
+        "the last message is the answer"
+    );
+    let requests = w.proxy.requests_to("/feedback/tokens");
+    assert_eq!(requests.len(), 1);
+    let keys: Vec<String> = requests[0]
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["feedback_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["thumbs_up", "thumbs_down"], "kwargs.feedback_keys");
+    let b = buttons(&message);
+    let up = &b
+        .iter()
+        .find(|(label, _)| label.contains("Helpful") && !label.contains("Not"))
+        .unwrap()
+        .1;
+    assert_eq!(reqwest::get(up).await.unwrap().status(), 200);
+    assert_eq!(
+        feedback_of(&w.langsmith, "1e8d4c2b-6a3f-4d9e-8b7a-2c5f0e1d9a36").await,
+        vec![("thumbs_up".to_string(), 1.0)]
+    );
+}
+
+#[tokio::test]
+async fn a_generic_event_gets_the_configured_subset_of_its_keys_with_a_score_scale() {
+    let routes = r#"
+[[routes]]
+name = "generic"
+match = { project = "support-*", metadata = { tier = "gold" }, tags = ["prod"] }
+slack = { channel_from = "metadata.slack_channel" }
+"#;
+    let w = world(routes).await;
+    let mut event = fixture("generic-event.json");
+    event["feedback_keys"] = json!(["user_score", "not_configured"]);
+    let res = w.app.post_json("/v1/events", &event).await;
+    assert_eq!(res.status(), 202);
+    let posts = w.slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    let message = posts[0].json();
+    assert_eq!(message["channel"], "C0GENERIC1");
+    let requests = w.proxy.requests_to("/feedback/tokens");
+    assert_eq!(
+        requests[0].json()[0]["feedback_config"],
+        json!({"type": "continuous", "min": 1.0, "max": 5.0})
+    );
+    let b = buttons(&message);
+    assert_eq!(
+        b.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5"]
+    );
+    assert!(b[3].1.ends_with("?score=4"));
+    assert_eq!(reqwest::get(&b[3].1).await.unwrap().status(), 200);
+    assert_eq!(
+        feedback_of(&w.langsmith, "c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52").await,
+        vec![("user_score".to_string(), 4.0)]
+    );
+}
+
+#[tokio::test]
+async fn re_posting_the_same_webhook_posts_nothing_new() {
+    let w = world(SUPPORT_ROUTE).await;
+    let body = fixture("langsmith-rule-webhook.json");
+    assert_eq!(w.app.post_json("/v1/webhooks/langsmith", &body).await.status(), 202);
+    w.slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    let again = w.app.post_json("/v1/webhooks/langsmith", &body).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"accepted": 0, "duplicates": 2, "unrouted": 0})
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 2);
+    assert_eq!(w.proxy.requests_to("/feedback/tokens").len(), 2);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_honoured_and_the_message_is_delivered_once() {
+    let w = world(SUPPORT_ROUTE).await;
+    w.slack
+        .push([Reply::json(429, json!({"ok": false, "error": "ratelimited"})).header("retry-after", "1")]);
+    let mut event = fixture("generic-event.json");
+    event["project"] = json!("anything");
+    let started = std::time::Instant::now();
+    assert_eq!(w.app.post_json("/v1/events", &event).await.status(), 202);
+    let posts = w.slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited for Retry-After: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        w.slack.requests_to("/chat.postMessage").len(),
+        2,
+        "one 429, then one delivery"
+    );
+    assert_eq!(
+        posts[0].body, posts[1].body,
+        "the retry sends the same message with the same links"
+    );
+    assert_eq!(
+        w.proxy.requests_to("/feedback/tokens").len(),
+        1,
+        "tokens are reused on retry"
+    );
+    let sent = w
+        .app
+        .store
+        .jobs_in_state(feedback_dispatch::store::JobState::Sent, 10)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+}
+
+#[tokio::test]
+async fn channel_not_found_is_a_dead_letter_not_a_retry_loop() {
+    let w = world(SUPPORT_ROUTE).await;
+    w.slack
+        .push((0..5).map(|_| Reply::json(200, json!({"ok": false, "error": "channel_not_found"}))));
+    assert_eq!(
+        w.app
+            .post_json("/v1/events", &fixture("generic-event.json"))
+            .await
+            .status(),
+        202
+    );
+    let dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("channel_not_found"),
+        "{:?}",
+        dead[0].last_error
+    );
+    assert_eq!(dead[0].attempts, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 1);
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_until_max_attempts_then_dead_lettered() {
+    let w = world(SUPPORT_ROUTE).await;
+    w.slack
+        .push((0..10).map(|_| Reply::json(503, json!({"ok": false, "error": "service_unavailable"}))));
+    assert_eq!(
+        w.app
+            .post_json("/v1/events", &fixture("generic-event.json"))
+            .await
+            .status(),
+        202
+    );
+    let dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
+    assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 5, "max_attempts = 5");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 5 attempts"),
+        "{:?}",
+        dead[0].last_error
+    );
+}
+
+pub async fn wait_for_state(
+    app: &TestApp,
+    state: feedback_dispatch::store::JobState,
+    n: usize,
+) -> Vec<feedback_dispatch::store::Job> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let jobs = app.store.jobs_in_state(state, 1000).await.unwrap();
+        if jobs.len() >= n {
+            return jobs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} jobs in state {state:?}, got {}",
+            jobs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_committed_while_slack_fails_are_delivered_after_a_restart() {
+    let langsmith = spawn_app("").await;
+    let slack = fake_slack().await;
+    let failing = FakeServer::start(|_| Reply::json(500, json!({"ok": false, "error": "internal_error"}))).await;
+    let env = |slack: &FakeServer| {
+        (
+            slack_settings(slack, SUPPORT_ROUTE),
+            env(&[
+                ("LANGSMITH_ENDPOINT", &langsmith.address),
+                ("LANGSMITH_API_KEY", "k"),
+                ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ]),
+        )
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (toml, vars) = env(&failing);
+    let app = spawn_app_in(dir.clone(), &toml, vars).await;
+    assert_eq!(
+        app.post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json"))
+            .await
+            .status(),
+        202
+    );
+    failing.wait_for("/chat.postMessage", 2, WAIT).await;
+    app.stop().await;
+    assert!(slack.requests().is_empty());
+
+    let (toml, vars) = env(&slack);
+    let app = spawn_app_in(dir, &toml, vars).await;
+    slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    wait_for_state(&app, feedback_dispatch::store::JobState::Sent, 2).await;
+}
+
+#[tokio::test]
+async fn hostile_outputs_render_inert_within_slack_limits() {
+    let w = world(SUPPORT_ROUTE).await;
+    let answer = format!("<!channel> see <https://evil.example|click> & {}", "x".repeat(60_000));
+    let event = json!({
+        "run_id": "0b6e3f1a-9c2d-4e8f-a7b5-3d1c9e0f4a28",
+        "run_name": "<!here> *bold* & <@U123>",
+        "project": "<https://evil.example|proj>",
+        "outputs": {"answer": answer},
+        "inputs": {"q": "<!everyone>"},
+    });
+    assert_eq!(w.app.post_json("/v1/events", &event).await.status(), 202);
+    let posts = w.slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    let message = posts[0].json();
+    let text = message.to_string();
+    for bad in ["<!channel>", "<!here>", "<!everyone>", "<https://evil", "<@U123>"] {
+        assert!(!text.contains(bad), "{bad} survived: {text:.400}");
+    }
+    assert!(text.contains("&lt;!channel&gt;"));
+    let content: slack_morphism::prelude::SlackMessageContent = serde_json::from_value(message.clone()).unwrap();
+    assert_eq!(
+        feedback_dispatch::slack::render::check_limits(&content),
+        Vec::<String>::new()
+    );
+    // Presigned URLs only in button urls.
+    let mut strings = Vec::new();
+    collect_strings(&message, None, &mut strings);
+    for (key, s) in strings {
+        if s.contains("/feedback/tokens/") {
+            assert_eq!(key.as_deref(), Some("url"), "{s}");
+        }
+    }
+    assert!(!message["text"].as_str().unwrap().contains("/feedback/tokens/"));
+}
+
+fn collect_strings(v: &Value, key: Option<String>, out: &mut Vec<(Option<String>, String)>) {
+    match v {
+        Value::String(s) => out.push((key, s.clone())),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, key.clone(), out)),
+        Value::Object(m) => m.iter().for_each(|(k, v)| collect_strings(v, Some(k.clone()), out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn runs_no_route_takes_are_counted_as_unrouted() {
+    let routes = r#"
+[[routes]]
+name = "errors-only"
+keys = ["thumbs_up"]
+match = { status = "error" }
+slack = { channel = "C1" }
+"#;
+    let w = world(routes).await;
+    let res = w
+        .app
+        .post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json"))
+        .await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"accepted": 1, "duplicates": 0, "unrouted": 1})
+    );
+}
