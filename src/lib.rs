@@ -9,11 +9,13 @@
 //! - [`langsmith`]: the token-minting client and the embedded LangSmith-compatible service.
 //! - [`links`]: minted tokens × buttons → feedback URLs.
 //! - [`intake`]: the webhook endpoints; [`routing`]: events × routes → jobs.
-//! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery.
+//! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery;
+//!   [`email`]: digest windows, templates and SMTP delivery.
 //! - [`startup`], [`cli`], [`telemetry`]: wiring.
 
 pub mod cli;
 pub mod domain;
+pub mod email;
 pub mod intake;
 pub mod langsmith;
 pub mod links;

@@ -3,8 +3,9 @@
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
 use crate::domain::{FeedbackKey, Route, RunEvent, SlackChannel};
+use crate::email::digest::{DigestRunPayload, Schedule};
 use crate::settings::Settings;
-use crate::store::{JobKind, NewJob};
+use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub struct Plan {
     pub jobs: Vec<NewJob>,
     /// For each job, the index of its event.
     job_event: Vec<usize>,
+    /// Runs to add to digests, in event order.
+    pub digest_items: Vec<DigestItem>,
+    /// For each digest item, the index of its event.
+    item_event: Vec<usize>,
     /// Number of events.
     events: usize,
 }
@@ -46,13 +51,15 @@ pub struct Counts {
 }
 
 impl Plan {
-    /// Counts runs given which jobs were new (`inserted[i]` for `jobs[i]`).
-    pub fn count(&self, inserted: &[bool]) -> Counts {
+    /// Counts runs given which jobs and digest items were new.
+    pub fn count(&self, new_jobs: &[bool], new_items: &[bool]) -> Counts {
         let mut new = vec![false; self.events];
         let mut any = vec![false; self.events];
-        for (j, &event) in self.job_event.iter().enumerate() {
-            any[event] = true;
-            new[event] |= inserted.get(j).copied().unwrap_or(false);
+        for (events, inserted) in [(&self.job_event, new_jobs), (&self.item_event, new_items)] {
+            for (j, &event) in events.iter().enumerate() {
+                any[event] = true;
+                new[event] |= inserted.get(j).copied().unwrap_or(false);
+            }
         }
         let mut c = Counts::default();
         for i in 0..self.events {
@@ -148,6 +155,27 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                     due_at: now,
                 });
                 plan.job_event.push(i);
+            }
+            if let Some(email) = &route.email {
+                let window_end = match Schedule::parse(&email.schedule) {
+                    Ok(schedule) => schedule.window_end(now),
+                    // Validated at start-up; a schedule that cannot parse here is a bug.
+                    Err(e) => {
+                        tracing::error!(route = %route.name, error = %e, "digest schedule unusable; run skipped");
+                        continue;
+                    }
+                };
+                plan.digest_items.push(DigestItem {
+                    route: route.name.clone(),
+                    window_end,
+                    run_id: event.run_id,
+                    payload: serde_json::to_value(DigestRunPayload {
+                        event: event.clone(),
+                        keys: keys.clone(),
+                    })
+                    .expect("payload serializes"),
+                });
+                plan.item_event.push(i);
             }
         }
     }

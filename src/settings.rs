@@ -10,6 +10,7 @@ use crate::domain::{
     Button, ButtonStyle, Category, EmailSchedule, EmailTarget, FeedbackConfig, FeedbackKey, FieldPath, Glob, KeySpec,
     Route, RouteMatch, RunStatus, SlackChannel, SlackTarget, Source, format_score,
 };
+use crate::email::digest::Schedule;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -1099,19 +1100,20 @@ impl Validator {
                     format!("route {name:?} has no target (expected slack = {{ … }} and/or email = {{ … }})"),
                 );
             }
-            if let (
-                Some(ttl),
-                Some(EmailTarget {
-                    schedule: EmailSchedule::Every(window),
-                    ..
-                }),
-            ) = (link_ttl, &email_target)
-                && ttl <= *window
+            if let (Some(ttl), Some(target)) = (link_ttl, &email_target)
+                && let Ok(schedule) = Schedule::parse(&target.schedule)
             {
-                self.fail(
-                    format!("{at}.link_ttl"),
-                    format!("link_ttl {} is not longer than the digest window {} (links would expire before the digest is read)", humantime::format_duration(ttl), humantime::format_duration(*window)),
-                );
+                let window = schedule.longest_window(chrono::Utc::now());
+                if ttl <= window {
+                    self.fail(
+                        format!("{at}.link_ttl"),
+                        format!(
+                            "link_ttl {} is not longer than the digest window {} (links would expire before the digest is read)",
+                            humantime::format_duration(ttl),
+                            humantime::format_duration(window)
+                        ),
+                    );
+                }
             }
             if let (Some(link_ttl), Some(matcher)) = (link_ttl, matcher) {
                 out.push(Route {
@@ -1281,6 +1283,13 @@ impl Validator {
                 ok = false;
             }
         }
+        if raw.timezone.is_some() && raw.cron.is_none() {
+            self.fail(
+                format!("{at}.timezone"),
+                "timezone applies to cron schedules only (expected cron = \"0 9 * * MON-FRI\" with it)",
+            );
+            ok = false;
+        }
         let schedule = match (raw.every, raw.cron) {
             (Some(_), Some(_)) => {
                 self.fail(format!("{at}.cron"), "give either every or cron, not both");
@@ -1302,7 +1311,15 @@ impl Validator {
             },
             (None, Some(expr)) => {
                 let timezone = raw.timezone.unwrap_or_else(|| "UTC".into());
-                Some(EmailSchedule::Cron { expr, timezone })
+                let schedule = EmailSchedule::Cron { expr, timezone };
+                match Schedule::parse(&schedule) {
+                    Ok(_) => Some(schedule),
+                    Err(e) => {
+                        let field = if e.contains("time zone") { "timezone" } else { "cron" };
+                        self.fail(format!("{at}.{field}"), e);
+                        None
+                    }
+                }
             }
             (None, None) => Some(EmailSchedule::Every(Duration::from_secs(3600))),
         };

@@ -3,6 +3,9 @@
 //! or LangSmith's Retry-After honoured), or a dead letter with the reason.
 
 use crate::domain::{FeedbackKey, RunEvent};
+use crate::email::deliver::EmailSender;
+use crate::email::digest::{self, DigestJobPayload, DigestRunPayload};
+use crate::email::render::{DigestContent, DigestRun, render_digest};
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
 use crate::links::links_for_run;
 use crate::routing::SlackJobPayload;
@@ -38,7 +41,10 @@ enum Outcome {
 pub struct Workers {
     state: AppState,
     slack: Arc<SlackSender>,
+    email: Arc<EmailSender>,
     pacer: Arc<Pacer>,
+    /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
+    digest_locks: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -56,11 +62,14 @@ impl Workers {
             },
             s.burst,
         );
+        let email = EmailSender::new(&state.settings)?;
         let running = state.workers_running.clone();
         Ok(Workers {
             state,
             slack: Arc::new(slack),
+            email: Arc::new(email),
             pacer: Arc::new(pacer),
+            digest_locks: Arc::default(),
             running,
         })
     }
@@ -75,6 +84,9 @@ impl Workers {
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if let Err(e) = digest::close_due(&self.state, Utc::now()).await {
+                tracing::error!(error = %e, "cannot close due digests");
             }
             let free = permits.available_permits();
             let mut claimed = 0;
@@ -190,7 +202,7 @@ impl Workers {
         for job in jobs {
             let outcome = match job.kind {
                 JobKind::Slack => self.deliver_slack(&job).await,
-                JobKind::Digest => Outcome::Dead("digest jobs are handled by the email worker".into()),
+                JobKind::Digest => self.deliver_digest(&job).await,
             };
             self.record(&job, outcome).await;
         }
@@ -263,6 +275,178 @@ impl Workers {
         }
     }
 
+    async fn deliver_digest(&self, job: &Job) -> Outcome {
+        let settings = &self.state.settings;
+        let payload: DigestJobPayload = match serde_json::from_value(job.payload.clone()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Dead(format!("corrupt job payload: {e}")),
+        };
+        let digest = match self.state.store.digest(payload.digest_id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Outcome::Dead(format!("digest {} no longer exists", payload.digest_id)),
+            Err(e) => {
+                return Outcome::Retry {
+                    after: None,
+                    error: e.to_string(),
+                };
+            }
+        };
+        let Some((route, email)) = settings
+            .routes
+            .iter()
+            .find(|r| r.name == job.route)
+            .and_then(|r| r.email.as_ref().map(|e| (r, e)))
+        else {
+            return Outcome::Dead(format!("route {:?} no longer sends email", job.route));
+        };
+        let mut runs: Vec<(DigestRunPayload, chrono::DateTime<Utc>)> = digest
+            .runs
+            .iter()
+            .filter_map(|(p, at)| serde_json::from_value(p.clone()).ok().map(|p| (p, *at)))
+            .collect();
+        // Newest first: the runs a reviewer most likely still remembers.
+        runs.sort_by_key(|(p, at)| std::cmp::Reverse(p.event.ended_at.unwrap_or(*at)));
+        let more = runs.len().saturating_sub(email.max_runs);
+        runs.truncate(email.max_runs);
+
+        let tokens = match self
+            .digest_tokens(digest.id, digest.minted.as_ref(), &runs, route.link_ttl)
+            .await
+        {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let content = DigestContent {
+            route: route.name.clone(),
+            recipient: payload.recipient.clone(),
+            more,
+            project_url: runs
+                .iter()
+                .find_map(|(p, _)| p.event.run_url.as_deref().and_then(project_url)),
+            runs: runs
+                .iter()
+                .map(|(p, _)| {
+                    let mine: Vec<MintedToken> =
+                        tokens.iter().filter(|t| t.run_id == p.event.run_id).cloned().collect();
+                    DigestRun {
+                        event: p.event.clone(),
+                        keys: links_for_run(&settings.keys, &mine),
+                    }
+                })
+                .collect(),
+            window_start: digest.created_at,
+            window_end: digest.window_end,
+            subject: email.subject.clone(),
+        };
+        let rendered = match render_digest(&content) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Dead(format!("cannot render the digest: {e}")),
+        };
+        let domain = settings
+            .email
+            .from
+            .rsplit('@')
+            .next()
+            .unwrap_or("localhost")
+            .trim_end_matches('>');
+        let message_id = format!(
+            "<digest-{}-{:016x}@{domain}>",
+            digest.id,
+            stable_hash(&payload.recipient)
+        );
+        let file_stem = format!("{:010}-digest-{}", job.id, digest.id);
+        match self
+            .email
+            .send(&payload.recipient, &rendered, &message_id, &file_stem)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %payload.recipient, runs = content.runs.len(), attempt = job.attempts, "digest delivered");
+                Outcome::Sent
+            }
+            Err(e) if e.is_retryable() => Outcome::Retry {
+                after: None,
+                error: e.to_string(),
+            },
+            Err(e) => Outcome::Dead(e.to_string()),
+        }
+    }
+
+    /// The digest's tokens: those kept with it, or minted now under the digest's lock (so the
+    /// recipients' jobs, which run side by side, mint once).
+    async fn digest_tokens(
+        &self,
+        digest_id: i64,
+        kept: Option<&serde_json::Value>,
+        runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
+        ttl: Duration,
+    ) -> Result<Vec<MintedToken>, Outcome> {
+        if let Some(tokens) = kept.and_then(usable_tokens) {
+            return Ok(tokens);
+        }
+        let lock = self
+            .digest_locks
+            .lock()
+            .expect("digest locks")
+            .entry(digest_id)
+            .or_default()
+            .clone();
+        let result = {
+            let _held = lock.lock().await;
+            // Another job may have minted while this one waited.
+            match self.state.store.digest(digest_id).await {
+                Ok(Some(d)) if d.minted.as_ref().and_then(usable_tokens).is_some() => {
+                    Ok(d.minted.as_ref().and_then(usable_tokens).unwrap_or_default())
+                }
+                Ok(_) => self.mint_for_digest(digest_id, runs, ttl).await,
+                Err(e) => Err(Outcome::Retry {
+                    after: None,
+                    error: e.to_string(),
+                }),
+            }
+        };
+        let mut locks = self.digest_locks.lock().expect("digest locks");
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(&digest_id);
+        }
+        result
+    }
+
+    /// Mints for every shown run × key, `batch_runs` runs per request, and keeps the tokens with
+    /// the digest (should another process have kept some first, those are used).
+    async fn mint_for_digest(
+        &self,
+        digest_id: i64,
+        runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
+        ttl: Duration,
+    ) -> Result<Vec<MintedToken>, Outcome> {
+        let mut tokens = Vec::new();
+        for chunk in runs.chunks(self.state.settings.langsmith.batch_runs.max(1)) {
+            let requests: Vec<TokenRequest> = chunk
+                .iter()
+                .flat_map(|(p, _)| token_requests(&self.state, &p.event, &p.keys, ttl))
+                .collect();
+            tokens.extend(
+                self.state
+                    .langsmith
+                    .mint(&requests)
+                    .await
+                    .map_err(|e| mint_outcome(&e))?,
+            );
+        }
+        let value = serde_json::to_value(&tokens).expect("tokens serialize");
+        let kept = self
+            .state
+            .store
+            .save_digest_minted(digest_id, &value)
+            .await
+            .map_err(|e| Outcome::Retry {
+                after: None,
+                error: e.to_string(),
+            })?;
+        Ok(serde_json::from_value(kept).unwrap_or(tokens))
+    }
+
     /// Stores an outcome, turning a retry past `max_attempts` into a dead letter.
     async fn record(&self, job: &Job, outcome: Outcome) {
         let now = Utc::now();
@@ -319,12 +503,30 @@ pub fn token_requests(state: &AppState, event: &RunEvent, keys: &[FeedbackKey], 
         .collect()
 }
 
-/// The job's stored tokens, unless missing, unreadable, or expiring within the hour (a link
-/// that dies while the message is read is worse than minting again).
+/// The job's stored tokens, if usable.
 fn usable_minted(job: &Job) -> Option<Vec<MintedToken>> {
-    let tokens: Vec<MintedToken> = serde_json::from_value(job.minted.clone()?).ok()?;
+    usable_tokens(job.minted.as_ref()?)
+}
+
+/// Stored tokens, unless unreadable or expiring within the hour (a link that dies while the
+/// message is read is worse than minting again).
+fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {
+    let tokens: Vec<MintedToken> = serde_json::from_value(value.clone()).ok()?;
     let soon = Utc::now() + chrono::Duration::hours(1);
     tokens.iter().all(|t| t.expires_at > soon).then_some(tokens)
+}
+
+/// The LangSmith project page of a run URL (`…/projects/p/<id>/r/<run>` → `…/projects/p/<id>`).
+fn project_url(run_url: &str) -> Option<String> {
+    let start = run_url.find("/projects/p/")? + "/projects/p/".len();
+    let end = run_url[start..].find(['/', '?']).map_or(run_url.len(), |i| start + i);
+    (end > start).then(|| run_url[..end].to_string())
+}
+
+/// FNV-1a: a stable, dependency-free hash for Message-IDs (not for security).
+fn stable_hash(s: &str) -> u64 {
+    s.bytes()
+        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn mint_outcome(e: &LangSmithError) -> Outcome {

@@ -7,6 +7,9 @@ mod auth;
 mod generic;
 mod langsmith_rule;
 
+/// The generic event parser, for tools that build `RunEvent`s outside a request (preview, tests).
+pub use generic::parse as parse_generic;
+
 use crate::domain::{RunEvent, truncate_for_message};
 use crate::routing;
 use crate::startup::AppState;
@@ -124,15 +127,19 @@ async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJ
 /// Routes the events, commits their jobs in one transaction, answers 202 with the counts.
 async fn accept(state: &AppState, source: &'static str, events: Vec<RunEvent>) -> Result<Response, IntakeError> {
     let plan = routing::plan(&events, &state.settings, chrono::Utc::now());
-    let inserted = state.store.enqueue(&plan.jobs, chrono::Utc::now()).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot store jobs");
-        IntakeError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "cannot store the events right now; retry later".into(),
-        }
-    })?;
-    let counts = plan.count(&inserted);
-    if counts.accepted > 0 {
+    let (new_jobs, new_items) = state
+        .store
+        .enqueue(&plan.jobs, &plan.digest_items, chrono::Utc::now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot store jobs");
+            IntakeError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "cannot store the events right now; retry later".into(),
+            }
+        })?;
+    let counts = plan.count(&new_jobs, &new_items);
+    if new_jobs.iter().any(|n| *n) {
         state.wake_workers.notify_one();
     }
     tracing::info!(

@@ -141,6 +141,47 @@ pub struct Job {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// A run to add to the open digest of its route's window.
+#[derive(Debug, Clone)]
+pub struct DigestItem {
+    /// The route.
+    pub route: String,
+    /// The window the run falls in, identified by its end.
+    pub window_end: DateTime<Utc>,
+    /// The run.
+    pub run_id: RunId,
+    /// What to render (JSON: event and keys).
+    pub payload: serde_json::Value,
+}
+
+/// A digest whose window has ended.
+#[derive(Debug, Clone)]
+pub struct DueDigest {
+    /// Row id.
+    pub id: i64,
+    /// The route.
+    pub route: String,
+    /// When its window ended.
+    pub window_end: DateTime<Utc>,
+}
+
+/// A digest with its runs, oldest first.
+#[derive(Debug, Clone)]
+pub struct DigestRecord {
+    /// Row id.
+    pub id: i64,
+    /// The route.
+    pub route: String,
+    /// When the window ended.
+    pub window_end: DateTime<Utc>,
+    /// When its first run arrived.
+    pub created_at: DateTime<Utc>,
+    /// Tokens minted for it.
+    pub minted: Option<serde_json::Value>,
+    /// (run payload, when added).
+    pub runs: Vec<(serde_json::Value, DateTime<Utc>)>,
+}
+
 /// A token of the embedded LangSmith service.
 #[derive(Debug, Clone)]
 pub struct StoredToken {
@@ -189,9 +230,23 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Inserts all jobs in one transaction; returns, per job, whether it was new (an existing
-    /// idempotency key means a duplicate).
-    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
+    /// Inserts all jobs and digest runs in one transaction; returns, per job and per digest
+    /// item, whether it was new (an existing idempotency key or digest run is a duplicate).
+    async fn enqueue(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError>;
+    /// Open digests whose window ended by `now`.
+    async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError>;
+    /// Closes a digest and enqueues its send jobs, in one transaction.
+    async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// A digest with its runs.
+    async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError>;
+    /// Keeps the tokens minted for a digest unless another job kept some first; returns the
+    /// tokens that are kept.
+    async fn save_digest_minted(&self, id: i64, minted: &serde_json::Value) -> Result<serde_json::Value, StoreError>;
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
     async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize)
     -> Result<Vec<Job>, StoreError>;

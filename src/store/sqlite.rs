@@ -1,6 +1,8 @@
 //! SQLite implementation of [`Store`]: WAL journal, one writer at a time, migrations at start.
 
-use super::{Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken};
+use super::{
+    DigestItem, DigestRecord, DueDigest, Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken,
+};
 use crate::domain::RunId;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -145,6 +147,26 @@ macro_rules! job_columns {
     };
 }
 
+async fn insert_job(tx: &mut sqlx::SqliteConnection, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(job.kind.as_str())
+    .bind(&job.route)
+    .bind(&job.target)
+    .bind(job.run_id.map(|r| r.to_string()))
+    .bind(&job.idempotency_key)
+    .bind(job.payload.to_string())
+    .bind(ms(job.due_at))
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -152,33 +174,121 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn enqueue(&self, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
-        let mut outcome = Vec::with_capacity(jobs.len());
-        if jobs.is_empty() {
-            return Ok(outcome);
+    async fn enqueue(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
+        let mut new_jobs = Vec::with_capacity(jobs.len());
+        let mut new_items = Vec::with_capacity(digest_items.len());
+        if jobs.is_empty() && digest_items.is_empty() {
+            return Ok((new_jobs, new_items));
         }
         let mut tx = self.pool.begin().await?;
         for job in jobs {
-            let done = sqlx::query(
-                "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
-                 ON CONFLICT (idempotency_key) DO NOTHING",
+            new_jobs.push(insert_job(&mut tx, job, now).await?);
+        }
+        for item in digest_items {
+            sqlx::query(
+                "INSERT INTO digests (route, window_end, state, created_at) VALUES (?, ?, 'open', ?)
+                 ON CONFLICT (route, window_end) DO NOTHING",
             )
-            .bind(job.kind.as_str())
-            .bind(&job.route)
-            .bind(&job.target)
-            .bind(job.run_id.map(|r| r.to_string()))
-            .bind(&job.idempotency_key)
-            .bind(job.payload.to_string())
-            .bind(ms(job.due_at))
-            .bind(ms(now))
+            .bind(&item.route)
+            .bind(ms(item.window_end))
             .bind(ms(now))
             .execute(&mut *tx)
             .await?;
-            outcome.push(done.rows_affected() == 1);
+            let done = sqlx::query(
+                "INSERT INTO digest_runs (digest_id, route, run_id, payload, added_at)
+                 SELECT id, route, ?, ?, ? FROM digests WHERE route = ? AND window_end = ?
+                 ON CONFLICT (route, run_id) DO NOTHING",
+            )
+            .bind(item.run_id.to_string())
+            .bind(item.payload.to_string())
+            .bind(ms(now))
+            .bind(&item.route)
+            .bind(ms(item.window_end))
+            .execute(&mut *tx)
+            .await?;
+            new_items.push(done.rows_affected() == 1);
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok((new_jobs, new_items))
+    }
+
+    async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
+        let rows = sqlx::query("SELECT id, route, window_end FROM digests WHERE state = 'open' AND window_end <= ? ORDER BY window_end, id")
+            .bind(ms(now))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueDigest {
+                    id: r.try_get("id")?,
+                    route: r.try_get("route")?,
+                    window_end: from_ms(r.try_get("window_end")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            insert_job(&mut tx, job, now).await?;
+        }
+        sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ?")
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
+        let Some(row) = sqlx::query("SELECT id, route, window_end, created_at, minted FROM digests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let runs =
+            sqlx::query("SELECT payload, added_at FROM digest_runs WHERE digest_id = ? ORDER BY added_at, rowid")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let payload =
+                        serde_json::from_str(r.try_get("payload")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    Ok((payload, from_ms(r.try_get("added_at")?)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(DigestRecord {
+            id: row.try_get("id")?,
+            route: row.try_get("route")?,
+            window_end: from_ms(row.try_get("window_end")?),
+            created_at: from_ms(row.try_get("created_at")?),
+            minted: json_opt(row.try_get("minted")?)?,
+            runs,
+        }))
+    }
+
+    async fn save_digest_minted(&self, id: i64, minted: &serde_json::Value) -> Result<serde_json::Value, StoreError> {
+        // First writer wins, so every recipient of one digest gets the same links.
+        sqlx::query("UPDATE digests SET minted = ? WHERE id = ? AND minted IS NULL")
+            .bind(minted.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT minted FROM digests WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        json_opt(row.try_get("minted")?)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
     }
 
     async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
@@ -298,7 +408,8 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT MIN(t) AS t FROM (
                  SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'pending'
-                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased')",
+                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased'
+                 UNION ALL SELECT MIN(window_end) FROM digests WHERE state = 'open')",
         )
         .fetch_one(&self.pool)
         .await?;

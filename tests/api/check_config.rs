@@ -54,6 +54,21 @@ fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
         ("sample out of range", format!("{KEY}[[routes]]\nname = \"r\"\nmatch = {{ sample = 2.0 }}\nslack = {{ channel = \"C1\" }}\n"), &["routes[0].match.sample", "0.0 to 1.0"]),
         ("channel_from outside metadata", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel_from = \"inputs.channel\" }}\n"), &["routes[0].slack.channel_from", "metadata path"]),
         ("duplicate key", format!("{KEY}{KEY}"), &["keys[1].name", "defined twice"]),
+        (
+            "invalid cron",
+            format!("{KEY}[[routes]]\nname = \"daily\"\nemail = {{ to = [\"a@example.com\"], cron = \"at nine\" }}\n"),
+            &["routes[0].email.cron", "not a cron expression"],
+        ),
+        (
+            "invalid time zone",
+            format!("{KEY}[[routes]]\nname = \"daily\"\nemail = {{ to = [\"a@example.com\"], cron = \"0 9 * * MON-FRI\", timezone = \"Europe/Atlantis\" }}\n"),
+            &["routes[0].email.timezone", "not a time zone"],
+        ),
+        (
+            "link_ttl shorter than a cron window",
+            format!("{KEY}[[routes]]\nname = \"weekdays\"\nlink_ttl = \"2d\"\nemail = {{ to = [\"a@example.com\"], cron = \"0 9 * * MON-FRI\" }}\n"),
+            &["routes[0].link_ttl", "not longer than the digest window 3days"],
+        ),
         ("not TOML", "[server\nlisten = 1".into(), &["not valid TOML"]),
     ];
     assert!(cases.len() >= 12);

@@ -1,7 +1,7 @@
 //! `spawn_app` and the shared test plumbing.
 
 use feedback_dispatch::settings::Settings;
-use feedback_dispatch::startup::Application;
+use feedback_dispatch::startup::{AppState, Application};
 use feedback_dispatch::store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's store.
     pub store: Arc<dyn Store>,
+    /// The app's shared state (settings, store), for tests that drive library functions on a
+    /// controlled clock.
+    pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -142,6 +145,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.local_addr());
     let store = app.state().store.clone();
+    let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -151,6 +155,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
         dir,
         http: reqwest::Client::new(),
         store,
+        state,
         stop: Some(tx),
         handle: Some(handle),
     }

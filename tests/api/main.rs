@@ -1,6 +1,8 @@
 //! The integration suite: one binary, every test through the spawned app over real HTTP.
 
+mod browser;
 mod check_config;
+mod email;
 mod embedded;
 mod fakes;
 mod helpers;
@@ -10,3 +12,4 @@ mod outbox;
 mod sdk;
 mod serve;
 mod slack;
+mod smtp;

@@ -1,0 +1,146 @@
+//! Email delivery with lettre: `smtp` (`smtps://` implicit TLS, `smtp://…?tls=required`
+//! STARTTLS, plain `smtp://` only for loopback hosts, as settings validation enforces) with a
+//! pooled async transport, or `outbox` (`.eml` files). One message per recipient, so a refused
+//! address never blocks the others.
+
+use super::render::RenderedEmail;
+use crate::settings::{EmailMode, Settings};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmailError {
+    /// A 4xx reply, a timeout or a connection failure: try again later.
+    #[error("SMTP delivery failed for now: {0}")]
+    Transient(String),
+    /// A 5xx reply or an address that cannot be used: this recipient will not get it.
+    #[error("SMTP refused the message: {0}")]
+    Permanent(String),
+}
+
+impl EmailError {
+    /// Whether a later try may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EmailError::Transient(_))
+    }
+}
+
+/// Sends rendered digests.
+pub struct EmailSender {
+    mode: EmailMode,
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    outbox_dir: PathBuf,
+    timeout: std::time::Duration,
+}
+
+impl EmailSender {
+    /// Builds the sender for `settings.email`. In smtp mode this needs a tokio runtime (the
+    /// pooled transport starts a task).
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let e = &settings.email;
+        let from: Mailbox = e
+            .from
+            .parse()
+            .map_err(|err| anyhow::anyhow!("email.from {:?}: {err}", e.from))?;
+        let transport = match e.mode {
+            EmailMode::Outbox => None,
+            EmailMode::Smtp => {
+                let url = &e.smtp_url;
+                let host = url
+                    .host_str()
+                    .ok_or_else(|| anyhow::anyhow!("email.smtp_url has no host"))?;
+                let tls_required = url.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+                let mut builder = match (url.scheme(), tls_required) {
+                    ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?.port(url.port().unwrap_or(465)),
+                    (_, true) => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?.port(url.port().unwrap_or(587))
+                    }
+                    _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(url.port().unwrap_or(25)),
+                };
+                if !url.username().is_empty() {
+                    let password = e
+                        .password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_string())
+                        .unwrap_or_default();
+                    let user = percent_decode(url.username());
+                    builder = builder.credentials(Credentials::new(user, password));
+                }
+                Some(builder.timeout(Some(e.timeout)).build())
+            }
+        };
+        Ok(EmailSender {
+            mode: e.mode,
+            transport,
+            from,
+            outbox_dir: e.outbox_dir.clone(),
+            timeout: e.timeout,
+        })
+    }
+
+    /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`.
+    pub fn message(&self, to: &str, email: &RenderedEmail, message_id: &str) -> Result<Message, EmailError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| EmailError::Permanent(format!("recipient {to:?}: {e}")))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .message_id(Some(message_id.to_string()))
+            .date_now()
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
+            .map_err(|e| EmailError::Permanent(format!("cannot build the message: {e}")))
+    }
+
+    /// Sends one message to one recipient.
+    pub async fn send(
+        &self,
+        to: &str,
+        email: &RenderedEmail,
+        message_id: &str,
+        file_stem: &str,
+    ) -> Result<(), EmailError> {
+        let message = self.message(to, email, message_id)?;
+        match (self.mode, &self.transport) {
+            (EmailMode::Smtp, Some(transport)) => {
+                // lettre's timeout covers each socket operation; this bounds the whole exchange,
+                // so a server that stops answering mid-message cannot hold a worker.
+                let limit = self.timeout * 4;
+                match tokio::time::timeout(limit, transport.send(message)).await {
+                    Err(_) => Err(EmailError::Transient(format!(
+                        "the SMTP server did not finish within {limit:?}"
+                    ))),
+                    Ok(Ok(_)) => Ok(()),
+                    // Only a 5xx reply is final; 4xx, timeouts and refused connections pass.
+                    Ok(Err(e)) if e.is_permanent() => Err(EmailError::Permanent(e.to_string())),
+                    Ok(Err(e)) => Err(EmailError::Transient(e.to_string())),
+                }
+            }
+            _ => self.write_outbox(&message, file_stem).await,
+        }
+    }
+
+    async fn write_outbox(&self, message: &Message, file_stem: &str) -> Result<(), EmailError> {
+        let io = |e: std::io::Error| EmailError::Transient(format!("cannot write the outbox: {e}"));
+        tokio::fs::create_dir_all(&self.outbox_dir).await.map_err(io)?;
+        let path = self.outbox_dir.join(format!("{file_stem}.eml"));
+        let tmp = self.outbox_dir.join(format!(".{file_stem}.tmp"));
+        tokio::fs::write(&tmp, message.formatted()).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        Ok(())
+    }
+}
+
+/// The URL keeps the user name percent-encoded (`me%40example.com`); SMTP wants it plain.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}

@@ -1,0 +1,891 @@
+//! Email digest rendering: one route's window of runs, each with its feedback links, becomes one
+//! message for one recipient — a subject, an HTML part (`templates/email/digest.html`) and a
+//! plain-text part (`templates/email/digest.txt`). Pure: no I/O and no clock; "in 7 days" is
+//! measured from the window's end, which is when a digest goes out.
+//!
+//! The HTML is written for mail clients, not browsers: Outlook lays out with Word, Gmail drops
+//! `<style>` in some views, and most clients ignore flexbox. So it is nested tables with inline
+//! CSS on every element and "bulletproof" buttons — a coloured table cell around a coloured,
+//! padded link — which still show as buttons when a client drops either half of the styling.
+//! Colours are explicit everywhere and a `prefers-color-scheme` block only improves clients that
+//! support it, so the message reads the same when a client inverts it on its own.
+//!
+//! Everything that came with a run is untrusted. askama HTML-escapes every `{{ }}` in
+//! `digest.html` (nothing goes through `|safe`), URLs are linked only when they are http(s), the
+//! subject loses CR/LF and other control characters, and every piece is cut to a size that keeps
+//! one hostile 60 KB answer from burying the rest. Each feedback URL appears exactly once per
+//! part — as its button, or as its labelled line — so no bare, unlabelled copy of a link that
+//! records a rating sits anywhere in the message.
+
+use crate::domain::{ButtonStyle, FeedbackKey, RunEvent, RunId, RunStatus, Source, cut};
+use crate::links::{FeedbackLink, KeyLinks};
+use askama::Template;
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Longest subject produced. RFC 5322 recommends lines under 78 characters and folds longer
+/// ones; inboxes show ~60–90. 150 keeps every useful part and still folds into a few lines.
+const MAX_SUBJECT_CHARS: usize = 150;
+/// Longest route name or subject override quoted in the subject, so the run count always fits.
+const MAX_SUBJECT_LABEL_CHARS: usize = 100;
+/// Longest input, output or error excerpt shown per run. A digest holds up to 500 runs; about
+/// twenty lines each keeps a 50-run digest readable and well under Gmail's 102 KB clipping.
+const MAX_EMAIL_EXCERPT_CHARS: usize = 1_200;
+/// The preview line inbox lists show after the subject: they cut at 90–140 characters.
+const MAX_PREHEADER_CHARS: usize = 140;
+/// Run names, projects and button labels are identifiers, not prose.
+const MAX_SHORT_TEXT_CHARS: usize = 150;
+/// A line of tags is enough to recognise a run.
+const MAX_TAGS_CHARS: usize = 200;
+/// An address longer than RFC 5321's 254-character path limit cannot be a real recipient.
+const MAX_RECIPIENT_CHARS: usize = 254;
+/// Title of a card whose run has no name.
+const UNNAMED_RUN: &str = "LangSmith run";
+
+/// One run in a digest, with the feedback links minted for it.
+#[derive(Debug, Clone)]
+pub struct DigestRun {
+    /// The run as it arrived.
+    pub event: RunEvent,
+    /// Its feedback links, one entry per key, in display order.
+    pub keys: Vec<KeyLinks>,
+}
+
+/// Everything a digest shows, decided by the caller: which runs, for whom, over which window.
+#[derive(Debug, Clone)]
+pub struct DigestContent {
+    /// The route's name.
+    pub route: String,
+    /// The recipient (`To` address), named in the footer so a reader knows why they got it.
+    pub recipient: String,
+    /// The runs shown, newest first, already capped to the route's `max_runs`.
+    pub runs: Vec<DigestRun>,
+    /// How many runs of the window were left out by `max_runs`.
+    pub more: usize,
+    /// The LangSmith project, linked from "N more runs in LangSmith" when known.
+    pub project_url: Option<String>,
+    /// When the digest window opened.
+    pub window_start: DateTime<Utc>,
+    /// When it closed (the digest is sent then).
+    pub window_end: DateTime<Utc>,
+    /// The route's subject override; see [`render_digest`] for how it is used.
+    pub subject: Option<String>,
+}
+
+/// A rendered digest, ready for a `multipart/alternative` message.
+#[derive(Clone)]
+pub struct RenderedEmail {
+    /// One line, no control characters, at most 150 characters.
+    pub subject: String,
+    /// The HTML part.
+    pub html: String,
+    /// The plain-text part, with the same runs and links.
+    pub text: String,
+}
+
+impl std::fmt::Debug for RenderedEmail {
+    // Both bodies carry presigned URLs, which are bearer credentials and must not reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedEmail")
+            .field("subject", &self.subject)
+            .field("html", &format_args!("[{} bytes]", self.html.len()))
+            .field("text", &format_args!("[{} bytes]", self.text.len()))
+            .finish()
+    }
+}
+
+/// Renders one digest message.
+///
+/// The subject counts every run of the window and names the route: "3 runs to rate —
+/// support-bot", "1 run to rate — support-bot", "53 runs to rate (showing 50) — support-bot".
+/// A route's subject override takes the route name's place and goes first, because a reader
+/// chose it to recognise the mail, while the count stays because it is what tells one digest
+/// from the next: `subject = "Daily support review"` gives "Daily support review — 3 runs to
+/// rate". A blank override is ignored.
+pub fn render_digest(d: &DigestContent) -> Result<RenderedEmail, askama::Error> {
+    let view = DigestView::new(d);
+    let html = DigestHtml { v: &view }.render()?;
+    let text = DigestText { v: &view }.render()?;
+    Ok(RenderedEmail {
+        subject: view.subject,
+        html,
+        text,
+    })
+}
+
+/// The HTML part.
+#[derive(Template)]
+#[template(path = "email/digest.html")]
+struct DigestHtml<'a> {
+    v: &'a DigestView,
+}
+
+/// The plain-text part (`.txt`: askama does not escape it, and nothing in plain text needs it).
+#[derive(Template)]
+#[template(path = "email/digest.txt")]
+struct DigestText<'a> {
+    v: &'a DigestView,
+}
+
+/// What both parts show: cleaned, cut and checked once, so the templates only lay it out.
+struct DigestView {
+    subject: String,
+    /// "3 runs to rate".
+    heading: String,
+    /// "Showing the newest 50", when runs were left out.
+    showing: Option<String>,
+    route: String,
+    /// "2026-11-30 08:00–09:00 UTC".
+    window: String,
+    preheader: String,
+    cards: Vec<RunCard>,
+    /// "4 more runs in LangSmith", when runs were left out.
+    more: Option<String>,
+    /// An http(s) project link, when known.
+    project_url: Option<String>,
+    /// "Feedback links expire in 7 days, on 2026-12-07 09:00 UTC."
+    expiry: Option<String>,
+    recipient: String,
+}
+
+/// One run's card.
+struct RunCard {
+    title: String,
+    status: &'static str,
+    badge: Palette,
+    /// Label and value pairs: project, end time, tags, run id.
+    meta: Vec<(&'static str, String)>,
+    excerpts: Vec<Excerpt>,
+    /// Linked only when it is an http(s) URL.
+    run_url: Option<String>,
+    keys: Vec<KeyRow>,
+}
+
+/// Which part of a run an excerpt comes from; each is drawn differently so a reader tells the
+/// question from the answer at a glance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExcerptKind {
+    Input,
+    Output,
+    Error,
+}
+
+/// An input, output or error excerpt.
+struct Excerpt {
+    kind: ExcerptKind,
+    text: String,
+}
+
+impl Excerpt {
+    fn label(&self) -> &'static str {
+        match self.kind {
+            ExcerptKind::Input => "Input",
+            ExcerptKind::Output => "Output",
+            ExcerptKind::Error => "Error",
+        }
+    }
+
+    fn is_input(&self) -> bool {
+        self.kind == ExcerptKind::Input
+    }
+
+    fn is_error(&self) -> bool {
+        self.kind == ExcerptKind::Error
+    }
+
+    /// The lines, so the HTML can put a `<br>` between them: Outlook's Word engine ignores
+    /// `white-space: pre-wrap`, which other clients use to keep the indentation.
+    fn lines(&self) -> Vec<&str> {
+        self.text.split('\n').collect()
+    }
+
+    /// The text quoted with "> ", so in the plain-text part a run's own words cannot pass for
+    /// the digest's lines (an answer containing "  👍 Helpful: https://…" stays inside a quote).
+    fn quoted(&self) -> String {
+        self.text
+            .split('\n')
+            .map(|line| {
+                if line.is_empty() {
+                    ">".to_string()
+                } else {
+                    format!("> {line}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// One key's buttons.
+struct KeyRow {
+    label: String,
+    buttons: Vec<ButtonView>,
+}
+
+/// One feedback button.
+struct ButtonView {
+    label: String,
+    url: String,
+    palette: Palette,
+}
+
+/// Colours of a button or badge, plus the class the dark-mode block restyles.
+#[derive(Clone, Copy)]
+struct Palette {
+    background: &'static str,
+    text: &'static str,
+    border: &'static str,
+    dark_class: &'static str,
+}
+
+impl Palette {
+    /// Button colours after GitHub's: white on saturated green or red stays readable when a
+    /// client inverts the message; the neutral button gets a border so it never melts into the
+    /// card.
+    fn of_button(style: ButtonStyle) -> Self {
+        match style {
+            ButtonStyle::Primary => Palette {
+                background: "#1a7f37",
+                text: "#ffffff",
+                border: "#1a7f37",
+                dark_class: "dm-btn-primary",
+            },
+            ButtonStyle::Danger => Palette {
+                background: "#cf222e",
+                text: "#ffffff",
+                border: "#cf222e",
+                dark_class: "dm-btn-danger",
+            },
+            ButtonStyle::Default => Palette {
+                background: "#f6f8fa",
+                text: "#1f2328",
+                border: "#d0d7de",
+                dark_class: "dm-btn-default",
+            },
+        }
+    }
+
+    /// Status badge colours: green for success, red for error, grey for the rest.
+    fn of_status(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Success => Palette {
+                background: "#dafbe1",
+                text: "#116329",
+                border: "#aceebb",
+                dark_class: "dm-badge-success",
+            },
+            RunStatus::Error => Palette {
+                background: "#ffebe9",
+                text: "#a40e26",
+                border: "#ffcecb",
+                dark_class: "dm-badge-error",
+            },
+            _ => Palette {
+                background: "#eff2f5",
+                text: "#59636e",
+                border: "#d1d9e0",
+                dark_class: "dm-badge-other",
+            },
+        }
+    }
+}
+
+impl DigestView {
+    fn new(d: &DigestContent) -> Self {
+        let shown = d.runs.len();
+        let total = shown + d.more;
+        let heading = format!("{total} {} to rate", plural(total, "run", "runs"));
+        let route = cut(&one_line(&d.route), MAX_SUBJECT_LABEL_CHARS);
+        let cards: Vec<RunCard> = d.runs.iter().map(RunCard::new).collect();
+        let expires_at = d.runs.iter().flat_map(|r| &r.keys).map(|k| k.expires_at).min();
+        DigestView {
+            subject: subject(d, &heading, &route),
+            showing: (d.more > 0).then(|| format!("Showing the newest {shown}")),
+            window: window_text(d.window_start, d.window_end),
+            preheader: preheader(d, &heading),
+            more: (d.more > 0).then(|| format!("{} more {} in LangSmith", d.more, plural(d.more, "run", "runs"))),
+            project_url: d.project_url.as_deref().and_then(web_url),
+            expiry: expires_at.map(|at| expiry_text(at, d.window_end)),
+            recipient: cut(&one_line(&d.recipient), MAX_RECIPIENT_CHARS),
+            heading,
+            route,
+            cards,
+        }
+    }
+}
+
+impl RunCard {
+    fn new(run: &DigestRun) -> Self {
+        let e = &run.event;
+        let title = non_blank(e.run_name.as_deref())
+            .map(|name| cut(&one_line(name), MAX_SHORT_TEXT_CHARS))
+            .unwrap_or_else(|| UNNAMED_RUN.to_string());
+        let mut meta = Vec::new();
+        if let Some(project) = non_blank(e.project.as_deref()) {
+            meta.push(("Project", cut(&one_line(project), MAX_SHORT_TEXT_CHARS)));
+        }
+        if let Some(ended) = e.ended_at {
+            meta.push(("Ended", ended.format("%Y-%m-%d %H:%M UTC").to_string()));
+        }
+        let tags: Vec<String> = e.tags.iter().map(|t| one_line(t)).filter(|t| !t.is_empty()).collect();
+        if !tags.is_empty() {
+            meta.push(("Tags", cut(&tags.join(", "), MAX_TAGS_CHARS)));
+        }
+        let excerpts = [
+            (ExcerptKind::Input, &e.input),
+            (ExcerptKind::Output, &e.output),
+            (ExcerptKind::Error, &e.error),
+        ]
+        .into_iter()
+        .filter_map(|(kind, text)| {
+            non_blank(text.as_deref()).map(|t| Excerpt {
+                kind,
+                text: cut(&clean_text(t), MAX_EMAIL_EXCERPT_CHARS),
+            })
+        })
+        .collect();
+        RunCard {
+            title,
+            status: e.status.as_str(),
+            badge: Palette::of_status(e.status),
+            meta,
+            excerpts,
+            run_url: e.run_url.as_deref().and_then(web_url),
+            keys: run.keys.iter().filter_map(KeyRow::new).collect(),
+        }
+    }
+}
+
+impl KeyRow {
+    /// `None` when the key has no button left to show.
+    fn new(key: &KeyLinks) -> Option<Self> {
+        let buttons: Vec<ButtonView> = key.links.iter().filter_map(ButtonView::new).collect();
+        (!buttons.is_empty()).then(|| KeyRow {
+            label: key_label(&key.key),
+            buttons,
+        })
+    }
+}
+
+impl ButtonView {
+    /// `None` for a non-http(s) link: presigned URLs come from the LangSmith API, and a
+    /// misconfigured or hostile endpoint must not get a `javascript:` button into the mail.
+    fn new(link: &FeedbackLink) -> Option<Self> {
+        if !matches!(link.url.scheme(), "http" | "https") {
+            return None;
+        }
+        let label = cut(&one_line(&link.label), MAX_SHORT_TEXT_CHARS);
+        Some(ButtonView {
+            label: if label.is_empty() {
+                crate::domain::format_score(link.score)
+            } else {
+                label
+            },
+            url: link.url.as_str().to_string(),
+            palette: Palette::of_button(link.style),
+        })
+    }
+}
+
+/// See [`render_digest`] for the shapes.
+fn subject(d: &DigestContent, heading: &str, route: &str) -> String {
+    let count = if d.more > 0 {
+        format!("{heading} (showing {})", d.runs.len())
+    } else {
+        heading.to_string()
+    };
+    let line = match d.subject.as_deref().map(one_line).filter(|s| !s.is_empty()) {
+        Some(custom) => format!("{} — {count}", cut(&custom, MAX_SUBJECT_LABEL_CHARS)),
+        None => format!("{count} — {route}"),
+    };
+    cut(&line, MAX_SUBJECT_CHARS)
+}
+
+/// The first run's answer (else its input or error) on one line, for the inbox preview.
+fn preheader(d: &DigestContent, heading: &str) -> String {
+    let first = d.runs.first().map(|r| &r.event);
+    let text = first.and_then(|e| {
+        non_blank(e.output.as_deref())
+            .or(non_blank(e.input.as_deref()))
+            .or(non_blank(e.error.as_deref()))
+    });
+    match text {
+        Some(t) => cut(&one_line(t), MAX_PREHEADER_CHARS),
+        None => heading.to_string(),
+    }
+}
+
+/// "2026-11-30 08:00–09:00 UTC", or both dates when the window spans midnight.
+fn window_text(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    if start.date_naive() == end.date_naive() {
+        format!("{}–{} UTC", start.format("%Y-%m-%d %H:%M"), end.format("%H:%M"))
+    } else {
+        format!(
+            "{} – {} UTC",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M")
+        )
+    }
+}
+
+/// "Feedback links expire in 7 days, on 2026-12-07 09:00 UTC." The distance is from the send
+/// time, and rounded: a reader plans by days, not minutes.
+fn expiry_text(at: DateTime<Utc>, sent: DateTime<Utc>) -> String {
+    let when = at.format("%Y-%m-%d %H:%M UTC");
+    let minutes = (at - sent).num_minutes();
+    let distance = match minutes {
+        m if m <= 0 => return format!("Feedback links expire on {when}."),
+        m if m >= 36 * 60 => {
+            let days = (m + 12 * 60) / (24 * 60);
+            format!("{days} days")
+        }
+        m if m >= 90 => {
+            let hours = (m + 30) / 60;
+            format!("{hours} hours")
+        }
+        m => format!("{m} {}", plural(m as usize, "minute", "minutes")),
+    };
+    format!("Feedback links expire in {distance}, on {when}.")
+}
+
+/// `user_score` → "User score": keys are identifiers, the card speaks to people.
+fn key_label(key: &FeedbackKey) -> String {
+    let spaced = key.as_str().replace(['_', '-'], " ");
+    let mut chars = spaced.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => key.as_str().to_string(),
+    }
+}
+
+/// The URL, normalised, when it parses as http(s); anything else (`javascript:`, `data:`, a
+/// bare path) is not linked at all.
+fn web_url(s: &str) -> Option<String> {
+    let url = url::Url::parse(s.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+}
+
+fn non_blank(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// Text for a single line (subject, title, label): control characters, line and paragraph
+/// separators become spaces — in a subject a CR or LF would start a new header — bidi controls
+/// are dropped, and runs of whitespace collapse to one space.
+fn one_line(s: &str) -> String {
+    let spaced: String = s
+        .chars()
+        .filter(|c| !is_bidi_control(*c))
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text for a block (an excerpt): line breaks and tabs stay, CRLF becomes LF, other control
+/// characters and bidi controls are dropped (they garble clients and can make text read
+/// differently from what it is).
+fn clean_text(s: &str) -> String {
+    s.trim()
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if matches!(c, '\r' | '\u{2028}' | '\u{2029}') {
+                '\n'
+            } else {
+                c
+            }
+        })
+        .filter(|c| matches!(c, '\n' | '\t') || !(c.is_control() || is_bidi_control(*c)))
+        .collect()
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A realistic digest for `preview` and the screenshot test: three runs of the `support-bot`
+/// route (a success with thumbs and a categorical key, a failed tool call, a success with a
+/// 1–5 score) and four more left out, with links to a local embedded token service.
+pub fn sample_content() -> DigestContent {
+    let window_end = sample_time(2026, 11, 30, 9, 0);
+    let expires_at = sample_time(2026, 12, 7, 9, 0);
+    let project_url = "https://smith.langchain.com/o/6b1f3c2e-5a0d-4f5e-9d3a-2c7b8e1f0a94/projects/p/\
+                       3f2a9c1e-7b4d-4e8a-a1c6-9d0e5b2f7c38";
+    let run = |n: u128, name: &str, status: RunStatus, minute: u32| {
+        let run_id = RunId::from(uuid::Uuid::from_u128(0x1f0c_9a7e_5b3d_4c21_8e6f_0000_0000_0000 + n));
+        RunEvent {
+            run_id,
+            source: Source::LangsmithRule,
+            project: Some("support-bot-prod".into()),
+            project_id: Some("3f2a9c1e-7b4d-4e8a-a1c6-9d0e5b2f7c38".into()),
+            run_name: Some(name.into()),
+            status,
+            input: None,
+            output: None,
+            error: None,
+            tags: vec!["prod".into(), "chat".into()],
+            metadata: serde_json::Map::new(),
+            run_url: Some(format!("{project_url}/r/{run_id}?poll=true")),
+            feedback_keys: Vec::new(),
+            started_at: Some(sample_time(2026, 11, 30, 8, minute - 1)),
+            ended_at: Some(sample_time(2026, 11, 30, 8, minute)),
+        }
+    };
+    let key = |token: u128, name: &str, buttons: &[(&str, f64, Option<&str>, ButtonStyle)]| {
+        let key = FeedbackKey::parse(name).expect("sample keys are valid literals");
+        let base = format!(
+            "http://127.0.0.1:8080/api/v1/feedback/tokens/{}",
+            uuid::Uuid::from_u128(0x7d2e_41b0_93c5_4a6f_b8d1_0000_0000_0000 + token)
+        );
+        let links = buttons
+            .iter()
+            .map(|&(label, score, value, style)| {
+                let mut url = url::Url::parse(&base).expect("the sample base URL is valid");
+                url.query_pairs_mut()
+                    .append_pair("score", &crate::domain::format_score(score));
+                if let Some(v) = value {
+                    url.query_pairs_mut().append_pair("value", v);
+                }
+                FeedbackLink {
+                    key: key.clone(),
+                    label: label.into(),
+                    style,
+                    score,
+                    url,
+                }
+            })
+            .collect();
+        KeyLinks { key, links, expires_at }
+    };
+    let thumbs = |token| {
+        key(
+            token,
+            "thumbs",
+            &[
+                ("👍 Helpful", 1.0, None, ButtonStyle::Primary),
+                ("👎 Not helpful", 0.0, None, ButtonStyle::Danger),
+            ],
+        )
+    };
+
+    let mut rotate = run(1, "support_agent", RunStatus::Success, 51);
+    rotate.input = Some("How do I rotate my API key without downtime?".into());
+    rotate.output = Some(
+        "You can rotate a key with zero downtime:\n\n\
+         1. Create a second key under Settings → API Keys.\n\
+         2. Deploy it to your services and check that traffic uses it.\n\
+         3. Revoke the old key once its \"last used\" time stops changing.\n\n\
+         Keys can't be edited after creation, so rotating always means creating a new one."
+            .into(),
+    );
+    let correctness = key(
+        2,
+        "correctness",
+        &[
+            ("Correct", 1.0, Some("correct"), ButtonStyle::Default),
+            ("Partly correct", 0.5, Some("partly correct"), ButtonStyle::Default),
+            ("Wrong", 0.0, Some("wrong"), ButtonStyle::Default),
+        ],
+    );
+
+    let mut refund = run(3, "refund_lookup", RunStatus::Error, 37);
+    refund.input = Some("Where is my refund for order #48213? It's been two weeks.".into());
+    refund.error = Some(
+        "ToolException: orders API returned 503 Service Unavailable\n  \
+         at lookup_order (tools/orders.py:88)\n  \
+         retried 3 times over 4.2 s"
+            .into(),
+    );
+
+    let mut invoice = run(4, "support_agent", RunStatus::Success, 12);
+    invoice.input = Some("Can I get an invoice with our VAT number on it?".into());
+    invoice.output = Some(
+        "Yes. Add your VAT number under Billing → Company details; every invoice issued after \
+         that shows it. For past invoices, open the invoice and choose \"Regenerate\"."
+            .into(),
+    );
+    let score = key(
+        5,
+        "user_score",
+        &[
+            ("1", 1.0, None, ButtonStyle::Default),
+            ("2", 2.0, None, ButtonStyle::Default),
+            ("3", 3.0, None, ButtonStyle::Default),
+            ("4", 4.0, None, ButtonStyle::Default),
+            ("5", 5.0, None, ButtonStyle::Default),
+        ],
+    );
+
+    DigestContent {
+        route: "support-bot".into(),
+        recipient: "reviewers@example.com".into(),
+        runs: vec![
+            DigestRun {
+                event: rotate,
+                keys: vec![thumbs(1), correctness],
+            },
+            DigestRun {
+                event: refund,
+                keys: vec![thumbs(3)],
+            },
+            DigestRun {
+                event: invoice,
+                keys: vec![score],
+            },
+        ],
+        more: 4,
+        project_url: Some(project_url.into()),
+        window_start: sample_time(2026, 11, 30, 8, 0),
+        window_end,
+        subject: None,
+    }
+}
+
+fn sample_time(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, month, day, hour, minute, 0)
+        .single()
+        .expect("sample times are valid literals")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Undoes askama's HTML escaping (`&#34;`, `&#38;`, `&#39;`, `&#60;`, `&#62;`), `&` last so
+    /// an escaped entity is not unescaped twice.
+    fn unescape(html: &str) -> String {
+        html.replace("&#34;", "\"")
+            .replace("&#39;", "'")
+            .replace("&#60;", "<")
+            .replace("&#62;", ">")
+            .replace("&#38;", "&")
+    }
+
+    /// How often `url` occurs as a whole URL: a match followed by another URL character (`?score=1`
+    /// inside `?score=10`, or inside `?score=1&value=x`) does not count.
+    fn occurrences(haystack: &str, url: &str) -> usize {
+        haystack
+            .match_indices(url)
+            .filter(|(at, _)| {
+                haystack[at + url.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)))
+            })
+            .count()
+    }
+
+    fn all_urls(d: &DigestContent) -> Vec<String> {
+        d.runs
+            .iter()
+            .flat_map(|r| &r.keys)
+            .flat_map(|k| &k.links)
+            .map(|l| l.url.to_string())
+            .collect()
+    }
+
+    fn event(name: &str, status: RunStatus) -> RunEvent {
+        let mut e = sample_content().runs.remove(0).event;
+        e.run_name = Some(name.into());
+        e.status = status;
+        e
+    }
+
+    fn content(runs: Vec<DigestRun>) -> DigestContent {
+        DigestContent {
+            runs,
+            more: 0,
+            subject: None,
+            ..sample_content()
+        }
+    }
+
+    #[test]
+    fn every_link_of_a_three_run_digest_appears_exactly_once_in_each_part() {
+        // The sample has 3 runs, a categorical key whose links carry `&value=` (escaped in the
+        // HTML) and a 1–5 key whose links share a token.
+        let d = sample_content();
+        let urls = all_urls(&d);
+        assert_eq!(urls.len(), 2 + 3 + 2 + 5);
+        assert!(urls.iter().any(|u| u.contains('&')));
+
+        let mail = render_digest(&d).unwrap();
+
+        let html = unescape(&mail.html);
+        for url in &urls {
+            assert_eq!(occurrences(&html, url), 1, "HTML has {url} once");
+            assert_eq!(
+                occurrences(&html, &format!("href=\"{url}\"")),
+                1,
+                "{url} is a button href"
+            );
+            assert_eq!(occurrences(&mail.text, url), 1, "text has {url} once");
+        }
+        assert!(mail.text.contains(&format!("  👍 Helpful: {}\n", urls[0])));
+        assert!(!mail.html.contains("&value="), "`&` in hrefs is escaped");
+    }
+
+    #[test]
+    fn the_subject_carries_the_count_and_the_route() {
+        let run = |n| DigestRun {
+            event: event(&format!("r{n}"), RunStatus::Success),
+            keys: vec![],
+        };
+        let cases: [(usize, usize, Option<&str>, &str); 5] = [
+            (1, 0, None, "1 run to rate — support-bot"),
+            (3, 0, None, "3 runs to rate — support-bot"),
+            (50, 3, None, "53 runs to rate (showing 50) — support-bot"),
+            (
+                3,
+                0,
+                Some("Daily support review"),
+                "Daily support review — 3 runs to rate",
+            ),
+            (3, 0, Some("   "), "3 runs to rate — support-bot"),
+        ];
+        for (shown, more, custom, expected) in cases {
+            let d = DigestContent {
+                more,
+                subject: custom.map(str::to_string),
+                ..content((0..shown).map(run).collect())
+            };
+            assert_eq!(render_digest(&d).unwrap().subject, expected);
+        }
+    }
+
+    #[test]
+    fn a_subject_cannot_start_a_new_header_line() {
+        let d = DigestContent {
+            route: "support\r\nBcc: x@evil".into(),
+            subject: Some("Review\r\nBcc: x@evil\u{0}\u{7}\u{202E}".into()),
+            ..sample_content()
+        };
+        let mail = render_digest(&d).unwrap();
+        assert!(!mail.subject.contains(['\r', '\n']), "{:?}", mail.subject);
+        assert!(!mail.subject.chars().any(|c| c.is_control() || is_bidi_control(c)));
+        assert!(
+            mail.subject.starts_with("Review Bcc: x@evil — 7 runs to rate"),
+            "{:?}",
+            mail.subject
+        );
+
+        let long = DigestContent {
+            subject: Some("x".repeat(10_000)),
+            ..sample_content()
+        };
+        let subject = render_digest(&long).unwrap().subject;
+        assert!(subject.chars().count() <= MAX_SUBJECT_CHARS);
+        assert!(
+            subject.ends_with("runs to rate (showing 3)"),
+            "the count survives: {subject:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_run_text_is_escaped_and_cut_in_the_html() {
+        let script = "<script>alert(1)</script>";
+        let breakout = "\"><img src=x onerror=alert(1)>";
+        let mut e = event(script, RunStatus::Success);
+        e.project = Some(breakout.into());
+        e.input = Some(format!("{script} {breakout}"));
+        e.output = Some("A".repeat(60_000));
+        e.tags = vec![breakout.into()];
+        let d = DigestContent {
+            route: script.into(),
+            recipient: breakout.into(),
+            ..content(vec![DigestRun { event: e, keys: vec![] }])
+        };
+
+        let mail = render_digest(&d).unwrap();
+
+        for raw in ["<script", "<img"] {
+            assert!(!mail.html.contains(raw), "raw {raw:?} in the HTML");
+        }
+        assert!(mail.html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(mail.html.contains("&#34;&#62;&#60;img src=x onerror=alert(1)&#62;"));
+        let kept = format!("{}…", "A".repeat(MAX_EMAIL_EXCERPT_CHARS - 1));
+        assert!(mail.html.contains(&kept), "the answer is cut with an ellipsis");
+        assert!(!mail.html.contains(&"A".repeat(MAX_EMAIL_EXCERPT_CHARS)));
+        assert!(mail.html.len() < 40_000, "HTML is {} bytes", mail.html.len());
+        assert!(mail.text.contains(&kept) && !mail.text.contains(&"A".repeat(MAX_EMAIL_EXCERPT_CHARS)));
+    }
+
+    #[test]
+    fn runs_left_out_are_counted_and_linked_to_the_project() {
+        let d = DigestContent {
+            more: 47,
+            ..sample_content()
+        };
+        let mail = render_digest(&d).unwrap();
+        let project = d.project_url.as_deref().unwrap();
+        let html = unescape(&mail.html);
+        assert!(html.contains(&format!("href=\"{project}\"")));
+        assert!(html.contains("47 more runs in LangSmith"));
+        assert!(mail.text.contains(&format!("47 more runs in LangSmith: {project}")));
+
+        let unknown = DigestContent {
+            more: 1,
+            project_url: None,
+            ..sample_content()
+        };
+        let mail = render_digest(&unknown).unwrap();
+        assert!(mail.html.contains("1 more run in LangSmith"));
+        assert!(mail.text.contains("1 more run in LangSmith.\n"));
+    }
+
+    #[test]
+    fn only_http_run_urls_are_linked() {
+        let cases = [
+            ("javascript:alert(1)", false),
+            ("JavaScript:alert(1)", false),
+            ("  javascript:alert(1)", false),
+            ("data:text/html,<script>alert(1)</script>", false),
+            ("/o/x/r/y", false),
+            ("https://smith.langchain.com/r/abc", true),
+        ];
+        for (url, linked) in cases {
+            let mut e = event("r", RunStatus::Success);
+            e.run_url = Some(url.into());
+            let d = content(vec![DigestRun { event: e, keys: vec![] }]);
+            let mail = render_digest(&d).unwrap();
+            assert_eq!(mail.html.contains("Open in LangSmith"), linked, "{url}");
+            assert_eq!(mail.text.contains("Open in LangSmith"), linked, "{url}");
+            assert!(!mail.html.to_ascii_lowercase().contains("javascript:"), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_footer_gives_the_earliest_link_expiry_and_why_the_reader_got_it() {
+        let mut d = sample_content();
+        d.runs[1].keys[0].expires_at = sample_time(2026, 12, 6, 9, 15);
+        let mail = render_digest(&d).unwrap();
+        let expiry = "Feedback links expire in 6 days, on 2026-12-06 09:15 UTC.";
+        let why = "You receive this because you are on the support-bot route's digest list \
+                   (to: reviewers@example.com).";
+        assert!(mail.html.contains(expiry) && mail.html.contains(why));
+        assert!(mail.text.contains(expiry) && mail.text.contains(why));
+    }
+
+    #[test]
+    fn cards_show_the_run_status_and_name_or_a_fallback() {
+        let mut unnamed = event("x", RunStatus::Error);
+        unnamed.run_name = Some("  ".into());
+        let d = content(vec![DigestRun {
+            event: unnamed,
+            keys: vec![],
+        }]);
+        let mail = render_digest(&d).unwrap();
+        assert!(mail.html.contains(UNNAMED_RUN) && mail.text.contains(UNNAMED_RUN));
+        assert!(mail.html.contains("#a40e26"), "the error badge is red");
+        assert!(mail.text.contains("[error]"));
+    }
+}

@@ -1,0 +1,226 @@
+//! A real browser: headless Chromium renders a digest email to a PNG (kept in
+//! `target/test-artifacts/`), then, driven through chromedriver, clicks a button whose link
+//! records the feedback in the embedded LangSmith service.
+
+use crate::helpers::{KEYS_TOML, env, spawn_app_with};
+use crate::slack::wait_for_state;
+use crate::smtp::Received;
+use feedback_dispatch::store::JobState;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Flags for Chromium on a machine without a display, a sandbox or a network.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+];
+
+fn require(path: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: run scripts/test, which installs chromium and chromium-driver"
+    );
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await
+                && r.status().is_success()
+            {
+                return driver;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res: Value = req.send().await.unwrap().json().await.unwrap();
+        assert!(res["value"].get("error").is_none(), "WebDriver {path}: {res}");
+        res["value"].clone()
+    }
+}
+
+#[tokio::test]
+async fn a_digest_renders_in_chromium_and_a_click_on_a_button_records_feedback() {
+    require(CHROMIUM);
+    require(CHROMEDRIVER);
+    let routes = "[[routes]]\nname = \"reviewers\"\nkeys = [\"thumbs_up\", \"user_score\", \"correctness\"]\nemail = { to = [\"ana@example.com\"], every = \"1h\" }\n";
+    let app = spawn_app_with(
+        &format!("[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n{routes}"),
+        env(&[]),
+    )
+    .await;
+    let run = "d7c6b5a4-1111-4222-8333-944455566677";
+    let event = json!({
+        "run_id": run, "project": "support-bot", "run_name": "answer",
+        "inputs": {"messages": [{"role": "user", "content": "How do I export my data as CSV?"}]},
+        "outputs": {"messages": [{"role": "assistant", "content": "Open Reports, choose Export, then CSV. Large exports arrive by email."}]},
+        "run_url": "https://smith.langchain.com/o/5a1b/projects/p/7c2d/r/d7c6b5a4",
+    });
+    assert_eq!(app.post_json("/v1/events", &event).await.status(), 202);
+    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    wait_for_state(&app, JobState::Sent, 1).await;
+    let eml = std::fs::read_dir(app.path("outbox/mail"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("an .eml")
+        .path();
+    let (html, _) = Received {
+        to: vec![],
+        data: std::fs::read(eml).unwrap(),
+    }
+    .parts();
+    let page = artifacts().join("digest.html");
+    std::fs::write(&page, &html).unwrap();
+
+    // A picture of the email, as a reader would see it.
+    let png = artifacts().join("digest.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().unwrap();
+    let status = Command::new(CHROMIUM)
+        .args(CHROMIUM_FLAGS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=720,1400")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let size = std::fs::metadata(&png).expect("a screenshot").len();
+    assert!(size > 20_000, "the screenshot shows something ({size} bytes)");
+
+    // Click "4" on the user_score key.
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    let session = driver
+        .call(
+            reqwest::Method::POST,
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": args}}}})),
+        )
+        .await;
+    let sid = session["sessionId"].as_str().unwrap().to_string();
+    let s = |p: &str| format!("/session/{sid}{p}");
+    driver
+        .call(
+            reqwest::Method::POST,
+            &s("/url"),
+            Some(json!({"url": format!("file://{}", page.display())})),
+        )
+        .await;
+    let element = driver
+        .call(
+            reqwest::Method::POST,
+            &s("/element"),
+            Some(json!({"using": "css selector", "value": "a[href*='/feedback/tokens/'][href$='score=4']"})),
+        )
+        .await;
+    let element_id = element
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let label = driver
+        .call(reqwest::Method::GET, &s(&format!("/element/{element_id}/text")), None)
+        .await;
+    assert_eq!(label, "4");
+    driver
+        .call(
+            reqwest::Method::POST,
+            &s(&format!("/element/{element_id}/click")),
+            Some(json!({})),
+        )
+        .await;
+
+    // The link opens in a new tab; the page there is the service's answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let rows = loop {
+        let rows: Value = app
+            .get(&format!("/api/v1/feedback?run={run}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !rows.as_array().unwrap().is_empty() {
+            break rows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the click recorded no feedback");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["key"], "user_score");
+    assert_eq!(rows[0]["score"], 4.0);
+    let handles = driver.call(reqwest::Method::GET, &s("/window/handles"), None).await;
+    let last = handles.as_array().unwrap().last().unwrap().clone();
+    driver
+        .call(reqwest::Method::POST, &s("/window"), Some(json!({"handle": last})))
+        .await;
+    let source = driver.call(reqwest::Method::GET, &s("/source"), None).await;
+    assert!(source.as_str().unwrap().contains("feedback was recorded"), "{source}");
+    driver.call(reqwest::Method::DELETE, &s(""), None).await;
+}
