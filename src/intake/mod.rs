@@ -7,8 +7,10 @@ mod auth;
 mod generic;
 mod langsmith_rule;
 
-/// The generic event parser, for tools that build `RunEvent`s outside a request (preview, tests).
+// The parsers, for tools that build `RunEvent`s outside a request (preview, fuzzing, tests).
+pub use agent_server::parse as parse_agent_server;
 pub use generic::parse as parse_generic;
+pub use langsmith_rule::parse as parse_rule_webhook;
 
 use crate::domain::{RunEvent, truncate_for_message};
 use crate::routing;
