@@ -1,7 +1,8 @@
-//! The command line: `serve`, `check-config`.
+//! The command line: `serve`, `check-config`, `dead-letters list|retry`.
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
 use crate::startup::{Application, shutdown_signal};
+use crate::store::{JobKind, JobState, SqliteStore, Store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,33 @@ pub enum Command {
     Serve,
     /// Load and validate the settings, print a summary (exit 0) or every problem (exit 2).
     CheckConfig,
+    /// List or requeue dead letters (jobs given up on).
+    DeadLetters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+/// `dead-letters` actions.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Route, target, run, attempts and last error of each dead letter.
+    List {
+        /// Show at most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead letters back in the queue with a fresh attempt count.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
+    Retry {
+        /// The dead letter's id (from `list`).
+        #[arg(long)]
+        id: Option<i64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -32,6 +60,62 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
         Command::Serve => serve(&cli.config).await,
+        Command::DeadLetters { action } => dead_letters(&cli.config, action).await,
+    }
+}
+
+async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let store = match SqliteStore::open(&settings.store.url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot open the store at {}: {e}", settings.store.url);
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        DeadLetterAction::List { limit } => store.jobs_in_state(JobState::Dead, limit).await.map(|jobs| {
+            if jobs.is_empty() {
+                println!("no dead letters");
+                return;
+            }
+            println!(
+                "{:>6}  {:<6}  {:<16}  {:<24}  {:<36}  {:>8}  last error",
+                "id", "kind", "route", "target", "run", "attempts"
+            );
+            for j in jobs {
+                let kind = match j.kind {
+                    JobKind::Slack => "slack",
+                    JobKind::Digest => "email",
+                };
+                let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+                let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200).replace('\n', " ");
+                println!(
+                    "{:>6}  {:<6}  {:<16}  {:<24}  {:<36}  {:>8}  {error}",
+                    j.id, kind, j.route, j.target, run, j.attempts
+                );
+            }
+        }),
+        DeadLetterAction::Retry { id, all } => {
+            let which = if all { None } else { id };
+            store
+                .retry_dead(which, chrono::Utc::now())
+                .await
+                .map(|n| match (n, which) {
+                    (0, Some(id)) => println!("no dead letter with id {id}"),
+                    (n, _) => println!("requeued {n} dead letter{}", if n == 1 { "" } else { "s" }),
+                })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -132,6 +132,8 @@ pub struct SlackSettings {
     pub webhook_url: Option<SecretString>,
     /// `SLACK_SIGNING_SECRET`.
     pub signing_secret: Option<SecretString>,
+    /// Longest wait for one Slack request.
+    pub timeout: Duration,
 }
 
 /// `[workers]`.
@@ -149,6 +151,8 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     /// How often idle workers look for due jobs (new jobs wake them at once).
     pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight deliveries before returning their jobs to the queue.
+    pub shutdown_grace: Duration,
 }
 
 /// How emails leave.
@@ -391,6 +395,7 @@ struct RawSlack {
     outbox_dir: Option<String>,
     pace_per_channel: Option<String>,
     burst: Option<u32>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -402,6 +407,7 @@ struct RawWorkers {
     retry_base: Option<String>,
     retry_max: Option<String>,
     poll_interval: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -720,6 +726,7 @@ impl Validator {
             "the Slack Web API base, e.g. \"https://slack.com/api\"",
         );
         let pace = self.duration("slack.pace_per_channel", raw.pace_per_channel, "1s");
+        let timeout = self.duration("slack.timeout", raw.timeout, "15s");
         let burst = raw.burst.unwrap_or(3);
         if !(1..=100).contains(&burst) {
             self.fail("slack.burst", format!("{burst} is out of range (expected 1 to 100)"));
@@ -733,6 +740,7 @@ impl Validator {
             bot_token,
             webhook_url,
             signing_secret: secret("SLACK_SIGNING_SECRET"),
+            timeout: timeout?,
         })
     }
 
@@ -761,6 +769,7 @@ impl Validator {
         let retry_base = self.duration("workers.retry_base", raw.retry_base, "2s");
         let retry_max = self.duration("workers.retry_max", raw.retry_max, "10m");
         let poll_interval = self.duration("workers.poll_interval", raw.poll_interval, "1s");
+        let shutdown_grace = self.duration("workers.shutdown_grace", raw.shutdown_grace, "10s");
         Some(WorkerSettings {
             concurrency: concurrency as usize,
             lease: lease?,
@@ -768,6 +777,7 @@ impl Validator {
             retry_base: retry_base?,
             retry_max: retry_max?,
             poll_interval: poll_interval?,
+            shutdown_grace: shutdown_grace?,
         })
     }
 

@@ -6,6 +6,7 @@ use crate::domain::{FeedbackKey, RunEvent};
 use crate::email::deliver::EmailSender;
 use crate::email::digest::{self, DigestJobPayload, DigestRunPayload};
 use crate::email::render::{DigestContent, DigestRun, render_digest};
+use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
 use crate::links::links_for_run;
 use crate::routing::SlackJobPayload;
@@ -23,9 +24,6 @@ use tokio::task::JoinSet;
 /// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
 /// the worker can serve other channels meanwhile.
 const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
-
-/// How long shutdown waits for in-flight deliveries before releasing their jobs.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What became of one job.
 #[derive(Debug)]
@@ -45,6 +43,8 @@ pub struct Workers {
     pacer: Arc<Pacer>,
     /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
     digest_locks: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Jobs claimed and not yet recorded, to release if shutdown cuts them short.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -70,6 +70,7 @@ impl Workers {
             email: Arc::new(email),
             pacer: Arc::new(pacer),
             digest_locks: Arc::default(),
+            in_flight: Arc::default(),
             running,
         })
     }
@@ -79,7 +80,7 @@ impl Workers {
         let settings = self.state.settings.clone();
         let w = &settings.workers;
         let permits = Arc::new(Semaphore::new(w.concurrency));
-        let mut tasks: JoinSet<Vec<i64>> = JoinSet::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
         self.running.store(true, Ordering::SeqCst);
         loop {
             if *shutdown.borrow() {
@@ -97,14 +98,16 @@ impl Workers {
                 match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
+                        self.in_flight
+                            .lock()
+                            .expect("in-flight set")
+                            .extend(jobs.iter().map(|j| j.id));
                         for chunk in chunk_jobs(jobs, batch) {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                             let me = self.clone();
                             tasks.spawn(async move {
-                                let ids = chunk.iter().map(|j| j.id).collect();
                                 me.process_chunk(chunk).await;
                                 drop(permit);
-                                ids
                             });
                         }
                     }
@@ -132,11 +135,21 @@ impl Workers {
         if in_flight > 0 {
             tracing::info!(tasks = in_flight, "waiting for in-flight deliveries");
         }
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(w.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let cut: Vec<i64> = self.in_flight.lock().expect("in-flight set").drain().collect();
+            let now = Utc::now();
+            for id in &cut {
+                if let Err(e) = self.state.store.release(*id, now, now).await {
+                    tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
+                }
+            }
             tracing::warn!(
-                "in-flight deliveries did not finish in time; their jobs return to the queue when their lease ends"
+                jobs = cut.len(),
+                "in-flight deliveries did not finish in time; their jobs were returned to the queue"
             );
         }
     }
@@ -185,8 +198,8 @@ impl Workers {
                         if let Err(e) = self.state.store.save_minted(jobs[i].id, &value, Utc::now()).await {
                             tracing::error!(job = jobs[i].id, error = %e, "cannot keep minted tokens");
                         }
-                        let ids: Vec<String> = mine.iter().map(|t| t.id.to_string()).collect();
-                        tracing::debug!(job = jobs[i].id, run_id = ?jobs[i].run_id, token_ids = ?ids, "tokens minted");
+                        let tokens: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
+                        tracing::debug!(job = jobs[i].id, run_id = ?jobs[i].run_id, ?tokens, "tokens minted");
                         jobs[i].minted = Some(value);
                     }
                 }
@@ -486,6 +499,7 @@ impl Workers {
         if let Err(e) = result {
             tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
         }
+        self.in_flight.lock().expect("in-flight set").remove(&job.id);
     }
 }
 

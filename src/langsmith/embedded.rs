@@ -501,7 +501,7 @@ async fn record(state: &EmbeddedState, token_id: &str, s: Submission) -> Result<
         .insert_feedback(&feedback)
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(token_id = %token.id, run_id = %token.run_id, key = %token.feedback_key, "embedded service recorded feedback");
+    tracing::info!(token = %super::wire::token_fingerprint(&token.id), run_id = %token.run_id, key = %token.feedback_key, "embedded service recorded feedback");
     Ok(feedback)
 }
 

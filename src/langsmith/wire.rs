@@ -89,13 +89,20 @@ pub struct MintedToken {
 impl std::fmt::Debug for MintedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MintedToken")
-            .field("id", &self.id)
+            .field("id", &token_fingerprint(&self.id))
             .field("run_id", &self.run_id)
             .field("feedback_key", &self.feedback_key)
             .field("url", &"[redacted]")
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// The first eight hex digits of a token id, for logs. The id alone is the credential (the
+/// URL is a base plus the id), so logs carry only enough to tell tokens apart.
+pub fn token_fingerprint(id: &uuid::Uuid) -> String {
+    let hex = id.simple().to_string();
+    format!("{}…", &hex[..8])
 }
 
 /// Reads LangSmith timestamps: RFC 3339, or naive ISO 8601 taken as UTC.
@@ -168,5 +175,9 @@ mod tests {
             expires_at: Utc::now(),
         };
         assert!(!format!("{t:?}").contains("secret-id"));
+        let full = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        let t = MintedToken { id: full, ..t };
+        assert!(!format!("{t:?}").contains(&full.to_string()), "the id is shortened");
+        assert_eq!(token_fingerprint(&full), "12345678…");
     }
 }

@@ -89,6 +89,7 @@ pub struct SlackSender {
     outbox_dir: PathBuf,
     default_webhook: Option<SecretString>,
     route_webhooks: HashMap<String, url::Url>,
+    timeout: Duration,
 }
 
 impl SlackSender {
@@ -122,10 +123,11 @@ impl SlackSender {
         Ok(SlackSender {
             mode: slack.mode,
             api,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
+            http: reqwest::Client::builder().timeout(slack.timeout).build()?,
             outbox_dir: slack.outbox_dir.clone(),
             default_webhook: slack.webhook_url.clone(),
             route_webhooks,
+            timeout: slack.timeout,
         })
     }
 
@@ -136,11 +138,21 @@ impl SlackSender {
 
     /// Sends one message.
     pub async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
-        match self.mode {
-            SlackMode::Api => self.send_api(msg).await,
-            SlackMode::Webhook => self.send_webhook(msg).await,
-            SlackMode::Outbox => self.write_outbox(msg).await,
-        }
+        let sending = async {
+            match self.mode {
+                SlackMode::Api => self.send_api(msg).await,
+                SlackMode::Webhook => self.send_webhook(msg).await,
+                SlackMode::Outbox => self.write_outbox(msg).await,
+            }
+        };
+        // The Web API client has no timeout of its own; a Slack that stops answering must not
+        // hold a worker past its lease (another worker would then send the message again).
+        tokio::time::timeout(self.timeout, sending).await.unwrap_or_else(|_| {
+            Err(SlackError::Transient(format!(
+                "Slack did not answer within {:?}",
+                self.timeout
+            )))
+        })
     }
 
     async fn send_api(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {

@@ -82,6 +82,11 @@ pub struct FakeServer {
 impl FakeServer {
     /// Starts a fake that answers with `default` unless a scripted reply is queued.
     pub async fn start(default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_on(0, default).await
+    }
+
+    /// Like `start`, on a given loopback port (0 = any).
+    pub async fn start_on(port: u16, default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let default: Handler = Arc::new(default);
@@ -119,7 +124,7 @@ impl FakeServer {
                 response
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -169,9 +174,23 @@ impl FakeServer {
     }
 }
 
+/// A free loopback port nothing listens on (yet): connections to it are refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fake LangSmith whose default answers a token request with one token per item.
 pub async fn fake_langsmith() -> FakeServer {
-    FakeServer::start(|req| {
+    fake_langsmith_on(0).await
+}
+
+/// A fake LangSmith on a given port.
+pub async fn fake_langsmith_on(port: u16) -> FakeServer {
+    FakeServer::start_on(port, |req| {
         let items = match req.json() {
             serde_json::Value::Array(items) => items,
             one => vec![one],

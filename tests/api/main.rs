@@ -2,12 +2,17 @@
 
 mod browser;
 mod check_config;
+mod crash;
 mod email;
 mod embedded;
 mod fakes;
+mod faults;
 mod helpers;
+mod hostile;
 mod intake;
 mod langsmith_client;
+mod leaks;
+mod lifecycle;
 mod outbox;
 mod sdk;
 mod serve;

@@ -43,6 +43,7 @@ struct State {
     fail_next_data: Vec<u16>,
     reject_rcpt: Vec<(String, u16)>,
     data_attempts: usize,
+    stall_connections: usize,
 }
 
 /// The server's handle.
@@ -100,13 +101,27 @@ impl Handler for Session {
 impl SmtpSink {
     /// Starts the server on a free loopback port.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0)
+    }
+
+    /// Starts the server on a given loopback port (0 = any).
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let state = shared.clone();
+                if state.lock().unwrap().stall_connections > 0 {
+                    // Accept, then say nothing: the client must time out.
+                    state.lock().unwrap().stall_connections -= 1;
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                        drop(stream);
+                    });
+                    continue;
+                }
                 std::thread::spawn(move || {
                     let mut writer = stream.try_clone().unwrap();
                     let mut reader = BufReader::new(stream);
@@ -153,6 +168,11 @@ impl SmtpSink {
     /// Answers `code` to the next DATA (once per call).
     pub fn fail_next_data(&self, code: u16) {
         self.state.lock().unwrap().fail_next_data.push(code);
+    }
+
+    /// Accepts the next `n` connections without ever answering.
+    pub fn stall_connections(&self, n: usize) {
+        self.state.lock().unwrap().stall_connections += n;
     }
 
     /// Refuses `address` as a recipient with `code`.
