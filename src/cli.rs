@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config`, `dead-letters list|retry`.
+//! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`.
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
 use crate::startup::{Application, shutdown_signal};
@@ -14,9 +14,21 @@ pub struct Cli {
     /// Settings file (TOML); FEEDBACK_DISPATCH__SECTION__KEY variables override it.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "FEEDBACK_DISPATCH_CONFIG")]
     pub config: PathBuf,
+    /// Log lines as text or JSON (overrides `log.format`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -26,6 +38,25 @@ pub enum Command {
     Serve,
     /// Load and validate the settings, print a summary (exit 0) or every problem (exit 2).
     CheckConfig,
+    /// Show what each matching route would send for an event, without sending anything.
+    Preview {
+        /// The event: a LangSmith rule webhook body, an Agent Server run, or generic event(s).
+        #[arg(long)]
+        event: PathBuf,
+        /// Only this route (rendered even if it would not match).
+        #[arg(long)]
+        route: Option<String>,
+        /// Write the Slack JSON, email HTML and text to this folder instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mint real tokens (from LangSmith, or a running `serve` in embedded mode) instead of
+        /// placeholders that point nowhere.
+        #[arg(long)]
+        mint: bool,
+        /// Also render each email to a PNG with headless Chromium (needs --out).
+        #[arg(long, requires = "out")]
+        screenshot: bool,
+    },
     /// List or requeue dead letters (jobs given up on).
     DeadLetters {
         /// What to do with them.
@@ -59,7 +90,11 @@ pub enum DeadLetterAction {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
-        Command::Serve => serve(&cli.config).await,
+        Command::Serve => serve(&cli.config, cli.log_format).await,
+        Command::Preview { event, route, out, mint, screenshot } => {
+            let opts = crate::preview::PreviewOptions { event, route, out, mint, screenshot };
+            preview(&cli.config, &opts).await
+        }
         Command::DeadLetters { action } => dead_letters(&cli.config, action).await,
     }
 }
@@ -129,19 +164,49 @@ fn load_or_report(path: &std::path::Path) -> Result<Settings, ExitCode> {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match load_or_report(path) {
         Ok(s) => {
+            let problems = crate::preview::lint_routes(&s);
+            if !problems.is_empty() {
+                for (at, problem) in problems {
+                    eprintln!("{}: {at}: {problem}", path.display());
+                }
+                return ExitCode::from(2);
+            }
             print!("{}", settings::summary(&s));
+            println!("rendered a sample event through every Slack route: within Slack's limits");
             ExitCode::SUCCESS
         }
         Err(code) => code,
     }
 }
 
-async fn serve(path: &std::path::Path) -> ExitCode {
+async fn preview(path: &std::path::Path, opts: &crate::preview::PreviewOptions) -> ExitCode {
     let settings = match load_or_report(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    crate::telemetry::init(settings.log.format, &settings.log.level);
+    match crate::preview::run(&settings, opts).await {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("preview failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let format = match log_format {
+        Some(LogFormatArg::Text) => crate::settings::LogFormat::Text,
+        Some(LogFormatArg::Json) => crate::settings::LogFormat::Json,
+        None => settings.log.format,
+    };
+    crate::telemetry::init(format, &settings.log.level);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

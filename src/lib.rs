@@ -11,7 +11,7 @@
 //! - [`intake`]: the webhook endpoints; [`routing`]: events × routes → jobs.
 //! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery;
 //!   [`email`]: digest windows, templates and SMTP delivery.
-//! - [`startup`], [`cli`], [`telemetry`]: wiring.
+//! - [`metrics`]: Prometheus metrics; [`startup`], [`cli`], [`telemetry`]: wiring.
 
 pub mod cli;
 pub mod domain;
@@ -19,6 +19,8 @@ pub mod email;
 pub mod intake;
 pub mod langsmith;
 pub mod links;
+pub mod metrics;
+pub mod preview;
 pub mod routing;
 pub mod settings;
 pub mod slack;

@@ -2,18 +2,23 @@
 //! can run many apps side by side); `run_until_stopped` serves until the shutdown future resolves.
 
 use crate::langsmith::{LangSmithClient, embedded};
+use crate::metrics::Metrics;
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::store::{SqliteStore, Store};
 use crate::worker::Workers;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// What request handlers and workers share.
 #[derive(Clone)]
@@ -30,6 +35,8 @@ pub struct AppState {
     pub wake_workers: Arc<tokio::sync::Notify>,
     /// True while the workers' claim loop runs (readiness).
     pub workers_running: Arc<std::sync::atomic::AtomicBool>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A built, bound, not yet running service.
@@ -63,13 +70,15 @@ impl Application {
             LangSmithEndpoint::Embedded => self_url.clone(),
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
+        let metrics = Arc::new(Metrics::new());
         let langsmith = LangSmithClient::new(
             &base,
             ls.api_key.clone(),
             ls.workspace_id.clone(),
             ls.timeout,
             ls.max_attempts,
-        )?;
+        )?
+        .with_metrics(metrics.clone());
         let state = AppState {
             settings: Arc::new(settings),
             store: Arc::new(store),
@@ -77,6 +86,7 @@ impl Application {
             public_url,
             wake_workers: Arc::new(tokio::sync::Notify::new()),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            metrics,
         };
         let workers = Workers::new(state.clone())?;
         Ok(Application {
@@ -127,6 +137,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route(
             "/v1/slack/interactions",
             axum::routing::post(crate::slack::interactions::receive_interaction),
@@ -139,9 +150,42 @@ pub fn router(state: AppState) -> Router {
             public_url: state.public_url.clone(),
         }));
     }
-    app.layer(axum::extract::DefaultBodyLimit::max(
-        state.settings.server.max_body_bytes,
-    ))
+    app.route_layer(axum::middleware::from_fn(log_request))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.server.max_body_bytes,
+        ))
+}
+
+/// One log line per request: method, matched route (never the query: it may carry the intake
+/// secret), status and latency. Intake and errors at info, the rest at debug.
+async fn log_request(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = matched.as_ref().map_or("-", |m| m.as_str()).to_string();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", %method, route = %route);
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _enter = span.enter();
+    if status >= 500 {
+        tracing::warn!(status, latency_ms, "request failed");
+    } else if status >= 400 || route.starts_with("/v1/") {
+        tracing::info!(status, latency_ms, "request");
+    } else {
+        tracing::debug!(status, latency_ms, "request");
+    }
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(state.store.as_ref()).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -266,6 +266,7 @@ impl Workers {
         let started = Instant::now();
         let result = self.slack.send(&msg).await;
         let elapsed = started.elapsed();
+        self.state.metrics.slack_seconds.observe(elapsed.as_secs_f64());
         match result {
             Ok(_) => {
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
@@ -368,11 +369,10 @@ impl Workers {
             stable_hash(&payload.recipient)
         );
         let file_stem = format!("{:010}-digest-{}", job.id, digest.id);
-        match self
-            .email
-            .send(&payload.recipient, &rendered, &message_id, &file_stem)
-            .await
-        {
+        let started = Instant::now();
+        let sent = self.email.send(&payload.recipient, &rendered, &message_id, &file_stem).await;
+        self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
+        match sent {
             Ok(()) => {
                 tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %payload.recipient, runs = content.runs.len(), attempt = job.attempts, "digest delivered");
                 Outcome::Sent
@@ -465,6 +465,20 @@ impl Workers {
         let now = Utc::now();
         let w = &self.state.settings.workers;
         let store = &self.state.store;
+        let channel = match job.kind {
+            JobKind::Slack => "slack",
+            JobKind::Digest => "email",
+        };
+        let outcome_label = match &outcome {
+            Outcome::Sent => Some("sent"),
+            Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
+            Outcome::Retry { .. } => Some("retry"),
+            Outcome::Dead(_) => Some("dead"),
+            Outcome::Defer(_) => None,
+        };
+        if let Some(label) = outcome_label {
+            self.state.metrics.delivery(channel, label);
+        }
         let result = match outcome {
             Outcome::Sent => store.mark_sent(job.id, now).await,
             Outcome::Defer(wait) => {
@@ -505,8 +519,18 @@ impl Workers {
 
 /// Token requests for `keys` of `event`, expiring `ttl` from now.
 pub fn token_requests(state: &AppState, event: &RunEvent, keys: &[FeedbackKey], ttl: Duration) -> Vec<TokenRequest> {
+    token_requests_for(&state.settings, event, keys, ttl)
+}
+
+/// Token requests for the configured `keys` of `event`, expiring `ttl` from now.
+pub fn token_requests_for(
+    settings: &crate::settings::Settings,
+    event: &RunEvent,
+    keys: &[FeedbackKey],
+    ttl: Duration,
+) -> Vec<TokenRequest> {
     keys.iter()
-        .filter_map(|k| state.settings.key(k))
+        .filter_map(|k| settings.key(k))
         .map(|spec| TokenRequest {
             run_id: event.run_id,
             feedback_key: spec.key.clone(),

@@ -31,6 +31,14 @@ pub struct IntakeError {
     message: String,
 }
 
+impl std::fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for IntakeError {}
+
 impl IntakeError {
     /// 422: well-formed JSON that is not a valid event.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -141,6 +149,19 @@ async fn accept(state: &AppState, source: &'static str, events: Vec<RunEvent>) -
             }
         })?;
     let counts = plan.count(&new_jobs, &new_items);
+    let m = &state.metrics;
+    m.events
+        .get_or_create(&crate::metrics::SourceLabel { source })
+        .inc_by(events.len() as u64);
+    for (outcome, n) in [
+        ("accepted", counts.accepted),
+        ("duplicate", counts.duplicates),
+        ("unrouted", counts.unrouted),
+    ] {
+        m.runs
+            .get_or_create(&crate::metrics::RoutingLabel { outcome })
+            .inc_by(n as u64);
+    }
     if new_jobs.iter().any(|n| *n) {
         state.wake_workers.notify_one();
     }

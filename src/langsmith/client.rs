@@ -75,6 +75,7 @@ pub struct LangSmithClient {
     max_attempts: u32,
     backoff_base: Duration,
     timeout: Duration,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl LangSmithClient {
@@ -102,7 +103,14 @@ impl LangSmithClient {
             max_attempts: max_attempts.max(1),
             backoff_base: Duration::from_millis(500),
             timeout,
+            metrics: None,
         })
+    }
+
+    /// Records requests, latencies and tokens in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sets the first retry delay (doubled per try, with jitter); tests shorten it.
@@ -150,8 +158,20 @@ impl LangSmithClient {
         if let Some(ws) = &self.workspace_id {
             req = req.header("X-Tenant-Id", ws);
         }
-        let response = req.send().await.map_err(|e| self.transport_error(e))?;
+        let started = std::time::Instant::now();
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(m) = &self.metrics {
+                    m.langsmith_request(None, started.elapsed());
+                }
+                return Err(self.transport_error(e));
+            }
+        };
         let status = response.status().as_u16();
+        if let Some(m) = &self.metrics {
+            m.langsmith_request(Some(status), started.elapsed());
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -194,7 +214,11 @@ impl LangSmithClient {
             }
             Err(e) => return Err(LangSmithError::InvalidResponse(format!("not JSON: {e}"))),
         };
-        match_tokens(requests, items)
+        let tokens = match_tokens(requests, items)?;
+        if let Some(m) = &self.metrics {
+            m.tokens_minted.inc_by(tokens.len() as u64);
+        }
+        Ok(tokens)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LangSmithError {

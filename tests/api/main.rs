@@ -13,6 +13,7 @@ mod intake;
 mod langsmith_client;
 mod leaks;
 mod lifecycle;
+mod ops;
 mod outbox;
 mod sdk;
 mod serve;

@@ -1,0 +1,190 @@
+//! Metrics in the Prometheus/OpenMetrics text format (`GET /metrics`). Labels stay
+//! low-cardinality: sources, outcomes, channels and status classes, never run ids or channels
+//! taken from payloads.
+
+use crate::store::{JobState, Store};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Label: where an event came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `langsmith_rule`, `agent_server`, `generic`.
+    pub source: &'static str,
+}
+
+/// Label: what became of a run at intake.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoutingLabel {
+    /// `accepted`, `duplicate`, `unrouted`.
+    pub outcome: &'static str,
+}
+
+/// Labels: a delivery attempt's channel and outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    /// `slack` or `email`.
+    pub channel: &'static str,
+    /// `sent`, `retry`, `dead`.
+    pub outcome: &'static str,
+}
+
+/// Label: a job state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `pending`, `leased`, `sent`, `dead`.
+    pub state: &'static str,
+}
+
+/// Label: an HTTP status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusClassLabel {
+    /// `2xx`, `4xx`, `5xx`, or `error` (no response).
+    pub status: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    /// Events received, by source.
+    pub events: Family<SourceLabel, Counter>,
+    /// Runs by routing outcome.
+    pub runs: Family<RoutingLabel, Counter>,
+    /// Jobs by state (refreshed from the store at each scrape).
+    pub jobs: Family<StateLabel, Gauge>,
+    /// Delivery attempts by channel and outcome.
+    pub deliveries: Family<DeliveryLabel, Counter>,
+    /// Tokens minted.
+    pub tokens_minted: Counter,
+    /// LangSmith token requests by status class.
+    pub langsmith_requests: Family<StatusClassLabel, Counter>,
+    /// LangSmith token request latency.
+    pub langsmith_seconds: HistogramFamily<StatusClassLabel>,
+    /// Slack request latency.
+    pub slack_seconds: Histogram,
+    /// SMTP send latency.
+    pub smtp_seconds: Histogram,
+    /// Jobs that became dead letters.
+    pub dead_letters: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `feedback_dispatch_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("feedback_dispatch");
+        let events = Family::default();
+        let runs = Family::default();
+        let jobs = Family::default();
+        let deliveries = Family::default();
+        let tokens_minted = Counter::default();
+        let langsmith_requests = Family::default();
+        let langsmith_seconds = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let slack_seconds = latency_histogram();
+        let smtp_seconds = latency_histogram();
+        let dead_letters = Counter::default();
+        registry.register(
+            "events_received",
+            "Run-completion events received, by source",
+            events.clone(),
+        );
+        registry.register("runs", "Runs by routing outcome at intake", runs.clone());
+        registry.register("jobs", "Jobs in the queue, by state", jobs.clone());
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by channel and outcome",
+            deliveries.clone(),
+        );
+        registry.register(
+            "tokens_minted",
+            "Presigned feedback tokens minted",
+            tokens_minted.clone(),
+        );
+        registry.register(
+            "langsmith_requests",
+            "LangSmith token requests, by status class",
+            langsmith_requests.clone(),
+        );
+        registry.register(
+            "langsmith_request_seconds",
+            "LangSmith token request latency",
+            langsmith_seconds.clone(),
+        );
+        registry.register("slack_request_seconds", "Slack request latency", slack_seconds.clone());
+        registry.register("smtp_send_seconds", "SMTP send latency", smtp_seconds.clone());
+        registry.register("dead_letters", "Jobs that became dead letters", dead_letters.clone());
+        Metrics {
+            registry,
+            events,
+            runs,
+            jobs,
+            deliveries,
+            tokens_minted,
+            langsmith_requests,
+            langsmith_seconds,
+            slack_seconds,
+            smtp_seconds,
+            dead_letters,
+        }
+    }
+
+    /// Records one LangSmith request.
+    pub fn langsmith_request(&self, status: Option<u16>, elapsed: Duration) {
+        let label = StatusClassLabel {
+            status: status_class(status),
+        };
+        self.langsmith_requests.get_or_create(&label).inc();
+        self.langsmith_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one delivery outcome.
+    pub fn delivery(&self, channel: &'static str, outcome: &'static str) {
+        self.deliveries.get_or_create(&DeliveryLabel { channel, outcome }).inc();
+        if outcome == "dead" {
+            self.dead_letters.inc();
+        }
+    }
+
+    /// The text exposition, with job gauges read from the store now.
+    pub async fn render(&self, store: &dyn Store) -> String {
+        if let Ok(counts) = store.job_counts().await {
+            for state in [JobState::Pending, JobState::Leased, JobState::Sent, JobState::Dead] {
+                let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+                self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);
+            }
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "error",
+    }
+}

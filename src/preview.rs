@@ -1,0 +1,282 @@
+//! `preview`: what each matching route would send for an event, without sending anything —
+//! the Slack request JSON (with a Block Kit Builder link), the email HTML and text — and the
+//! lint `check-config` runs on the rendered output of a built-in sample event.
+
+use crate::domain::{KeySpec, Route, RunEvent, RunId, SlackChannel};
+use crate::email::render::{DigestContent, DigestRun, render_digest};
+use crate::langsmith::{LangSmithClient, MintedToken};
+use crate::links::links_for_run;
+use crate::routing::{keys_for, matching_routes};
+use crate::settings::{LangSmithEndpoint, Settings};
+use crate::slack::deliver::{OutgoingMessage, request_json};
+use crate::slack::render::{check_limits, render_run_message};
+use anyhow::{Context, bail};
+use chrono::Utc;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Where placeholder links point: a reserved name that resolves nowhere, so a preview can never
+/// record feedback.
+const PLACEHOLDER_BASE: &str = "https://langsmith.invalid";
+
+/// What `preview` was asked.
+#[derive(Debug, Clone)]
+pub struct PreviewOptions {
+    /// The event file (rule webhook, Agent Server run, or generic event(s)).
+    pub event: PathBuf,
+    /// Only this route (rendered even if it would not match).
+    pub route: Option<String>,
+    /// Write files here instead of printing.
+    pub out: Option<PathBuf>,
+    /// Mint real tokens instead of placeholders.
+    pub mint: bool,
+    /// Also a PNG of each email (needs Chromium).
+    pub screenshot: bool,
+}
+
+/// Parses any of the three intake payloads.
+pub fn parse_event_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<RunEvent>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let events = if value.get("runs").is_some() {
+        crate::intake::parse_rule_webhook(&value, &settings.langsmith.ui_url)
+    } else if value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some()) {
+        crate::intake::parse_agent_server(&value).map(|e| vec![e])
+    } else {
+        crate::intake::parse_generic(&value)
+    };
+    events.with_context(|| format!("{} is not a valid event", path.display()))
+}
+
+/// Placeholder tokens for `keys`, expiring `ttl` from now.
+fn placeholder_tokens(run: RunId, specs: &[&KeySpec], ttl: std::time::Duration) -> Vec<MintedToken> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let id = uuid::Uuid::from_u128(i as u128 + 1);
+            MintedToken {
+                id,
+                run_id: run,
+                feedback_key: spec.key.clone(),
+                url: url::Url::parse(&format!("{PLACEHOLDER_BASE}/api/v1/feedback/tokens/{id}")).expect("valid URL"),
+                expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+fn channel_for(route: &Route, event: &RunEvent) -> Option<String> {
+    match &route.slack.as_ref()?.channel {
+        SlackChannel::Fixed(c) => Some(c.clone()),
+        SlackChannel::FromEvent { path, fallback } => path.resolve(event).or_else(|| fallback.clone()),
+        SlackChannel::Webhook(_) | SlackChannel::Default => None,
+    }
+}
+
+/// A Block Kit Builder link that opens the message's blocks.
+pub fn block_kit_builder_link(request: &Value) -> String {
+    let blocks = serde_json::json!({"blocks": request.get("blocks").cloned().unwrap_or(Value::Null)});
+    let encoded: String = url::form_urlencoded::byte_serialize(blocks.to_string().as_bytes()).collect();
+    format!("https://app.slack.com/block-kit-builder#{}", encoded.replace('+', "%20"))
+}
+
+/// Renders every matching route's output for the event file; prints it or writes it to `out`.
+pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let events = parse_event_file(&opts.event, settings)?;
+    let minter = if opts.mint {
+        let base = match &settings.langsmith.endpoint {
+            LangSmithEndpoint::Remote(u) => u.clone(),
+            // The embedded service lives in a running `serve`.
+            LangSmithEndpoint::Embedded => settings.server.public_url.clone().context(
+                "--mint with the embedded service needs server.public_url of a running `serve`",
+            )?,
+        };
+        let ls = &settings.langsmith;
+        Some(LangSmithClient::new(&base, ls.api_key.clone(), ls.workspace_id.clone(), ls.timeout, ls.max_attempts)?)
+    } else {
+        None
+    };
+    if let Some(dir) = &opts.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut report = String::new();
+    for event in &events {
+        let routes: Vec<&Route> = match &opts.route {
+            Some(name) => vec![
+                settings
+                    .routes
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .with_context(|| format!("no route named {name:?}"))?,
+            ],
+            None => matching_routes(event, &settings.routes),
+        };
+        if routes.is_empty() {
+            let _ = writeln!(report, "run {}: no route takes it", event.run_id);
+            continue;
+        }
+        for route in routes {
+            let matched = route.matcher.matches(event);
+            let keys = keys_for(route, event, settings);
+            let _ = writeln!(
+                report,
+                "run {} → route {:?}{}: keys {}",
+                event.run_id,
+                route.name,
+                if matched { "" } else { " (would not match)" },
+                keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+            );
+            let specs: Vec<&KeySpec> = keys.iter().filter_map(|k| settings.key(k)).collect();
+            let tokens = match &minter {
+                Some(client) => {
+                    let requests = crate::worker::token_requests_for(settings, event, &keys, route.link_ttl);
+                    client.mint(&requests).await.context("minting tokens")?
+                }
+                None => placeholder_tokens(event.run_id, &specs, route.link_ttl),
+            };
+            let links = links_for_run(&settings.keys, &tokens);
+            let stem = format!("{}-{}", sanitize(&route.name), event.run_id);
+            if route.slack.is_some() {
+                let content = render_run_message(event, &route.name, &links);
+                for problem in check_limits(&content) {
+                    let _ = writeln!(report, "  warning: {problem}");
+                }
+                let msg = OutgoingMessage {
+                    route: route.name.clone(),
+                    channel: channel_for(route, event),
+                    thread_ts: None,
+                    content,
+                    file_stem: stem.clone(),
+                };
+                let request = request_json(&msg);
+                let pretty = serde_json::to_string_pretty(&request)?;
+                match &opts.out {
+                    Some(dir) => {
+                        let path = dir.join(format!("slack-{stem}.json"));
+                        std::fs::write(&path, &pretty)?;
+                        let _ = writeln!(report, "  slack request: {}", path.display());
+                    }
+                    None => {
+                        let _ = writeln!(report, "  slack request (chat.postMessage):\n{pretty}");
+                    }
+                }
+                if !opts.mint {
+                    // With real tokens the link would carry presigned URLs to a third party.
+                    let _ = writeln!(report, "  Block Kit Builder: {}", block_kit_builder_link(&request));
+                }
+            }
+            if let Some(email) = &route.email {
+                let now = Utc::now();
+                let content = DigestContent {
+                    route: route.name.clone(),
+                    recipient: email.to.first().cloned().unwrap_or_default(),
+                    runs: vec![DigestRun { event: event.clone(), keys: links.clone() }],
+                    more: 0,
+                    project_url: None,
+                    window_start: now,
+                    window_end: now,
+                    subject: email.subject.clone(),
+                };
+                let rendered = render_digest(&content).context("rendering the digest")?;
+                let _ = writeln!(report, "  email subject: {}", rendered.subject);
+                match &opts.out {
+                    Some(dir) => {
+                        let html = dir.join(format!("email-{stem}.html"));
+                        let text = dir.join(format!("email-{stem}.txt"));
+                        std::fs::write(&html, &rendered.html)?;
+                        std::fs::write(&text, &rendered.text)?;
+                        let _ = writeln!(report, "  email html: {}\n  email text: {}", html.display(), text.display());
+                        if opts.screenshot {
+                            let png = dir.join(format!("email-{stem}.png"));
+                            screenshot(&html, &png)?;
+                            let _ = writeln!(report, "  email screenshot: {}", png.display());
+                        }
+                    }
+                    None => {
+                        let _ = writeln!(report, "  email text part:\n{}", rendered.text);
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Renders `html` to `png` with headless Chromium.
+fn screenshot(html: &Path, png: &Path) -> anyhow::Result<()> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .context("--screenshot needs Chromium (Debian: apt-get install chromium)")?;
+    let profile = std::env::temp_dir().join(format!("feedback-dispatch-preview-{}", std::process::id()));
+    let html = std::fs::canonicalize(html)?;
+    let status = std::process::Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=720,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    let _ = std::fs::remove_dir_all(&profile);
+    if !status.success() || !png.exists() {
+        bail!("Chromium could not render {}", html.display());
+    }
+    Ok(())
+}
+
+/// Renders a demanding built-in sample event through every Slack route and returns each
+/// violation of Slack's limits as (path, problem).
+pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
+    let long = "A long answer with <markup> & links https://example.com ".repeat(200);
+    let mut problems = Vec::new();
+    for (i, route) in settings.routes.iter().enumerate() {
+        if route.slack.is_none() {
+            continue;
+        }
+        let keys: Vec<&KeySpec> = match &route.keys {
+            Some(keys) => keys.iter().filter_map(|k| settings.key(k)).collect(),
+            // Routes that take the event's keys may get any configured key.
+            None => settings.keys.iter().collect(),
+        };
+        let event = RunEvent {
+            run_id: RunId::from(uuid::Uuid::from_u128(0x5a3a)),
+            source: crate::domain::Source::Generic,
+            project: Some("x".repeat(200)),
+            project_id: None,
+            run_name: Some("n".repeat(200)),
+            status: crate::domain::RunStatus::Error,
+            input: Some(long.clone()),
+            output: Some(long.clone()),
+            error: Some(long.clone()),
+            tags: (0..50).map(|t| format!("tag-{t}")).collect(),
+            metadata: Default::default(),
+            run_url: Some("https://smith.langchain.com/o/1/projects/p/2/r/3".into()),
+            feedback_keys: vec![],
+            started_at: None,
+            ended_at: None,
+        };
+        let tokens = placeholder_tokens(event.run_id, &keys, route.link_ttl);
+        let content = render_run_message(&event, &route.name, &links_for_run(&settings.keys, &tokens));
+        for problem in check_limits(&content) {
+            problems.push((format!("routes[{i}].slack"), format!("the sample message breaks a Slack limit: {problem}")));
+        }
+    }
+    problems
+}
