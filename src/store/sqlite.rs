@@ -147,6 +147,19 @@ macro_rules! job_columns {
     };
 }
 
+/// Adds ` AND column IN (?, ?, …)` when `values` is not empty (empty means no filter).
+fn push_in_list(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &'static str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    qb.push(" AND ").push(column).push(" IN (");
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v.clone());
+    }
+    qb.push(")");
+}
+
 async fn insert_job(tx: &mut sqlx::SqliteConnection, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at)
@@ -479,22 +492,9 @@ impl Store for SqliteStore {
         offset: i64,
     ) -> Result<Vec<StoredFeedback>, StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM ls_feedback WHERE 1 = 1");
-        if !run_ids.is_empty() {
-            qb.push(" AND run_id IN (");
-            let mut sep = qb.separated(", ");
-            for r in run_ids {
-                sep.push_bind(r.to_string());
-            }
-            qb.push(")");
-        }
-        if !keys.is_empty() {
-            qb.push(" AND key IN (");
-            let mut sep = qb.separated(", ");
-            for k in keys {
-                sep.push_bind(k.clone());
-            }
-            qb.push(")");
-        }
+        let runs: Vec<String> = run_ids.iter().map(RunId::to_string).collect();
+        push_in_list(&mut qb, "run_id", &runs);
+        push_in_list(&mut qb, "key", keys);
         qb.push(" ORDER BY seq LIMIT ")
             .push_bind(limit)
             .push(" OFFSET ")
