@@ -179,6 +179,17 @@ pub struct EmailSettings {
     pub timeout: Duration,
     /// `SMTP_PASSWORD`.
     pub password: Option<SecretString>,
+    /// Where email buttons point.
+    pub links: EmailLinks,
+}
+
+/// Where the buttons of an email point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailLinks {
+    /// Straight at the presigned URL: one click records (a mail scanner's fetch does too).
+    Direct,
+    /// At a confirmation page on this service (`server.public_url`); its button submits.
+    Confirm,
 }
 
 /// Intake authentication.
@@ -418,6 +429,7 @@ struct RawEmail {
     smtp_url: Option<String>,
     outbox_dir: Option<String>,
     timeout: Option<String>,
+    links: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -827,6 +839,17 @@ impl Validator {
             }
         };
         let timeout = self.duration("email.timeout", raw.timeout, "30s");
+        let links = match raw.links.as_deref().unwrap_or("direct") {
+            "direct" => Some(EmailLinks::Direct),
+            "confirm" => Some(EmailLinks::Confirm),
+            other => {
+                self.fail(
+                    "email.links",
+                    format!("unknown value {other:?} (expected \"direct\" or \"confirm\")"),
+                );
+                None
+            }
+        };
         Some(EmailSettings {
             mode: mode?,
             from,
@@ -834,6 +857,7 @@ impl Validator {
             outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/mail".into())),
             timeout: timeout?,
             password,
+            links: links?,
         })
     }
 
@@ -1484,8 +1508,9 @@ pub fn summary(s: &Settings) -> String {
     );
     let _ = writeln!(
         out,
-        "email: mode {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}",
+        "email: mode {:?}, links {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}",
         s.email.mode,
+        s.email.links,
         s.email.from,
         redact_url(&s.email.smtp_url),
         s.email.outbox_dir.display(),

@@ -139,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(
+            "/v1/feedback/confirm/{id}",
+            get(crate::email::confirm::show_confirmation).post(crate::email::confirm::submit_confirmation),
+        )
+        .route(
             "/v1/slack/interactions",
             axum::routing::post(crate::slack::interactions::receive_interaction),
         )

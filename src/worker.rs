@@ -330,7 +330,7 @@ impl Workers {
             Ok(t) => t,
             Err(outcome) => return outcome,
         };
-        let content = DigestContent {
+        let mut content = DigestContent {
             route: route.name.clone(),
             recipient: payload.recipient.clone(),
             more,
@@ -352,6 +352,15 @@ impl Workers {
             window_end: digest.window_end,
             subject: email.subject.clone(),
         };
+        if settings.email.links == crate::settings::EmailLinks::Confirm {
+            let links = crate::email::confirm::confirm_links(&mut content.runs, &self.state.public_url);
+            if let Err(e) = self.state.store.insert_confirm_links(&links).await {
+                return Outcome::Retry {
+                    after: None,
+                    error: e.to_string(),
+                };
+            }
+        }
         let rendered = match render_digest(&content) {
             Ok(r) => r,
             Err(e) => return Outcome::Dead(format!("cannot render the digest: {e}")),
@@ -370,7 +379,10 @@ impl Workers {
         );
         let file_stem = format!("{:010}-digest-{}", job.id, digest.id);
         let started = Instant::now();
-        let sent = self.email.send(&payload.recipient, &rendered, &message_id, &file_stem).await;
+        let sent = self
+            .email
+            .send(&payload.recipient, &rendered, &message_id, &file_stem)
+            .await;
         self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(()) => {

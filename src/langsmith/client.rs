@@ -221,6 +221,29 @@ impl LangSmithClient {
         Ok(tokens)
     }
 
+    /// Submits feedback through a presigned URL, as a reader's click would (`POST` with a JSON
+    /// body; no API key: the token is the credential). One try: a person is waiting.
+    pub async fn submit(&self, token_url: &url::Url, score: f64, value: Option<&str>) -> Result<(), LangSmithError> {
+        let body = serde_json::json!({"score": score, "value": value});
+        let response = self
+            .http
+            .post(token_url.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let detail = error_detail(&response.bytes().await.unwrap_or_default());
+        Err(LangSmithError::Status {
+            status,
+            detail,
+            retry_after: None,
+        })
+    }
+
     fn transport_error(&self, e: reqwest::Error) -> LangSmithError {
         if e.is_timeout() {
             LangSmithError::Timeout(self.timeout)

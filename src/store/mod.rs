@@ -182,6 +182,36 @@ pub struct DigestRecord {
     pub runs: Vec<(serde_json::Value, DateTime<Utc>)>,
 }
 
+/// An email button in confirm mode: what its confirmation page submits.
+#[derive(Clone)]
+pub struct ConfirmLink {
+    /// Random id, the credential of the confirm URL.
+    pub id: String,
+    /// The presigned URL submitted to (a bearer credential: `Debug` hides it).
+    pub token_url: url::Url,
+    /// The key.
+    pub feedback_key: String,
+    /// The button's label.
+    pub label: String,
+    /// The score submitted.
+    pub score: f64,
+    /// The categorical value submitted, if any.
+    pub value: Option<String>,
+    /// The run's name, shown on the page.
+    pub run_name: Option<String>,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for ConfirmLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmLink")
+            .field("key", &self.feedback_key)
+            .field("score", &self.score)
+            .finish()
+    }
+}
+
 /// A token of the embedded LangSmith service.
 #[derive(Debug, Clone)]
 pub struct StoredToken {
@@ -274,6 +304,13 @@ pub trait Store: Send + Sync + 'static {
     async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
     /// The earliest `next_attempt_at` of a pending job, to sleep until then.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Stores confirm-mode email links.
+    async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError>;
+    /// One confirm link by id.
+    async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError>;
+    /// Notes that a confirm link was used.
+    async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Stores embedded-service tokens.
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError>;

@@ -1,7 +1,8 @@
 //! SQLite implementation of [`Store`]: WAL journal, one writer at a time, migrations at start.
 
 use super::{
-    DigestItem, DigestRecord, DueDigest, Job, JobKind, JobState, NewJob, Store, StoreError, StoredFeedback, StoredToken,
+    ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobKind, JobState, NewJob, Store, StoreError,
+    StoredFeedback, StoredToken,
 };
 use crate::domain::RunId;
 use chrono::{DateTime, TimeZone, Utc};
@@ -427,6 +428,58 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
+    }
+
+    async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for l in links {
+            sqlx::query(
+                "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&l.id)
+            .bind(l.token_url.as_str())
+            .bind(&l.feedback_key)
+            .bind(&l.label)
+            .bind(l.score)
+            .bind(&l.value)
+            .bind(&l.run_name)
+            .bind(ms(l.expires_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
+        let Some(r) = sqlx::query("SELECT * FROM confirm_links WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let url: String = r.try_get("token_url")?;
+        Ok(Some(ConfirmLink {
+            id: r.try_get("id")?,
+            token_url: url::Url::parse(&url).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            feedback_key: r.try_get("feedback_key")?,
+            label: r.try_get("label")?,
+            score: r.try_get("score")?,
+            value: r.try_get("value")?,
+            run_name: r.try_get("run_name")?,
+            expires_at: from_ms(r.try_get("expires_at")?),
+        }))
+    }
+
+    async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
+            .bind(ms(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {

@@ -335,3 +335,79 @@ async fn outbox_mode_writes_eml_files() {
     let (html, _) = m.parts();
     assert_eq!(html_links(&html).len(), 1);
 }
+
+#[tokio::test]
+async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
+    let app = spawn_app_with(
+        &format!(
+            "[email]\nlinks = \"confirm\"\n[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\", \"correctness\"]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n"
+        ),
+        env(&[]),
+    )
+    .await;
+    assert_eq!(app.post_json("/v1/events", &event(1, "x")).await.status(), 202);
+    close_window(&app).await;
+    wait_for_state(&app, JobState::Sent, 1).await;
+    let file = std::fs::read_dir(app.path("outbox/mail"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let (html, text) = Received {
+        to: vec![],
+        data: std::fs::read(file).unwrap(),
+    }
+    .parts();
+    assert!(
+        !html.contains("/feedback/tokens/") && !text.contains("/feedback/tokens/"),
+        "no presigned URL in the email"
+    );
+    let links: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .filter(|h| h.contains("/v1/feedback/confirm/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(links.len(), 3, "👍, correct, wrong");
+    let run = "a1b2c3d4-0000-4000-8000-000000000001";
+    let feedback = || async {
+        let rows: Value = app
+            .get(&format!("/api/v1/feedback?run={run}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        rows.as_array().unwrap().clone()
+    };
+
+    // A scanner (or a curious reader) fetching the link records nothing.
+    for link in &links {
+        let page = reqwest::get(link).await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("<form method=\"post\""));
+    }
+    assert!(feedback().await.is_empty(), "GET records nothing");
+
+    // The page's button (a POST) records the rating, with the categorical value.
+    let third = &links[2];
+    let res = reqwest::Client::new().post(third).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    let rows = feedback().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["key"], "correctness");
+    assert_eq!(rows[0]["score"], 0.0);
+    assert_eq!(rows[0]["value"], "wrong");
+
+    let missing = format!("{}/v1/feedback/confirm/{}", app.address, "0".repeat(32));
+    assert_eq!(reqwest::get(&missing).await.unwrap().status(), 404);
+    assert_eq!(
+        reqwest::get(format!("{}/v1/feedback/confirm/..%2F..%2Fetc", app.address))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
