@@ -91,8 +91,20 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
         Command::Serve => serve(&cli.config, cli.log_format).await,
-        Command::Preview { event, route, out, mint, screenshot } => {
-            let opts = crate::preview::PreviewOptions { event, route, out, mint, screenshot };
+        Command::Preview {
+            event,
+            route,
+            out,
+            mint,
+            screenshot,
+        } => {
+            let opts = crate::preview::PreviewOptions {
+                event,
+                route,
+                out,
+                mint,
+                screenshot,
+            };
             preview(&cli.config, &opts).await
         }
         Command::DeadLetters { action } => dead_letters(&cli.config, action).await,

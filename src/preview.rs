@@ -40,7 +40,8 @@ pub fn parse_event_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<
     let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let events = if value.get("runs").is_some() {
         crate::intake::parse_rule_webhook(&value, &settings.langsmith.ui_url)
-    } else if value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some()) {
+    } else if value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some())
+    {
         crate::intake::parse_agent_server(&value).map(|e| vec![e])
     } else {
         crate::intake::parse_generic(&value)
@@ -78,7 +79,10 @@ fn channel_for(route: &Route, event: &RunEvent) -> Option<String> {
 pub fn block_kit_builder_link(request: &Value) -> String {
     let blocks = serde_json::json!({"blocks": request.get("blocks").cloned().unwrap_or(Value::Null)});
     let encoded: String = url::form_urlencoded::byte_serialize(blocks.to_string().as_bytes()).collect();
-    format!("https://app.slack.com/block-kit-builder#{}", encoded.replace('+', "%20"))
+    format!(
+        "https://app.slack.com/block-kit-builder#{}",
+        encoded.replace('+', "%20")
+    )
 }
 
 /// Renders every matching route's output for the event file; prints it or writes it to `out`.
@@ -89,12 +93,20 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
         let base = match &settings.langsmith.endpoint {
             LangSmithEndpoint::Remote(u) => u.clone(),
             // The embedded service lives in a running `serve`.
-            LangSmithEndpoint::Embedded => settings.server.public_url.clone().context(
-                "--mint with the embedded service needs server.public_url of a running `serve`",
-            )?,
+            LangSmithEndpoint::Embedded => settings
+                .server
+                .public_url
+                .clone()
+                .context("--mint with the embedded service needs server.public_url of a running `serve`")?,
         };
         let ls = &settings.langsmith;
-        Some(LangSmithClient::new(&base, ls.api_key.clone(), ls.workspace_id.clone(), ls.timeout, ls.max_attempts)?)
+        Some(LangSmithClient::new(
+            &base,
+            ls.api_key.clone(),
+            ls.workspace_id.clone(),
+            ls.timeout,
+            ls.max_attempts,
+        )?)
     } else {
         None
     };
@@ -172,7 +184,10 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 let content = DigestContent {
                     route: route.name.clone(),
                     recipient: email.to.first().cloned().unwrap_or_default(),
-                    runs: vec![DigestRun { event: event.clone(), keys: links.clone() }],
+                    runs: vec![DigestRun {
+                        event: event.clone(),
+                        keys: links.clone(),
+                    }],
                     more: 0,
                     project_url: None,
                     window_start: now,
@@ -187,7 +202,12 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                         let text = dir.join(format!("email-{stem}.txt"));
                         std::fs::write(&html, &rendered.html)?;
                         std::fs::write(&text, &rendered.text)?;
-                        let _ = writeln!(report, "  email html: {}\n  email text: {}", html.display(), text.display());
+                        let _ = writeln!(
+                            report,
+                            "  email html: {}\n  email text: {}",
+                            html.display(),
+                            text.display()
+                        );
                         if opts.screenshot {
                             let png = dir.join(format!("email-{stem}.png"));
                             screenshot(&html, &png)?;
@@ -205,14 +225,27 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Renders `html` to `png` with headless Chromium.
 fn screenshot(html: &Path, png: &Path) -> anyhow::Result<()> {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .context("--screenshot needs Chromium (Debian: apt-get install chromium)")?;
     let profile = std::env::temp_dir().join(format!("feedback-dispatch-preview-{}", std::process::id()));
     let html = std::fs::canonicalize(html)?;
@@ -275,7 +308,10 @@ pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
         let tokens = placeholder_tokens(event.run_id, &keys, route.link_ttl);
         let content = render_run_message(&event, &route.name, &links_for_run(&settings.keys, &tokens));
         for problem in check_limits(&content) {
-            problems.push((format!("routes[{i}].slack"), format!("the sample message breaks a Slack limit: {problem}")));
+            problems.push((
+                format!("routes[{i}].slack"),
+                format!("the sample message breaks a Slack limit: {problem}"),
+            ));
         }
     }
     problems

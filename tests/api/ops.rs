@@ -23,28 +23,71 @@ fn metric(text: &str, line_start: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_events_deliveries_tokens_and_latencies_without_run_ids() {
     let slack = fake_slack().await;
-    let routes = "[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = { channel = \"C1\" }\n";
+    let routes =
+        "[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = { channel = \"C1\" }\n";
     let app = spawn_app_with(&slack_settings(&slack, routes), env(&[("SLACK_BOT_TOKEN", "xoxb-t")])).await;
-    assert_eq!(app.post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json")).await.status(), 202);
-    assert_eq!(app.post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json")).await.status(), 202);
+    assert_eq!(
+        app.post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.post_json("/v1/webhooks/langsmith", &fixture("langsmith-rule-webhook.json"))
+            .await
+            .status(),
+        202
+    );
     wait_for_state(&app, JobState::Sent, 2).await;
 
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     let text = res.text().await.unwrap();
-    assert_eq!(metric(&text, "feedback_dispatch_events_received_total{source=\"langsmith_rule\"}"), 4.0);
+    assert_eq!(
+        metric(
+            &text,
+            "feedback_dispatch_events_received_total{source=\"langsmith_rule\"}"
+        ),
+        4.0
+    );
     assert_eq!(metric(&text, "feedback_dispatch_runs_total{outcome=\"accepted\"}"), 2.0);
-    assert_eq!(metric(&text, "feedback_dispatch_runs_total{outcome=\"duplicate\"}"), 2.0);
-    assert_eq!(metric(&text, "feedback_dispatch_deliveries_total{channel=\"slack\",outcome=\"sent\"}"), 2.0);
+    assert_eq!(
+        metric(&text, "feedback_dispatch_runs_total{outcome=\"duplicate\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "feedback_dispatch_deliveries_total{channel=\"slack\",outcome=\"sent\"}"
+        ),
+        2.0
+    );
     assert_eq!(metric(&text, "feedback_dispatch_tokens_minted_total"), 4.0);
-    assert_eq!(metric(&text, "feedback_dispatch_langsmith_requests_total{status=\"2xx\"}"), 2.0);
-    assert_eq!(metric(&text, "feedback_dispatch_langsmith_request_seconds_count{status=\"2xx\"}"), 2.0);
+    assert_eq!(
+        metric(&text, "feedback_dispatch_langsmith_requests_total{status=\"2xx\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "feedback_dispatch_langsmith_request_seconds_count{status=\"2xx\"}"
+        ),
+        2.0
+    );
     assert_eq!(metric(&text, "feedback_dispatch_slack_request_seconds_count"), 2.0);
     assert_eq!(metric(&text, "feedback_dispatch_jobs{state=\"sent\"}"), 2.0);
     assert_eq!(metric(&text, "feedback_dispatch_jobs{state=\"pending\"}"), 0.0);
     assert!(text.contains("feedback_dispatch_dead_letters_total"));
-    assert!(!text.contains("3c9e7a51") && !text.contains("C1"), "no run ids or channels in labels");
+    assert!(
+        !text.contains("3c9e7a51") && !text.contains("C1"),
+        "no run ids or channels in labels"
+    );
 }
 
 #[tokio::test]
@@ -55,9 +98,15 @@ async fn readiness_follows_the_workers() {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.state.workers_running.store(false, std::sync::atomic::Ordering::SeqCst);
+    app.state
+        .workers_running
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(app.get("/readyz").await.status(), 503);
-    assert_eq!(app.get("/healthz").await.status(), 200, "liveness does not depend on the workers");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "liveness does not depend on the workers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +116,10 @@ async fn json_logs_have_one_line_per_request_and_delivery_and_no_query_secrets()
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://db.db\"\n{}",
-        slack_settings(&slack, "[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = { channel = \"C1\" }\n")
+        slack_settings(
+            &slack,
+            "[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = { channel = \"C1\" }\n"
+        )
     );
     // --log-format json must come through the command line, so start the binary by hand.
     let path = dir.path().join("settings.toml");
@@ -95,7 +147,9 @@ async fn json_logs_have_one_line_per_request_and_delivery_and_no_query_secrets()
     });
     let address = loop {
         if let Some(a) = lines.lock().unwrap().iter().find_map(|l| {
-            serde_json::from_str::<Value>(l).ok().and_then(|v| v["address"].as_str().map(str::to_string))
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["address"].as_str().map(str::to_string))
         }) {
             break a;
         }
@@ -113,17 +167,29 @@ async fn json_logs_have_one_line_per_request_and_delivery_and_no_query_secrets()
     assert!(signal_and_wait(&mut child, "TERM").success());
 
     let lines = lines.lock().unwrap().clone();
-    let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
-    let request = parsed.iter().find(|v| v["message"] == "request").expect("a request line");
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let request = parsed
+        .iter()
+        .find(|v| v["message"] == "request")
+        .expect("a request line");
     assert_eq!(request["span"]["method"], "POST");
     assert_eq!(request["span"]["route"], "/v1/events");
     assert_eq!(request["status"], 202);
     assert!(request["latency_ms"].as_f64().is_some());
-    let delivered = parsed.iter().find(|v| v["message"] == "delivered to Slack").expect("a delivery line");
+    let delivered = parsed
+        .iter()
+        .find(|v| v["message"] == "delivered to Slack")
+        .expect("a delivery line");
     for field in ["run_id", "route", "channel", "attempt"] {
         assert!(delivered.get(field).is_some(), "{field} in {delivered}");
     }
-    assert!(!lines.iter().any(|l| l.contains("query-secret-value")), "the query secret is never logged");
+    assert!(
+        !lines.iter().any(|l| l.contains("query-secret-value")),
+        "the query secret is never logged"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +218,10 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
     let res = run(&["preview", "--event", &fixture_path, "--out", out.to_str().unwrap()]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let report = String::from_utf8(res.stdout).unwrap();
-    assert!(report.contains("route \"support\": keys thumbs_up, user_score"), "{report}");
+    assert!(
+        report.contains("route \"support\": keys thumbs_up, user_score"),
+        "{report}"
+    );
     assert!(report.contains("https://app.slack.com/block-kit-builder#"), "{report}");
     let slack: Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("slack-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.json")).unwrap(),
@@ -161,16 +230,28 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
     assert_eq!(slack["channel"], "C0GENERIC1");
     let content: slack_morphism::prelude::SlackMessageContent = serde_json::from_value(slack.clone()).unwrap();
     assert!(feedback_dispatch::slack::render::check_limits(&content).is_empty());
-    assert!(slack.to_string().contains("https://langsmith.invalid/api/v1/feedback/tokens/"), "placeholder links");
+    assert!(
+        slack
+            .to_string()
+            .contains("https://langsmith.invalid/api/v1/feedback/tokens/"),
+        "placeholder links"
+    );
     let html = std::fs::read_to_string(out.join("email-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.html")).unwrap();
     assert!(html.contains("Yes: open Reports"));
-    assert!(out.join("email-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.txt").exists());
+    assert!(
+        out.join("email-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.txt")
+            .exists()
+    );
     // Nothing was queued or sent: the preview never touches the store's jobs.
-    assert!(!dir.path().join("p.db").exists() || {
-        let store = feedback_dispatch::store::SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display())).await.unwrap();
-        use feedback_dispatch::store::Store;
-        store.job_counts().await.unwrap().is_empty()
-    });
+    assert!(
+        !dir.path().join("p.db").exists() || {
+            let store = feedback_dispatch::store::SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+                .await
+                .unwrap();
+            use feedback_dispatch::store::Store;
+            store.job_counts().await.unwrap().is_empty()
+        }
+    );
 
     let res = run(&["preview", "--event", &fixture_path, "--route", "nope"]);
     assert!(!res.status.success());
@@ -182,7 +263,13 @@ async fn preview_with_mint_uses_real_tokens_that_record_feedback() {
     let langsmith = spawn_app("").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");
-    std::fs::write(&config, format!("{KEYS_TOML}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C1\" }}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{KEYS_TOML}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C1\" }}\n"
+        ),
+    )
+    .unwrap();
     let fixture_path = format!("{}/tests/fixtures/generic-event.json", env!("CARGO_MANIFEST_DIR"));
     let res = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
         .args(["preview", "--mint", "--event", &fixture_path, "--config"])
@@ -194,10 +281,22 @@ async fn preview_with_mint_uses_real_tokens_that_record_feedback() {
         .unwrap();
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let report = String::from_utf8(res.stdout).unwrap();
-    assert!(!report.contains("block-kit-builder"), "no third-party link with real tokens");
-    let url = report.split('"').find(|s| s.contains("/feedback/tokens/")).expect("a minted link").to_string();
+    assert!(
+        !report.contains("block-kit-builder"),
+        "no third-party link with real tokens"
+    );
+    let url = report
+        .split('"')
+        .find(|s| s.contains("/feedback/tokens/"))
+        .expect("a minted link")
+        .to_string();
     assert!(url.starts_with(&langsmith.address));
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
-    let rows: Value = langsmith.get("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52").await.json().await.unwrap();
+    let rows: Value = langsmith
+        .get("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(rows[0]["key"], "thumbs_up");
 }

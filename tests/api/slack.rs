@@ -491,13 +491,19 @@ async fn with_batch_runs_several_runs_share_one_token_request() {
     let toml = slack_settings(&slack, SUPPORT_ROUTE).replace("[workers]", "[langsmith]\nbatch_runs = 10\n\n[workers]");
     let app = spawn_app_with(
         &toml,
-        env(&[("LANGSMITH_ENDPOINT", &proxy.address), ("LANGSMITH_API_KEY", "k"), ("SLACK_BOT_TOKEN", "xoxb-t")]),
+        env(&[
+            ("LANGSMITH_ENDPOINT", &proxy.address),
+            ("LANGSMITH_API_KEY", "k"),
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+        ]),
     )
     .await;
     let runs: Vec<Value> = (0..10)
         .map(|i| json!({"id": format!("b0b0b0b0-0000-4000-8000-{i:012}"), "name": format!("run {i}"), "status": "success"}))
         .collect();
-    let res = app.post_json("/v1/webhooks/langsmith", &json!({"rule_id": "r", "runs": runs})).await;
+    let res = app
+        .post_json("/v1/webhooks/langsmith", &json!({"rule_id": "r", "runs": runs}))
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap()["accepted"], 10);
     let posts = slack.wait_for("/chat.postMessage", 10, WAIT).await;
     let requests = proxy.requests_to("/feedback/tokens");
@@ -510,10 +516,23 @@ async fn with_batch_runs_several_runs_share_one_token_request() {
         let name = message["blocks"][0]["text"]["text"].as_str().unwrap().to_string();
         let i: usize = name.trim_start_matches("run ").parse().unwrap();
         let run = format!("b0b0b0b0-0000-4000-8000-{i:012}");
-        let tokens: Value = langsmith.get(&format!("/api/v1/feedback/tokens?run_id={run}")).await.json().await.unwrap();
-        let urls: Vec<String> = tokens.as_array().unwrap().iter().map(|t| t["url"].as_str().unwrap().to_string()).collect();
+        let tokens: Value = langsmith
+            .get(&format!("/api/v1/feedback/tokens?run_id={run}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let urls: Vec<String> = tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["url"].as_str().unwrap().to_string())
+            .collect();
         for (_, url) in buttons(&message) {
-            assert!(urls.iter().any(|u| url.starts_with(u.as_str())), "{name}: a button of another run");
+            assert!(
+                urls.iter().any(|u| url.starts_with(u.as_str())),
+                "{name}: a button of another run"
+            );
         }
     }
 }
