@@ -193,7 +193,12 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
     // Route templates (`/feedback/tokens/{token_id}`) may be logged; token paths may not.
     for (i, _) in logs.match_indices("/feedback/tokens/") {
         let next = logs[i + "/feedback/tokens/".len()..].chars().next();
-        assert_eq!(next, Some('{'), "a token path in the logs: {}", &logs[i..(i + 60).min(logs.len())]);
+        assert_eq!(
+            next,
+            Some('{'),
+            "a token path in the logs: {}",
+            &logs[i..(i + 60).min(logs.len())]
+        );
     }
     assert!(!logs.contains("score=1"), "no submission query");
 }

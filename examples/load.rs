@@ -1,0 +1,966 @@
+//! Load tool: drives the release binary against in-process fakes and prints what it measured
+//! against the targets of the "Operations and performance" issue as a Markdown table.
+//!
+//! `cargo build --release && cargo run --release --example load [-- --events 20000 …]`
+//!
+//! It builds nothing itself: it starts `target/release/feedback-dispatch serve` (or `--bin`)
+//! on a temporary config (SQLite file in a temp dir, `slack.mode = "api"` with pacing off),
+//! with two fakes served from this process on 127.0.0.1:
+//! - a Slack Web API that answers `chat.postMessage` at once and counts what it received, and
+//!   can be stalled (answering only when released) so that jobs stay queued;
+//! - the crate's own embedded LangSmith token service (the code `langsmith.endpoint = "embedded"`
+//!   runs), behind a counter of `POST …/feedback/tokens`. The app reaches it as a remote
+//!   LangSmith (`LANGSMITH_ENDPOINT`), so every mint request it makes crosses HTTP and is counted.
+//!   (A proxy in front of the app's own embedded service cannot work: with a remote endpoint
+//!   the app does not mount that service.)
+//!
+//! Phases, each bounded in count and time (`--timeout`), all traffic to 127.0.0.1:
+//! 1. `batch_runs = 1`: `--events` runs posted in batches of `--batch` over `--connections`
+//!    connections (intake throughput while workers deliver), until the fake Slack has them all
+//!    (end-to-end rate, LangSmith requests and CPU per run); then single-event posts at `--rate`
+//!    per second for `--duration` seconds, scheduled open-loop (ack latency).
+//! 2. `batch_runs = 10`: the same end-to-end run.
+//! 3. Slack stalled, `workers.concurrency = 1`: `--queued` runs posted (intake throughput with
+//!    idle workers), then the peak RSS with them all queued.
+//!
+//! CPU time is the child's utime + stime from `/proc/<pid>/stat`; peak RSS is `VmHWM` from
+//! `/proc/<pid>/status`. The fakes and the load generator share the machine's cores with the
+//! app, so every figure is a lower bound of what the app does alone.
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use clap::Parser;
+use feedback_dispatch::langsmith::embedded::{self, EmbeddedState};
+use feedback_dispatch::store::SqliteStore;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Most single-event requests in flight in the latency phase. Past it the service is not
+/// keeping up at all; sending more would only measure the load tool's own queue.
+const MAX_IN_FLIGHT: usize = 2_000;
+/// How often the fake Slack's counter is read while waiting for deliveries: small against the
+/// seconds a phase takes, large enough not to steal the app's CPU.
+const POLL: Duration = Duration::from_millis(5);
+/// How long the app gets to log its address and become ready.
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long the app gets to stop on SIGTERM (its own grace period is 10 s) before SIGKILL.
+const STOP: Duration = Duration::from_secs(20);
+/// The channel every run is routed to (the fake accepts any).
+const CHANNEL: &str = "C0LOADTEST";
+
+/// Options.
+#[derive(Parser, Debug)]
+#[command(about = "Load-test the release binary against in-process fakes")]
+struct Args {
+    /// The binary under test.
+    #[arg(long, default_value = "target/release/feedback-dispatch")]
+    bin: PathBuf,
+    /// Runs posted in each end-to-end phase.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Runs per intake request in the throughput phases (the endpoint takes up to 1,000).
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent intake connections in the throughput phases.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Offered load of the ack-latency phase, in single-event requests per second.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// Length of the ack-latency phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// `workers.concurrency` of the end-to-end phases.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Runs queued in the memory phase.
+    #[arg(long, default_value_t = 100_000)]
+    queued: usize,
+    /// Longest wait of any one phase, in seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// Keep the temporary folders (configs, databases, the app's logs) and print where.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.events > 0 && args.queued > 0 && args.rate > 0 && args.duration > 0,
+        "--events, --queued, --rate and --duration must be positive"
+    );
+    anyhow::ensure!((1..=1_000).contains(&args.batch), "--batch must be 1 to 1000");
+    anyhow::ensure!((1..=256).contains(&args.connections), "--connections must be 1 to 256");
+    if !args.bin.is_file() {
+        eprintln!(
+            "error: {} not found. Build it first with `cargo build --release`, or pass --bin PATH.",
+            args.bin.display()
+        );
+        std::process::exit(2);
+    }
+    // The app runs in its own folder, so a relative path would no longer point at it.
+    let bin = std::fs::canonicalize(&args.bin)?;
+    // reqwest is built without a default TLS provider; the load tool only speaks plain HTTP,
+    // but the client builder still wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let work = tempfile::Builder::new().prefix("feedback-dispatch-load-").tempdir()?;
+    let slack = FakeSlack::start().await?;
+    let langsmith = FakeLangSmith::start(work.path()).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.connections.max(64))
+        .build()?;
+    let limit = Duration::from_secs(args.timeout);
+    let load_cpu_start = cpu_seconds("self")?;
+    let started = Instant::now();
+    let mut report = Report::default();
+
+    eprintln!("phase 1: batch_runs = 1, {} runs end to end", args.events);
+    let app = App::start(
+        &bin,
+        &work.path().join("batch1"),
+        &AppConfig {
+            batch_runs: 1,
+            concurrency: args.concurrency,
+            slack_timeout: "15s",
+        },
+        &slack,
+        &langsmith,
+    )?;
+    let e2e1 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
+    eprintln!("phase 1: ack latency at {}/s for {} s", args.rate, args.duration);
+    let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
+    let rss_busy = peak_rss_kib(app.pid)?;
+    let log1 = app.stop()?;
+
+    eprintln!("phase 2: batch_runs = 10, {} runs end to end", args.events);
+    let app = App::start(
+        &bin,
+        &work.path().join("batch10"),
+        &AppConfig {
+            batch_runs: 10,
+            concurrency: args.concurrency,
+            slack_timeout: "15s",
+        },
+        &slack,
+        &langsmith,
+    )?;
+    let e2e10 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
+    let log2 = app.stop()?;
+
+    eprintln!("phase 3: Slack stalled, {} runs queued", args.queued);
+    slack.stall();
+    let app = App::start(
+        &bin,
+        &work.path().join("queued"),
+        &AppConfig {
+            batch_runs: 1,
+            concurrency: 1,
+            // Longer than the phase, so the one stalled send holds its worker throughout.
+            slack_timeout: "1h",
+        },
+        &slack,
+        &langsmith,
+    )?;
+    let queued = queue_up(&app, &client, &slack, &args, limit).await;
+    slack.release();
+    let log3 = app.stop()?;
+    let queued = queued?;
+
+    report.row(
+        format!(
+            "intake throughput, {} runs in batches of {}, workers delivering",
+            args.events, args.batch
+        ),
+        format!("{:.0} runs/s", e2e1.intake_rate()),
+        "≥ 5,000 runs/s",
+        Some(e2e1.intake_rate() >= 5_000.0),
+    );
+    report.row(
+        format!("intake throughput, {} runs, workers idle (Slack stalled)", args.queued),
+        format!("{:.0} runs/s", queued.intake_rate),
+        "≥ 5,000 runs/s",
+        Some(queued.intake_rate >= 5_000.0),
+    );
+    for (label, e2e) in [("batch_runs = 1", &e2e1), ("batch_runs = 10", &e2e10)] {
+        report.row(
+            format!("end-to-end delivered to Slack, {label}"),
+            format!(
+                "{:.0} runs/s ({} runs in {:.2} s)",
+                e2e.delivered_rate(),
+                e2e.delivered,
+                e2e.delivered_after.as_secs_f64()
+            ),
+            "≥ 1,000 runs/s",
+            Some(e2e.delivered_rate() >= 1_000.0),
+        );
+    }
+    for (label, e2e, target) in [("batch_runs = 1", &e2e1, 1.0), ("batch_runs = 10", &e2e10, 0.1)] {
+        report.row(
+            format!("LangSmith requests per run, {label}"),
+            format!("{:.3} ({} requests)", e2e.mints_per_run(), e2e.mint_requests),
+            format!("≤ {target}"),
+            Some(e2e.mints_per_run() <= target + 1e-9),
+        );
+    }
+    report.row(
+        format!(
+            "ack latency p50, {}/s offered (achieved {:.0}/s)",
+            args.rate, ack.achieved_rate
+        ),
+        ms(ack.p50),
+        "—",
+        None,
+    );
+    report.row(
+        format!("ack latency p99, {}/s offered", args.rate),
+        ms(ack.p99),
+        "< 25 ms",
+        Some(ack.p99 < Duration::from_millis(25) && ack.failed == 0),
+    );
+    report.row(
+        format!("ack latency max, {}/s offered", args.rate),
+        ms(ack.max),
+        "—",
+        None,
+    );
+    report.row(
+        "deliveries still owed when the offered load stopped".to_string(),
+        format!(
+            "{} (all delivered {:.2} s later)",
+            ack.backlog_at_end,
+            ack.drained_after.as_secs_f64()
+        ),
+        "—",
+        None,
+    );
+    report.row(
+        format!("peak RSS, {} jobs queued", queued.queued),
+        mib(queued.peak_rss_kib),
+        "< 64 MiB",
+        Some(queued.peak_rss_kib < 64 * 1024),
+    );
+    report.row(
+        "peak RSS, phase 1 (end-to-end + latency)".to_string(),
+        mib(rss_busy),
+        "—",
+        None,
+    );
+    for (label, e2e) in [("batch_runs = 1", &e2e1), ("batch_runs = 10", &e2e10)] {
+        report.row(
+            format!("CPU per delivered run (intake + delivery), {label}"),
+            format!("{:.0} µs", e2e.cpu_per_run_us()),
+            "≤ 200 µs",
+            Some(e2e.cpu_per_run_us() <= 200.0),
+        );
+    }
+    report.row(
+        format!("CPU per delivered run, single-event posts at {}/s", args.rate),
+        format!("{:.0} µs", ack.cpu_per_run_us),
+        "≤ 200 µs",
+        Some(ack.cpu_per_run_us <= 200.0),
+    );
+
+    let load_cpu = cpu_seconds("self")? - load_cpu_start;
+    let wall = started.elapsed().as_secs_f64();
+    println!("{}", report.markdown());
+    println!();
+    println!(
+        "Machine: {} cores. The load tool and its fakes used {load_cpu:.1} s of CPU over {wall:.1} s of wall time \
+         on the same cores (about {:.0}% of one core).",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        100.0 * load_cpu / wall
+    );
+    println!(
+        "Intake errors: {} (phase 1), {} (phase 2), {} (phase 3); latency-phase failures: {}, not sent (more than \
+         {MAX_IN_FLIGHT} in flight): {}.",
+        e2e1.failures, e2e10.failures, queued.failures, ack.failed, ack.skipped
+    );
+    for (phase, log) in [("1", &log1), ("2", &log2), ("3", &log3)] {
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .count();
+        if warnings > 0 {
+            let first = log.lines().find(|l| l.contains("WARN") || l.contains("ERROR"));
+            println!("Phase {phase}: the app logged {warnings} warnings or errors; first: {first:?}");
+        }
+    }
+    if args.keep {
+        println!("Kept {}", work.keep().display());
+    }
+    Ok(())
+}
+
+/// What an end-to-end phase measured.
+struct EndToEnd {
+    /// Runs the app answered 202 `accepted` for.
+    accepted: usize,
+    /// Requests that failed or were not 202.
+    failures: usize,
+    /// From the first POST to the last 202.
+    intake_after: Duration,
+    /// Slack messages received for the phase's runs.
+    delivered: usize,
+    /// From the first POST to the last Slack message.
+    delivered_after: Duration,
+    /// Token requests the app made meanwhile.
+    mint_requests: u64,
+    /// The app's CPU time meanwhile.
+    cpu: f64,
+}
+
+impl EndToEnd {
+    fn intake_rate(&self) -> f64 {
+        self.accepted as f64 / self.intake_after.as_secs_f64()
+    }
+    fn delivered_rate(&self) -> f64 {
+        self.delivered as f64 / self.delivered_after.as_secs_f64()
+    }
+    fn mints_per_run(&self) -> f64 {
+        self.mint_requests as f64 / self.delivered.max(1) as f64
+    }
+    fn cpu_per_run_us(&self) -> f64 {
+        self.cpu * 1e6 / self.delivered.max(1) as f64
+    }
+}
+
+/// Posts `--events` runs and waits until the fake Slack has a message for each.
+async fn end_to_end(
+    app: &App,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    langsmith: &FakeLangSmith,
+    args: &Args,
+    limit: Duration,
+) -> anyhow::Result<EndToEnd> {
+    let bodies = batch_bodies(args.events, args.batch);
+    let slack_before = slack.received();
+    let mints_before = langsmith.requests();
+    let cpu_before = cpu_seconds(&app.pid.to_string())?;
+    let start = Instant::now();
+    let intake = post_all(client, &app.events_url(), bodies, args.connections, limit).await;
+    let intake_after = start.elapsed();
+    let target = slack_before + intake.accepted as u64;
+    let deadline = start + limit;
+    while slack.received() < target && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    let delivered_after = start.elapsed();
+    let delivered = (slack.received() - slack_before) as usize;
+    let cpu = cpu_seconds(&app.pid.to_string())? - cpu_before;
+    if delivered < intake.accepted {
+        bail!(
+            "only {delivered} of {} accepted runs reached Slack within {limit:?}; see {}",
+            intake.accepted,
+            app.log.display()
+        );
+    }
+    Ok(EndToEnd {
+        accepted: intake.accepted,
+        failures: intake.failures,
+        intake_after,
+        delivered,
+        delivered_after,
+        mint_requests: langsmith.requests() - mints_before,
+        cpu,
+    })
+}
+
+/// What the ack-latency phase measured.
+struct AckLatency {
+    /// Median, from the scheduled send time to the 202.
+    p50: Duration,
+    /// 99th percentile, likewise.
+    p99: Duration,
+    /// Slowest, likewise.
+    max: Duration,
+    /// Requests answered per second over the phase.
+    achieved_rate: f64,
+    /// Requests that failed or were not 202.
+    failed: usize,
+    /// Requests not sent because too many were in flight.
+    skipped: usize,
+    /// Accepted runs not yet in Slack when the last request was answered.
+    backlog_at_end: u64,
+    /// How long after that the last of them arrived.
+    drained_after: Duration,
+    /// The app's CPU time per delivered run, from the first request until all were delivered.
+    cpu_per_run_us: f64,
+}
+
+/// Single-event POSTs at a fixed rate, each sent at its scheduled time whatever the previous
+/// ones are doing (open loop), so a slow answer cannot hide the ones that would queue behind it.
+/// Latency is counted from the scheduled time, so a load tool that falls behind shows as latency
+/// rather than vanishing (coordinated omission).
+async fn ack_latency(
+    app: &App,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    args: &Args,
+    limit: Duration,
+) -> anyhow::Result<AckLatency> {
+    let total = (args.rate * args.duration) as usize;
+    let bodies: Vec<Bytes> = (0..total)
+        .map(|_| Bytes::from(serde_json::to_vec(&event()).expect("events serialize")))
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let url = app.events_url();
+    let slack_before = slack.received();
+    let cpu_before = cpu_seconds(&app.pid.to_string())?;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut tasks: JoinSet<Option<Duration>> = JoinSet::new();
+    let mut skipped = 0;
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
+        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            skipped += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (client, url, in_flight) = (client.clone(), url.clone(), in_flight.clone());
+        tasks.spawn(async move {
+            let ok = post_json(&client, &url, body).await.is_ok_and(|c| c.accepted == 1);
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            ok.then(|| scheduled.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut failed = 0;
+    let collected = tokio::time::timeout(limit, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Some(latency)) => latencies.push(latency),
+                _ => failed += 1,
+            }
+        }
+    })
+    .await;
+    if collected.is_err() {
+        tasks.abort_all();
+        bail!("the latency phase did not finish within {limit:?}");
+    }
+    let answered_after = start.elapsed();
+    let backlog_at_end = (slack_before + latencies.len() as u64).saturating_sub(slack.received());
+    let target = slack_before + latencies.len() as u64;
+    let drain_start = Instant::now();
+    let deadline = drain_start + limit;
+    while slack.received() < target && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    if slack.received() < target {
+        bail!("the runs of the latency phase did not all reach Slack within {limit:?}");
+    }
+    let drained_after = drain_start.elapsed();
+    let cpu = cpu_seconds(&app.pid.to_string())? - cpu_before;
+    anyhow::ensure!(!latencies.is_empty(), "no request of the latency phase succeeded");
+    latencies.sort_unstable();
+    Ok(AckLatency {
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: *latencies.last().expect("not empty"),
+        achieved_rate: latencies.len() as f64 / answered_after.as_secs_f64(),
+        failed,
+        skipped,
+        backlog_at_end,
+        drained_after,
+        cpu_per_run_us: cpu * 1e6 / latencies.len() as f64,
+    })
+}
+
+/// What the queued-memory phase measured.
+struct Queued {
+    /// Runs accepted and not delivered.
+    queued: usize,
+    /// Accepted runs per second, from the first POST to the last 202.
+    intake_rate: f64,
+    /// `VmHWM` after they were all queued.
+    peak_rss_kib: u64,
+    /// Requests that failed or were not 202.
+    failures: usize,
+}
+
+/// Posts `--queued` runs while the fake Slack holds the one worker's send, so they stay queued.
+async fn queue_up(
+    app: &App,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    args: &Args,
+    limit: Duration,
+) -> anyhow::Result<Queued> {
+    let bodies = batch_bodies(args.queued, args.batch);
+    let slack_before = slack.received();
+    let start = Instant::now();
+    let intake = post_all(client, &app.events_url(), bodies, args.connections, limit).await;
+    let intake_rate = intake.accepted as f64 / start.elapsed().as_secs_f64();
+    // Let the workers look at the queue (claim, mint, stall) before reading the peak.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = (slack.received() - slack_before) as usize;
+    Ok(Queued {
+        queued: intake.accepted.saturating_sub(delivered),
+        intake_rate,
+        peak_rss_kib: peak_rss_kib(app.pid)?,
+        failures: intake.failures,
+    })
+}
+
+/// What a burst of intake requests got back.
+#[derive(Default)]
+struct Intake {
+    /// The sum of the 202s' `accepted`.
+    accepted: usize,
+    /// Requests that failed or were not 202.
+    failures: usize,
+}
+
+/// Posts every body over `connections` concurrent connections, each taking the next unsent
+/// body, until all are sent or `limit` passes.
+async fn post_all(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Bytes>,
+    connections: usize,
+    limit: Duration,
+) -> Intake {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + limit;
+    let mut tasks = JoinSet::new();
+    for _ in 0..connections {
+        let (client, url, bodies, next) = (client.clone(), url.to_string(), bodies.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut mine = Intake::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() || Instant::now() > deadline {
+                    return mine;
+                }
+                match post_json(&client, &url, bodies[i].clone()).await {
+                    Ok(c) => mine.accepted += c.accepted,
+                    Err(e) => {
+                        if mine.failures == 0 {
+                            eprintln!("intake request failed: {e:#}");
+                        }
+                        mine.failures += 1;
+                    }
+                }
+            }
+        });
+    }
+    let mut total = Intake::default();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(part) = done {
+            total.accepted += part.accepted;
+            total.failures += part.failures;
+        }
+    }
+    total
+}
+
+/// The counts of a 202.
+struct Accepted {
+    /// Runs with at least one new job.
+    accepted: usize,
+}
+
+async fn post_json(client: &reqwest::Client, url: &str, body: Bytes) -> anyhow::Result<Accepted> {
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = res.status();
+    let text = res.text().await?;
+    if status != StatusCode::ACCEPTED {
+        bail!("intake answered {status}: {text}");
+    }
+    let counts: Value = serde_json::from_str(&text)?;
+    Ok(Accepted {
+        accepted: counts["accepted"].as_u64().context("202 without `accepted`")? as usize,
+    })
+}
+
+/// `count` fresh runs as JSON arrays of `batch`, built before the clock starts.
+fn batch_bodies(count: usize, batch: usize) -> Vec<Bytes> {
+    let events: Vec<Value> = (0..count).map(|_| event()).collect();
+    events
+        .chunks(batch)
+        .map(|chunk| Bytes::from(serde_json::to_vec(chunk).expect("events serialize")))
+        .collect()
+}
+
+/// A generic event shaped like a chat run: a question, a paragraph of answer, two keys.
+fn event() -> Value {
+    json!({
+        "run_id": uuid::Uuid::new_v4(),
+        "project": "load-test",
+        "run_name": "support_agent",
+        "inputs": {"messages": [{"role": "user", "content": "How do I rotate my API key without downtime?"}]},
+        "outputs": {"answer": "Create a second key under Settings → API Keys, deploy it to your services and \
+            check that traffic uses it, then revoke the old key once its \"last used\" time stops changing. \
+            Keys can't be edited after creation, so rotating always means creating a new one."},
+        "tags": ["load"],
+        "feedback_keys": ["thumbs_up", "thumbs_down"],
+    })
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The settings that differ between phases.
+struct AppConfig {
+    /// `langsmith.batch_runs`.
+    batch_runs: usize,
+    /// `workers.concurrency`.
+    concurrency: usize,
+    /// `slack.timeout`.
+    slack_timeout: &'static str,
+}
+
+/// The binary under test, running; SIGKILLed if dropped while still running.
+struct App {
+    /// The `serve` process.
+    child: Child,
+    /// Its pid, for `/proc`.
+    pid: u32,
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+    /// Its stderr.
+    log: PathBuf,
+}
+
+impl App {
+    /// Writes the config into `dir`, starts `serve`, and waits until it is ready.
+    fn start(
+        bin: &Path,
+        dir: &Path,
+        config: &AppConfig,
+        slack: &FakeSlack,
+        langsmith: &FakeLangSmith,
+    ) -> anyhow::Result<App> {
+        std::fs::create_dir_all(dir)?;
+        let settings = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[langsmith]
+batch_runs = {batch_runs}
+[slack]
+mode = "api"
+api_url = "{slack}/api"
+pace_per_channel = "0s"
+timeout = "{slack_timeout}"
+[workers]
+concurrency = {concurrency}
+[log]
+level = "info"
+[[keys]]
+name = "thumbs_up"
+buttons = [{{ label = "👍 Helpful", score = 1, style = "primary" }}]
+[[keys]]
+name = "thumbs_down"
+buttons = [{{ label = "👎 Not helpful", score = 0, style = "danger" }}]
+[[routes]]
+name = "load"
+keys = ["thumbs_up", "thumbs_down"]
+slack = {{ channel = "{CHANNEL}" }}
+"#,
+            db = dir.join("db/load.db").display(),
+            batch_runs = config.batch_runs,
+            slack = slack.address,
+            slack_timeout = config.slack_timeout,
+            concurrency = config.concurrency,
+        );
+        let config_path = dir.join("settings.toml");
+        std::fs::write(&config_path, settings)?;
+        let log = dir.join("serve.log");
+        let child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // The operator's default: every intake request and delivery logs a line, and that
+            // is part of what a run costs.
+            .env("RUST_LOG", "info")
+            .env("LANGSMITH_ENDPOINT", &langsmith.address)
+            .env("LANGSMITH_API_KEY", "load-test")
+            .env("SLACK_BOT_TOKEN", "xoxb-load-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let pid = child.id();
+        let mut app = App {
+            child,
+            pid,
+            url: String::new(),
+            log,
+        };
+        app.url = app.wait_for_address()?;
+        Ok(app)
+    }
+
+    /// Reads the bound address from the log, then waits for `/readyz`.
+    fn wait_for_address(&mut self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the app exited with {status} at start-up:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(address) = log
+                .lines()
+                .find(|l| l.contains("feedback-dispatch listening"))
+                .and_then(|l| l.split("address=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                let url = format!("http://{address}");
+                while Instant::now() < deadline {
+                    let ready = std::net::TcpStream::connect(address).is_ok_and(|mut s| {
+                        use std::io::{Read, Write};
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                        let mut answer = String::new();
+                        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                            .is_ok()
+                            && s.read_to_string(&mut answer).is_ok()
+                            && answer.starts_with("HTTP/1.1 200")
+                    });
+                    if ready {
+                        return Ok(url);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                bail!("the app did not become ready within {STARTUP:?}");
+            }
+            if Instant::now() > deadline {
+                bail!("the app did not log its address within {STARTUP:?}: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn events_url(&self) -> String {
+        format!("{}/v1/events", self.url)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not stopped within [`STOP`]; returns its log.
+    fn stop(mut self) -> anyhow::Result<String> {
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        let deadline = Instant::now() + STOP;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                eprintln!("the app did not stop within {STOP:?} of SIGTERM; killing it");
+                self.child.kill()?;
+                self.child.wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read /proc/<pid>/stat")?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let after_name = stat.rsplit_once(')').context("unexpected /proc/<pid>/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime), counted from 1 with the state (field 3) first here.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("unexpected /proc/<pid>/stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            // Linux's USER_HZ on every mainstream architecture.
+            .unwrap_or(100.0)
+    })
+}
+
+/// `VmHWM` (peak resident set) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")
+}
+
+/// A Slack Web API that answers `chat.postMessage` at once (or, while stalled, only when
+/// released) and counts the messages it accepted.
+#[derive(Clone)]
+struct FakeSlack {
+    /// `http://127.0.0.1:PORT`.
+    address: String,
+    /// Messages answered `ok`.
+    received: Arc<AtomicU64>,
+    /// While true, sends wait for release and then get a 503.
+    stalled: Arc<AtomicBool>,
+    /// Turns true to let stalled sends go.
+    released: watch::Sender<bool>,
+}
+
+impl FakeSlack {
+    async fn start() -> anyhow::Result<Self> {
+        let (released, _) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let fake = FakeSlack {
+            address: format!("http://{}", listener.local_addr()?),
+            received: Arc::default(),
+            stalled: Arc::default(),
+            released,
+        };
+        let app = Router::new()
+            .route("/api/chat.postMessage", axum::routing::post(post_message))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(fake)
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    fn stall(&self) {
+        self.released.send_replace(false);
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+        self.released.send_replace(true);
+    }
+}
+
+async fn post_message(State(fake): State<FakeSlack>) -> Response {
+    if fake.stalled.load(Ordering::SeqCst) {
+        let mut released = fake.released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+        return (StatusCode::SERVICE_UNAVAILABLE, "stalled by the load tool").into_response();
+    }
+    fake.received.fetch_add(1, Ordering::SeqCst);
+    axum::Json(json!({"ok": true, "channel": CHANNEL, "ts": "1.2", "message": {"ts": "1.2"}})).into_response()
+}
+
+/// The crate's embedded LangSmith token service on its own port and SQLite file, counting the
+/// token-creation requests it answers.
+struct FakeLangSmith {
+    /// `http://127.0.0.1:PORT`.
+    address: String,
+    /// `POST …/feedback/tokens` requests so far.
+    requests: Arc<AtomicU64>,
+}
+
+impl FakeLangSmith {
+    async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.join("langsmith/tokens.db").display()))
+            .await
+            .context("cannot open the fake LangSmith's store")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = format!("http://{}", listener.local_addr()?);
+        let requests = Arc::new(AtomicU64::new(0));
+        let app = embedded::router(EmbeddedState {
+            store: Arc::new(store),
+            public_url: url::Url::parse(&address)?,
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            requests.clone(),
+            count_token_requests,
+        ));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(FakeLangSmith { address, requests })
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn count_token_requests(State(count): State<Arc<AtomicU64>>, req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && req.uri().path().ends_with("/feedback/tokens") {
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+    next.run(req).await
+}
+
+/// Rows of the result table.
+#[derive(Default)]
+struct Report {
+    /// Metric, measured, target, met.
+    rows: Vec<[String; 4]>,
+}
+
+impl Report {
+    fn row(&mut self, metric: String, measured: String, target: impl Into<String>, met: Option<bool>) {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        self.rows.push([metric, measured, target.into(), met.into()]);
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::from("| metric | measured | target | met? |\n| --- | --- | --- | --- |\n");
+        for [metric, measured, target, met] in &self.rows {
+            out.push_str(&format!("| {metric} | {measured} | {target} | {met} |\n"));
+        }
+        out
+    }
+}
