@@ -2,7 +2,6 @@
 //! make to the code after them, stated once so the targets stay a few lines each.
 
 use feedback_dispatch::domain::{FeedbackKey, MAX_EXCERPT_CHARS, RunEvent};
-use serde_json::Value;
 
 /// Longest run name, project or project id the parsers keep (`intake::MAX_NAME`).
 const MAX_NAME: usize = 200;
