@@ -15,6 +15,7 @@ use crate::slack::pacing::Pacer;
 use crate::startup::AppState;
 use crate::store::{Job, JobKind};
 use chrono::Utc;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -148,7 +149,7 @@ impl Workers {
             let cut: Vec<i64> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
             for id in &cut {
-                if let Err(e) = self.state.store.release(*id, now, now).await {
+                if let Err(e) = self.state.store.release(*id, now, None, now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
                 }
             }
@@ -159,90 +160,84 @@ impl Workers {
         }
     }
 
-    /// Mints for every job of the chunk that has no tokens yet (one request), then delivers each.
-    async fn process_chunk(&self, mut jobs: Vec<Job>) {
-        let mut dropped: Vec<i64> = Vec::new();
+    /// Mints for every job of the chunk that has no tokens yet (one request), delivers each,
+    /// then records the outcomes (every delivered job in one statement).
+    async fn process_chunk(&self, jobs: Vec<Job>) {
+        let mut work: Vec<Claimed> = Vec::with_capacity(jobs.len());
+        let mut done: Vec<(Claimed, Outcome)> = Vec::new();
         let mut requests = Vec::new();
         let mut owners = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            if job.kind != JobKind::Slack || usable_minted(job).is_some() {
+        for job in jobs {
+            let mut claimed = Claimed {
+                job,
+                slack: None,
+                tokens: None,
+                minted_now: None,
+            };
+            if claimed.job.kind != JobKind::Slack {
+                work.push(claimed);
                 continue;
             }
-            match self.token_requests(job) {
-                Ok(reqs) if !reqs.is_empty() => {
-                    owners.extend(std::iter::repeat_n(i, reqs.len()));
-                    requests.extend(reqs);
-                }
-                Ok(_) => {
-                    self.record(
-                        job,
-                        Outcome::Dead("none of the job's feedback keys is configured any more".into()),
-                    )
-                    .await;
-                    dropped.push(job.id);
-                }
+            let payload = match SlackJobPayload::deserialize(&claimed.job.payload) {
+                Ok(p) => p,
                 Err(e) => {
-                    self.record(job, Outcome::Dead(e)).await;
-                    dropped.push(job.id);
+                    done.push((claimed, Outcome::Dead(format!("corrupt job payload: {e}"))));
+                    continue;
                 }
+            };
+            claimed.tokens = claimed.job.minted.as_ref().and_then(usable_tokens);
+            if claimed.tokens.is_none() {
+                let ttl = Duration::from_secs(payload.link_ttl_secs);
+                let reqs = token_requests(&self.state, &payload.event, &payload.keys, ttl);
+                if reqs.is_empty() {
+                    let reason = "none of the job's feedback keys is configured any more".to_string();
+                    done.push((claimed, Outcome::Dead(reason)));
+                    continue;
+                }
+                owners.extend(std::iter::repeat_n(work.len(), reqs.len()));
+                requests.extend(reqs);
             }
+            claimed.slack = Some(payload);
+            work.push(claimed);
         }
+        let mut failed: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
         if !requests.is_empty() {
-            let mut minting: Vec<usize> = owners.clone();
-            minting.dedup();
             match self.state.langsmith.mint(&requests).await {
                 Ok(tokens) => {
-                    for &i in &minting {
-                        let mine: Vec<&MintedToken> = tokens
-                            .iter()
-                            .zip(&owners)
-                            .filter(|(_, o)| **o == i)
-                            .map(|(t, _)| t)
-                            .collect();
-                        let value = serde_json::to_value(&mine).expect("tokens serialize");
-                        if let Err(e) = self.state.store.save_minted(jobs[i].id, &value, Utc::now()).await {
-                            tracing::error!(job = jobs[i].id, error = %e, "cannot keep minted tokens");
-                        }
-                        let tokens: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
-                        tracing::debug!(job = jobs[i].id, run_id = ?jobs[i].run_id, ?tokens, "tokens minted");
-                        jobs[i].minted = Some(value);
+                    for (token, &i) in tokens.into_iter().zip(&owners) {
+                        work[i].tokens.get_or_insert_with(Vec::new).push(token);
+                    }
+                    let mut minting = owners.clone();
+                    minting.dedup();
+                    for i in minting {
+                        let c = &mut work[i];
+                        let mine = c.tokens.as_deref().unwrap_or_default();
+                        let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
+                        tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
+                        c.minted_now = Some(serde_json::to_value(mine).expect("tokens serialize"));
                     }
                 }
                 Err(e) => {
-                    for &i in &minting {
-                        self.record(&jobs[i], mint_outcome(&e)).await;
-                        dropped.push(jobs[i].id);
+                    for &i in &owners {
+                        failed[i] = Some(mint_outcome(&e));
                     }
                 }
             }
         }
-        jobs.retain(|j| !dropped.contains(&j.id));
-        for job in jobs {
-            let outcome = match job.kind {
-                JobKind::Slack => self.deliver_slack(&job).await,
-                JobKind::Digest => self.deliver_digest(&job).await,
+        for (claimed, failed) in work.into_iter().zip(failed) {
+            let outcome = match (failed, claimed.job.kind) {
+                (Some(outcome), _) => outcome,
+                (None, JobKind::Slack) => self.deliver_slack(&claimed).await,
+                (None, JobKind::Digest) => self.deliver_digest(&claimed.job).await,
             };
-            self.record(&job, outcome).await;
+            done.push((claimed, outcome));
         }
+        self.record(done).await;
     }
 
-    fn token_requests(&self, job: &Job) -> Result<Vec<TokenRequest>, String> {
-        let payload: SlackJobPayload =
-            serde_json::from_value(job.payload.clone()).map_err(|e| format!("corrupt job payload: {e}"))?;
-        Ok(token_requests(
-            &self.state,
-            &payload.event,
-            &payload.keys,
-            Duration::from_secs(payload.link_ttl_secs),
-        ))
-    }
-
-    async fn deliver_slack(&self, job: &Job) -> Outcome {
-        let payload: SlackJobPayload = match serde_json::from_value(job.payload.clone()) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Dead(format!("corrupt job payload: {e}")),
-        };
-        let Some(tokens) = usable_minted(job) else {
+    async fn deliver_slack(&self, claimed: &Claimed) -> Outcome {
+        let job = &claimed.job;
+        let (Some(payload), Some(tokens)) = (&claimed.slack, &claimed.tokens) else {
             return Outcome::Retry {
                 after: None,
                 error: "tokens missing or expired; minting again".into(),
@@ -259,7 +254,7 @@ impl Workers {
                 return Outcome::Defer(again);
             }
         }
-        let links = links_for_run(&self.state.settings.keys, &tokens);
+        let links = links_for_run(&self.state.settings.keys, tokens);
         let content = crate::slack::render::render_run_message(&payload.event, &job.route, &links);
         let msg = OutgoingMessage {
             route: job.route.clone(),
@@ -296,7 +291,7 @@ impl Workers {
 
     async fn deliver_digest(&self, job: &Job) -> Outcome {
         let settings = &self.state.settings;
-        let payload: DigestJobPayload = match serde_json::from_value(job.payload.clone()) {
+        let payload = match DigestJobPayload::deserialize(&job.payload) {
             Ok(p) => p,
             Err(e) => return Outcome::Dead(format!("corrupt job payload: {e}")),
         };
@@ -321,7 +316,7 @@ impl Workers {
         let mut runs: Vec<(DigestRunPayload, chrono::DateTime<Utc>)> = digest
             .runs
             .iter()
-            .filter_map(|(p, at)| serde_json::from_value(p.clone()).ok().map(|p| (p, *at)))
+            .filter_map(|(p, at)| DigestRunPayload::deserialize(p).ok().map(|p| (p, *at)))
             .collect();
         // Newest first: the runs a reviewer most likely still remembers.
         runs.sort_by_key(|(p, at)| std::cmp::Reverse(p.event.ended_at.unwrap_or(*at)));
@@ -477,61 +472,82 @@ impl Workers {
         Ok(serde_json::from_value(kept).unwrap_or(tokens))
     }
 
-    /// Stores an outcome, turning a retry past `max_attempts` into a dead letter.
-    async fn record(&self, job: &Job, outcome: Outcome) {
+    /// Stores the outcomes of a chunk: the delivered jobs in one statement, the others one by
+    /// one (a retry past `max_attempts` becomes a dead letter). Tokens minted by this attempt
+    /// are kept with a job that goes back to the queue, so its next attempt sends the same
+    /// links; a delivered job does not need them any more.
+    async fn record(&self, done: Vec<(Claimed, Outcome)>) {
         let now = Utc::now();
         let w = &self.state.settings.workers;
         let store = &self.state.store;
-        let channel = match job.kind {
-            JobKind::Slack => "slack",
-            JobKind::Digest => "email",
-        };
-        let outcome_label = match &outcome {
-            Outcome::Sent => Some("sent"),
-            Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
-            Outcome::Retry { .. } => Some("retry"),
-            Outcome::Dead(_) => Some("dead"),
-            Outcome::Defer(_) => None,
-        };
-        if let Some(label) = outcome_label {
-            self.state.metrics.delivery(channel, label);
+        let mut sent = Vec::new();
+        for (claimed, outcome) in &done {
+            let job = &claimed.job;
+            let channel = match job.kind {
+                JobKind::Slack => "slack",
+                JobKind::Digest => "email",
+            };
+            let outcome_label = match outcome {
+                Outcome::Sent => Some("sent"),
+                Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
+                Outcome::Retry { .. } => Some("retry"),
+                Outcome::Dead(_) => Some("dead"),
+                Outcome::Defer(_) => None,
+            };
+            if let Some(label) = outcome_label {
+                self.state.metrics.delivery(channel, label);
+            }
+            let minted = claimed.minted_now.as_ref();
+            let result = match outcome {
+                Outcome::Sent => {
+                    sent.push(job.id);
+                    continue;
+                }
+                Outcome::Defer(wait) => {
+                    let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
+                    store.release(job.id, at, minted, now).await
+                }
+                Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
+                    let reason = format!("gave up after {} attempts: {error}", job.attempts);
+                    tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                    store.mark_dead(job.id, &reason, now).await
+                }
+                Outcome::Retry { after, error } => {
+                    let delay = backoff(w.retry_base, job.attempts)
+                        .min(w.retry_max)
+                        .max(after.unwrap_or_default());
+                    tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
+                    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    store.mark_retry(job.id, at, error, minted, now).await
+                }
+                Outcome::Dead(reason) => {
+                    tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                    store.mark_dead(job.id, reason, now).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
+            }
         }
-        let result = match outcome {
-            Outcome::Sent => store.mark_sent(job.id, now).await,
-            Outcome::Defer(wait) => {
-                store
-                    .release(job.id, now + chrono::Duration::from_std(wait).unwrap_or_default(), now)
-                    .await
-            }
-            Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
-                let reason = format!("gave up after {} attempts: {error}", job.attempts);
-                tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
-                store.mark_dead(job.id, &reason, now).await
-            }
-            Outcome::Retry { after, error } => {
-                let delay = backoff(w.retry_base, job.attempts)
-                    .min(w.retry_max)
-                    .max(after.unwrap_or_default());
-                tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
-                store
-                    .mark_retry(
-                        job.id,
-                        now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                        &error,
-                        now,
-                    )
-                    .await
-            }
-            Outcome::Dead(reason) => {
-                tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
-                store.mark_dead(job.id, &reason, now).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
+        if let Err(e) = store.mark_sent(&sent, now).await {
+            tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; their leases will expire and they will run again");
         }
-        self.in_flight.lock().expect("in-flight set").remove(&job.id);
+        let mut in_flight = self.in_flight.lock().expect("in-flight set");
+        for (claimed, _) in &done {
+            in_flight.remove(&claimed.job.id);
+        }
     }
+}
+
+/// A claimed job and what the worker read from it once.
+struct Claimed {
+    job: Job,
+    /// A Slack job's payload.
+    slack: Option<SlackJobPayload>,
+    /// A Slack job's tokens: kept from an earlier attempt, or minted by this one.
+    tokens: Option<Vec<MintedToken>>,
+    /// Tokens this attempt minted, as the job keeps them, until they are stored.
+    minted_now: Option<serde_json::Value>,
 }
 
 /// Token requests for `keys` of `event`, expiring `ttl` from now.
@@ -558,15 +574,10 @@ pub fn token_requests_for(
         .collect()
 }
 
-/// The job's stored tokens, if usable.
-fn usable_minted(job: &Job) -> Option<Vec<MintedToken>> {
-    usable_tokens(job.minted.as_ref()?)
-}
-
 /// Stored tokens, unless unreadable or expiring within the hour (a link that dies while the
 /// message is read is worse than minting again).
 fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {
-    let tokens: Vec<MintedToken> = serde_json::from_value(value.clone()).ok()?;
+    let tokens = Vec::<MintedToken>::deserialize(value).ok()?;
     let soon = Utc::now() + chrono::Duration::hours(1);
     tokens.iter().all(|t| t.expires_at > soon).then_some(tokens)
 }

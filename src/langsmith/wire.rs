@@ -74,7 +74,7 @@ pub struct TokenResponseItem {
 /// `Debug` prints the id only.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct MintedToken {
-    /// Token id (safe to log).
+    /// Token id. With the endpoint it is the whole credential: log only `token_fingerprint`.
     pub id: uuid::Uuid,
     /// The run.
     pub run_id: RunId,

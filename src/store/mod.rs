@@ -280,20 +280,27 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
     async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize)
     -> Result<Vec<Job>, StoreError>;
-    /// Keeps the tokens minted for a job, so a retry reuses them.
-    async fn save_minted(&self, job_id: i64, minted: &serde_json::Value, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Marks a job delivered.
-    async fn mark_sent(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Returns a job to the queue, due at `at`, keeping the error.
+    /// Marks jobs delivered, in one statement.
+    async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens
+    /// minted for it (so the retry reuses them).
     async fn mark_retry(
         &self,
         job_id: i64,
         at: DateTime<Utc>,
         error: &str,
+        minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Returns a job to the queue without counting the attempt (pacing, shutdown).
-    async fn release(&self, job_id: i64, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Returns a job to the queue without counting the attempt (pacing, shutdown), keeping the
+    /// tokens minted for it when given.
+    async fn release(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Makes a job a dead letter with its reason.
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Jobs in a state, oldest first.

@@ -13,14 +13,22 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long a writer waits for the lock before failing. Intake commits are small; a busy
-/// timeout this long only matters under heavy contention, and beats an error.
+/// How long a writer waits for the lock before failing. Within the service one connection
+/// writes, so this only matters when another process (`dead-letters retry`) writes at the same
+/// time; waiting beats an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The SQLite store.
+/// Reading connections. WAL readers never block the writer nor each other.
+const READERS: u32 = 4;
+
+/// The SQLite store. Every write goes through one connection: SQLite runs one write
+/// transaction at a time anyway, and writers queueing in the pool wait in order, where several
+/// connections racing for the lock would sleep in SQLite's busy handler (tens of milliseconds
+/// each time it backs off). Reads use their own connections.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -48,14 +56,23 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if memory { 1 } else { 8 })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        MIGRATOR.run(&writer).await?;
+        // An in-memory database exists once per connection: it reads through the writer.
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .min_connections(1)
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(SqliteStore { writer, reader })
     }
 }
 
@@ -184,7 +201,7 @@ async fn insert_job(tx: &mut sqlx::SqliteConnection, job: &NewJob, now: DateTime
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -199,7 +216,7 @@ impl Store for SqliteStore {
         if jobs.is_empty() && digest_items.is_empty() {
             return Ok((new_jobs, new_items));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for job in jobs {
             new_jobs.push(insert_job(&mut tx, job, now).await?);
         }
@@ -234,7 +251,7 @@ impl Store for SqliteStore {
     async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
         let rows = sqlx::query("SELECT id, route, window_end FROM digests WHERE state = 'open' AND window_end <= ? ORDER BY window_end, id")
             .bind(ms(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|r| {
@@ -248,7 +265,7 @@ impl Store for SqliteStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for job in jobs {
             insert_job(&mut tx, job, now).await?;
         }
@@ -264,7 +281,7 @@ impl Store for SqliteStore {
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
         let Some(row) = sqlx::query("SELECT id, route, window_end, created_at, minted FROM digests WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
         else {
             return Ok(None);
@@ -272,7 +289,7 @@ impl Store for SqliteStore {
         let runs =
             sqlx::query("SELECT payload, added_at FROM digest_runs WHERE digest_id = ? ORDER BY added_at, rowid")
                 .bind(id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?
                 .iter()
                 .map(|r| {
@@ -296,11 +313,11 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE digests SET minted = ? WHERE id = ? AND minted IS NULL")
             .bind(minted.to_string())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row = sqlx::query("SELECT minted FROM digests WHERE id = ?")
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         json_opt(row.try_get("minted")?)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
     }
@@ -308,42 +325,53 @@ impl Store for SqliteStore {
     async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
         let now_ms = ms(now);
         let until = now_ms + lease.as_millis() as i64;
-        // One statement, so two workers can never lease the same job.
+        // One statement, so two workers can never lease the same job. Each arm reads its
+        // index (jobs_due, jobs_lease) in order and stops at the limit, so nothing is sorted but
+        // those few rows, however long the queue.
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
              WHERE id IN (
-                 SELECT id FROM jobs
-                 WHERE (state = 'pending' AND next_attempt_at <= ?2) OR (state = 'leased' AND lease_until <= ?2)
-                 ORDER BY next_attempt_at, id LIMIT ?3)
+                 SELECT id FROM (
+                     SELECT id, due FROM (
+                         SELECT id, next_attempt_at AS due FROM jobs
+                         WHERE state = 'pending' AND next_attempt_at <= ?2
+                         ORDER BY next_attempt_at, id LIMIT ?3)
+                     UNION ALL
+                     SELECT id, due FROM (
+                         SELECT id, lease_until AS due FROM jobs
+                         WHERE state = 'leased' AND lease_until <= ?2
+                         ORDER BY lease_until, id LIMIT ?3))
+                 ORDER BY due, id LIMIT ?3)
              RETURNING ",
             job_columns!()
         ))
         .bind(until)
         .bind(now_ms)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
         Ok(jobs)
     }
 
-    async fn save_minted(&self, job_id: i64, minted: &serde_json::Value, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET minted = ?, updated_at = ? WHERE id = ?")
-            .bind(minted.to_string())
-            .bind(ms(now))
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn mark_sent(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ?1, updated_at = ?1 WHERE id = ?2")
-            .bind(ms(now))
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
+    async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let mut qb = sqlx::QueryBuilder::new(
+            "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ",
+        );
+        qb.push_bind(ms(now))
+            .push(", updated_at = ")
+            .push_bind(ms(now))
+            .push(" WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        qb.push(")");
+        qb.build().execute(&self.writer).await?;
         Ok(())
     }
 
@@ -352,24 +380,33 @@ impl Store for SqliteStore {
         job_id: i64,
         at: DateTime<Utc>,
         error: &str,
+        minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'leased'")
+        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(error)
+            .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
-    async fn release(&self, job_id: i64, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND state = 'leased'")
+    async fn release(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
+            .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -379,7 +416,7 @@ impl Store for SqliteStore {
             .bind(error)
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -392,7 +429,7 @@ impl Store for SqliteStore {
         ))
         .bind(state.as_str())
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(job_from_row).collect()
     }
@@ -404,14 +441,14 @@ impl Store for SqliteStore {
         )
         .bind(ms(now))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
 
     async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|r| Ok((JobState::parse(r.try_get("state")?)?, r.try_get("n")?)))
@@ -425,13 +462,13 @@ impl Store for SqliteStore {
                  UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased'
                  UNION ALL SELECT MIN(window_end) FROM digests WHERE state = 'open')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
     }
 
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for l in links {
             sqlx::query(
                 "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
@@ -455,7 +492,7 @@ impl Store for SqliteStore {
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
         let Some(r) = sqlx::query("SELECT * FROM confirm_links WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
         else {
             return Ok(None);
@@ -477,13 +514,13 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
             .bind(ms(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for t in tokens {
             sqlx::query("INSERT INTO ls_tokens (id, run_id, feedback_key, feedback_config, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)")
                 .bind(t.id.to_string())
@@ -502,7 +539,7 @@ impl Store for SqliteStore {
     async fn token(&self, id: uuid::Uuid) -> Result<Option<StoredToken>, StoreError> {
         let row = sqlx::query("SELECT * FROM ls_tokens WHERE id = ?")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(token_from_row).transpose()
     }
@@ -512,7 +549,7 @@ impl Store for SqliteStore {
             .bind(run.to_string())
             .bind(limit)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(token_from_row).collect()
     }
@@ -532,7 +569,7 @@ impl Store for SqliteStore {
         .bind(f.correction.as_ref().map(|v| v.to_string()))
         .bind(f.metadata.as_ref().map(|v| v.to_string()))
         .bind(rfc3339(f.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -552,7 +589,7 @@ impl Store for SqliteStore {
             .push_bind(limit)
             .push(" OFFSET ")
             .push_bind(offset);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reader).await?;
         rows.iter().map(feedback_from_row).collect()
     }
 }

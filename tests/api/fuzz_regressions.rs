@@ -12,7 +12,12 @@ use serde_json::Value;
 /// bit for bit.
 #[test]
 fn a_stored_event_comes_back_bit_for_bit_floats_in_metadata_included() {
-    for decimal in ["221111111.22222222222222E222", "185184438.222222202222E222", "0.1", "-4.9e-324"] {
+    for decimal in [
+        "221111111.22222222222222E222",
+        "185184438.222222202222E222",
+        "0.1",
+        "-4.9e-324",
+    ] {
         let body: Value = serde_json::from_str(&format!(
             r#"{{"run_id": "1e8d4c2b-5a3f-4d9e-8b7a-210cfe5d9a36", "metadata": {{"x": {decimal}, "n": 0.1}}}}"#
         ))
