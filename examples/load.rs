@@ -710,7 +710,10 @@ slack = {{ channel = "{CHANNEL}" }}
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             // The operator's default: every intake request and delivery logs a line, and that
             // is part of what a run costs.
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("LOAD_APP_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("LANGSMITH_ENDPOINT", &langsmith.address)
             .env("LANGSMITH_API_KEY", "load-test")
             .env("SLACK_BOT_TOKEN", "xoxb-load-test")

@@ -97,6 +97,8 @@ impl Workers {
             }
             let free = permits.available_permits();
             let mut claimed = 0;
+            // Whether the last claim got all it asked for, so more jobs are likely due.
+            let mut more_due = false;
             if free > 0 {
                 // Each task takes up to batch_runs jobs (minted in one request), so claim enough
                 // to keep every free permit busy.
@@ -104,6 +106,7 @@ impl Workers {
                 match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
+                        more_due = claimed == free * batch;
                         self.in_flight
                             .lock()
                             .expect("in-flight set")
@@ -124,9 +127,15 @@ impl Workers {
             if claimed > 0 && permits.available_permits() > 0 {
                 continue;
             }
-            let wait = match self.state.store.next_due().await {
-                Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(w.poll_interval),
-                _ => w.poll_interval,
+            // With more due, the next turn comes when a task frees its permit; otherwise sleep
+            // until the earliest due job or digest.
+            let wait = if more_due && !tasks.is_empty() {
+                w.poll_interval
+            } else {
+                match self.state.store.next_due().await {
+                    Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(w.poll_interval),
+                    _ => w.poll_interval,
+                }
             }
             .max(Duration::from_millis(5));
             tokio::select! {

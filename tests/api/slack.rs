@@ -279,6 +279,23 @@ async fn re_posting_the_same_webhook_posts_nothing_new() {
 }
 
 #[tokio::test]
+async fn a_run_listed_twice_in_one_webhook_is_accepted_once() {
+    let w = world(SUPPORT_ROUTE).await;
+    let mut body = fixture("langsmith-rule-webhook.json");
+    let first = body["runs"][0].clone();
+    body["runs"] = json!([first.clone(), first]);
+    let response = w.app.post_json("/v1/webhooks/langsmith", &body).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"accepted": 1, "duplicates": 1, "unrouted": 0})
+    );
+    w.slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 1);
+}
+
+#[tokio::test]
 async fn a_429_with_retry_after_is_honoured_and_the_message_is_delivered_once() {
     let w = world(SUPPORT_ROUTE).await;
     w.slack
