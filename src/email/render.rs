@@ -238,53 +238,32 @@ struct Palette {
 }
 
 impl Palette {
+    const fn new(background: &'static str, text: &'static str, border: &'static str, dark_class: &'static str) -> Self {
+        Palette {
+            background,
+            text,
+            border,
+            dark_class,
+        }
+    }
+
     /// Button colours after GitHub's: white on saturated green or red stays readable when a
     /// client inverts the message; the neutral button gets a border so it never melts into the
     /// card.
     fn of_button(style: ButtonStyle) -> Self {
         match style {
-            ButtonStyle::Primary => Palette {
-                background: "#1a7f37",
-                text: "#ffffff",
-                border: "#1a7f37",
-                dark_class: "dm-btn-primary",
-            },
-            ButtonStyle::Danger => Palette {
-                background: "#cf222e",
-                text: "#ffffff",
-                border: "#cf222e",
-                dark_class: "dm-btn-danger",
-            },
-            ButtonStyle::Default => Palette {
-                background: "#f6f8fa",
-                text: "#1f2328",
-                border: "#d0d7de",
-                dark_class: "dm-btn-default",
-            },
+            ButtonStyle::Primary => Palette::new("#1a7f37", "#ffffff", "#1a7f37", "dm-btn-primary"),
+            ButtonStyle::Danger => Palette::new("#cf222e", "#ffffff", "#cf222e", "dm-btn-danger"),
+            ButtonStyle::Default => Palette::new("#f6f8fa", "#1f2328", "#d0d7de", "dm-btn-default"),
         }
     }
 
     /// Status badge colours: green for success, red for error, grey for the rest.
     fn of_status(status: RunStatus) -> Self {
         match status {
-            RunStatus::Success => Palette {
-                background: "#dafbe1",
-                text: "#116329",
-                border: "#aceebb",
-                dark_class: "dm-badge-success",
-            },
-            RunStatus::Error => Palette {
-                background: "#ffebe9",
-                text: "#a40e26",
-                border: "#ffcecb",
-                dark_class: "dm-badge-error",
-            },
-            _ => Palette {
-                background: "#eff2f5",
-                text: "#59636e",
-                border: "#d1d9e0",
-                dark_class: "dm-badge-other",
-            },
+            RunStatus::Success => Palette::new("#dafbe1", "#116329", "#aceebb", "dm-badge-success"),
+            RunStatus::Error => Palette::new("#ffebe9", "#a40e26", "#ffcecb", "dm-badge-error"),
+            _ => Palette::new("#eff2f5", "#59636e", "#d1d9e0", "dm-badge-other"),
         }
     }
 }

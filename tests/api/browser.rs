@@ -200,12 +200,7 @@ async fn a_digest_renders_in_chromium_and_a_click_on_a_button_records_feedback()
     // The link opens in a new tab; the page there is the service's answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let rows = loop {
-        let rows: Value = app
-            .get(&format!("/api/v1/feedback?run={run}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let rows: Value = app.get_json(&format!("/api/v1/feedback?run={run}")).await;
         if !rows.as_array().unwrap().is_empty() {
             break rows;
         }

@@ -93,12 +93,7 @@ fn text_links(text: &str) -> Vec<String> {
 }
 
 async fn expected_links(app: &TestApp, run: &str) -> Vec<(String, String, f64)> {
-    let tokens: Value = app
-        .get(&format!("/api/v1/feedback/tokens?run_id={run}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = app.get_json(&format!("/api/v1/feedback/tokens?run_id={run}")).await;
     let mut out = Vec::new();
     for t in tokens.as_array().unwrap() {
         let url = t["url"].as_str().unwrap();
@@ -176,12 +171,7 @@ async fn two_recipients_get_one_message_each_with_every_link_once_and_the_links_
     }
     for n in 1..=2 {
         let run = format!("a1b2c3d4-0000-4000-8000-0000000000{n:02}");
-        let rows: Value = app
-            .get(&format!("/api/v1/feedback?run={run}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let rows: Value = app.get_json(&format!("/api/v1/feedback?run={run}")).await;
         let mut got: Vec<(String, f64)> = rows
             .as_array()
             .unwrap()
@@ -243,7 +233,10 @@ async fn runs_in_one_window_share_a_digest_and_the_next_window_starts_a_new_one(
     let app = spawn_app_with(&email_settings(&sink, &["ana@example.com"], 2), env(&[])).await;
     let settings = &app.state.settings;
     let parse = |v: Value| feedback_dispatch::intake::parse_generic(&v).unwrap();
-    let t0: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-11-29T09:05:00Z").unwrap().into();
+    // A year ahead, so the workers' own clock never closes these windows first: the test's
+    // clock alone does. Call the hour 09:00.
+    let hour = chrono::DurationRound::duration_trunc(Utc::now() + Days::days(365), Days::hours(1)).unwrap();
+    let t0: DateTime<Utc> = hour + Days::minutes(5);
     // 09:05, 09:40 and 09:59 fall in the 09:00–10:00 window; 10:01 in the next.
     for (n, minutes) in [(1u8, 0i64), (2, 35), (3, 54), (4, 56)] {
         let at = t0 + Days::minutes(minutes);
@@ -315,11 +308,13 @@ async fn a_hostile_run_is_escaped_and_cut_in_the_email() {
     assert!(got[0].data.len() < 200_000);
 }
 
-#[tokio::test]
-async fn outbox_mode_writes_eml_files() {
+/// Spawns an app whose route `r` mails `keys` hourly to ana@example.com in outbox mode (with
+/// `settings` in front of the rest), sends one run through a closed window, and returns the app
+/// and the one message it wrote.
+async fn one_outbox_digest(settings: &str, keys: &str) -> (TestApp, Received) {
     let app = spawn_app_with(
         &format!(
-            "[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\"]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n"
+            "{settings}[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [{keys}]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n"
         ),
         env(&[]),
     )
@@ -327,38 +322,27 @@ async fn outbox_mode_writes_eml_files() {
     assert_eq!(app.post_json("/v1/events", &event(1, "x")).await.status(), 202);
     close_window(&app).await;
     wait_for_state(&app, JobState::Sent, 1).await;
-    let dir = app.path("outbox/mail");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(files.len(), 1);
-    let raw = std::fs::read(&files[0]).unwrap();
-    let m = Received { to: vec![], data: raw };
-    let (html, _) = m.parts();
+    let files: Vec<_> = std::fs::read_dir(app.path("outbox/mail"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let data = std::fs::read(&files[0]).unwrap();
+    (app, Received { to: vec![], data })
+}
+
+#[tokio::test]
+async fn outbox_mode_writes_eml_files() {
+    let (_app, message) = one_outbox_digest("", r#""thumbs_up""#).await;
+    let (html, _) = message.parts();
     assert_eq!(html_links(&html).len(), 1);
 }
 
 #[tokio::test]
 async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
-    let app = spawn_app_with(
-        &format!(
-            "[email]\nlinks = \"confirm\"\n[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\", \"correctness\"]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n"
-        ),
-        env(&[]),
-    )
-    .await;
-    assert_eq!(app.post_json("/v1/events", &event(1, "x")).await.status(), 202);
-    close_window(&app).await;
-    wait_for_state(&app, JobState::Sent, 1).await;
-    let file = std::fs::read_dir(app.path("outbox/mail"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let (html, text) = Received {
-        to: vec![],
-        data: std::fs::read(file).unwrap(),
-    }
-    .parts();
+    let (app, message) = one_outbox_digest("[email]\nlinks = \"confirm\"\n", r#""thumbs_up", "correctness""#).await;
+    let (html, text) = message.parts();
     assert!(
         !html.contains("/feedback/tokens/") && !text.contains("/feedback/tokens/"),
         "no presigned URL in the email"
@@ -373,12 +357,7 @@ async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
     assert_eq!(links.len(), 3, "👍, correct, wrong");
     let run = "a1b2c3d4-0000-4000-8000-000000000001";
     let feedback = || async {
-        let rows: Value = app
-            .get(&format!("/api/v1/feedback?run={run}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let rows: Value = app.get_json(&format!("/api/v1/feedback?run={run}")).await;
         rows.as_array().unwrap().clone()
     };
 

@@ -27,19 +27,9 @@ async fn a_single_token_is_created_and_a_get_on_its_url_records_feedback() {
     let left = expires.signed_duration_since(chrono::Utc::now()).num_minutes();
     assert!((175..=180).contains(&left), "{left} minutes");
 
-    let res = app
-        .http
-        .get(format!("{url}?score=1&comment=nice"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.fetch(&format!("{url}?score=1&comment=nice")).await;
     assert_eq!(res.status(), 200);
-    let feedback: Value = app
-        .get(&format!("/api/v1/feedback?run={RUN}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let feedback: Value = app.get_json(&format!("/api/v1/feedback?run={RUN}")).await;
     assert_eq!(feedback.as_array().unwrap().len(), 1);
     assert_eq!(feedback[0]["key"], "thumbs_up");
     assert_eq!(feedback[0]["score"], 1.0);
@@ -80,20 +70,12 @@ async fn an_array_request_gets_an_array_reply_in_request_order() {
         "naive times are UTC"
     );
 
-    let listed: Value = app
-        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json(&format!("/api/v1/feedback/tokens?run_id={RUN}")).await;
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["id"], tokens[0]["id"]);
     let page: Value = app
-        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}&limit=1&offset=2"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/feedback/tokens?run_id={RUN}&limit=1&offset=2"))
+        .await;
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["feedback_key"], "c");
 }
@@ -101,22 +83,14 @@ async fn an_array_request_gets_an_array_reply_in_request_order() {
 #[tokio::test]
 async fn submissions_by_post_and_get_are_validated_against_the_feedback_config() {
     let app = spawn_app("").await;
-    let tokens: Value = app
-        .post_json(
-            "/api/v1/feedback/tokens",
-            &json!([
+    let tokens: Value = app.create_tokens(&json!([
                 {"run_id": RUN, "feedback_key": "user_score", "feedback_config": {"type": "continuous", "min": 1, "max": 5}},
                 {"run_id": RUN, "feedback_key": "correctness", "feedback_config": {"type": "categorical", "categories": [{"value": 1, "label": "correct"}, {"value": 0, "label": "wrong"}]}}
-            ]),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+            ])).await;
     let score_url = tokens[0]["url"].as_str().unwrap();
     let cat_url = tokens[1]["url"].as_str().unwrap();
 
-    let too_high = app.http.get(format!("{score_url}?score=9")).send().await.unwrap();
+    let too_high = app.fetch(&format!("{score_url}?score=9")).await;
     assert_eq!(too_high.status(), 422);
     let body: Value = too_high.json().await.unwrap();
     assert!(
@@ -135,31 +109,16 @@ async fn submissions_by_post_and_get_are_validated_against_the_feedback_config()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let res = app
-        .http
-        .get(format!("{cat_url}?score=0&value=wrong"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.fetch(&format!("{cat_url}?score=0&value=wrong")).await;
     assert_eq!(res.status(), 200);
-    let res = app
-        .http
-        .get(format!("{cat_url}?score=1&value=maybe"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.fetch(&format!("{cat_url}?score=1&value=maybe")).await;
     assert_eq!(res.status(), 422);
-    let res = app.http.get(format!("{cat_url}?score=high")).send().await.unwrap();
+    let res = app.fetch(&format!("{cat_url}?score=high")).await;
     assert_eq!(res.status(), 422);
-    let res = app.http.get(cat_url.to_string()).send().await.unwrap();
+    let res = app.fetch(cat_url).await;
     assert_eq!(res.status(), 422, "nothing to record");
 
-    let feedback: Value = app
-        .get(&format!("/api/v1/feedback?run={RUN}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let feedback: Value = app.get_json(&format!("/api/v1/feedback?run={RUN}")).await;
     let got: Vec<(String, f64, Value)> = feedback
         .as_array()
         .unwrap()
@@ -180,12 +139,7 @@ async fn submissions_by_post_and_get_are_validated_against_the_feedback_config()
         ]
     );
     assert_eq!(feedback[0]["feedback_source"]["metadata"]["via"], "test");
-    let only: Value = app
-        .get(&format!("/feedback?run={RUN}&key=correctness"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let only: Value = app.get_json(&format!("/feedback?run={RUN}&key=correctness")).await;
     assert_eq!(only.as_array().unwrap().len(), 1);
 }
 
@@ -193,27 +147,13 @@ async fn submissions_by_post_and_get_are_validated_against_the_feedback_config()
 async fn a_token_can_be_used_many_times() {
     let app = spawn_app("").await;
     let token: Value = app
-        .post_json(
-            "/api/v1/feedback/tokens",
-            &json!({"run_id": RUN, "feedback_key": "thumbs_up"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .create_tokens(&json!({"run_id": RUN, "feedback_key": "thumbs_up"}))
+        .await;
     let url = token["url"].as_str().unwrap();
     for _ in 0..3 {
-        assert_eq!(
-            app.http.get(format!("{url}?score=1")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.fetch(&format!("{url}?score=1")).await.status(), 200);
     }
-    let feedback: Value = app
-        .get(&format!("/api/v1/feedback?run={RUN}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let feedback: Value = app.get_json(&format!("/api/v1/feedback?run={RUN}")).await;
     assert_eq!(feedback.as_array().unwrap().len(), 3);
 }
 
@@ -279,12 +219,7 @@ async fn invalid_create_requests_get_422_naming_the_field() {
         assert_eq!(loc.last().unwrap(), field, "{body}: {reply}");
     }
     // Nothing was stored by the failed batch.
-    let listed: Value = app
-        .get(&format!("/api/v1/feedback/tokens?run_id={RUN}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json(&format!("/api/v1/feedback/tokens?run_id={RUN}")).await;
     assert_eq!(listed.as_array().unwrap().len(), 0);
 }
 
@@ -292,14 +227,8 @@ async fn invalid_create_requests_get_422_naming_the_field() {
 async fn a_browser_click_gets_a_readable_page() {
     let app = spawn_app("").await;
     let token: Value = app
-        .post_json(
-            "/api/v1/feedback/tokens",
-            &json!({"run_id": RUN, "feedback_key": "thumbs_up"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .create_tokens(&json!({"run_id": RUN, "feedback_key": "thumbs_up"}))
+        .await;
     let res = app
         .http
         .get(format!("{}?score=1", token["url"].as_str().unwrap()))

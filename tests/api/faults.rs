@@ -231,8 +231,7 @@ async fn a_slack_that_refuses_connections_is_retried_until_it_is_back() {
     let ls = fake_langsmith().await;
     let app = app(&ls.address, &format!("http://127.0.0.1:{port}")).await;
     send_one(&app).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(app.store.jobs_in_state(JobState::Pending, 10).await.unwrap().len(), 1);
+    assert_retried_not_dead(&app).await;
     let slack = FakeServer::start_on(port, |_| {
         Reply::json(
             200,
@@ -309,9 +308,7 @@ async fn an_smtp_server_that_refuses_connections_is_retried_until_it_is_back() {
     let app = spawn_app_with(&email_app_toml(port), env(&[])).await;
     send_one(&app).await;
     close_digest(&app).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let pending = app.store.jobs_in_state(JobState::Pending, 10).await.unwrap();
-    assert_eq!(pending.len(), 1, "queued, not dead: a refused connection is transient");
+    assert_retried_not_dead(&app).await;
     let sink = SmtpSink::start_on(port);
     sink.wait_for(1, WAIT).await;
     wait_for_state(&app, JobState::Sent, 1).await;
@@ -329,4 +326,23 @@ async fn an_smtp_server_that_hangs_is_timed_out_and_retried() {
     wait_for_state(&app, JobState::Sent, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "delivered once");
+}
+
+/// Waits until the one job has been tried at least twice while staying queued (waiting for its
+/// retry, or being tried at this moment), never a dead letter: the fault is treated as transient.
+async fn assert_retried_not_dead(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(app.store.jobs_in_state(JobState::Dead, 10).await.unwrap().is_empty());
+        let mut queued = app.store.jobs_in_state(JobState::Pending, 10).await.unwrap();
+        queued.extend(app.store.jobs_in_state(JobState::Leased, 10).await.unwrap());
+        if queued.len() == 1 && queued[0].attempts >= 2 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not retried while queued: {queued:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -93,6 +93,38 @@ impl TestApp {
             .await
             .expect("request")
     }
+
+    /// GETs an absolute `url` (a token or confirm link), with the app's client.
+    pub async fn fetch(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.expect("request")
+    }
+
+    /// Asserts that nothing was queued and the server still answers `/healthz`: what bad input
+    /// must leave behind.
+    pub async fn assert_nothing_queued_and_serving(&self) {
+        let pending = self
+            .store
+            .jobs_in_state(feedback_dispatch::store::JobState::Pending, 10)
+            .await
+            .expect("the store answers");
+        assert!(pending.is_empty(), "queued: {pending:?}");
+        assert_eq!(self.get("/healthz").await.status(), 200);
+    }
+
+    /// GETs `path`, which must answer 200 with JSON, and returns the JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.expect("a JSON reply")
+    }
+
+    /// Creates presigned tokens on the embedded service (`body` is one request or an array),
+    /// which must answer 200, and returns the reply.
+    pub async fn create_tokens(&self, body: &serde_json::Value) -> serde_json::Value {
+        let res = self.post_json("/api/v1/feedback/tokens", body).await;
+        assert_eq!(res.status(), 200, "creating tokens {body}");
+        res.json().await.expect("a JSON reply")
+    }
 }
 
 impl Drop for TestApp {

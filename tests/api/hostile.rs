@@ -126,14 +126,7 @@ async fn oversized_batches_and_wrong_shapes_get_422_and_change_nothing() {
             "{msg} should mention {needle}"
         );
     }
-    assert!(
-        app.store
-            .jobs_in_state(feedback_dispatch::store::JobState::Pending, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.assert_nothing_queued_and_serving().await;
 }
 
 #[tokio::test]

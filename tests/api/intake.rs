@@ -162,14 +162,7 @@ async fn each_intake_error_has_its_status_and_names_the_problem() {
         assert!(msg.contains(needle), "{name}: {msg:?} should contain {needle:?}");
     }
     // Nothing was accepted by any of them, and the server is still up.
-    assert!(
-        app.store
-            .jobs_in_state(feedback_dispatch::store::JobState::Pending, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.assert_nothing_queued_and_serving().await;
 }
 
 #[tokio::test]

@@ -148,11 +148,8 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         "c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52",
     ] {
         let listed: Value = langsmith
-            .get(&format!("/api/v1/feedback/tokens?run_id={run}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/api/v1/feedback/tokens?run_id={run}"))
+            .await;
         tokens.extend(listed.as_array().unwrap().iter().map(|t| {
             (
                 t["id"].as_str().unwrap().to_string(),

@@ -293,10 +293,7 @@ async fn preview_with_mint_uses_real_tokens_that_record_feedback() {
     assert!(url.starts_with(&langsmith.address));
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
     let rows: Value = langsmith
-        .get("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52")
+        .await;
     assert_eq!(rows[0]["key"], "thumbs_up");
 }

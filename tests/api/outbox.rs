@@ -32,11 +32,8 @@ async fn outbox_mode_writes_one_file_per_message_whose_links_record_feedback() {
     assert!(b[2].1.starts_with(&format!("{}/api/v1/feedback/tokens/", app.address)));
     assert_eq!(reqwest::get(&b[2].1).await.unwrap().status(), 200);
     let rows: Value = app
-        .get("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/feedback?run=c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52")
+        .await;
     assert_eq!(rows[0]["key"], "correctness");
     assert_eq!(rows[0]["score"], 0.0);
     assert_eq!(rows[0]["value"], "wrong");

@@ -60,12 +60,7 @@ async fn the_official_python_sdk_mints_lists_and_submits_through_the_embedded_se
     );
 
     // Independently of the SDK: the two accepted submissions are on the run, the refused one is not.
-    let feedback: Value = app
-        .get(&format!("/api/v1/feedback?run={run_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let feedback: Value = app.get_json(&format!("/api/v1/feedback?run={run_id}")).await;
     let mut got: Vec<(String, f64, Option<String>)> = feedback
         .as_array()
         .expect("a JSON array")

@@ -90,12 +90,7 @@ pub fn buttons(message: &Value) -> Vec<(String, String)> {
 }
 
 async fn feedback_of(langsmith: &TestApp, run: &str) -> Vec<(String, f64)> {
-    let rows: Value = langsmith
-        .get(&format!("/api/v1/feedback?run={run}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rows: Value = langsmith.get_json(&format!("/api/v1/feedback?run={run}")).await;
     rows.as_array()
         .unwrap()
         .iter()
@@ -148,11 +143,8 @@ async fn a_rule_webhook_with_two_runs_mints_once_per_run_and_posts_two_messages_
     );
     let tokens: Value = w
         .langsmith
-        .get(&format!("/api/v1/feedback/tokens?run_id={run0}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/feedback/tokens?run_id={run0}"))
+        .await;
     let url_of = |key: &str| {
         tokens
             .as_array()
@@ -337,22 +329,14 @@ async fn a_429_with_retry_after_is_honoured_and_the_message_is_delivered_once() 
 #[tokio::test]
 async fn channel_not_found_is_a_dead_letter_not_a_retry_loop() {
     let w = world(SUPPORT_ROUTE).await;
-    w.slack
-        .push((0..5).map(|_| Reply::json(200, json!({"ok": false, "error": "channel_not_found"}))));
-    assert_eq!(
-        w.app
-            .post_json("/v1/events", &fixture("generic-event.json"))
-            .await
-            .status(),
-        202
-    );
-    let dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
-    assert!(
-        dead[0].last_error.as_deref().unwrap().contains("channel_not_found"),
-        "{:?}",
-        dead[0].last_error
-    );
-    assert_eq!(dead[0].attempts, 1);
+    let dead = dead_letter_after(
+        &w,
+        (0..5).map(|_| Reply::json(200, json!({"ok": false, "error": "channel_not_found"}))),
+    )
+    .await;
+    let error = dead.last_error.as_deref().unwrap();
+    assert!(error.contains("channel_not_found"), "{error}");
+    assert_eq!(dead.attempts, 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 1);
 }
@@ -360,26 +344,25 @@ async fn channel_not_found_is_a_dead_letter_not_a_retry_loop() {
 #[tokio::test]
 async fn a_5xx_is_retried_until_max_attempts_then_dead_lettered() {
     let w = world(SUPPORT_ROUTE).await;
-    w.slack
-        .push((0..10).map(|_| Reply::json(503, json!({"ok": false, "error": "service_unavailable"}))));
-    assert_eq!(
-        w.app
-            .post_json("/v1/events", &fixture("generic-event.json"))
-            .await
-            .status(),
-        202
-    );
-    let dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
+    let dead = dead_letter_after(
+        &w,
+        (0..10).map(|_| Reply::json(503, json!({"ok": false, "error": "service_unavailable"}))),
+    )
+    .await;
     assert_eq!(w.slack.requests_to("/chat.postMessage").len(), 5, "max_attempts = 5");
-    assert!(
-        dead[0]
-            .last_error
-            .as_deref()
-            .unwrap()
-            .contains("gave up after 5 attempts"),
-        "{:?}",
-        dead[0].last_error
-    );
+    let error = dead.last_error.as_deref().unwrap();
+    assert!(error.contains("gave up after 5 attempts"), "{error}");
+}
+
+/// Queues `replies` on the fake Slack, posts the generic event (accepted) and returns its job
+/// once it is a dead letter.
+async fn dead_letter_after(w: &World, replies: impl IntoIterator<Item = Reply>) -> feedback_dispatch::store::Job {
+    w.slack.push(replies);
+    let res = w.app.post_json("/v1/events", &fixture("generic-event.json")).await;
+    assert_eq!(res.status(), 202);
+    let mut dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    dead.remove(0)
 }
 
 pub async fn wait_for_state(
@@ -534,11 +517,8 @@ async fn with_batch_runs_several_runs_share_one_token_request() {
         let i: usize = name.trim_start_matches("run ").parse().unwrap();
         let run = format!("b0b0b0b0-0000-4000-8000-{i:012}");
         let tokens: Value = langsmith
-            .get(&format!("/api/v1/feedback/tokens?run_id={run}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/api/v1/feedback/tokens?run_id={run}"))
+            .await;
         let urls: Vec<String> = tokens
             .as_array()
             .unwrap()
