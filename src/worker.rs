@@ -5,7 +5,7 @@
 use crate::domain::{FeedbackKey, RunEvent};
 use crate::email::deliver::EmailSender;
 use crate::email::digest::{self, DigestJobPayload, DigestRunPayload};
-use crate::email::render::{DigestContent, DigestRun, render_digest};
+use crate::email::render::{DigestContent, DigestRun, MAX_HTML_BYTES, render_digest_within};
 use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
 use crate::links::links_for_run;
@@ -370,10 +370,14 @@ impl Workers {
                 };
             }
         }
-        let rendered = match render_digest(&content) {
+        let runs_to_show = content.runs.len();
+        let rendered = match render_digest_within(&mut content, MAX_HTML_BYTES) {
             Ok(r) => r,
             Err(e) => return Outcome::Dead(format!("cannot render the digest: {e}")),
         };
+        if content.runs.len() < runs_to_show {
+            tracing::info!(job = job.id, digest = digest.id, route = %job.route, shown = content.runs.len(), left_out = runs_to_show - content.runs.len(), "digest shortened to stay under Gmail's clipping size");
+        }
         let domain = settings
             .email
             .from

@@ -112,6 +112,29 @@ pub fn render_digest(d: &DigestContent) -> Result<RenderedEmail, askama::Error> 
     })
 }
 
+/// Largest HTML part a digest is sent with. Gmail clips an HTML part past about 102 KB behind
+/// a "View entire message" link, and the runs below the cut lose their buttons; a little
+/// under that leaves room for the MIME encoding's line breaks.
+pub const MAX_HTML_BYTES: usize = 100_000;
+
+/// Renders `d` with its HTML part within `max_html_bytes`: while it is larger, the oldest runs
+/// are left out (and counted in `d.more`, which the email reports with the project link). The
+/// newest run is always shown, so the email is never empty.
+pub fn render_digest_within(d: &mut DigestContent, max_html_bytes: usize) -> Result<RenderedEmail, askama::Error> {
+    loop {
+        let rendered = render_digest(d)?;
+        let shown = d.runs.len();
+        if rendered.html.len() <= max_html_bytes || shown <= 1 {
+            return Ok(rendered);
+        }
+        // Runs are about the same size: keep the share that fits, then check again (the fixed
+        // part of the email makes the estimate a little high, so this converges in a step or two).
+        let keep = (shown * max_html_bytes / rendered.html.len()).clamp(1, shown - 1);
+        d.more += shown - keep;
+        d.runs.truncate(keep);
+    }
+}
+
 /// The HTML part.
 #[derive(Template)]
 #[template(path = "email/digest.html")]
@@ -686,6 +709,52 @@ mod tests {
             subject: None,
             ..sample_content()
         }
+    }
+
+    #[test]
+    fn a_digest_too_large_for_gmail_shows_its_newest_runs_and_counts_the_rest() {
+        let mut d = sample_content();
+        let long = "All good here. ".repeat(200);
+        let template = d.runs[2].clone();
+        d.runs = (0..50)
+            .map(|n| {
+                let mut run = template.clone();
+                run.event.run_name = Some(format!("run-{n:02}"));
+                run.event.input = Some(long.clone());
+                run.event.output = Some(long.clone());
+                run
+            })
+            .collect();
+        d.more = 4;
+        assert!(
+            render_digest(&d).unwrap().html.len() > MAX_HTML_BYTES,
+            "the test needs a large digest"
+        );
+
+        let mail = render_digest_within(&mut d, MAX_HTML_BYTES).unwrap();
+        assert!(mail.html.len() <= MAX_HTML_BYTES, "{} bytes", mail.html.len());
+        let shown = d.runs.len();
+        assert!((1..50).contains(&shown), "{shown} runs shown");
+        assert_eq!(d.more, 4 + 50 - shown, "every run left out is counted");
+        assert!(mail.html.contains("run-00") && !mail.html.contains(&format!("run-{shown:02}")));
+        assert!(mail.html.contains(&format!("{} more runs in LangSmith", d.more)));
+        assert!(mail.text.contains(&format!("{} more runs in LangSmith", d.more)));
+        // Close to the budget, not far under it: the estimate keeps as many runs as fit.
+        let one_more = {
+            let mut bigger = d.clone();
+            bigger.runs.push(template.clone());
+            render_digest(&bigger).unwrap().html.len()
+        };
+        assert!(one_more > MAX_HTML_BYTES * 9 / 10, "{one_more}");
+
+        // A single run is shown however large it is.
+        let mut one = d.clone();
+        one.runs.truncate(1);
+        assert_eq!(
+            render_digest_within(&mut one, 1_000).unwrap().html,
+            render_digest(&one).unwrap().html
+        );
+        assert_eq!(one.runs.len(), 1);
     }
 
     #[test]

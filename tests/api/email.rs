@@ -271,6 +271,25 @@ async fn runs_in_one_window_share_a_digest_and_the_next_window_starts_a_new_one(
 }
 
 #[tokio::test]
+async fn a_digest_that_gmail_would_clip_shows_fewer_runs_and_says_how_many_more() {
+    let sink = SmtpSink::start();
+    let app = spawn_app_with(&email_settings(&sink, &["ana@example.com"], 50), env(&[])).await;
+    let long = "Every answer here is long enough to fill a screen. ".repeat(30);
+    let events: Vec<Value> = (1..=40).map(|n| event(n, &long)).collect();
+    let res = app.post_json("/v1/events", &json!(events)).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["accepted"], 40);
+    close_window(&app).await;
+    let got = sink.wait_for(1, WAIT).await;
+    let (html, text) = got[0].parts();
+    assert!(html.len() <= 100_000, "{} bytes of HTML", html.len());
+    let shown = (1..=40u8).filter(|n| html.contains(&format!(">answer-{n}<"))).count();
+    assert!((1..40).contains(&shown), "{shown} runs shown");
+    let more = format!("{} more runs in LangSmith", 40 - shown);
+    assert!(html.contains(&more) && text.contains(&more), "{more}");
+    assert!(html.contains(">answer-40<"), "the newest run is shown");
+}
+
+#[tokio::test]
 async fn a_re_sent_run_is_not_added_twice() {
     let sink = SmtpSink::start();
     let app = spawn_app_with(&email_settings(&sink, &["ana@example.com"], 50), env(&[])).await;
