@@ -572,6 +572,16 @@ impl Validator {
         let log = self.log(raw.log);
         let keys = self.keys(raw.keys);
         let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref());
+        if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
+            let mut sends = Vec::new();
+            if routes.iter().any(|r| r.slack.is_some()) {
+                sends.push(("slack.timeout", sl.timeout, crate::worker::MAX_INLINE_PACING_WAIT));
+            }
+            if routes.iter().any(|r| r.email.is_some()) {
+                sends.push(("email.timeout", em.timeout, Duration::ZERO));
+            }
+            self.check_lease(w.lease, &sends);
+        }
         Some(Settings {
             source: file.to_path_buf(),
             server: server?,
@@ -587,6 +597,32 @@ impl Validator {
             keys,
             routes,
         })
+    }
+
+    /// A lease must hold one delivery at its longest, for each kind the routes send: the send's
+    /// timeout, the pacing wait before a Slack send, and `worker::LEASE_MARGIN` to record the
+    /// outcome. (A worker does not start a chunk's later jobs when that would no longer fit.)
+    fn check_lease(&mut self, lease: Duration, sends: &[(&str, Duration, Duration)]) {
+        for &(name, timeout, wait) in sends {
+            let needed = timeout + wait + crate::worker::LEASE_MARGIN;
+            if lease < needed {
+                let wait = if wait.is_zero() {
+                    String::new()
+                } else {
+                    format!(", pacing may wait {} first", humantime::format_duration(wait))
+                };
+                self.fail(
+                    "workers.lease",
+                    format!(
+                        "{} is too short for one send: {name} is {}{wait}, and recording the outcome takes up to {} (expected at least \"{}\")",
+                        humantime::format_duration(lease),
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(crate::worker::LEASE_MARGIN),
+                        humantime::format_duration(needed),
+                    ),
+                );
+            }
+        }
     }
 
     fn duration(&mut self, path: &str, value: Option<String>, default: &str) -> Option<Duration> {

@@ -24,7 +24,12 @@ use tokio::task::JoinSet;
 
 /// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
 /// the worker can serve other channels meanwhile.
-const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
+pub const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
+
+/// Lease left over when a delivery at its longest would end: covers the time to record the
+/// outcome. A chunk's later jobs whose delivery could end later are not started
+/// (`lease_allows`).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What became of one job.
 #[derive(Debug)]
@@ -103,6 +108,7 @@ impl Workers {
                 // Each task takes up to batch_runs jobs (minted in one request), so claim enough
                 // to keep every free permit busy.
                 let batch = settings.langsmith.batch_runs.max(1);
+                let claimed_at = Instant::now();
                 match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
@@ -115,7 +121,7 @@ impl Workers {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                             let me = self.clone();
                             tasks.spawn(async move {
-                                me.process_chunk(chunk).await;
+                                me.process_chunk(chunk, claimed_at).await;
                                 drop(permit);
                             });
                         }
@@ -171,7 +177,7 @@ impl Workers {
 
     /// Mints for every job of the chunk that has no tokens yet (one request), delivers each,
     /// then records the outcomes (every delivered job in one statement).
-    async fn process_chunk(&self, jobs: Vec<Job>) {
+    async fn process_chunk(&self, jobs: Vec<Job>, claimed_at: Instant) {
         let mut work: Vec<Claimed> = Vec::with_capacity(jobs.len());
         let mut done: Vec<(Claimed, Outcome)> = Vec::new();
         let mut requests = Vec::new();
@@ -233,9 +239,11 @@ impl Workers {
                 }
             }
         }
-        for (claimed, failed) in work.into_iter().zip(failed) {
+        for (n, (claimed, failed)) in work.into_iter().zip(failed).enumerate() {
             let outcome = match (failed, claimed.job.kind) {
                 (Some(outcome), _) => outcome,
+                // The first job starts at once, as the claim just leased it.
+                (None, kind) if n > 0 && !self.lease_allows(claimed_at, kind) => Outcome::Defer(Duration::ZERO),
                 (None, JobKind::Slack) => self.deliver_slack(&claimed).await,
                 (None, JobKind::Digest) => self.deliver_digest(&claimed.job).await,
             };
@@ -485,6 +493,20 @@ impl Workers {
         Ok(serde_json::from_value(kept).unwrap_or(tokens))
     }
 
+    /// Whether a delivery of `kind`, at its longest, ends (with `LEASE_MARGIN` to spare) before
+    /// the lease taken at `claimed_at` does. Past the lease another worker may claim the job and
+    /// send it too; so a job that waited too long behind the others of its chunk (a slow Slack)
+    /// goes back to the queue instead, its attempt uncounted.
+    fn lease_allows(&self, claimed_at: Instant, kind: JobKind) -> bool {
+        let settings = &self.state.settings;
+        let lease = settings.workers.lease;
+        let fits = claimed_at.elapsed() + longest_send(settings, kind) + LEASE_MARGIN <= lease;
+        if !fits {
+            tracing::info!(lease = ?lease, "too little of the lease is left for another send; the job goes back to the queue");
+        }
+        fits
+    }
+
     /// Stores the outcomes of a chunk: the delivered jobs in one statement, the others one by
     /// one (a retry past `max_attempts` becomes a dead letter). Tokens minted by this attempt
     /// are kept with a job that goes back to the queue, so its next attempt sends the same
@@ -561,6 +583,15 @@ struct Claimed {
     tokens: Option<Vec<MintedToken>>,
     /// Tokens this attempt minted, as the job keeps them, until they are stored.
     minted_now: Option<serde_json::Value>,
+}
+
+/// The longest one delivery of `kind` may take once started: its send's timeout, and for Slack
+/// the pacing wait before it.
+pub fn longest_send(settings: &crate::settings::Settings, kind: JobKind) -> Duration {
+    match kind {
+        JobKind::Slack => settings.slack.timeout + MAX_INLINE_PACING_WAIT,
+        JobKind::Digest => settings.email.timeout,
+    }
 }
 
 /// Token requests for `keys` of `event`, expiring `ttl` from now.

@@ -54,6 +54,10 @@ fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
         ("sample out of range", format!("{KEY}[[routes]]\nname = \"r\"\nmatch = {{ sample = 2.0 }}\nslack = {{ channel = \"C1\" }}\n"), &["routes[0].match.sample", "0.0 to 1.0"]),
         ("channel_from outside metadata", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel_from = \"inputs.channel\" }}\n"), &["routes[0].slack.channel_from", "metadata path"]),
         ("duplicate key", format!("{KEY}{KEY}"), &["keys[1].name", "defined twice"]),
+        ("lease too short for a send", format!("[workers]\nlease = \"20s\"\n{KEY}[[routes]]\nname = \"r\"\nemail = {{ to = [\"a@example.com\"] }}\n"),
+            &["workers.lease", "email.timeout is 30s", "expected at least \"32s\""]),
+        ("lease too short for a Slack send", format!("[workers]\nlease = \"10s\"\n{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\n"),
+            &["workers.lease", "slack.timeout is 15s, pacing may wait 2s first", "expected at least \"19s\""]),
         (
             "invalid cron",
             format!("{KEY}[[routes]]\nname = \"daily\"\nemail = {{ to = [\"a@example.com\"], cron = \"at nine\" }}\n"),

@@ -34,6 +34,9 @@ url = "sqlite://db/crash.db"
 mode = "api"
 api_url = "{slack}/api"
 pace_per_channel = "0s"
+timeout = "1s"
+[email]
+timeout = "3s"
 [workers]
 concurrency = {CONCURRENCY}
 lease = "5s"

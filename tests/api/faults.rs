@@ -346,3 +346,72 @@ async fn assert_retried_not_dead(app: &TestApp) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A chunk's jobs are sent one after another. A later one whose send could end after its lease
+/// is not started, as another worker may claim the job when the lease ends and send it too: it
+/// goes back to the queue. Here Slack takes 3 s per message and the lease is 8 s, so the third
+/// message of a three-run chunk, started at 6 s, would still be in flight when the second worker
+/// claims it at 8 s.
+#[tokio::test]
+async fn a_later_job_of_a_chunk_is_not_started_when_its_send_could_outlast_the_lease() {
+    let ls = fake_langsmith().await;
+    let slack = FakeServer::start(|_| {
+        Reply::json(
+            200,
+            json!({"ok": true, "channel": "C1", "ts": "1.1", "message": {"ts": "1.1"}}),
+        )
+        .delayed(Duration::from_secs(3))
+    })
+    .await;
+    let toml = format!(
+        r#"
+[langsmith]
+batch_runs = 3
+[slack]
+mode = "api"
+api_url = "{}/api"
+pace_per_channel = "0s"
+timeout = "4s"
+[workers]
+concurrency = 2
+lease = "8s"
+poll_interval = "50ms"
+{KEYS_TOML}
+[[routes]]
+name = "support"
+keys = ["thumbs_up"]
+slack = {{ channel = "C0123456789" }}
+"#,
+        slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("LANGSMITH_ENDPOINT", &ls.address),
+            ("LANGSMITH_API_KEY", "lsv2_k"),
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+        ]),
+    )
+    .await;
+    let runs: Vec<serde_json::Value> = (1..=3)
+        .map(|n| {
+            let mut event = fixture("generic-event.json");
+            event["run_id"] = json!(format!("0f0e0d0c-0b0a-4908-8706-05040302010{n}"));
+            event
+        })
+        .collect();
+    let res = app.post_json("/v1/events", &json!(runs)).await;
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["accepted"], 3);
+    let sent = wait_for_state(&app, JobState::Sent, 3).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let posts = slack.requests_to("/chat.postMessage");
+    assert_eq!(posts.len(), 3, "one message per run, none sent twice");
+    let mut messages: Vec<String> = posts.iter().map(|p| p.json()["blocks"].to_string()).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), 3, "three different runs");
+    assert!(
+        sent.iter().all(|j| j.attempts == 1),
+        "a job put back unstarted keeps its attempt count: {sent:?}"
+    );
+}

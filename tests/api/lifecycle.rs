@@ -25,6 +25,7 @@ pace_per_channel = "0s"
 timeout = "60s"
 [workers]
 concurrency = 1
+lease = "120s"
 poll_interval = "50ms"
 shutdown_grace = "{grace}"
 {KEYS_TOML}
