@@ -137,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
             batch_runs: 1,
             concurrency: args.concurrency,
             slack_timeout: "15s",
+            lease: "60s",
         },
         &slack,
         &langsmith,
@@ -155,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             batch_runs: 10,
             concurrency: args.concurrency,
             slack_timeout: "15s",
+            lease: "60s",
         },
         &slack,
         &langsmith,
@@ -172,6 +174,8 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 1,
             // Longer than the phase, so the one stalled send holds its worker throughout.
             slack_timeout: "1h",
+            // A lease must hold one send at its timeout.
+            lease: "2h",
         },
         &slack,
         &langsmith,
@@ -642,6 +646,8 @@ struct AppConfig {
     concurrency: usize,
     /// `slack.timeout`.
     slack_timeout: &'static str,
+    /// `workers.lease`.
+    lease: &'static str,
 }
 
 /// The binary under test, running; SIGKILLed if dropped while still running.
@@ -680,6 +686,7 @@ pace_per_channel = "0s"
 timeout = "{slack_timeout}"
 [workers]
 concurrency = {concurrency}
+lease = "{lease}"
 [log]
 level = "info"
 [[keys]]
@@ -698,6 +705,7 @@ slack = {{ channel = "{CHANNEL}" }}
             slack = slack.address,
             slack_timeout = config.slack_timeout,
             concurrency = config.concurrency,
+            lease = config.lease,
         );
         let config_path = dir.join("settings.toml");
         std::fs::write(&config_path, settings)?;
