@@ -199,10 +199,12 @@ pub async fn fake_langsmith_on(port: u16) -> FakeServer {
             .iter()
             .map(|item| {
                 let id = uuid::Uuid::new_v4();
+                // LangSmith's shape: naive UTC with microseconds, three hours ahead.
+                let expires_at = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:%M:%S%.6f");
                 serde_json::json!({
                     "id": id,
                     "url": format!("https://api.smith.example/api/v1/feedback/tokens/{id}"),
-                    "expires_at": "2030-08-29T09:15:02.417733",
+                    "expires_at": expires_at.to_string(),
                     "feedback_key": item["feedback_key"],
                 })
             })
