@@ -88,7 +88,11 @@ async fn all_keys_of_a_run_go_in_one_request_with_the_exact_body_and_headers() {
     // The fake answers naive UTC with microseconds ("2026-11-29T12:15:02.417733"), read as UTC.
     let left = (tokens[0].expires_at - chrono::Utc::now()).num_minutes();
     assert!((178..=180).contains(&left), "{left} minutes");
-    assert_eq!(tokens[0].expires_at.timestamp_subsec_nanos() % 1_000, 0, "microseconds, as sent");
+    assert_eq!(
+        tokens[0].expires_at.timestamp_subsec_nanos() % 1_000,
+        0,
+        "microseconds, as sent"
+    );
 }
 
 #[tokio::test]
