@@ -575,10 +575,21 @@ impl Validator {
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();
             if routes.iter().any(|r| r.slack.is_some()) {
-                sends.push(("slack.timeout", sl.timeout, crate::worker::MAX_INLINE_PACING_WAIT));
+                let longest = sl.timeout.saturating_add(crate::worker::MAX_INLINE_PACING_WAIT);
+                let why = format!(
+                    "slack.timeout {} plus up to {} of pacing",
+                    humantime::format_duration(sl.timeout),
+                    humantime::format_duration(crate::worker::MAX_INLINE_PACING_WAIT)
+                );
+                sends.push((longest, why));
             }
             if routes.iter().any(|r| r.email.is_some()) {
-                sends.push(("email.timeout", em.timeout, Duration::ZERO));
+                let longest = crate::email::deliver::longest_send(em.timeout);
+                let why = format!(
+                    "four times email.timeout {}, the bound on one SMTP exchange",
+                    humantime::format_duration(em.timeout)
+                );
+                sends.push((longest, why));
             }
             self.check_lease(w.lease, &sends);
         }
@@ -599,24 +610,19 @@ impl Validator {
         })
     }
 
-    /// A lease must hold one delivery at its longest, for each kind the routes send: the send's
-    /// timeout, the pacing wait before a Slack send, and `worker::LEASE_MARGIN` to record the
-    /// outcome. (A worker does not start a chunk's later jobs when that would no longer fit.)
-    fn check_lease(&mut self, lease: Duration, sends: &[(&str, Duration, Duration)]) {
-        for &(name, timeout, wait) in sends {
-            let needed = timeout + wait + crate::worker::LEASE_MARGIN;
+    /// A lease must hold one send at its longest, for each kind the routes send, and
+    /// `worker::LEASE_MARGIN` to record the outcome: a worker extends a lease that has less
+    /// left before it sends, and an extension is one lease long.
+    fn check_lease(&mut self, lease: Duration, sends: &[(Duration, String)]) {
+        for (longest, why) in sends {
+            let needed = longest.saturating_add(crate::worker::LEASE_MARGIN);
             if lease < needed {
-                let wait = if wait.is_zero() {
-                    String::new()
-                } else {
-                    format!(", pacing may wait {} first", humantime::format_duration(wait))
-                };
                 self.fail(
                     "workers.lease",
                     format!(
-                        "{} is too short for one send: {name} is {}{wait}, and recording the outcome takes up to {} (expected at least \"{}\")",
+                        "{} is too short for one send: a send may take {} ({why}), and recording it up to {} (expected at least \"{}\")",
                         humantime::format_duration(lease),
-                        humantime::format_duration(timeout),
+                        humantime::format_duration(*longest),
                         humantime::format_duration(crate::worker::LEASE_MARGIN),
                         humantime::format_duration(needed),
                     ),
@@ -874,7 +880,7 @@ impl Validator {
                 None
             }
         };
-        let timeout = self.duration("email.timeout", raw.timeout, "30s");
+        let timeout = self.duration("email.timeout", raw.timeout, "10s");
         let links = match raw.links.as_deref().unwrap_or("direct") {
             "direct" => Some(EmailLinks::Direct),
             "confirm" => Some(EmailLinks::Confirm),

@@ -26,18 +26,22 @@ use tokio::task::JoinSet;
 /// the worker can serve other channels meanwhile.
 pub const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
 
-/// Lease left over when a delivery at its longest would end: covers the time to record the
-/// outcome. A chunk's later jobs whose delivery could end later are not started
-/// (`lease_allows`).
+/// Lease left over when a send at its longest would end: covers the time to record the
+/// outcome (`hold_lease`).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What became of one job.
 #[derive(Debug)]
 enum Outcome {
     Sent,
-    Retry { after: Option<Duration>, error: String },
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
     Dead(String),
     Defer(Duration),
+    /// The lease ended before the send and another worker holds the job now: record nothing.
+    LeaseLost,
 }
 
 /// The worker pool's shared parts.
@@ -49,8 +53,9 @@ pub struct Workers {
     pacer: Arc<Pacer>,
     /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
     digest_locks: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
-    /// Jobs claimed and not yet recorded, to release if shutdown cuts them short.
-    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Jobs claimed and not yet recorded, with what became of them so far, to record if
+    /// shutdown cuts their chunk short.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashMap<i64, Progress>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -116,7 +121,7 @@ impl Workers {
                         self.in_flight
                             .lock()
                             .expect("in-flight set")
-                            .extend(jobs.iter().map(|j| j.id));
+                            .extend(jobs.iter().map(|j| (j.id, Progress::default())));
                         for chunk in chunk_jobs(jobs, batch) {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                             let me = self.clone();
@@ -161,22 +166,29 @@ impl Workers {
         if drained.is_err() {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
-            let cut: Vec<i64> = self.in_flight.lock().expect("in-flight set").drain().collect();
+            // A chunk records its outcomes at its end: those of its jobs already delivered are
+            // recorded here, the others go back to the queue with the tokens minted for them.
+            let cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
-            for id in &cut {
-                if let Err(e) = self.state.store.release(*id, now, None, now).await {
+            let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+            if let Err(e) = self.state.store.mark_sent(&sent, now).await {
+                tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; they return when their leases end");
+            }
+            for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
+                if let Err(e) = self.state.store.release(*id, now, progress.minted.as_ref(), now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
                 }
             }
             tracing::warn!(
-                jobs = cut.len(),
+                returned = cut.len() - sent.len(),
+                delivered = sent.len(),
                 "in-flight deliveries did not finish in time; their jobs were returned to the queue"
             );
         }
     }
 
-    /// Mints for every job of the chunk that has no tokens yet (one request), delivers each,
-    /// then records the outcomes (every delivered job in one statement).
+    /// Mints for every job of the chunk that has no tokens yet (one request), then delivers
+    /// each and records its outcome.
     async fn process_chunk(&self, jobs: Vec<Job>, claimed_at: Instant) {
         let mut work: Vec<Claimed> = Vec::with_capacity(jobs.len());
         let mut done: Vec<(Claimed, Outcome)> = Vec::new();
@@ -184,6 +196,10 @@ impl Workers {
         let mut owners = Vec::new();
         for job in jobs {
             let mut claimed = Claimed {
+                lease: Lease {
+                    start: claimed_at,
+                    until: job.lease_until,
+                },
                 job,
                 slack: None,
                 tokens: None,
@@ -215,6 +231,7 @@ impl Workers {
             claimed.slack = Some(payload);
             work.push(claimed);
         }
+        self.record(done).await;
         let mut failed: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
         if !requests.is_empty() {
             match self.state.langsmith.mint(&requests).await {
@@ -229,7 +246,11 @@ impl Workers {
                         let mine = c.tokens.as_deref().unwrap_or_default();
                         let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
                         tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
-                        c.minted_now = Some(serde_json::to_value(mine).expect("tokens serialize"));
+                        let value = serde_json::to_value(mine).expect("tokens serialize");
+                        if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&c.job.id) {
+                            p.minted = Some(value.clone());
+                        }
+                        c.minted_now = Some(value);
                     }
                 }
                 Err(e) => {
@@ -239,21 +260,31 @@ impl Workers {
                 }
             }
         }
-        for (n, (claimed, failed)) in work.into_iter().zip(failed).enumerate() {
+        for (claimed, failed) in work.into_iter().zip(failed) {
+            let mut lease = claimed.lease;
             let outcome = match (failed, claimed.job.kind) {
                 (Some(outcome), _) => outcome,
-                // The first job starts at once, as the claim just leased it.
-                (None, kind) if n > 0 && !self.lease_allows(claimed_at, kind) => Outcome::Defer(Duration::ZERO),
-                (None, JobKind::Slack) => self.deliver_slack(&claimed).await,
-                (None, JobKind::Digest) => self.deliver_digest(&claimed.job).await,
+                (None, JobKind::Slack) => self.deliver_slack(&claimed, &mut lease).await,
+                (None, JobKind::Digest) => self.deliver_digest(&claimed.job, &mut lease).await,
             };
-            done.push((claimed, outcome));
+            if matches!(outcome, Outcome::Sent)
+                && let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id)
+            {
+                p.sent = true;
+            }
+            // At once, while the lease holds: the chunk's later sends may outlast it.
+            self.record(vec![(claimed, outcome)]).await;
         }
-        self.record(done).await;
     }
 
-    async fn deliver_slack(&self, claimed: &Claimed) -> Outcome {
+    async fn deliver_slack(&self, claimed: &Claimed, lease: &mut Lease) -> Outcome {
         let job = &claimed.job;
+        if let Err(outcome) = self
+            .hold_lease(job.id, lease, longest_send(&self.state.settings, JobKind::Slack))
+            .await
+        {
+            return outcome;
+        }
         let (Some(payload), Some(tokens)) = (&claimed.slack, &claimed.tokens) else {
             return Outcome::Retry {
                 after: None,
@@ -306,7 +337,7 @@ impl Workers {
         }
     }
 
-    async fn deliver_digest(&self, job: &Job) -> Outcome {
+    async fn deliver_digest(&self, job: &Job, lease: &mut Lease) -> Outcome {
         let settings = &self.state.settings;
         let payload = match DigestJobPayload::deserialize(&job.payload) {
             Ok(p) => p,
@@ -399,6 +430,12 @@ impl Workers {
             stable_hash(&payload.recipient)
         );
         let file_stem = format!("{:010}-digest-{}", job.id, digest.id);
+        if let Err(outcome) = self
+            .hold_lease(job.id, lease, longest_send(settings, JobKind::Digest))
+            .await
+        {
+            return outcome;
+        }
         let started = Instant::now();
         let sent = self
             .email
@@ -493,18 +530,42 @@ impl Workers {
         Ok(serde_json::from_value(kept).unwrap_or(tokens))
     }
 
-    /// Whether a delivery of `kind`, at its longest, ends (with `LEASE_MARGIN` to spare) before
-    /// the lease taken at `claimed_at` does. Past the lease another worker may claim the job and
-    /// send it too; so a job that waited too long behind the others of its chunk (a slow Slack)
-    /// goes back to the queue instead, its attempt uncounted.
-    fn lease_allows(&self, claimed_at: Instant, kind: JobKind) -> bool {
-        let settings = &self.state.settings;
-        let lease = settings.workers.lease;
-        let fits = claimed_at.elapsed() + longest_send(settings, kind) + LEASE_MARGIN <= lease;
-        if !fits {
-            tracing::info!(lease = ?lease, "too little of the lease is left for another send; the job goes back to the queue");
+    /// Makes sure a send that may take `longest` ends, with `LEASE_MARGIN` to spare, within the
+    /// job's lease: past it another worker may claim the job and send it too. When too little
+    /// is left (a slow mint, a chunk's earlier sends, a wait for a permit), the lease is moved
+    /// forward, fenced on the lease this worker holds; if the job already went to another
+    /// worker, this one leaves it alone.
+    async fn hold_lease(&self, job_id: i64, lease: &mut Lease, longest: Duration) -> Result<(), Outcome> {
+        let length = self.state.settings.workers.lease;
+        let Some(held) = lease.until else {
+            return Ok(());
+        };
+        if lease.start.elapsed() + longest + LEASE_MARGIN <= length {
+            return Ok(());
         }
-        fits
+        let start = Instant::now();
+        let until = Utc::now() + chrono::Duration::from_std(length).unwrap_or_default();
+        match self.state.store.extend_lease(job_id, held, until).await {
+            Ok(true) => {
+                tracing::debug!(job = job_id, "lease extended for the send");
+                *lease = Lease {
+                    start,
+                    until: Some(until),
+                };
+                Ok(())
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    job = job_id,
+                    "the job's lease ended before its send and another worker took it; leaving it to that worker"
+                );
+                Err(Outcome::LeaseLost)
+            }
+            Err(e) => Err(Outcome::Retry {
+                after: None,
+                error: format!("cannot extend the lease: {e}"),
+            }),
+        }
     }
 
     /// Stores the outcomes of a chunk: the delivered jobs in one statement, the others one by
@@ -527,7 +588,7 @@ impl Workers {
                 Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
                 Outcome::Retry { .. } => Some("retry"),
                 Outcome::Dead(_) => Some("dead"),
-                Outcome::Defer(_) => None,
+                Outcome::Defer(_) | Outcome::LeaseLost => None,
             };
             if let Some(label) = outcome_label {
                 self.state.metrics.delivery(channel, label);
@@ -538,6 +599,7 @@ impl Workers {
                     sent.push(job.id);
                     continue;
                 }
+                Outcome::LeaseLost => continue,
                 Outcome::Defer(wait) => {
                     let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
                     store.release(job.id, at, minted, now).await
@@ -577,6 +639,8 @@ impl Workers {
 /// A claimed job and what the worker read from it once.
 struct Claimed {
     job: Job,
+    /// The lease this worker holds on it.
+    lease: Lease,
     /// A Slack job's payload.
     slack: Option<SlackJobPayload>,
     /// A Slack job's tokens: kept from an earlier attempt, or minted by this one.
@@ -585,13 +649,30 @@ struct Claimed {
     minted_now: Option<serde_json::Value>,
 }
 
-/// The longest one delivery of `kind` may take once started: its send's timeout, and for Slack
-/// the pacing wait before it.
+/// The longest one send of `kind` may take: for Slack its timeout and the pacing wait before
+/// it, for email the bound on a whole SMTP exchange.
 pub fn longest_send(settings: &crate::settings::Settings, kind: JobKind) -> Duration {
     match kind {
-        JobKind::Slack => settings.slack.timeout + MAX_INLINE_PACING_WAIT,
-        JobKind::Digest => settings.email.timeout,
+        JobKind::Slack => settings.slack.timeout.saturating_add(MAX_INLINE_PACING_WAIT),
+        JobKind::Digest => crate::email::deliver::longest_send(settings.email.timeout),
     }
+}
+
+/// A lease a worker holds: taken at `start` on this process's clock, ending at `until` as
+/// stored (which also identifies it).
+#[derive(Clone, Copy)]
+struct Lease {
+    start: Instant,
+    until: Option<chrono::DateTime<Utc>>,
+}
+
+/// What became of an in-flight job so far.
+#[derive(Default)]
+struct Progress {
+    /// Delivered (its outcome not yet stored).
+    sent: bool,
+    /// Tokens minted for it by this attempt.
+    minted: Option<serde_json::Value>,
 }
 
 /// Token requests for `keys` of `event`, expiring `ttl` from now.

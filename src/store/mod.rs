@@ -139,6 +139,9 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     /// When it is next due.
     pub next_attempt_at: DateTime<Utc>,
+    /// While leased: when the lease ends. It also identifies the lease: a worker whose value no
+    /// longer matches the row's has lost the job to another.
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 /// A run to add to the open digest of its route's window.
@@ -280,6 +283,9 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
     async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize)
     -> Result<Vec<Job>, StoreError>;
+    /// Moves the lease of a leased job from `held` (the lease this worker took) to `until`;
+    /// false when the job's lease is no longer `held` (it expired and another worker took it).
+    async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Marks jobs delivered, in one statement.
     async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens

@@ -125,6 +125,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         last_error: row.try_get("last_error")?,
         created_at: from_ms(row.try_get("created_at")?),
         next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+        lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(from_ms),
     })
 }
 
@@ -161,7 +162,7 @@ fn feedback_from_row(row: &SqliteRow) -> Result<StoredFeedback, StoreError> {
 /// The columns `job_from_row` reads; a macro so queries stay static strings.
 macro_rules! job_columns {
     () => {
-        "id, kind, route, target, run_id, payload, state, attempts, minted, last_error, created_at, next_attempt_at"
+        "id, kind, route, target, run_id, payload, state, attempts, minted, last_error, created_at, next_attempt_at, lease_until"
     };
 }
 
@@ -377,6 +378,16 @@ impl Store for SqliteStore {
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
         Ok(jobs)
+    }
+
+    async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND lease_until = ?")
+            .bind(ms(until))
+            .bind(job_id)
+            .bind(ms(held))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -55,9 +55,9 @@ fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
         ("channel_from outside metadata", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel_from = \"inputs.channel\" }}\n"), &["routes[0].slack.channel_from", "metadata path"]),
         ("duplicate key", format!("{KEY}{KEY}"), &["keys[1].name", "defined twice"]),
         ("lease too short for a send", format!("[workers]\nlease = \"20s\"\n{KEY}[[routes]]\nname = \"r\"\nemail = {{ to = [\"a@example.com\"] }}\n"),
-            &["workers.lease", "email.timeout is 30s", "expected at least \"32s\""]),
+            &["workers.lease", "a send may take 40s (four times email.timeout 10s", "expected at least \"42s\""]),
         ("lease too short for a Slack send", format!("[workers]\nlease = \"10s\"\n{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\n"),
-            &["workers.lease", "slack.timeout is 15s, pacing may wait 2s first", "expected at least \"19s\""]),
+            &["workers.lease", "a send may take 17s (slack.timeout 15s plus up to 2s of pacing)", "expected at least \"19s\""]),
         (
             "invalid cron",
             format!("{KEY}[[routes]]\nname = \"daily\"\nemail = {{ to = [\"a@example.com\"], cron = \"at nine\" }}\n"),

@@ -347,13 +347,13 @@ async fn assert_retried_not_dead(app: &TestApp) {
     }
 }
 
-/// A chunk's jobs are sent one after another. A later one whose send could end after its lease
-/// is not started, as another worker may claim the job when the lease ends and send it too: it
-/// goes back to the queue. Here Slack takes 3 s per message and the lease is 8 s, so the third
+/// A chunk's jobs are sent one after another. Before a send that could end after the job's
+/// lease, the worker extends the lease, so no other worker claims the job while it is being
+/// sent. Here Slack takes 3 s per message and the lease is 8 s: without the extension the third
 /// message of a three-run chunk, started at 6 s, would still be in flight when the second worker
-/// claims it at 8 s.
+/// claims it at 8 s and sends it again.
 #[tokio::test]
-async fn a_later_job_of_a_chunk_is_not_started_when_its_send_could_outlast_the_lease() {
+async fn a_send_that_could_outlast_its_lease_extends_it_so_no_other_worker_sends_it() {
     let ls = fake_langsmith().await;
     let slack = FakeServer::start(|_| {
         Reply::json(
@@ -412,6 +412,6 @@ slack = {{ channel = "C0123456789" }}
     assert_eq!(messages.len(), 3, "three different runs");
     assert!(
         sent.iter().all(|j| j.attempts == 1),
-        "a job put back unstarted keeps its attempt count: {sent:?}"
+        "each sent at its first attempt: {sent:?}"
     );
 }
