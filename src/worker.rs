@@ -260,21 +260,35 @@ impl Workers {
                 }
             }
         }
+        // Delivered jobs are recorded together at the end of the chunk, unless a later send
+        // could end after the first of their leases does: then they are recorded before it.
+        let length = self.state.settings.workers.lease;
+        let mut delivered: Vec<(Claimed, Outcome)> = Vec::new();
+        let mut delivered_until: Option<Instant> = None;
         for (claimed, failed) in work.into_iter().zip(failed) {
+            let longest = longest_send(&self.state.settings, claimed.job.kind);
+            if delivered_until.is_some_and(|until| Instant::now() + longest + LEASE_MARGIN > until) {
+                self.record(std::mem::take(&mut delivered)).await;
+                delivered_until = None;
+            }
             let mut lease = claimed.lease;
             let outcome = match (failed, claimed.job.kind) {
                 (Some(outcome), _) => outcome,
                 (None, JobKind::Slack) => self.deliver_slack(&claimed, &mut lease).await,
                 (None, JobKind::Digest) => self.deliver_digest(&claimed.job, &mut lease).await,
             };
-            if matches!(outcome, Outcome::Sent)
-                && let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id)
-            {
-                p.sent = true;
+            if matches!(outcome, Outcome::Sent) {
+                if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id) {
+                    p.sent = true;
+                }
+                let until = lease.start + length;
+                delivered_until = Some(delivered_until.map_or(until, |u| u.min(until)));
+                delivered.push((claimed, outcome));
+            } else {
+                self.record(vec![(claimed, outcome)]).await;
             }
-            // At once, while the lease holds: the chunk's later sends may outlast it.
-            self.record(vec![(claimed, outcome)]).await;
         }
+        self.record(delivered).await;
     }
 
     async fn deliver_slack(&self, claimed: &Claimed, lease: &mut Lease) -> Outcome {
