@@ -129,19 +129,16 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = Report::default();
 
+    // The end-to-end phases: the defaults but for `batch_runs`.
+    let delivering = |batch_runs| AppConfig {
+        batch_runs,
+        concurrency: args.concurrency,
+        slack_timeout: "15s",
+        lease: "60s",
+    };
+
     eprintln!("phase 1: batch_runs = 1, {} runs end to end", args.events);
-    let app = App::start(
-        &bin,
-        &work.path().join("batch1"),
-        &AppConfig {
-            batch_runs: 1,
-            concurrency: args.concurrency,
-            slack_timeout: "15s",
-            lease: "60s",
-        },
-        &slack,
-        &langsmith,
-    )?;
+    let app = App::start(&bin, &work.path().join("batch1"), &delivering(1), &slack, &langsmith)?;
     let e2e1 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
     eprintln!("phase 1: ack latency at {}/s for {} s", args.rate, args.duration);
     let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
@@ -149,18 +146,7 @@ async fn main() -> anyhow::Result<()> {
     let log1 = app.stop()?;
 
     eprintln!("phase 2: batch_runs = 10, {} runs end to end", args.events);
-    let app = App::start(
-        &bin,
-        &work.path().join("batch10"),
-        &AppConfig {
-            batch_runs: 10,
-            concurrency: args.concurrency,
-            slack_timeout: "15s",
-            lease: "60s",
-        },
-        &slack,
-        &langsmith,
-    )?;
+    let app = App::start(&bin, &work.path().join("batch10"), &delivering(10), &slack, &langsmith)?;
     let e2e10 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
     let log2 = app.stop()?;
 

@@ -575,7 +575,7 @@ impl Validator {
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();
             if routes.iter().any(|r| r.slack.is_some()) {
-                let longest = sl.timeout.saturating_add(crate::worker::MAX_INLINE_PACING_WAIT);
+                let longest = crate::worker::longest_slack_send(sl.timeout);
                 let why = format!(
                     "slack.timeout {} plus up to {} of pacing",
                     humantime::format_duration(sl.timeout),

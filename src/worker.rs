@@ -203,7 +203,6 @@ impl Workers {
                 job,
                 slack: None,
                 tokens: None,
-                minted_now: None,
             };
             if claimed.job.kind != JobKind::Slack {
                 work.push(claimed);
@@ -248,9 +247,8 @@ impl Workers {
                         tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
                         let value = serde_json::to_value(mine).expect("tokens serialize");
                         if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&c.job.id) {
-                            p.minted = Some(value.clone());
+                            p.minted = Some(value);
                         }
-                        c.minted_now = Some(value);
                     }
                 }
                 Err(e) => {
@@ -591,7 +589,14 @@ impl Workers {
         let w = &self.state.settings.workers;
         let store = &self.state.store;
         let mut sent = Vec::new();
-        for (claimed, outcome) in &done {
+        // Tokens minted by this attempt, as the in-flight set keeps them.
+        let minted: Vec<Option<serde_json::Value>> = {
+            let in_flight = self.in_flight.lock().expect("in-flight set");
+            done.iter()
+                .map(|(c, _)| in_flight.get(&c.job.id).and_then(|p| p.minted.clone()))
+                .collect()
+        };
+        for ((claimed, outcome), minted) in done.iter().zip(&minted) {
             let job = &claimed.job;
             let channel = match job.kind {
                 JobKind::Slack => "slack",
@@ -607,7 +612,7 @@ impl Workers {
             if let Some(label) = outcome_label {
                 self.state.metrics.delivery(channel, label);
             }
-            let minted = claimed.minted_now.as_ref();
+            let minted = minted.as_ref();
             let result = match outcome {
                 Outcome::Sent => {
                     sent.push(job.id);
@@ -659,17 +664,21 @@ struct Claimed {
     slack: Option<SlackJobPayload>,
     /// A Slack job's tokens: kept from an earlier attempt, or minted by this one.
     tokens: Option<Vec<MintedToken>>,
-    /// Tokens this attempt minted, as the job keeps them, until they are stored.
-    minted_now: Option<serde_json::Value>,
 }
 
 /// The longest one send of `kind` may take: for Slack its timeout and the pacing wait before
 /// it, for email the bound on a whole SMTP exchange.
 pub fn longest_send(settings: &crate::settings::Settings, kind: JobKind) -> Duration {
     match kind {
-        JobKind::Slack => settings.slack.timeout.saturating_add(MAX_INLINE_PACING_WAIT),
+        JobKind::Slack => longest_slack_send(settings.slack.timeout),
         JobKind::Digest => crate::email::deliver::longest_send(settings.email.timeout),
     }
+}
+
+/// The longest one Slack send may take with `slack.timeout`: the pacing wait a worker sleeps
+/// through, then the request.
+pub fn longest_slack_send(timeout: Duration) -> Duration {
+    timeout.saturating_add(MAX_INLINE_PACING_WAIT)
 }
 
 /// A lease a worker holds: taken at `start` on this process's clock, ending at `until` as
