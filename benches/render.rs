@@ -110,6 +110,7 @@ fn typical_run() -> RunEvent {
         tags: vec!["prod".into(), "chat".into()],
         metadata: serde_json::Map::new(),
         run_url: Some(format!("https://smith.langchain.com/o/x/projects/p/y/r/{run}")),
+        run_url_trusted: true,
         feedback_keys: Vec::new(),
         started_at: Some(
             Utc.with_ymd_and_hms(2026, 11, 30, 8, 50, 0)

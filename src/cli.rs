@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`.
 
+use crate::telemetry::escape_controls;
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{JobKind, JobState, SqliteStore, Store};
@@ -139,10 +140,18 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
                     JobKind::Digest => "email",
                 };
                 let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-                let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200).replace('\n', " ");
+                let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200);
+                // Every column may hold text from a payload: none may reach the terminal raw.
+                let shown = escape_controls;
                 println!(
-                    "{:>6}  {:<6}  {:<16}  {:<24}  {:<36}  {:>8}  {error}",
-                    j.id, kind, j.route, j.target, run, j.attempts
+                    "{:>6}  {:<6}  {:<16}  {:<24}  {:<36}  {:>8}  {}",
+                    j.id,
+                    kind,
+                    shown(&j.route),
+                    shown(&j.target),
+                    run,
+                    j.attempts,
+                    shown(&error)
                 );
             }
         }),

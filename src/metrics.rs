@@ -78,6 +78,8 @@ pub struct Metrics {
     pub smtp_seconds: Histogram,
     /// Jobs that became dead letters.
     pub dead_letters: Counter,
+    /// Slack channels taken from runs that failed the channel check.
+    pub refused_channels: Counter,
 }
 
 impl Default for Metrics {
@@ -100,6 +102,7 @@ impl Metrics {
         let slack_seconds = latency_histogram();
         let smtp_seconds = latency_histogram();
         let dead_letters = Counter::default();
+        let refused_channels = Counter::default();
         registry.register(
             "events_received",
             "Run-completion events received, by source",
@@ -130,6 +133,11 @@ impl Metrics {
         registry.register("slack_request_seconds", "Slack request latency", slack_seconds.clone());
         registry.register("smtp_send_seconds", "SMTP send latency", smtp_seconds.clone());
         registry.register("dead_letters", "Jobs that became dead letters", dead_letters.clone());
+        registry.register(
+            "slack_channels_refused",
+            "Slack channels taken from run metadata that are not channel ids or names (the route's channel was used)",
+            refused_channels.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -142,6 +150,7 @@ impl Metrics {
             slack_seconds,
             smtp_seconds,
             dead_letters,
+            refused_channels,
         }
     }
 

@@ -2,7 +2,7 @@
 //! the Slack request JSON (with a Block Kit Builder link), the email HTML and text — and the
 //! lint `check-config` runs on the rendered output of a built-in sample event.
 
-use crate::domain::{KeySpec, Route, RunEvent, RunId, SlackChannel};
+use crate::domain::{KeySpec, Route, RunEvent, RunId};
 use crate::email::render::{DigestContent, DigestRun, render_digest};
 use crate::langsmith::{LangSmithClient, MintedToken};
 use crate::links::links_for_run;
@@ -68,11 +68,7 @@ fn placeholder_tokens(run: RunId, specs: &[&KeySpec], ttl: std::time::Duration) 
 }
 
 fn channel_for(route: &Route, event: &RunEvent) -> Option<String> {
-    match &route.slack.as_ref()?.channel {
-        SlackChannel::Fixed(c) => Some(c.clone()),
-        SlackChannel::FromEvent { path, fallback } => path.resolve(event).or_else(|| fallback.clone()),
-        SlackChannel::Webhook(_) | SlackChannel::Default => None,
-    }
+    route.slack.as_ref()?.channel.resolve(event).ok()?.channel
 }
 
 /// A Block Kit Builder link that opens the message's blocks.
@@ -115,6 +111,7 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
     }
     let mut report = String::new();
     for event in &events {
+        let event = &crate::routing::with_link_trust(event, settings);
         let routes: Vec<&Route> = match &opts.route {
             Some(name) => vec![
                 settings
@@ -301,6 +298,7 @@ pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
             tags: (0..50).map(|t| format!("tag-{t}")).collect(),
             metadata: Default::default(),
             run_url: Some("https://smith.langchain.com/o/1/projects/p/2/r/3".into()),
+            run_url_trusted: true,
             feedback_keys: vec![],
             started_at: None,
             ended_at: None,

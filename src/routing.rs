@@ -2,7 +2,7 @@
 //! route takes a run unless it says `continue`; sampling is decided by the run id, so a re-sent
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
-use crate::domain::{FeedbackKey, Route, RunEvent, SlackChannel};
+use crate::domain::{ChannelChoice, FeedbackKey, Route, RunEvent, SlackChannel};
 use crate::email::digest::{DigestRunPayload, Schedule};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
@@ -37,6 +37,9 @@ pub struct Plan {
     item_event: Vec<usize>,
     /// Number of events.
     events: usize,
+    /// Slack channels taken from runs that failed the channel check (the route's own channel
+    /// was used instead, or the run skipped when it has none).
+    pub refused_channels: usize,
 }
 
 /// What intake reports back.
@@ -105,6 +108,25 @@ pub fn keys_for(route: &Route, event: &RunEvent, settings: &Settings) -> Vec<Fee
     }
 }
 
+/// A Slack message timestamp as Slack writes it: seconds, a dot, microseconds.
+fn is_thread_ts(ts: &str) -> bool {
+    ts.len() <= 32
+        && ts
+            .split_once('.')
+            .is_some_and(|(s, us)| !s.is_empty() && !us.is_empty() && (s.chars().chain(us.chars())).all(|c| c.is_ascii_digit()))
+}
+
+/// `event` with `run_url_trusted` decided by the settings: whether its link may be labelled
+/// "Open in LangSmith". Every intake and preview plan through here.
+pub fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
+    let mut event = event.clone();
+    event.run_url_trusted = event
+        .run_url
+        .as_deref()
+        .is_some_and(|u| settings.links.trusted.trusts(u));
+    event
+}
+
 /// Plans the jobs for `events`.
 pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan {
@@ -112,6 +134,9 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
         ..Plan::default()
     };
     for (i, event) in events.iter().enumerate() {
+        // Whether the run's link may be labelled "Open in LangSmith" is decided here, once, for
+        // every intake and for preview.
+        let event = &with_link_trust(event, settings);
         for route in matching_routes(event, &settings.routes) {
             let keys = keys_for(route, event, settings);
             if keys.is_empty() {
@@ -119,18 +144,15 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                 continue;
             }
             if let Some(slack) = &route.slack {
-                let channel = match &slack.channel {
-                    SlackChannel::Fixed(c) => Some(c.clone()),
-                    SlackChannel::FromEvent { path, fallback } => {
-                        match path.resolve(event).or_else(|| fallback.clone()) {
-                            Some(c) => Some(c),
-                            None => {
-                                tracing::warn!(route = %route.name, run_id = %event.run_id, path = %path, "no Slack channel in the event and no fallback; skipped");
-                                continue;
-                            }
-                        }
-                    }
-                    SlackChannel::Webhook(_) | SlackChannel::Default => None,
+                let choice = slack.channel.resolve(event);
+                let (Ok(ChannelChoice { refused, .. }) | Err(ChannelChoice { refused, .. })) = &choice;
+                if *refused {
+                    plan.refused_channels += 1;
+                    tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack channel is not a channel id or name; using the route's channel");
+                }
+                let Ok(ChannelChoice { channel, .. }) = choice else {
+                    tracing::warn!(route = %route.name, run_id = %event.run_id, "no usable Slack channel in the run and no fallback channel on the route; skipped");
+                    continue;
                 };
                 // The target names the destination without secrets (webhook URLs are secrets).
                 let target = match (&slack.channel, &channel) {
@@ -142,7 +164,17 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                     event: event.clone(),
                     keys: keys.clone(),
                     channel,
-                    thread_ts: slack.thread_ts_from.as_ref().and_then(|p| p.resolve(event)),
+                    thread_ts: slack
+                        .thread_ts_from
+                        .as_ref()
+                        .and_then(|p| p.resolve(event))
+                        .filter(|ts| {
+                            let valid = is_thread_ts(ts);
+                            if !valid {
+                                tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack thread timestamp is not one (expected digits like \"1712345678.123456\"); posting outside a thread");
+                            }
+                            valid
+                        }),
                     link_ttl_secs: route.link_ttl.as_secs(),
                 };
                 plan.jobs.push(NewJob {

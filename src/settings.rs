@@ -48,6 +48,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Intake authentication.
     pub intake: IntakeSettings,
+    /// Which run links are trusted.
+    pub links: LinkSettings,
     /// Logging.
     pub log: LogSettings,
     /// Feedback keys, in file order.
@@ -65,6 +67,13 @@ pub struct ServerSettings {
     pub public_url: Option<url::Url>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Longest a client may take to send a request head (also how long an idle kept-alive
+    /// connection stays open).
+    pub header_timeout: Duration,
+    /// Longest one request may take, its body and the answer included.
+    pub request_timeout: Duration,
+    /// Most connections open at once; past it the connection idle the longest is closed.
+    pub max_connections: usize,
 }
 
 /// `[store]`.
@@ -72,6 +81,17 @@ pub struct ServerSettings {
 pub struct StoreSettings {
     /// `sqlite://path` (relative to the working directory) or `sqlite::memory:`.
     pub url: String,
+    /// Longest intake waits for the store to commit a request's runs before answering 503.
+    pub intake_wait: Duration,
+}
+
+/// `[links]`.
+#[derive(Debug, Clone, Default)]
+pub struct LinkSettings {
+    /// Hosts besides `langsmith.ui_url`'s whose run links are labelled "Open in LangSmith".
+    pub allowed_hosts: Vec<String>,
+    /// Those hosts and `langsmith.ui_url`'s.
+    pub trusted: crate::domain::TrustedHosts,
 }
 
 /// Where tokens are minted.
@@ -369,6 +389,8 @@ struct RawSettings {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    links: RawLinks,
+    #[serde(default)]
     keys: Vec<RawKey>,
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -380,12 +402,22 @@ struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
     max_body_bytes: Option<u64>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_connections: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    intake_wait: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -550,12 +582,20 @@ impl Validator {
     fn settings(&mut self, raw: RawSettings, file: &Path, env: &dyn Env) -> Option<Settings> {
         let secret = |name: &str| env.var(name).map(SecretString::from);
         let server = self.server(raw.server);
+        let intake_wait = self.bounded_duration(
+            "store.intake_wait",
+            raw.store.intake_wait,
+            "2s",
+            (Duration::from_millis(100), Duration::from_secs(60)),
+        );
         let store = StoreSettings {
             url: raw
                 .store
                 .url
                 .unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
+            intake_wait: intake_wait.unwrap_or_default(),
         };
+        let links = self.links(raw.links);
         if !store.url.starts_with("sqlite:") {
             self.fail(
                 "store.url",
@@ -593,6 +633,10 @@ impl Validator {
             }
             self.check_lease(w.lease, &sends);
         }
+        let links = LinkSettings {
+            trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &links.allowed_hosts),
+            ..links
+        };
         Some(Settings {
             source: file.to_path_buf(),
             server: server?,
@@ -605,9 +649,51 @@ impl Validator {
                 secret: secret("FEEDBACK_DISPATCH_WEBHOOK_SECRET"),
             },
             log: log?,
+            links,
             keys,
             routes,
         })
+    }
+
+    /// A duration within `range` (inclusive), named by `path` when it is not.
+    fn bounded_duration(
+        &mut self,
+        path: &str,
+        value: Option<String>,
+        default: &str,
+        (least, most): (Duration, Duration),
+    ) -> Option<Duration> {
+        let d = self.duration(path, value, default)?;
+        if d < least || d > most {
+            self.fail(
+                path,
+                format!(
+                    "{} is out of range (expected {} to {})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(least),
+                    humantime::format_duration(most)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn links(&mut self, raw: RawLinks) -> LinkSettings {
+        let mut allowed_hosts = Vec::new();
+        for (i, host) in raw.allowed_hosts.unwrap_or_default().into_iter().enumerate() {
+            match crate::domain::link_host(&host) {
+                Some(h) => allowed_hosts.push(h),
+                None => self.fail(
+                    format!("links.allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name (expected e.g. \"langsmith.example.com\")"),
+                ),
+            }
+        }
+        LinkSettings {
+            allowed_hosts,
+            trusted: Default::default(),
+        }
     }
 
     /// A lease must hold one send at its longest, for each kind the routes send, and
@@ -681,10 +767,32 @@ impl Validator {
                 format!("{max_body_bytes} is out of range (expected 1024 to 268435456)"),
             );
         }
+        let header_timeout = self.bounded_duration(
+            "server.header_timeout",
+            raw.header_timeout,
+            "10s",
+            (Duration::from_millis(100), Duration::from_secs(600)),
+        );
+        let request_timeout = self.bounded_duration(
+            "server.request_timeout",
+            raw.request_timeout,
+            "30s",
+            (Duration::from_secs(1), Duration::from_secs(3600)),
+        );
+        let max_connections = raw.max_connections.unwrap_or(512);
+        if !(1..=100_000).contains(&max_connections) {
+            self.fail(
+                "server.max_connections",
+                format!("{max_connections} is out of range (expected 1 to 100000)"),
+            );
+        }
         Some(ServerSettings {
             listen: listen?,
             public_url: public_url?,
             max_body_bytes: max_body_bytes as usize,
+            header_timeout: header_timeout?,
+            request_timeout: request_timeout?,
+            max_connections: max_connections as usize,
         })
     }
 
@@ -1275,13 +1383,8 @@ impl Validator {
             }
         };
         let channel = raw.channel.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
-        if let Some(c) = &channel
-            && (c.len() > 80 || c.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
-        {
-            self.fail(
-                format!("{at}.channel"),
-                format!("{c:?} is not a channel (expected an id like \"C0123456789\" or a name like \"#support\")"),
-            );
+        if let Some(Err(e)) = channel.as_deref().map(crate::domain::check_channel) {
+            self.fail(format!("{at}.channel"), e);
             return None;
         }
         let target = if let Some(url) = raw.webhook_url {

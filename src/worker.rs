@@ -56,6 +56,9 @@ pub struct Workers {
     /// Jobs claimed and not yet recorded, with what became of them so far, to record if
     /// shutdown cuts their chunk short.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<i64, Progress>>>,
+    /// Jobs delivered whose outcome could not be stored (the store failed writes): recorded
+    /// again on every turn of the claim loop, and never sent again if claimed meanwhile.
+    unrecorded: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -82,6 +85,7 @@ impl Workers {
             pacer: Arc::new(pacer),
             digest_locks: Arc::default(),
             in_flight: Arc::default(),
+            unrecorded: Arc::default(),
             running,
         })
     }
@@ -94,15 +98,30 @@ impl Workers {
         let mut tasks: JoinSet<()> = JoinSet::new();
         self.running.store(true, Ordering::SeqCst);
         let mut last_digest_check = Instant::now().checked_sub(w.poll_interval).unwrap_or_else(Instant::now);
+        let mut trouble = StoreTrouble::default();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if let Some(wait) = trouble.wait() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            if let Err(e) = self.record_unrecorded().await {
+                trouble.failed_with("cannot record delivered jobs", &e);
+                continue;
             }
             // Windows close on whole seconds at most; no need to ask the store on every turn.
             if last_digest_check.elapsed() >= w.poll_interval.min(Duration::from_secs(1)) {
                 last_digest_check = Instant::now();
                 if let Err(e) = digest::close_due(&self.state, Utc::now()).await {
-                    tracing::error!(error = %e, "cannot close due digests");
+                    trouble.failed_with("cannot close due digests", &e);
+                    continue;
                 }
             }
             let free = permits.available_permits();
@@ -116,8 +135,10 @@ impl Workers {
                 let claimed_at = Instant::now();
                 match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
+                        trouble.recovered();
                         claimed = jobs.len();
                         more_due = claimed == free * batch;
+                        let jobs = self.skip_delivered(jobs);
                         self.in_flight
                             .lock()
                             .expect("in-flight set")
@@ -131,7 +152,10 @@ impl Workers {
                             });
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot claim jobs"),
+                    Err(e) => {
+                        trouble.failed_with("cannot claim jobs", &e);
+                        continue;
+                    }
                 }
             }
             while tasks.try_join_next().is_some() {}
@@ -170,7 +194,8 @@ impl Workers {
             // recorded here, the others go back to the queue with the tokens minted for them.
             let cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
-            let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+            let mut sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+            sent.extend(std::mem::take(&mut *self.unrecorded.lock().expect("unrecorded set")));
             if let Err(e) = self.state.store.mark_sent(&sent, now).await {
                 tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; they return when their leases end");
             }
@@ -180,11 +205,44 @@ impl Workers {
                 }
             }
             tracing::warn!(
-                returned = cut.len() - sent.len(),
+                returned = cut.iter().filter(|(_, p)| !p.sent).count(),
                 delivered = sent.len(),
                 "in-flight deliveries did not finish in time; their jobs were returned to the queue"
             );
         }
+    }
+
+    /// Records the delivered jobs whose outcome the store refused earlier.
+    async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
+        let ids: Vec<i64> = self.unrecorded.lock().expect("unrecorded set").iter().copied().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.state.store.mark_sent(&ids, Utc::now()).await?;
+        let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+        for id in &ids {
+            unrecorded.remove(id);
+        }
+        tracing::info!(jobs = ?ids, "delivered jobs recorded after the store failed to take them");
+        Ok(())
+    }
+
+    /// Claimed jobs minus those this worker delivered already and could not record yet (their
+    /// lease ran out while the store failed): those are recorded, not sent again.
+    fn skip_delivered(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let unrecorded = self.unrecorded.lock().expect("unrecorded set");
+        if unrecorded.is_empty() {
+            return jobs;
+        }
+        jobs.into_iter()
+            .filter(|j| {
+                let delivered = unrecorded.contains(&j.id);
+                if delivered {
+                    tracing::info!(job = j.id, "claimed a job delivered before; recording it instead of sending it again");
+                }
+                !delivered
+            })
+            .collect()
     }
 
     /// Mints for every job of the chunk that has no tokens yet (one request), then delivers
@@ -396,6 +454,7 @@ impl Workers {
             more,
             project_url: runs
                 .iter()
+                .filter(|(p, _)| p.event.run_url_trusted)
                 .find_map(|(p, _)| p.event.run_url.as_deref().and_then(project_url)),
             runs: runs
                 .iter()
@@ -646,7 +705,8 @@ impl Workers {
             }
         }
         if let Err(e) = store.mark_sent(&sent, now).await {
-            tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; their leases will expire and they will run again");
+            tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
+            self.unrecorded.lock().expect("unrecorded set").extend(&sent);
         }
         let mut in_flight = self.in_flight.lock().expect("in-flight set");
         for (claimed, _) in &done {
@@ -754,6 +814,44 @@ fn mint_outcome(e: &LangSmithError) -> Outcome {
     }
 }
 
+/// The claim loop's view of a store that fails: it waits longer after each failure (100 ms,
+/// doubling to 5 s) and logs a change of state, not every failed turn.
+#[derive(Default)]
+struct StoreTrouble {
+    failures: u32,
+}
+
+impl StoreTrouble {
+    const FIRST_WAIT: Duration = Duration::from_millis(100);
+    const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
+    fn failed_with(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        if self.failures == 0 {
+            tracing::error!(error = %error, "{what}; backing off until the store answers again");
+        }
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failed_turns = self.failures, "the store answers again; workers resume");
+            self.failures = 0;
+        }
+    }
+
+    /// How long to wait before the next turn, if the last one failed.
+    fn wait(&self) -> Option<Duration> {
+        (self.failures > 0).then(|| backoff_wait(self.failures))
+    }
+}
+
+/// The wait after `failures` failed turns in a row: 100 ms, doubling, at most 5 s.
+fn backoff_wait(failures: u32) -> Duration {
+    StoreTrouble::FIRST_WAIT
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(StoreTrouble::LONGEST_WAIT)
+}
+
 /// Groups jobs for minting: up to `batch` Slack jobs per group; digest jobs alone.
 fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
     let mut out: Vec<Vec<Job>> = Vec::new();
@@ -772,4 +870,23 @@ fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
         out.push(current);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_store_is_retried_later_and_later_up_to_five_seconds() {
+        let waits: Vec<u64> = (1..=10).map(|n| backoff_wait(n).as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
+        assert_eq!(backoff_wait(u32::MAX), Duration::from_secs(5));
+        let mut trouble = StoreTrouble::default();
+        assert_eq!(trouble.wait(), None);
+        trouble.failed_with("claim", &"disk full");
+        trouble.failed_with("claim", &"disk full");
+        assert_eq!(trouble.wait(), Some(Duration::from_millis(200)));
+        trouble.recovered();
+        assert_eq!(trouble.wait(), None);
+    }
 }

@@ -151,6 +151,7 @@ fn run(u: &mut Unstructured) -> Result<DigestRun> {
         tags: (0..count(u, 3, 60)?).map(|_| text(u)).collect::<Result<_>>()?,
         metadata: serde_json::Map::new(),
         run_url: optional_text(u)?,
+        run_url_trusted: u.arbitrary()?,
         feedback_keys: Vec::new(),
         started_at: None,
         ended_at: Some(time(u)?),

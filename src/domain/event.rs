@@ -126,6 +126,10 @@ pub struct RunEvent {
     pub metadata: serde_json::Map<String, Value>,
     /// A link to the run in the LangSmith UI.
     pub run_url: Option<String>,
+    /// Whether `run_url` leads to LangSmith: its host is `langsmith.ui_url`'s or listed in
+    /// `links.allowed_hosts`. Set by intake; any other link is shown with its host.
+    #[serde(default)]
+    pub run_url_trusted: bool,
     /// Keys the sender asked for (Agent Server `kwargs.feedback_keys`, generic `feedback_keys`).
     pub feedback_keys: Vec<FeedbackKey>,
     /// When the run started.

@@ -3,11 +3,13 @@
 
 mod event;
 mod keys;
+mod link;
 mod route;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
+pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
-pub use route::{EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
+pub use route::{ChannelChoice, EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 
 use std::fmt;
 

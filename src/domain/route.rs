@@ -190,6 +190,46 @@ pub enum SlackChannel {
     Default,
 }
 
+/// Where one run's Slack message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelChoice {
+    /// The channel; `None` for the mode's default (a route's webhook, the default webhook or
+    /// outbox file).
+    pub channel: Option<String>,
+    /// The run named a channel that failed [`super::check_channel`], so the fallback was used.
+    pub refused: bool,
+}
+
+impl SlackChannel {
+    /// The destination of `event`'s message: the fixed channel, or the run's own when it passes
+    /// the check a configured channel passes (otherwise the route's fallback). `Err` when the
+    /// run gives no usable channel and the route has no fallback; its `refused` says whether
+    /// the run named one that failed the check.
+    pub fn resolve(&self, event: &RunEvent) -> Result<ChannelChoice, ChannelChoice> {
+        match self {
+            SlackChannel::Fixed(c) => Ok(ChannelChoice {
+                channel: Some(c.clone()),
+                refused: false,
+            }),
+            SlackChannel::FromEvent { path, fallback } => {
+                let found = path.resolve(event);
+                let refused = found.as_deref().is_some_and(|c| super::check_channel(c).is_err());
+                match found.filter(|_| !refused).or_else(|| fallback.clone()) {
+                    Some(c) => Ok(ChannelChoice {
+                        channel: Some(c),
+                        refused,
+                    }),
+                    None => Err(ChannelChoice { channel: None, refused }),
+                }
+            }
+            SlackChannel::Webhook(_) | SlackChannel::Default => Ok(ChannelChoice {
+                channel: None,
+                refused: false,
+            }),
+        }
+    }
+}
+
 /// How a digest's windows are cut.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EmailSchedule {

@@ -178,8 +178,8 @@ struct RunCard {
     /// Label and value pairs: project, end time, tags, run id.
     meta: Vec<(&'static str, String)>,
     excerpts: Vec<Excerpt>,
-    /// Linked only when it is an http(s) URL.
-    run_url: Option<String>,
+    /// Linked only when it is an http(s) URL: (URL, label).
+    run_url: Option<(String, String)>,
     keys: Vec<KeyRow>,
 }
 
@@ -305,7 +305,7 @@ impl DigestView {
             window: window_text(d.window_start, d.window_end),
             preheader: preheader(d, &heading),
             more: (d.more > 0).then(|| format!("{} more {} in LangSmith", d.more, plural(d.more, "run", "runs"))),
-            project_url: d.project_url.as_deref().and_then(web_url),
+            project_url: d.project_url.as_deref().and_then(|u| web_url(u, true)).map(|(u, _)| u),
             expiry: expires_at.map(|at| expiry_text(at, d.window_end)),
             recipient: cut(&one_line(&d.recipient), MAX_RECIPIENT_CHARS),
             heading,
@@ -351,7 +351,7 @@ impl RunCard {
             badge: Palette::of_status(e.status),
             meta,
             excerpts,
-            run_url: e.run_url.as_deref().and_then(web_url),
+            run_url: e.run_url.as_deref().and_then(|u| web_url(u, e.run_url_trusted)),
             keys: run.keys.iter().filter_map(KeyRow::new).collect(),
         }
     }
@@ -461,9 +461,11 @@ fn key_label(key: &FeedbackKey) -> String {
 
 /// The URL, normalised, when it parses as http(s); anything else (`javascript:`, `data:`, a
 /// bare path) is not linked at all.
-fn web_url(s: &str) -> Option<String> {
+/// An http(s) run link and its label ([`crate::domain::run_link_label`]).
+fn web_url(s: &str, trusted: bool) -> Option<(String, String)> {
     let url = url::Url::parse(s.trim()).ok()?;
-    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+    (matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+        .then(|| (url.to_string(), crate::domain::run_link_label(&url, trusted)))
 }
 
 fn non_blank(s: Option<&str>) -> Option<&str> {
@@ -537,6 +539,7 @@ pub fn sample_content() -> DigestContent {
             tags: vec!["prod".into(), "chat".into()],
             metadata: serde_json::Map::new(),
             run_url: Some(format!("{project_url}/r/{run_id}?poll=true")),
+            run_url_trusted: true,
             feedback_keys: Vec::new(),
             started_at: Some(sample_time(2026, 11, 30, 8, minute - 1)),
             ended_at: Some(sample_time(2026, 11, 30, 8, minute)),
@@ -908,6 +911,18 @@ mod tests {
             assert_eq!(mail.html.contains("Open in LangSmith"), linked, "{url}");
             assert_eq!(mail.text.contains("Open in LangSmith"), linked, "{url}");
             assert!(!mail.html.to_ascii_lowercase().contains("javascript:"), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_link_to_another_host_is_labelled_with_its_host() {
+        let mut e = event("r", RunStatus::Success);
+        e.run_url = Some("https://evil.example/phish".into());
+        e.run_url_trusted = false;
+        let mail = render_digest(&content(vec![DigestRun { event: e, keys: vec![] }])).unwrap();
+        for part in [&mail.html, &mail.text] {
+            assert!(part.contains("Open run (evil.example)"), "{part}");
+            assert!(!part.contains("Open in LangSmith"), "{part}");
         }
     }
 

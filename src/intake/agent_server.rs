@@ -33,6 +33,7 @@ pub fn parse(body: &Value) -> Result<RunEvent, IntakeError> {
         tags,
         metadata: meta,
         run_url: None,
+        run_url_trusted: false,
         feedback_keys: super::feedback_keys(kwargs.and_then(|k| k.get("feedback_keys"))),
         started_at: timestamp(run.get("run_started_at")),
         ended_at: timestamp(run.get("run_ended_at")),

@@ -68,6 +68,7 @@ fn parse_one(v: &Value, path: &str) -> Result<RunEvent, IntakeError> {
         tags: tags(e.get("tags")),
         metadata: metadata(e.get("metadata")),
         run_url,
+        run_url_trusted: false,
         feedback_keys: super::feedback_keys(e.get("feedback_keys")),
         started_at: timestamp(e.get("start_time")),
         ended_at: timestamp(e.get("end_time")),

@@ -54,6 +54,7 @@ pub fn parse(body: &Value, ui_url: &url::Url) -> Result<Vec<RunEvent>, IntakeErr
                     .get("app_path")
                     .and_then(Value::as_str)
                     .and_then(|p| app_url(ui_url, p)),
+                run_url_trusted: false,
                 feedback_keys: super::feedback_keys(extra_metadata.and_then(|m| m.get("feedback_keys"))),
                 started_at: timestamp(run.get("start_time")),
                 ended_at: timestamp(run.get("end_time")),

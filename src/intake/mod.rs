@@ -137,17 +137,37 @@ async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJ
 /// Routes the events, commits their jobs in one transaction, answers 202 with the counts.
 async fn accept(state: &AppState, source: &'static str, events: Vec<RunEvent>) -> Result<Response, IntakeError> {
     let plan = routing::plan(&events, &state.settings, chrono::Utc::now());
-    let (new_jobs, new_items) = state
-        .store
-        .enqueue(&plan.jobs, &plan.digest_items, chrono::Utc::now())
-        .await
-        .map_err(|e| {
+    if plan.refused_channels > 0 {
+        state.metrics.refused_channels.inc_by(plan.refused_channels as u64);
+    }
+    // A 202 only after the commit; a store that cannot commit in time (a full disk, a lock held
+    // by another process) gets a 503 the sender can read before its own timeout.
+    let wait = state.settings.store.intake_wait;
+    let stored = tokio::time::timeout(
+        wait,
+        state.store.enqueue(&plan.jobs, &plan.digest_items, chrono::Utc::now()),
+    )
+    .await;
+    let (new_jobs, new_items) = match stored {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot store jobs");
-            IntakeError {
+            return Err(IntakeError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "cannot store the events right now; retry later".into(),
-            }
-        })?;
+            });
+        }
+        Err(_) => {
+            tracing::error!(wait = ?wait, "the store did not commit the jobs in time (store.intake_wait)");
+            return Err(IntakeError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "the store did not answer within {} (store.intake_wait); retry later",
+                    humantime::format_duration(wait)
+                ),
+            });
+        }
+    };
     let counts = plan.count(&new_jobs, &new_items);
     let m = &state.metrics;
     m.events

@@ -337,8 +337,8 @@ fn defuse_fences(text: &str) -> String {
 
 fn context_block(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackBlock {
     let mut elements: Vec<SlackContextBlockElement> = Vec::new();
-    if let Some(url) = event.run_url.as_deref().and_then(run_link_target) {
-        elements.push(mrkdwn(format!("<{url}|Open in LangSmith>")).into());
+    if let Some((url, label)) = event.run_url.as_deref().and_then(|u| run_link_target(u, event.run_url_trusted)) {
+        elements.push(mrkdwn(format!("<{url}|{label}>")).into());
     }
     // The tokens of one run are minted together, but each has its own expiry: the earliest is
     // when the message stops fully working.
@@ -358,10 +358,11 @@ fn context_block(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackBlock
     SlackContextBlock::new(elements).into()
 }
 
-/// The run URL as it may appear inside `<…|Open in LangSmith>`, or `None` when it must not be
-/// linked: only absolute http(s) URLs with a host (no `javascript:`, `data:` or `slack:`), and
-/// never a feedback-token endpoint, whose GET would record feedback if anything fetched it.
-fn run_link_target(raw: &str) -> Option<String> {
+/// The run URL as it may appear inside `<…|label>`, with its label, or `None` when it must not
+/// be linked: only absolute http(s) URLs with a host (no `javascript:`, `data:` or `slack:`), and
+/// never a feedback-token endpoint, whose GET would record feedback if anything fetched it. The
+/// label says "Open in LangSmith" only for a trusted host ([`crate::domain::run_link_label`]).
+fn run_link_target(raw: &str, trusted: bool) -> Option<(String, String)> {
     let url = url::Url::parse(raw.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return None;
@@ -376,7 +377,10 @@ fn run_link_target(raw: &str) -> Option<String> {
     if serialized.chars().any(char::is_control) {
         return None;
     }
-    Some(escape_mrkdwn(&serialized))
+    Some((
+        escape_mrkdwn(&serialized),
+        escape_mrkdwn(&crate::domain::run_link_label(&url, trusted)),
+    ))
 }
 
 /// The actions blocks of one key: its buttons in chunks of 25, labelled with the key name when
@@ -593,6 +597,7 @@ mod tests {
             tags: vec!["prod".into()],
             metadata: serde_json::Map::new(),
             run_url: Some("https://smith.langchain.com/o/1/projects/p/2/r/3?trace_id=4&start_time=5".into()),
+            run_url_trusted: true,
             feedback_keys: vec![],
             started_at: None,
             ended_at: None,
@@ -955,8 +960,21 @@ mod tests {
 
     #[test]
     fn run_urls_cannot_break_out_of_the_link_syntax() {
-        let target = run_link_target("https://smith.example/r/1?q=a|b<c>&d").unwrap();
+        let (target, _) = run_link_target("https://smith.example/r/1?q=a|b<c>&d", true).unwrap();
         assert_eq!(target, "https://smith.example/r/1?q=a%7Cb%3Cc%3E&amp;d");
+    }
+
+    #[test]
+    fn a_link_to_another_host_is_labelled_with_its_host() {
+        let mut run = event();
+        run.run_url = Some("https://evil.example/phish".into());
+        run.run_url_trusted = false;
+        let texts = context_texts(&render_run_message(&run, "r", &[]));
+        assert!(texts.iter().any(|t| t == "<https://evil.example/phish|Open run (evil.example)>"), "{texts:?}");
+        assert!(!texts.iter().any(|t| t.contains("Open in LangSmith")), "{texts:?}");
+        run.run_url_trusted = true;
+        let texts = context_texts(&render_run_message(&run, "r", &[]));
+        assert!(texts.iter().any(|t| t.contains("|Open in LangSmith>")), "{texts:?}");
     }
 
     #[test]

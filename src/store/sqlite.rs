@@ -6,9 +6,14 @@ use super::{
 };
 use crate::domain::RunId;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, Sqlite, SqlitePool};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -25,10 +30,95 @@ const READERS: u32 = 4;
 /// transaction at a time anyway, and writers queueing in the pool wait in order, where several
 /// connections racing for the lock would sleep in SQLite's busy handler (tens of milliseconds
 /// each time it backs off). Reads use their own connections.
+///
+/// A write that fails closes the writer connection, and the next write opens a new one. Keeping
+/// it would be wrong: when SQLite rolls a transaction back by itself (a full disk or an I/O
+/// error fails its `COMMIT`), sqlx's rollback of that transaction fails too ("no transaction is
+/// active") and sqlx goes on counting one transaction open. Its next transaction is then a
+/// `SAVEPOINT`, which opens a real transaction; the first failure inside it is undone with
+/// `ROLLBACK TO SAVEPOINT`, which leaves that transaction open. From then on every statement of
+/// the connection, single `INSERT`s of intake included, ran inside a transaction that never
+/// committed: answered as if stored, and lost at the next restart.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// In memory the writer is the database: it is never closed.
+    memory: bool,
+    /// True from a failed write until a write commits again (`/readyz`).
+    writes_failing: Arc<AtomicBool>,
+}
+
+/// The writer connection for one operation; see [`SqliteStore::finish`].
+struct Writer {
+    conn: Option<PoolConnection<Sqlite>>,
+    memory: bool,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_ref().expect("the writer is held until finished")
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_mut().expect("the writer is held until finished")
+    }
+}
+
+impl Drop for Writer {
+    /// An operation that did not finish (its future was dropped: a client went away, intake's
+    /// wait ran out) may have left the connection anywhere; it is closed rather than reused.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && !self.memory
+        {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// What a write reports for the store's health: whether it committed a change.
+trait Wrote {
+    fn changed(&self) -> bool;
+}
+
+impl Wrote for SqliteQueryResult {
+    fn changed(&self) -> bool {
+        self.rows_affected() > 0
+    }
+}
+
+impl Wrote for () {
+    fn changed(&self) -> bool {
+        true
+    }
+}
+
+impl Wrote for bool {
+    fn changed(&self) -> bool {
+        *self
+    }
+}
+
+impl Wrote for Option<String> {
+    fn changed(&self) -> bool {
+        true
+    }
+}
+
+impl Wrote for Vec<bool> {
+    fn changed(&self) -> bool {
+        self.iter().any(|new| *new)
+    }
+}
+
+impl Wrote for Vec<SqliteRow> {
+    fn changed(&self) -> bool {
+        !self.is_empty()
+    }
 }
 
 impl SqliteStore {
@@ -59,6 +149,9 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // The writer's transactions end within each operation; one still open here is a
+            // connection whose state is unknown, and it is replaced.
+            .before_acquire(move |conn, _| Box::pin(async move { Ok(memory || !conn.is_in_transaction()) }))
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -72,7 +165,50 @@ impl SqliteStore {
                 .connect_with(options.read_only(true))
                 .await?
         };
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            memory,
+            writes_failing: Arc::default(),
+        })
+    }
+
+    /// The writer connection, for one operation that ends with [`SqliteStore::finish`].
+    async fn writer(&self) -> Result<Writer, StoreError> {
+        match self.writer.acquire().await {
+            Ok(conn) => Ok(Writer {
+                conn: Some(conn),
+                memory: self.memory,
+            }),
+            Err(e) => {
+                self.writes_failing.store(true, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ends a write: after an error the connection is closed (the pool opens a fresh one for
+    /// the next write), and the store counts as failing writes until one commits a change.
+    async fn finish<T: Wrote>(&self, mut writer: Writer, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(done) => {
+                if done.changed() && self.writes_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the database takes writes again");
+                }
+            }
+            Err(e) => {
+                if !self.writes_failing.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "a write to the database failed; intake answers 503 and /readyz is not ready until writes commit again");
+                }
+                if let Some(conn) = writer.conn.take()
+                    && !self.memory
+                {
+                    tracing::debug!(error = %e, "the writer connection is replaced after a failed write");
+                    let _ = conn.close().await;
+                }
+            }
+        }
+        result
     }
 }
 
@@ -222,7 +358,19 @@ where
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        if !self.writes_failing.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Writes failed last: ready again only once a small one commits.
+        let mut w = self.writer().await?;
+        let result = sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(ms(Utc::now()))
+        .execute(&mut *w)
+        .await
+        .map_err(StoreError::from);
+        self.finish(w, result).await.map(|_| ())
     }
 
     async fn enqueue(
@@ -238,38 +386,45 @@ impl Store for SqliteStore {
         }
         // The common case, a webhook's runs for Slack, is one statement: atomic by itself, and
         // one trip to the writer instead of three.
+        let mut w = self.writer().await?;
         if digest_items.is_empty() && jobs.len() <= JOBS_PER_INSERT {
-            return Ok((insert_jobs(&self.writer, jobs, now).await?, new_items));
+            let result = insert_jobs(&mut *w, jobs, now).await;
+            return Ok((self.finish(w, result).await?, new_items));
         }
-        let mut tx = self.writer.begin().await?;
-        for chunk in jobs.chunks(JOBS_PER_INSERT) {
-            new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
+        let result = async {
+            let mut tx = w.begin().await?;
+            for chunk in jobs.chunks(JOBS_PER_INSERT) {
+                new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
+            }
+            for item in digest_items {
+                sqlx::query(
+                    "INSERT INTO digests (route, window_end, state, created_at) VALUES (?, ?, 'open', ?)
+                     ON CONFLICT (route, window_end) DO NOTHING",
+                )
+                .bind(&item.route)
+                .bind(ms(item.window_end))
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                let done = sqlx::query(
+                    "INSERT INTO digest_runs (digest_id, route, run_id, payload, added_at)
+                     SELECT id, route, ?, ?, ? FROM digests WHERE route = ? AND window_end = ?
+                     ON CONFLICT (route, run_id) DO NOTHING",
+                )
+                .bind(item.run_id.to_string())
+                .bind(item.payload.to_string())
+                .bind(ms(now))
+                .bind(&item.route)
+                .bind(ms(item.window_end))
+                .execute(&mut *tx)
+                .await?;
+                new_items.push(done.rows_affected() == 1);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
         }
-        for item in digest_items {
-            sqlx::query(
-                "INSERT INTO digests (route, window_end, state, created_at) VALUES (?, ?, 'open', ?)
-                 ON CONFLICT (route, window_end) DO NOTHING",
-            )
-            .bind(&item.route)
-            .bind(ms(item.window_end))
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            let done = sqlx::query(
-                "INSERT INTO digest_runs (digest_id, route, run_id, payload, added_at)
-                 SELECT id, route, ?, ?, ? FROM digests WHERE route = ? AND window_end = ?
-                 ON CONFLICT (route, run_id) DO NOTHING",
-            )
-            .bind(item.run_id.to_string())
-            .bind(item.payload.to_string())
-            .bind(ms(now))
-            .bind(&item.route)
-            .bind(ms(item.window_end))
-            .execute(&mut *tx)
-            .await?;
-            new_items.push(done.rows_affected() == 1);
-        }
-        tx.commit().await?;
+        .await;
+        self.finish(w, result).await?;
         Ok((new_jobs, new_items))
     }
 
@@ -290,17 +445,22 @@ impl Store for SqliteStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for chunk in jobs.chunks(JOBS_PER_INSERT) {
-            insert_jobs(&mut *tx, chunk, now).await?;
+        let mut w = self.writer().await?;
+        let result = async {
+            let mut tx = w.begin().await?;
+            for chunk in jobs.chunks(JOBS_PER_INSERT) {
+                insert_jobs(&mut *tx, chunk, now).await?;
+            }
+            sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ?")
+                .bind(ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
         }
-        sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ?")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.finish(w, result).await
     }
 
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
@@ -335,16 +495,22 @@ impl Store for SqliteStore {
 
     async fn save_digest_minted(&self, id: i64, minted: &serde_json::Value) -> Result<serde_json::Value, StoreError> {
         // First writer wins, so every recipient of one digest gets the same links.
-        sqlx::query("UPDATE digests SET minted = ? WHERE id = ? AND minted IS NULL")
-            .bind(minted.to_string())
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        let row = sqlx::query("SELECT minted FROM digests WHERE id = ?")
-            .bind(id)
-            .fetch_one(&self.writer)
-            .await?;
-        json_opt(row.try_get("minted")?)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
+        let mut w = self.writer().await?;
+        let result = async {
+            sqlx::query("UPDATE digests SET minted = ? WHERE id = ? AND minted IS NULL")
+                .bind(minted.to_string())
+                .bind(id)
+                .execute(&mut *w)
+                .await?;
+            let row = sqlx::query("SELECT minted FROM digests WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut *w)
+                .await?;
+            Ok(row.try_get::<Option<String>, _>("minted")?)
+        }
+        .await;
+        let kept = self.finish(w, result).await?;
+        json_opt(kept)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
     }
 
     async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
@@ -353,6 +519,7 @@ impl Store for SqliteStore {
         // One statement, so two workers can never lease the same job. Each arm reads its
         // index (jobs_due, jobs_lease) in order and stops at the limit, so nothing is sorted but
         // those few rows, however long the queue.
+        let mut w = self.writer().await?;
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
              WHERE id IN (
@@ -373,21 +540,26 @@ impl Store for SqliteStore {
         .bind(until)
         .bind(now_ms)
         .bind(limit as i64)
-        .fetch_all(&self.writer)
-        .await?;
+        .fetch_all(&mut *w)
+        .await
+        .map_err(StoreError::from);
+        let rows = self.finish(w, rows).await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
         Ok(jobs)
     }
 
     async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
         let done = sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND lease_until = ?")
             .bind(ms(until))
             .bind(job_id)
             .bind(ms(held))
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .execute(&mut *w)
+            .await
+            .map(|done| done.rows_affected() == 1)
+            .map_err(StoreError::from);
+        self.finish(w, done).await
     }
 
     async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -406,8 +578,9 @@ impl Store for SqliteStore {
             ids.push_bind(*id);
         }
         qb.push(")");
-        qb.build().execute(&self.writer).await?;
-        Ok(())
+        let mut w = self.writer().await?;
+        let done = qb.build().execute(&mut *w).await.map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn mark_retry(
@@ -418,15 +591,17 @@ impl Store for SqliteStore {
         minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+        let mut w = self.writer().await?;
+        let done = sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(error)
             .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+            .execute(&mut *w)
+            .await
+            .map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn release(
@@ -436,24 +611,28 @@ impl Store for SqliteStore {
         minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+        let mut w = self.writer().await?;
+        let done = sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+            .execute(&mut *w)
+            .await
+            .map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+        let mut w = self.writer().await?;
+        let done = sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
             .bind(error)
             .bind(ms(now))
             .bind(job_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+            .execute(&mut *w)
+            .await
+            .map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
@@ -470,15 +649,17 @@ impl Store for SqliteStore {
     }
 
     async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
              WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
         )
         .bind(ms(now))
         .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        .execute(&mut *w)
+        .await
+        .map_err(StoreError::from);
+        self.finish(w, done).await.map(|done| done.rows_affected())
     }
 
     async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
@@ -503,25 +684,30 @@ impl Store for SqliteStore {
     }
 
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for l in links {
-            sqlx::query(
-                "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&l.id)
-            .bind(l.token_url.as_str())
-            .bind(&l.feedback_key)
-            .bind(&l.label)
-            .bind(l.score)
-            .bind(&l.value)
-            .bind(&l.run_name)
-            .bind(ms(l.expires_at))
-            .execute(&mut *tx)
-            .await?;
+        let mut w = self.writer().await?;
+        let result = async {
+            let mut tx = w.begin().await?;
+            for l in links {
+                sqlx::query(
+                    "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&l.id)
+                .bind(l.token_url.as_str())
+                .bind(&l.feedback_key)
+                .bind(&l.label)
+                .bind(l.score)
+                .bind(&l.value)
+                .bind(&l.run_name)
+                .bind(ms(l.expires_at))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.finish(w, result).await
     }
 
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
@@ -546,29 +732,36 @@ impl Store for SqliteStore {
     }
 
     async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
+        let mut w = self.writer().await?;
+        let done = sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
             .bind(ms(now))
             .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+            .execute(&mut *w)
+            .await
+            .map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for t in tokens {
-            sqlx::query("INSERT INTO ls_tokens (id, run_id, feedback_key, feedback_config, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(t.id.to_string())
-                .bind(t.run_id.to_string())
-                .bind(&t.feedback_key)
-                .bind(t.feedback_config.as_ref().map(|c| c.to_string()))
-                .bind(rfc3339(t.expires_at))
-                .bind(rfc3339(t.created_at))
-                .execute(&mut *tx)
-                .await?;
+        let mut w = self.writer().await?;
+        let result = async {
+            let mut tx = w.begin().await?;
+            for t in tokens {
+                sqlx::query("INSERT INTO ls_tokens (id, run_id, feedback_key, feedback_config, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                    .bind(t.id.to_string())
+                    .bind(t.run_id.to_string())
+                    .bind(&t.feedback_key)
+                    .bind(t.feedback_config.as_ref().map(|c| c.to_string()))
+                    .bind(rfc3339(t.expires_at))
+                    .bind(rfc3339(t.created_at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.finish(w, result).await
     }
 
     async fn token(&self, id: uuid::Uuid) -> Result<Option<StoredToken>, StoreError> {
@@ -590,7 +783,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_feedback(&self, f: &StoredFeedback) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut w = self.writer().await?;
+        let done = sqlx::query(
             "INSERT INTO ls_feedback (id, token_id, run_id, key, score, value, comment, correction, metadata, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -604,9 +798,10 @@ impl Store for SqliteStore {
         .bind(f.correction.as_ref().map(|v| v.to_string()))
         .bind(f.metadata.as_ref().map(|v| v.to_string()))
         .bind(rfc3339(f.created_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .execute(&mut *w)
+        .await
+        .map_err(StoreError::from);
+        self.finish(w, done).await.map(|_| ())
     }
 
     async fn feedback(

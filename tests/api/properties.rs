@@ -120,6 +120,7 @@ fn event(name: String, project: String, input: String, output: String, error: St
         error: Some(error),
         tags: vec![tag],
         run_url: None,
+        run_url_trusted: false,
         ..sample_content().runs.remove(0).event
     }
 }
