@@ -709,7 +709,7 @@ slack = {{ channel = "{CHANNEL}" }}
                 std::env::var("LOAD_APP_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("LANGSMITH_ENDPOINT", &langsmith.address)
-            .env("LANGSMITH_API_KEY", "load-test")
+            .env("LANGSMITH_API_KEY", LANGSMITH_KEY)
             .env("SLACK_BOT_TOKEN", "xoxb-load-test")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -895,6 +895,9 @@ async fn post_message(State(fake): State<FakeSlack>) -> Response {
     axum::Json(json!({"ok": true, "channel": CHANNEL, "ts": "1.2", "message": {"ts": "1.2"}})).into_response()
 }
 
+/// The API key of the fake LangSmith.
+const LANGSMITH_KEY: &str = "load-test";
+
 /// The crate's embedded LangSmith token service on its own port and SQLite file, counting the
 /// token-creation requests it answers.
 struct FakeLangSmith {
@@ -915,6 +918,8 @@ impl FakeLangSmith {
         let app = embedded::router(EmbeddedState {
             store: Arc::new(store),
             public_url: url::Url::parse(&address)?,
+            // The key the app under load is started with (LANGSMITH_API_KEY).
+            api_key: secrecy::SecretString::from(LANGSMITH_KEY),
         })
         .layer(axum::middleware::from_fn_with_state(
             requests.clone(),

@@ -1,9 +1,9 @@
 //! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`.
 
-use crate::telemetry::escape_controls;
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{JobKind, JobState, SqliteStore, Store};
+use crate::telemetry::escape_controls;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,7 +11,8 @@
 //! - [`intake`]: the webhook endpoints; [`routing`]: events × routes → jobs.
 //! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery;
 //!   [`email`]: digest windows, templates and SMTP delivery.
-//! - [`metrics`]: Prometheus metrics; [`startup`], [`cli`], [`telemetry`]: wiring.
+//! - [`metrics`]: Prometheus metrics; [`server`]: HTTP connections with timeouts and a cap;
+//!   [`startup`], [`cli`], [`telemetry`]: wiring.
 
 pub mod cli;
 pub mod domain;
@@ -22,6 +23,7 @@ pub mod links;
 pub mod metrics;
 pub mod preview;
 pub mod routing;
+pub mod server;
 pub mod settings;
 pub mod slack;
 pub mod startup;

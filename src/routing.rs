@@ -111,9 +111,9 @@ pub fn keys_for(route: &Route, event: &RunEvent, settings: &Settings) -> Vec<Fee
 /// A Slack message timestamp as Slack writes it: seconds, a dot, microseconds.
 fn is_thread_ts(ts: &str) -> bool {
     ts.len() <= 32
-        && ts
-            .split_once('.')
-            .is_some_and(|(s, us)| !s.is_empty() && !us.is_empty() && (s.chars().chain(us.chars())).all(|c| c.is_ascii_digit()))
+        && ts.split_once('.').is_some_and(|(s, us)| {
+            !s.is_empty() && !us.is_empty() && (s.chars().chain(us.chars())).all(|c| c.is_ascii_digit())
+        })
 }
 
 /// `event` with `run_url_trusted` decided by the settings: whether its link may be labelled

@@ -37,6 +37,9 @@ pub struct AppState {
     pub workers_running: Arc<std::sync::atomic::AtomicBool>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the
+    /// database); `None` with a remote LangSmith.
+    pub embedded_key: Option<secrecy::SecretString>,
 }
 
 /// A built, bound, not yet running service.
@@ -71,9 +74,17 @@ impl Application {
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
         let metrics = Arc::new(Metrics::new());
+        let embedded_key = match (&ls.endpoint, &ls.api_key) {
+            (LangSmithEndpoint::Remote(_), _) => None,
+            (LangSmithEndpoint::Embedded, Some(key)) => Some(key.clone()),
+            (LangSmithEndpoint::Embedded, None) => Some(
+                embedded::load_or_create_key(&settings.store.url)
+                    .context("cannot read or create the embedded LangSmith service's API key")?,
+            ),
+        };
         let langsmith = LangSmithClient::new(
             &base,
-            ls.api_key.clone(),
+            embedded_key.clone().or_else(|| ls.api_key.clone()),
             ls.workspace_id.clone(),
             ls.timeout,
             ls.max_attempts,
@@ -87,6 +98,7 @@ impl Application {
             wake_workers: Arc::new(tokio::sync::Notify::new()),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             metrics,
+            embedded_key,
         };
         let workers = Workers::new(state.clone())?;
         Ok(Application {
@@ -118,15 +130,15 @@ impl Application {
         });
         let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
-        let mut http_stop = stop_rx.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-            .context("the HTTP server failed");
+        let server = &self.state.settings.server;
+        let limits = crate::server::Limits {
+            header_timeout: server.header_timeout,
+            request_timeout: server.request_timeout,
+            max_connections: server.max_connections,
+            shutdown_grace: self.state.settings.workers.shutdown_grace,
+        };
+        crate::server::serve(self.listener, app, limits, stop_rx).await;
         workers.await.context("the workers panicked")?;
-        served?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
@@ -152,6 +164,10 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(embedded::router(embedded::EmbeddedState {
             store: state.store.clone(),
             public_url: state.public_url.clone(),
+            api_key: state
+                .embedded_key
+                .clone()
+                .expect("an embedded endpoint has its key (Application::build)"),
         }));
     }
     app.route_layer(axum::middleware::from_fn(log_request))

@@ -29,7 +29,9 @@ pub fn init(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = match format {
-        LogFormat::Text => text_subscriber(std::io::stderr, ansi).with_env_filter(filter).try_init(),
+        LogFormat::Text => text_subscriber(std::io::stderr, ansi)
+            .with_env_filter(filter)
+            .try_init(),
         LogFormat::Json => json_subscriber(std::io::stderr).with_env_filter(filter).try_init(),
     };
 }
@@ -38,7 +40,12 @@ pub fn init(format: LogFormat, level: &str) {
 pub fn text_subscriber<W>(
     writer: W,
     ansi: bool,
-) -> tracing_subscriber::fmt::SubscriberBuilder<impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static, tracing_subscriber::fmt::format::Format, EnvFilter, W>
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+    tracing_subscriber::fmt::format::Format,
+    EnvFilter,
+    W,
+>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

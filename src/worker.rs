@@ -214,7 +214,13 @@ impl Workers {
 
     /// Records the delivered jobs whose outcome the store refused earlier.
     async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
-        let ids: Vec<i64> = self.unrecorded.lock().expect("unrecorded set").iter().copied().collect();
+        let ids: Vec<i64> = self
+            .unrecorded
+            .lock()
+            .expect("unrecorded set")
+            .iter()
+            .copied()
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -238,7 +244,10 @@ impl Workers {
             .filter(|j| {
                 let delivered = unrecorded.contains(&j.id);
                 if delivered {
-                    tracing::info!(job = j.id, "claimed a job delivered before; recording it instead of sending it again");
+                    tracing::info!(
+                        job = j.id,
+                        "claimed a job delivered before; recording it instead of sending it again"
+                    );
                 }
                 !delivered
             })

@@ -82,7 +82,14 @@ mod tests {
             assert!(check_channel(good).is_ok(), "{good}");
         }
         let long = "C".repeat(81);
-        for bad in ["", "C01\n2030-01-01T00:00:00Z INFO forged", "C01 x", "\u{1b}[2J", &long, "C01\u{202E}x"] {
+        for bad in [
+            "",
+            "C01\n2030-01-01T00:00:00Z INFO forged",
+            "C01 x",
+            "\u{1b}[2J",
+            &long,
+            "C01\u{202E}x",
+        ] {
             let e = check_channel(bad).unwrap_err();
             assert!(e.contains("is not a channel"), "{bad:?}: {e}");
         }

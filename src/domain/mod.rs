@@ -7,11 +7,22 @@ mod link;
 mod route;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
-pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
-pub use route::{ChannelChoice, EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
+pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
+pub use route::{
+    ChannelChoice, EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget,
+};
 
 use std::fmt;
+
+/// Compares without stopping at the first differing byte (the length may leak; a secret's
+/// length is not what protects it).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A LangSmith run id: always a UUID, so it can be put in a URL or SQL without escaping worries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

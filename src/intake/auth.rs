@@ -1,6 +1,7 @@
 //! The shared intake secret: `X-Webhook-Secret`, `Authorization: Bearer …` or `?secret=`
 //! (LangSmith rules can only add a query parameter or custom headers), compared in constant time.
 
+use crate::domain::constant_time_eq;
 use axum::http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -23,15 +24,6 @@ pub fn authorized(headers: &HeaderMap, query: Option<&str>, secret: &SecretStrin
         ok |= constant_time_eq(candidate.as_bytes(), expected);
     }
     ok
-}
-
-/// Compares without stopping at the first differing byte (the length may leak; the secret's
-/// length is not what protects it).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

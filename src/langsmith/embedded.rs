@@ -3,6 +3,12 @@
 //! It lets the whole pipeline run offline, and the official `langsmith` SDK works against it.
 //! Both path forms are served: `/api/v1/feedback/…` and `/feedback/…` (the SDK's form when its
 //! `api_url` has no `/api/v1`).
+//!
+//! As on LangSmith, creating and listing tokens and listing feedback take the API key
+//! (`x-api-key`): a token id is the whole credential of its link. Only the submit endpoints
+//! (`GET`/`POST …/tokens/<id>`, what a reader's click reaches) and `/info` are open. The key is
+//! `LANGSMITH_API_KEY`, or one `serve` generates at its first start and keeps beside the
+//! database ([`load_or_create_key`]).
 
 use super::wire::{ExpiresIn, format_timestamp, parse_timestamp};
 use crate::domain::RunId;
@@ -10,10 +16,12 @@ use crate::store::{Store, StoredFeedback, StoredToken};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +32,12 @@ const DEFAULT_EXPIRY: Duration = Duration::from_secs(3 * 3600);
 /// Longest lifetime accepted. LangSmith's own cap is undocumented; a year is past any reading
 /// window and keeps timestamps far from overflow.
 const MAX_EXPIRY: Duration = Duration::from_secs(366 * 86_400);
+
+/// Shortest lifetime accepted: a link nobody can open in time is a mistake.
+const MIN_EXPIRY: Duration = Duration::from_secs(60);
+
+/// The file, beside the database, that keeps the generated key.
+const KEY_FILE: &str = "embedded-api-key";
 
 /// Page size when a list request gives none (the SDKs' page size).
 const DEFAULT_PAGE: i64 = 100;
@@ -38,22 +52,95 @@ pub struct EmbeddedState {
     pub store: Arc<dyn Store>,
     /// Base of the token URLs handed out (`server.public_url`).
     pub public_url: url::Url,
+    /// What `x-api-key` must be to create or list tokens and list feedback.
+    pub api_key: SecretString,
+}
+
+/// The embedded service's key when `LANGSMITH_API_KEY` is not set: read from
+/// `embedded-api-key` in the database's folder, or generated (32 random bytes, hex) and written
+/// there, readable by its owner only, at the first start. An in-memory store gets a key for the
+/// life of the process.
+pub fn load_or_create_key(store_url: &str) -> std::io::Result<SecretString> {
+    let Some(path) = key_path(store_url) else {
+        return Ok(generate_key());
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = generate_key();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    let mut file = options.open(&path)?;
+    file.write_all(key.expose_secret().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated the embedded LangSmith service's API key (pass it as x-api-key)");
+    Ok(key)
+}
+
+/// Where the generated key lives for a store URL (`sqlite://data/x.db` → `data/embedded-api-key`).
+pub fn key_path(store_url: &str) -> Option<std::path::PathBuf> {
+    if store_url.contains(":memory:") {
+        return None;
+    }
+    let path = store_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    let dir = std::path::Path::new(path).parent().unwrap_or(std::path::Path::new(""));
+    Some(dir.join(KEY_FILE))
+}
+
+fn generate_key() -> SecretString {
+    let bytes: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+    SecretString::from(format!("fdk_{}", hex::encode(bytes)))
 }
 
 /// The service's routes, to merge into the main router.
 pub fn router(state: EmbeddedState) -> Router {
     let tokens = get(list_tokens).post(create_tokens);
-    let token = get(submit_by_query).post(submit_by_json);
-    Router::new()
+    // A HEAD (link checkers, mail scanners, previewers) must not record a rating: axum would
+    // answer it with the GET handler. LangSmith answers 405.
+    let token = get(submit_by_query).post(submit_by_json).head(head_not_allowed);
+    let keyed = Router::new()
         .route("/api/v1/feedback/tokens", tokens.clone())
         .route("/feedback/tokens", tokens)
-        .route("/api/v1/feedback/tokens/{token_id}", token.clone())
-        .route("/feedback/tokens/{token_id}", token)
         .route("/api/v1/feedback", get(list_feedback))
         .route("/feedback", get(list_feedback))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .route("/api/v1/feedback/tokens/{token_id}", token.clone())
+        .route("/feedback/tokens/{token_id}", token)
         .route("/api/v1/info", get(info))
         .route("/info", get(info))
+        .merge(keyed)
         .with_state(state)
+}
+
+async fn head_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response()
+}
+
+/// 401 unless `x-api-key` is the service's key (compared in constant time).
+async fn require_api_key(State(state): State<EmbeddedState>, req: axum::extract::Request, next: Next) -> Response {
+    let given = req.headers().get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
+    if crate::domain::constant_time_eq(given, state.api_key.expose_secret().as_bytes()) {
+        return next.run(req).await;
+    }
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        detail: json!(
+            "Invalid token: send the API key as x-api-key (LANGSMITH_API_KEY, or embedded-api-key beside the database)"
+        ),
+    }
+    .into_response()
 }
 
 /// A FastAPI-shaped error reply.
@@ -194,7 +281,7 @@ fn parse_token_request(
             .as_duration(),
         (None, None) => DEFAULT_EXPIRY,
     };
-    if lifetime.is_zero() || lifetime > MAX_EXPIRY {
+    if lifetime < MIN_EXPIRY || lifetime > MAX_EXPIRY {
         return Err(ApiError::unprocessable(
             loc("expires_in"),
             "expiry must be between 1 minute and 366 days",

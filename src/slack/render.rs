@@ -337,7 +337,11 @@ fn defuse_fences(text: &str) -> String {
 
 fn context_block(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackBlock {
     let mut elements: Vec<SlackContextBlockElement> = Vec::new();
-    if let Some((url, label)) = event.run_url.as_deref().and_then(|u| run_link_target(u, event.run_url_trusted)) {
+    if let Some((url, label)) = event
+        .run_url
+        .as_deref()
+        .and_then(|u| run_link_target(u, event.run_url_trusted))
+    {
         elements.push(mrkdwn(format!("<{url}|{label}>")).into());
     }
     // The tokens of one run are minted together, but each has its own expiry: the earliest is
@@ -970,7 +974,12 @@ mod tests {
         run.run_url = Some("https://evil.example/phish".into());
         run.run_url_trusted = false;
         let texts = context_texts(&render_run_message(&run, "r", &[]));
-        assert!(texts.iter().any(|t| t == "<https://evil.example/phish|Open run (evil.example)>"), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t == "<https://evil.example/phish|Open run (evil.example)>"),
+            "{texts:?}"
+        );
         assert!(!texts.iter().any(|t| t.contains("Open in LangSmith")), "{texts:?}");
         run.run_url_trusted = true;
         let texts = context_texts(&render_run_message(&run, "r", &[]));

@@ -625,13 +625,15 @@ impl Store for SqliteStore {
 
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut w = self.writer().await?;
-        let done = sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
-            .bind(error)
-            .bind(ms(now))
-            .bind(job_id)
-            .execute(&mut *w)
-            .await
-            .map_err(StoreError::from);
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(ms(now))
+        .bind(job_id)
+        .execute(&mut *w)
+        .await
+        .map_err(StoreError::from);
         self.finish(w, done).await.map(|_| ())
     }
 

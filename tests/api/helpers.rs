@@ -44,7 +44,8 @@ pub struct TestApp {
     pub address: String,
     /// Holds the database and outboxes; removed on drop.
     pub dir: Arc<tempfile::TempDir>,
-    /// A plain HTTP client.
+    /// An HTTP client that sends the embedded LangSmith service's API key (`x-api-key`), as
+    /// the SDK does; [`reqwest::Client::new`] is a caller without it.
     pub http: reqwest::Client,
     /// The app's store.
     pub store: Arc<dyn Store>,
@@ -97,6 +98,17 @@ impl TestApp {
     /// GETs an absolute `url` (a token or confirm link), with the app's client.
     pub async fn fetch(&self, url: &str) -> reqwest::Response {
         self.http.get(url).send().await.expect("request")
+    }
+
+    /// The embedded LangSmith service's API key.
+    pub fn langsmith_key(&self) -> String {
+        use secrecy::ExposeSecret;
+        self.state
+            .embedded_key
+            .as_ref()
+            .expect("the app serves the embedded LangSmith service")
+            .expose_secret()
+            .to_string()
     }
 
     /// Asserts that nothing was queued and the server still answers `/healthz`: what bad input
@@ -182,10 +194,21 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &state.embedded_key {
+        use secrecy::ExposeSecret;
+        headers.insert(
+            "x-api-key",
+            key.expose_secret().parse().expect("the key is a header value"),
+        );
+    }
     TestApp {
         address,
         dir,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("an HTTP client"),
         store,
         state,
         stop: Some(tx),
@@ -196,6 +219,11 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
 /// Spawns the app with the test keys and `extra` settings, no environment.
 pub async fn spawn_app(extra: &str) -> TestApp {
     spawn_app_with(&format!("{KEYS_TOML}\n{extra}"), BTreeMap::new()).await
+}
+
+/// An app standing in for LangSmith: its embedded token service, taking `key` as its API key.
+pub async fn spawn_langsmith(key: &str) -> TestApp {
+    spawn_app_with(KEYS_TOML, env(&[("LANGSMITH_API_KEY", key)])).await
 }
 
 /// Environment map from pairs.

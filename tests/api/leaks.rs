@@ -4,7 +4,7 @@
 //! whole token id.
 
 use crate::fakes::fake_slack;
-use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with};
+use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith};
 use crate::slack::{buttons, fixture, wait_for_state};
 use crate::smtp::SmtpSink;
 use feedback_dispatch::store::JobState;
@@ -47,7 +47,7 @@ async fn the_full_pipeline_logs_no_secret_and_no_presigned_url() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let langsmith = spawn_app("").await;
+    let langsmith = spawn_langsmith(API_KEY).await;
     let slack = fake_slack().await;
     let sink = SmtpSink::start();
     let toml = format!(

@@ -1,7 +1,7 @@
 //! Operations: `/metrics`, `/readyz`, JSON request logs without secrets, and `preview`.
 
 use crate::fakes::fake_slack;
-use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with};
+use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with, spawn_langsmith};
 use crate::serve::signal_and_wait;
 use crate::slack::{fixture, slack_settings, wait_for_state};
 use feedback_dispatch::store::JobState;
@@ -260,7 +260,7 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_with_mint_uses_real_tokens_that_record_feedback() {
-    let langsmith = spawn_app("").await;
+    let langsmith = spawn_langsmith("k").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");
     std::fs::write(

@@ -31,12 +31,13 @@ async fn the_official_python_sdk_mints_lists_and_submits_through_the_embedded_se
     let run_id = uuid::Uuid::new_v4().to_string();
 
     // The script blocks on HTTP to the app, which runs on this runtime: keep it off the workers.
-    let (address, run) = (app.address.clone(), run_id.clone());
+    let (address, run, key) = (app.address.clone(), run_id.clone(), app.langsmith_key());
     let out: Output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(&script)
             .arg(&address)
             .arg(&run)
+            .env("LANGSMITH_API_KEY", key)
             .env("LANGSMITH_TRACING", "false")
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")

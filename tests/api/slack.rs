@@ -3,7 +3,7 @@
 //! buttons, fetched like a browser would, record feedback.
 
 use crate::fakes::{FakeServer, Reply, fake_slack, recording_proxy};
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_in, spawn_app_with};
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_in, spawn_app_with, spawn_langsmith};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,7 @@ max_attempts = 5
 }
 
 pub async fn world(routes: &str) -> World {
-    let langsmith = spawn_app("").await;
+    let langsmith = spawn_langsmith("lsv2_test").await;
     let proxy = recording_proxy(langsmith.address.clone()).await;
     let slack = fake_slack().await;
     let app = spawn_app_with(
@@ -387,7 +387,7 @@ pub async fn wait_for_state(
 
 #[tokio::test]
 async fn jobs_committed_while_slack_fails_are_delivered_after_a_restart() {
-    let langsmith = spawn_app("").await;
+    let langsmith = spawn_langsmith("k").await;
     let slack = fake_slack().await;
     let failing = FakeServer::start(|_| Reply::json(500, json!({"ok": false, "error": "internal_error"}))).await;
     let env = |slack: &FakeServer| {
@@ -485,7 +485,7 @@ slack = { channel = "C1" }
 
 #[tokio::test]
 async fn with_batch_runs_several_runs_share_one_token_request() {
-    let langsmith = spawn_app("").await;
+    let langsmith = spawn_langsmith("k").await;
     let proxy = recording_proxy(langsmith.address.clone()).await;
     let slack = fake_slack().await;
     let toml = slack_settings(&slack, SUPPORT_ROUTE).replace("[workers]", "[langsmith]\nbatch_runs = 10\n\n[workers]");

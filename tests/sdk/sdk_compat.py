@@ -16,11 +16,14 @@ import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 
-# The SDK must stay quiet and offline: no tracing, no endpoint, key, workspace or profile from
-# the caller's environment (they would redirect or decorate requests), no proxy for loopback.
+# The SDK must stay quiet and offline: no tracing, no endpoint, workspace or profile from the
+# caller's environment (they would redirect or decorate requests), no proxy for loopback. The
+# API key the service requires is the one the test passes as LANGSMITH_API_KEY.
+API_KEY = os.environ.get("LANGSMITH_API_KEY", "")
 for name in list(os.environ):
     if name.startswith(("LANGSMITH_", "LANGCHAIN_")):
         del os.environ[name]
+os.environ["LANGSMITH_API_KEY"] = API_KEY
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ["LANGCHAIN_TRACING_V2"] = "false"
 # The tracing thread reads /info at start and warns that run compression is off when the
@@ -57,8 +60,19 @@ def main() -> None:
     run_id = sys.argv[2] if len(sys.argv) == 3 else str(uuid.uuid4())
     print(f"langsmith {langsmith.__version__} against {base}, run {run_id}", flush=True)
 
-    client = Client(api_url=base, api_key="test-key")
+    check(API_KEY != "", "LANGSMITH_API_KEY is not set: the service requires its key")
+    # As a user would: the key comes from LANGSMITH_API_KEY.
+    client = Client(api_url=base)
     check(client.api_url == base, f"the SDK rewrote api_url to {client.api_url!r}")
+
+    stranger = Client(api_url=base, api_key="not-the-key")
+    try:
+        stranger.create_presigned_feedback_token(run_id, "thumbs_up")
+        fail("a wrong API key minted a token")
+    except LangSmithError as e:
+        check("401" in str(e), f"a wrong API key got {e!r}, expected a 401")
+    stranger.cleanup()
+    step("a wrong API key cannot mint: 401")
 
     # The SDK swallows a failed /info probe (it only warns), so check that it really parsed.
     info = client.info
@@ -147,7 +161,7 @@ def main() -> None:
     # A self-hosted user sets api_url to https://host/api/v1: the SDK then calls /api/v1/feedback/…
     # and /api/v1/info. A separate run keeps the first run's rows exact for the Rust test.
     hosted_run = str(uuid.uuid4())
-    hosted = Client(api_url=f"{base}/api/v1", api_key="test-key")
+    hosted = Client(api_url=f"{base}/api/v1")
     check(hosted.info.version == info.version, f"GET /api/v1/info -> {hosted.info.version!r}")
     token = hosted.create_presigned_feedback_token(hosted_run, "correctness")
     check([t.id for t in hosted.list_presigned_feedback_tokens(hosted_run)] == [token.id], "/api/v1 token list")
