@@ -1613,16 +1613,27 @@ pub fn summary(s: &Settings) -> String {
     let _ = writeln!(out, "settings: {} (valid)", s.source.display());
     let _ = writeln!(
         out,
-        "server: listen {}, public url {}, body limit {} bytes",
+        "server: listen {}, public url {}, body limit {} bytes, header timeout {}, request timeout {}, at most {} connections",
         s.server.listen,
         s.server
             .public_url
             .as_ref()
             .map(|u| u.to_string())
             .unwrap_or_else(|| "(from the bound address)".into()),
-        s.server.max_body_bytes
+        s.server.max_body_bytes,
+        humantime::format_duration(s.server.header_timeout),
+        humantime::format_duration(s.server.request_timeout),
+        s.server.max_connections
     );
-    let _ = writeln!(out, "store: {}", s.store.url);
+    let _ = writeln!(
+        out,
+        "store: {}, intake waits at most {}",
+        s.store.url,
+        humantime::format_duration(s.store.intake_wait)
+    );
+    if !s.links.allowed_hosts.is_empty() {
+        let _ = writeln!(out, "links: also trusted: {}", s.links.allowed_hosts.join(", "));
+    }
     let endpoint = match &s.langsmith.endpoint {
         LangSmithEndpoint::Embedded => "embedded (built-in token service)".to_string(),
         LangSmithEndpoint::Remote(u) => u.to_string(),

@@ -99,6 +99,9 @@ impl Workers {
         self.running.store(true, Ordering::SeqCst);
         let mut last_digest_check = Instant::now().checked_sub(w.poll_interval).unwrap_or_else(Instant::now);
         let mut trouble = StoreTrouble::default();
+        // Closing digests fails apart from claiming (a digest can be unreadable); its failures
+        // are logged once per change and do not hold up the claims.
+        let mut digest_trouble = StoreTrouble::default();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -119,9 +122,9 @@ impl Workers {
             // Windows close on whole seconds at most; no need to ask the store on every turn.
             if last_digest_check.elapsed() >= w.poll_interval.min(Duration::from_secs(1)) {
                 last_digest_check = Instant::now();
-                if let Err(e) = digest::close_due(&self.state, Utc::now()).await {
-                    trouble.failed_with("cannot close due digests", &e);
-                    continue;
+                match digest::close_due(&self.state, Utc::now()).await {
+                    Ok(_) => digest_trouble.recovered(),
+                    Err(e) => digest_trouble.failed_with("cannot close due digests", &e),
                 }
             }
             let free = permits.available_permits();
@@ -828,22 +831,29 @@ fn mint_outcome(e: &LangSmithError) -> Outcome {
 #[derive(Default)]
 struct StoreTrouble {
     failures: u32,
+    /// What failed first, for the line that says it works again.
+    what: &'static str,
 }
 
 impl StoreTrouble {
     const FIRST_WAIT: Duration = Duration::from_millis(100);
     const LONGEST_WAIT: Duration = Duration::from_secs(5);
 
-    fn failed_with(&mut self, what: &str, error: &dyn std::fmt::Display) {
+    fn failed_with(&mut self, what: &'static str, error: &dyn std::fmt::Display) {
         if self.failures == 0 {
-            tracing::error!(error = %error, "{what}; backing off until the store answers again");
+            self.what = what;
+            tracing::error!(error = %error, "{what}; trying again less often until the store answers");
         }
         self.failures = self.failures.saturating_add(1);
     }
 
     fn recovered(&mut self) {
         if self.failures > 0 {
-            tracing::info!(failed_turns = self.failures, "the store answers again; workers resume");
+            tracing::info!(
+                failed_turns = self.failures,
+                "the store answers again (after: {})",
+                self.what
+            );
             self.failures = 0;
         }
     }

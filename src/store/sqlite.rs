@@ -80,46 +80,53 @@ impl Drop for Writer {
     }
 }
 
-/// What a write reports for the store's health: whether it committed a change.
+/// What a successful write says of the store's health: whether it took new room (an insert),
+/// which a full disk refuses. Updates of existing rows can succeed while inserts fail, so they
+/// prove nothing.
 trait Wrote {
-    fn changed(&self) -> bool;
-}
-
-impl Wrote for SqliteQueryResult {
-    fn changed(&self) -> bool {
-        self.rows_affected() > 0
-    }
+    fn took_room(&self) -> bool;
 }
 
 impl Wrote for () {
-    fn changed(&self) -> bool {
-        true
-    }
-}
-
-impl Wrote for bool {
-    fn changed(&self) -> bool {
-        *self
-    }
-}
-
-impl Wrote for Option<String> {
-    fn changed(&self) -> bool {
+    /// Inserts committed in a transaction (or a row of feedback).
+    fn took_room(&self) -> bool {
         true
     }
 }
 
 impl Wrote for Vec<bool> {
-    fn changed(&self) -> bool {
+    /// Intake's new jobs.
+    fn took_room(&self) -> bool {
         self.iter().any(|new| *new)
     }
 }
 
-impl Wrote for Vec<SqliteRow> {
-    fn changed(&self) -> bool {
-        !self.is_empty()
+impl Wrote for SqliteQueryResult {
+    fn took_room(&self) -> bool {
+        false
     }
 }
+
+impl Wrote for Vec<SqliteRow> {
+    fn took_room(&self) -> bool {
+        false
+    }
+}
+
+impl Wrote for bool {
+    fn took_room(&self) -> bool {
+        false
+    }
+}
+
+impl Wrote for Option<String> {
+    fn took_room(&self) -> bool {
+        false
+    }
+}
+
+/// Room the readiness probe takes, about one intake batch of long runs.
+const PROBE_BYTES: i64 = 64 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`),
@@ -192,7 +199,7 @@ impl SqliteStore {
     async fn finish<T: Wrote>(&self, mut writer: Writer, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
             Ok(done) => {
-                if done.changed() && self.writes_failing.swap(false, Ordering::SeqCst) {
+                if done.took_room() && self.writes_failing.swap(false, Ordering::SeqCst) {
                     tracing::info!("the database takes writes again");
                 }
             }
@@ -361,16 +368,19 @@ impl Store for SqliteStore {
         if !self.writes_failing.load(Ordering::SeqCst) {
             return Ok(());
         }
-        // Writes failed last: ready again only once a small one commits.
+        // Writes failed last: ready again once an insert of some size commits.
         let mut w = self.writer().await?;
-        let result = sqlx::query(
-            "INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .bind(ms(Utc::now()))
-        .execute(&mut *w)
-        .await
-        .map_err(StoreError::from);
-        self.finish(w, result).await.map(|_| ())
+        let result = async {
+            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))")
+                .bind(ms(Utc::now()))
+                .bind(PROBE_BYTES)
+                .execute(&mut *w)
+                .await?;
+            sqlx::query("DELETE FROM write_probe").execute(&mut *w).await?;
+            Ok(())
+        }
+        .await;
+        self.finish(w, result).await
     }
 
     async fn enqueue(
@@ -802,8 +812,9 @@ impl Store for SqliteStore {
         .bind(rfc3339(f.created_at))
         .execute(&mut *w)
         .await
+        .map(|_| ())
         .map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+        self.finish(w, done).await
     }
 
     async fn feedback(

@@ -3,11 +3,13 @@
 mod browser;
 mod check_config;
 mod crash;
+mod disk_full;
 mod email;
 mod embedded;
 mod fakes;
 mod faults;
 mod fuzz_regressions;
+mod hardening;
 mod helpers;
 mod hostile;
 mod intake;

@@ -43,6 +43,13 @@ pub fn start_serve(
             let addr = rest.split_whitespace().next().unwrap().to_string();
             return (child, format!("http://{addr}"), rx);
         }
+        // The JSON log format.
+        if let Some(addr) = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|l| l["address"].as_str().map(str::to_string))
+        {
+            return (child, format!("http://{addr}"), rx);
+        }
     }
 }
 

@@ -1,0 +1,216 @@
+//! The database's disk fills up under load and then gets room again, with the real binary on a
+//! small tmpfs: every run that got a 202 is kept and delivered, none twice (at most the jobs in
+//! flight), `/readyz` says not ready while writes fail, and intake takes runs again once there
+//! is room. Mounting needs root, which CI has; a refused mount fails the test.
+
+use crate::fakes::fake_slack;
+use crate::helpers::KEYS_TOML;
+use crate::serve::{signal_and_wait, start_serve};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 4;
+
+/// A tmpfs mounted on a fresh folder, unmounted on drop.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("db");
+        std::fs::create_dir(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs (this test needs root, as CI has): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir, _parent: parent }
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+const RUN_PREFIX: &str = "d15cf011-0000-4000-8000-";
+
+fn run_id(n: usize) -> String {
+    format!("{RUN_PREFIX}{n:012}")
+}
+
+fn batch(first: usize, text: &str) -> serde_json::Value {
+    json!((first..first + 10)
+        .map(|n| json!({"run_id": run_id(n), "run_name": format!("full-disk {}", run_id(n)), "inputs": {"q": text}, "outputs": {"a": text}}))
+        .collect::<Vec<_>>())
+}
+
+async fn jobs_by_state(db: &Path) -> HashMap<String, String> {
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query_as::<_, (String, String)>("SELECT run_id, state FROM jobs WHERE run_id IS NOT NULL")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// The run a Slack message is about (its name carries the run id).
+fn run_of(body: &serde_json::Value) -> Option<String> {
+    let text = body.to_string();
+    let at = text.find(RUN_PREFIX)?;
+    text.get(at..at + 36).map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_no_accepted_run_and_sends_none_twice() {
+    crate::helpers::init();
+    let tmpfs = Tmpfs::mount("6m");
+    let slack = fake_slack().await;
+    let work = tempfile::tempdir().unwrap();
+    let db = tmpfs.dir.join("fd.db");
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[slack]
+mode = "api"
+api_url = "{slack}/api"
+pace_per_channel = "0s"
+timeout = "2s"
+[workers]
+concurrency = {CONCURRENCY}
+lease = "10s"
+poll_interval = "50ms"
+retry_base = "100ms"
+retry_max = "1s"
+max_attempts = 100
+{KEYS_TOML}
+[[routes]]
+name = "full"
+keys = ["thumbs_up"]
+slack = {{ channel = "C1" }}
+"#,
+        db = db.display(),
+        slack = slack.address
+    );
+    let (mut child, address, _logs) = start_serve(work.path(), &config, &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let text = "x".repeat(3_000);
+
+    // Fill the disk: batches of 10 runs until intake answers 503.
+    let mut accepted: HashSet<String> = HashSet::new();
+    let mut next = 0;
+    let mut refused = 0;
+    while refused < 5 {
+        assert!(next < 50_000, "the disk never filled");
+        let res = http
+            .post(format!("{address}/v1/events"))
+            .json(&batch(next, &text))
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            202 => accepted.extend((next..next + 10).map(run_id)),
+            503 => refused += 1,
+            other => panic!("intake answered {other}"),
+        }
+        next += 10;
+    }
+    let full_at = accepted.len();
+    // While writes fail the service says it is not ready.
+    let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "/readyz while the disk is full");
+
+    // Room again: /readyz recovers by itself, and intake takes runs again.
+    tmpfs.resize("200m");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = run_id(next);
+    let res = http
+        .post(format!("{address}/v1/events"))
+        .json(&json!({"run_id": last, "run_name": format!("full-disk {last}"), "outputs": {"a": "after"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "intake after space came back");
+    accepted.insert(last.clone());
+
+    // Every accepted run reaches Slack.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let mut per_run: HashMap<String, usize> = HashMap::new();
+        for post in slack.requests_to("/chat.postMessage") {
+            if let Some(run) = run_of(&post.json()).filter(|r| accepted.contains(r)) {
+                *per_run.entry(run).or_default() += 1;
+            }
+        }
+        if per_run.len() == accepted.len() {
+            break per_run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted runs delivered",
+            per_run.len(),
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= CONCURRENCY,
+        "{duplicates} duplicate deliveries (at most {CONCURRENCY} jobs are in flight)"
+    );
+    // Settle, stop, and check the database itself: every accepted run is there, delivered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(signal_and_wait(&mut child, "TERM").success());
+    let rows = jobs_by_state(&db).await;
+    let lost: Vec<&String> = accepted.iter().filter(|r| !rows.contains_key(*r)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} accepted runs are not in the database: {lost:?}",
+        lost.len()
+    );
+    let unsent: Vec<_> = accepted.iter().filter(|r| rows[*r] != "sent").collect();
+    assert!(unsent.is_empty(), "accepted runs not recorded as sent: {unsent:?}");
+    println!(
+        "disk-full test: {full_at} runs accepted before the disk filled, {} after; {} delivered, {duplicates} duplicates",
+        accepted.len() - full_at,
+        delivered.len()
+    );
+}
