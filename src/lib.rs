@@ -19,6 +19,7 @@ pub mod domain;
 pub mod email;
 pub mod intake;
 pub mod langsmith;
+pub mod lease;
 pub mod links;
 pub mod metrics;
 pub mod preview;

@@ -180,7 +180,7 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 let now = Utc::now();
                 let content = DigestContent {
                     route: route.name.clone(),
-                    recipient: email.to.first().cloned().unwrap_or_default(),
+                    recipient: email.to.first().map(|m| m.to_string()).unwrap_or_default(),
                     runs: vec![DigestRun {
                         event: event.clone(),
                         keys: links.clone(),

@@ -3,7 +3,7 @@
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
 use crate::domain::{ChannelChoice, FeedbackKey, Route, RunEvent, SlackChannel};
-use crate::email::digest::{DigestRunPayload, Schedule};
+use crate::email::digest::DigestRunPayload;
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
@@ -189,14 +189,7 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                 plan.job_event.push(i);
             }
             if let Some(email) = &route.email {
-                let window_end = match Schedule::parse(&email.schedule) {
-                    Ok(schedule) => schedule.window_end(now),
-                    // Validated at start-up; a schedule that cannot parse here is a bug.
-                    Err(e) => {
-                        tracing::error!(route = %route.name, error = %e, "digest schedule unusable; run skipped");
-                        continue;
-                    }
-                };
+                let window_end = email.schedule.window_end(now);
                 plan.digest_items.push(DigestItem {
                     route: route.name.clone(),
                     window_end,

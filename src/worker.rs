@@ -8,6 +8,7 @@ use crate::email::digest::{self, DigestJobPayload, DigestRunPayload};
 use crate::email::render::{DigestContent, DigestRun, MAX_HTML_BYTES, render_digest_within};
 use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
+use crate::lease::{self, MAX_INLINE_PACING_WAIT, longest_send};
 use crate::links::links_for_run;
 use crate::routing::SlackJobPayload;
 use crate::slack::deliver::{OutgoingMessage, SlackError, SlackSender};
@@ -21,14 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-
-/// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
-/// the worker can serve other channels meanwhile.
-pub const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
-
-/// Lease left over when a send at its longest would end: covers the time to record the
-/// outcome (`hold_lease`).
-pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What became of one job.
 #[derive(Debug)]
@@ -335,7 +328,7 @@ impl Workers {
         let mut delivered_until: Option<Instant> = None;
         for (claimed, failed) in work.into_iter().zip(failed) {
             let longest = longest_send(&self.state.settings, claimed.job.kind);
-            if delivered_until.is_some_and(|until| Instant::now() + longest + LEASE_MARGIN > until) {
+            if delivered_until.is_some_and(|until| lease::outlasts(Instant::now(), longest, until)) {
                 self.record(std::mem::take(&mut delivered)).await;
                 delivered_until = None;
             }
@@ -500,13 +493,7 @@ impl Workers {
         if content.runs.len() < runs_to_show {
             tracing::info!(job = job.id, digest = digest.id, route = %job.route, shown = content.runs.len(), left_out = runs_to_show - content.runs.len(), "digest shortened to stay under Gmail's clipping size");
         }
-        let domain = settings
-            .email
-            .from
-            .rsplit('@')
-            .next()
-            .unwrap_or("localhost")
-            .trim_end_matches('>');
+        let domain = settings.email.from.domain();
         let message_id = format!(
             "<digest-{}-{:016x}@{domain}>",
             digest.id,
@@ -623,7 +610,7 @@ impl Workers {
         let Some(held) = lease.until else {
             return Ok(());
         };
-        if lease.start.elapsed() + longest + LEASE_MARGIN <= length {
+        if lease::covers(length, lease.start.elapsed(), longest) {
             return Ok(());
         }
         let start = Instant::now();
@@ -736,21 +723,6 @@ struct Claimed {
     slack: Option<SlackJobPayload>,
     /// A Slack job's tokens: kept from an earlier attempt, or minted by this one.
     tokens: Option<Vec<MintedToken>>,
-}
-
-/// The longest one send of `kind` may take: for Slack its timeout and the pacing wait before
-/// it, for email the bound on a whole SMTP exchange.
-pub fn longest_send(settings: &crate::settings::Settings, kind: JobKind) -> Duration {
-    match kind {
-        JobKind::Slack => longest_slack_send(settings.slack.timeout),
-        JobKind::Digest => crate::email::deliver::longest_send(settings.email.timeout),
-    }
-}
-
-/// The longest one Slack send may take with `slack.timeout`: the pacing wait a worker sleeps
-/// through, then the request.
-pub fn longest_slack_send(timeout: Duration) -> Duration {
-    timeout.saturating_add(MAX_INLINE_PACING_WAIT)
 }
 
 /// A lease a worker holds: taken at `start` on this process's clock, ending at `until` as

@@ -4,14 +4,17 @@
 mod event;
 mod keys;
 mod link;
+mod mailbox;
 mod route;
+mod schedule;
+pub mod slack_limits;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
 pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
-pub use route::{
-    ChannelChoice, EmailSchedule, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget,
-};
+pub use mailbox::Mailbox;
+pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
+pub use schedule::{EmailSchedule, Schedule};
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! Routes: which runs go where, with which keys, and for how long their links live.
 
-use super::{FeedbackKey, RunEvent, RunStatus, Source};
+use super::{FeedbackKey, Mailbox, RunEvent, RunStatus, Schedule, Source};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -230,27 +230,13 @@ impl SlackChannel {
     }
 }
 
-/// How a digest's windows are cut.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum EmailSchedule {
-    /// Fixed-length windows aligned to the Unix epoch (`every = "1h"` closes on the hour).
-    Every(#[serde(with = "duration_secs")] Duration),
-    /// Windows closing at each fire time of a cron expression in a time zone.
-    Cron {
-        /// The five-field cron expression as written.
-        expr: String,
-        /// IANA time zone name.
-        timezone: String,
-    },
-}
-
 /// Where and how often a route's email digest goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmailTarget {
     /// Recipients; each gets a message of their own.
-    pub to: Vec<String>,
-    /// When digests close.
-    pub schedule: EmailSchedule,
+    pub to: Vec<Mailbox>,
+    /// When digests close, parsed once at load.
+    pub schedule: Schedule,
     /// Runs shown per digest at most; the rest are counted.
     pub max_runs: usize,
     /// Subject override.

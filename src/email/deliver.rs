@@ -45,6 +45,7 @@ impl EmailSender {
         let e = &settings.email;
         let from: Mailbox = e
             .from
+            .as_str()
             .parse()
             .map_err(|err| anyhow::anyhow!("email.from {:?}: {err}", e.from))?;
         let transport = match e.mode {
@@ -114,7 +115,7 @@ impl EmailSender {
             (EmailMode::Smtp, Some(transport)) => {
                 // lettre's timeout covers each socket operation; this bounds the whole exchange,
                 // so a server that stops answering mid-message cannot hold a worker.
-                let limit = longest_send(self.timeout);
+                let limit = crate::lease::longest_email_send(self.timeout);
                 match tokio::time::timeout(limit, transport.send(message)).await {
                     Err(_) => Err(EmailError::Transient(format!(
                         "the SMTP server did not finish within {limit:?}"
@@ -143,11 +144,4 @@ impl EmailSender {
 /// The URL keeps the user name percent-encoded (`me%40example.com`); SMTP wants it plain.
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
-
-/// The longest one SMTP send may take with `email.timeout` per command: lettre's timeout covers
-/// each socket operation, and the whole exchange (connect, greeting, TLS, authentication,
-/// envelope, data) is bounded at four of them.
-pub fn longest_send(timeout: std::time::Duration) -> std::time::Duration {
-    timeout.saturating_mul(4)
 }

@@ -5,34 +5,12 @@
 //! because Slack's unfurler GETs URLs it finds in text and a GET on a presigned link records
 //! feedback. [`check_limits`] states Slack's size limits as a checkable list.
 
+use crate::domain::slack_limits::*;
 use crate::domain::{ButtonStyle, RunEvent, RunStatus};
 use crate::links::KeyLinks;
 use slack_morphism::prelude::*;
 use std::collections::HashSet;
 
-/// Slack rejects a message with more blocks (`invalid_blocks`).
-const MAX_BLOCKS: usize = 50;
-/// Longest `text` of a section block.
-const MAX_SECTION_TEXT: usize = 3_000;
-/// Longest text of one section field.
-const MAX_FIELD_TEXT: usize = 2_000;
-/// Most fields in one section block.
-const MAX_FIELDS: usize = 10;
-/// Longest header text.
-const MAX_HEADER_TEXT: usize = 150;
-/// Longest button text.
-const MAX_BUTTON_TEXT: usize = 75;
-/// Longest button `url`. A longer presigned URL is dropped, never cut: a cut URL records the
-/// wrong feedback or none.
-const MAX_BUTTON_URL: usize = 3_000;
-/// Longest button `value`.
-const MAX_BUTTON_VALUE: usize = 2_000;
-/// Longest `action_id` (and `block_id`).
-const MAX_ACTION_ID: usize = 255;
-/// Most elements in one actions block.
-const MAX_ACTIONS_ELEMENTS: usize = 25;
-/// Most elements in one context block.
-const MAX_CONTEXT_ELEMENTS: usize = 10;
 /// Longest fallback text we send. Slack accepts far more, but the fallback is what a mobile
 /// notification shows: one readable line, not an essay.
 const MAX_FALLBACK_TEXT: usize = 3_000;

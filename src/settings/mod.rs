@@ -1,0 +1,337 @@
+//! Settings: the TOML file (`--config`), `FEEDBACK_DISPATCH__SECTION__KEY` overrides and the
+//! conventional secret variables, loaded with the `config` crate and validated into domain types.
+//!
+//! Loading happens in two passes. The first is serde's: unknown keys and wrong types stop it at
+//! the first problem, with the path to the bad value. The second walks the parsed file and
+//! collects *every* semantic problem (undefined keys, scores out of range, missing secrets…), so
+//! `check-config` can list them all at once.
+mod env;
+mod raw;
+mod summary;
+mod validate;
+
+pub use env::{Env, ProcessEnv};
+pub use summary::{redact_url, summary};
+pub use validate::{normalize_endpoint, parse_duration};
+
+use crate::domain::{FeedbackKey, KeySpec, Mailbox, Route};
+use raw::RawSettings;
+use secrecy::SecretString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use validate::Validator;
+
+/// Default path of the settings file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// Validated settings for the whole service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file these were read from, for messages.
+    pub source: PathBuf,
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// Database.
+    pub store: StoreSettings,
+    /// LangSmith endpoint and credentials.
+    pub langsmith: LangSmithSettings,
+    /// Slack delivery.
+    pub slack: SlackSettings,
+    /// Job workers.
+    pub workers: WorkerSettings,
+    /// Email delivery.
+    pub email: EmailSettings,
+    /// Intake authentication.
+    pub intake: IntakeSettings,
+    /// Which run links are trusted.
+    pub links: LinkSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Feedback keys, in file order.
+    pub keys: Vec<KeySpec>,
+    /// Routes, in file order (the first match wins unless `continue`).
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// How browsers reach this server; `None` = derived from the bound address.
+    pub public_url: Option<url::Url>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a request head (also how long an idle kept-alive
+    /// connection stays open).
+    pub header_timeout: Duration,
+    /// Longest one request may take, its body and the answer included.
+    pub request_timeout: Duration,
+    /// Most connections open at once; past it the connection idle the longest is closed.
+    pub max_connections: usize,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `sqlite://path` (relative to the working directory) or `sqlite::memory:`.
+    pub url: String,
+    /// Longest intake waits for the store to commit a request's runs before answering 503.
+    pub intake_wait: Duration,
+}
+
+/// `[links]`.
+#[derive(Debug, Clone, Default)]
+pub struct LinkSettings {
+    /// Hosts besides `langsmith.ui_url`'s whose run links are labelled "Open in LangSmith".
+    pub allowed_hosts: Vec<String>,
+    /// Those hosts and `langsmith.ui_url`'s.
+    pub trusted: crate::domain::TrustedHosts,
+}
+
+/// Where tokens are minted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LangSmithEndpoint {
+    /// The token service built into this binary, on its own listener.
+    Embedded,
+    /// A LangSmith deployment; the base URL without `/api/v1`.
+    Remote(url::Url),
+}
+
+/// `[langsmith]`.
+#[derive(Debug, Clone)]
+pub struct LangSmithSettings {
+    /// Where tokens are minted.
+    pub endpoint: LangSmithEndpoint,
+    /// LangSmith web UI, for "open in LangSmith" links built from `app_path`.
+    pub ui_url: url::Url,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Tries per mint before giving up (the job itself retries later).
+    pub max_attempts: u32,
+    /// Runs per token request.
+    pub batch_runs: usize,
+    /// `LANGSMITH_API_KEY` (or `LANGCHAIN_API_KEY`).
+    pub api_key: Option<SecretString>,
+    /// `LANGSMITH_WORKSPACE_ID`, sent as `X-Tenant-Id`.
+    pub workspace_id: Option<String>,
+}
+
+/// How Slack messages leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    /// `chat.postMessage` with a bot token.
+    Api,
+    /// Incoming webhooks.
+    Webhook,
+    /// JSON files in `outbox_dir`.
+    Outbox,
+}
+
+/// `[slack]`.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// Delivery mode.
+    pub mode: SlackMode,
+    /// Web API base, without trailing slash.
+    pub api_url: url::Url,
+    /// Outbox folder.
+    pub outbox_dir: PathBuf,
+    /// Least time between messages to one channel (zero = no pacing).
+    pub pace_per_channel: Duration,
+    /// Messages a quiet channel may take at once.
+    pub burst: u32,
+    /// `SLACK_BOT_TOKEN`.
+    pub bot_token: Option<SecretString>,
+    /// `SLACK_WEBHOOK_URL`.
+    pub webhook_url: Option<SecretString>,
+    /// `SLACK_SIGNING_SECRET`.
+    pub signing_secret: Option<SecretString>,
+    /// Longest wait for one Slack request.
+    pub timeout: Duration,
+}
+
+/// `[workers]`.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs in flight at once.
+    pub concurrency: usize,
+    /// How long a claimed job stays claimed.
+    pub lease: Duration,
+    /// Attempts before a job becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// How often idle workers look for due jobs (new jobs wake them at once).
+    pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight deliveries before returning their jobs to the queue.
+    pub shutdown_grace: Duration,
+}
+
+/// How emails leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailMode {
+    /// An SMTP relay.
+    Smtp,
+    /// `.eml` files in `outbox_dir`.
+    Outbox,
+}
+
+/// `[email]`.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Delivery mode.
+    pub mode: EmailMode,
+    /// The `From:` mailbox.
+    pub from: Mailbox,
+    /// `smtp://`, `smtps://` relay URL (no password: that is `SMTP_PASSWORD`).
+    pub smtp_url: url::Url,
+    /// Outbox folder.
+    pub outbox_dir: PathBuf,
+    /// SMTP command timeout.
+    pub timeout: Duration,
+    /// `SMTP_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// Where email buttons point.
+    pub links: EmailLinks,
+}
+
+/// Where the buttons of an email point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailLinks {
+    /// Straight at the presigned URL: one click records (a mail scanner's fetch does too).
+    Direct,
+    /// At a confirmation page on this service (`server.public_url`); its button submits.
+    Confirm,
+}
+
+/// Intake authentication.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// `FEEDBACK_DISPATCH_WEBHOOK_SECRET`: required on every intake request when set.
+    pub secret: Option<SecretString>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directive, overridden by `RUST_LOG`.
+    pub level: String,
+}
+
+/// One problem found in the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: `routes[1].keys[0]`.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Everything wrong with a settings file, with the file's name.
+#[derive(Debug, Clone)]
+pub struct SettingsError {
+    /// The file.
+    pub file: PathBuf,
+    /// The problems, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if issue.path.is_empty() {
+                write!(f, "{}: {}", self.file.display(), issue.message)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file.display(), issue.path, issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Loads and validates the file at `path` with overrides and secrets from `env`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Settings, SettingsError> {
+        let error = |issues: Vec<ConfigIssue>| SettingsError {
+            file: path.to_path_buf(),
+            issues,
+        };
+        let raw = read_raw(path, env).map_err(|issue| error(vec![issue]))?;
+        let mut v = Validator::default();
+        let settings = v.settings(raw, path, env);
+        if v.issues.is_empty() {
+            Ok(settings.expect("no issues means every part was built"))
+        } else {
+            Err(error(v.issues))
+        }
+    }
+
+    /// The key spec of `key`, if configured.
+    pub fn key(&self, key: &FeedbackKey) -> Option<&KeySpec> {
+        self.keys.iter().find(|k| &k.key == key)
+    }
+}
+
+fn read_raw(path: &Path, env: &dyn Env) -> Result<RawSettings, ConfigIssue> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigIssue {
+        path: String::new(),
+        message: format!("cannot read the settings file: {e}"),
+    })?;
+    let overrides: config::Map<String, String> = env
+        .all()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("FEEDBACK_DISPATCH__"))
+        .collect();
+    let config = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("FEEDBACK_DISPATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        )
+        .build()
+        .map_err(|e| ConfigIssue {
+            path: String::new(),
+            message: format!("not valid TOML: {e}"),
+        })?;
+    serde_path_to_error::deserialize::<_, RawSettings>(config).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigIssue {
+            path: if path == "." { String::new() } else { path },
+            message: friendlier_serde_message(&e.into_inner().to_string()),
+        }
+    })
+}
+
+fn friendlier_serde_message(msg: &str) -> String {
+    // The config crate appends its own idea of the key ("for key `x`"); the path is printed
+    // already and is more precise, so drop the suffix.
+    let msg = msg.split(" for key `").next().unwrap_or(msg);
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
+    }
+    msg.to_string()
+}

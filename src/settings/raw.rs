@@ -1,0 +1,196 @@
+//! The settings file's shape, as serde sees it: unknown keys and wrong types are errors with
+//! the path to the value. `validate` turns these into [`super::Settings`].
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) langsmith: RawLangSmith,
+    #[serde(default)]
+    pub(super) slack: RawSlack,
+    #[serde(default)]
+    pub(super) workers: RawWorkers,
+    #[serde(default)]
+    pub(super) email: RawEmail,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) links: RawLinks,
+    #[serde(default)]
+    pub(super) keys: Vec<RawKey>,
+    #[serde(default)]
+    pub(super) routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<String>,
+    pub(super) public_url: Option<String>,
+    pub(super) max_body_bytes: Option<u64>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) max_connections: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) url: Option<String>,
+    pub(super) intake_wait: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLinks {
+    pub(super) allowed_hosts: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLangSmith {
+    pub(super) endpoint: Option<String>,
+    pub(super) ui_url: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) max_attempts: Option<u32>,
+    pub(super) batch_runs: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlack {
+    pub(super) mode: Option<String>,
+    pub(super) api_url: Option<String>,
+    pub(super) outbox_dir: Option<String>,
+    pub(super) pace_per_channel: Option<String>,
+    pub(super) burst: Option<u32>,
+    pub(super) timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkers {
+    pub(super) concurrency: Option<u32>,
+    pub(super) lease: Option<String>,
+    pub(super) max_attempts: Option<u32>,
+    pub(super) retry_base: Option<String>,
+    pub(super) retry_max: Option<String>,
+    pub(super) poll_interval: Option<String>,
+    pub(super) shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmail {
+    pub(super) mode: Option<String>,
+    pub(super) from: Option<String>,
+    pub(super) smtp_url: Option<String>,
+    pub(super) outbox_dir: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) links: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: Option<String>,
+    pub(super) level: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) name: String,
+    pub(super) feedback_config: Option<RawFeedbackConfig>,
+    #[serde(default)]
+    pub(super) buttons: Option<Vec<RawButton>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFeedbackConfig {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) min: Option<f64>,
+    pub(super) max: Option<f64>,
+    pub(super) categories: Option<Vec<RawCategory>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCategory {
+    pub(super) value: f64,
+    pub(super) label: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawButton {
+    pub(super) label: String,
+    pub(super) score: f64,
+    pub(super) value: Option<String>,
+    pub(super) style: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) name: String,
+    pub(super) keys: Option<Vec<String>>,
+    pub(super) link_ttl: Option<String>,
+    #[serde(rename = "match")]
+    pub(super) matcher: Option<RawMatch>,
+    #[serde(rename = "continue", default)]
+    pub(super) continue_matching: bool,
+    pub(super) slack: Option<RawSlackTarget>,
+    pub(super) email: Option<RawEmailTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatch {
+    pub(super) source: Option<String>,
+    pub(super) project: Option<String>,
+    pub(super) project_id: Option<String>,
+    pub(super) run_name: Option<String>,
+    pub(super) status: Option<OneOrMany>,
+    #[serde(default)]
+    pub(super) tags: Vec<String>,
+    #[serde(default)]
+    pub(super) metadata: serde_json::Map<String, serde_json::Value>,
+    pub(super) sample: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlackTarget {
+    pub(super) channel: Option<String>,
+    pub(super) channel_from: Option<String>,
+    pub(super) thread_ts_from: Option<String>,
+    pub(super) webhook_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmailTarget {
+    #[serde(default)]
+    pub(super) to: Vec<String>,
+    pub(super) every: Option<String>,
+    pub(super) cron: Option<String>,
+    pub(super) timezone: Option<String>,
+    pub(super) max_runs: Option<u32>,
+    pub(super) subject: Option<String>,
+}

@@ -1,0 +1,145 @@
+//! `check-config`'s summary of valid settings, secrets shown only as set or unset.
+
+use super::{LangSmithEndpoint, Settings};
+use crate::domain::{EmailSchedule, FeedbackConfig, Mailbox, SlackChannel, format_score};
+use secrecy::SecretString;
+
+/// A one-screen description of the settings with secrets shown only as set/unset.
+pub fn summary(s: &Settings) -> String {
+    use std::fmt::Write;
+    let set = |v: &Option<SecretString>| if v.is_some() { "set" } else { "unset" };
+    let mut out = String::new();
+    let _ = writeln!(out, "settings: {} (valid)", s.source.display());
+    let _ = writeln!(
+        out,
+        "server: listen {}, public url {}, body limit {} bytes, header timeout {}, request timeout {}, at most {} connections",
+        s.server.listen,
+        s.server
+            .public_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "(from the bound address)".into()),
+        s.server.max_body_bytes,
+        humantime::format_duration(s.server.header_timeout),
+        humantime::format_duration(s.server.request_timeout),
+        s.server.max_connections
+    );
+    let _ = writeln!(
+        out,
+        "store: {}, intake waits at most {}",
+        s.store.url,
+        humantime::format_duration(s.store.intake_wait)
+    );
+    if !s.links.allowed_hosts.is_empty() {
+        let _ = writeln!(out, "links: also trusted: {}", s.links.allowed_hosts.join(", "));
+    }
+    let endpoint = match &s.langsmith.endpoint {
+        LangSmithEndpoint::Embedded => "embedded (built-in token service)".to_string(),
+        LangSmithEndpoint::Remote(u) => u.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "langsmith: {endpoint}, batch_runs {}, timeout {}, LANGSMITH_API_KEY {}, LANGSMITH_WORKSPACE_ID {}",
+        s.langsmith.batch_runs,
+        humantime::format_duration(s.langsmith.timeout),
+        set(&s.langsmith.api_key),
+        if s.langsmith.workspace_id.is_some() {
+            "set"
+        } else {
+            "unset"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "slack: mode {:?}, api {}, outbox {}, pace {} (burst {}), SLACK_BOT_TOKEN {}, SLACK_WEBHOOK_URL {}, SLACK_SIGNING_SECRET {}",
+        s.slack.mode,
+        s.slack.api_url,
+        s.slack.outbox_dir.display(),
+        humantime::format_duration(s.slack.pace_per_channel),
+        s.slack.burst,
+        set(&s.slack.bot_token),
+        set(&s.slack.webhook_url),
+        set(&s.slack.signing_secret)
+    );
+    let _ = writeln!(
+        out,
+        "email: mode {:?}, links {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}",
+        s.email.mode,
+        s.email.links,
+        s.email.from,
+        redact_url(&s.email.smtp_url),
+        s.email.outbox_dir.display(),
+        set(&s.email.password)
+    );
+    let _ = writeln!(
+        out,
+        "workers: {} at once, lease {}, {} attempts",
+        s.workers.concurrency,
+        humantime::format_duration(s.workers.lease),
+        s.workers.max_attempts
+    );
+    let _ = writeln!(
+        out,
+        "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}",
+        set(&s.intake.secret)
+    );
+    let _ = writeln!(out, "keys ({}):", s.keys.len());
+    for k in &s.keys {
+        let buttons: Vec<String> = k
+            .buttons
+            .iter()
+            .map(|b| format!("{} → {}", b.label, format_score(b.score)))
+            .collect();
+        let kind = match &k.feedback_config {
+            None => "no feedback_config",
+            Some(FeedbackConfig::Continuous { .. }) => "continuous",
+            Some(FeedbackConfig::Categorical { .. }) => "categorical",
+            Some(FeedbackConfig::Freeform) => "freeform",
+        };
+        let _ = writeln!(out, "  {} ({kind}): {}", k.key, buttons.join(", "));
+    }
+    let _ = writeln!(out, "routes ({}):", s.routes.len());
+    for r in &s.routes {
+        let keys = r
+            .keys
+            .as_ref()
+            .map(|ks| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_else(|| "the event's feedback_keys".into());
+        let mut targets = Vec::new();
+        if let Some(t) = &r.slack {
+            targets.push(match &t.channel {
+                SlackChannel::Fixed(c) => format!("slack {c}"),
+                SlackChannel::FromEvent { path, fallback } => format!(
+                    "slack from {path}{}",
+                    fallback.as_ref().map(|f| format!(" (else {f})")).unwrap_or_default()
+                ),
+                SlackChannel::Webhook(_) => "slack webhook (route URL, redacted)".into(),
+                SlackChannel::Default => "slack default".into(),
+            });
+        }
+        if let Some(e) = &r.email {
+            let when = match e.schedule.written() {
+                EmailSchedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
+                EmailSchedule::Cron { expr, timezone } => format!("cron {expr:?} {timezone}"),
+            };
+            let to: Vec<&str> = e.to.iter().map(Mailbox::as_str).collect();
+            targets.push(format!("email {} ({when}, up to {} runs)", to.join(", "), e.max_runs));
+        }
+        let _ = writeln!(
+            out,
+            "  {}: keys {keys}; links live {}; {}{}",
+            r.name,
+            humantime::format_duration(r.link_ttl),
+            targets.join("; "),
+            if r.continue_matching { "; continue" } else { "" }
+        );
+    }
+    out
+}
+
+/// A URL with any user name kept and password dropped, for display.
+pub fn redact_url(u: &url::Url) -> String {
+    let mut shown = u.clone();
+    let _ = shown.set_password(None);
+    shown.to_string()
+}

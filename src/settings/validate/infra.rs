@@ -1,0 +1,328 @@
+//! The sections of the service itself: server, LangSmith, Slack, workers, email, log, links.
+
+use super::Validator;
+use super::normalize_endpoint;
+use crate::domain::Mailbox;
+use crate::settings::raw::{RawEmail, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
+use crate::settings::{
+    EmailLinks, EmailMode, EmailSettings, Env, LangSmithEndpoint, LangSmithSettings, LinkSettings, LogFormat,
+    LogSettings, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl Validator {
+    pub(super) fn server(&mut self, raw: RawServer) -> Option<ServerSettings> {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.fail(
+                    "server.listen",
+                    format!("{listen_text:?} is not an address (expected \"127.0.0.1:8080\")"),
+                );
+                None
+            }
+        };
+        let public_url = match raw.public_url.filter(|u| !u.trim().is_empty()) {
+            None => Some(None),
+            Some(u) => self
+                .url(
+                    "server.public_url",
+                    &u,
+                    "\"http://host:port\", how browsers reach this server",
+                )
+                .map(Some),
+        };
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(2 * 1024 * 1024);
+        if !(1024..=256 * 1024 * 1024).contains(&max_body_bytes) {
+            self.fail(
+                "server.max_body_bytes",
+                format!("{max_body_bytes} is out of range (expected 1024 to 268435456)"),
+            );
+        }
+        let header_timeout = self.bounded_duration(
+            "server.header_timeout",
+            raw.header_timeout,
+            "10s",
+            (Duration::from_millis(100), Duration::from_secs(600)),
+        );
+        let request_timeout = self.bounded_duration(
+            "server.request_timeout",
+            raw.request_timeout,
+            "30s",
+            (Duration::from_secs(1), Duration::from_secs(3600)),
+        );
+        let max_connections = raw.max_connections.unwrap_or(512);
+        if !(1..=100_000).contains(&max_connections) {
+            self.fail(
+                "server.max_connections",
+                format!("{max_connections} is out of range (expected 1 to 100000)"),
+            );
+        }
+        Some(ServerSettings {
+            listen: listen?,
+            public_url: public_url?,
+            max_body_bytes: max_body_bytes as usize,
+            header_timeout: header_timeout?,
+            request_timeout: request_timeout?,
+            max_connections: max_connections as usize,
+        })
+    }
+
+    pub(super) fn links(&mut self, raw: RawLinks) -> LinkSettings {
+        let mut allowed_hosts = Vec::new();
+        for (i, host) in raw.allowed_hosts.unwrap_or_default().into_iter().enumerate() {
+            match crate::domain::link_host(&host) {
+                Some(h) => allowed_hosts.push(h),
+                None => self.fail(
+                    format!("links.allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name (expected e.g. \"langsmith.example.com\")"),
+                ),
+            }
+        }
+        LinkSettings {
+            allowed_hosts,
+            trusted: Default::default(),
+        }
+    }
+
+    pub(super) fn langsmith(&mut self, raw: RawLangSmith, env: &dyn Env) -> Option<LangSmithSettings> {
+        let var = |a: &str, b: &str| env.var(a).or_else(|| env.var(b));
+        let endpoint_text = var("LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT")
+            .or(raw.endpoint)
+            .unwrap_or_else(|| "embedded".into());
+        let endpoint = if endpoint_text.trim() == "embedded" {
+            Some(LangSmithEndpoint::Embedded)
+        } else {
+            match normalize_endpoint(&endpoint_text) {
+                Ok(u) => Some(LangSmithEndpoint::Remote(u)),
+                Err(e) => {
+                    self.fail("langsmith.endpoint", e);
+                    None
+                }
+            }
+        };
+        let api_key = var("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY").map(SecretString::from);
+        if matches!(endpoint, Some(LangSmithEndpoint::Remote(_))) && api_key.is_none() {
+            self.fail(
+                "langsmith.endpoint",
+                "a LangSmith endpoint needs an API key: set LANGSMITH_API_KEY (or use endpoint = \"embedded\")",
+            );
+        }
+        let ui_text = raw.ui_url.unwrap_or_else(|| "https://smith.langchain.com".into());
+        let ui_url = self.url(
+            "langsmith.ui_url",
+            &ui_text,
+            "the LangSmith web UI, e.g. \"https://smith.langchain.com\"",
+        );
+        let timeout = self.duration("langsmith.timeout", raw.timeout, "10s");
+        let max_attempts = raw.max_attempts.unwrap_or(5);
+        if !(1..=20).contains(&max_attempts) {
+            self.fail(
+                "langsmith.max_attempts",
+                format!("{max_attempts} is out of range (expected 1 to 20)"),
+            );
+        }
+        let batch_runs = raw.batch_runs.unwrap_or(1);
+        if !(1..=100).contains(&batch_runs) {
+            self.fail(
+                "langsmith.batch_runs",
+                format!("{batch_runs} is out of range (expected 1 to 100)"),
+            );
+        }
+        Some(LangSmithSettings {
+            endpoint: endpoint?,
+            ui_url: ui_url?,
+            timeout: timeout?,
+            max_attempts,
+            batch_runs: batch_runs as usize,
+            api_key,
+            workspace_id: var("LANGSMITH_WORKSPACE_ID", "LANGCHAIN_WORKSPACE_ID"),
+        })
+    }
+
+    pub(super) fn slack(&mut self, raw: RawSlack, env: &dyn Env) -> Option<SlackSettings> {
+        let secret = |name: &str| env.var(name).map(SecretString::from);
+        let mode = match raw.mode.as_deref().unwrap_or("outbox") {
+            "api" => Some(SlackMode::Api),
+            "webhook" => Some(SlackMode::Webhook),
+            "outbox" => Some(SlackMode::Outbox),
+            other => {
+                self.fail(
+                    "slack.mode",
+                    format!("unknown mode {other:?} (expected \"api\", \"webhook\" or \"outbox\")"),
+                );
+                None
+            }
+        };
+        let bot_token = secret("SLACK_BOT_TOKEN");
+        if mode == Some(SlackMode::Api) && bot_token.is_none() {
+            self.fail(
+                "slack.mode",
+                "mode \"api\" needs a bot token: set SLACK_BOT_TOKEN (xoxb-…)",
+            );
+        }
+        let webhook_url = secret("SLACK_WEBHOOK_URL");
+        if let Some(w) = &webhook_url
+            && url::Url::parse(w.expose_secret()).is_err()
+        {
+            self.fail(
+                "slack",
+                "SLACK_WEBHOOK_URL is not a URL (expected https://hooks.slack.com/services/…)",
+            );
+        }
+        let api_text = raw.api_url.unwrap_or_else(|| "https://slack.com/api".into());
+        let api_url = self.url(
+            "slack.api_url",
+            api_text.trim_end_matches('/'),
+            "the Slack Web API base, e.g. \"https://slack.com/api\"",
+        );
+        let pace = self.duration("slack.pace_per_channel", raw.pace_per_channel, "1s");
+        let timeout = self.duration("slack.timeout", raw.timeout, "15s");
+        let burst = raw.burst.unwrap_or(3);
+        if !(1..=100).contains(&burst) {
+            self.fail("slack.burst", format!("{burst} is out of range (expected 1 to 100)"));
+        }
+        Some(SlackSettings {
+            mode: mode?,
+            api_url: api_url?,
+            outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/slack".into())),
+            pace_per_channel: pace?,
+            burst,
+            bot_token,
+            webhook_url,
+            signing_secret: secret("SLACK_SIGNING_SECRET"),
+            timeout: timeout?,
+        })
+    }
+
+    pub(super) fn workers(&mut self, raw: RawWorkers) -> Option<WorkerSettings> {
+        let concurrency = raw.concurrency.unwrap_or(8);
+        if !(1..=256).contains(&concurrency) {
+            self.fail(
+                "workers.concurrency",
+                format!("{concurrency} is out of range (expected 1 to 256)"),
+            );
+        }
+        let max_attempts = raw.max_attempts.unwrap_or(8);
+        if !(1..=100).contains(&max_attempts) {
+            self.fail(
+                "workers.max_attempts",
+                format!("{max_attempts} is out of range (expected 1 to 100)"),
+            );
+        }
+        let lease = self.duration("workers.lease", raw.lease, "60s");
+        if lease.is_some_and(|l| l < Duration::from_secs(5)) {
+            self.fail(
+                "workers.lease",
+                "a lease shorter than 5s would let a slow delivery be sent twice (expected at least \"5s\")",
+            );
+        }
+        let retry_base = self.duration("workers.retry_base", raw.retry_base, "2s");
+        let retry_max = self.duration("workers.retry_max", raw.retry_max, "10m");
+        let poll_interval = self.duration("workers.poll_interval", raw.poll_interval, "1s");
+        let shutdown_grace = self.duration("workers.shutdown_grace", raw.shutdown_grace, "10s");
+        Some(WorkerSettings {
+            concurrency: concurrency as usize,
+            lease: lease?,
+            max_attempts,
+            retry_base: retry_base?,
+            retry_max: retry_max?,
+            poll_interval: poll_interval?,
+            shutdown_grace: shutdown_grace?,
+        })
+    }
+
+    pub(super) fn email(&mut self, raw: RawEmail, password: Option<SecretString>) -> Option<EmailSettings> {
+        let mode = match raw.mode.as_deref().unwrap_or("outbox") {
+            "smtp" => Some(EmailMode::Smtp),
+            "outbox" => Some(EmailMode::Outbox),
+            other => {
+                self.fail(
+                    "email.mode",
+                    format!("unknown mode {other:?} (expected \"smtp\" or \"outbox\")"),
+                );
+                None
+            }
+        };
+        let from_text = raw
+            .from
+            .unwrap_or_else(|| "LangSmith feedback <feedback@localhost>".into());
+        let from = match Mailbox::parse(&from_text) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.fail("email.from", e);
+                None
+            }
+        };
+        let smtp_text = raw.smtp_url.unwrap_or_else(|| "smtp://127.0.0.1:25".into());
+        let smtp_url = match url::Url::parse(&smtp_text) {
+            Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {
+                if u.password().is_some() {
+                    self.fail(
+                        "email.smtp_url",
+                        "the URL carries a password; put it in SMTP_PASSWORD instead",
+                    );
+                }
+                let tls_required = u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+                let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+                if mode == Some(EmailMode::Smtp) && !tls_required && !loopback {
+                    self.fail(
+                        "email.smtp_url",
+                        format!("{smtp_text:?} sends mail unencrypted to a remote host (expected smtps://host:465 or smtp://host:587?tls=required; plain smtp:// only for localhost)"),
+                    );
+                }
+                if mode == Some(EmailMode::Smtp) && !u.username().is_empty() && password.is_none() {
+                    self.fail("email.smtp_url", "the URL names a user: set SMTP_PASSWORD");
+                }
+                Some(u)
+            }
+            _ => {
+                self.fail("email.smtp_url", format!("{smtp_text:?} is not an SMTP URL (expected smtps://user@host:465 or smtp://host:587?tls=required)"));
+                None
+            }
+        };
+        let timeout = self.duration("email.timeout", raw.timeout, "10s");
+        let links = match raw.links.as_deref().unwrap_or("direct") {
+            "direct" => Some(EmailLinks::Direct),
+            "confirm" => Some(EmailLinks::Confirm),
+            other => {
+                self.fail(
+                    "email.links",
+                    format!("unknown value {other:?} (expected \"direct\" or \"confirm\")"),
+                );
+                None
+            }
+        };
+        Some(EmailSettings {
+            mode: mode?,
+            from: from?,
+            smtp_url: smtp_url?,
+            outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/mail".into())),
+            timeout: timeout?,
+            password,
+            links: links?,
+        })
+    }
+
+    pub(super) fn log(&mut self, raw: RawLog) -> Option<LogSettings> {
+        let format = match raw.format.as_deref().unwrap_or("text") {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            other => {
+                self.fail(
+                    "log.format",
+                    format!("unknown format {other:?} (expected \"text\" or \"json\")"),
+                );
+                None
+            }
+        };
+        Some(LogSettings {
+            format: format?,
+            level: raw.level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}

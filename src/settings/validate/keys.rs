@@ -1,0 +1,263 @@
+//! `[[keys]]`: feedback configs and buttons, with the defaults a key without buttons gets.
+
+use super::Validator;
+use crate::domain::slack_limits::MAX_BUTTON_TEXT;
+use crate::domain::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+use crate::settings::raw::{RawButton, RawFeedbackConfig, RawKey};
+use std::collections::HashSet;
+
+/// A continuous key gets default buttons only for a small range: eleven buttons (0–10) is the
+/// widest scale people rate on, and Slack takes 25 elements per actions block.
+const MAX_DEFAULT_BUTTONS: usize = 11;
+
+impl Validator {
+    pub(super) fn keys(&mut self, raw: Vec<RawKey>) -> Vec<KeySpec> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, key) in raw.into_iter().enumerate() {
+            let at = format!("keys[{i}]");
+            let name = match FeedbackKey::parse(&key.name) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.fail(format!("{at}.name"), e);
+                    continue;
+                }
+            };
+            if !seen.insert(name.clone()) {
+                self.fail(
+                    format!("{at}.name"),
+                    format!("key {name:?} is defined twice (expected unique names)"),
+                );
+                continue;
+            }
+            let config = key.feedback_config.and_then(|c| self.feedback_config(&at, c));
+            let buttons = match key.buttons {
+                Some(buttons) if !buttons.is_empty() => self.buttons(&at, buttons, config.as_ref()),
+                Some(_) => {
+                    self.fail(
+                        format!("{at}.buttons"),
+                        "buttons is empty (expected at least one button, or leave it out for the defaults)",
+                    );
+                    continue;
+                }
+                None => match default_buttons(config.as_ref()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.fail(format!("{at}.buttons"), e);
+                        continue;
+                    }
+                },
+            };
+            out.push(KeySpec {
+                key: name,
+                feedback_config: config,
+                buttons,
+            });
+        }
+        out
+    }
+
+    pub(super) fn feedback_config(&mut self, at: &str, raw: RawFeedbackConfig) -> Option<FeedbackConfig> {
+        let at = format!("{at}.feedback_config");
+        match raw.kind.as_str() {
+            "continuous" => {
+                if raw.categories.is_some() {
+                    self.fail(
+                        format!("{at}.categories"),
+                        "a continuous key has no categories (expected type = \"categorical\")",
+                    );
+                }
+                if let (Some(min), Some(max)) = (raw.min, raw.max)
+                    && min >= max
+                {
+                    self.fail(format!("{at}.max"), format!("max {max} is not above min {min}"));
+                    return None;
+                }
+                Some(FeedbackConfig::Continuous {
+                    min: raw.min,
+                    max: raw.max,
+                })
+            }
+            "categorical" => {
+                let categories = raw.categories.unwrap_or_default();
+                if categories.is_empty() {
+                    self.fail(
+                        format!("{at}.categories"),
+                        "a categorical key needs categories (expected [{ value = 1, label = \"correct\" }, …])",
+                    );
+                    return None;
+                }
+                let mut values = HashSet::new();
+                for (j, c) in categories.iter().enumerate() {
+                    if !values.insert(c.value.to_bits()) {
+                        self.fail(
+                            format!("{at}.categories[{j}].value"),
+                            format!("value {} is used twice (expected unique values)", format_score(c.value)),
+                        );
+                    }
+                }
+                Some(FeedbackConfig::Categorical {
+                    categories: categories
+                        .into_iter()
+                        .map(|c| Category {
+                            value: c.value,
+                            label: c.label,
+                        })
+                        .collect(),
+                })
+            }
+            "freeform" => Some(FeedbackConfig::Freeform),
+            other => {
+                self.fail(
+                    format!("{at}.type"),
+                    format!("unknown type {other:?} (expected \"continuous\", \"categorical\" or \"freeform\")"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn buttons(&mut self, at: &str, raw: Vec<RawButton>, config: Option<&FeedbackConfig>) -> Vec<Button> {
+        let mut out = Vec::new();
+        for (j, b) in raw.into_iter().enumerate() {
+            let bat = format!("{at}.buttons[{j}]");
+            let label = b.label.trim().to_string();
+            if label.is_empty() || label.chars().count() > MAX_BUTTON_TEXT {
+                self.fail(
+                    format!("{bat}.label"),
+                    format!("label must be 1 to {MAX_BUTTON_TEXT} characters (Slack's button limit)"),
+                );
+                continue;
+            }
+            let style = match b.style.as_deref() {
+                None | Some("default") => ButtonStyle::Default,
+                Some("primary") => ButtonStyle::Primary,
+                Some("danger") => ButtonStyle::Danger,
+                Some(other) => {
+                    self.fail(
+                        format!("{bat}.style"),
+                        format!("unknown style {other:?} (expected \"primary\", \"danger\" or \"default\")"),
+                    );
+                    continue;
+                }
+            };
+            let mut value = b.value;
+            match config {
+                Some(FeedbackConfig::Continuous { min, max })
+                    if min.is_some_and(|m| b.score < m) || max.is_some_and(|m| b.score > m) =>
+                {
+                    self.fail(
+                        format!("{bat}.score"),
+                        format!(
+                            "score {} is outside the key's range (expected {} to {})",
+                            format_score(b.score),
+                            min.map(format_score).unwrap_or_else(|| "-∞".into()),
+                            max.map(format_score).unwrap_or_else(|| "∞".into())
+                        ),
+                    );
+                    continue;
+                }
+                Some(FeedbackConfig::Categorical { categories }) => {
+                    let Some(category) = categories.iter().find(|c| c.value == b.score) else {
+                        let allowed: Vec<String> = categories.iter().map(|c| format_score(c.value)).collect();
+                        self.fail(
+                            format!("{bat}.score"),
+                            format!(
+                                "score {} is not among the key's categories (expected one of {})",
+                                format_score(b.score),
+                                allowed.join(", ")
+                            ),
+                        );
+                        continue;
+                    };
+                    if let Some(v) = &value
+                        && category.label.as_deref() != Some(v.as_str())
+                    {
+                        self.fail(
+                            format!("{bat}.value"),
+                            format!(
+                                "value {v:?} is not the label of category {} (expected {:?})",
+                                format_score(b.score),
+                                category.label.as_deref().unwrap_or("")
+                            ),
+                        );
+                        continue;
+                    }
+                    value = value.or_else(|| category.label.clone());
+                }
+                _ => {}
+            }
+            out.push(Button {
+                label,
+                score: b.score,
+                value,
+                style,
+            });
+        }
+        out
+    }
+}
+
+/// The default buttons of a key with no `buttons`: one per category, or one per whole number of a
+/// small continuous range.
+fn default_buttons(config: Option<&FeedbackConfig>) -> Result<Vec<Button>, String> {
+    match config {
+        Some(FeedbackConfig::Categorical { categories }) => Ok(categories
+            .iter()
+            .map(|c| Button {
+                label: c.label.clone().unwrap_or_else(|| format_score(c.value)),
+                score: c.value,
+                value: c.label.clone(),
+                style: ButtonStyle::Default,
+            })
+            .collect()),
+        Some(FeedbackConfig::Continuous { min: Some(min), max: Some(max) }) => {
+            let (lo, hi) = (min.ceil(), max.floor());
+            let count = if hi >= lo { (hi - lo) as usize + 1 } else { 0 };
+            if count == 0 || count > MAX_DEFAULT_BUTTONS {
+                return Err(format!(
+                    "the range {} to {} gives {count} buttons (expected at most {MAX_DEFAULT_BUTTONS}; give buttons = [{{ label = …, score = … }}])",
+                    format_score(*min),
+                    format_score(*max)
+                ));
+            }
+            Ok((0..count)
+                .map(|i| {
+                    let score = lo + i as f64;
+                    Button { label: format_score(score), score, value: None, style: ButtonStyle::Default }
+                })
+                .collect())
+        }
+        Some(FeedbackConfig::Continuous { .. }) => Err(
+            "an open-ended continuous range has no default buttons (expected min and max, or buttons = [{ label = …, score = … }])".into(),
+        ),
+        Some(FeedbackConfig::Freeform) | None => Err(
+            "no buttons and no range to derive them from (expected buttons = [{ label = \"👍\", score = 1 }] or a feedback_config)".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuous_ranges_get_one_button_per_whole_number() {
+        let b = default_buttons(Some(&FeedbackConfig::Continuous {
+            min: Some(1.0),
+            max: Some(5.0),
+        }))
+        .unwrap();
+        assert_eq!(
+            b.iter().map(|b| b.score).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        assert!(
+            default_buttons(Some(&FeedbackConfig::Continuous {
+                min: Some(0.0),
+                max: Some(100.0)
+            }))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Validation: walks the parsed file and collects *every* semantic problem, building the
+//! settings when there are none. Sections: `infra` (server, store, LangSmith, Slack, workers,
+//! email, log, links), `keys`, `routes`.
+
+mod infra;
+mod keys;
+mod routes;
+
+use super::raw::RawSettings;
+use super::{ConfigIssue, Env, IntakeSettings, LinkSettings, Settings, StoreSettings};
+use secrecy::SecretString;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Default)]
+pub(super) struct Validator {
+    pub(super) issues: Vec<ConfigIssue>,
+}
+
+impl Validator {
+    pub(super) fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn settings(&mut self, raw: RawSettings, file: &Path, env: &dyn Env) -> Option<Settings> {
+        let secret = |name: &str| env.var(name).map(SecretString::from);
+        let server = self.server(raw.server);
+        let intake_wait = self.bounded_duration(
+            "store.intake_wait",
+            raw.store.intake_wait,
+            "2s",
+            (Duration::from_millis(100), Duration::from_secs(60)),
+        );
+        let store = StoreSettings {
+            url: raw
+                .store
+                .url
+                .unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
+            intake_wait: intake_wait.unwrap_or_default(),
+        };
+        let links = self.links(raw.links);
+        if !store.url.starts_with("sqlite:") {
+            self.fail(
+                "store.url",
+                format!(
+                    "{:?} is not supported (expected \"sqlite://path/to/file.db\")",
+                    store.url
+                ),
+            );
+        }
+        let langsmith = self.langsmith(raw.langsmith, env);
+        let slack = self.slack(raw.slack, env);
+        let workers = self.workers(raw.workers);
+        let email = self.email(raw.email, secret("SMTP_PASSWORD"));
+        let log = self.log(raw.log);
+        let keys = self.keys(raw.keys);
+        let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref());
+        if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
+            let mut sends = Vec::new();
+            if routes.iter().any(|r| r.slack.is_some()) {
+                let longest = crate::lease::longest_slack_send(sl.timeout);
+                let why = format!(
+                    "slack.timeout {} plus up to {} of pacing",
+                    humantime::format_duration(sl.timeout),
+                    humantime::format_duration(crate::lease::MAX_INLINE_PACING_WAIT)
+                );
+                sends.push((longest, why));
+            }
+            if routes.iter().any(|r| r.email.is_some()) {
+                let longest = crate::lease::longest_email_send(em.timeout);
+                let why = format!(
+                    "four times email.timeout {}, the bound on one SMTP exchange",
+                    humantime::format_duration(em.timeout)
+                );
+                sends.push((longest, why));
+            }
+            self.check_lease(w.lease, &sends);
+        }
+        let links = LinkSettings {
+            trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &links.allowed_hosts),
+            ..links
+        };
+        Some(Settings {
+            source: file.to_path_buf(),
+            server: server?,
+            store,
+            langsmith: langsmith?,
+            slack: slack?,
+            workers: workers?,
+            email: email?,
+            intake: IntakeSettings {
+                secret: secret("FEEDBACK_DISPATCH_WEBHOOK_SECRET"),
+            },
+            log: log?,
+            links,
+            keys,
+            routes,
+        })
+    }
+
+    /// A duration within `range` (inclusive), named by `path` when it is not.
+    pub(super) fn bounded_duration(
+        &mut self,
+        path: &str,
+        value: Option<String>,
+        default: &str,
+        (least, most): (Duration, Duration),
+    ) -> Option<Duration> {
+        let d = self.duration(path, value, default)?;
+        if d < least || d > most {
+            self.fail(
+                path,
+                format!(
+                    "{} is out of range (expected {} to {})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(least),
+                    humantime::format_duration(most)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A lease must hold one send at its longest, for each kind the routes send, and
+    /// `lease::LEASE_MARGIN` to record the outcome: a worker extends a lease that has less
+    /// left before it sends, and an extension is one lease long.
+    pub(super) fn check_lease(&mut self, lease: Duration, sends: &[(Duration, String)]) {
+        for (longest, why) in sends {
+            let needed = longest.saturating_add(crate::lease::LEASE_MARGIN);
+            if lease < needed {
+                self.fail(
+                    "workers.lease",
+                    format!(
+                        "{} is too short for one send: a send may take {} ({why}), and recording it up to {} (expected at least \"{}\")",
+                        humantime::format_duration(lease),
+                        humantime::format_duration(*longest),
+                        humantime::format_duration(crate::lease::LEASE_MARGIN),
+                        humantime::format_duration(needed),
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(super) fn duration(&mut self, path: &str, value: Option<String>, default: &str) -> Option<Duration> {
+        let text = value.unwrap_or_else(|| default.to_string());
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.fail(path, e);
+                None
+            }
+        }
+    }
+
+    pub(super) fn url(&mut self, path: &str, value: &str, what: &str) -> Option<url::Url> {
+        match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            _ => {
+                self.fail(path, format!("{value:?} is not a URL (expected {what})"));
+                None
+            }
+        }
+    }
+}
+
+/// Parses `"90s"`, `"1h 30m"`, `"7d"`: humantime's units (`ms`, `s`, `m`, `h`, `d`, `w`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("{text:?} is not a duration (expected a number and a unit, e.g. \"90s\", \"15m\", \"7d\")")
+    })
+}
+
+/// Normalizes a LangSmith endpoint to its base URL without `/api/v1` or `/api` or trailing `/`.
+pub fn normalize_endpoint(text: &str) -> Result<url::Url, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    let base = trimmed
+        .strip_suffix("/api/v1")
+        .or_else(|| trimmed.strip_suffix("/api"))
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
+    match url::Url::parse(base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() => Ok(u),
+        _ => Err(format!(
+            "{text:?} is not a LangSmith endpoint (expected \"embedded\", \"https://api.smith.langchain.com\", \"https://eu.api.smith.langchain.com\" or \"https://host/api/v1\")"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalized_to_their_base() {
+        for (input, expected) in [
+            ("https://api.smith.langchain.com", "https://api.smith.langchain.com/"),
+            (
+                "https://eu.api.smith.langchain.com/",
+                "https://eu.api.smith.langchain.com/",
+            ),
+            ("https://host.example/api/v1", "https://host.example/"),
+            ("https://host.example/api/v1/", "https://host.example/"),
+            ("https://host.example/langsmith/api", "https://host.example/langsmith"),
+            ("http://127.0.0.1:1984", "http://127.0.0.1:1984/"),
+        ] {
+            assert_eq!(normalize_endpoint(input).unwrap().as_str(), expected, "{input}");
+        }
+        assert!(normalize_endpoint("ftp://x").is_err());
+        assert!(normalize_endpoint("not a url").is_err());
+    }
+
+    #[test]
+    fn durations_take_human_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+    }
+}

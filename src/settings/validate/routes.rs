@@ -1,0 +1,333 @@
+//! `[[routes]]`: matches, Slack and email targets, and the checks across them.
+
+use super::Validator;
+use super::parse_duration;
+use crate::domain::{
+    EmailSchedule, EmailTarget, FeedbackKey, FieldPath, Glob, KeySpec, Mailbox, Route, RouteMatch, RunStatus, Schedule,
+    SlackChannel, SlackTarget, Source,
+};
+use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawRoute, RawSlackTarget};
+use crate::settings::{EmailSettings, SlackMode, SlackSettings};
+use std::collections::HashSet;
+use std::time::Duration;
+
+impl Validator {
+    pub(super) fn routes(
+        &mut self,
+        raw: Vec<RawRoute>,
+        keys: &[KeySpec],
+        slack: Option<&SlackSettings>,
+        email: Option<&EmailSettings>,
+    ) -> Vec<Route> {
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let name = r.name.trim().to_string();
+            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+                self.fail(
+                    format!("{at}.name"),
+                    "a route name must be 1 to 64 printable characters",
+                );
+                continue;
+            }
+            if !names.insert(name.clone()) {
+                self.fail(
+                    format!("{at}.name"),
+                    format!("route {name:?} is defined twice (expected unique names)"),
+                );
+                continue;
+            }
+            let route_keys = r.keys.map(|list| {
+                let mut parsed = Vec::new();
+                if list.is_empty() {
+                    self.fail(
+                        format!("{at}.keys"),
+                        "keys is empty (expected at least one key, or leave it out to use the event's feedback_keys)",
+                    );
+                }
+                for (j, k) in list.iter().enumerate() {
+                    match FeedbackKey::parse(k) {
+                        Ok(key) if keys.iter().any(|s| s.key == key) => parsed.push(key),
+                        Ok(_) => {
+                            let defined: Vec<&str> = keys.iter().map(|s| s.key.as_str()).collect();
+                            self.fail(
+                                format!("{at}.keys[{j}]"),
+                                format!(
+                                    "key {k:?} is not defined in [[keys]] (expected one of: {})",
+                                    if defined.is_empty() {
+                                        "none defined".to_string()
+                                    } else {
+                                        defined.join(", ")
+                                    }
+                                ),
+                            );
+                        }
+                        Err(e) => self.fail(format!("{at}.keys[{j}]"), e),
+                    }
+                }
+                parsed
+            });
+            let link_ttl = self.duration(&format!("{at}.link_ttl"), r.link_ttl, "7d");
+            let matcher = self.route_match(&at, r.matcher);
+            let slack_target = r.slack.and_then(|s| self.slack_target(&at, s, slack));
+            let email_target = r.email.and_then(|e| self.email_target(&at, e, email));
+            if slack_target.is_none()
+                && email_target.is_none()
+                && !self.issues.iter().any(|x| x.path.starts_with(&format!("{at}.")))
+            {
+                self.fail(
+                    at.clone(),
+                    format!("route {name:?} has no target (expected slack = {{ … }} and/or email = {{ … }})"),
+                );
+            }
+            if let (Some(ttl), Some(target)) = (link_ttl, &email_target) {
+                let window = target.schedule.longest_window(chrono::Utc::now());
+                if ttl <= window {
+                    self.fail(
+                        format!("{at}.link_ttl"),
+                        format!(
+                            "link_ttl {} is not longer than the digest window {} (links would expire before the digest is read)",
+                            humantime::format_duration(ttl),
+                            humantime::format_duration(window)
+                        ),
+                    );
+                }
+            }
+            if let (Some(link_ttl), Some(matcher)) = (link_ttl, matcher) {
+                out.push(Route {
+                    name,
+                    keys: route_keys,
+                    link_ttl,
+                    matcher,
+                    continue_matching: r.continue_matching,
+                    slack: slack_target,
+                    email: email_target,
+                });
+            }
+        }
+        out
+    }
+
+    pub(super) fn route_match(&mut self, at: &str, raw: Option<RawMatch>) -> Option<RouteMatch> {
+        let Some(raw) = raw else {
+            return Some(RouteMatch {
+                sample: 1.0,
+                ..RouteMatch::default()
+            });
+        };
+        let at = format!("{at}.match");
+        let mut ok = true;
+        let source = match raw.source.as_deref() {
+            None | Some("any") => None,
+            Some(s) => match Source::parse(s) {
+                Some(src) => Some(src),
+                None => {
+                    self.fail(format!("{at}.source"), format!("unknown source {s:?} (expected \"any\", \"langsmith_rule\", \"agent_server\" or \"generic\")"));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let statuses: Vec<String> = match raw.status {
+            None => vec![],
+            Some(OneOrMany::One(s)) => vec![s],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        let mut status = Vec::new();
+        for s in statuses {
+            if s == "any" {
+                continue;
+            }
+            match RunStatus::parse(&s) {
+                Some(st) => status.push(st),
+                None => {
+                    self.fail(format!("{at}.status"), format!("unknown status {s:?} (expected \"success\", \"error\", \"timeout\", \"interrupted\" or \"any\")"));
+                    ok = false;
+                }
+            }
+        }
+        let sample = raw.sample.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample) {
+            self.fail(
+                format!("{at}.sample"),
+                format!("{sample} is out of range (expected 0.0 to 1.0)"),
+            );
+            ok = false;
+        }
+        ok.then(|| RouteMatch {
+            source,
+            project: raw.project.as_deref().map(Glob::new),
+            project_id: raw.project_id,
+            run_name: raw.run_name.as_deref().map(Glob::new),
+            status,
+            tags: raw.tags,
+            metadata: raw.metadata,
+            sample,
+        })
+    }
+
+    pub(super) fn slack_target(
+        &mut self,
+        at: &str,
+        raw: RawSlackTarget,
+        slack: Option<&SlackSettings>,
+    ) -> Option<SlackTarget> {
+        let at = format!("{at}.slack");
+        let thread_ts_from = match raw.thread_ts_from.as_deref().map(FieldPath::parse) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                self.fail(format!("{at}.thread_ts_from"), e);
+                return None;
+            }
+        };
+        let channel = raw.channel.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+        if let Some(Err(e)) = channel.as_deref().map(crate::domain::check_channel) {
+            self.fail(format!("{at}.channel"), e);
+            return None;
+        }
+        let target = if let Some(url) = raw.webhook_url {
+            if channel.is_some() || raw.channel_from.is_some() {
+                self.fail(format!("{at}.webhook_url"), "an incoming webhook posts to its own channel (expected webhook_url alone, without channel or channel_from)");
+                return None;
+            }
+            let u = self.url(
+                &format!("{at}.webhook_url"),
+                &url,
+                "an incoming-webhook URL, https://hooks.slack.com/services/…",
+            )?;
+            SlackChannel::Webhook(u)
+        } else if let Some(path) = raw.channel_from {
+            match FieldPath::parse(&path) {
+                Ok(p) => SlackChannel::FromEvent {
+                    path: p,
+                    fallback: channel,
+                },
+                Err(e) => {
+                    self.fail(format!("{at}.channel_from"), e);
+                    return None;
+                }
+            }
+        } else if let Some(c) = channel {
+            SlackChannel::Fixed(c)
+        } else {
+            SlackChannel::Default
+        };
+        if let Some(slack) = slack {
+            match (slack.mode, &target) {
+                (SlackMode::Api, SlackChannel::Default) => {
+                    self.fail(at.clone(), "slack.mode \"api\" needs a channel (expected channel = \"C0123456789\" or channel_from = \"metadata.slack_channel\")");
+                    return None;
+                }
+                (SlackMode::Api, SlackChannel::Webhook(_)) => {
+                    self.fail(
+                        format!("{at}.webhook_url"),
+                        "slack.mode is \"api\": webhook_url is used only in \"webhook\" mode (expected channel)",
+                    );
+                    return None;
+                }
+                (
+                    SlackMode::Webhook,
+                    SlackChannel::Default | SlackChannel::Fixed(_) | SlackChannel::FromEvent { .. },
+                ) if slack.webhook_url.is_none() => {
+                    self.fail(
+                        at.clone(),
+                        "slack.mode \"webhook\" needs a URL: set webhook_url on the route or SLACK_WEBHOOK_URL",
+                    );
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        Some(SlackTarget {
+            channel: target,
+            thread_ts_from,
+        })
+    }
+
+    pub(super) fn email_target(
+        &mut self,
+        at: &str,
+        raw: RawEmailTarget,
+        _email: Option<&EmailSettings>,
+    ) -> Option<EmailTarget> {
+        let at = format!("{at}.email");
+        let mut ok = true;
+        if raw.to.is_empty() {
+            self.fail(
+                format!("{at}.to"),
+                "no recipients (expected to = [\"reviewers@example.com\"])",
+            );
+            ok = false;
+        }
+        let mut to = Vec::with_capacity(raw.to.len());
+        for (j, addr) in raw.to.iter().enumerate() {
+            match Mailbox::parse(addr) {
+                Ok(m) => to.push(m),
+                Err(e) => {
+                    self.fail(format!("{at}.to[{j}]"), e);
+                    ok = false;
+                }
+            }
+        }
+        if raw.timezone.is_some() && raw.cron.is_none() {
+            self.fail(
+                format!("{at}.timezone"),
+                "timezone applies to cron schedules only (expected cron = \"0 9 * * MON-FRI\" with it)",
+            );
+            ok = false;
+        }
+        let schedule = match (raw.every, raw.cron) {
+            (Some(_), Some(_)) => {
+                self.fail(format!("{at}.cron"), "give either every or cron, not both");
+                None
+            }
+            (Some(every), None) => match parse_duration(&every) {
+                Ok(d) if d >= Duration::from_secs(60) => Schedule::parse(&EmailSchedule::Every(d)).ok(),
+                Ok(_) => {
+                    self.fail(
+                        format!("{at}.every"),
+                        format!("{every:?} is too short (expected at least \"1m\")"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.fail(format!("{at}.every"), e);
+                    None
+                }
+            },
+            (None, Some(expr)) => {
+                let timezone = raw.timezone.unwrap_or_else(|| "UTC".into());
+                let schedule = EmailSchedule::Cron { expr, timezone };
+                match Schedule::parse(&schedule) {
+                    Ok(parsed) => Some(parsed),
+                    Err(e) => {
+                        let field = if e.contains("time zone") { "timezone" } else { "cron" };
+                        self.fail(format!("{at}.{field}"), e);
+                        None
+                    }
+                }
+            }
+            (None, None) => Schedule::parse(&EmailSchedule::Every(Duration::from_secs(3600))).ok(),
+        };
+        let max_runs = raw.max_runs.unwrap_or(50);
+        if !(1..=500).contains(&max_runs) {
+            self.fail(
+                format!("{at}.max_runs"),
+                format!("{max_runs} is out of range (expected 1 to 500)"),
+            );
+            ok = false;
+        }
+        if ok {
+            Some(EmailTarget {
+                to,
+                schedule: schedule?,
+                max_runs: max_runs as usize,
+                subject: raw.subject,
+            })
+        } else {
+            None
+        }
+    }
+}
