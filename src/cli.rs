@@ -2,7 +2,7 @@
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{JobKind, JobState, SqliteStore, Store};
+use crate::store::{JobKind, JobState};
 use crate::telemetry::escape_controls;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -117,7 +117,7 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match SqliteStore::open(&settings.store.url).await {
+    let store = match crate::store::open(&settings.store.url).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot open the store at {}: {e}", settings.store.url);

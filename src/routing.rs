@@ -3,26 +3,10 @@
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
 use crate::domain::{ChannelChoice, FeedbackKey, Route, RunEvent, SlackChannel};
-use crate::email::digest::DigestRunPayload;
+use crate::jobs::{DigestRunPayload, SlackJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-/// What a Slack job carries: everything needed to render and send, fixed at intake.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SlackJobPayload {
-    /// The run.
-    pub event: RunEvent,
-    /// Keys to mint, resolved at intake.
-    pub keys: Vec<FeedbackKey>,
-    /// Channel (api mode), or empty for webhook/outbox defaults.
-    pub channel: Option<String>,
-    /// Thread to reply in.
-    pub thread_ts: Option<String>,
-    /// Token lifetime from sending.
-    pub link_ttl_secs: u64,
-}
 
 /// The jobs for a batch of events, and which event each came from.
 #[derive(Debug, Default)]
@@ -180,7 +164,7 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                 plan.jobs.push(NewJob {
                     kind: JobKind::Slack,
                     route: route.name.clone(),
-                    idempotency_key: format!("slack:{}:{}:{}", route.name, target, event.run_id),
+                    idempotency_key: crate::jobs::slack_key(&route.name, &target, event.run_id),
                     target,
                     run_id: Some(event.run_id),
                     payload: serde_json::to_value(&payload).expect("payload serializes"),

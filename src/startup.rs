@@ -4,7 +4,7 @@
 use crate::langsmith::{LangSmithClient, embedded};
 use crate::metrics::Metrics;
 use crate::settings::{LangSmithEndpoint, Settings};
-use crate::store::{SqliteStore, Store};
+use crate::state::AppState;
 use crate::worker::Workers;
 use anyhow::Context;
 use axum::Router;
@@ -20,28 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// What request handlers and workers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// Durable state.
-    pub store: Arc<dyn Store>,
-    /// Token minting.
-    pub langsmith: LangSmithClient,
-    /// How browsers reach this server.
-    pub public_url: url::Url,
-    /// Wakes the workers when intake commits new jobs.
-    pub wake_workers: Arc<tokio::sync::Notify>,
-    /// True while the workers' claim loop runs (readiness).
-    pub workers_running: Arc<std::sync::atomic::AtomicBool>,
-    /// Counters and histograms for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the
-    /// database); `None` with a remote LangSmith.
-    pub embedded_key: Option<secrecy::SecretString>,
-}
-
 /// A built, bound, not yet running service.
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -53,7 +31,7 @@ pub struct Application {
 impl Application {
     /// Opens the store, binds `server.listen` and wires the routes.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&settings.store.url)
+        let store = crate::store::open(&settings.store.url)
             .await
             .with_context(|| format!("cannot open the store at {}", settings.store.url))?;
         let listener = tokio::net::TcpListener::bind(settings.server.listen)
@@ -92,7 +70,7 @@ impl Application {
         .with_metrics(metrics.clone());
         let state = AppState {
             settings: Arc::new(settings),
-            store: Arc::new(store),
+            store,
             langsmith,
             public_url,
             wake_workers: Arc::new(tokio::sync::Notify::new()),

@@ -4,16 +4,16 @@
 
 use crate::domain::{FeedbackKey, RunEvent};
 use crate::email::deliver::EmailSender;
-use crate::email::digest::{self, DigestJobPayload, DigestRunPayload};
+use crate::email::digest;
 use crate::email::render::{DigestContent, DigestRun, MAX_HTML_BYTES, render_digest_within};
+use crate::jobs::{DigestJobPayload, DigestRunPayload, SlackJobPayload};
 use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest, client::backoff};
 use crate::lease::{self, MAX_INLINE_PACING_WAIT, longest_send};
 use crate::links::links_for_run;
-use crate::routing::SlackJobPayload;
 use crate::slack::deliver::{OutgoingMessage, SlackError, SlackSender};
 use crate::slack::pacing::Pacer;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Job, JobKind};
 use chrono::Utc;
 use serde::Deserialize;

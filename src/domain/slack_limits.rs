@@ -1,5 +1,5 @@
 //! Slack's Block Kit limits, in one place: the renderer keeps within them, `check-config`
-//! refuses settings that cannot, and [`crate::slack::render::check_limits`] states them as a
+//! refuses settings that cannot, and the renderer's `check_limits` states them as a
 //! checkable list.
 
 /// Slack rejects a message with more blocks (`invalid_blocks`).

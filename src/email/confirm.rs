@@ -5,7 +5,7 @@
 //! submit forms.
 
 use super::render::DigestRun;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ConfirmLink;
 use askama::Template;
 use axum::extract::{Path, State};

@@ -2,34 +2,15 @@
 //! ([`crate::domain::Schedule`]). When a window has closed, its digest becomes one send job per
 //! recipient. Every function takes `now`, so tests run on a controlled clock.
 
-use crate::domain::{FeedbackKey, RunEvent};
-use crate::startup::AppState;
+use crate::jobs::DigestJobPayload;
+use crate::state::AppState;
 use crate::store::{JobKind, NewJob, StoreError};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A window is closed this long after its end, so an intake request that computed its window
 /// just before the end still commits into it before the digest is sent.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// What a digest run carries: the event and the keys fixed at intake.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DigestRunPayload {
-    /// The run.
-    pub event: RunEvent,
-    /// Keys to mint for it.
-    pub keys: Vec<FeedbackKey>,
-}
-
-/// What a digest send job carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DigestJobPayload {
-    /// The digest.
-    pub digest_id: i64,
-    /// The recipient of this message.
-    pub recipient: String,
-}
 
 /// Closes every digest whose window ended (by `now` less the grace), creating its send jobs;
 /// returns how many digests were closed.
@@ -52,12 +33,7 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
                 route: digest.route.clone(),
                 target: to.to_string(),
                 run_id: None,
-                idempotency_key: format!(
-                    "digest:{}:{}:{}",
-                    digest.route,
-                    digest.window_end.timestamp_millis(),
-                    to
-                ),
+                idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to.as_str()),
                 payload: serde_json::to_value(DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),

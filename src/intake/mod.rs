@@ -14,7 +14,7 @@ pub use langsmith_rule::parse as parse_rule_webhook;
 
 use crate::domain::{RunEvent, truncate_for_message};
 use crate::routing;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;

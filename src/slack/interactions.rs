@@ -2,7 +2,7 @@
 //! clicked and shows ⚠ unless it gets a 200 within 3 s. The click itself already went to
 //! LangSmith through the button's URL, so the only job here is to check the signature and ack.
 
-use crate::startup::AppState;
+use crate::settings::Settings;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -10,11 +10,16 @@ use axum::response::IntoResponse;
 use secrecy::ExposeSecret;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+use std::sync::Arc;
 
 /// Verifies `X-Slack-Signature` (HMAC-SHA256 of `v0:{timestamp}:{body}`, timestamp within five
 /// minutes) and answers 200, or 401.
-pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let Some(secret) = &state.settings.slack.signing_secret else {
+pub async fn receive_interaction(
+    State(settings): State<Arc<Settings>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let Some(secret) = &settings.slack.signing_secret else {
         return (
             StatusCode::UNAUTHORIZED,
             "SLACK_SIGNING_SECRET is not set; interactions are refused",

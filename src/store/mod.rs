@@ -1,10 +1,21 @@
 //! Durable state behind the `Store` trait: the job queue (with leases, idempotency, minted
 //! tokens and dead letters) and the embedded LangSmith service's tokens and feedback.
-//! `sqlite.rs` is the implementation; only this module uses sqlx.
+//! `sqlite/` is the implementation ([`open`] picks it from the URL); only this module uses sqlx.
 
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+
+/// Opens the store `url` names: `sqlite://path` (or `sqlite::memory:`), migrated.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Unsupported(
+            url.split(':').next().unwrap_or(url).to_string(),
+        ))
+    }
+}
 
 use crate::domain::RunId;
 use chrono::{DateTime, Utc};
@@ -22,6 +33,9 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The URL names a database this build does not support.
+    #[error("unsupported store URL scheme {0:?} (expected sqlite://path)")]
+    Unsupported(String),
     /// The database folder could not be created.
     #[error("cannot create the database folder {path}: {source}")]
     Folder {

@@ -1,7 +1,8 @@
 //! `spawn_app` and the shared test plumbing.
 
 use feedback_dispatch::settings::Settings;
-use feedback_dispatch::startup::{AppState, Application};
+use feedback_dispatch::startup::Application;
+use feedback_dispatch::state::AppState;
 use feedback_dispatch::store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

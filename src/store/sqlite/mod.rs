@@ -1,22 +1,26 @@
 //! SQLite implementation of [`Store`]: WAL journal, one writer at a time, migrations at start.
 
+#[macro_use]
+mod rows;
+mod writer;
+
+use rows::*;
+use writer::PROBE_BYTES;
+
 use super::{
-    ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobKind, JobState, NewJob, Store, StoreError,
-    StoredFeedback, StoredToken,
+    ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobState, NewJob, Store, StoreError, StoredFeedback,
+    StoredToken,
 };
 use crate::domain::RunId;
-use chrono::{DateTime, TimeZone, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row, Sqlite, SqlitePool};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a writer waits for the lock before failing. Within the service one connection
 /// writes, so this only matters when another process (`dead-letters retry`) writes at the same
@@ -48,85 +52,6 @@ pub struct SqliteStore {
     /// True from a failed write until a write commits again (`/readyz`).
     writes_failing: Arc<AtomicBool>,
 }
-
-/// The writer connection for one operation; see [`SqliteStore::finish`].
-struct Writer {
-    conn: Option<PoolConnection<Sqlite>>,
-    memory: bool,
-}
-
-impl std::ops::Deref for Writer {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &Self::Target {
-        self.conn.as_ref().expect("the writer is held until finished")
-    }
-}
-
-impl std::ops::DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.conn.as_mut().expect("the writer is held until finished")
-    }
-}
-
-impl Drop for Writer {
-    /// An operation that did not finish (its future was dropped: a client went away, intake's
-    /// wait ran out) may have left the connection anywhere; it is closed rather than reused.
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut()
-            && !self.memory
-        {
-            conn.close_on_drop();
-        }
-    }
-}
-
-/// What a successful write says of the store's health: whether it took new room (an insert),
-/// which a full disk refuses. Updates of existing rows can succeed while inserts fail, so they
-/// prove nothing.
-trait Wrote {
-    fn took_room(&self) -> bool;
-}
-
-impl Wrote for () {
-    /// Inserts committed in a transaction (or a row of feedback).
-    fn took_room(&self) -> bool {
-        true
-    }
-}
-
-impl Wrote for Vec<bool> {
-    /// Intake's new jobs.
-    fn took_room(&self) -> bool {
-        self.iter().any(|new| *new)
-    }
-}
-
-impl Wrote for SqliteQueryResult {
-    fn took_room(&self) -> bool {
-        false
-    }
-}
-
-impl Wrote for Vec<SqliteRow> {
-    fn took_room(&self) -> bool {
-        false
-    }
-}
-
-impl Wrote for bool {
-    fn took_room(&self) -> bool {
-        false
-    }
-}
-
-impl Wrote for Option<String> {
-    fn took_room(&self) -> bool {
-        false
-    }
-}
-
-/// Room the readiness probe takes, about one intake batch of long runs.
-const PROBE_BYTES: i64 = 64 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`),
@@ -179,147 +104,6 @@ impl SqliteStore {
             writes_failing: Arc::default(),
         })
     }
-
-    /// The writer connection, for one operation that ends with [`SqliteStore::finish`].
-    async fn writer(&self) -> Result<Writer, StoreError> {
-        match self.writer.acquire().await {
-            Ok(conn) => Ok(Writer {
-                conn: Some(conn),
-                memory: self.memory,
-            }),
-            Err(e) => {
-                self.writes_failing.store(true, Ordering::SeqCst);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Ends a write: after an error the connection is closed (the pool opens a fresh one for
-    /// the next write), and the store counts as failing writes until one commits a change.
-    async fn finish<T: Wrote>(&self, mut writer: Writer, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match &result {
-            Ok(done) => {
-                if done.took_room() && self.writes_failing.swap(false, Ordering::SeqCst) {
-                    tracing::info!("the database takes writes again");
-                }
-            }
-            Err(e) => {
-                if !self.writes_failing.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(error = %e, "a write to the database failed; intake answers 503 and /readyz is not ready until writes commit again");
-                }
-                if let Some(conn) = writer.conn.take()
-                    && !self.memory
-                {
-                    tracing::debug!(error = %e, "the writer connection is replaced after a failed write");
-                    let _ = conn.close().await;
-                }
-            }
-        }
-        result
-    }
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {s:?}: {e}")))
-}
-
-fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
-    v.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .transpose()
-}
-
-fn run_id(s: &str) -> Result<RunId, StoreError> {
-    RunId::parse(s).map_err(StoreError::Corrupt)
-}
-
-fn uuid(s: &str) -> Result<uuid::Uuid, StoreError> {
-    uuid::Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: row.try_get("id")?,
-        kind: JobKind::parse(row.try_get("kind")?)?,
-        route: row.try_get("route")?,
-        target: row.try_get("target")?,
-        run_id: row
-            .try_get::<Option<String>, _>("run_id")?
-            .as_deref()
-            .map(run_id)
-            .transpose()?,
-        payload: serde_json::from_str(row.try_get("payload")?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        state: JobState::parse(row.try_get("state")?)?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        minted: json_opt(row.try_get("minted")?)?,
-        last_error: row.try_get("last_error")?,
-        created_at: from_ms(row.try_get("created_at")?),
-        next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
-        lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(from_ms),
-    })
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<StoredToken, StoreError> {
-    Ok(StoredToken {
-        id: uuid(row.try_get("id")?)?,
-        run_id: run_id(row.try_get("run_id")?)?,
-        feedback_key: row.try_get("feedback_key")?,
-        feedback_config: json_opt(row.try_get("feedback_config")?)?,
-        expires_at: parse_time(row.try_get("expires_at")?)?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-    })
-}
-
-fn feedback_from_row(row: &SqliteRow) -> Result<StoredFeedback, StoreError> {
-    Ok(StoredFeedback {
-        id: uuid(row.try_get("id")?)?,
-        token_id: row
-            .try_get::<Option<String>, _>("token_id")?
-            .as_deref()
-            .map(uuid)
-            .transpose()?,
-        run_id: run_id(row.try_get("run_id")?)?,
-        key: row.try_get("key")?,
-        score: row.try_get("score")?,
-        value: json_opt(row.try_get("value")?)?,
-        comment: row.try_get("comment")?,
-        correction: json_opt(row.try_get("correction")?)?,
-        metadata: json_opt(row.try_get("metadata")?)?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-    })
-}
-
-/// The columns `job_from_row` reads; a macro so queries stay static strings.
-macro_rules! job_columns {
-    () => {
-        "id, kind, route, target, run_id, payload, state, attempts, minted, last_error, created_at, next_attempt_at, lease_until"
-    };
-}
-
-/// Adds ` AND column IN (?, ?, …)` when `values` is not empty (empty means no filter).
-fn push_in_list(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &'static str, values: &[String]) {
-    if values.is_empty() {
-        return;
-    }
-    qb.push(" AND ").push(column).push(" IN (");
-    let mut sep = qb.separated(", ");
-    for v in values {
-        sep.push_bind(v.clone());
-    }
-    qb.push(")");
 }
 
 /// Most jobs in one INSERT: 9 bound values each, well under SQLite's 32,766 variables.

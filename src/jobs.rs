@@ -1,0 +1,70 @@
+//! The job payload contract: what intake stores in a job (or a digest run) and the worker reads
+//! back, and the idempotency keys that make a re-sent webhook a duplicate. Stored as JSON, so a
+//! field added here needs `#[serde(default)]` for the jobs already queued.
+
+use crate::domain::{FeedbackKey, RunEvent, RunId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a Slack job carries: everything needed to render and send, fixed at intake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackJobPayload {
+    /// The run.
+    pub event: RunEvent,
+    /// Keys to mint, resolved at intake.
+    pub keys: Vec<FeedbackKey>,
+    /// Channel (api mode), or empty for webhook/outbox defaults.
+    pub channel: Option<String>,
+    /// Thread to reply in.
+    pub thread_ts: Option<String>,
+    /// Token lifetime from sending.
+    pub link_ttl_secs: u64,
+}
+
+/// What a digest run carries: the event and the keys fixed at intake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DigestRunPayload {
+    /// The run.
+    pub event: RunEvent,
+    /// Keys to mint for it.
+    pub keys: Vec<FeedbackKey>,
+}
+
+/// What a digest send job carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DigestJobPayload {
+    /// The digest.
+    pub digest_id: i64,
+    /// The recipient of this message.
+    pub recipient: String,
+}
+
+/// The idempotency key of a run's Slack message on a route and target: a second webhook for
+/// the run finds its job by it.
+pub fn slack_key(route: &str, target: &str, run: RunId) -> String {
+    format!("slack:{route}:{target}:{run}")
+}
+
+/// The idempotency key of one recipient's message of a digest window.
+pub fn digest_key(route: &str, window_end: DateTime<Utc>, recipient: &str) -> String {
+    format!("digest:{route}:{}:{recipient}", window_end.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_route_target_and_run_or_window() {
+        let run = RunId::parse("2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c").unwrap();
+        assert_eq!(
+            slack_key("r", "C1", run),
+            "slack:r:C1:2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c"
+        );
+        let end = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+        assert_eq!(
+            digest_key("r", end, "a@b.example"),
+            "digest:r:1700000000000:a@b.example"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! What request handlers and workers share. Handlers that need only a part take it through
+//! axum's `FromRef` (`State<Arc<Settings>>`, `State<Arc<dyn Store>>`), so their signature says
+//! what they touch.
+
+use crate::langsmith::LangSmithClient;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::store::Store;
+use axum::extract::FromRef;
+use std::sync::Arc;
+
+/// What request handlers and workers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Token minting.
+    pub langsmith: LangSmithClient,
+    /// How browsers reach this server.
+    pub public_url: url::Url,
+    /// Wakes the workers when intake commits new jobs.
+    pub wake_workers: Arc<tokio::sync::Notify>,
+    /// True while the workers' claim loop runs (readiness).
+    pub workers_running: Arc<std::sync::atomic::AtomicBool>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the
+    /// database); `None` with a remote LangSmith.
+    pub embedded_key: Option<secrecy::SecretString>,
+}
+
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Store> {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
+    }
+}
