@@ -3,7 +3,9 @@
 //! lint `check-config` runs on the rendered output of a built-in sample event.
 
 use crate::domain::{KeySpec, Route, RunEvent, RunId};
-use crate::email::render::{DigestContent, DigestRun, render_digest};
+use crate::email::digest::{compose, select_runs};
+use crate::email::render::{MAX_HTML_BYTES, render_digest_within};
+use crate::jobs::DigestRunPayload;
 use crate::langsmith::{LangSmithClient, MintedToken};
 use crate::links::links_for_run;
 use crate::routing::{keys_for, matching_routes};
@@ -178,20 +180,22 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
             }
             if let Some(email) = &route.email {
                 let now = Utc::now();
-                let content = DigestContent {
-                    route: route.name.clone(),
-                    recipient: email.to.first().map(|m| m.to_string()).unwrap_or_default(),
-                    runs: vec![DigestRun {
-                        event: event.clone(),
-                        keys: links.clone(),
-                    }],
-                    more: 0,
-                    project_url: None,
-                    window_start: now,
-                    window_end: now,
-                    subject: email.subject.clone(),
+                let run = DigestRunPayload {
+                    event: event.clone(),
+                    keys: keys.clone(),
                 };
-                let rendered = render_digest(&content).context("rendering the digest")?;
+                let shown = select_runs(vec![(run, now)], email.max_runs);
+                let recipient = email.to.first().map(|m| m.to_string()).unwrap_or_default();
+                let mut content = compose(
+                    &route.name,
+                    email,
+                    &recipient,
+                    &shown,
+                    &tokens,
+                    &settings.keys,
+                    (now, now),
+                );
+                let rendered = render_digest_within(&mut content, MAX_HTML_BYTES).context("rendering the digest")?;
                 let _ = writeln!(report, "  email subject: {}", rendered.subject);
                 match &opts.out {
                     Some(dir) => {

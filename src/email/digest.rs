@@ -1,12 +1,82 @@
 //! Digests: a route's `email` target collects runs into the digest of the current window
 //! ([`crate::domain::Schedule`]). When a window has closed, its digest becomes one send job per
-//! recipient. Every function takes `now`, so tests run on a controlled clock.
+//! recipient ([`close_due`]). What a digest shows is decided here, without I/O: [`select_runs`]
+//! picks the runs (newest first, `max_runs` of them) and [`compose`] puts them with their links;
+//! the worker and `preview` both use them. Every function takes `now`, so tests run on a
+//! controlled clock.
 
-use crate::jobs::DigestJobPayload;
+use crate::domain::{EmailTarget, KeySpec};
+use crate::email::render::{DigestContent, DigestRun};
+use crate::jobs::{DigestJobPayload, DigestRunPayload};
+use crate::langsmith::MintedToken;
+use crate::links::links_for_run;
 use crate::state::AppState;
 use crate::store::{JobKind, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+
+/// The runs a digest shows, newest first, and how many more its window had.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    /// Each run with when it was added to the digest.
+    pub runs: Vec<(DigestRunPayload, DateTime<Utc>)>,
+    /// Runs left out by `max_runs`.
+    pub more: usize,
+}
+
+/// The newest `max_runs` of a window's runs (by when they ended, else when they arrived): the
+/// runs a reviewer most likely still remembers.
+pub fn select_runs(mut runs: Vec<(DigestRunPayload, DateTime<Utc>)>, max_runs: usize) -> Shown {
+    runs.sort_by_key(|(p, at)| std::cmp::Reverse(p.event.ended_at.unwrap_or(*at)));
+    let more = runs.len().saturating_sub(max_runs);
+    runs.truncate(max_runs);
+    Shown { runs, more }
+}
+
+/// One recipient's digest of `shown` runs, each with the links of its `tokens` (minted for the
+/// digest, shared by every recipient). The "N more runs" link goes to the LangSmith project of
+/// the first run whose link is trusted, never to a host a sender chose.
+pub fn compose(
+    route: &str,
+    email: &EmailTarget,
+    recipient: &str,
+    shown: &Shown,
+    tokens: &[MintedToken],
+    keys: &[KeySpec],
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> DigestContent {
+    DigestContent {
+        route: route.to_string(),
+        recipient: recipient.to_string(),
+        more: shown.more,
+        project_url: shown
+            .runs
+            .iter()
+            .filter(|(p, _)| p.event.run_url_trusted)
+            .find_map(|(p, _)| p.event.run_url.as_deref().and_then(project_url)),
+        runs: shown
+            .runs
+            .iter()
+            .map(|(p, _)| {
+                let mine: Vec<MintedToken> = tokens.iter().filter(|t| t.run_id == p.event.run_id).cloned().collect();
+                DigestRun {
+                    event: p.event.clone(),
+                    keys: links_for_run(keys, &mine),
+                }
+            })
+            .collect(),
+        window_start: window.0,
+        window_end: window.1,
+        subject: email.subject.clone(),
+    }
+}
+
+/// The LangSmith project page of a run URL (`…/projects/p/<id>/r/<run>` → `…/projects/p/<id>`).
+fn project_url(run_url: &str) -> Option<String> {
+    let start = run_url.find("/projects/p/")? + "/projects/p/".len();
+    let end = run_url[start..].find(['/', '?']).map_or(run_url.len(), |i| start + i);
+    (end > start).then(|| run_url[..end].to_string())
+}
 
 /// A window is closed this long after its end, so an intake request that computed its window
 /// just before the end still commits into it before the digest is sent.
@@ -50,4 +120,137 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
         state.wake_workers.notify_one();
     }
     Ok(due.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Button, ButtonStyle, EmailSchedule, FeedbackKey, Mailbox, Schedule};
+    use crate::email::render::{MAX_HTML_BYTES, render_digest_within};
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + minute * 60, 0).unwrap()
+    }
+
+    fn run(n: u128, ended: Option<i64>, answer: &str) -> (DigestRunPayload, DateTime<Utc>) {
+        let mut event = crate::email::render::sample_content().runs.remove(0).event;
+        event.run_id = uuid::Uuid::from_u128(n).into();
+        event.run_name = Some(format!("run {n}"));
+        event.ended_at = ended.map(at);
+        event.output = Some(answer.to_string());
+        (
+            DigestRunPayload {
+                event,
+                keys: vec![FeedbackKey::parse("thumbs_up").unwrap()],
+            },
+            at(n as i64),
+        )
+    }
+
+    fn target(max_runs: usize) -> EmailTarget {
+        EmailTarget {
+            to: vec![Mailbox::parse("ana@example.com").unwrap()],
+            schedule: Schedule::parse(&EmailSchedule::Every(Duration::from_secs(3600))).unwrap(),
+            max_runs,
+            subject: None,
+        }
+    }
+
+    fn names(shown: &Shown) -> Vec<String> {
+        shown
+            .runs
+            .iter()
+            .map(|(p, _)| p.event.run_name.clone().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_runs_are_shown_and_the_rest_counted() {
+        // Ended times win over arrival; a run without one counts from when it arrived.
+        let runs = vec![
+            run(1, Some(50), "a"),
+            run(2, None, "b"),
+            run(3, Some(10), "c"),
+            run(4, Some(40), "d"),
+        ];
+        let shown = select_runs(runs.clone(), 2);
+        assert_eq!(names(&shown), ["run 1", "run 4"]);
+        assert_eq!(shown.more, 2);
+        let all = select_runs(runs, 10);
+        assert_eq!(names(&all), ["run 1", "run 4", "run 3", "run 2"]);
+        assert_eq!(all.more, 0);
+    }
+
+    #[test]
+    fn each_run_gets_its_own_links_and_only_a_trusted_link_gives_the_project() {
+        let mut shown = select_runs(vec![run(1, Some(2), "a"), run(2, Some(1), "b")], 10);
+        shown.runs[0].0.event.run_url = Some("https://evil.example/projects/p/x/r/1".into());
+        shown.runs[0].0.event.run_url_trusted = false;
+        shown.runs[1].0.event.run_url = Some("https://smith.langchain.com/o/1/projects/p/abc/r/2".into());
+        shown.runs[1].0.event.run_url_trusted = true;
+        let keys = vec![KeySpec {
+            key: FeedbackKey::parse("thumbs_up").unwrap(),
+            feedback_config: None,
+            buttons: vec![Button {
+                label: "👍".into(),
+                score: 1.0,
+                value: None,
+                style: ButtonStyle::Primary,
+            }],
+        }];
+        // Each token's id says whose it is.
+        let token = |n: u128| MintedToken {
+            id: uuid::Uuid::from_u128(n),
+            run_id: uuid::Uuid::from_u128(n).into(),
+            feedback_key: FeedbackKey::parse("thumbs_up").unwrap(),
+            url: url::Url::parse(&format!(
+                "https://ls.example/api/v1/feedback/tokens/{}",
+                uuid::Uuid::from_u128(n)
+            ))
+            .unwrap(),
+            expires_at: at(600),
+        };
+        let tokens = vec![token(2), token(1)];
+        let content = compose(
+            "r",
+            &target(10),
+            "ana@example.com",
+            &shown,
+            &tokens,
+            &keys,
+            (at(0), at(60)),
+        );
+        assert_eq!(
+            content.project_url.as_deref(),
+            Some("https://smith.langchain.com/o/1/projects/p/abc")
+        );
+        assert_eq!(content.runs.len(), 2);
+        for r in &content.runs {
+            assert_eq!(r.keys.len(), 1, "one key");
+            let link = &r.keys[0].links[0];
+            assert!(
+                link.url.as_str().contains(&r.event.run_id.as_uuid().to_string()),
+                "{}",
+                link.url
+            );
+        }
+    }
+
+    #[test]
+    fn a_digest_over_the_size_cap_shows_its_newest_runs_and_counts_the_rest() {
+        let long = "x".repeat(4_000);
+        let runs: Vec<_> = (1..=60).map(|n| run(n, Some(n as i64), &long)).collect();
+        let shown = select_runs(runs, 50);
+        assert_eq!(shown.more, 10);
+        let mut content = compose("r", &target(50), "ana@example.com", &shown, &[], &[], (at(0), at(60)));
+        let mail = render_digest_within(&mut content, MAX_HTML_BYTES).unwrap();
+        assert!(mail.html.len() <= MAX_HTML_BYTES);
+        assert!(content.runs.len() < 50, "the cap left runs out");
+        assert_eq!(content.runs.len() + content.more, 60, "every run is shown or counted");
+        assert_eq!(
+            content.runs[0].event.run_name.as_deref(),
+            Some("run 60"),
+            "the newest is shown"
+        );
+    }
 }

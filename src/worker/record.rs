@@ -1,0 +1,151 @@
+//! Outcomes into the store: delivered jobs in one statement, the others one by one (a retry
+//! past `max_attempts` becomes a dead letter). A delivered job whose outcome the store refuses
+//! is kept and recorded again on every turn of the claim loop, and not sent again if claimed.
+
+use super::{Claimed, Workers};
+use crate::langsmith::client::backoff;
+use crate::store::{Job, JobKind};
+use chrono::Utc;
+use std::time::Duration;
+
+/// What became of one job.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Sent,
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    Dead(String),
+    Defer(Duration),
+    /// The lease ended before the send and another worker holds the job now: record nothing.
+    LeaseLost,
+}
+
+/// What became of an in-flight job so far.
+#[derive(Default)]
+pub(super) struct Progress {
+    /// Delivered (its outcome not yet stored).
+    pub(super) sent: bool,
+    /// Tokens minted for it by this attempt.
+    pub(super) minted: Option<serde_json::Value>,
+}
+
+impl Workers {
+    /// Records the delivered jobs whose outcome the store refused earlier.
+    pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
+        let ids: Vec<i64> = self
+            .unrecorded
+            .lock()
+            .expect("unrecorded set")
+            .iter()
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.state.store.mark_sent(&ids, Utc::now()).await?;
+        let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+        for id in &ids {
+            unrecorded.remove(id);
+        }
+        tracing::info!(jobs = ?ids, "delivered jobs recorded after the store failed to take them");
+        Ok(())
+    }
+
+    /// Claimed jobs minus those this worker delivered already and could not record yet (their
+    /// lease ran out while the store failed): those are recorded, not sent again.
+    pub(super) fn skip_delivered(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let unrecorded = self.unrecorded.lock().expect("unrecorded set");
+        if unrecorded.is_empty() {
+            return jobs;
+        }
+        jobs.into_iter()
+            .filter(|j| {
+                let delivered = unrecorded.contains(&j.id);
+                if delivered {
+                    tracing::info!(
+                        job = j.id,
+                        "claimed a job delivered before; recording it instead of sending it again"
+                    );
+                }
+                !delivered
+            })
+            .collect()
+    }
+
+    /// Stores the outcomes of a chunk: the delivered jobs in one statement, the others one by
+    /// one (a retry past `max_attempts` becomes a dead letter). Tokens minted by this attempt
+    /// are kept with a job that goes back to the queue, so its next attempt sends the same
+    /// links; a delivered job does not need them any more.
+    pub(super) async fn record(&self, done: Vec<(Claimed, Outcome)>) {
+        let now = Utc::now();
+        let w = &self.state.settings.workers;
+        let store = &self.state.store;
+        let mut sent = Vec::new();
+        // Tokens minted by this attempt, as the in-flight set keeps them.
+        let minted: Vec<Option<serde_json::Value>> = {
+            let in_flight = self.in_flight.lock().expect("in-flight set");
+            done.iter()
+                .map(|(c, _)| in_flight.get(&c.job.id).and_then(|p| p.minted.clone()))
+                .collect()
+        };
+        for ((claimed, outcome), minted) in done.iter().zip(&minted) {
+            let job = &claimed.job;
+            let channel = match job.kind {
+                JobKind::Slack => "slack",
+                JobKind::Digest => "email",
+            };
+            let outcome_label = match outcome {
+                Outcome::Sent => Some("sent"),
+                Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
+                Outcome::Retry { .. } => Some("retry"),
+                Outcome::Dead(_) => Some("dead"),
+                Outcome::Defer(_) | Outcome::LeaseLost => None,
+            };
+            if let Some(label) = outcome_label {
+                self.state.metrics.delivery(channel, label);
+            }
+            let minted = minted.as_ref();
+            let result = match outcome {
+                Outcome::Sent => {
+                    sent.push(job.id);
+                    continue;
+                }
+                Outcome::LeaseLost => continue,
+                Outcome::Defer(wait) => {
+                    let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
+                    store.release(job.id, at, minted, now).await
+                }
+                Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
+                    let reason = format!("gave up after {} attempts: {error}", job.attempts);
+                    tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                    store.mark_dead(job.id, &reason, now).await
+                }
+                Outcome::Retry { after, error } => {
+                    let delay = backoff(w.retry_base, job.attempts)
+                        .min(w.retry_max)
+                        .max(after.unwrap_or_default());
+                    tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
+                    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    store.mark_retry(job.id, at, error, minted, now).await
+                }
+                Outcome::Dead(reason) => {
+                    tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
+                    store.mark_dead(job.id, reason, now).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
+            }
+        }
+        if let Err(e) = store.mark_sent(&sent, now).await {
+            tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
+            self.unrecorded.lock().expect("unrecorded set").extend(&sent);
+        }
+        let mut in_flight = self.in_flight.lock().expect("in-flight set");
+        for (claimed, _) in &done {
+            in_flight.remove(&claimed.job.id);
+        }
+    }
+}
