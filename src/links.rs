@@ -106,16 +106,7 @@ mod tests {
 
     #[test]
     fn buttons_become_score_links() {
-        let spec = KeySpec {
-            key: FeedbackKey::parse("thumbs_up").unwrap(),
-            feedback_config: None,
-            buttons: vec![Button {
-                label: "👍".into(),
-                score: 1.0,
-                value: None,
-                style: ButtonStyle::Primary,
-            }],
-        };
+        let spec = crate::domain::thumbs_up_for_tests();
         let links = key_links(&spec, &token("thumbs_up"));
         assert_eq!(
             links.links[0].url.as_str(),

@@ -97,14 +97,11 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 .clone()
                 .context("--mint with the embedded service needs server.public_url of a running `serve`")?,
         };
-        let ls = &settings.langsmith;
-        Some(LangSmithClient::new(
-            &base,
-            ls.api_key.clone(),
-            ls.workspace_id.clone(),
-            ls.timeout,
-            ls.max_attempts,
-        )?)
+        // A running `serve`'s embedded service takes the key it keeps beside the database.
+        let key = crate::langsmith::embedded::api_key(settings)
+            .context("cannot read the embedded LangSmith service's API key")?
+            .or_else(|| settings.langsmith.api_key.clone());
+        Some(LangSmithClient::from_settings(&settings.langsmith, &base, key)?)
     } else {
         None
     };

@@ -52,22 +52,10 @@ impl Application {
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
         let metrics = Arc::new(Metrics::new());
-        let embedded_key = match (&ls.endpoint, &ls.api_key) {
-            (LangSmithEndpoint::Remote(_), _) => None,
-            (LangSmithEndpoint::Embedded, Some(key)) => Some(key.clone()),
-            (LangSmithEndpoint::Embedded, None) => Some(
-                embedded::load_or_create_key(&settings.store.url)
-                    .context("cannot read or create the embedded LangSmith service's API key")?,
-            ),
-        };
-        let langsmith = LangSmithClient::new(
-            &base,
-            embedded_key.clone().or_else(|| ls.api_key.clone()),
-            ls.workspace_id.clone(),
-            ls.timeout,
-            ls.max_attempts,
-        )?
-        .with_metrics(metrics.clone());
+        let embedded_key =
+            embedded::api_key(&settings).context("cannot read or create the embedded LangSmith service's API key")?;
+        let langsmith = LangSmithClient::from_settings(ls, &base, embedded_key.clone().or_else(|| ls.api_key.clone()))?
+            .with_metrics(metrics.clone());
         let state = AppState {
             settings: Arc::new(settings),
             store,

@@ -139,6 +139,21 @@ pub fn format_score(score: f64) -> String {
     }
 }
 
+/// A `thumbs_up` key with one 👍 button scoring 1, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn thumbs_up_for_tests() -> KeySpec {
+    KeySpec {
+        key: FeedbackKey::parse("thumbs_up").expect("a valid key"),
+        feedback_config: None,
+        buttons: vec![Button {
+            label: "👍".into(),
+            score: 1.0,
+            value: None,
+            style: ButtonStyle::Primary,
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,11 @@ mod mailbox;
 mod route;
 mod schedule;
 pub mod slack_limits;
+pub mod text;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
+#[cfg(test)]
+pub(crate) use keys::thumbs_up_for_tests;
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
 pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
 pub use mailbox::Mailbox;
@@ -92,6 +95,20 @@ pub fn truncate_for_message(s: &str) -> String {
     } else {
         let cut: String = s.chars().take(MAX).collect();
         format!("{cut}…")
+    }
+}
+
+/// Durations in stored payloads and serialized settings, as whole seconds.
+pub(crate) mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }
 

@@ -251,7 +251,7 @@ pub struct Route {
     /// Keys to mint; `None` = the event's own `feedback_keys` that are configured.
     pub keys: Option<Vec<FeedbackKey>>,
     /// Token lifetime from the moment the message is sent.
-    #[serde(with = "duration_secs")]
+    #[serde(with = "super::duration_secs")]
     pub link_ttl: Duration,
     /// Which runs it takes.
     pub matcher: RouteMatch,
@@ -261,19 +261,6 @@ pub struct Route {
     pub slack: Option<SlackTarget>,
     /// Email digest destination.
     pub email: Option<EmailTarget>,
-}
-
-mod duration_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs(u64::deserialize(d)?))
-    }
 }
 
 #[cfg(test)]

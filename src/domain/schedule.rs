@@ -11,7 +11,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EmailSchedule {
     /// Fixed-length windows aligned to the Unix epoch (`every = "1h"` closes on the hour).
-    Every(#[serde(with = "duration_secs")] Duration),
+    Every(#[serde(with = "super::duration_secs")] Duration),
     /// Windows closing at each fire time of a cron expression in a time zone.
     Cron {
         /// The five-field cron expression as written.
@@ -133,19 +133,6 @@ impl Schedule {
                 longest
             }
         }
-    }
-}
-
-mod duration_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }
 

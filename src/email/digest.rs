@@ -125,7 +125,7 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Button, ButtonStyle, EmailSchedule, FeedbackKey, Mailbox, Schedule};
+    use crate::domain::{EmailSchedule, FeedbackKey, Mailbox, Schedule};
     use crate::email::render::{MAX_HTML_BYTES, render_digest_within};
 
     fn at(minute: i64) -> DateTime<Utc> {
@@ -188,16 +188,7 @@ mod tests {
         shown.runs[0].0.event.run_url_trusted = false;
         shown.runs[1].0.event.run_url = Some("https://smith.langchain.com/o/1/projects/p/abc/r/2".into());
         shown.runs[1].0.event.run_url_trusted = true;
-        let keys = vec![KeySpec {
-            key: FeedbackKey::parse("thumbs_up").unwrap(),
-            feedback_config: None,
-            buttons: vec![Button {
-                label: "👍".into(),
-                score: 1.0,
-                value: None,
-                style: ButtonStyle::Primary,
-            }],
-        }];
+        let keys = vec![crate::domain::thumbs_up_for_tests()];
         // Each token's id says whose it is.
         let token = |n: u128| MintedToken {
             id: uuid::Uuid::from_u128(n),

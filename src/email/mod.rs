@@ -5,3 +5,4 @@ pub mod confirm;
 pub mod deliver;
 pub mod digest;
 pub mod render;
+mod view;

@@ -79,6 +79,22 @@ pub struct LangSmithClient {
 }
 
 impl LangSmithClient {
+    /// The client `settings.langsmith` describes, minting at `base` with `api_key` (for the
+    /// embedded service, its key: [`crate::langsmith::embedded::api_key`]).
+    pub fn from_settings(
+        settings: &crate::settings::LangSmithSettings,
+        base: &url::Url,
+        api_key: Option<SecretString>,
+    ) -> anyhow::Result<Self> {
+        Self::new(
+            base,
+            api_key,
+            settings.workspace_id.clone(),
+            settings.timeout,
+            settings.max_attempts,
+        )
+    }
+
     /// A client for the LangSmith at `base` (no `/api/v1`).
     pub fn new(
         base: &url::Url,

@@ -6,6 +6,7 @@
 //! feedback. [`check_limits`] states Slack's size limits as a checkable list.
 
 use crate::domain::slack_limits::*;
+use crate::domain::text::{UNNAMED_RUN, collapse_whitespace, is_bidi_control, non_blank};
 use crate::domain::{ButtonStyle, RunEvent, RunStatus};
 use crate::links::KeyLinks;
 use slack_morphism::prelude::*;
@@ -21,8 +22,6 @@ const MAX_FALLBACK_PART: usize = 150;
 const MAX_FIELD_VALUE: usize = 300;
 /// Tags can be many; a line of them is enough to recognise a run.
 const MAX_TAGS_TEXT: usize = 500;
-/// Header shown when the run has no name.
-const UNNAMED_RUN: &str = "LangSmith run";
 
 /// Escapes untrusted text for Slack mrkdwn (and the fallback `text`): `&` first so the entities
 /// added for `<` and `>` are not escaped again, then `<` and `>`, which is what stops
@@ -455,9 +454,7 @@ impl Escaped {
             '<' => Some(Escaped::Entity("&lt;")),
             '>' => Some(Escaped::Entity("&gt;")),
             '\n' | '\t' => Some(Escaped::Char(c)),
-            c if c.is_control() => None,
-            // Bidi embeddings/overrides and isolates (LRE…RLO, LRI…PDI).
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => None,
+            c if c.is_control() || is_bidi_control(c) => None,
             c => Some(Escaped::Char(c)),
         }
     }
@@ -505,13 +502,9 @@ fn cut_chars(text: &str, max: usize) -> String {
 }
 
 /// Collapses all whitespace (newlines included) to single spaces, for one-line places such as
-/// the header, fields and the fallback.
+/// the header, fields and the fallback (escaping drops control characters after).
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn non_blank(text: Option<&str>) -> Option<&str> {
-    text.filter(|t| !t.trim().is_empty())
+    collapse_whitespace(text)
 }
 
 fn chars(text: &str) -> usize {

@@ -87,6 +87,18 @@ impl TestApp {
             .expect("request")
     }
 
+    /// POSTs raw `body` bytes to `path` as `application/json` (for bodies JSON would not
+    /// produce: invalid UTF-8, deep nesting).
+    pub async fn post_body(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// GETs `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

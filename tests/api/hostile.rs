@@ -20,14 +20,7 @@ async fn bytes_that_are_not_utf8_get_400() {
     let mut body = b"{\"run_id\": \"".to_vec();
     body.extend_from_slice(&[0xff, 0xfe, 0xc0]);
     body.extend_from_slice(b"\"}");
-    let res = app
-        .http
-        .post(format!("{}/v1/events", app.address))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_body("/v1/events", body).await;
     assert_eq!(res.status(), 400);
     let msg: Value = res.json().await.unwrap();
     assert!(msg["error"].as_str().unwrap().contains("not valid JSON"), "{msg}");
@@ -144,14 +137,7 @@ async fn a_flood_of_bad_requests_leaves_the_server_serving() {
     for _ in 0..20 {
         for body in &junk {
             for path in ["/v1/events", "/v1/webhooks/langsmith", "/v1/webhooks/agent-server"] {
-                let res = app
-                    .http
-                    .post(format!("{}{path}", app.address))
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
+                let res = app.post_body(path, body.clone()).await;
                 assert!(matches!(res.status().as_u16(), 400 | 422), "{path}: {}", res.status());
             }
         }

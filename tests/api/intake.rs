@@ -204,14 +204,7 @@ async fn deeply_nested_json_is_refused_and_the_server_stays_up() {
     )
     .await;
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let res = app
-        .http
-        .post(format!("{}/v1/events", app.address))
-        .header("content-type", "application/json")
-        .body(nested)
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_body("/v1/events", nested).await;
     assert_eq!(res.status(), 400);
     assert!(
         res.json::<Value>().await.unwrap()["error"]

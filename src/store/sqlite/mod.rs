@@ -2,9 +2,12 @@
 
 #[macro_use]
 mod rows;
+mod statements;
+#[macro_use]
 mod writer;
 
 use rows::*;
+use statements::{JOBS_PER_INSERT, insert_jobs};
 use writer::PROBE_BYTES;
 
 use super::{
@@ -106,45 +109,6 @@ impl SqliteStore {
     }
 }
 
-/// Most jobs in one INSERT: 9 bound values each, well under SQLite's 32,766 variables.
-const JOBS_PER_INSERT: usize = 500;
-
-/// Inserts `jobs` in one statement; returns, per job, whether it was new (a job whose
-/// idempotency key exists, or repeats an earlier one of `jobs`, is not).
-async fn insert_jobs<'e, E>(executor: E, jobs: &[NewJob], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut qb = sqlx::QueryBuilder::new(
-        "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at) ",
-    );
-    qb.push_values(jobs, |mut row, job| {
-        row.push_bind(job.kind.as_str())
-            .push_bind(job.route.clone())
-            .push_bind(job.target.clone())
-            .push_bind(job.run_id.map(|r| r.to_string()))
-            .push_bind(job.idempotency_key.clone())
-            .push_bind(job.payload.to_string())
-            .push("'pending'")
-            .push("0")
-            .push_bind(ms(job.due_at))
-            .push_bind(ms(now))
-            .push_bind(ms(now));
-    });
-    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key");
-    let mut inserted: std::collections::HashSet<String> = qb
-        .build()
-        .fetch_all(executor)
-        .await?
-        .iter()
-        .map(|r| r.try_get("idempotency_key"))
-        .collect::<Result<_, _>>()?;
-    Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -180,20 +144,19 @@ impl Store for SqliteStore {
         }
         // The common case, a webhook's runs for Slack, is one statement: atomic by itself, and
         // one trip to the writer instead of three.
-        let mut w = self.writer().await?;
         if digest_items.is_empty() && jobs.len() <= JOBS_PER_INSERT {
+            let mut w = self.writer().await?;
             let result = insert_jobs(&mut *w, jobs, now).await;
             return Ok((self.finish(w, result).await?, new_items));
         }
-        let result = async {
-            let mut tx = w.begin().await?;
+        in_transaction!(self, |tx| {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
             }
             for item in digest_items {
                 sqlx::query(
                     "INSERT INTO digests (route, window_end, state, created_at) VALUES (?, ?, 'open', ?)
-                     ON CONFLICT (route, window_end) DO NOTHING",
+                 ON CONFLICT (route, window_end) DO NOTHING",
                 )
                 .bind(&item.route)
                 .bind(ms(item.window_end))
@@ -202,8 +165,8 @@ impl Store for SqliteStore {
                 .await?;
                 let done = sqlx::query(
                     "INSERT INTO digest_runs (digest_id, route, run_id, payload, added_at)
-                     SELECT id, route, ?, ?, ? FROM digests WHERE route = ? AND window_end = ?
-                     ON CONFLICT (route, run_id) DO NOTHING",
+                 SELECT id, route, ?, ?, ? FROM digests WHERE route = ? AND window_end = ?
+                 ON CONFLICT (route, run_id) DO NOTHING",
                 )
                 .bind(item.run_id.to_string())
                 .bind(item.payload.to_string())
@@ -214,11 +177,7 @@ impl Store for SqliteStore {
                 .await?;
                 new_items.push(done.rows_affected() == 1);
             }
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
-        }
-        .await;
-        self.finish(w, result).await?;
+        })?;
         Ok((new_jobs, new_items))
     }
 
@@ -239,9 +198,7 @@ impl Store for SqliteStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let result = async {
-            let mut tx = w.begin().await?;
+        in_transaction!(self, |tx| {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 insert_jobs(&mut *tx, chunk, now).await?;
             }
@@ -250,11 +207,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        self.finish(w, result).await
+        })
     }
 
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
@@ -480,13 +433,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let result = async {
-            let mut tx = w.begin().await?;
+        in_transaction!(self, |tx| {
             for l in links {
                 sqlx::query(
                     "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&l.id)
                 .bind(l.token_url.as_str())
@@ -499,11 +450,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        self.finish(w, result).await
+        })
     }
 
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
@@ -539,25 +486,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let result = async {
-            let mut tx = w.begin().await?;
+        in_transaction!(self, |tx| {
             for t in tokens {
                 sqlx::query("INSERT INTO ls_tokens (id, run_id, feedback_key, feedback_config, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                    .bind(t.id.to_string())
-                    .bind(t.run_id.to_string())
-                    .bind(&t.feedback_key)
-                    .bind(t.feedback_config.as_ref().map(|c| c.to_string()))
-                    .bind(rfc3339(t.expires_at))
-                    .bind(rfc3339(t.created_at))
-                    .execute(&mut *tx)
-                    .await?;
+                .bind(t.id.to_string())
+                .bind(t.run_id.to_string())
+                .bind(&t.feedback_key)
+                .bind(t.feedback_config.as_ref().map(|c| c.to_string()))
+                .bind(rfc3339(t.expires_at))
+                .bind(rfc3339(t.created_at))
+                .execute(&mut *tx)
+                .await?;
             }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        self.finish(w, result).await
+        })
     }
 
     async fn token(&self, id: uuid::Uuid) -> Result<Option<StoredToken>, StoreError> {

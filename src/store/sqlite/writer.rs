@@ -2,6 +2,23 @@
 //! [`SqliteStore::finish`], which replaces the connection after an error and keeps the store's
 //! write health for `/readyz` (see [`SqliteStore`] for why a failed connection is not reused).
 
+/// Runs `$body` in one transaction on the writer (`$tx` names it inside), committing at its end,
+/// and ends the write with [`SqliteStore::finish`]. A macro, as the body borrows the caller's
+/// arguments across `.await`s, which a closure returning a future cannot express.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut w = $store.writer().await?;
+        let result = async {
+            let mut $tx = sqlx::Connection::begin(&mut *w).await?;
+            $body
+            $tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        $store.finish(w, result).await
+    }};
+}
+
 use super::SqliteStore;
 use crate::store::StoreError;
 use sqlx::Sqlite;

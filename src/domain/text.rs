@@ -1,0 +1,74 @@
+//! Text helpers both renderers share (Slack and email): blank checks, single-line and block
+//! forms of untrusted text, and the title of a run without a name.
+
+/// Title shown for a run that has no name.
+pub const UNNAMED_RUN: &str = "LangSmith run";
+
+/// `text` unless it is missing or only whitespace.
+pub fn non_blank(text: Option<&str>) -> Option<&str> {
+    text.filter(|t| !t.trim().is_empty())
+}
+
+/// All whitespace (line breaks included) collapsed to single spaces.
+pub fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text for a single line (a subject, a title, a label): control characters and line and
+/// paragraph separators become spaces — in a mail subject a CR or LF would start a new header —
+/// bidi controls are dropped, and runs of whitespace collapse to one space.
+pub fn one_line(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .filter(|c| !is_bidi_control(*c))
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    collapse_whitespace(&spaced)
+}
+
+/// Text for a block (an excerpt): line breaks and tabs stay, CRLF becomes LF, other control
+/// characters and bidi controls are dropped (they garble clients and can make text read
+/// differently from what it is).
+pub fn clean_block(text: &str) -> String {
+    text.trim()
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| {
+            if matches!(c, '\r' | '\u{2028}' | '\u{2029}') {
+                '\n'
+            } else {
+                c
+            }
+        })
+        .filter(|c| matches!(c, '\n' | '\t') || !(c.is_control() || is_bidi_control(*c)))
+        .collect()
+}
+
+/// Bidi embeddings, overrides and isolates (LRE…RLO, LRI…PDI).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_lines_lose_controls_and_bidi_and_blocks_keep_their_breaks() {
+        assert_eq!(
+            one_line("a\r\nb\u{0}c\u{202e}d\u{2028}e   f"),
+            "a b cd e f",
+            "bidi dropped, controls spaced"
+        );
+        assert_eq!(clean_block(" a\r\nb\u{7}\tc\u{2066} \n"), "a\nb\tc");
+        assert_eq!(collapse_whitespace(" a \n b "), "a b");
+        assert_eq!(non_blank(Some("  ")), None);
+        assert_eq!(non_blank(Some(" x ")), Some(" x "));
+    }
+}
