@@ -2,17 +2,20 @@
 //! configured keys and put the run, with one-click feedback buttons, where people read it
 //! (Slack, email digests).
 //!
-//! Modules:
-//! - [`settings`]: the TOML file, environment overrides and secrets, validated.
-//! - [`domain`]: run ids, feedback keys, key specs, routes, run events.
-//! - [`store`]: SQLite: the job queue and the embedded token service's data.
-//! - [`langsmith`]: the token-minting client and the embedded LangSmith-compatible service.
-//! - [`links`]: minted tokens × buttons → feedback URLs.
-//! - [`intake`]: the webhook endpoints; [`routing`]: events × routes → jobs.
-//! - [`worker`]: claim, mint, render, deliver, record; [`slack`]: Block Kit and delivery;
-//!   [`email`]: digest windows, templates and SMTP delivery.
-//! - [`metrics`]: Prometheus metrics; [`server`]: HTTP connections with timeouts and a cap;
-//!   [`startup`], [`cli`], [`telemetry`]: wiring.
+//! The pipeline, and the modules along it (each depends only on those before it):
+//! - [`domain`]: the values everything shares, parsed once at the boundary: run ids, feedback
+//!   keys and key specs, routes, run events, digest schedules, mailboxes, Slack's limits, the
+//!   checks on channels and run links, text helpers.
+//! - [`settings`]: the TOML file, environment overrides and secrets, validated into domain
+//!   types (`settings/validate/`); [`lease`]: how long a send may take and whether a lease
+//!   covers it.
+//! - [`intake`] (the webhook endpoints) → [`routing`] (events × routes) → [`jobs`] (the payload
+//!   contract and idempotency keys) → [`store`] (`store::open(url)`: SQLite; the job queue and
+//!   the embedded token service's data).
+//! - [`worker`]: claim, mint ([`langsmith`]), render and deliver ([`slack`], [`email`], with
+//!   [`links`]: tokens × buttons → feedback URLs), record.
+//! - Wiring: [`state`] (what handlers and workers share), [`server`] (HTTP connections with
+//!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`].
 
 pub mod cli;
 pub mod domain;

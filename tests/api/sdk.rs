@@ -1,5 +1,5 @@
 //! The official `langsmith` Python SDK against the embedded token service: the compatibility
-//! claim in `src/langsmith/embedded.rs`, proven with the real client rather than our reading of it.
+//! claim in `src/langsmith/embedded/`, proven with the real client rather than our reading of it.
 //!
 //! The interpreter is `$FD_TEST_PYTHON` or `.venv-test/bin/python` (made by `scripts/test`, with
 //! the pinned `langsmith`). A missing interpreter fails the test: skipping would let the claim rot.

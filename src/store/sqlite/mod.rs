@@ -297,16 +297,14 @@ impl Store for SqliteStore {
     }
 
     async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND lease_until = ?")
-            .bind(ms(until))
-            .bind(job_id)
-            .bind(ms(held))
-            .execute(&mut *w)
-            .await
-            .map(|done| done.rows_affected() == 1)
-            .map_err(StoreError::from);
-        self.finish(w, done).await
+        self.execute(
+            sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND lease_until = ?")
+                .bind(ms(until))
+                .bind(job_id)
+                .bind(ms(held)),
+        )
+        .await
+        .map(|done| done.rows_affected() == 1)
     }
 
     async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -325,9 +323,7 @@ impl Store for SqliteStore {
             ids.push_bind(*id);
         }
         qb.push(")");
-        let mut w = self.writer().await?;
-        let done = qb.build().execute(&mut *w).await.map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+        self.execute(qb.build()).await.map(|_| ())
     }
 
     async fn mark_retry(
@@ -338,17 +334,13 @@ impl Store for SqliteStore {
         minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+        self.execute(sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(error)
             .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
-            .bind(job_id)
-            .execute(&mut *w)
-            .await
-            .map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+            .bind(job_id))
+            .await.map(|_| ())
     }
 
     async fn release(
@@ -358,30 +350,25 @@ impl Store for SqliteStore {
         minted: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+        self.execute(sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
             .bind(ms(at))
             .bind(minted.map(|m| m.to_string()))
             .bind(ms(now))
-            .bind(job_id)
-            .execute(&mut *w)
-            .await
-            .map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+            .bind(job_id))
+            .await.map(|_| ())
     }
 
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+        self.execute(
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(error)
+            .bind(ms(now))
+            .bind(job_id),
         )
-        .bind(error)
-        .bind(ms(now))
-        .bind(job_id)
-        .execute(&mut *w)
         .await
-        .map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+        .map(|_| ())
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
@@ -398,17 +385,16 @@ impl Store for SqliteStore {
     }
 
     async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+        self.execute(
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
              WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
+            )
+            .bind(ms(now))
+            .bind(id),
         )
-        .bind(ms(now))
-        .bind(id)
-        .execute(&mut *w)
         .await
-        .map_err(StoreError::from);
-        self.finish(w, done).await.map(|done| done.rows_affected())
+        .map(|done| done.rows_affected())
     }
 
     async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
@@ -475,14 +461,13 @@ impl Store for SqliteStore {
     }
 
     async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *w)
-            .await
-            .map_err(StoreError::from);
-        self.finish(w, done).await.map(|_| ())
+        self.execute(
+            sqlx::query("UPDATE confirm_links SET confirmed_at = ? WHERE id = ?")
+                .bind(ms(now))
+                .bind(id),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn insert_tokens(&self, tokens: &[StoredToken]) -> Result<(), StoreError> {
@@ -520,8 +505,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_feedback(&self, f: &StoredFeedback) -> Result<(), StoreError> {
-        let mut w = self.writer().await?;
-        let done = sqlx::query(
+        self.execute(
+            sqlx::query(
             "INSERT INTO ls_feedback (id, token_id, run_id, key, score, value, comment, correction, metadata, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -534,12 +519,9 @@ impl Store for SqliteStore {
         .bind(&f.comment)
         .bind(f.correction.as_ref().map(|v| v.to_string()))
         .bind(f.metadata.as_ref().map(|v| v.to_string()))
-        .bind(rfc3339(f.created_at))
-        .execute(&mut *w)
-        .await
-        .map(|_| ())
-        .map_err(StoreError::from);
-        self.finish(w, done).await
+        .bind(rfc3339(f.created_at)),
+        )
+        .await.map(|_| ())
     }
 
     async fn feedback(

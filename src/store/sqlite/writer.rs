@@ -122,6 +122,16 @@ impl SqliteStore {
 
     /// Ends a write: after an error the connection is closed (the pool opens a fresh one for
     /// the next write), and the store counts as failing writes until one commits a change.
+    /// Runs one statement on the writer and ends the write.
+    pub(super) async fn execute<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>,
+    ) -> Result<SqliteQueryResult, StoreError> {
+        let mut w = self.writer().await?;
+        let done = query.execute(&mut *w).await.map_err(StoreError::from);
+        self.finish(w, done).await
+    }
+
     pub(super) async fn finish<T: Wrote>(
         &self,
         mut writer: Writer,
