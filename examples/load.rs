@@ -93,6 +93,15 @@ struct Args {
     /// Keep the temporary folders (configs, databases, the app's logs) and print where.
     #[arg(long)]
     keep: bool,
+    /// Runs pushed through the retention phase (`store.retention.sent = "1m"`).
+    #[arg(long, default_value_t = 200_000)]
+    retention_runs: usize,
+    /// Runs per second offered in the retention phase (in batches of `--batch`).
+    #[arg(long, default_value_t = 1_000)]
+    retention_rate: u64,
+    /// Run only the retention phase.
+    #[arg(long)]
+    only_retention: bool,
 }
 
 #[tokio::main]
@@ -135,7 +144,14 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         slack_timeout: "15s",
         lease: "60s",
+        extra: "",
     };
+
+    if args.only_retention {
+        let kept = retention_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
+        println!("{}", kept.markdown());
+        return Ok(());
+    }
 
     eprintln!("phase 1: batch_runs = 1, {} runs end to end", args.events);
     let app = App::start(&bin, &work.path().join("batch1"), &delivering(1), &slack, &langsmith)?;
@@ -162,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
             slack_timeout: "1h",
             // A lease must hold one send at its timeout.
             lease: "2h",
+            extra: "",
         },
         &slack,
         &langsmith,
@@ -265,9 +282,13 @@ async fn main() -> anyhow::Result<()> {
         Some(ack.cpu_per_run_us <= 200.0),
     );
 
+    let kept = retention_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
+
     let load_cpu = cpu_seconds("self")? - load_cpu_start;
     let wall = started.elapsed().as_secs_f64();
     println!("{}", report.markdown());
+    println!();
+    println!("{}", kept.markdown());
     println!();
     println!(
         "Machine: {} cores. The load tool and its fakes used {load_cpu:.1} s of CPU over {wall:.1} s of wall time \
@@ -510,6 +531,159 @@ async fn queue_up(
     })
 }
 
+/// What the retention phase measured: the database's size over time and intake's latency while
+/// the pruner works.
+struct Kept {
+    /// (seconds since the start, runs accepted so far, rows of jobs, MiB on disk).
+    samples: Vec<(f64, usize, i64, f64)>,
+    /// Ack latency of the batches posted once pruning had begun.
+    p50: Duration,
+    p99: Duration,
+    /// Runs accepted and requests that failed.
+    accepted: usize,
+    failures: usize,
+}
+
+impl Kept {
+    fn markdown(&self) -> String {
+        let mut out =
+            String::from("| seconds | runs accepted | job rows | database on disk |\n| --- | --- | --- | --- |\n");
+        for (t, runs, rows, mib) in &self.samples {
+            out.push_str(&format!("| {t:.0} | {runs} | {rows} | {mib:.1} MiB |\n"));
+        }
+        out.push_str(&format!(
+            "\nRetention phase: {} runs accepted ({} failed requests); ack latency of a batch while pruning: p50 {}, p99 {}.",
+            self.accepted,
+            self.failures,
+            ms(self.p50),
+            ms(self.p99)
+        ));
+        out
+    }
+}
+
+/// Pushes `--retention-runs` runs through at `--retention-rate` with delivered jobs kept a
+/// minute and the pruner every 5 seconds, sampling the database's size every 10 seconds.
+async fn retention_phase(
+    bin: &Path,
+    work: &Path,
+    args: &Args,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    langsmith: &FakeLangSmith,
+    limit: Duration,
+) -> anyhow::Result<Kept> {
+    eprintln!(
+        "phase 4: retention, {} runs at {}/s with sent = 1m",
+        args.retention_runs, args.retention_rate
+    );
+    let dir = work.join("retention");
+    let app = App::start(
+        bin,
+        &dir,
+        &AppConfig {
+            batch_runs: 1,
+            concurrency: args.concurrency,
+            slack_timeout: "15s",
+            lease: "60s",
+            extra: "[store.retention]\nsent = \"1m\"\ninterval = \"5s\"\n",
+        },
+        slack,
+        langsmith,
+    )?;
+    let db = dir.join("db/load.db");
+    let disk_mib = || {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        (size(&db) + size(&dir.join("db/load.db-wal"))) as f64 / (1024.0 * 1024.0)
+    };
+    let mut rows_db =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}?mode=ro", db.display())).await?;
+    let bodies = batch_bodies(args.retention_runs, args.batch);
+    let interval = Duration::from_secs_f64(args.batch as f64 / args.retention_rate as f64);
+    let url = app.events_url();
+    let start = tokio::time::Instant::now();
+    // Each request: (latency from its scheduled time, when it was scheduled, runs accepted).
+    let mut tasks: JoinSet<(Duration, Duration, Option<usize>)> = JoinSet::new();
+    let mut samples = Vec::new();
+    let mut next_sample = start;
+    let mut accepted = 0;
+    let mut failures = 0;
+    let mut latencies = Vec::new();
+    // Pruning starts once the first delivered jobs are a minute old.
+    let pruning_from = Duration::from_secs(65);
+    let mut collect = |(latency, sent_at, got): (Duration, Duration, Option<usize>)| {
+        match got {
+            Some(n) => accepted += n,
+            None => failures += 1,
+        }
+        if sent_at >= pruning_from {
+            latencies.push(latency);
+        }
+    };
+    for (i, body) in bodies.into_iter().enumerate() {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(10);
+            let rows = job_rows(&mut rows_db).await;
+            samples.push((start.elapsed().as_secs_f64(), i * args.batch, rows, disk_mib()));
+        }
+        let (client, url) = (client.clone(), url.clone());
+        let sent_at = scheduled - start;
+        tasks.spawn(async move {
+            let got = post_json(&client, &url, body).await.ok().map(|a| a.accepted);
+            (scheduled.elapsed(), sent_at, got)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(done) = done {
+                collect(done);
+            }
+        }
+        if start.elapsed() > limit * 4 {
+            bail!("the retention phase took longer than {:?}", limit * 4);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(done) = done {
+            collect(done);
+        }
+    }
+    // Then past the retention, for the last delivered jobs to be pruned too.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(75);
+    while tokio::time::Instant::now() < settle {
+        tokio::time::sleep_until(next_sample.min(settle)).await;
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(10);
+            let rows = job_rows(&mut rows_db).await;
+            samples.push((start.elapsed().as_secs_f64(), accepted, rows, disk_mib()));
+        }
+    }
+    let rows = job_rows(&mut rows_db).await;
+    samples.push((start.elapsed().as_secs_f64(), accepted, rows, disk_mib()));
+    drop(rows_db);
+    let log = app.stop()?;
+    if log.contains("cannot prune") {
+        eprintln!("phase 4: the app could not prune; see its log");
+    }
+    anyhow::ensure!(!latencies.is_empty(), "no batch was posted while pruning");
+    latencies.sort_unstable();
+    Ok(Kept {
+        samples,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        accepted,
+        failures,
+    })
+}
+
+/// Rows in the jobs table (-1 when the database cannot be read).
+async fn job_rows(db: &mut sqlx::SqliteConnection) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(db)
+        .await
+        .unwrap_or(-1)
+}
+
 /// What a burst of intake requests got back.
 #[derive(Default)]
 struct Intake {
@@ -634,6 +808,8 @@ struct AppConfig {
     slack_timeout: &'static str,
     /// `workers.lease`.
     lease: &'static str,
+    /// More TOML, appended.
+    extra: &'static str,
 }
 
 /// The binary under test, running; SIGKILLed if dropped while still running.
@@ -685,6 +861,7 @@ buttons = [{{ label = "👎 Not helpful", score = 0, style = "danger" }}]
 name = "load"
 keys = ["thumbs_up", "thumbs_down"]
 slack = {{ channel = "{CHANNEL}" }}
+{extra}
 "#,
             db = dir.join("db/load.db").display(),
             batch_runs = config.batch_runs,
@@ -692,6 +869,7 @@ slack = {{ channel = "{CHANNEL}" }}
             slack_timeout = config.slack_timeout,
             concurrency = config.concurrency,
             lease = config.lease,
+            extra = config.extra,
         );
         let config_path = dir.join("settings.toml");
         std::fs::write(&config_path, settings)?;

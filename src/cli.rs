@@ -64,6 +64,19 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Look into the database.
+    Store {
+        /// What to show.
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+/// `store` actions.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Rows per table and state, the oldest of each, and the size on disk.
+    Stats,
 }
 
 /// `dead-letters` actions.
@@ -109,7 +122,57 @@ pub async fn run(cli: Cli) -> ExitCode {
             preview(&cli.config, &opts).await
         }
         Command::DeadLetters { action } => dead_letters(&cli.config, action).await,
+        Command::Store {
+            action: StoreAction::Stats,
+        } => store_stats(&cli.config).await,
     }
+}
+
+async fn store_stats(path: &std::path::Path) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let stats = match crate::store::open(&settings.store.url).await {
+        Ok(store) => store.stats().await,
+        Err(e) => Err(e),
+    };
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot read the store at {}: {e}", settings.store.url);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{:<14}  {:<8}  {:>10}  oldest", "table", "state", "rows");
+    for (table, state, rows, oldest) in &stats.rows {
+        let oldest = oldest
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        let state = if state.is_empty() { "-" } else { state.as_str() };
+        println!("{table:<14}  {state:<8}  {rows:>10}  {oldest}");
+    }
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "size: {:.1} MiB in use, {:.1} MiB free for reuse{}",
+        mib(stats.used_bytes),
+        mib(stats.free_bytes),
+        stats
+            .disk_bytes
+            .map(|d| format!(", {:.1} MiB on disk (database and write-ahead log)", mib(d as i64)))
+            .unwrap_or_default()
+    );
+    let r = &settings.store.retention;
+    let keep = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    println!(
+        "retention: sent {}, dead {}, digests {}, links {}, feedback {}",
+        keep(r.sent),
+        keep(r.dead),
+        keep(r.digests),
+        keep(r.links),
+        r.feedback.map_or_else(|| "kept".to_string(), keep)
+    );
+    ExitCode::SUCCESS
 }
 
 async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitCode {
@@ -192,6 +255,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
                 }
                 return ExitCode::from(2);
             }
+            for w in &s.warnings {
+                eprintln!("{}: warning: {}: {}", path.display(), w.path, w.message);
+            }
             print!("{}", settings::summary(&s));
             println!("rendered a sample event through every Slack route: within Slack's limits");
             ExitCode::SUCCESS
@@ -228,6 +294,9 @@ async fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> Exit
         None => settings.log.format,
     };
     crate::telemetry::init(format, &settings.log.level);
+    for w in &settings.warnings {
+        tracing::warn!(setting = %w.path, "{}", w.message);
+    }
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -11,7 +11,7 @@
 //!   covers it.
 //! - [`intake`] (the webhook endpoints) → [`routing`] (events × routes) → [`jobs`] (the payload
 //!   contract and idempotency keys) → [`store`] (`store::open(url)`: SQLite; the job queue and
-//!   the embedded token service's data).
+//!   the embedded token service's data), kept bounded by [`retention`].
 //! - [`worker`]: claim, mint ([`langsmith`]), render and deliver ([`slack`], [`email`], with
 //!   [`links`]: tokens × buttons → feedback URLs), record.
 //! - Wiring: [`state`] (what handlers and workers share), [`server`] (HTTP connections with
@@ -27,6 +27,7 @@ pub mod lease;
 pub mod links;
 pub mod metrics;
 pub mod preview;
+pub mod retention;
 pub mod routing;
 pub mod server;
 pub mod settings;

@@ -41,6 +41,13 @@ pub struct StateLabel {
     pub state: &'static str,
 }
 
+/// Label: a table of the store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    /// `jobs`, `digests`, `digest_runs`, `confirm_links`, `ls_tokens`, `ls_feedback`.
+    pub table: &'static str,
+}
+
 /// Label: an HTTP status class.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusClassLabel {
@@ -80,6 +87,10 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// Slack channels taken from runs that failed the channel check.
     pub refused_channels: Counter,
+    /// Rows the pruner deleted, by table.
+    pub pruned: Family<TableLabel, Counter>,
+    /// Bytes of the database in use (refreshed at each scrape).
+    pub store_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -103,6 +114,8 @@ impl Metrics {
         let smtp_seconds = latency_histogram();
         let dead_letters = Counter::default();
         let refused_channels = Counter::default();
+        let pruned = Family::default();
+        let store_bytes = Gauge::default();
         registry.register(
             "events_received",
             "Run-completion events received, by source",
@@ -138,6 +151,16 @@ impl Metrics {
             "Slack channels taken from run metadata that are not channel ids or names (the route's channel was used)",
             refused_channels.clone(),
         );
+        registry.register(
+            "pruned",
+            "Rows deleted by the pruner past their retention, by table",
+            pruned.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes of the database in use (free pages excluded)",
+            store_bytes.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -151,7 +174,14 @@ impl Metrics {
             smtp_seconds,
             dead_letters,
             refused_channels,
+            pruned,
+            store_bytes,
         }
+    }
+
+    /// Counts rows the pruner deleted from `table`.
+    pub fn pruned(&self, table: &'static str, rows: u64) {
+        self.pruned.get_or_create(&TableLabel { table }).inc_by(rows);
     }
 
     /// Records one LangSmith request.
@@ -180,6 +210,9 @@ impl Metrics {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);
             }
+        }
+        if let Ok(bytes) = store.used_bytes().await {
+            self.store_bytes.set(bytes);
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

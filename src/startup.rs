@@ -95,6 +95,12 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
+        let pruner = tokio::spawn(crate::retention::run(
+            self.state.store.clone(),
+            self.state.settings.store.retention,
+            self.state.metrics.clone(),
+            stop_rx.clone(),
+        ));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
         let server = &self.state.settings.server;
         let limits = crate::server::Limits {
@@ -105,6 +111,7 @@ impl Application {
         };
         crate::server::serve(self.listener, app, limits, stop_rx).await;
         workers.await.context("the workers panicked")?;
+        pruner.await.context("the pruner panicked")?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }

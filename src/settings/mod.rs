@@ -29,6 +29,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 /// Validated settings for the whole service.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// What is valid but unwise (`check-config` prints them, `serve` logs them).
+    pub warnings: Vec<ConfigIssue>,
     /// The file these were read from, for messages.
     pub source: PathBuf,
     /// HTTP listener.
@@ -80,6 +82,41 @@ pub struct StoreSettings {
     pub url: String,
     /// Longest intake waits for the store to commit a request's runs before answering 503.
     pub intake_wait: Duration,
+    /// How long finished rows are kept.
+    pub retention: Retention,
+}
+
+/// `[store.retention]`: how long rows are kept once they are done with, and how often the
+/// pruner looks. Each is counted from the row's end: a job's delivery or dead-lettering, a
+/// digest's close, a link's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Delivered jobs.
+    pub sent: Duration,
+    /// Dead letters.
+    pub dead: Duration,
+    /// Closed digests and their runs, once none of their messages is still to send.
+    pub digests: Duration,
+    /// Confirm links and embedded-service tokens, after they expire.
+    pub links: Duration,
+    /// Feedback recorded by the embedded service: the users' data, kept unless set.
+    pub feedback: Option<Duration>,
+    /// Time between prunes.
+    pub interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Retention {
+            sent: Duration::from_secs(7 * DAY),
+            dead: Duration::from_secs(30 * DAY),
+            digests: Duration::from_secs(7 * DAY),
+            links: Duration::from_secs(DAY),
+            feedback: None,
+            interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[links]`.
@@ -281,7 +318,9 @@ impl Settings {
         let mut v = Validator::default();
         let settings = v.settings(raw, path, env);
         if v.issues.is_empty() {
-            Ok(settings.expect("no issues means every part was built"))
+            let mut settings = settings.expect("no issues means every part was built");
+            settings.warnings = v.warnings;
+            Ok(settings)
         } else {
             Err(error(v.issues))
         }

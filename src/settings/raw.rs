@@ -44,6 +44,19 @@ pub(super) struct RawServer {
 pub(super) struct RawStore {
     pub(super) url: Option<String>,
     pub(super) intake_wait: Option<String>,
+    #[serde(default)]
+    pub(super) retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) sent: Option<String>,
+    pub(super) dead: Option<String>,
+    pub(super) digests: Option<String>,
+    pub(super) links: Option<String>,
+    pub(super) feedback: Option<String>,
+    pub(super) interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -26,9 +26,17 @@ pub fn summary(s: &Settings) -> String {
     );
     let _ = writeln!(
         out,
-        "store: {}, intake waits at most {}",
+        "store: {}, intake waits at most {}; keeps sent jobs {}, dead letters {}, digests {}, links {}, feedback {}",
         s.store.url,
-        humantime::format_duration(s.store.intake_wait)
+        humantime::format_duration(s.store.intake_wait),
+        humantime::format_duration(s.store.retention.sent),
+        humantime::format_duration(s.store.retention.dead),
+        humantime::format_duration(s.store.retention.digests),
+        humantime::format_duration(s.store.retention.links),
+        s.store
+            .retention
+            .feedback
+            .map_or_else(|| "for good".to_string(), |d| humantime::format_duration(d).to_string())
     );
     if !s.links.allowed_hosts.is_empty() {
         let _ = writeln!(out, "links: also trusted: {}", s.links.allowed_hosts.join(", "));

@@ -128,7 +128,7 @@ impl Workers {
                         trouble.recovered();
                         claimed = jobs.len();
                         more_due = claimed == free * batch;
-                        let jobs = self.skip_delivered(jobs);
+                        let jobs = self.not_held(jobs);
                         self.in_flight
                             .lock()
                             .expect("in-flight set")
@@ -184,11 +184,9 @@ impl Workers {
             // recorded here, the others go back to the queue with the tokens minted for them.
             let cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
-            let mut sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
-            sent.extend(std::mem::take(&mut *self.unrecorded.lock().expect("unrecorded set")));
-            if let Err(e) = self.state.store.mark_sent(&sent, now).await {
-                tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; they return when their leases end");
-            }
+            let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+            // Recorded below, with any the store refused earlier.
+            self.unrecorded.lock().expect("unrecorded set").extend(&sent);
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
                 if let Err(e) = self.state.store.release(*id, now, progress.minted.as_ref(), now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
@@ -199,6 +197,24 @@ impl Workers {
                 delivered = sent.len(),
                 "in-flight deliveries did not finish in time; their jobs were returned to the queue"
             );
+        }
+        // Delivered jobs the store refused (before or during the drain) get a last few tries;
+        // a job still unrecorded after them is sent again once its lease ends.
+        for attempt in 1..=3 {
+            match self.record_unrecorded().await {
+                Ok(()) => break,
+                Err(e) if attempt == 3 => {
+                    let ids: Vec<i64> = self
+                        .unrecorded
+                        .lock()
+                        .expect("unrecorded set")
+                        .iter()
+                        .copied()
+                        .collect();
+                    tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs before stopping; they are sent again when their leases end");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 }

@@ -53,23 +53,26 @@ impl Workers {
         Ok(())
     }
 
-    /// Claimed jobs minus those this worker delivered already and could not record yet (their
-    /// lease ran out while the store failed): those are recorded, not sent again.
-    pub(super) fn skip_delivered(&self, jobs: Vec<Job>) -> Vec<Job> {
+    /// Claimed jobs minus those this process holds already: delivered and not yet recorded
+    /// (their lease ran out while the store failed; they are recorded, not sent again), or
+    /// still in a chunk of an earlier claim (their lease ran out during a slow send; that chunk
+    /// records them, and a job it did not send returns when the new lease ends).
+    pub(super) fn not_held(&self, jobs: Vec<Job>) -> Vec<Job> {
         let unrecorded = self.unrecorded.lock().expect("unrecorded set");
-        if unrecorded.is_empty() {
+        let in_flight = self.in_flight.lock().expect("in-flight set");
+        if unrecorded.is_empty() && in_flight.is_empty() {
             return jobs;
         }
         jobs.into_iter()
             .filter(|j| {
-                let delivered = unrecorded.contains(&j.id);
-                if delivered {
+                let held = unrecorded.contains(&j.id) || in_flight.contains_key(&j.id);
+                if held {
                     tracing::info!(
                         job = j.id,
-                        "claimed a job delivered before; recording it instead of sending it again"
+                        "claimed a job this worker still holds; it is recorded by its first claim, not sent again"
                     );
                 }
-                !delivered
+                !held
             })
             .collect()
     }
@@ -139,9 +142,19 @@ impl Workers {
                 tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
             }
         }
-        if let Err(e) = store.mark_sent(&sent, now).await {
-            tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
-            self.unrecorded.lock().expect("unrecorded set").extend(&sent);
+        // Held as delivered before the store is asked, so a claim that races a slow, failing
+        // write cannot take them for unsent.
+        self.unrecorded.lock().expect("unrecorded set").extend(&sent);
+        match store.mark_sent(&sent, now).await {
+            Ok(()) => {
+                let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+                for id in &sent {
+                    unrecorded.remove(id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
+            }
         }
         let mut in_flight = self.in_flight.lock().expect("in-flight set");
         for (claimed, _) in &done {

@@ -156,9 +156,20 @@ async fn serve_generates_its_key_once_keeps_it_private_and_mints_with_it() {
     assert_eq!(listed.status(), 200);
     assert_eq!(listed.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
     assert!(signal_and_wait(&mut child, "TERM").success());
-    // A restart keeps the same key.
+    // A restart keeps the same key, and narrows a file an operator opened up to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let (mut child, _, _logs) = start_serve(dir.path(), &config, &[]);
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "narrowed at start");
+    }
     assert!(signal_and_wait(&mut child, "TERM").success());
 }
 

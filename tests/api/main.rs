@@ -19,6 +19,7 @@ mod lifecycle;
 mod ops;
 mod outbox;
 mod properties;
+mod retention;
 mod sdk;
 mod serve;
 mod slack;

@@ -18,34 +18,72 @@ pub fn api_key(settings: &Settings) -> std::io::Result<Option<SecretString>> {
 const KEY_FILE: &str = "embedded-api-key";
 
 /// The embedded service's key when `LANGSMITH_API_KEY` is not set: read from
-/// `embedded-api-key` in the database's folder, or generated (32 random bytes, hex) and written
-/// there, readable by its owner only, at the first start. An in-memory store gets a key for the
-/// life of the process.
+/// `embedded-api-key` in the database's folder, or generated (244 random bits from the
+/// operating system) and written there, readable by its owner only, at the first start. A file
+/// readable by others is narrowed to its owner. An in-memory store gets a key for the life of
+/// the process.
 pub fn load_or_create_key(store_url: &str) -> std::io::Result<SecretString> {
     let Some(path) = key_path(store_url) else {
         return Ok(generate_key());
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(SecretString::from(text.trim().to_string())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
         std::fs::create_dir_all(dir)?;
     }
-    let key = generate_key();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    loop {
+        match read_key(&path)? {
+            Some(key) => return Ok(key),
+            None => {
+                let key = generate_key();
+                // `create_new`: of two processes starting at once, one writes and the other
+                // reads what it wrote.
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = match options.open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                };
+                use std::io::Write;
+                file.write_all(key.expose_secret().as_bytes())?;
+                file.write_all(b"\n")?;
+                file.sync_all()?;
+                tracing::info!(path = %path.display(), "generated the embedded LangSmith service's API key (pass it as x-api-key)");
+                return Ok(key);
+            }
+        }
+    }
+}
+
+/// The key kept at `path`, if there is one; its file is narrowed to its owner.
+fn read_key(path: &std::path::Path) -> std::io::Result<Option<SecretString>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if text.trim().is_empty() {
+        // A writer that has not written yet, or an empty file left behind: wait a moment, then
+        // take it over.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if std::fs::read_to_string(path)?.trim().is_empty() {
+            std::fs::remove_file(path)?;
+        }
+        return Ok(None);
+    }
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    use std::io::Write;
-    let mut file = options.open(&path)?;
-    file.write_all(key.expose_secret().as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    tracing::info!(path = %path.display(), "generated the embedded LangSmith service's API key (pass it as x-api-key)");
-    Ok(key)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(path = %path.display(), "the embedded service's key file was readable by others; it is now its owner's only");
+        }
+    }
+    Ok(Some(SecretString::from(text.trim().to_string())))
 }
 
 /// Where the generated key lives for a store URL (`sqlite://data/x.db` → `data/embedded-api-key`).
@@ -59,7 +97,8 @@ pub fn key_path(store_url: &str) -> Option<std::path::PathBuf> {
     Some(dir.join(KEY_FILE))
 }
 
+/// Two version-4 UUIDs, which take their 122 random bits each from the operating system.
 fn generate_key() -> SecretString {
-    let bytes: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
-    SecretString::from(format!("fdk_{}", hex::encode(bytes)))
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    SecretString::from(format!("fdk_{}{}", a.simple(), b.simple()))
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 #[derive(Default)]
 pub(super) struct Validator {
     pub(super) issues: Vec<ConfigIssue>,
+    pub(super) warnings: Vec<ConfigIssue>,
 }
 
 impl Validator {
@@ -40,6 +41,7 @@ impl Validator {
                 .url
                 .unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
             intake_wait: intake_wait.unwrap_or_default(),
+            retention: self.retention(raw.store.retention),
         };
         let links = self.links(raw.links);
         if !store.url.starts_with("sqlite:") {
@@ -84,6 +86,7 @@ impl Validator {
             ..links
         };
         Some(Settings {
+            warnings: Vec::new(),
             source: file.to_path_buf(),
             server: server?,
             store,
@@ -123,6 +126,64 @@ impl Validator {
             return None;
         }
         Some(d)
+    }
+
+    /// `[store.retention]`: at least a minute each (a shorter one would prune what is still in
+    /// use); `sent` under a day draws a warning, as a webhook re-sent after its job was pruned
+    /// is delivered again.
+    pub(super) fn retention(&mut self, raw: crate::settings::raw::RawRetention) -> crate::settings::Retention {
+        let defaults = crate::settings::Retention::default();
+        let keep = |me: &mut Self, key: &str, value: Option<String>, default: Duration| -> Duration {
+            let path = format!("store.retention.{key}");
+            let Some(text) = value else { return default };
+            match parse_duration(&text) {
+                Ok(d) if d >= Duration::from_secs(60) => d,
+                Ok(d) => {
+                    me.fail(
+                        path,
+                        format!(
+                            "{} is too short (expected at least \"1m\")",
+                            humantime::format_duration(d)
+                        ),
+                    );
+                    default
+                }
+                Err(e) => {
+                    me.fail(path, e);
+                    default
+                }
+            }
+        };
+        let sent = keep(self, "sent", raw.sent, defaults.sent);
+        let dead = keep(self, "dead", raw.dead, defaults.dead);
+        let digests = keep(self, "digests", raw.digests, defaults.digests);
+        let links = keep(self, "links", raw.links, defaults.links);
+        let feedback = raw.feedback.map(|f| keep(self, "feedback", Some(f), Duration::MAX));
+        let interval = self
+            .bounded_duration(
+                "store.retention.interval",
+                raw.interval,
+                "1m",
+                (Duration::from_secs(1), Duration::from_secs(86_400)),
+            )
+            .unwrap_or(defaults.interval);
+        if sent < Duration::from_secs(86_400) {
+            self.warnings.push(ConfigIssue {
+                path: "store.retention.sent".into(),
+                message: format!(
+                    "{} is under a day: a webhook re-sent after its job was pruned is delivered again",
+                    humantime::format_duration(sent)
+                ),
+            });
+        }
+        crate::settings::Retention {
+            sent,
+            dead,
+            digests,
+            links,
+            feedback,
+            interval,
+        }
     }
 
     /// A lease must hold one send at its longest, for each kind the routes send, and

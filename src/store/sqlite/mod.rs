@@ -5,6 +5,7 @@ mod rows;
 mod statements;
 #[macro_use]
 mod writer;
+mod retention;
 
 use rows::*;
 use statements::{JOBS_PER_INSERT, insert_jobs};
@@ -54,6 +55,8 @@ pub struct SqliteStore {
     memory: bool,
     /// True from a failed write until a write commits again (`/readyz`).
     writes_failing: Arc<AtomicBool>,
+    /// The database file (`None` in memory), for its size on disk.
+    path: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
@@ -61,17 +64,17 @@ impl SqliteStore {
     /// creates its folder, switches to WAL and runs migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:");
-        if !memory {
+        let path = (!memory).then(|| {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
+            std::path::PathBuf::from(path.split('?').next().unwrap_or(path))
+        });
+        if let Some(dir) = path.as_deref().and_then(std::path::Path::parent)
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -105,6 +108,7 @@ impl SqliteStore {
             reader,
             memory,
             writes_failing: Arc::default(),
+            path,
         })
     }
 }
@@ -177,6 +181,7 @@ impl Store for SqliteStore {
                 .await?;
                 new_items.push(done.rows_affected() == 1);
             }
+            new_jobs.iter().chain(&new_items).any(|new| *new)
         })?;
         Ok((new_jobs, new_items))
     }
@@ -199,14 +204,16 @@ impl Store for SqliteStore {
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
+            let mut inserted = false;
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
-                insert_jobs(&mut *tx, chunk, now).await?;
+                inserted |= insert_jobs(&mut *tx, chunk, now).await?.iter().any(|new| *new);
             }
             sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ?")
                 .bind(ms(now))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            inserted
         })
     }
 
@@ -418,6 +425,27 @@ impl Store for SqliteStore {
         Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
     }
 
+    async fn prune(
+        &self,
+        what: super::Prunable,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        self.prune_rows(what, before, limit).await
+    }
+
+    async fn reclaim(&self) -> Result<u64, StoreError> {
+        self.reclaim_pages().await
+    }
+
+    async fn stats(&self) -> Result<super::StoreStats, StoreError> {
+        self.store_stats().await
+    }
+
+    async fn used_bytes(&self) -> Result<i64, StoreError> {
+        Ok(self.page_bytes().await?.0)
+    }
+
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
             for l in links {
@@ -436,6 +464,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            !links.is_empty()
         })
     }
 
@@ -483,6 +512,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            !tokens.is_empty()
         })
     }
 
@@ -521,7 +551,10 @@ impl Store for SqliteStore {
         .bind(f.metadata.as_ref().map(|v| v.to_string()))
         .bind(rfc3339(f.created_at)),
         )
-        .await.map(|_| ())
+        .await?;
+        // An insert: the store takes writes.
+        self.took_room();
+        Ok(())
     }
 
     async fn feedback(

@@ -3,19 +3,20 @@
 //! write health for `/readyz` (see [`SqliteStore`] for why a failed connection is not reused).
 
 /// Runs `$body` in one transaction on the writer (`$tx` names it inside), committing at its end,
-/// and ends the write with [`SqliteStore::finish`]. A macro, as the body borrows the caller's
-/// arguments across `.await`s, which a closure returning a future cannot express.
+/// and ends the write with [`SqliteStore::finish`]. The body evaluates to whether it inserted
+/// anything (for the store's health). A macro, as the body borrows the caller's arguments across
+/// `.await`s, which a closure returning a future cannot express.
 macro_rules! in_transaction {
     ($store:expr, |$tx:ident| $body:block) => {{
         let mut w = $store.writer().await?;
         let result = async {
             let mut $tx = sqlx::Connection::begin(&mut *w).await?;
-            $body
+            let inserted: bool = $body;
             $tx.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<_, StoreError>(crate::store::sqlite::writer::Inserted(inserted))
         }
         .await;
-        $store.finish(w, result).await
+        $store.finish(w, result).await.map(|_| ())
     }};
 }
 
@@ -64,8 +65,17 @@ pub(super) trait Wrote {
     fn took_room(&self) -> bool;
 }
 
+/// What a transaction reports: whether it inserted anything.
+pub(super) struct Inserted(pub(super) bool);
+
+impl Wrote for Inserted {
+    fn took_room(&self) -> bool {
+        self.0
+    }
+}
+
 impl Wrote for () {
-    /// Inserts committed in a transaction (or a row of feedback).
+    /// A probe's insert (deleted again).
     fn took_room(&self) -> bool {
         true
     }
@@ -120,8 +130,6 @@ impl SqliteStore {
         }
     }
 
-    /// Ends a write: after an error the connection is closed (the pool opens a fresh one for
-    /// the next write), and the store counts as failing writes until one commits a change.
     /// Runs one statement on the writer and ends the write.
     pub(super) async fn execute<'q>(
         &self,
@@ -132,6 +140,9 @@ impl SqliteStore {
         self.finish(w, done).await
     }
 
+    /// Ends a write: the connection goes back to the pool, or after an error is closed (the
+    /// pool opens a fresh one for the next write), and the store counts as failing writes from
+    /// an error until a write takes room again.
     pub(super) async fn finish<T: Wrote>(
         &self,
         mut writer: Writer,
@@ -139,8 +150,10 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         match &result {
             Ok(done) => {
-                if done.took_room() && self.writes_failing.swap(false, Ordering::SeqCst) {
-                    tracing::info!("the database takes writes again");
+                // Back to the pool, for the next write.
+                drop(writer.conn.take());
+                if done.took_room() {
+                    self.took_room();
                 }
             }
             Err(e) => {
@@ -156,5 +169,12 @@ impl SqliteStore {
             }
         }
         result
+    }
+
+    /// A write took room: the store is taking writes again if it was failing.
+    pub(super) fn took_room(&self) {
+        if self.writes_failing.swap(false, Ordering::SeqCst) {
+            tracing::info!("the database takes writes again");
+        }
     }
 }
