@@ -239,6 +239,43 @@ async fn the_pruner_runs_by_itself_every_interval() {
 }
 
 #[tokio::test]
+async fn a_large_prune_gives_the_room_back_to_the_file_system() {
+    let app = spawn_app("").await;
+    let store = app.store.as_ref();
+    let long_ago = Utc::now() - Days::days(365);
+    // 120 dead letters of 100 KB each: 12 MB, far past the 8 MiB of free pages kept for reuse.
+    let jobs: Vec<NewJob> = (0..120)
+        .map(|i| NewJob {
+            kind: JobKind::Slack,
+            route: "r".into(),
+            target: "C1".into(),
+            run_id: None,
+            idempotency_key: format!("big-{i}"),
+            payload: json!({"pad": "x".repeat(100_000)}),
+            due_at: long_ago + Days::days(400),
+        })
+        .collect();
+    store.enqueue(&jobs, &[], long_ago).await.unwrap();
+    for job in store.jobs_in_state(JobState::Pending, 200).await.unwrap() {
+        store.mark_dead(job.id, "gave up", long_ago).await.unwrap();
+    }
+    let before = store.stats().await.unwrap();
+    let retention = app.state.settings.store.retention;
+    let pruned = prune_once(store, &retention, Utc::now(), None).await.unwrap();
+    assert_eq!(pruned.of("jobs"), 120);
+    assert!(pruned.reclaimed > 0, "{pruned:?}");
+    let after = store.stats().await.unwrap();
+    assert!(
+        after.used_bytes + after.free_bytes + 4 * 1024 * 1024 < before.used_bytes + before.free_bytes,
+        "the file kept its size: {before:?} then {after:?}"
+    );
+    assert!(
+        after.free_bytes <= 4 * 1024 * 1024 + 4096,
+        "at most 4 MiB stay free: {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn check_config_refuses_short_retention_and_warns_of_a_short_sent() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");

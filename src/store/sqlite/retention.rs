@@ -101,8 +101,9 @@ impl SqliteStore {
         }
         let page: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&self.reader).await?;
         let give_back = free - KEEP_FREE_PAGES;
-        self.execute(sqlx::query("PRAGMA incremental_vacuum(?)").bind(give_back))
-            .await?;
+        // A pragma takes no bound parameters; the count is a number this code computed.
+        let sql = format!("PRAGMA incremental_vacuum({give_back})");
+        self.execute(sqlx::query(sqlx::AssertSqlSafe(sql))).await?;
         Ok((give_back * page) as u64)
     }
 
