@@ -536,9 +536,10 @@ async fn queue_up(
 struct Kept {
     /// (seconds since the start, runs accepted so far, rows of jobs, MiB on disk).
     samples: Vec<(f64, usize, i64, f64)>,
-    /// Ack latency of the batches posted once pruning had begun.
-    p50: Duration,
-    p99: Duration,
+    /// Ack latency of the batches posted once pruning had begun (p50, p99)…
+    pruning: (Duration, Duration),
+    /// …and of those posted before (p50, p99), for comparison.
+    before: (Duration, Duration),
     /// Runs accepted and requests that failed.
     accepted: usize,
     failures: usize,
@@ -552,11 +553,13 @@ impl Kept {
             out.push_str(&format!("| {t:.0} | {runs} | {rows} | {mib:.1} MiB |\n"));
         }
         out.push_str(&format!(
-            "\nRetention phase: {} runs accepted ({} failed requests); ack latency of a batch while pruning: p50 {}, p99 {}.",
+            "\nRetention phase: {} runs accepted ({} failed requests); ack latency of a batch of runs while the pruner works: p50 {}, p99 {} (before pruning began: p50 {}, p99 {}).",
             self.accepted,
             self.failures,
-            ms(self.p50),
-            ms(self.p99)
+            ms(self.pruning.0),
+            ms(self.pruning.1),
+            ms(self.before.0),
+            ms(self.before.1)
         ));
         out
     }
@@ -609,6 +612,7 @@ async fn retention_phase(
     let mut accepted = 0;
     let mut failures = 0;
     let mut latencies = Vec::new();
+    let mut before = Vec::new();
     // Pruning starts once the first delivered jobs are a minute old.
     let pruning_from = Duration::from_secs(65);
     let mut collect = |(latency, sent_at, got): (Duration, Duration, Option<usize>)| {
@@ -618,6 +622,8 @@ async fn retention_phase(
         }
         if sent_at >= pruning_from {
             latencies.push(latency);
+        } else {
+            before.push(latency);
         }
     };
     for (i, body) in bodies.into_iter().enumerate() {
@@ -665,12 +671,16 @@ async fn retention_phase(
     if log.contains("cannot prune") {
         eprintln!("phase 4: the app could not prune; see its log");
     }
-    anyhow::ensure!(!latencies.is_empty(), "no batch was posted while pruning");
+    anyhow::ensure!(
+        !latencies.is_empty() && !before.is_empty(),
+        "no batch was posted while pruning (or before)"
+    );
     latencies.sort_unstable();
+    before.sort_unstable();
     Ok(Kept {
         samples,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
+        pruning: (percentile(&latencies, 0.50), percentile(&latencies, 0.99)),
+        before: (percentile(&before, 0.50), percentile(&before, 0.99)),
         accepted,
         failures,
     })
