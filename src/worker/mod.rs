@@ -204,13 +204,7 @@ impl Workers {
             match self.record_unrecorded().await {
                 Ok(()) => break,
                 Err(e) if attempt == 3 => {
-                    let ids: Vec<i64> = self
-                        .unrecorded
-                        .lock()
-                        .expect("unrecorded set")
-                        .iter()
-                        .copied()
-                        .collect();
+                    let ids = self.unrecorded_ids();
                     tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs before stopping; they are sent again when their leases end");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -32,15 +32,19 @@ pub(super) struct Progress {
 }
 
 impl Workers {
-    /// Records the delivered jobs whose outcome the store refused earlier.
-    pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
-        let ids: Vec<i64> = self
-            .unrecorded
+    /// The delivered jobs not recorded yet.
+    pub(super) fn unrecorded_ids(&self) -> Vec<i64> {
+        self.unrecorded
             .lock()
             .expect("unrecorded set")
             .iter()
             .copied()
-            .collect();
+            .collect()
+    }
+
+    /// Records the delivered jobs whose outcome the store refused earlier.
+    pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
+        let ids = self.unrecorded_ids();
         if ids.is_empty() {
             return Ok(());
         }

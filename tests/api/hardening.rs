@@ -543,13 +543,15 @@ async fn intake_answers_503_in_time_while_another_process_holds_the_write_lock()
         .await
         .unwrap();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let post_run = || async {
+        http.post(format!("{address}/v1/events"))
+            .json(&json!({"run_id": RUN}))
+            .send()
+            .await
+            .unwrap()
+    };
     let started = Instant::now();
-    let res = http
-        .post(format!("{address}/v1/events"))
-        .json(&json!({"run_id": RUN}))
-        .send()
-        .await
-        .unwrap();
+    let res = post_run().await;
     let took = started.elapsed();
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
@@ -561,12 +563,7 @@ async fn intake_answers_503_in_time_while_another_process_holds_the_write_lock()
     // Once the lock is released, intake takes runs again and they are delivered.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let res = http
-            .post(format!("{address}/v1/events"))
-            .json(&json!({"run_id": RUN}))
-            .send()
-            .await
-            .unwrap();
+        let res = post_run().await;
         if res.status() == 202 {
             break;
         }
