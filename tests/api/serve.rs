@@ -5,28 +5,55 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Starts `feedback-dispatch serve` on `config` in `dir`; returns the child (the caller waits
-/// for it) and its address.
-#[allow(clippy::zombie_processes)]
+/// A running `serve`, killed if it is dropped still running: a test that fails before it
+/// stops the process must not leave it behind (it would outlive its folder and the suite).
+pub struct Serve(Child);
+
+impl std::ops::Deref for Serve {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Serve {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `feedback-dispatch serve` on `config` in `dir`; returns the process (the caller
+/// stops it with [`signal_and_wait`]) and its address.
 pub fn start_serve(
     dir: &std::path::Path,
     config: &str,
     env: &[(&str, &str)],
-) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+) -> (Serve, String, std::sync::mpsc::Receiver<String>) {
     let path = dir.join("settings.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
+    let mut child = Serve(
+        Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve"),
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
