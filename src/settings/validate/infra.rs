@@ -5,8 +5,8 @@ use super::normalize_endpoint;
 use crate::domain::Mailbox;
 use crate::settings::raw::{RawEmail, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
 use crate::settings::{
-    EmailLinks, EmailMode, EmailSettings, Env, LangSmithEndpoint, LangSmithSettings, LinkSettings, LogFormat,
-    LogSettings, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
+    EmailLinks, EmailMode, EmailSettings, Env, LangSmithEndpoint, LangSmithSettings, LogFormat, LogSettings,
+    ServerSettings, SlackMode, SlackSettings, WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -72,7 +72,8 @@ impl Validator {
         })
     }
 
-    pub(super) fn links(&mut self, raw: RawLinks) -> LinkSettings {
+    /// `links.allowed_hosts`, each as URLs carry it.
+    pub(super) fn allowed_hosts(&mut self, raw: RawLinks) -> Vec<String> {
         let mut allowed_hosts = Vec::new();
         for (i, host) in raw.allowed_hosts.unwrap_or_default().into_iter().enumerate() {
             match crate::domain::link_host(&host) {
@@ -83,10 +84,7 @@ impl Validator {
                 ),
             }
         }
-        LinkSettings {
-            allowed_hosts,
-            trusted: Default::default(),
-        }
+        allowed_hosts
     }
 
     pub(super) fn langsmith(&mut self, raw: RawLangSmith, env: &dyn Env) -> Option<LangSmithSettings> {

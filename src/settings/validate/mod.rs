@@ -43,7 +43,7 @@ impl Validator {
             intake_wait: intake_wait.unwrap_or_default(),
             retention: self.retention(raw.store.retention),
         };
-        let links = self.links(raw.links);
+        let allowed_hosts = self.allowed_hosts(raw.links);
         if !store.url.starts_with("sqlite:") {
             self.fail(
                 "store.url",
@@ -82,8 +82,8 @@ impl Validator {
             self.check_lease(w.lease, &sends);
         }
         let links = LinkSettings {
-            trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &links.allowed_hosts),
-            ..links
+            trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &allowed_hosts),
+            allowed_hosts,
         };
         Some(Settings {
             warnings: Vec::new(),

@@ -109,31 +109,24 @@ impl SqliteStore {
 
     pub(super) async fn store_stats(&self) -> Result<StoreStats, StoreError> {
         let mut rows = Vec::new();
-        for r in sqlx::query(
-            "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs GROUP BY state ORDER BY state",
-        )
-        .fetch_all(&self.reader)
-        .await?
-        {
-            rows.push((
-                "jobs".to_string(),
-                r.try_get("state")?,
-                r.try_get("n")?,
-                r.try_get("oldest")?,
-            ));
-        }
-        for r in sqlx::query(
-            "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM digests GROUP BY state ORDER BY state",
-        )
-        .fetch_all(&self.reader)
-        .await?
-        {
-            rows.push((
-                "digests".to_string(),
-                r.try_get("state")?,
-                r.try_get("n")?,
-                r.try_get("oldest")?,
-            ));
+        for (table, sql) in [
+            (
+                "jobs",
+                "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs GROUP BY state ORDER BY state",
+            ),
+            (
+                "digests",
+                "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM digests GROUP BY state ORDER BY state",
+            ),
+        ] {
+            for r in sqlx::query(sql).fetch_all(&self.reader).await? {
+                rows.push((
+                    table.to_string(),
+                    r.try_get("state")?,
+                    r.try_get("n")?,
+                    r.try_get("oldest")?,
+                ));
+            }
         }
         for (table, sql) in [
             (
