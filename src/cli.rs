@@ -103,7 +103,7 @@ pub enum DeadLetterAction {
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::CheckConfig => check_config(&cli.config),
+        Command::CheckConfig => check_config(&cli.config).await,
         Command::Serve => serve(&cli.config, cli.log_format).await,
         Command::Preview {
             event,
@@ -140,7 +140,7 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
     let stats = match stats {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot read the store at {}: {e}", settings.store.url);
+            eprintln!("cannot read the store at {}: {e}", crate::store::redact_url(&settings.store.url));
             return ExitCode::FAILURE;
         }
     };
@@ -183,7 +183,7 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
     let store = match crate::store::open(&settings.store.url).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot open the store at {}: {e}", settings.store.url);
+            eprintln!("cannot open the store at {}: {e}", crate::store::redact_url(&settings.store.url));
             return ExitCode::FAILURE;
         }
     };
@@ -245,9 +245,17 @@ fn load_or_report(path: &std::path::Path) -> Result<Settings, ExitCode> {
     })
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+async fn check_config(path: &std::path::Path) -> ExitCode {
     match load_or_report(path) {
         Ok(s) => {
+            // A PostgreSQL store is shared and outlives this command: check it answers. (A
+            // SQLite file is made at the first start.)
+            if crate::store::is_postgres(&s.store.url)
+                && let Err(e) = crate::store::check_reachable(&s.store.url).await
+            {
+                eprintln!("{}: store.url: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
             let problems = crate::preview::lint_routes(&s);
             if !problems.is_empty() {
                 for (at, problem) in problems {

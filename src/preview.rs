@@ -98,7 +98,8 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 .context("--mint with the embedded service needs server.public_url of a running `serve`")?,
         };
         // A running `serve`'s embedded service takes the key it keeps beside the database.
-        let key = crate::langsmith::embedded::api_key(settings)
+        let key = crate::langsmith::embedded::api_key(settings, None)
+            .await
             .context("cannot read the embedded LangSmith service's API key")?
             .or_else(|| settings.langsmith.api_key.clone());
         Some(LangSmithClient::from_settings(&settings.langsmith, &base, key)?)

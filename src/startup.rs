@@ -33,7 +33,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = crate::store::open(&settings.store.url)
             .await
-            .with_context(|| format!("cannot open the store at {}", settings.store.url))?;
+            .with_context(|| format!("cannot open the store at {}", crate::store::redact_url(&settings.store.url)))?;
         let listener = tokio::net::TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -52,8 +52,9 @@ impl Application {
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
         let metrics = Arc::new(Metrics::new());
-        let embedded_key =
-            embedded::api_key(&settings).context("cannot read or create the embedded LangSmith service's API key")?;
+        let embedded_key = embedded::api_key(&settings, Some(&*store))
+            .await
+            .context("cannot read or create the embedded LangSmith service's API key")?;
         let langsmith = LangSmithClient::from_settings(ls, &base, embedded_key.clone().or_else(|| ls.api_key.clone()))?
             .with_metrics(metrics.clone());
         let state = AppState {
@@ -66,6 +67,12 @@ impl Application {
             metrics,
             embedded_key,
         };
+        // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
+        state
+            .store
+            .listen(state.wake_workers.clone())
+            .await
+            .context("cannot listen for new jobs in the store")?;
         let workers = Workers::new(state.clone())?;
         Ok(Application {
             listener,

@@ -27,7 +27,7 @@ pub fn summary(s: &Settings) -> String {
     let _ = writeln!(
         out,
         "store: {}, intake waits at most {}; keeps sent jobs {}, dead letters {}, digests {}, links {}, feedback {}",
-        s.store.url,
+        crate::store::redact_url(&s.store.url),
         humantime::format_duration(s.store.intake_wait),
         humantime::format_duration(s.store.retention.sent),
         humantime::format_duration(s.store.retention.dead),

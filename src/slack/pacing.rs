@@ -2,10 +2,74 @@
 //! and an app that keeps posting through 429s risks being disabled. A GCRA limiter per channel
 //! (the algorithm behind `governor`) hands out send slots; a 429 pushes the channel's next slot
 //! past its Retry-After.
+//!
+//! With one process the limiter lives in memory ([`Pacer`]). Replicas sharing a PostgreSQL
+//! store keep it in the database ([`ChannelPace::Shared`]): a limiter per replica would let N
+//! replicas post N times the rate and earn 429s.
 
+use crate::store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Send slots per channel, for this process alone or for all that share the store.
+pub enum ChannelPace {
+    /// In this process's memory.
+    Local(Pacer),
+    /// In the store, on its clock, for every replica.
+    Shared {
+        /// The shared store.
+        store: Arc<dyn Store>,
+        /// Time between messages on average.
+        interval: Duration,
+        /// Messages at once on a quiet channel.
+        burst: u32,
+    },
+}
+
+impl ChannelPace {
+    /// Shared when the store is shared by several processes, else local; a zero `interval`
+    /// turns pacing off.
+    pub fn new(store: &Arc<dyn Store>, interval: Duration, burst: u32) -> Self {
+        if store.shares_pacing() && !interval.is_zero() {
+            ChannelPace::Shared {
+                store: store.clone(),
+                interval,
+                burst: burst.max(1),
+            }
+        } else {
+            ChannelPace::Local(Pacer::new(interval, burst))
+        }
+    }
+
+    /// Takes a slot on `channel` if one is free (returns zero), else returns how long until
+    /// the next one.
+    pub async fn try_acquire(&self, channel: &str) -> Result<Duration, StoreError> {
+        match self {
+            ChannelPace::Local(p) => Ok(p.try_acquire(channel, Instant::now())),
+            ChannelPace::Shared {
+                store,
+                interval,
+                burst,
+            } => store.take_send_slot(channel, *interval, *burst).await,
+        }
+    }
+
+    /// Slack said to wait: no slot on `channel` until `retry_after` has passed.
+    pub async fn back_off(&self, channel: &str, retry_after: Duration) -> Result<(), StoreError> {
+        match self {
+            ChannelPace::Local(p) => {
+                p.back_off(channel, retry_after, Instant::now());
+                Ok(())
+            }
+            ChannelPace::Shared {
+                store,
+                interval,
+                burst,
+            } => store.pace_back_off(channel, retry_after, *interval, *burst).await,
+        }
+    }
+}
 
 /// Send slots per channel.
 pub struct Pacer {

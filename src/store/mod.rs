@@ -1,19 +1,67 @@
 //! Durable state behind the `Store` trait: the job queue (with leases, idempotency, minted
 //! tokens and dead letters) and the embedded LangSmith service's tokens and feedback.
-//! `sqlite/` is the implementation ([`open`] picks it from the URL); only this module uses sqlx.
+//! `sqlite/` is the embedded default, `postgres/` the one for several replicas ([`open`] picks
+//! one from the URL); only this module uses sqlx.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// Opens the store `url` names: `sqlite://path` (or `sqlite::memory:`), migrated.
+/// Opens the store `url` names, migrated: `sqlite://path` (or `sqlite::memory:`), or
+/// `postgres://user@host:5432/db`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if is_postgres(url) {
+        Ok(std::sync::Arc::new(PgStore::open(url).await?))
     } else {
         Err(StoreError::Unsupported(
             url.split(':').next().unwrap_or(url).to_string(),
         ))
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Connects to the PostgreSQL database `url` names and asks it one query (within 5 s), to
+/// say clearly when it cannot be reached.
+pub async fn check_reachable(url: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let shown = redact_url(url);
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|e| format!("{shown:?} is not a PostgreSQL URL: {e}"))?;
+    let attempt = async {
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        conn.close().await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot reach the PostgreSQL database at {shown}: {e}")),
+        Err(_) => Err(format!(
+            "cannot reach the PostgreSQL database at {shown}: no answer within 5 s"
+        )),
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL the parser takes: keep the scheme and say nothing of the rest, which may
+        // hold a password.
+        Err(_) if url.contains('@') => format!("{}://***", url.split("://").next().unwrap_or("")),
+        Err(_) => url.to_string(),
     }
 }
 
@@ -34,7 +82,7 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The URL names a database this build does not support.
-    #[error("unsupported store URL scheme {0:?} (expected sqlite://path)")]
+    #[error("unsupported store URL scheme {0:?} (expected sqlite://path or postgres://user@host/db)")]
     Unsupported(String),
     /// The database folder could not be created.
     #[error("cannot create the database folder {path}: {source}")]
@@ -314,7 +362,7 @@ pub struct StoreStats {
     pub disk_bytes: Option<u64>,
 }
 
-/// Durable state. SQLite now; the trait leaves room for PostgreSQL for several replicas.
+/// Durable state: SQLite for one process, PostgreSQL for several replicas.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
@@ -413,4 +461,43 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<StoredFeedback>, StoreError>;
+
+    /// Whether several processes share this store, so Slack's pace per channel must be kept in
+    /// it ([`Store::take_send_slot`]) rather than in each process.
+    fn shares_pacing(&self) -> bool {
+        false
+    }
+
+    /// Takes a send slot on `channel` now if one is free (returns zero), else returns how long
+    /// until the next, for a limit of `burst` at once and one per `interval` on average, kept
+    /// for every process sharing the store. Only stores that [`Store::shares_pacing`] keep it;
+    /// the others leave pacing to the process (this answers zero).
+    async fn take_send_slot(&self, _channel: &str, _interval: std::time::Duration, _burst: u32) -> Result<std::time::Duration, StoreError> {
+        Ok(std::time::Duration::ZERO)
+    }
+
+    /// Slack said to wait: no slot on `channel` until `retry_after` has passed (stores that
+    /// [`Store::shares_pacing`]).
+    async fn pace_back_off(
+        &self,
+        _channel: &str,
+        _retry_after: std::time::Duration,
+        _interval: std::time::Duration,
+        _burst: u32,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Wakes `wake` whenever another process enqueues jobs (a hint: the claim loop still
+    /// polls). A store only this process writes has nothing to listen to.
+    async fn listen(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A value every process sharing the store must agree on: the stored one, or `candidate`
+    /// stored now when there is none. `None` when the store is not shared (the caller keeps
+    /// the value itself).
+    async fn shared_secret(&self, _name: &str, _candidate: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }

@@ -32,14 +32,18 @@ impl Workers {
             };
         };
         let pace_key = payload.channel.clone().unwrap_or_else(|| job.target.clone());
-        let wait = self.pacer.try_acquire(&pace_key, Instant::now());
+        // A store that cannot answer for the pace cannot record the send either: the job waits.
+        let Ok(wait) = self.pacer.try_acquire(&pace_key).await else {
+            return Outcome::Defer(Duration::from_secs(1));
+        };
         if wait > MAX_INLINE_PACING_WAIT {
             return Outcome::Defer(wait);
         } else if !wait.is_zero() {
             tokio::time::sleep(wait).await;
-            let again = self.pacer.try_acquire(&pace_key, Instant::now());
-            if !again.is_zero() {
-                return Outcome::Defer(again);
+            match self.pacer.try_acquire(&pace_key).await {
+                Ok(again) if again.is_zero() => {}
+                Ok(again) => return Outcome::Defer(again),
+                Err(_) => return Outcome::Defer(Duration::from_secs(1)),
             }
         }
         let links = links_for_run(&self.state.settings.keys, tokens);
@@ -62,8 +66,10 @@ impl Workers {
             }
             Err(e) => {
                 if let SlackError::RateLimited { retry_after } = &e {
-                    self.pacer
-                        .back_off(&pace_key, retry_after.unwrap_or(Duration::from_secs(1)), Instant::now());
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    if let Err(e) = self.pacer.back_off(&pace_key, wait).await {
+                        tracing::warn!(error = %e, channel = %job.target, "cannot keep Slack's Retry-After for the other replicas");
+                    }
                 }
                 if e.is_retryable() {
                     Outcome::Retry {

@@ -20,7 +20,7 @@ use crate::email::digest;
 use crate::jobs::SlackJobPayload;
 use crate::langsmith::MintedToken;
 use crate::slack::deliver::SlackSender;
-use crate::slack::pacing::Pacer;
+use crate::slack::pacing::ChannelPace;
 use crate::state::AppState;
 use crate::store::{Job, JobKind};
 use chrono::Utc;
@@ -37,7 +37,7 @@ pub struct Workers {
     state: AppState,
     slack: Arc<SlackSender>,
     email: Arc<EmailSender>,
-    pacer: Arc<Pacer>,
+    pacer: Arc<ChannelPace>,
     /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
     digest_locks: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
     /// Jobs claimed and not yet recorded, with what became of them so far, to record if
@@ -55,7 +55,8 @@ impl Workers {
     pub fn new(state: AppState) -> anyhow::Result<Self> {
         let slack = SlackSender::new(&state.settings)?;
         let s = &state.settings.slack;
-        let pacer = Pacer::new(
+        let pacer = ChannelPace::new(
+            &state.store,
             if slack.is_remote() {
                 s.pace_per_channel
             } else {

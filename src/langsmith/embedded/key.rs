@@ -1,18 +1,43 @@
 //! The embedded service's API key: `LANGSMITH_API_KEY`, or one generated at the first start and
-//! kept beside the database.
+//! kept beside the SQLite database, or in a PostgreSQL database every replica shares.
 
 use crate::settings::{LangSmithEndpoint, Settings};
+use crate::store::Store;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The key the embedded service takes and this process mints with: `LANGSMITH_API_KEY` when
-/// set, else the generated one ([`load_or_create_key`]); `None` with a remote LangSmith.
-pub fn api_key(settings: &Settings) -> std::io::Result<Option<SecretString>> {
+/// set, else the generated one (kept in a shared store, so every replica takes the same key,
+/// or beside a SQLite file: [`load_or_create_key`]); `None` with a remote LangSmith.
+///
+/// `store` is the opened store; without one (a command that does not open it), a PostgreSQL
+/// store is opened to read the key.
+pub async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::Result<Option<SecretString>> {
     match (&settings.langsmith.endpoint, &settings.langsmith.api_key) {
         (LangSmithEndpoint::Remote(_), _) => Ok(None),
         (LangSmithEndpoint::Embedded, Some(key)) => Ok(Some(key.clone())),
-        (LangSmithEndpoint::Embedded, None) => load_or_create_key(&settings.store.url).map(Some),
+        (LangSmithEndpoint::Embedded, None) => {
+            if !crate::store::is_postgres(&settings.store.url) {
+                return Ok(Some(load_or_create_key(&settings.store.url)?));
+            }
+            let opened;
+            let store = match store {
+                Some(store) => store,
+                None => {
+                    opened = crate::store::open(&settings.store.url).await?;
+                    &*opened
+                }
+            };
+            let candidate = generate_key();
+            match store.shared_secret(SHARED_KEY_NAME, candidate.expose_secret()).await? {
+                Some(shared) => Ok(Some(SecretString::from(shared))),
+                None => anyhow::bail!("the store keeps no shared key"),
+            }
+        }
     }
 }
+
+/// The key's name in a shared store.
+const SHARED_KEY_NAME: &str = "embedded-api-key";
 
 /// The file, beside the database, that keeps the generated key.
 const KEY_FILE: &str = "embedded-api-key";
@@ -88,7 +113,7 @@ fn read_key(path: &std::path::Path) -> std::io::Result<Option<SecretString>> {
 
 /// Where the generated key lives for a store URL (`sqlite://data/x.db` → `data/embedded-api-key`).
 pub fn key_path(store_url: &str) -> Option<std::path::PathBuf> {
-    if store_url.contains(":memory:") {
+    if store_url.contains(":memory:") || !store_url.starts_with("sqlite:") {
         return None;
     }
     let path = store_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");

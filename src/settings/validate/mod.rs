@@ -36,23 +36,11 @@ impl Validator {
             (Duration::from_millis(100), Duration::from_secs(60)),
         );
         let store = StoreSettings {
-            url: raw
-                .store
-                .url
-                .unwrap_or_else(|| "sqlite://data/feedback-dispatch.db".into()),
+            url: self.store_url(raw.store.url, env),
             intake_wait: intake_wait.unwrap_or_default(),
             retention: self.retention(raw.store.retention),
         };
         let allowed_hosts = self.allowed_hosts(raw.links);
-        if !store.url.starts_with("sqlite:") {
-            self.fail(
-                "store.url",
-                format!(
-                    "{:?} is not supported (expected \"sqlite://path/to/file.db\")",
-                    store.url
-                ),
-            );
-        }
         let langsmith = self.langsmith(raw.langsmith, env);
         let slack = self.slack(raw.slack, env);
         let workers = self.workers(raw.workers);
@@ -126,6 +114,64 @@ impl Validator {
             return None;
         }
         Some(d)
+    }
+
+    /// `store.url`: `FEEDBACK_DISPATCH__STORE__URL`, else the file's, else `DATABASE_URL`,
+    /// else the embedded default. A password must not be written in the file: it comes with a
+    /// URL from the environment, or from `PGPASSWORD`.
+    fn store_url(&mut self, url: Option<String>, env: &dyn Env) -> String {
+        let from_env = env.var("FEEDBACK_DISPATCH__STORE__URL").is_some();
+        let (url, from_env) = match url {
+            Some(url) => (url, from_env),
+            None => match env.var("DATABASE_URL") {
+                Some(url) => (url, true),
+                None => return "sqlite://data/feedback-dispatch.db".into(),
+            },
+        };
+        if url.starts_with("sqlite:") {
+            return url;
+        }
+        if !crate::store::is_postgres(&url) {
+            self.fail(
+                "store.url",
+                format!(
+                    "{:?} is not supported (expected \"sqlite://path/to/file.db\" or \"postgres://user@host:5432/database\")",
+                    crate::store::redact_url(&url)
+                ),
+            );
+            return url;
+        }
+        match url::Url::parse(&url) {
+            Err(e) => self.fail(
+                "store.url",
+                format!("{:?} is not a PostgreSQL URL: {e}", crate::store::redact_url(&url)),
+            ),
+            Ok(parsed) => {
+                if parsed.password().is_some() && !from_env {
+                    self.fail(
+                        "store.url",
+                        "a password must not be written in the settings file: give the URL in FEEDBACK_DISPATCH__STORE__URL or DATABASE_URL, or the password in PGPASSWORD",
+                    );
+                } else if parsed.host_str().is_none_or(str::is_empty) {
+                    self.fail(
+                        "store.url",
+                        format!(
+                            "{:?} names no host (expected \"postgres://user@host:5432/database\")",
+                            crate::store::redact_url(&url)
+                        ),
+                    );
+                } else if parsed.path().trim_start_matches('/').is_empty() {
+                    self.fail(
+                        "store.url",
+                        format!(
+                            "{:?} names no database (expected \"postgres://user@host:5432/database\")",
+                            crate::store::redact_url(&url)
+                        ),
+                    );
+                }
+            }
+        }
+        url
     }
 
     /// `[store.retention]`: at least a minute each (a shorter one would prune what is still in

@@ -1,0 +1,128 @@
+//! Pruning finished rows in small batches, and the store's statistics.
+
+use super::PgStore;
+use crate::store::{Prunable, StoreError, StoreStats};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+impl PgStore {
+    pub(super) async fn prune_rows(
+        &self,
+        what: Prunable,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let limit = limit as i64;
+        // Each statement deletes at most `limit` rows found through an index; `SKIP LOCKED`
+        // lets two replicas' pruners share the work instead of waiting on each other.
+        let (table, sql): (&'static str, &'static str) = match what {
+            Prunable::SentJobs => (
+                "jobs",
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'sent' AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
+            Prunable::DeadJobs => (
+                "jobs",
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'dead' AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
+            Prunable::ConfirmLinks => (
+                "confirm_links",
+                "DELETE FROM confirm_links WHERE id IN (SELECT id FROM confirm_links WHERE expires_at < $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
+            Prunable::Tokens => (
+                "ls_tokens",
+                "DELETE FROM ls_tokens WHERE seq IN (SELECT seq FROM ls_tokens WHERE expires_at < $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
+            Prunable::Feedback => (
+                "ls_feedback",
+                "DELETE FROM ls_feedback WHERE seq IN (SELECT seq FROM ls_feedback WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
+            Prunable::Digests => return self.prune_digests(before, limit).await,
+        };
+        let done = self.execute(sqlx::query(sql).bind(before).bind(limit)).await?;
+        Ok(vec![(table, done.rows_affected())])
+    }
+
+    /// Closed digests past `before` whose messages are all sent or dead, with their runs (the
+    /// foreign key cascades).
+    async fn prune_digests(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let row = sqlx::query(
+            "WITH gone AS (
+                 DELETE FROM digests WHERE id IN (
+                     SELECT id FROM digests d WHERE state = 'closed' AND closed_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'digest' AND j.state IN ('pending', 'leased')
+                                     AND (j.payload::json ->> 'digest_id')::bigint = d.id)
+                     ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id)
+             SELECT (SELECT COUNT(*) FROM gone) AS digests,
+                    (SELECT COUNT(*) FROM digest_runs WHERE digest_id IN (SELECT id FROM gone)) AS runs",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_one(&self.pool)
+        .await;
+        let row = self.wrote(row, |_| false)?;
+        let digests: i64 = row.try_get("digests")?;
+        let runs: i64 = row.try_get("runs")?;
+        Ok(vec![("digests", digests as u64), ("digest_runs", runs as u64)])
+    }
+
+    pub(super) async fn store_stats(&self) -> Result<StoreStats, StoreError> {
+        let mut rows = Vec::new();
+        for (table, sql) in [
+            (
+                "jobs",
+                "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs GROUP BY state ORDER BY state",
+            ),
+            (
+                "digests",
+                "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM digests GROUP BY state ORDER BY state",
+            ),
+            (
+                "digest_runs",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(added_at) AS oldest FROM digest_runs",
+            ),
+            (
+                "confirm_links",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(expires_at) AS oldest FROM confirm_links",
+            ),
+            (
+                "ls_tokens",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM ls_tokens",
+            ),
+            (
+                "ls_feedback",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM ls_feedback",
+            ),
+        ] {
+            for r in sqlx::query(sql).fetch_all(&self.pool).await? {
+                let oldest: Option<DateTime<Utc>> = r.try_get("oldest")?;
+                rows.push((
+                    table.to_string(),
+                    r.try_get("state")?,
+                    r.try_get("n")?,
+                    oldest.map(|t| t.timestamp_millis()),
+                ));
+            }
+        }
+        Ok(StoreStats {
+            rows,
+            used_bytes: self.table_bytes().await?,
+            // PostgreSQL reuses the room of deleted rows itself and does not say cheaply how
+            // much is free.
+            free_bytes: 0,
+            disk_bytes: None,
+        })
+    }
+
+    /// Bytes of this service's tables with their indexes and TOAST.
+    pub(super) async fn table_bytes(&self) -> Result<i64, StoreError> {
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(pg_total_relation_size(c.oid))::BIGINT FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND n.nspname = current_schema()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(bytes.unwrap_or(0))
+    }
+}
