@@ -140,7 +140,10 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
     let stats = match stats {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot read the store at {}: {e}", crate::store::redact_url(&settings.store.url));
+            eprintln!(
+                "cannot read the store at {}: {e}",
+                crate::store::redact_url(&settings.store.url)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -153,15 +156,19 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
         println!("{table:<14}  {state:<8}  {rows:>10}  {oldest}");
     }
     let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
-    println!(
-        "size: {:.1} MiB in use, {:.1} MiB free for reuse{}",
-        mib(stats.used_bytes),
-        mib(stats.free_bytes),
-        stats
-            .disk_bytes
-            .map(|d| format!(", {:.1} MiB on disk (database and write-ahead log)", mib(d as i64)))
-            .unwrap_or_default()
-    );
+    match stats.disk_bytes {
+        Some(disk) => println!(
+            "size: {:.1} MiB in use, {:.1} MiB free for reuse, {:.1} MiB on disk (database and write-ahead log)",
+            mib(stats.used_bytes),
+            mib(stats.free_bytes),
+            mib(disk as i64)
+        ),
+        // PostgreSQL: its autovacuum makes the room of deleted rows reusable.
+        None => println!(
+            "size: {:.1} MiB in the database's tables and indexes",
+            mib(stats.used_bytes)
+        ),
+    }
     let r = &settings.store.retention;
     let keep = |d: std::time::Duration| humantime::format_duration(d).to_string();
     println!(
@@ -183,7 +190,10 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
     let store = match crate::store::open(&settings.store.url).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot open the store at {}: {e}", crate::store::redact_url(&settings.store.url));
+            eprintln!(
+                "cannot open the store at {}: {e}",
+                crate::store::redact_url(&settings.store.url)
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -31,9 +31,12 @@ pub struct Application {
 impl Application {
     /// Opens the store, binds `server.listen` and wires the routes.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = crate::store::open(&settings.store.url)
-            .await
-            .with_context(|| format!("cannot open the store at {}", crate::store::redact_url(&settings.store.url)))?;
+        let store = crate::store::open(&settings.store.url).await.with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                crate::store::redact_url(&settings.store.url)
+            )
+        })?;
         let listener = tokio::net::TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;

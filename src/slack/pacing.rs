@@ -47,11 +47,7 @@ impl ChannelPace {
     pub async fn try_acquire(&self, channel: &str) -> Result<Duration, StoreError> {
         match self {
             ChannelPace::Local(p) => Ok(p.try_acquire(channel, Instant::now())),
-            ChannelPace::Shared {
-                store,
-                interval,
-                burst,
-            } => store.take_send_slot(channel, *interval, *burst).await,
+            ChannelPace::Shared { store, interval, burst } => store.take_send_slot(channel, *interval, *burst).await,
         }
     }
 
@@ -62,11 +58,9 @@ impl ChannelPace {
                 p.back_off(channel, retry_after, Instant::now());
                 Ok(())
             }
-            ChannelPace::Shared {
-                store,
-                interval,
-                burst,
-            } => store.pace_back_off(channel, retry_after, *interval, *burst).await,
+            ChannelPace::Shared { store, interval, burst } => {
+                store.pace_back_off(channel, retry_after, *interval, *burst).await
+            }
         }
     }
 }

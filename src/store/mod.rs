@@ -378,7 +378,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<bool>, Vec<bool>), StoreError>;
     /// Open digests whose window ended by `now`.
     async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError>;
-    /// Closes a digest and enqueues its send jobs, in one transaction.
+    /// Closes an open digest and enqueues its send jobs, in one transaction; a digest another
+    /// process closed already gets none (so one replica sends each window).
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError>;
     /// A digest with its runs.
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError>;
@@ -472,7 +473,12 @@ pub trait Store: Send + Sync + 'static {
     /// until the next, for a limit of `burst` at once and one per `interval` on average, kept
     /// for every process sharing the store. Only stores that [`Store::shares_pacing`] keep it;
     /// the others leave pacing to the process (this answers zero).
-    async fn take_send_slot(&self, _channel: &str, _interval: std::time::Duration, _burst: u32) -> Result<std::time::Duration, StoreError> {
+    async fn take_send_slot(
+        &self,
+        _channel: &str,
+        _interval: std::time::Duration,
+        _burst: u32,
+    ) -> Result<std::time::Duration, StoreError> {
         Ok(std::time::Duration::ZERO)
     }
 

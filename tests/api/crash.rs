@@ -29,7 +29,7 @@ async fn every_accepted_run_reaches_slack_across_a_sigkill() {
 [server]
 listen = "127.0.0.1:{port}"
 [store]
-url = "sqlite://db/crash.db"
+url = "{store}"
 [slack]
 mode = "api"
 api_url = "{slack}/api"
@@ -50,7 +50,8 @@ slack = {{ channel = "C1" }}
 "#,
         // A fixed port, so clients find the service again after the restart.
         port = crate::fakes::closed_port(),
-        slack = slack.address
+        slack = slack.address,
+        store = crate::backend::store_url(dir.path(), "crash"),
     );
     let env = [("SLACK_BOT_TOKEN", "xoxb-t")];
     let (mut child, address, _logs) = start_serve(dir.path(), &config, &env);

@@ -160,17 +160,18 @@ impl Drop for TestApp {
     }
 }
 
-/// The base settings of a test app: port 0, its own database, outboxes, the embedded
+/// The base settings of a test app: port 0, its own database (SQLite or PostgreSQL:
+/// [`crate::backend`]), outboxes, the embedded
 /// LangSmith, fast retries; `extra` is appended (sections it names must not repeat these).
 pub fn base_config(dir: &Path, extra: &str) -> String {
-    let d = dir.display();
+    let url = crate::backend::store_url(dir, "test");
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 
 [store]
-url = "sqlite://{d}/test.db"
+url = "{url}"
 
 {extra}
 "#

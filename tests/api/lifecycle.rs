@@ -5,19 +5,19 @@ use crate::fakes::{FakeServer, Reply, fake_slack};
 use crate::helpers::{KEYS_TOML, env, spawn_app_in, spawn_app_with};
 use crate::serve::{signal_and_wait, start_serve};
 use crate::slack::{fixture, wait_for_state};
-use feedback_dispatch::store::{JobState, SqliteStore, Store};
+use feedback_dispatch::store::JobState;
 use serde_json::json;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn config(slack: &FakeServer, grace: &str) -> String {
+fn config(dir: &std::path::Path, slack: &FakeServer, grace: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 [store]
-url = "sqlite://db/jobs.db"
+url = "{store}"
 [slack]
 mode = "api"
 api_url = "{}/api"
@@ -34,7 +34,8 @@ name = "support"
 keys = ["thumbs_up"]
 slack = {{ channel = "C1" }}
 "#,
-        slack.address
+        slack.address,
+        store = crate::backend::store_url(dir, "jobs"),
     )
 }
 
@@ -56,9 +57,7 @@ async fn post_events(address: &str, n: u32) {
 }
 
 async fn jobs(dir: &std::path::Path, state: JobState) -> usize {
-    let store = SqliteStore::open(&format!("sqlite://{}/db/jobs.db", dir.display()))
-        .await
-        .unwrap();
+    let store = crate::backend::open_store(&crate::backend::store_url(dir, "jobs")).await;
     store.jobs_in_state(state, 100).await.unwrap().len()
 }
 
@@ -72,7 +71,11 @@ async fn sigterm_closes_intake_lets_the_in_flight_delivery_finish_and_keeps_the_
     );
     let slack = FakeServer::start(move |_| slow.clone().delayed(Duration::from_millis(1500))).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, _logs) = start_serve(dir.path(), &config(&slack, "10s"), &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    let (mut child, address, _logs) = start_serve(
+        dir.path(),
+        &config(dir.path(), &slack, "10s"),
+        &[("SLACK_BOT_TOKEN", "xoxb-t")],
+    );
     post_events(&address, 3).await;
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
 
@@ -118,8 +121,11 @@ async fn sigterm_closes_intake_lets_the_in_flight_delivery_finish_and_keeps_the_
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 1);
 
     // Started again, the service delivers the rest.
-    let (mut child, _address, _logs) =
-        start_serve(dir.path(), &config(&slack, "10s"), &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    let (mut child, _address, _logs) = start_serve(
+        dir.path(),
+        &config(dir.path(), &slack, "10s"),
+        &[("SLACK_BOT_TOKEN", "xoxb-t")],
+    );
     slack.wait_for("/chat.postMessage", 3, Duration::from_secs(15)).await;
     assert!(signal_and_wait(&mut child, "TERM").success());
     assert_eq!(jobs(dir.path(), JobState::Sent).await, 3);
@@ -134,7 +140,11 @@ async fn a_delivery_that_outlasts_the_grace_period_is_returned_to_the_queue() {
     );
     let slack = FakeServer::start(move |_| hang.clone().delayed(Duration::from_secs(30))).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address, _logs) = start_serve(dir.path(), &config(&slack, "1s"), &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    let (mut child, address, _logs) = start_serve(
+        dir.path(),
+        &config(dir.path(), &slack, "1s"),
+        &[("SLACK_BOT_TOKEN", "xoxb-t")],
+    );
     post_events(&address, 1).await;
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
     let started = Instant::now();
@@ -150,9 +160,7 @@ async fn a_delivery_that_outlasts_the_grace_period_is_returned_to_the_queue() {
         1,
         "released, not left leased"
     );
-    let store = SqliteStore::open(&format!("sqlite://{}/db/jobs.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "jobs")).await;
     assert_eq!(
         store.jobs_in_state(JobState::Pending, 1).await.unwrap()[0].attempts,
         0,

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, every test through the spawned app over real HTTP.
 
+mod backend;
 mod browser;
 mod check_config;
 mod crash;
@@ -24,3 +25,4 @@ mod sdk;
 mod serve;
 mod slack;
 mod smtp;
+mod store_contract;

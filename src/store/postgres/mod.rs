@@ -258,12 +258,13 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await?;
             // The row lock makes a second replica closing the same window wait here, then find
             // the digest closed and enqueue nothing.
-            let closed = sqlx::query("UPDATE digests SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let closed =
+                sqlx::query("UPDATE digests SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             let mut inserted = false;
             if closed == 1 {
                 for chunk in jobs.chunks(JOBS_PER_INSERT) {
@@ -428,10 +429,12 @@ impl Store for PgStore {
 
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.execute(
-            sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3")
-                .bind(error)
-                .bind(now)
-                .bind(job_id),
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(job_id),
         )
         .await
         .map(|_| ())
@@ -753,5 +756,4 @@ impl Store for PgStore {
         let row = self.wrote(row, |_| false)?;
         Ok(row.try_get("value")?)
     }
-
 }

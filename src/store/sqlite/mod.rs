@@ -204,15 +204,21 @@ impl Store for SqliteStore {
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
+            // A digest closed already (by another process on the file) gets no second set of
+            // messages.
+            let closed =
+                sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'")
+                    .bind(ms(now))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             let mut inserted = false;
-            for chunk in jobs.chunks(JOBS_PER_INSERT) {
-                inserted |= insert_jobs(&mut *tx, chunk, now).await?.iter().any(|new| *new);
+            if closed == 1 {
+                for chunk in jobs.chunks(JOBS_PER_INSERT) {
+                    inserted |= insert_jobs(&mut *tx, chunk, now).await?.iter().any(|new| *new);
+                }
             }
-            sqlx::query("UPDATE digests SET state = 'closed', closed_at = ? WHERE id = ?")
-                .bind(ms(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
             inserted
         })
     }
