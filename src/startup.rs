@@ -67,6 +67,7 @@ impl Application {
             public_url,
             wake_workers: Arc::new(tokio::sync::Notify::new()),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            store_unready: Arc::default(),
             metrics,
             embedded_key,
         };
@@ -199,10 +200,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "workers not running");
     }
+    use std::sync::atomic::Ordering;
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(()) => {
+            if state.store_unready.swap(false, Ordering::SeqCst) {
+                tracing::info!("the store answers again; ready");
+            }
+            (StatusCode::OK, "ready")
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "store is not answering");
+            if !state.store_unready.swap(true, Ordering::SeqCst) {
+                tracing::warn!(error = %e, "store is not answering; not ready until it does");
+            }
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         }
     }

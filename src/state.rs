@@ -24,6 +24,9 @@ pub struct AppState {
     pub wake_workers: Arc<tokio::sync::Notify>,
     /// True while the workers' claim loop runs (readiness).
     pub workers_running: Arc<std::sync::atomic::AtomicBool>,
+    /// True while `/readyz` finds the store not answering, so it logs changes, not every
+    /// probe of a load balancer.
+    pub store_unready: Arc<std::sync::atomic::AtomicBool>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the

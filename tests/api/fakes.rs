@@ -18,6 +18,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -95,6 +97,7 @@ impl FakeServer {
             let (requests, script, default) = (req2.clone(), script2.clone(), default.clone());
             async move {
                 let rec = Recorded {
+                    at: std::time::Instant::now(),
                     method,
                     path: uri.path().to_string(),
                     headers,
@@ -224,6 +227,7 @@ pub async fn recording_proxy(target: String) -> FakeServer {
         let (recorded, client, target) = (recorded.clone(), client.clone(), target.clone());
         async move {
             recorded.lock().unwrap().push(Recorded {
+                at: std::time::Instant::now(),
                 method: method.clone(),
                 path: uri.path().to_string(),
                 headers: headers.clone(),
@@ -269,4 +273,45 @@ pub async fn fake_slack() -> FakeServer {
         Reply::json(200, serde_json::json!({"ok": true, "channel": channel, "ts": "1700000000.000100", "message": {"ts": "1700000000.000100"}}))
     })
     .await
+}
+
+/// A TCP proxy to `target` that can be cut, to take a database away from an app: while down
+/// it closes every connection it carries and drops new ones at once.
+pub struct CuttableProxy {
+    /// The loopback port it listens on.
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    /// Listens on a free loopback port, up.
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy { port, up }
+    }
+
+    /// Cuts (false) or restores (true) the connection.
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
 }

@@ -20,6 +20,7 @@ mod lifecycle;
 mod ops;
 mod outbox;
 mod properties;
+mod replicas;
 mod retention;
 mod sdk;
 mod serve;
