@@ -149,3 +149,67 @@ fn the_shipped_default_config_is_valid() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("embedded"), "{stdout}");
 }
+
+#[test]
+fn a_postgres_password_in_the_file_is_refused_and_one_from_the_environment_is_never_shown() {
+    let (code, _, stderr) = check_config(
+        "[store]\nurl = \"postgres://feedback:s3cret-pw@db.internal:5432/feedback\"\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("store.url: a password must not be written in the settings file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PGPASSWORD"), "says where a password goes: {stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+
+    for (toml, expected) in [
+        (
+            "[store]\nurl = \"mysql://db/x\"\n",
+            "expected \"sqlite://path/to/file.db\" or \"postgres://user@host:5432/database\"",
+        ),
+        (
+            "[store]\nurl = \"postgres://user@db.internal:5432\"\n",
+            "names no database",
+        ),
+    ] {
+        let (code, _, stderr) = check_config(toml, &[]);
+        assert_eq!(code, 2, "{toml}: {stderr}");
+        assert!(stderr.contains(expected), "{toml}: {stderr}");
+    }
+
+    // From the environment a password is allowed, and an unreachable database is named
+    // without it.
+    let port = crate::fakes::closed_port();
+    for var in ["FEEDBACK_DISPATCH__STORE__URL", "DATABASE_URL"] {
+        let url = format!("postgres://feedback:s3cret-pw@127.0.0.1:{port}/feedback");
+        let (code, stdout, stderr) = check_config("[server]\nlisten = \"127.0.0.1:0\"\n", &[(var, url.as_str())]);
+        assert_eq!(code, 1, "{var}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "store.url: cannot reach the PostgreSQL database at postgres://feedback:***@127.0.0.1:{port}/feedback"
+            )),
+            "{var}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cret-pw") && !stdout.contains("s3cret-pw"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_reachable_postgres_database_passes_check_config() {
+    let url = crate::backend::fresh_database();
+    let (code, stdout, stderr) = check_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\n",
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let shown = url.rsplit_once('/').unwrap().1;
+    assert!(
+        stdout.contains("store: postgres://postgres@127.0.0.1:") && stdout.contains(shown),
+        "{stdout}"
+    );
+}
