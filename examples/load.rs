@@ -22,6 +22,12 @@
 //! 2. `batch_runs = 10`: the same end-to-end run.
 //! 3. Slack stalled, `workers.concurrency = 1`: `--queued` runs posted (intake throughput with
 //!    idle workers), then the peak RSS with them all queued.
+//! 4. Retention (`--only-retention` runs it alone).
+//! 5. PostgreSQL (`--only-postgres` runs it alone, beside phase 1's end-to-end run on SQLite
+//!    for comparison): the end-to-end run of phase 1 on one replica, then on three replicas
+//!    sharing one database, the posts spread round-robin over them; CPU per run summed over
+//!    the replicas, and peak RSS per replica. The cluster is `--postgres URL` (an admin URL),
+//!    or a throwaway one `scripts/postgres` starts and stops.
 //!
 //! CPU time is the child's utime + stime from `/proc/<pid>/stat`; peak RSS is `VmHWM` from
 //! `/proc/<pid>/status`. The fakes and the load generator share the machine's cores with the
@@ -102,6 +108,16 @@ struct Args {
     /// Run only the retention phase.
     #[arg(long)]
     only_retention: bool,
+    /// The PostgreSQL cluster of phase 5, as an admin URL (`postgres://postgres@host:port/postgres`);
+    /// without it a throwaway cluster is started with `scripts/postgres`.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Run only phase 5 (PostgreSQL), with phase 1's end-to-end run on SQLite beside it.
+    #[arg(long)]
+    only_postgres: bool,
+    /// Replicas in phase 5's second run.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
 }
 
 #[tokio::main]
@@ -145,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         slack_timeout: "15s",
         lease: "60s",
         extra: "",
+        store: None,
     };
 
     if args.only_retention {
@@ -152,10 +169,20 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", kept.markdown());
         return Ok(());
     }
+    if args.only_postgres {
+        eprintln!("phase 1 (for comparison): SQLite, {} runs end to end", args.events);
+        let app = App::start(&bin, &work.path().join("batch1"), &delivering(1), &slack, &langsmith)?;
+        let e2e = end_to_end(std::slice::from_ref(&app), &client, &slack, &langsmith, &args, limit).await?;
+        let rss = peak_rss_kib(app.pid)?;
+        app.stop()?;
+        let shared = postgres_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
+        println!("{}", shared.markdown(&e2e, rss));
+        return Ok(());
+    }
 
     eprintln!("phase 1: batch_runs = 1, {} runs end to end", args.events);
     let app = App::start(&bin, &work.path().join("batch1"), &delivering(1), &slack, &langsmith)?;
-    let e2e1 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
+    let e2e1 = end_to_end(std::slice::from_ref(&app), &client, &slack, &langsmith, &args, limit).await?;
     eprintln!("phase 1: ack latency at {}/s for {} s", args.rate, args.duration);
     let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
     let rss_busy = peak_rss_kib(app.pid)?;
@@ -163,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("phase 2: batch_runs = 10, {} runs end to end", args.events);
     let app = App::start(&bin, &work.path().join("batch10"), &delivering(10), &slack, &langsmith)?;
-    let e2e10 = end_to_end(&app, &client, &slack, &langsmith, &args, limit).await?;
+    let e2e10 = end_to_end(std::slice::from_ref(&app), &client, &slack, &langsmith, &args, limit).await?;
     let log2 = app.stop()?;
 
     eprintln!("phase 3: Slack stalled, {} runs queued", args.queued);
@@ -179,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
             // A lease must hold one send at its timeout.
             lease: "2h",
             extra: "",
+            store: None,
         },
         &slack,
         &langsmith,
@@ -283,12 +311,15 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let kept = retention_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
+    let shared = postgres_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
 
     let load_cpu = cpu_seconds("self")? - load_cpu_start;
     let wall = started.elapsed().as_secs_f64();
     println!("{}", report.markdown());
     println!();
     println!("{}", kept.markdown());
+    println!();
+    println!("{}", shared.markdown(&e2e1, rss_busy));
     println!();
     println!(
         "Machine: {} cores. The load tool and its fakes used {load_cpu:.1} s of CPU over {wall:.1} s of wall time \
@@ -350,9 +381,10 @@ impl EndToEnd {
     }
 }
 
-/// Posts `--events` runs and waits until the fake Slack has a message for each.
+/// Posts `--events` runs, spread round-robin over `apps` (replicas of one store), and waits
+/// until the fake Slack has a message for each; CPU is summed over the apps.
 async fn end_to_end(
-    app: &App,
+    apps: &[App],
     client: &reqwest::Client,
     slack: &FakeSlack,
     langsmith: &FakeLangSmith,
@@ -362,9 +394,11 @@ async fn end_to_end(
     let bodies = batch_bodies(args.events, args.batch);
     let slack_before = slack.received();
     let mints_before = langsmith.requests();
-    let cpu_before = cpu_seconds(&app.pid.to_string())?;
+    let cpu_of = || -> anyhow::Result<f64> { apps.iter().map(|a| cpu_seconds(&a.pid.to_string())).sum() };
+    let cpu_before = cpu_of()?;
+    let urls: Vec<String> = apps.iter().map(App::events_url).collect();
     let start = Instant::now();
-    let intake = post_all(client, &app.events_url(), bodies, args.connections, limit).await;
+    let intake = post_all(client, &urls, bodies, args.connections, limit).await;
     let intake_after = start.elapsed();
     let target = slack_before + intake.accepted as u64;
     let deadline = start + limit;
@@ -373,12 +407,12 @@ async fn end_to_end(
     }
     let delivered_after = start.elapsed();
     let delivered = (slack.received() - slack_before) as usize;
-    let cpu = cpu_seconds(&app.pid.to_string())? - cpu_before;
+    let cpu = cpu_of()? - cpu_before;
     if delivered < intake.accepted {
         bail!(
             "only {delivered} of {} accepted runs reached Slack within {limit:?}; see {}",
             intake.accepted,
-            app.log.display()
+            apps[0].log.display()
         );
     }
     Ok(EndToEnd {
@@ -518,7 +552,7 @@ async fn queue_up(
     let bodies = batch_bodies(args.queued, args.batch);
     let slack_before = slack.received();
     let start = Instant::now();
-    let intake = post_all(client, &app.events_url(), bodies, args.connections, limit).await;
+    let intake = post_all(client, &[app.events_url()], bodies, args.connections, limit).await;
     let intake_rate = intake.accepted as f64 / start.elapsed().as_secs_f64();
     // Let the workers look at the queue (claim, mint, stall) before reading the peak.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -590,6 +624,7 @@ async fn retention_phase(
             slack_timeout: "15s",
             lease: "60s",
             extra: "[store.retention]\nsent = \"1m\"\ninterval = \"5s\"\n",
+            store: None,
         },
         slack,
         langsmith,
@@ -704,10 +739,10 @@ struct Intake {
 }
 
 /// Posts every body over `connections` concurrent connections, each taking the next unsent
-/// body, until all are sent or `limit` passes.
+/// body (the i-th to `urls[i % urls.len()]`), until all are sent or `limit` passes.
 async fn post_all(
     client: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     bodies: Vec<Bytes>,
     connections: usize,
     limit: Duration,
@@ -717,7 +752,7 @@ async fn post_all(
     let deadline = Instant::now() + limit;
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
-        let (client, url, bodies, next) = (client.clone(), url.to_string(), bodies.clone(), next.clone());
+        let (client, urls, bodies, next) = (client.clone(), urls.to_vec(), bodies.clone(), next.clone());
         tasks.spawn(async move {
             let mut mine = Intake::default();
             loop {
@@ -725,7 +760,7 @@ async fn post_all(
                 if i >= bodies.len() || Instant::now() > deadline {
                     return mine;
                 }
-                match post_json(&client, &url, bodies[i].clone()).await {
+                match post_json(&client, &urls[i % urls.len()], bodies[i].clone()).await {
                     Ok(c) => mine.accepted += c.accepted,
                     Err(e) => {
                         if mine.failures == 0 {
@@ -820,6 +855,8 @@ struct AppConfig {
     lease: &'static str,
     /// More TOML, appended.
     extra: &'static str,
+    /// `store.url`; `None` is a SQLite file in the app's folder.
+    store: Option<String>,
 }
 
 /// The binary under test, running; SIGKILLed if dropped while still running.
@@ -848,7 +885,7 @@ impl App {
             r#"[server]
 listen = "127.0.0.1:0"
 [store]
-url = "sqlite://{db}"
+url = "{db}"
 [langsmith]
 batch_runs = {batch_runs}
 [slack]
@@ -873,7 +910,10 @@ keys = ["thumbs_up", "thumbs_down"]
 slack = {{ channel = "{CHANNEL}" }}
 {extra}
 "#,
-            db = dir.join("db/load.db").display(),
+            db = config
+                .store
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("db/load.db").display())),
             batch_runs = config.batch_runs,
             slack = slack.address,
             slack_timeout = config.slack_timeout,
@@ -1152,5 +1192,151 @@ impl Report {
             out.push_str(&format!("| {metric} | {measured} | {target} | {met} |\n"));
         }
         out
+    }
+}
+
+/// What phase 5 measured: the end-to-end run on PostgreSQL with one replica and with several.
+struct Shared {
+    /// (replicas, the run, peak RSS of each replica in KiB).
+    runs: Vec<(usize, EndToEnd, Vec<u64>)>,
+}
+
+impl Shared {
+    /// The PostgreSQL runs beside phase 1's SQLite run (`sqlite`, its peak RSS `sqlite_rss`).
+    fn markdown(&self, sqlite: &EndToEnd, sqlite_rss: u64) -> String {
+        let mut out = String::from(
+            "| store | replicas | intake | delivered to Slack | CPU per delivered run (all replicas) | peak RSS per replica |\n|---|---|---|---|---|---|\n",
+        );
+        let row = |store: &str, replicas: usize, e: &EndToEnd, rss: &[u64]| {
+            format!(
+                "| {store} | {replicas} | {:.0} runs/s | {:.0} runs/s ({} runs in {:.2} s) | {:.0} µs | {} |\n",
+                e.intake_rate(),
+                e.delivered_rate(),
+                e.delivered,
+                e.delivered_after.as_secs_f64(),
+                e.cpu_per_run_us(),
+                rss.iter().map(|k| mib(*k)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        out.push_str(&row("SQLite", 1, sqlite, &[sqlite_rss]));
+        for (replicas, e, rss) in &self.runs {
+            out.push_str(&row("PostgreSQL", *replicas, e, rss));
+        }
+        out
+    }
+}
+
+/// Phase 5: phase 1's end-to-end run on PostgreSQL, with one replica and with `--replicas`.
+async fn postgres_phase(
+    bin: &Path,
+    work: &Path,
+    args: &Args,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    langsmith: &FakeLangSmith,
+    limit: Duration,
+) -> anyhow::Result<Shared> {
+    let cluster = match &args.postgres {
+        Some(url) => Cluster::Given(url.clone()),
+        None => Cluster::start()?,
+    };
+    let mut runs = Vec::new();
+    for replicas in [1, args.replicas.max(2)] {
+        eprintln!(
+            "phase 5: PostgreSQL, {replicas} replica(s), {} runs end to end",
+            args.events
+        );
+        let db = cluster.fresh_database(&format!("load_{replicas}_{}", std::process::id())).await?;
+        let mut apps = Vec::new();
+        for i in 0..replicas {
+            let config = AppConfig {
+                batch_runs: 1,
+                concurrency: args.concurrency,
+                slack_timeout: "15s",
+                lease: "60s",
+                extra: "",
+                store: Some(db.clone()),
+            };
+            apps.push(App::start(
+                bin,
+                &work.join(format!("postgres-{replicas}-{i}")),
+                &config,
+                slack,
+                langsmith,
+            )?);
+        }
+        let e2e = end_to_end(&apps, client, slack, langsmith, args, limit).await?;
+        let rss = apps.iter().map(|a| peak_rss_kib(a.pid)).collect::<anyhow::Result<Vec<_>>>()?;
+        for app in apps {
+            let log = app.stop()?;
+            if let Some(first) = log.lines().find(|l| l.contains("WARN") || l.contains("ERROR")) {
+                println!("Phase 5 ({replicas} replicas): the app logged a warning or error; first: {first:?}");
+            }
+        }
+        runs.push((replicas, e2e, rss));
+    }
+    Ok(Shared { runs })
+}
+
+/// The PostgreSQL cluster of phase 5.
+enum Cluster {
+    /// `--postgres`.
+    Given(String),
+    /// Started by `scripts/postgres`, stopped on drop.
+    Started {
+        /// Its admin URL.
+        url: String,
+        /// Its folder.
+        dir: tempfile::TempDir,
+    },
+}
+
+impl Cluster {
+    fn start() -> anyhow::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("feedback-dispatch-load-pg-").tempdir()?;
+        // As root the cluster runs as `postgres`, which must reach its folder.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg(dir.path().join("cluster"))
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        anyhow::ensure!(out.status.success(), "scripts/postgres start failed");
+        let url = String::from_utf8(out.stdout)?.trim().to_string();
+        eprintln!("phase 5: a throwaway PostgreSQL cluster at {url}");
+        Ok(Cluster::Started { url, dir })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Cluster::Given(url) | Cluster::Started { url, .. } => url,
+        }
+    }
+
+    /// Makes the database `name` (dropping one left from an earlier run); returns its URL.
+    async fn fresh_database(&self, name: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(self.url())
+            .await
+            .context("cannot reach the PostgreSQL cluster")?;
+        for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+        }
+        let base = self.url().rsplit_once('/').map_or(self.url(), |(base, _)| base);
+        Ok(format!("{base}/{name}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Cluster::Started { dir, .. } = self {
+            let _ = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres"))
+                .arg("stop")
+                .arg(dir.path().join("cluster"))
+                .status();
+        }
     }
 }
