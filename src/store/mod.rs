@@ -507,3 +507,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_url("postgres://fd:s3cret@db:5432/feedback"),
+            "postgres://fd:***@db:5432/feedback"
+        );
+        assert_eq!(redact_url("postgres://fd@db/feedback"), "postgres://fd@db/feedback");
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(redact_url("postgres://fd:p@ss@[bad/db"), "postgres://***");
+        assert!(is_postgres("postgresql://db/x") && is_postgres("postgres://db/x") && !is_postgres("sqlite://x"));
+    }
+}
