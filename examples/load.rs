@@ -1246,7 +1246,9 @@ async fn postgres_phase(
             "phase 5: PostgreSQL, {replicas} replica(s), {} runs end to end",
             args.events
         );
-        let db = cluster.fresh_database(&format!("load_{replicas}_{}", std::process::id())).await?;
+        let db = cluster
+            .fresh_database(&format!("load_{replicas}_{}", std::process::id()))
+            .await?;
         let mut apps = Vec::new();
         for i in 0..replicas {
             let config = AppConfig {
@@ -1266,7 +1268,10 @@ async fn postgres_phase(
             )?);
         }
         let e2e = end_to_end(&apps, client, slack, langsmith, args, limit).await?;
-        let rss = apps.iter().map(|a| peak_rss_kib(a.pid)).collect::<anyhow::Result<Vec<_>>>()?;
+        let rss = apps
+            .iter()
+            .map(|a| peak_rss_kib(a.pid))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for app in apps {
             let log = app.stop()?;
             if let Some(first) = log.lines().find(|l| l.contains("WARN") || l.contains("ERROR")) {
@@ -1293,7 +1298,9 @@ enum Cluster {
 
 impl Cluster {
     fn start() -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("feedback-dispatch-load-pg-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("feedback-dispatch-load-pg-")
+            .tempdir()?;
         // As root the cluster runs as `postgres`, which must reach its folder.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
@@ -1322,7 +1329,10 @@ impl Cluster {
         let mut conn = sqlx::PgConnection::connect(self.url())
             .await
             .context("cannot reach the PostgreSQL cluster")?;
-        for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
         }
         let base = self.url().rsplit_once('/').map_or(self.url(), |(base, _)| base);
