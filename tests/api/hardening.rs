@@ -121,7 +121,7 @@ async fn serve_generates_its_key_once_keeps_it_private_and_mints_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let config =
         format!("[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://data/fd.db\"\n{KEYS_TOML}\n{ROUTE}");
-    let (mut child, address, _logs) = start_serve(dir.path(), &config, &[]);
+    let (mut child, address, logs) = start_serve(dir.path(), &config, &[]);
     let key_file = dir.path().join("data/embedded-api-key");
     let key = std::fs::read_to_string(&key_file).expect("the key is kept beside the database");
     let key = key.trim().to_string();
@@ -155,7 +155,12 @@ async fn serve_generates_its_key_once_keeps_it_private_and_mints_with_it() {
         .unwrap();
     assert_eq!(listed.status(), 200);
     assert_eq!(listed.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
-    assert!(signal_and_wait(&mut child, "TERM").success());
+    let status = signal_and_wait(&mut child, "TERM");
+    assert!(
+        status.success(),
+        "{status:?}: {:#?}",
+        logs.try_iter().collect::<Vec<_>>()
+    );
     // A restart keeps the same key, and narrows a file an operator opened up to its owner.
     #[cfg(unix)]
     {
