@@ -68,3 +68,33 @@ mod tests {
         );
     }
 }
+
+/// What a Slack update job carries: the answer to one click, sent through its `response_url`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackUpdatePayload {
+    /// The Slack job whose message was clicked.
+    pub message_job: i64,
+    /// Where the answer goes (Slack's, valid for 30 minutes and five uses; a credential while
+    /// it lasts, never logged).
+    pub response_url: url::Url,
+    /// What to send.
+    pub reply: SlackReply,
+}
+
+/// The answer to a click.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum SlackReply {
+    /// The message again, re-rendered from its job with the votes so far.
+    Replace,
+    /// A line for the voter alone.
+    Private {
+        /// The line.
+        text: String,
+    },
+}
+
+/// The idempotency key of the answer to one click.
+pub fn slack_update_key(action_key: &str) -> String {
+    format!("slack-update:{action_key}")
+}

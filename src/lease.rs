@@ -31,7 +31,7 @@ pub fn longest_email_send(timeout: Duration) -> Duration {
 /// The longest one send of `kind` may take.
 pub fn longest_send(settings: &Settings, kind: JobKind) -> Duration {
     match kind {
-        JobKind::Slack => longest_slack_send(settings.slack.timeout),
+        JobKind::Slack | JobKind::SlackUpdate => longest_slack_send(settings.slack.timeout),
         JobKind::Digest => longest_email_send(settings.email.timeout),
     }
 }

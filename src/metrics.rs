@@ -34,6 +34,20 @@ pub struct DeliveryLabel {
     pub outcome: &'static str,
 }
 
+/// Labels: a vote's channel, route, key and outcome (route and key are checked against the
+/// settings before they become labels, so their number stays that of the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VoteLabel {
+    /// `slack` or `email`.
+    pub channel: &'static str,
+    /// A configured route.
+    pub route: String,
+    /// A configured key.
+    pub key: String,
+    /// `recorded`, `duplicate`, `expired`.
+    pub outcome: &'static str,
+}
+
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -91,6 +105,8 @@ pub struct Metrics {
     pub pruned: Family<TableLabel, Counter>,
     /// Bytes of the database in use (refreshed at each scrape).
     pub store_bytes: Gauge,
+    /// Votes, by channel, route, key and outcome.
+    pub votes: Family<VoteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,6 +132,12 @@ impl Metrics {
         let refused_channels = Counter::default();
         let pruned = Family::default();
         let store_bytes = Gauge::default();
+        let votes = Family::default();
+        registry.register(
+            "votes",
+            "Votes from Slack clicks and email confirmations, by channel, route, key and outcome",
+            votes.clone(),
+        );
         registry.register(
             "events_received",
             "Run-completion events received, by source",
@@ -176,7 +198,20 @@ impl Metrics {
             refused_channels,
             pruned,
             store_bytes,
+            votes,
         }
+    }
+
+    /// Counts a vote.
+    pub fn vote(&self, channel: &'static str, route: &str, key: &str, outcome: &'static str) {
+        self.votes
+            .get_or_create(&VoteLabel {
+                channel,
+                route: route.to_string(),
+                key: key.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts rows the pruner deleted from `table`.

@@ -9,6 +9,7 @@ mod route;
 mod schedule;
 pub mod slack_limits;
 pub mod text;
+mod vote;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_
 pub use mailbox::Mailbox;
 pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 pub use schedule::{EmailSchedule, Schedule};
+pub use vote::{AfterVote, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;
 

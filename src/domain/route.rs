@@ -170,6 +170,9 @@ pub struct SlackTarget {
     pub channel: SlackChannel,
     /// Where to find a thread timestamp to reply in, if anywhere.
     pub thread_ts_from: Option<FieldPath>,
+    /// What readers see after a vote, when it differs from `slack.after_vote`.
+    #[serde(default)]
+    pub after_vote: Option<super::AfterVote>,
 }
 
 /// How the destination of a Slack message is chosen.

@@ -188,6 +188,8 @@ pub struct SlackSettings {
     pub signing_secret: Option<SecretString>,
     /// Longest wait for one Slack request.
     pub timeout: Duration,
+    /// What readers see after a vote (routes may override it).
+    pub after_vote: crate::domain::AfterVote,
 }
 
 /// `[workers]`.

@@ -84,6 +84,7 @@ pub(super) struct RawSlack {
     pub(super) pace_per_channel: Option<String>,
     pub(super) burst: Option<u32>,
     pub(super) timeout: Option<String>,
+    pub(super) after_vote: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -194,6 +195,7 @@ pub(super) struct RawSlackTarget {
     pub(super) channel_from: Option<String>,
     pub(super) thread_ts_from: Option<String>,
     pub(super) webhook_url: Option<String>,
+    pub(super) after_vote: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -213,6 +213,43 @@ impl SlackSender {
         }
     }
 
+    /// Answers a click through its `response_url`: replaces the message with `content`, or
+    /// (`content` `None`) tells the voter alone `private_text`. Like a webhook, the URL is a
+    /// credential for a while and never logged.
+    pub async fn respond(
+        &self,
+        response_url: &url::Url,
+        content: Option<&SlackMessageContent>,
+        private_text: &str,
+    ) -> Result<(), SlackError> {
+        let body = match content {
+            Some(content) => {
+                let mut body = content_json(content);
+                body["replace_original"] = json!(true);
+                body
+            }
+            None => json!({"response_type": "ephemeral", "replace_original": false, "text": private_text}),
+        };
+        let res = self
+            .http
+            .post(response_url.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| SlackError::Transient(e.without_url().to_string()))?;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        match status {
+            200..=299 => Ok(()),
+            429 => Err(SlackError::RateLimited { retry_after: None }),
+            500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
+            // 404 `expired_url`, or `used_url` past its five uses: no later try can pass.
+            _ => Err(SlackError::Permanent {
+                code: webhook_code(status, &text),
+            }),
+        }
+    }
+
     async fn write_outbox(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
         let io = |e: std::io::Error| SlackError::Transient(format!("cannot write the outbox: {e}"));
         tokio::fs::create_dir_all(&self.outbox_dir).await.map_err(io)?;

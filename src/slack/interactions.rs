@@ -1,25 +1,35 @@
-//! `POST /v1/slack/interactions`: Slack posts a `block_actions` payload when a link button is
-//! clicked and shows ⚠ unless it gets a 200 within 3 s. The click itself already went to
-//! LangSmith through the button's URL, so the only job here is to check the signature and ack.
+//! `POST /v1/slack/interactions`: with Interactivity on, Slack posts a signed `block_actions`
+//! payload for every click on a message's buttons, link buttons too (the click itself went to
+//! LangSmith through the button's URL). The handler checks the signature, records the vote
+//! (once per Slack action) with the job that answers it in one transaction, and acks; Slack
+//! shows ⚠ unless it gets a 200 within 3 s, so the answer — the message re-rendered with the
+//! votes, or a private line — is sent afterwards by a worker, durably.
+//!
+//! Whatever the payload claims is checked against what this service stored: the button's
+//! value must name a Slack job of the same route whose message holds that key and choice, in
+//! the channel the click came from. Anything else is acknowledged (Slack would only retry) and
+//! changes nothing.
 
-use crate::settings::Settings;
+use crate::domain::{ButtonValue, RunId};
+use crate::jobs::{SlackJobPayload, SlackReply, SlackUpdatePayload, slack_update_key};
+use crate::links::links_for_run;
+use crate::state::AppState;
+use crate::store::{JobKind, NewJob, NewVote};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use chrono::Utc;
 use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
-use std::sync::Arc;
 
 /// Verifies `X-Slack-Signature` (HMAC-SHA256 of `v0:{timestamp}:{body}`, timestamp within five
-/// minutes) and answers 200, or 401.
-pub async fn receive_interaction(
-    State(settings): State<Arc<Settings>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let Some(secret) = &settings.slack.signing_secret else {
+/// minutes), records a click's vote, and answers 200; 401 for a request Slack did not sign.
+pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let Some(secret) = &state.settings.slack.signing_secret else {
         return (
             StatusCode::UNAUTHORIZED,
             "SLACK_SIGNING_SECRET is not set; interactions are refused",
@@ -32,11 +42,243 @@ pub async fn receive_interaction(
         return (StatusCode::UNAUTHORIZED, "invalid signature");
     };
     let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(secret.expose_secret().to_string()));
-    match verifier.verify(signature, body, timestamp) {
-        Ok(()) => (StatusCode::OK, ""),
-        Err(e) => {
-            tracing::warn!(reason = %e, "Slack interaction refused");
-            (StatusCode::UNAUTHORIZED, "invalid signature")
+    if let Err(e) = verifier.verify(signature, body, timestamp) {
+        tracing::warn!(reason = %e, "Slack interaction refused");
+        return (StatusCode::UNAUTHORIZED, "invalid signature");
+    }
+    let Some(payload) = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "payload")
+        .and_then(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+    else {
+        tracing::warn!("a signed Slack interaction without a JSON payload; ignored");
+        return (StatusCode::OK, "");
+    };
+    if payload["type"] != "block_actions" {
+        return (StatusCode::OK, "");
+    }
+    let Some(click) = Click::read(&payload) else {
+        tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
+        return (StatusCode::OK, "");
+    };
+    // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
+    let wait = state.settings.store.intake_wait;
+    match tokio::time::timeout(wait, record(&state, &click)).await {
+        Ok(Ok(())) => (StatusCode::OK, ""),
+        Ok(Err(NotCounted::Refused(why))) => {
+            tracing::warn!(reason = %why, "a Slack click was not counted");
+            (StatusCode::OK, "")
         }
+        Ok(Err(NotCounted::Store(e))) => {
+            tracing::error!(error = %e, "cannot record a vote");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+        }
+        Err(_) => {
+            tracing::error!(wait = ?wait, "the store did not record a vote in time (store.intake_wait)");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+        }
+    }
+}
+
+/// Why a click changed nothing.
+enum NotCounted {
+    /// The payload does not name a vote this service can count (logged; Slack shows nothing
+    /// of an ack's body).
+    Refused(String),
+    /// The store failed: a 503, so the voter sees that it did not work.
+    Store(String),
+}
+
+fn refused(why: String) -> NotCounted {
+    NotCounted::Refused(why)
+}
+
+/// The parts of a `block_actions` payload a vote needs.
+struct Click {
+    value: Option<ButtonValue>,
+    user: String,
+    team: Option<String>,
+    channel: Option<String>,
+    message_ts: Option<String>,
+    action_ts: String,
+    response_url: String,
+}
+
+impl Click {
+    fn read(p: &Value) -> Option<Click> {
+        let text = |v: &Value| {
+            v.as_str()
+                .filter(|s| !s.is_empty() && s.len() <= 256)
+                .map(str::to_string)
+        };
+        let action = p["actions"].as_array()?.first()?;
+        Some(Click {
+            value: action["value"].as_str().and_then(ButtonValue::decode),
+            user: text(&p["user"]["id"])?,
+            team: text(&p["user"]["team_id"]).or_else(|| text(&p["team"]["id"])),
+            channel: text(&p["channel"]["id"]).or_else(|| text(&p["container"]["channel_id"])),
+            message_ts: text(&p["container"]["message_ts"]).or_else(|| text(&p["message"]["ts"])),
+            action_ts: text(&action["action_ts"])?,
+            response_url: p["response_url"].as_str()?.to_string(),
+        })
+    }
+
+    /// One Slack action: a payload Slack sends again has the same.
+    fn action_key(&self) -> String {
+        format!(
+            "slack:{}:{}:{}",
+            self.team.as_deref().unwrap_or("-"),
+            self.user,
+            self.action_ts
+        )
+    }
+}
+
+/// Only Slack's own response URLs are answered (and, for a test or a proxy, the host of
+/// `slack.api_url`): the URL comes from the payload, and the service must not be made to POST
+/// elsewhere.
+fn response_url(state: &AppState, raw: &str) -> Option<url::Url> {
+    let url = url::Url::parse(raw).ok()?;
+    let api = &state.settings.slack.api_url;
+    let slack = url.scheme() == "https" && url.host_str() == Some("hooks.slack.com");
+    let api_host = url.scheme() == api.scheme() && url.host() == api.host() && url.port() == api.port();
+    (slack || api_host).then_some(url)
+}
+
+async fn record(state: &AppState, click: &Click) -> Result<(), NotCounted> {
+    let settings = &state.settings;
+    let value = click
+        .value
+        .as_ref()
+        .ok_or_else(|| refused("the button's value is not one this service writes".into()))?;
+    let job = match state.store.job(value.job).await {
+        Ok(Some(job)) if job.kind == JobKind::Slack => job,
+        Ok(_) => {
+            return Err(refused(format!(
+                "the value names job {}, not a Slack message",
+                value.job
+            )));
+        }
+        Err(e) => return Err(NotCounted::Store(format!("cannot read the job: {e}"))),
+    };
+    if job.route != value.route {
+        return Err(refused(format!(
+            "the value names route {:?}, but job {} belongs to another",
+            value.route, job.id
+        )));
+    }
+    let route = settings
+        .routes
+        .iter()
+        .find(|r| r.name == job.route)
+        .ok_or_else(|| refused(format!("route {:?} is no longer configured", job.route)))?;
+    let payload = SlackJobPayload::deserialize(&job.payload).map_err(|e| refused(format!("corrupt job: {e}")))?;
+    // A channel given by id must be where the click came from (one given by name cannot be
+    // compared without asking Slack).
+    let is_id = |c: &str| c.len() >= 9 && c.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
+    if let (Some(sent_to), Some(clicked_in)) = (&payload.channel, &click.channel)
+        && is_id(sent_to)
+        && sent_to != clicked_in
+    {
+        return Err(refused(format!(
+            "job {} was not sent to the channel clicked in",
+            job.id
+        )));
+    }
+    let spec = settings
+        .keys
+        .iter()
+        .find(|k| k.key.as_str() == value.key && payload.keys.contains(&k.key))
+        .ok_or_else(|| refused(format!("job {} has no key {:?}", job.id, value.key)))?;
+    let tokens: Vec<crate::langsmith::MintedToken> = job
+        .minted
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let links = links_for_run(std::slice::from_ref(spec), &tokens);
+    let key_links = links
+        .first()
+        .ok_or_else(|| refused(format!("job {} has no tokens for {:?}", job.id, value.key)))?;
+    let link = key_links
+        .links
+        .get(value.choice)
+        .ok_or_else(|| refused(format!("key {:?} has no button {}", value.key, value.choice)))?;
+    let after_vote = route
+        .slack
+        .as_ref()
+        .and_then(|s| s.after_vote)
+        .unwrap_or(settings.slack.after_vote);
+    let respond_to = response_url(state, &click.response_url);
+    if respond_to.is_none() {
+        tracing::warn!(
+            job = job.id,
+            "a click's response_url is not Slack's; the message is not updated"
+        );
+    }
+    let answer = |reply: SlackReply| {
+        respond_to.clone().map(|url| NewJob {
+            kind: JobKind::SlackUpdate,
+            route: job.route.clone(),
+            target: job.target.clone(),
+            run_id: job.run_id,
+            idempotency_key: slack_update_key(&click.action_key()),
+            payload: serde_json::to_value(SlackUpdatePayload {
+                message_job: job.id,
+                response_url: url,
+                reply,
+            })
+            .expect("payload serializes"),
+            due_at: Utc::now(),
+        })
+    };
+    let run_id: RunId = job.run_id.unwrap_or(payload.event.run_id);
+    if key_links.expires_at <= Utc::now() {
+        // The click reached LangSmith, which refused the expired token: no vote, and the
+        // message says the links have expired instead of showing dead buttons.
+        state.metrics.vote("slack", &job.route, &value.key, "expired");
+        let then: Vec<NewJob> = answer(SlackReply::Replace).into_iter().collect();
+        if let Err(e) = state.store.enqueue(&then, &[], Utc::now()).await {
+            return Err(NotCounted::Store(format!("cannot store the update: {e}")));
+        }
+        state.wake_workers.notify_one();
+        return Ok(());
+    }
+    let vote = NewVote {
+        job_id: job.id,
+        run_id,
+        route: job.route.clone(),
+        key: value.key.clone(),
+        choice: value.choice as u32,
+        label: link.label.clone(),
+        score: link.score,
+        source: "slack".into(),
+        voter: click.user.clone(),
+        team: click.team.clone(),
+        channel: click.channel.clone(),
+        message_ts: click.message_ts.clone(),
+        action_key: click.action_key(),
+        at: Utc::now(),
+    };
+    let then: Vec<NewJob> = match after_vote {
+        crate::domain::AfterVote::Tally | crate::domain::AfterVote::Lock => answer(SlackReply::Replace),
+        crate::domain::AfterVote::Private => answer(SlackReply::Private {
+            text: format!("Thanks: your rating \"{}\" was recorded.", link.label),
+        }),
+        crate::domain::AfterVote::None => None,
+    }
+    .into_iter()
+    .collect();
+    match state.store.record_vote(&vote, &then).await {
+        Ok(true) => {
+            state.metrics.vote("slack", &job.route, &value.key, "recorded");
+            tracing::info!(job = job.id, run_id = %run_id, route = %job.route, key = %value.key, choice = value.choice, "vote recorded");
+            state.wake_workers.notify_one();
+            Ok(())
+        }
+        Ok(false) => {
+            state.metrics.vote("slack", &job.route, &value.key, "duplicate");
+            tracing::info!(job = job.id, key = %value.key, "a click Slack sent again; counted once");
+            Ok(())
+        }
+        Err(e) => Err(NotCounted::Store(format!("cannot store the vote: {e}"))),
     }
 }

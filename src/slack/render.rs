@@ -7,10 +7,11 @@
 
 use crate::domain::slack_limits::*;
 use crate::domain::text::{UNNAMED_RUN, collapse_whitespace, is_bidi_control, non_blank};
-use crate::domain::{ButtonStyle, RunEvent, RunStatus};
+use crate::domain::{AfterVote, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE, RunEvent, RunStatus};
 use crate::links::KeyLinks;
+use crate::store::NewVote;
 use slack_morphism::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Longest fallback text we send. Slack accepts far more, but the fallback is what a mobile
 /// notification shows: one readable line, not an essay.
@@ -46,6 +47,76 @@ pub fn escape_mrkdwn(s: &str) -> String {
 /// [`check_limits`]: long excerpts are cut with "…", over-long button URLs are skipped, and
 /// when keys do not fit in 50 blocks the last ones are dropped with a note.
 pub fn render_run_message(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackMessageContent {
+    render_run_message_with(event, route, keys, &VotesView::default())
+}
+
+/// What a message shows of its votes and the values its buttons carry: the first send has
+/// the job (for the values) and no votes; an update after a vote has both.
+#[derive(Debug, Default, Clone)]
+pub struct VotesView {
+    /// The job whose message this is and its route, for the buttons' values (`None`: no
+    /// values, as in previews).
+    pub job: Option<i64>,
+    /// The job's route.
+    pub route: Option<String>,
+    /// What a vote changes.
+    pub after_vote: AfterVote,
+    /// The votes so far.
+    pub votes: Vec<NewVote>,
+    /// The tokens have expired: the buttons give way to a note.
+    pub expired: bool,
+}
+
+impl VotesView {
+    /// Each voter's latest vote on `key`, in the order voters first voted.
+    fn latest(&self, key: &str) -> Vec<&NewVote> {
+        let mut order: Vec<&str> = Vec::new();
+        let mut latest: HashMap<&str, &NewVote> = HashMap::new();
+        for v in self.votes.iter().filter(|v| v.key == key) {
+            if !latest.contains_key(v.voter.as_str()) {
+                order.push(&v.voter);
+            }
+            latest.insert(&v.voter, v);
+        }
+        order.iter().map(|voter| latest[voter]).collect()
+    }
+}
+
+/// Most voters a tally names; the rest are counted.
+const MAX_VOTERS_SHOWN: usize = 20;
+
+/// `<@U123>` for a Slack user id, which is letters and digits; anything else is not mentioned.
+fn mention(voter: &str) -> Option<String> {
+    (!voter.is_empty() && voter.len() <= 32 && voter.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| format!("<@{voter}>"))
+}
+
+/// "👍 Helpful 2 · 👎 Not helpful 1 — <@U1>, <@U2>, <@U3>": counts per button (people, each
+/// with their latest choice), then who rated.
+fn tally_line(key: &KeyLinks, votes: &[&NewVote]) -> String {
+    let mut parts = Vec::new();
+    for (choice, link) in key.links.iter().enumerate() {
+        let n = votes.iter().filter(|v| v.choice as usize == choice).count();
+        if n > 0 {
+            parts.push(format!("{} {n}", escape_mrkdwn(&one_line(&link.label))));
+        }
+    }
+    let mut who: Vec<String> = votes.iter().filter_map(|v| mention(&v.voter)).collect();
+    if who.len() > MAX_VOTERS_SHOWN {
+        let more = who.len() - MAX_VOTERS_SHOWN;
+        who.truncate(MAX_VOTERS_SHOWN);
+        who.push(format!("and {more} more"));
+    }
+    format!("{} — {}", parts.join(" · "), who.join(", "))
+}
+
+/// Renders the Slack message for one run with `view`'s votes and button values.
+pub fn render_run_message_with(
+    event: &RunEvent,
+    route: &str,
+    keys: &[KeyLinks],
+    view: &VotesView,
+) -> SlackMessageContent {
     let mut blocks: Vec<SlackBlock> = vec![header_block(event), fields_block(event)];
     if let Some(input) = non_blank(event.input.as_deref()) {
         blocks.push(excerpt_block("Input", input));
@@ -61,7 +132,7 @@ pub fn render_run_message(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> S
     let groups: Vec<Vec<SlackBlock>> = keys
         .iter()
         .enumerate()
-        .map(|(index, key)| key_blocks(index, key, keys.len() > 1))
+        .map(|(index, key)| key_blocks(index, key, keys.len() > 1, view))
         .filter(|group| !group.is_empty())
         .collect();
     let needed: usize = groups.iter().map(Vec::len).sum();
@@ -367,7 +438,32 @@ fn run_link_target(raw: &str, trusted: bool) -> Option<(String, String)> {
 /// The actions blocks of one key: its buttons in chunks of 25, labelled with the key name when
 /// the message has several keys (with one key the buttons speak for themselves). Empty when no
 /// button is usable.
-fn key_blocks(index: usize, key: &KeyLinks, labelled: bool) -> Vec<SlackBlock> {
+fn key_blocks(index: usize, key: &KeyLinks, labelled: bool, view: &VotesView) -> Vec<SlackBlock> {
+    let votes = view.latest(key.key.as_str());
+    let mut blocks = Vec::new();
+    if labelled {
+        let name = escape_mrkdwn(key.key.as_str());
+        blocks.push(SlackContextBlock::new(vec![mrkdwn(format!("Rate *{name}*")).into()]).into());
+    }
+    let note = |text: String| -> SlackBlock { SlackContextBlock::new(vec![mrkdwn(text).into()]).into() };
+    if view.expired {
+        if !votes.is_empty() && view.after_vote == AfterVote::Tally {
+            blocks.push(note(tally_line(key, &votes)));
+        }
+        blocks.push(note("The rating links of this message have expired.".to_string()));
+        return blocks;
+    }
+    if view.after_vote == AfterVote::Lock
+        && let Some(first) = view.votes.iter().find(|v| v.key == key.key.as_str())
+    {
+        let label = key
+            .links
+            .get(first.choice as usize)
+            .map_or_else(|| escape_mrkdwn(&first.label), |l| escape_mrkdwn(&one_line(&l.label)));
+        let by = mention(&first.voter).unwrap_or_else(|| "someone".into());
+        blocks.push(note(format!("Rated {label} by {by}")));
+        return blocks;
+    }
     let buttons: Vec<SlackActionBlockElement> = key
         .links
         .iter()
@@ -381,9 +477,23 @@ fn key_blocks(index: usize, key: &KeyLinks, labelled: bool) -> Vec<SlackBlock> {
             let label = cut_chars(&one_line(&label), MAX_BUTTON_TEXT);
             let label = if label.is_empty() { "…".to_string() } else { label };
             // Position-based ids are short, unique per message, and reveal nothing of the token.
-            let element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(label))
+            let mut element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(label))
                 .with_action_id(SlackActionId(format!("fd:{index}:{button}")))
                 .with_url(link.url.clone());
+            // The value names the job, route, key and choice, so a click that Slack forwards
+            // (Interactivity) can be counted; never the token.
+            if let (Some(job), Some(route)) = (view.job, view.route.as_deref()) {
+                let value = ButtonValue {
+                    job,
+                    route: route.to_string(),
+                    key: key.key.as_str().to_string(),
+                    choice: button,
+                }
+                .encode();
+                if value.len() <= MAX_BUTTON_VALUE {
+                    element = element.with_value(value);
+                }
+            }
             let element = match link.style {
                 ButtonStyle::Primary => element.with_style(SlackBlockButtonStyle::Primary),
                 ButtonStyle::Danger => element.with_style(SlackBlockButtonStyle::Danger),
@@ -394,11 +504,6 @@ fn key_blocks(index: usize, key: &KeyLinks, labelled: bool) -> Vec<SlackBlock> {
         .collect();
     if buttons.is_empty() {
         return Vec::new();
-    }
-    let mut blocks = Vec::new();
-    if labelled {
-        let name = escape_mrkdwn(key.key.as_str());
-        blocks.push(SlackContextBlock::new(vec![mrkdwn(format!("Rate *{name}*")).into()]).into());
     }
     for (chunk, elements) in buttons.chunks(MAX_ACTIONS_ELEMENTS).enumerate() {
         let block_id = if chunk == 0 {
@@ -411,6 +516,9 @@ fn key_blocks(index: usize, key: &KeyLinks, labelled: bool) -> Vec<SlackBlock> {
                 .with_block_id(SlackBlockId(block_id))
                 .into(),
         );
+    }
+    if !votes.is_empty() && view.after_vote == AfterVote::Tally {
+        blocks.push(note(tally_line(key, &votes)));
     }
     blocks
 }

@@ -102,6 +102,8 @@ pub enum JobKind {
     Slack,
     /// One digest email to one recipient.
     Digest,
+    /// An update of a Slack message after a vote (through the click's `response_url`).
+    SlackUpdate,
 }
 
 impl JobKind {
@@ -109,12 +111,14 @@ impl JobKind {
         match self {
             JobKind::Slack => "slack",
             JobKind::Digest => "digest",
+            JobKind::SlackUpdate => "slack_update",
         }
     }
     fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "slack" => Ok(JobKind::Slack),
             "digest" => Ok(JobKind::Digest),
+            "slack_update" => Ok(JobKind::SlackUpdate),
             other => Err(StoreError::Corrupt(format!("unknown job kind {other:?}"))),
         }
     }
@@ -319,6 +323,49 @@ pub struct StoredFeedback {
     pub created_at: DateTime<Utc>,
 }
 
+/// A vote to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVote {
+    /// The job whose message was rated.
+    pub job_id: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The job's route.
+    pub route: String,
+    /// The key rated.
+    pub key: String,
+    /// Which of the key's buttons, from 0.
+    pub choice: u32,
+    /// The button's label.
+    pub label: String,
+    /// The button's score.
+    pub score: f64,
+    /// `"slack"` or `"email"`.
+    pub source: String,
+    /// The Slack user id, or the email recipient.
+    pub voter: String,
+    /// The Slack team id.
+    pub team: Option<String>,
+    /// The Slack channel id.
+    pub channel: Option<String>,
+    /// The Slack message's timestamp.
+    pub message_ts: Option<String>,
+    /// Identifies the action (Slack team, user and `action_ts`): a payload Slack sends again
+    /// records nothing new.
+    pub action_key: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// A recorded vote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    /// Row id.
+    pub id: i64,
+    /// What was recorded.
+    pub vote: NewVote,
+}
+
 /// What the pruner deletes; see [`crate::settings::Retention`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prunable {
@@ -392,8 +439,10 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the lease of a leased job from `held` (the lease this worker took) to `until`;
     /// false when the job's lease is no longer `held` (it expired and another worker took it).
     async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Marks jobs delivered, in one statement.
-    async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks jobs delivered, in one statement, keeping with each the tokens in `minted` (JSON,
+    /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
+    /// re-renders it with.
+    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens
     /// minted for it (so the retry reuses them).
     async fn mark_retry(
@@ -462,6 +511,17 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<StoredFeedback>, StoreError>;
+
+    /// One job by id.
+    async fn job(&self, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Records a vote and, in the same transaction, enqueues `then` (the message update, the
+    /// submission); returns false, enqueuing nothing, when the action was recorded already.
+    async fn record_vote(&self, vote: &NewVote, then: &[NewJob]) -> Result<bool, StoreError>;
+    /// The votes on one job's message, oldest first.
+    async fn votes_for_job(&self, job_id: i64) -> Result<Vec<Vote>, StoreError>;
+    /// Votes, newest first, of one run and one route when given.
+    async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError>;
 
     /// Whether several processes share this store, so Slack's pace per channel must be kept in
     /// it ([`Store::take_send_slot`]) rather than in each process.

@@ -47,7 +47,12 @@ impl Workers {
             }
         }
         let links = links_for_run(&self.state.settings.keys, tokens);
-        let content = crate::slack::render::render_run_message(&payload.event, &job.route, &links);
+        let view = crate::slack::render::VotesView {
+            job: Some(job.id),
+            route: Some(job.route.clone()),
+            ..Default::default()
+        };
+        let content = crate::slack::render::render_run_message_with(&payload.event, &job.route, &links, &view);
         let msg = OutgoingMessage {
             route: job.route.clone(),
             channel: payload.channel.clone(),

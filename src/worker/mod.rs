@@ -12,6 +12,7 @@
 mod chunk;
 mod deliver;
 mod record;
+mod update;
 
 pub use chunk::{token_requests, token_requests_for};
 

@@ -48,7 +48,7 @@ impl Workers {
         if ids.is_empty() {
             return Ok(());
         }
-        self.state.store.mark_sent(&ids, Utc::now()).await?;
+        self.state.store.mark_sent(&ids, &[], Utc::now()).await?;
         let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
         for id in &ids {
             unrecorded.remove(id);
@@ -90,6 +90,8 @@ impl Workers {
         let w = &self.state.settings.workers;
         let store = &self.state.store;
         let mut sent = Vec::new();
+        let mut sent_minted = Vec::new();
+        let votes_on = self.state.settings.slack.signing_secret.is_some();
         // Tokens minted by this attempt, as the in-flight set keeps them.
         let minted: Vec<Option<serde_json::Value>> = {
             let in_flight = self.in_flight.lock().expect("in-flight set");
@@ -100,7 +102,7 @@ impl Workers {
         for ((claimed, outcome), minted) in done.iter().zip(&minted) {
             let job = &claimed.job;
             let channel = match job.kind {
-                JobKind::Slack => "slack",
+                JobKind::Slack | JobKind::SlackUpdate => "slack",
                 JobKind::Digest => "email",
             };
             let outcome_label = match outcome {
@@ -117,6 +119,12 @@ impl Workers {
             let result = match outcome {
                 Outcome::Sent => {
                     sent.push(job.id);
+                    // Kept for the message's re-rendering after a vote, when votes can come.
+                    sent_minted.push(
+                        minted
+                            .filter(|_| job.kind == JobKind::Slack && votes_on)
+                            .map(|m| m.to_string()),
+                    );
                     continue;
                 }
                 Outcome::LeaseLost => continue,
@@ -149,7 +157,7 @@ impl Workers {
         // Held as delivered before the store is asked, so a claim that races a slow, failing
         // write cannot take them for unsent.
         self.unrecorded.lock().expect("unrecorded set").extend(&sent);
-        match store.mark_sent(&sent, now).await {
+        match store.mark_sent(&sent, &sent_minted, now).await {
             Ok(()) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
                 for id in &sent {

@@ -27,3 +27,4 @@ mod serve;
 mod slack;
 mod smtp;
 mod store_contract;
+mod votes;

@@ -137,7 +137,7 @@ async fn claims_lease_fence_and_record_every_outcome() {
     );
 
     // Outcomes.
-    s.mark_sent(&[j0.id], at(31_000)).await.unwrap();
+    s.mark_sent(&[j0.id], &[], at(31_000)).await.unwrap();
     let minted = json!([{"id": "t1"}]);
     s.mark_retry(j1.id, at(35_000), "Slack answered 500", Some(&minted), at(31_000))
         .await
@@ -401,9 +401,9 @@ async fn prune_deletes_only_what_ended_and_stats_count_rows() {
     .unwrap();
     let claimed = s.claim(recent, Duration::from_secs(60), 10).await.unwrap();
     let id = |key: &str| claimed.iter().find(|j| j.payload["key"] == key).unwrap().id;
-    s.mark_sent(&[id("old-sent")], old).await.unwrap();
+    s.mark_sent(&[id("old-sent")], &[], old).await.unwrap();
     s.mark_dead(id("old-dead"), "gone", old).await.unwrap();
-    s.mark_sent(&[id("new-sent")], recent).await.unwrap();
+    s.mark_sent(&[id("new-sent")], &[], recent).await.unwrap();
     let cutoff = Utc::now() - Days::days(30);
     assert_eq!(s.prune(Prunable::SentJobs, cutoff, 100).await.unwrap(), [("jobs", 1)]);
     assert_eq!(s.prune(Prunable::DeadJobs, cutoff, 100).await.unwrap(), [("jobs", 1)]);
@@ -437,7 +437,7 @@ async fn prune_deletes_only_what_ended_and_stats_count_rows() {
         "its message is still pending"
     );
     let pending = s.claim(recent, Duration::from_secs(60), 10).await.unwrap();
-    s.mark_sent(&[pending[0].id], old).await.unwrap();
+    s.mark_sent(&[pending[0].id], &[], old).await.unwrap();
     assert_eq!(
         s.prune(Prunable::Digests, cutoff, 100).await.unwrap(),
         [("digests", 1), ("digest_runs", 1)]

@@ -184,7 +184,16 @@ impl Validator {
         if !(1..=100).contains(&burst) {
             self.fail("slack.burst", format!("{burst} is out of range (expected 1 to 100)"));
         }
+        let after_vote = match raw.after_vote.as_deref().map(crate::domain::AfterVote::parse) {
+            None => Some(crate::domain::AfterVote::default()),
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                self.fail("slack.after_vote", e);
+                None
+            }
+        };
         Some(SlackSettings {
+            after_vote: after_vote?,
             mode: mode?,
             api_url: api_url?,
             outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/slack".into())),

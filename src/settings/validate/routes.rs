@@ -182,6 +182,14 @@ impl Validator {
                 return None;
             }
         };
+        let after_vote = match raw.after_vote.as_deref().map(crate::domain::AfterVote::parse) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                self.fail(format!("{at}.after_vote"), e);
+                return None;
+            }
+        };
         let channel = raw.channel.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
         if let Some(Err(e)) = channel.as_deref().map(crate::domain::check_channel) {
             self.fail(format!("{at}.channel"), e);
@@ -243,6 +251,7 @@ impl Validator {
         Some(SlackTarget {
             channel: target,
             thread_ts_from,
+            after_vote,
         })
     }
 

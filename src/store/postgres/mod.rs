@@ -19,6 +19,7 @@
 #[macro_use]
 mod rows;
 mod retention;
+mod votes;
 
 use rows::*;
 
@@ -366,17 +367,20 @@ impl Store for PgStore {
         .map(|done| done.rows_affected() == 1)
     }
 
-    async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>) -> Result<(), StoreError> {
         if job_ids.is_empty() {
             return Ok(());
         }
+        let minted: Vec<Option<String>> = (0..job_ids.len()).map(|i| minted.get(i).cloned().flatten()).collect();
         self.execute(
             sqlx::query(
-                "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = $1, updated_at = $1
-                 WHERE id = ANY($2)",
+                "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = $1, updated_at = $1,
+                 minted = COALESCE(v.minted, jobs.minted)
+                 FROM unnest($2::BIGINT[], $3::TEXT[]) AS v(id, minted) WHERE jobs.id = v.id",
             )
             .bind(now)
-            .bind(job_ids),
+            .bind(job_ids)
+            .bind(minted),
         )
         .await
         .map(|_| ())
@@ -518,6 +522,27 @@ impl Store for PgStore {
 
     async fn used_bytes(&self) -> Result<i64, StoreError> {
         self.table_bytes().await
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        self.job_by_id(id).await
+    }
+
+    async fn record_vote(&self, vote: &super::NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
+        self.insert_vote(vote, then).await
+    }
+
+    async fn votes_for_job(&self, job_id: i64) -> Result<Vec<super::Vote>, StoreError> {
+        self.job_votes(job_id).await
+    }
+
+    async fn votes(
+        &self,
+        run: Option<RunId>,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::Vote>, StoreError> {
+        self.list_votes(run, route, limit).await
     }
 
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {

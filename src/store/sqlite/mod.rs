@@ -6,6 +6,7 @@ mod statements;
 #[macro_use]
 mod writer;
 mod retention;
+mod votes;
 
 use rows::*;
 use statements::{JOBS_PER_INSERT, insert_jobs};
@@ -320,17 +321,27 @@ impl Store for SqliteStore {
         .map(|done| done.rows_affected() == 1)
     }
 
-    async fn mark_sent(&self, job_ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>) -> Result<(), StoreError> {
         if job_ids.is_empty() {
             return Ok(());
         }
         let mut qb = sqlx::QueryBuilder::new(
             "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ",
         );
-        qb.push_bind(ms(now))
-            .push(", updated_at = ")
-            .push_bind(ms(now))
-            .push(" WHERE id IN (");
+        qb.push_bind(ms(now)).push(", updated_at = ").push_bind(ms(now));
+        let kept: Vec<(i64, &String)> = job_ids
+            .iter()
+            .zip(minted)
+            .filter_map(|(id, m)| m.as_ref().map(|m| (*id, m)))
+            .collect();
+        if !kept.is_empty() {
+            qb.push(", minted = CASE id");
+            for (id, m) in kept {
+                qb.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(m.clone());
+            }
+            qb.push(" ELSE minted END");
+        }
+        qb.push(" WHERE id IN (");
         let mut ids = qb.separated(", ");
         for id in job_ids {
             ids.push_bind(*id);
@@ -450,6 +461,27 @@ impl Store for SqliteStore {
 
     async fn used_bytes(&self) -> Result<i64, StoreError> {
         Ok(self.page_bytes().await?.0)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        self.job_by_id(id).await
+    }
+
+    async fn record_vote(&self, vote: &super::NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
+        self.insert_vote(vote, then).await
+    }
+
+    async fn votes_for_job(&self, job_id: i64) -> Result<Vec<super::Vote>, StoreError> {
+        self.job_votes(job_id).await
+    }
+
+    async fn votes(
+        &self,
+        run: Option<RunId>,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::Vote>, StoreError> {
+        self.list_votes(run, route, limit).await
     }
 
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {

@@ -1,0 +1,102 @@
+//! Votes and single-job reads.
+
+use super::rows::job_from_row;
+use super::{PgStore, insert_jobs, notify};
+use crate::domain::RunId;
+use crate::store::{Job, NewJob, NewVote, StoreError, Vote};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
+    Ok(Vote {
+        id: r.try_get("id")?,
+        vote: NewVote {
+            job_id: r.try_get("job_id")?,
+            run_id: r.try_get::<uuid::Uuid, _>("run_id")?.into(),
+            route: r.try_get("route")?,
+            key: r.try_get("feedback_key")?,
+            choice: r.try_get::<i32, _>("choice")?.max(0) as u32,
+            label: r.try_get("label")?,
+            score: r.try_get("score")?,
+            source: r.try_get("source")?,
+            voter: r.try_get("voter")?,
+            team: r.try_get("team")?,
+            channel: r.try_get("channel")?,
+            message_ts: r.try_get("message_ts")?,
+            action_key: r.try_get("action_key")?,
+            at: r.try_get("created_at")?,
+        },
+    })
+}
+
+impl PgStore {
+    pub(super) async fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", pg_job_columns!(), " FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub(super) async fn insert_vote(&self, v: &NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let new = sqlx::query(
+                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (action_key) DO NOTHING",
+            )
+            .bind(v.job_id)
+            .bind(v.run_id.as_uuid())
+            .bind(&v.route)
+            .bind(&v.key)
+            .bind(v.choice as i32)
+            .bind(&v.label)
+            .bind(v.score)
+            .bind(&v.source)
+            .bind(&v.voter)
+            .bind(&v.team)
+            .bind(&v.channel)
+            .bind(&v.message_ts)
+            .bind(&v.action_key)
+            .bind(v.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if new && !then.is_empty() {
+                insert_jobs(&mut tx, then, v.at).await?;
+                notify(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(new)
+        }
+        .await;
+        self.wrote(result, |new| *new)
+    }
+
+    pub(super) async fn job_votes(&self, job_id: i64) -> Result<Vec<Vote>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM votes WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(super) async fn list_votes(
+        &self,
+        run: Option<RunId>,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Vote>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM votes WHERE ($1::UUID IS NULL OR run_id = $1) AND ($2::TEXT IS NULL OR route = $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(run.map(|r| r.as_uuid()))
+        .bind(route)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+}

@@ -1,0 +1,388 @@
+//! Votes from Slack clicks (Interactivity on): a signed `block_actions` payload is acked at
+//! once, recorded once per Slack action, and answered through its `response_url` by a worker
+//! with the message re-rendered from the stored job (tally or lock), a private line, or nothing.
+
+use crate::fakes::{FakeServer, Reply};
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
+use feedback_dispatch::store::{JobKind, JobState, Vote};
+use hmac::Mac;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CHANNEL: &str = "C0123456789";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A fake Slack whose `response_url` endpoint (`/response/…`) hangs while `hang` is set.
+pub async fn slack_with_responses(hang: Arc<AtomicBool>) -> FakeServer {
+    FakeServer::start(move |req| {
+        let ok = Reply::json(
+            200,
+            json!({"ok": true, "channel": CHANNEL, "ts": "1700000000.000100", "message": {"ts": "1700000000.000100"}}),
+        );
+        if req.path.starts_with("/response") && hang.load(Ordering::SeqCst) {
+            ok.delayed(Duration::from_secs(30))
+        } else {
+            ok
+        }
+    })
+    .await
+}
+
+pub fn settings(slack: &FakeServer, routes: &str) -> String {
+    format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nlease = \"8s\"\n{KEYS_TOML}\n{routes}",
+        slack.address
+    )
+}
+
+const ROUTES: &str = "[[routes]]\nname = \"other\"\nkeys = [\"thumbs_up\"]\nmatch = { project = \"other-*\" }\nslack = { channel = \"C0123456789\" }\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\", \"user_score\"]\nslack = { channel = \"C0123456789\" }\n";
+
+async fn app_with(slack: &FakeServer, routes: &str) -> TestApp {
+    spawn_app_with(
+        &settings(slack, routes),
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
+    )
+    .await
+}
+
+pub fn sign(secret: &str, ts: &str, body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The button labelled `label` in a posted message: (block id, action id, value).
+pub fn button(message: &Value, label: &str) -> Option<(String, String, String)> {
+    message["blocks"].as_array()?.iter().find_map(|block| {
+        block["elements"].as_array()?.iter().find_map(|el| {
+            (el["type"] == "button" && el["text"]["text"] == label).then(|| {
+                (
+                    block["block_id"].as_str().unwrap_or_default().to_string(),
+                    el["action_id"].as_str().unwrap_or_default().to_string(),
+                    el["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+        })
+    })
+}
+
+/// A `block_actions` payload as Slack sends it for a click by `user` on a button with `value`.
+pub fn payload(slack: &FakeServer, user: &str, value: &str, action_ts: &str) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0001"},
+        "team": {"id": "T0001", "domain": "acme"},
+        "channel": {"id": CHANNEL, "name": "support"},
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": CHANNEL, "is_ephemeral": false},
+        "message": {"ts": "1700000000.000100", "text": "…", "blocks": []},
+        "response_url": format!("{}/response/T0001/{action_ts}", slack.address),
+        "trigger_id": "1.2.abc",
+        "actions": [{"type": "button", "action_id": "fd:0:0", "block_id": "fd_key_0", "value": value, "action_ts": action_ts}]
+    })
+}
+
+/// The form body Slack posts.
+pub fn form(payload: &Value) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// Posts `body` signed (or, with `signed_body`, signed as that body) to the interactions endpoint.
+pub async fn post_interaction(app: &TestApp, body: &str, signed_body: Option<&str>) -> reqwest::Response {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    reqwest::Client::new()
+        .post(format!("{}/v1/slack/interactions", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", sign(SECRET, &ts, signed_body.unwrap_or(body)))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_run(app: &TestApp, run: &str, project: &str) {
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": run, "run_name": "answer", "project": project, "outputs": {"answer": "Reset it in Settings."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+}
+
+async fn votes(app: &TestApp, job: i64) -> Vec<Vote> {
+    app.store.votes_for_job(job).await.unwrap()
+}
+
+/// The `response_url` posts so far, as JSON.
+fn responses(slack: &FakeServer) -> Vec<Value> {
+    slack
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/response"))
+        .map(|r| r.json())
+        .collect()
+}
+
+async fn wait_for_responses(slack: &FakeServer, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = responses(slack);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} response_url posts", got.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The text of every context block of a message.
+fn context_lines(message: &Value) -> Vec<String> {
+    message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "context")
+        .map(|b| b["elements"][0]["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+const RUN: &str = "a07e5000-0000-4000-8000-000000000001";
+
+#[tokio::test]
+async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally() {
+    let hang = Arc::new(AtomicBool::new(true));
+    let slack = slack_with_responses(hang.clone()).await;
+    let app = app_with(&slack, ROUTES).await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let (_, _, up) = button(&posted, "👍 Helpful").expect("a 👍 button");
+    let value: Value = serde_json::from_str(&up).unwrap();
+    assert_eq!(value, json!({"j": job.id, "r": "support", "k": "thumbs_up", "c": 0}));
+    let url = posted.to_string();
+    let token = url.split("/feedback/tokens/").nth(1).unwrap()[..36].to_string();
+    assert!(!up.contains(&token), "the value never holds the token");
+
+    // Acked within Slack's 3 s although the response endpoint hangs.
+    let click = form(&payload(&slack, "U1", &up, "1700000001.000001"));
+    let started = Instant::now();
+    let res = post_interaction(&app, &click, None).await;
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let recorded = votes(&app, job.id).await;
+    assert_eq!(recorded.len(), 1, "recorded before the ack");
+    let v = &recorded[0].vote;
+    assert_eq!(
+        (v.key.as_str(), v.choice, v.label.as_str(), v.score),
+        ("thumbs_up", 0, "👍 Helpful", 1.0)
+    );
+    assert_eq!(
+        (v.voter.as_str(), v.team.as_deref(), v.channel.as_deref()),
+        ("U1", Some("T0001"), Some(CHANNEL))
+    );
+    assert_eq!(v.message_ts.as_deref(), Some("1700000000.000100"));
+    assert_eq!(v.run_id.to_string(), RUN);
+
+    // Slack sending the same payload again is not a second vote.
+    assert_eq!(post_interaction(&app, &click, None).await.status(), 200);
+    assert_eq!(votes(&app, job.id).await.len(), 1);
+
+    hang.store(false, Ordering::SeqCst);
+    // The update that hung is retried once the endpoint answers.
+    let first = wait_for_responses(&slack, 2).await.pop().unwrap();
+    assert_eq!(first["replace_original"], true);
+    let lines = context_lines(&first);
+    assert!(lines.contains(&"👍 Helpful 1 — <@U1>".to_string()), "{lines:?}");
+    assert!(button(&first, "👍 Helpful").is_some(), "buttons stay in tally mode");
+
+    // A second user: both shown.
+    let down = button(&posted, "👎 Not helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U2", &down, "1700000002.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(votes(&app, job.id).await.len(), 2);
+    let deadline = Instant::now() + WAIT;
+    let latest = loop {
+        let all = responses(&slack);
+        if let Some(m) = all
+            .iter()
+            .find(|m| context_lines(m).iter().any(|l| l.contains("<@U2>")))
+        {
+            break m.clone();
+        }
+        assert!(Instant::now() < deadline, "no update naming U2: {all:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lines = context_lines(&latest);
+    assert!(lines.contains(&"👍 Helpful 1 — <@U1>".to_string()), "{lines:?}");
+    assert!(lines.contains(&"👎 Not helpful 1 — <@U2>".to_string()), "{lines:?}");
+    let updates = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
+    assert_eq!(
+        updates.iter().filter(|j| j.kind == JobKind::SlackUpdate).count(),
+        2,
+        "one update per counted click"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"feedback_dispatch_votes_total{channel="slack",route="support",key="thumbs_up",outcome="recorded"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"feedback_dispatch_votes_total{channel="slack",route="support",key="thumbs_up",outcome="duplicate"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn lock_replaces_only_the_rated_keys_buttons_and_private_leaves_the_message() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let routes = "[[routes]]\nname = \"quiet\"\nkeys = [\"thumbs_up\"]\nmatch = { project = \"quiet-*\" }\nslack = { channel = \"C0123456789\", after_vote = \"private\" }\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"user_score\"]\nslack = { channel = \"C0123456789\", after_vote = \"lock\" }\n";
+    let app = app_with(&slack, routes).await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    assert_eq!(
+        post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None)
+            .await
+            .status(),
+        200
+    );
+    let update = wait_for_responses(&slack, 1).await.remove(0);
+    assert!(
+        button(&update, "👍 Helpful").is_none(),
+        "the rated key's buttons are gone"
+    );
+    assert!(button(&update, "3").is_some(), "the other key keeps its buttons");
+    assert!(
+        context_lines(&update).contains(&"Rated 👍 Helpful by <@U1>".to_string()),
+        "{:?}",
+        context_lines(&update)
+    );
+
+    // Private: the voter alone is thanked; the message is not replaced.
+    post_run(&app, "a07e5000-0000-4000-8000-000000000002", "quiet-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 2, WAIT).await[1].json();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    assert_eq!(
+        post_interaction(&app, &form(&payload(&slack, "U3", &up, "1700000003.000001")), None)
+            .await
+            .status(),
+        200
+    );
+    let private = wait_for_responses(&slack, 2).await.remove(1);
+    assert_eq!(private["response_type"], "ephemeral");
+    assert_eq!(private["replace_original"], false);
+    assert!(private["text"].as_str().unwrap().contains("👍 Helpful"), "{private}");
+}
+
+#[tokio::test]
+async fn hostile_clicks_are_refused_without_effect() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let app = app_with(&slack, ROUTES).await;
+    post_run(&app, RUN, "support-bot").await;
+    post_run(&app, "a07e5000-0000-4000-8000-000000000009", "other-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    let jobs = crate::slack::wait_for_state(&app, JobState::Sent, 2).await;
+    let support = jobs.iter().find(|j| j.route == "support").unwrap();
+    let other = jobs.iter().find(|j| j.route == "other").unwrap();
+    let up = button(&posted[0].json(), "👍 Helpful")
+        .or_else(|| button(&posted[1].json(), "👍 Helpful"))
+        .unwrap()
+        .2;
+    let cases: Vec<(&str, String)> = vec![
+        ("unknown value", "not-ours".into()),
+        ("empty value", String::new()),
+        (
+            "a job that does not exist",
+            json!({"j": 999_999, "r": "support", "k": "thumbs_up", "c": 0}).to_string(),
+        ),
+        (
+            "another route's job",
+            json!({"j": other.id, "r": "support", "k": "thumbs_up", "c": 0}).to_string(),
+        ),
+        (
+            "a key the job does not have",
+            json!({"j": other.id, "r": "other", "k": "user_score", "c": 0}).to_string(),
+        ),
+        (
+            "a choice past the buttons",
+            json!({"j": support.id, "r": "support", "k": "thumbs_up", "c": 7}).to_string(),
+        ),
+        (
+            "extra fields",
+            json!({"j": support.id, "r": "support", "k": "thumbs_up", "c": 0, "x": 1}).to_string(),
+        ),
+    ];
+    for (n, (what, value)) in cases.iter().enumerate() {
+        let body = form(&payload(&slack, "U1", value, &format!("1700000100.{n:06}")));
+        assert_eq!(post_interaction(&app, &body, None).await.status(), 200, "{what}: acked");
+    }
+    // A click from another channel than the job's.
+    let mut elsewhere = payload(&slack, "U1", &up, "1700000200.000001");
+    elsewhere["channel"]["id"] = json!("C0999999999");
+    elsewhere["container"]["channel_id"] = json!("C0999999999");
+    assert_eq!(post_interaction(&app, &form(&elsewhere), None).await.status(), 200);
+    // Malformed, huge, unsigned, tampered and stale requests.
+    for body in ["payload=%7Bnot-json", "payload=", "nothing=1", ""] {
+        assert_eq!(post_interaction(&app, body, None).await.status(), 200, "{body:?}");
+    }
+    let mut huge = payload(&slack, "U1", &up, "1700000300.000001");
+    huge["message"]["text"] = json!("x".repeat(3_000_000));
+    let res = post_interaction(&app, &form(&huge), None).await;
+    assert_eq!(res.status(), 413, "over the body limit");
+    let genuine = form(&payload(&slack, "U1", &up, "1700000400.000001"));
+    let tampered = genuine.replace("U1", "U9");
+    assert_eq!(post_interaction(&app, &tampered, Some(&genuine)).await.status(), 401);
+    let unsigned = reqwest::Client::new()
+        .post(format!("{}/v1/slack/interactions", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(genuine.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let old = (chrono::Utc::now().timestamp() - 600).to_string();
+    let stale = reqwest::Client::new()
+        .post(format!("{}/v1/slack/interactions", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", &old)
+        .header("x-slack-signature", sign(SECRET, &old, &genuine))
+        .body(genuine.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    // A response_url that is not Slack's records the vote but is never called.
+    let mut foreign = payload(&slack, "U5", &up, "1700000500.000001");
+    foreign["response_url"] = json!("http://169.254.169.254/latest/meta-data");
+    assert_eq!(post_interaction(&app, &form(&foreign), None).await.status(), 200);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let support_votes = votes(&app, support.id).await;
+    let other_votes = votes(&app, other.id).await;
+    let counted: Vec<&str> = support_votes
+        .iter()
+        .chain(&other_votes)
+        .map(|v| v.vote.voter.as_str())
+        .collect();
+    assert_eq!(
+        counted,
+        ["U5"],
+        "only the genuine click with a foreign response_url counted"
+    );
+    assert!(
+        responses(&slack).is_empty(),
+        "nothing was answered: {:?}",
+        responses(&slack)
+    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
