@@ -27,6 +27,7 @@ fn button(label: &str, score: f64, value: Option<&str>, style: ButtonStyle) -> B
         score,
         value: value.map(str::to_string),
         style,
+        comment: false,
     }
 }
 

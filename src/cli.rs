@@ -212,6 +212,7 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
                     JobKind::Slack => "slack",
                     JobKind::Digest => "email",
                     JobKind::SlackUpdate => "update",
+                    JobKind::FeedbackSubmit => "submit",
                 };
                 let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
                 let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200);

@@ -98,3 +98,37 @@ pub enum SlackReply {
 pub fn slack_update_key(action_key: &str) -> String {
     format!("slack-update:{action_key}")
 }
+
+/// What a submission job carries: a rating given through an interactive button, to submit
+/// through the run's presigned URL with who gave it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmissionPayload {
+    /// The Slack job whose message was clicked.
+    pub message_job: i64,
+    /// The click, for the idempotency of the private notes it may send.
+    pub action_key: String,
+    /// The presigned URL (a credential: never logged).
+    pub token_url: url::Url,
+    /// The button's score.
+    pub score: f64,
+    /// The button's categorical value.
+    pub value: Option<String>,
+    /// The comment from the modal.
+    pub comment: Option<String>,
+    /// Who rated, where: `slack_user_id`, `slack_team_id`, `slack_channel`, `slack_message_ts`,
+    /// `source`.
+    pub metadata: serde_json::Value,
+    /// Where to tell the voter privately that the rating is delayed or the window closed.
+    pub response_url: Option<url::Url>,
+}
+
+/// The idempotency key of the submission of one click.
+pub fn submission_key(action_key: &str) -> String {
+    format!("submission:{action_key}")
+}
+
+/// The idempotency key of a private note about one click (`what`: "pending", "closed",
+/// "already").
+pub fn note_key(what: &str, action_key: &str) -> String {
+    format!("slack-note:{what}:{action_key}")
+}

@@ -32,6 +32,7 @@ pub fn longest_email_send(timeout: Duration) -> Duration {
 pub fn longest_send(settings: &Settings, kind: JobKind) -> Duration {
     match kind {
         JobKind::Slack | JobKind::SlackUpdate => longest_slack_send(settings.slack.timeout),
+        JobKind::FeedbackSubmit => settings.langsmith.timeout,
         JobKind::Digest => longest_email_send(settings.email.timeout),
     }
 }

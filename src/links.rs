@@ -124,6 +124,7 @@ mod tests {
                 score: 0.5,
                 value: Some("half right & more?".into()),
                 style: ButtonStyle::Default,
+                comment: false,
             }],
         };
         let links = key_links(&spec, &token("correctness"));

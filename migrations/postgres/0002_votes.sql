@@ -13,6 +13,7 @@ CREATE TABLE votes (
     team          TEXT,                                -- Slack team id
     channel       TEXT,                                -- Slack channel id
     message_ts    TEXT,                                -- Slack message timestamp
+    once_key      TEXT             UNIQUE,             -- interactive mode: job, key and voter, so a person rates a key once
     action_key    TEXT             NOT NULL UNIQUE,    -- one row per action: a repeated payload adds none
     created_at    TIMESTAMPTZ      NOT NULL
 );

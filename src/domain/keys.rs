@@ -117,6 +117,10 @@ pub struct Button {
     pub value: Option<String>,
     /// Visual style.
     pub style: ButtonStyle,
+    /// In interactive mode, a click opens a box for an optional comment, submitted with the
+    /// rating.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub comment: bool,
 }
 
 /// A configured feedback key: one presigned token per run, with its buttons.
@@ -150,6 +154,7 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
             score: 1.0,
             value: None,
             style: ButtonStyle::Primary,
+            comment: false,
         }],
     }
 }

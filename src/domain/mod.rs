@@ -19,7 +19,7 @@ pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_
 pub use mailbox::Mailbox;
 pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 pub use schedule::{EmailSchedule, Schedule};
-pub use vote::{AfterVote, ButtonValue, MAX_BUTTON_VALUE};
+pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;
 

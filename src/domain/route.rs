@@ -173,6 +173,9 @@ pub struct SlackTarget {
     /// What readers see after a vote, when it differs from `slack.after_vote`.
     #[serde(default)]
     pub after_vote: Option<super::AfterVote>,
+    /// How the buttons work.
+    #[serde(default)]
+    pub buttons: super::ButtonMode,
 }
 
 /// How the destination of a Slack message is chosen.

@@ -42,6 +42,41 @@ impl AfterVote {
     }
 }
 
+/// How a route's Slack buttons work (`slack = { buttons = … }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonMode {
+    /// Link buttons to the presigned URLs: a click goes straight to LangSmith (and, with
+    /// Interactivity on, is also counted here).
+    #[default]
+    Link,
+    /// Buttons without URLs: clicks come only here, and the service submits the rating with
+    /// who gave it, once per person and key.
+    Interactive,
+    /// As `Interactive`, with a key of exactly two buttons shown as Slack's own
+    /// `feedback_buttons` (the first positive, the second negative).
+    Native,
+}
+
+impl ButtonMode {
+    /// Parses the setting's spelling.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "link" => Ok(ButtonMode::Link),
+            "interactive" => Ok(ButtonMode::Interactive),
+            "native" => Ok(ButtonMode::Native),
+            other => Err(format!(
+                "{other:?} is not a choice (expected \"link\", \"interactive\" or \"native\")"
+            )),
+        }
+    }
+
+    /// Whether clicks come only to the service, which submits the ratings.
+    pub fn submits(self) -> bool {
+        self != ButtonMode::Link
+    }
+}
+
 /// A button's `value`: the job whose message holds it, the route, the key and which of the
 /// key's buttons. Anyone who can see the message can read it, so it names nothing secret (never
 /// the token id nor its URL); Slack's signature on the click vouches that it came back from a

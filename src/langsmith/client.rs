@@ -240,11 +240,16 @@ impl LangSmithClient {
     /// Submits feedback through a presigned URL, as a reader's click would (`POST` with a JSON
     /// body; no API key: the token is the credential). One try: a person is waiting.
     pub async fn submit(&self, token_url: &url::Url, score: f64, value: Option<&str>) -> Result<(), LangSmithError> {
-        let body = serde_json::json!({"score": score, "value": value});
+        self.submit_body(token_url, &serde_json::json!({"score": score, "value": value}))
+            .await
+    }
+
+    /// Submits `body` (`score`, `value`, `comment`, `metadata`, …) through a presigned URL.
+    pub async fn submit_body(&self, token_url: &url::Url, body: &serde_json::Value) -> Result<(), LangSmithError> {
         let response = self
             .http
             .post(token_url.clone())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;

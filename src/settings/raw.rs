@@ -150,6 +150,8 @@ pub(super) struct RawButton {
     pub(super) score: f64,
     pub(super) value: Option<String>,
     pub(super) style: Option<String>,
+    #[serde(default)]
+    pub(super) comment: bool,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +198,7 @@ pub(super) struct RawSlackTarget {
     pub(super) thread_ts_from: Option<String>,
     pub(super) webhook_url: Option<String>,
     pub(super) after_vote: Option<String>,
+    pub(super) buttons: Option<String>,
 }
 
 #[derive(Deserialize)]

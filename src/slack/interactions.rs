@@ -11,7 +11,9 @@
 //! changes nothing.
 
 use crate::domain::{ButtonValue, RunId};
-use crate::jobs::{SlackJobPayload, SlackReply, SlackUpdatePayload, slack_update_key};
+use crate::jobs::{
+    SlackJobPayload, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key, submission_key,
+};
 use crate::links::links_for_run;
 use crate::state::AppState;
 use crate::store::{JobKind, NewJob, NewVote};
@@ -21,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::Utc;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
@@ -53,16 +55,28 @@ pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderM
         tracing::warn!("a signed Slack interaction without a JSON payload; ignored");
         return (StatusCode::OK, "");
     };
-    if payload["type"] != "block_actions" {
-        return (StatusCode::OK, "");
-    }
-    let Some(click) = Click::read(&payload) else {
-        tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
-        return (StatusCode::OK, "");
+    let (click, comment) = match payload["type"].as_str() {
+        Some("block_actions") => match Click::read(&payload) {
+            Some(click) => (click, None),
+            None => {
+                tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
+                return (StatusCode::OK, "");
+            }
+        },
+        // The comment box of an interactive button: the click it was opened for, with the
+        // comment. An empty body closes the modal.
+        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => match Click::from_view(&payload) {
+            Some((click, comment)) => (click, Some(comment)),
+            None => {
+                tracing::warn!("a comment submission without its click; ignored");
+                return (StatusCode::OK, "");
+            }
+        },
+        _ => return (StatusCode::OK, ""),
     };
     // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
     let wait = state.settings.store.intake_wait;
-    match tokio::time::timeout(wait, record(&state, &click)).await {
+    match tokio::time::timeout(wait, record(&state, &click, comment)).await {
         Ok(Ok(())) => (StatusCode::OK, ""),
         Ok(Err(NotCounted::Refused(why))) => {
             tracing::warn!(reason = %why, "a Slack click was not counted");
@@ -92,7 +106,14 @@ fn refused(why: String) -> NotCounted {
     NotCounted::Refused(why)
 }
 
+/// The `callback_id` of the comment modal.
+const COMMENT_VIEW: &str = "fd_comment";
+
+/// Longest comment kept (the modal's box takes as much).
+const MAX_COMMENT: usize = 3_000;
+
 /// The parts of a `block_actions` payload a vote needs.
+#[derive(Serialize, Deserialize)]
 struct Click {
     value: Option<ButtonValue>,
     user: String,
@@ -101,6 +122,8 @@ struct Click {
     message_ts: Option<String>,
     action_ts: String,
     response_url: String,
+    #[serde(skip)]
+    trigger_id: Option<String>,
 }
 
 impl Click {
@@ -119,7 +142,23 @@ impl Click {
             message_ts: text(&p["container"]["message_ts"]).or_else(|| text(&p["message"]["ts"])),
             action_ts: text(&action["action_ts"])?,
             response_url: p["response_url"].as_str()?.to_string(),
+            trigger_id: text(&p["trigger_id"]),
         })
+    }
+
+    /// The click a comment modal was opened for (kept in its `private_metadata`) and the
+    /// comment typed into it.
+    fn from_view(p: &Value) -> Option<(Click, String)> {
+        let click: Click = serde_json::from_str(p["view"]["private_metadata"].as_str()?).ok()?;
+        // The submitter is the voter the modal was opened for.
+        if p["user"]["id"].as_str() != Some(click.user.as_str()) {
+            return None;
+        }
+        let comment = p["view"]["state"]["values"][COMMENT_VIEW]["comment"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .trim();
+        Some((click, comment.chars().take(MAX_COMMENT).collect()))
     }
 
     /// One Slack action: a payload Slack sends again has the same.
@@ -144,7 +183,7 @@ fn response_url(state: &AppState, raw: &str) -> Option<url::Url> {
     (slack || api_host).then_some(url)
 }
 
-async fn record(state: &AppState, click: &Click) -> Result<(), NotCounted> {
+async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Result<(), NotCounted> {
     let settings = &state.settings;
     let value = click
         .value
@@ -231,6 +270,21 @@ async fn record(state: &AppState, click: &Click) -> Result<(), NotCounted> {
         })
     };
     let run_id: RunId = job.run_id.unwrap_or(payload.event.run_id);
+    let mode = route.slack.as_ref().map(|s| s.buttons).unwrap_or_default();
+    let ctx = Context {
+        state,
+        click,
+        job: &job,
+        respond_to: respond_to.clone(),
+    };
+    if mode.submits() {
+        let token = tokens
+            .iter()
+            .find(|t| t.feedback_key == spec.key)
+            .ok_or_else(|| refused(format!("job {} has no token for {:?}", job.id, value.key)))?;
+        let button = &spec.buttons[value.choice.min(spec.buttons.len() - 1)];
+        return submit(&ctx, value, run_id, link, token, button, comment, after_vote).await;
+    }
     if key_links.expires_at <= Utc::now() {
         // The click reached LangSmith, which refused the expired token: no vote, and the
         // message says the links have expired instead of showing dead buttons.
@@ -256,6 +310,7 @@ async fn record(state: &AppState, click: &Click) -> Result<(), NotCounted> {
         channel: click.channel.clone(),
         message_ts: click.message_ts.clone(),
         action_key: click.action_key(),
+        once_key: None,
         at: Utc::now(),
     };
     let then: Vec<NewJob> = match after_vote {
@@ -280,5 +335,227 @@ async fn record(state: &AppState, click: &Click) -> Result<(), NotCounted> {
             Ok(())
         }
         Err(e) => Err(NotCounted::Store(format!("cannot store the vote: {e}"))),
+    }
+}
+
+/// What the answers to one click need.
+struct Context<'a> {
+    state: &'a AppState,
+    click: &'a Click,
+    job: &'a crate::store::Job,
+    respond_to: Option<url::Url>,
+}
+
+impl Context<'_> {
+    /// The answer job to this click (none when its response URL is not Slack's).
+    fn answer(&self, reply: SlackReply, key: String) -> Option<NewJob> {
+        self.respond_to.clone().map(|url| NewJob {
+            kind: JobKind::SlackUpdate,
+            route: self.job.route.clone(),
+            target: self.job.target.clone(),
+            run_id: self.job.run_id,
+            idempotency_key: key,
+            payload: serde_json::to_value(SlackUpdatePayload {
+                message_job: self.job.id,
+                response_url: url,
+                reply,
+            })
+            .expect("payload serializes"),
+            due_at: Utc::now(),
+        })
+    }
+
+    /// Tells the voter alone `text` (once per kind of note and click).
+    async fn note(&self, what: &str, text: String) -> Result<(), NotCounted> {
+        let Some(note) = self.answer(SlackReply::Private { text }, note_key(what, &self.click.action_key())) else {
+            return Ok(());
+        };
+        self.state
+            .store
+            .enqueue(&[note], &[], Utc::now())
+            .await
+            .map_err(|e| NotCounted::Store(format!("cannot store a note to the voter: {e}")))?;
+        self.state.wake_workers.notify_one();
+        Ok(())
+    }
+}
+
+/// An interactive button's click: one rating per person and key, submitted by the service
+/// with who gave it (a durable job, retried), after a comment box when the button asks for one.
+#[allow(clippy::too_many_arguments)]
+async fn submit(
+    ctx: &Context<'_>,
+    value: &ButtonValue,
+    run_id: RunId,
+    link: &crate::links::FeedbackLink,
+    token: &crate::langsmith::MintedToken,
+    button: &crate::domain::Button,
+    comment: Option<String>,
+    after_vote: crate::domain::AfterVote,
+) -> Result<(), NotCounted> {
+    let (state, click, job) = (ctx.state, ctx.click, ctx.job);
+    let metrics = |outcome| state.metrics.vote("slack", &job.route, &value.key, outcome);
+    if token.expires_at <= Utc::now() {
+        metrics("expired");
+        return ctx
+            .note(
+                "closed",
+                "The rating window for this message has closed; nothing was recorded.".into(),
+            )
+            .await;
+    }
+    let earlier = state
+        .store
+        .votes_for_job(job.id)
+        .await
+        .map_err(|e| NotCounted::Store(e.to_string()))?;
+    let mine = |votes: &[crate::store::Vote]| {
+        votes
+            .iter()
+            .find(|v| v.vote.voter == click.user && v.vote.key == value.key)
+            .map(|v| (v.vote.label.clone(), v.vote.action_key.clone()))
+    };
+    if let Some((label, action)) = mine(&earlier) {
+        if action == click.action_key() {
+            return Ok(());
+        }
+        metrics("duplicate");
+        return ctx.note("already", format!("You rated this {label} already.")).await;
+    }
+    if button.comment
+        && comment.is_none()
+        && let Some(trigger) = &click.trigger_id
+    {
+        match open_comment_box(state, trigger, click, &link.label).await {
+            Ok(()) => return Ok(()),
+            // The rating is not lost for want of a comment box.
+            Err(e) => {
+                tracing::warn!(error = %e, job = job.id, "cannot open the comment box; the rating is submitted without a comment")
+            }
+        }
+    }
+    let metadata = serde_json::json!({
+        "slack_user_id": click.user,
+        "slack_team_id": click.team,
+        "slack_channel": click.channel,
+        "slack_message_ts": click.message_ts,
+        "source": "slack",
+    });
+    let submission = NewJob {
+        kind: JobKind::FeedbackSubmit,
+        route: job.route.clone(),
+        target: job.target.clone(),
+        run_id: job.run_id,
+        idempotency_key: submission_key(&click.action_key()),
+        payload: serde_json::to_value(SubmissionPayload {
+            message_job: job.id,
+            action_key: click.action_key(),
+            token_url: token.url.clone(),
+            score: link.score,
+            value: button.value.clone(),
+            comment: comment.filter(|c| !c.is_empty()),
+            metadata,
+            response_url: ctx.respond_to.clone(),
+        })
+        .expect("payload serializes"),
+        due_at: Utc::now(),
+    };
+    let reply = match after_vote {
+        crate::domain::AfterVote::Tally | crate::domain::AfterVote::Lock => Some(SlackReply::Replace),
+        crate::domain::AfterVote::Private => Some(SlackReply::Private {
+            text: format!("Thanks: your rating \"{}\" was recorded.", link.label),
+        }),
+        crate::domain::AfterVote::None => None,
+    };
+    let mut then = vec![submission];
+    then.extend(reply.and_then(|r| ctx.answer(r, slack_update_key(&click.action_key()))));
+    let vote = NewVote {
+        job_id: job.id,
+        run_id,
+        route: job.route.clone(),
+        key: value.key.clone(),
+        choice: value.choice as u32,
+        label: link.label.clone(),
+        score: link.score,
+        source: "slack".into(),
+        voter: click.user.clone(),
+        team: click.team.clone(),
+        channel: click.channel.clone(),
+        message_ts: click.message_ts.clone(),
+        action_key: click.action_key(),
+        once_key: Some(format!("slack:{}:{}:{}", job.id, value.key, click.user)),
+        at: Utc::now(),
+    };
+    match state.store.record_vote(&vote, &then).await {
+        Ok(true) => {
+            metrics("recorded");
+            tracing::info!(job = job.id, run_id = %run_id, route = %job.route, key = %value.key, choice = value.choice, "vote recorded; submitting it");
+            state.wake_workers.notify_one();
+            Ok(())
+        }
+        Ok(false) => {
+            // Another click of the same person won the race, or Slack sent this one again.
+            let votes = state
+                .store
+                .votes_for_job(job.id)
+                .await
+                .map_err(|e| NotCounted::Store(e.to_string()))?;
+            match mine(&votes) {
+                Some((_, action)) if action == click.action_key() => Ok(()),
+                Some((label, _)) => {
+                    metrics("duplicate");
+                    ctx.note("already", format!("You rated this {label} already.")).await
+                }
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(NotCounted::Store(format!("cannot store the vote: {e}"))),
+    }
+}
+
+/// Opens the comment modal for a click (`views.open`, within the 3 s its trigger lasts); the
+/// click itself travels in the modal's `private_metadata` and comes back with the submission.
+async fn open_comment_box(state: &AppState, trigger: &str, click: &Click, label: &str) -> Result<(), String> {
+    let slack = &state.settings.slack;
+    let token = slack.bot_token.as_ref().ok_or("SLACK_BOT_TOKEN is not set")?;
+    let metadata = serde_json::to_string(click).map_err(|e| e.to_string())?;
+    if metadata.len() > 3_000 {
+        return Err("the click does not fit the modal's metadata".into());
+    }
+    let label: String = label.chars().filter(|c| !c.is_control()).take(200).collect();
+    let view = serde_json::json!({
+        "type": "modal",
+        "callback_id": COMMENT_VIEW,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": "Add a comment"},
+        "submit": {"type": "plain_text", "text": "Submit"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": {"type": "plain_text", "text": format!("Your rating: {label}")}},
+            {"type": "input", "block_id": COMMENT_VIEW, "optional": true,
+             "label": {"type": "plain_text", "text": "Comment (optional)"},
+             "element": {"type": "plain_text_input", "action_id": "comment", "multiline": true, "max_length": MAX_COMMENT}}
+        ]
+    });
+    let url = format!("{}/views.open", slack.api_url.as_str().trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = http
+        .post(url)
+        .bearer_auth(token.expose_secret())
+        .json(&serde_json::json!({"trigger_id": trigger, "view": view}))
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let body: Value = res.json().await.map_err(|e| e.without_url().to_string())?;
+    if body["ok"] == true {
+        Ok(())
+    } else {
+        Err(format!(
+            "views.open answered {}",
+            body["error"].as_str().unwrap_or("an error")
+        ))
     }
 }

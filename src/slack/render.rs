@@ -7,7 +7,7 @@
 
 use crate::domain::slack_limits::*;
 use crate::domain::text::{UNNAMED_RUN, collapse_whitespace, is_bidi_control, non_blank};
-use crate::domain::{AfterVote, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE, RunEvent, RunStatus};
+use crate::domain::{AfterVote, ButtonMode, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE, RunEvent, RunStatus};
 use crate::links::KeyLinks;
 use crate::store::NewVote;
 use slack_morphism::prelude::*;
@@ -65,6 +65,8 @@ pub struct VotesView {
     pub votes: Vec<NewVote>,
     /// The tokens have expired: the buttons give way to a note.
     pub expired: bool,
+    /// How the buttons work.
+    pub buttons: ButtonMode,
 }
 
 impl VotesView {
@@ -84,6 +86,9 @@ impl VotesView {
 
 /// Most voters a tally names; the rest are counted.
 const MAX_VOTERS_SHOWN: usize = 20;
+
+/// Longest text of a side of Slack's `feedback_buttons`.
+const MAX_FEEDBACK_BUTTON_TEXT: usize = 75;
 
 /// `<@U123>` for a Slack user id, which is letters and digits; anything else is not mentioned.
 fn mention(voter: &str) -> Option<String> {
@@ -464,35 +469,72 @@ fn key_blocks(index: usize, key: &KeyLinks, labelled: bool, view: &VotesView) ->
         blocks.push(note(format!("Rated {label} by {by}")));
         return blocks;
     }
+    // The value names the job, route, key and choice, so a click that Slack forwards
+    // (Interactivity) can be counted; never the token.
+    let value_of = |button: usize| {
+        let (job, route) = (view.job?, view.route.as_deref()?);
+        let value = ButtonValue {
+            job,
+            route: route.to_string(),
+            key: key.key.as_str().to_string(),
+            choice: button,
+        }
+        .encode();
+        (value.len() <= MAX_BUTTON_VALUE).then_some(value)
+    };
+    let label_of = |label: &str, max: usize| {
+        // Labels come from the operator's config, not from the run, and plain_text is not
+        // parsed for mentions: only control characters are dropped, so "Q&A" stays "Q&A".
+        let label: String = label.chars().filter(|&c| Escaped::of(c).is_some()).collect();
+        let label = cut_chars(&one_line(&label), max);
+        if label.is_empty() { "…".to_string() } else { label }
+    };
+    let submits = view.buttons.submits() && view.job.is_some();
+    if submits
+        && view.buttons == ButtonMode::Native
+        && let [positive, negative] = key.links.as_slice()
+        && let (Some(up), Some(down)) = (value_of(0), value_of(1))
+    {
+        // Slack's own feedback control: its two sides carry the values; no URL, no style.
+        let item = |link: &crate::links::FeedbackLink, value: String| SlackFeedbackButtonItem {
+            text: SlackBlockPlainTextOnly::from(label_of(&link.label, MAX_FEEDBACK_BUTTON_TEXT)),
+            value,
+            accessibility_label: None,
+        };
+        let element = SlackBlockFeedbackButtonsElement {
+            action_id: Some(SlackActionId(format!("fd:{index}:feedback"))),
+            positive_button: item(positive, up),
+            negative_button: item(negative, down),
+        };
+        blocks.push(
+            SlackContextActionsBlock {
+                block_id: Some(SlackBlockId(format!("fd_key_{index}"))),
+                elements: vec![element.into()],
+            }
+            .into(),
+        );
+        if !votes.is_empty() && view.after_vote == AfterVote::Tally {
+            blocks.push(note(tally_line(key, &votes)));
+        }
+        return blocks;
+    }
     let buttons: Vec<SlackActionBlockElement> = key
         .links
         .iter()
         .enumerate()
         // A URL over Slack's limit cannot be sent, and a cut one would submit the wrong thing.
-        .filter(|(_, link)| chars(link.url.as_str()) <= MAX_BUTTON_URL)
+        .filter(|(_, link)| submits || chars(link.url.as_str()) <= MAX_BUTTON_URL)
         .map(|(button, link)| {
-            // Labels come from the operator's config, not from the run, and plain_text is not
-            // parsed for mentions: only control characters are dropped, so "Q&A" stays "Q&A".
-            let label: String = link.label.chars().filter(|&c| Escaped::of(c).is_some()).collect();
-            let label = cut_chars(&one_line(&label), MAX_BUTTON_TEXT);
-            let label = if label.is_empty() { "…".to_string() } else { label };
+            let label = label_of(&link.label, MAX_BUTTON_TEXT);
             // Position-based ids are short, unique per message, and reveal nothing of the token.
             let mut element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(label))
-                .with_action_id(SlackActionId(format!("fd:{index}:{button}")))
-                .with_url(link.url.clone());
-            // The value names the job, route, key and choice, so a click that Slack forwards
-            // (Interactivity) can be counted; never the token.
-            if let (Some(job), Some(route)) = (view.job, view.route.as_deref()) {
-                let value = ButtonValue {
-                    job,
-                    route: route.to_string(),
-                    key: key.key.as_str().to_string(),
-                    choice: button,
-                }
-                .encode();
-                if value.len() <= MAX_BUTTON_VALUE {
-                    element = element.with_value(value);
-                }
+                .with_action_id(SlackActionId(format!("fd:{index}:{button}")));
+            // Interactive buttons carry no URL: their clicks come only to this service.
+            if !submits {
+                element = element.with_url(link.url.clone());
+            }
+            if let Some(value) = value_of(button) {
+                element = element.with_value(value);
             }
             let element = match link.style {
                 ButtonStyle::Primary => element.with_style(SlackBlockButtonStyle::Primary),

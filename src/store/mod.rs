@@ -104,6 +104,8 @@ pub enum JobKind {
     Digest,
     /// An update of a Slack message after a vote (through the click's `response_url`).
     SlackUpdate,
+    /// A rating the service submits through a presigned URL (interactive buttons).
+    FeedbackSubmit,
 }
 
 impl JobKind {
@@ -112,6 +114,7 @@ impl JobKind {
             JobKind::Slack => "slack",
             JobKind::Digest => "digest",
             JobKind::SlackUpdate => "slack_update",
+            JobKind::FeedbackSubmit => "feedback_submit",
         }
     }
     fn parse(s: &str) -> Result<Self, StoreError> {
@@ -119,6 +122,7 @@ impl JobKind {
             "slack" => Ok(JobKind::Slack),
             "digest" => Ok(JobKind::Digest),
             "slack_update" => Ok(JobKind::SlackUpdate),
+            "feedback_submit" => Ok(JobKind::FeedbackSubmit),
             other => Err(StoreError::Corrupt(format!("unknown job kind {other:?}"))),
         }
     }
@@ -353,6 +357,9 @@ pub struct NewVote {
     /// Identifies the action (Slack team, user and `action_ts`): a payload Slack sends again
     /// records nothing new.
     pub action_key: String,
+    /// Where one vote per person is kept (interactive mode, confirm links): job, key and
+    /// voter, so a second vote of the same person records nothing.
+    pub once_key: Option<String>,
     /// When it was recorded.
     pub at: DateTime<Utc>,
 }
@@ -442,7 +449,8 @@ pub trait Store: Send + Sync + 'static {
     /// Marks jobs delivered, in one statement, keeping with each the tokens in `minted` (JSON,
     /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
     /// re-renders it with.
-    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>)
+    -> Result<(), StoreError>;
     /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens
     /// minted for it (so the retry reuses them).
     async fn mark_retry(
@@ -516,7 +524,8 @@ pub trait Store: Send + Sync + 'static {
     async fn job(&self, id: i64) -> Result<Option<Job>, StoreError>;
 
     /// Records a vote and, in the same transaction, enqueues `then` (the message update, the
-    /// submission); returns false, enqueuing nothing, when the action was recorded already.
+    /// submission); returns false, enqueuing nothing, when the action was recorded already or
+    /// the voter has a vote under the same `once_key`.
     async fn record_vote(&self, vote: &NewVote, then: &[NewJob]) -> Result<bool, StoreError>;
     /// The votes on one job's message, oldest first.
     async fn votes_for_job(&self, job_id: i64) -> Result<Vec<Vote>, StoreError>;

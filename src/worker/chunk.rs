@@ -104,6 +104,7 @@ impl Workers {
                 (None, JobKind::Slack) => self.deliver_slack(&claimed, &mut lease).await,
                 (None, JobKind::Digest) => self.deliver_digest(&claimed.job, &mut lease).await,
                 (None, JobKind::SlackUpdate) => self.deliver_update(&claimed.job, &mut lease).await,
+                (None, JobKind::FeedbackSubmit) => self.deliver_submission(&claimed.job, &mut lease).await,
             };
             if matches!(outcome, Outcome::Sent) {
                 if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id) {

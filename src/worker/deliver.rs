@@ -47,9 +47,19 @@ impl Workers {
             }
         }
         let links = links_for_run(&self.state.settings.keys, tokens);
+        let buttons = self
+            .state
+            .settings
+            .routes
+            .iter()
+            .find(|r| r.name == job.route)
+            .and_then(|r| r.slack.as_ref())
+            .map(|s| s.buttons)
+            .unwrap_or_default();
         let view = crate::slack::render::VotesView {
             job: Some(job.id),
             route: Some(job.route.clone()),
+            buttons,
             ..Default::default()
         };
         let content = crate::slack::render::render_run_message_with(&payload.event, &job.route, &links, &view);

@@ -103,6 +103,7 @@ impl Workers {
             let job = &claimed.job;
             let channel = match job.kind {
                 JobKind::Slack | JobKind::SlackUpdate => "slack",
+                JobKind::FeedbackSubmit => "langsmith",
                 JobKind::Digest => "email",
             };
             let outcome_label = match outcome {

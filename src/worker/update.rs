@@ -74,21 +74,107 @@ impl Workers {
         let expired = tokens.is_empty() || tokens.iter().any(|t| t.expires_at <= now);
         let votes = self.state.store.votes_for_job(id).await.map_err(retry)?;
         let settings = &self.state.settings;
-        let after_vote = settings
+        let target = settings
             .routes
             .iter()
             .find(|r| r.name == message.route)
-            .and_then(|r| r.slack.as_ref())
-            .and_then(|s| s.after_vote)
-            .unwrap_or(settings.slack.after_vote);
+            .and_then(|r| r.slack.as_ref());
+        let after_vote = target.and_then(|s| s.after_vote).unwrap_or(settings.slack.after_vote);
         let view = VotesView {
             job: Some(id),
             route: Some(message.route.clone()),
             after_vote,
             votes: votes.into_iter().map(|v| v.vote).collect(),
             expired,
+            buttons: target.map(|s| s.buttons).unwrap_or_default(),
         };
         let links = links_for_run(&settings.keys, &tokens);
         Ok(render_run_message_with(&payload.event, &message.route, &links, &view))
+    }
+}
+
+impl Workers {
+    /// Submits a rating given through an interactive button, with who gave it. A failure that
+    /// may pass is retried through the queue, and the voter is told once, privately, that the
+    /// rating is being recorded; an expired token ends it, and the voter is told the window
+    /// closed.
+    pub(super) async fn deliver_submission(&self, job: &Job, lease: &mut Lease) -> Outcome {
+        if let Err(outcome) = self
+            .hold_lease(
+                job.id,
+                lease,
+                longest_send(&self.state.settings, JobKind::FeedbackSubmit),
+            )
+            .await
+        {
+            return outcome;
+        }
+        let s = match crate::jobs::SubmissionPayload::deserialize(&job.payload) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Dead(format!("corrupt job payload: {e}")),
+        };
+        let mut body = serde_json::json!({"score": s.score, "metadata": s.metadata});
+        if let Some(value) = &s.value {
+            body["value"] = serde_json::json!(value);
+        }
+        if let Some(comment) = &s.comment {
+            body["comment"] = serde_json::json!(comment);
+        }
+        match self.state.langsmith.submit_body(&s.token_url, &body).await {
+            Ok(()) => {
+                tracing::info!(job = job.id, message_job = s.message_job, route = %job.route, attempt = job.attempts, "rating submitted to LangSmith");
+                Outcome::Sent
+            }
+            Err(crate::langsmith::LangSmithError::Status { status: 404, .. }) => {
+                self.note(
+                    job,
+                    &s,
+                    "closed",
+                    "The rating window for this message has closed; nothing was recorded.",
+                )
+                .await;
+                Outcome::Dead("the token expired before the rating was submitted".into())
+            }
+            Err(e) if e.is_retryable() => {
+                if job.attempts == 1 {
+                    self.note(
+                        job,
+                        &s,
+                        "pending",
+                        "Thanks: LangSmith did not answer yet; your rating is being recorded.",
+                    )
+                    .await;
+                }
+                Outcome::Retry {
+                    after: e.retry_after(),
+                    error: format!("submitting a rating: {e}"),
+                }
+            }
+            Err(e) => Outcome::Dead(format!("submitting a rating: {e}")),
+        }
+    }
+
+    /// Queues a private line to the voter of a submission (once per kind of note and click).
+    async fn note(&self, job: &Job, s: &crate::jobs::SubmissionPayload, what: &str, text: &str) {
+        let Some(url) = &s.response_url else {
+            return;
+        };
+        let note = crate::store::NewJob {
+            kind: JobKind::SlackUpdate,
+            route: job.route.clone(),
+            target: job.target.clone(),
+            run_id: job.run_id,
+            idempotency_key: crate::jobs::note_key(what, &s.action_key),
+            payload: serde_json::to_value(SlackUpdatePayload {
+                message_job: s.message_job,
+                response_url: url.clone(),
+                reply: SlackReply::Private { text: text.into() },
+            })
+            .expect("payload serializes"),
+            due_at: chrono::Utc::now(),
+        };
+        if let Err(e) = self.state.store.enqueue(&[note], &[], chrono::Utc::now()).await {
+            tracing::warn!(job = job.id, error = %e, "cannot queue a note to the voter");
+        }
     }
 }

@@ -107,6 +107,7 @@ fn thumbs() -> KeyLinks {
         score: 1.0,
         value: None,
         style: ButtonStyle::Primary,
+        comment: false,
     }])
 }
 
@@ -168,7 +169,7 @@ proptest! {
         value in proptest::option::of(text()),
         score in any::<f64>(),
     ) {
-        let key = links(vec![Button { label: label.clone(), score, value: value.clone(), style: ButtonStyle::Default }]);
+        let key = links(vec![Button { label: label.clone(), score, value: value.clone(), style: ButtonStyle::Default, comment: false }]);
 
         let link = &key.links[0];
         let token = token();

@@ -386,3 +386,178 @@ async fn hostile_clicks_are_refused_without_effect() {
     );
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
+
+const INTERACTIVE_KEYS: &str = r#"
+[[keys]]
+name = "thumbs_up"
+buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
+
+[[keys]]
+name = "thumbs_down"
+buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
+"#;
+
+async fn interactive_app(slack: &FakeServer, buttons: &str) -> TestApp {
+    let routes = format!(
+        "{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = {{ channel = \"C0123456789\", buttons = \"{buttons}\" }}\n"
+    );
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nlease = \"8s\"\n{routes}",
+        slack.address
+    );
+    spawn_app_with(
+        &toml,
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
+    )
+    .await
+}
+
+/// The embedded service's feedback on the run: (key, score, comment, metadata).
+async fn feedback(app: &TestApp) -> Vec<(String, f64, Option<String>, Value)> {
+    let rows = app.get_json(&format!("/api/v1/feedback?run={RUN}")).await;
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["key"].as_str().unwrap().to_string(),
+                f["score"].as_f64().unwrap(),
+                f["comment"].as_str().map(str::to_string),
+                f["feedback_source"]["metadata"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_feedback(app: &TestApp, n: usize) -> Vec<(String, f64, Option<String>, Value)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = feedback(app).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} feedback rows", got.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn interactive_buttons_submit_once_per_person_with_who_rated_and_a_comment() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let app = interactive_app(&slack, "interactive").await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    assert!(
+        !posted.to_string().contains("/feedback/tokens/"),
+        "interactive buttons carry no URL: {posted}"
+    );
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
+
+    // U1's click: the service submits the rating, saying who gave it.
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let rows = wait_for_feedback(&app, 1).await;
+    assert_eq!((rows[0].0.as_str(), rows[0].1), ("thumbs_up", 1.0));
+    assert_eq!(
+        rows[0].3,
+        json!({"slack_user_id": "U1", "slack_team_id": "T0001", "slack_channel": CHANNEL, "slack_message_ts": "1700000000.000100", "source": "slack"})
+    );
+
+    // U1 again: a private reply, nothing submitted.
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000005.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    let private = loop {
+        if let Some(m) = responses(&slack)
+            .into_iter()
+            .find(|m| m["response_type"] == "ephemeral")
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no private reply: {:?}", responses(&slack));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(private["text"], "You rated this 👍 Helpful already.");
+
+    // U2: recorded.
+    let res = post_interaction(&app, &form(&payload(&slack, "U2", &up, "1700000006.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let rows = wait_for_feedback(&app, 2).await;
+    assert_eq!(rows[1].3["slack_user_id"], "U2");
+
+    // 👎 asks for a comment: a modal opens with the click in its metadata; its submission
+    // records the rating and the comment in one POST.
+    let mut click = payload(&slack, "U3", &down, "1700000007.000001");
+    click["trigger_id"] = json!("trigger-3");
+    assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+    let opened = slack.wait_for("/api/views.open", 1, WAIT).await[0].json();
+    assert_eq!(opened["trigger_id"], "trigger-3");
+    assert_eq!(opened["view"]["callback_id"], "fd_comment");
+    assert_eq!(feedback(&app).await.len(), 2, "nothing submitted until the modal is");
+    let submission = json!({
+        "type": "view_submission",
+        "user": {"id": "U3", "team_id": "T0001"},
+        "view": {
+            "callback_id": "fd_comment",
+            "private_metadata": opened["view"]["private_metadata"],
+            "state": {"values": {"fd_comment": {"comment": {"type": "plain_text_input", "value": "It cited the wrong page."}}}}
+        }
+    });
+    let res = post_interaction(&app, &form(&submission), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "", "an empty body closes the modal");
+    let rows = wait_for_feedback(&app, 3).await;
+    assert_eq!((rows[2].0.as_str(), rows[2].1), ("thumbs_down", 0.0));
+    assert_eq!(rows[2].2.as_deref(), Some("It cited the wrong page."));
+    assert_eq!(rows[2].3["slack_user_id"], "U3");
+
+    // U4 opens the box and cancels (Slack sends no submission): nothing is recorded.
+    let mut click = payload(&slack, "U4", &down, "1700000008.000001");
+    click["trigger_id"] = json!("trigger-4");
+    assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+    slack.wait_for("/api/views.open", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(feedback(&app).await.len(), 3);
+    let job = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
+    let message = job.iter().find(|j| j.kind == JobKind::Slack).unwrap();
+    let voters: Vec<String> = votes(&app, message.id)
+        .await
+        .into_iter()
+        .map(|v| v.vote.voter)
+        .collect();
+    assert_eq!(voters, ["U1", "U2", "U3"]);
+}
+
+#[tokio::test]
+async fn native_feedback_buttons_are_counted_like_interactive_ones() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n[[keys]]\nname = \"helpful\"\nbuttons = [{{ label = \"👍\", score = 1 }}, {{ label = \"👎\", score = 0 }}]\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"C0123456789\", buttons = \"native\" }}\n",
+        slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
+    )
+    .await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let block = posted["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "context_actions")
+        .unwrap_or_else(|| panic!("a context_actions block: {posted}"))
+        .clone();
+    let element = &block["elements"][0];
+    assert_eq!(element["type"], "feedback_buttons");
+    assert_eq!(element["positive_button"]["text"]["text"], "👍");
+    let negative = element["negative_button"]["value"].as_str().unwrap().to_string();
+    let mut click = payload(&slack, "U1", &negative, "1700000001.000001");
+    click["actions"][0]["type"] = json!("feedback_buttons");
+    assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+    let rows = wait_for_feedback(&app, 1).await;
+    assert_eq!((rows[0].0.as_str(), rows[0].1), ("helpful", 0.0));
+    assert_eq!(rows[0].3["slack_user_id"], "U1");
+}

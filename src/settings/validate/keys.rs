@@ -192,6 +192,7 @@ impl Validator {
                 score: b.score,
                 value,
                 style,
+                comment: b.comment,
             });
         }
         out
@@ -209,6 +210,7 @@ fn default_buttons(config: Option<&FeedbackConfig>) -> Result<Vec<Button>, Strin
                 score: c.value,
                 value: c.label.clone(),
                 style: ButtonStyle::Default,
+                comment: false,
             })
             .collect()),
         Some(FeedbackConfig::Continuous { min: Some(min), max: Some(max) }) => {
@@ -224,7 +226,7 @@ fn default_buttons(config: Option<&FeedbackConfig>) -> Result<Vec<Button>, Strin
             Ok((0..count)
                 .map(|i| {
                     let score = lo + i as f64;
-                    Button { label: format_score(score), score, value: None, style: ButtonStyle::Default }
+                    Button { label: format_score(score), score, value: None, style: ButtonStyle::Default, comment: false }
                 })
                 .collect())
         }

@@ -47,6 +47,21 @@ impl Validator {
         let email = self.email(raw.email, secret("SMTP_PASSWORD"));
         let log = self.log(raw.log);
         let keys = self.keys(raw.keys);
+        // A comment box is a Slack modal, opened with the bot token.
+        if let Some(sl) = &slack
+            && sl.mode != crate::settings::SlackMode::Api
+        {
+            for (k, key) in keys.iter().enumerate() {
+                for (b, button) in key.buttons.iter().enumerate() {
+                    if button.comment {
+                        self.fail(
+                            format!("keys[{k}].buttons[{b}].comment"),
+                            "a comment box opens a Slack modal, which needs slack.mode = \"api\" (with SLACK_BOT_TOKEN) and interactive buttons",
+                        );
+                    }
+                }
+            }
+        }
         let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref());
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();

@@ -190,6 +190,21 @@ impl Validator {
                 return None;
             }
         };
+        let buttons = match raw.buttons.as_deref().map(crate::domain::ButtonMode::parse) {
+            None => crate::domain::ButtonMode::default(),
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.fail(format!("{at}.buttons"), e);
+                return None;
+            }
+        };
+        if buttons.submits() && slack.is_some_and(|s| s.signing_secret.is_none()) {
+            self.fail(
+                format!("{at}.buttons"),
+                "interactive buttons send their clicks only to /v1/slack/interactions, which needs SLACK_SIGNING_SECRET (and Interactivity on in the Slack app)",
+            );
+            return None;
+        }
         let channel = raw.channel.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
         if let Some(Err(e)) = channel.as_deref().map(crate::domain::check_channel) {
             self.fail(format!("{at}.channel"), e);
@@ -252,6 +267,7 @@ impl Validator {
             channel: target,
             thread_ts_from,
             after_vote,
+            buttons,
         })
     }
 

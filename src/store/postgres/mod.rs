@@ -367,7 +367,12 @@ impl Store for PgStore {
         .map(|done| done.rows_affected() == 1)
     }
 
-    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_sent(
+        &self,
+        job_ids: &[i64],
+        minted: &[Option<String>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if job_ids.is_empty() {
             return Ok(());
         }

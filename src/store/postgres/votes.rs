@@ -24,6 +24,7 @@ fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
             channel: r.try_get("channel")?,
             message_ts: r.try_get("message_ts")?,
             action_key: r.try_get("action_key")?,
+            once_key: r.try_get("once_key")?,
             at: r.try_get("created_at")?,
         },
     })
@@ -42,8 +43,8 @@ impl PgStore {
         let result = async {
             let mut tx = self.pool.begin().await?;
             let new = sqlx::query(
-                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (action_key) DO NOTHING",
+                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
             )
             .bind(v.job_id)
             .bind(v.run_id.as_uuid())
@@ -58,6 +59,7 @@ impl PgStore {
             .bind(&v.channel)
             .bind(&v.message_ts)
             .bind(&v.action_key)
+            .bind(&v.once_key)
             .bind(v.at)
             .execute(&mut *tx)
             .await?

@@ -25,6 +25,7 @@ fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
             channel: r.try_get("channel")?,
             message_ts: r.try_get("message_ts")?,
             action_key: r.try_get("action_key")?,
+            once_key: r.try_get("once_key")?,
             at: from_ms(r.try_get("created_at")?),
         },
     })
@@ -43,8 +44,8 @@ impl SqliteStore {
         let mut new = false;
         in_transaction!(self, |tx| {
             new = sqlx::query(
-                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (action_key) DO NOTHING",
+                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(v.job_id)
             .bind(v.run_id.to_string())
@@ -59,6 +60,7 @@ impl SqliteStore {
             .bind(&v.channel)
             .bind(&v.message_ts)
             .bind(&v.action_key)
+            .bind(&v.once_key)
             .bind(ms(v.at))
             .execute(&mut *tx)
             .await?
