@@ -220,6 +220,11 @@ pub async fn fake_langsmith_on(port: u16) -> FakeServer {
 /// A recording proxy: forwards every request to `target` and records it, so a test can count
 /// the requests an app sends to a real (embedded) LangSmith service.
 pub async fn recording_proxy(target: String) -> FakeServer {
+    recording_proxy_on(0, target).await
+}
+
+/// Like `recording_proxy`, on a given loopback port (0 = any).
+pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let recorded = requests.clone();
     let client = reqwest::Client::new();
@@ -251,7 +256,7 @@ pub async fn recording_proxy(target: String) -> FakeServer {
             response
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -193,8 +193,10 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
     assert_eq!(post_interaction(&app, &click, None).await.status(), 200);
     assert_eq!(votes(&app, job.id).await.len(), 1);
 
+    // The update reached the endpoint, which hangs past slack.timeout; once it answers, the
+    // update is retried.
+    wait_for_responses(&slack, 1).await;
     hang.store(false, Ordering::SeqCst);
-    // The update that hung is retried once the endpoint answers.
     let first = wait_for_responses(&slack, 2).await.pop().unwrap();
     assert_eq!(first["replace_original"], true);
     let lines = context_lines(&first);
@@ -560,4 +562,184 @@ async fn native_feedback_buttons_are_counted_like_interactive_ones() {
     let rows = wait_for_feedback(&app, 1).await;
     assert_eq!((rows[0].0.as_str(), rows[0].1), ("helpful", 0.0));
     assert_eq!(rows[0].3["slack_user_id"], "U1");
+}
+
+/// Makes the tokens kept with `job` expired, as they are `link_ttl` after the send.
+async fn expire_tokens(app: &TestApp, job: &feedback_dispatch::store::Job) {
+    let mut minted = app
+        .store
+        .job(job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .minted
+        .expect("tokens kept");
+    for token in minted.as_array_mut().unwrap() {
+        token["expires_at"] = json!((chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339());
+    }
+    app.store
+        .mark_sent(&[job.id], &[Some(minted.to_string())], chrono::Utc::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn after_the_links_expire_a_click_shows_so_instead_of_dead_buttons() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let app = app_with(&slack, ROUTES).await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    expire_tokens(&app, &job).await;
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let update = wait_for_responses(&slack, 1).await.remove(0);
+    assert_eq!(update["replace_original"], true);
+    assert!(button(&update, "👍 Helpful").is_none(), "no dead buttons: {update}");
+    assert!(
+        context_lines(&update).contains(&"The rating links of this message have expired.".to_string()),
+        "{:?}",
+        context_lines(&update)
+    );
+    assert!(votes(&app, job.id).await.is_empty(), "an expired click is not a vote");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"feedback_dispatch_votes_total{channel="slack",route="support",key="thumbs_up",outcome="expired"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    // Interactive buttons: the voter is told privately, nothing is submitted.
+    let slack = slack_with_responses(Arc::default()).await;
+    let app = interactive_app(&slack, "interactive").await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    expire_tokens(&app, &job).await;
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let private = wait_for_responses(&slack, 1).await.remove(0);
+    assert_eq!(private["response_type"], "ephemeral");
+    assert!(private["text"].as_str().unwrap().contains("rating window"), "{private}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(feedback(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_recorded() {
+    // The tokens' links point at a port where nothing listens yet: submissions fail (a
+    // refused connection) until a proxy to the LangSmith service opens there.
+    let port = crate::fakes::closed_port();
+    let langsmith = spawn_app_with(
+        KEYS_TOML,
+        env(&[
+            ("LANGSMITH_API_KEY", "lsv2_votes"),
+            (
+                "FEEDBACK_DISPATCH__SERVER__PUBLIC_URL",
+                &format!("http://127.0.0.1:{port}"),
+            ),
+        ]),
+    )
+    .await;
+    let slack = slack_with_responses(Arc::default()).await;
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"200ms\"\nretry_max = \"400ms\"\nmax_attempts = 50\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\", buttons = \"interactive\" }}\n",
+        slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+            ("LANGSMITH_ENDPOINT", &langsmith.address),
+            ("LANGSMITH_API_KEY", "lsv2_votes"),
+        ]),
+    )
+    .await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    let note = loop {
+        if let Some(m) = responses(&slack)
+            .into_iter()
+            .find(|m| m["response_type"] == "ephemeral")
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no private note: {:?}", responses(&slack));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(note["text"].as_str().unwrap().contains("being recorded"), "{note}");
+    assert!(feedback(&langsmith).await.is_empty());
+
+    let _proxy = crate::fakes::recording_proxy_on(port, langsmith.address.clone()).await;
+    let rows = wait_for_feedback(&langsmith, 1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].3["slack_user_id"], "U1");
+    let notes = responses(&slack)
+        .into_iter()
+        .filter(|m| m["response_type"] == "ephemeral")
+        .count();
+    assert_eq!(notes, 1, "the voter is told once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
+    crate::helpers::init();
+    let hang = Arc::new(AtomicBool::new(true));
+    let slack = slack_with_responses(hang.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{}\"\n[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"3s\"\n[workers]\npoll_interval = \"50ms\"\nlease = \"8s\"\n{KEYS_TOML}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\" }}\n",
+        crate::backend::store_url(dir.path(), "votes"),
+        slack.address
+    );
+    let env = [("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)];
+    let (mut child, address, _logs) = crate::serve::start_serve(dir.path(), &config, &env);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{address}/v1/events"))
+        .json(&json!({"run_id": RUN, "outputs": {"answer": "ok"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let body = form(&payload(&slack, "U1", &up, "1700000001.000001"));
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let res = http
+        .post(format!("{address}/v1/slack/interactions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", sign(SECRET, &ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "acked");
+    // The update is on its way (the endpoint hangs) when the process dies.
+    wait_for_responses(&slack, 1).await;
+    assert!(!crate::serve::signal_and_wait(&mut child, "KILL").success());
+    hang.store(false, Ordering::SeqCst);
+    let restarted = Instant::now();
+    let (mut child, _address, _logs) = crate::serve::start_serve(dir.path(), &config, &env);
+    let update = wait_for_responses(&slack, 2).await.remove(1);
+    println!(
+        "the update arrived {:.1} s after the restart (the killed lease ended first)",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert_eq!(update["replace_original"], true);
+    assert!(
+        context_lines(&update).contains(&"👍 Helpful 1 — <@U1>".to_string()),
+        "{:?}",
+        context_lines(&update)
+    );
+    assert!(crate::serve::signal_and_wait(&mut child, "TERM").success());
 }
