@@ -64,11 +64,37 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Who rated what: votes from Slack clicks and email confirmations.
+    Votes {
+        /// What to show.
+        #[command(subcommand)]
+        action: VotesAction,
+    },
     /// Look into the database.
     Store {
         /// What to show.
         #[command(subcommand)]
         action: StoreAction,
+    },
+}
+
+/// `votes` actions.
+#[derive(Debug, Subcommand)]
+pub enum VotesAction {
+    /// Votes, newest first: when, who, what, where.
+    List {
+        /// Only this run's.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -122,6 +148,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             preview(&cli.config, &opts).await
         }
         Command::DeadLetters { action } => dead_letters(&cli.config, action).await,
+        Command::Votes {
+            action:
+                VotesAction::List {
+                    run,
+                    route,
+                    limit,
+                    json,
+                },
+        } => list_votes(&cli.config, run, route, limit, json).await,
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
@@ -179,6 +214,91 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
         keep(r.links),
         r.feedback.map_or_else(|| "kept".to_string(), keep)
     );
+    ExitCode::SUCCESS
+}
+
+async fn list_votes(
+    path: &std::path::Path,
+    run: Option<String>,
+    route: Option<String>,
+    limit: usize,
+    json: bool,
+) -> ExitCode {
+    let run = match run.as_deref().map(crate::domain::RunId::parse).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("--run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let store = match crate::store::open(&settings.store.url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "cannot open the store at {}: {e}",
+                crate::store::redact_url(&settings.store.url)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let votes = match store.votes(run, route.as_deref(), limit).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("cannot read the votes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = votes
+            .iter()
+            .map(|v| {
+                let v = &v.vote;
+                serde_json::json!({
+                    "at": v.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "source": v.source,
+                    "voter": v.voter,
+                    "team": v.team,
+                    "channel": v.channel,
+                    "message_ts": v.message_ts,
+                    "route": v.route,
+                    "run_id": v.run_id.to_string(),
+                    "key": v.key,
+                    "label": v.label,
+                    "score": v.score,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return ExitCode::SUCCESS;
+    }
+    if votes.is_empty() {
+        println!("no votes");
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  run",
+        "when (UTC)", "source", "who", "route", "key", "choice", "channel"
+    );
+    for v in &votes {
+        let v = &v.vote;
+        // Every column may hold text from a payload: none may reach the terminal raw.
+        let shown = escape_controls;
+        println!(
+            "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  {}",
+            v.at.format("%Y-%m-%d %H:%M:%S"),
+            shown(&v.source),
+            shown(&v.voter),
+            shown(&v.route),
+            shown(&v.key),
+            shown(&v.label),
+            shown(v.channel.as_deref().unwrap_or("-")),
+            v.run_id
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -20,3 +20,9 @@ CREATE TABLE votes (
 CREATE INDEX votes_job ON votes (job_id, feedback_key, id);
 CREATE INDEX votes_run ON votes (run_id, id);
 CREATE INDEX votes_created ON votes (created_at);
+
+-- A confirm link is one recipient's: its confirmation is that recipient's vote.
+ALTER TABLE confirm_links ADD COLUMN job_id BIGINT;
+ALTER TABLE confirm_links ADD COLUMN route TEXT;
+ALTER TABLE confirm_links ADD COLUMN run_id UUID;
+ALTER TABLE confirm_links ADD COLUMN recipient TEXT;

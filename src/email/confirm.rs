@@ -6,7 +6,7 @@
 
 use super::render::DigestRun;
 use crate::state::AppState;
-use crate::store::ConfirmLink;
+use crate::store::{ConfirmLink, ConfirmVoter, NewVote};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -79,20 +79,82 @@ pub async fn show_confirmation(State(state): State<AppState>, Path(id): Path<Str
     )
 }
 
-/// `POST`: submits the rating to the presigned URL and thanks the reader.
+/// The vote a confirmation is: one per recipient, run and key.
+fn vote_of(link: &ConfirmLink, voter: &ConfirmVoter) -> NewVote {
+    NewVote {
+        job_id: voter.job_id,
+        run_id: voter.run_id,
+        route: voter.route.clone(),
+        key: link.feedback_key.clone(),
+        choice: 0,
+        label: link.label.clone(),
+        score: link.score,
+        source: "email".into(),
+        voter: voter.recipient.clone(),
+        team: None,
+        channel: None,
+        message_ts: None,
+        action_key: format!("email:{}", link.id),
+        once_key: Some(format!(
+            "email:{}:{}:{}:{}",
+            voter.job_id, voter.run_id, link.feedback_key, voter.recipient
+        )),
+        at: Utc::now(),
+    }
+}
+
+/// `POST`: submits the rating to the presigned URL and thanks the reader. A recipient rates a
+/// key of a run once: a second confirmation (of this button or another of the key) submits
+/// nothing and says the rating is recorded already.
 pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let link = match load(&state, &id).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    match state
-        .langsmith
-        .submit(&link.token_url, link.score, link.value.as_deref())
-        .await
+    let vote = link.voter.as_ref().map(|v| vote_of(&link, v));
+    if let Some(vote) = &vote {
+        match state.store.votes_for_job(vote.job_id).await {
+            Ok(votes) => {
+                if let Some(earlier) = votes.iter().find(|v| v.vote.once_key == vote.once_key) {
+                    state.metrics.vote("email", &vote.route, &vote.key, "duplicate");
+                    return page(
+                        StatusCode::OK,
+                        ConfirmPage {
+                            title: "Your rating is already recorded",
+                            run_name: link.run_name.as_deref(),
+                            message: format!(
+                                "You rated {} “{}” already; nothing more was recorded.",
+                                link.feedback_key, earlier.vote.label
+                            ),
+                            show_form: false,
+                            button: String::new(),
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the votes of a confirm link");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
+            }
+        }
+    }
+    let mut body = serde_json::json!({"score": link.score, "value": link.value});
+    if state.settings.email.identify
+        && let Some(voter) = &link.voter
     {
+        body["metadata"] = serde_json::json!({"email": voter.recipient, "source": "email"});
+    }
+    match state.langsmith.submit_body(&link.token_url, &body).await {
         Ok(()) => {
             if let Err(e) = state.store.mark_confirmed(&id, Utc::now()).await {
                 tracing::warn!(error = %e, "cannot note a confirmation");
+            }
+            if let Some(vote) = &vote {
+                match state.store.record_vote(vote, &[]).await {
+                    Ok(true) => state.metrics.vote("email", &vote.route, &vote.key, "recorded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot keep the vote of a confirmation"),
+                }
             }
             tracing::info!(key = %link.feedback_key, "feedback confirmed from an email");
             page(
@@ -105,6 +167,12 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
                     button: String::new(),
                 },
             )
+        }
+        Err(crate::langsmith::LangSmithError::Status { status: 404, .. }) => {
+            if let Some(vote) = &vote {
+                state.metrics.vote("email", &vote.route, &vote.key, "expired");
+            }
+            not_found()
         }
         Err(e) => {
             tracing::warn!(error = %e, key = %link.feedback_key, "a confirmed rating could not be submitted");
@@ -123,8 +191,15 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
 }
 
 /// Replaces every button URL of `runs` with a confirmation URL on `public_url`, and returns the
-/// links to store.
-pub fn confirm_links(runs: &mut [DigestRun], public_url: &url::Url) -> Vec<ConfirmLink> {
+/// links to store: the links of digest job `job_id` (route `route`) to `recipient`, whose
+/// confirmations are that recipient's votes.
+pub fn confirm_links(
+    runs: &mut [DigestRun],
+    public_url: &url::Url,
+    job_id: i64,
+    route: &str,
+    recipient: &str,
+) -> Vec<ConfirmLink> {
     let mut out = Vec::new();
     for run in runs.iter_mut() {
         for key in run.keys.iter_mut() {
@@ -152,6 +227,12 @@ pub fn confirm_links(runs: &mut [DigestRun], public_url: &url::Url) -> Vec<Confi
                     value,
                     run_name: run.event.run_name.clone(),
                     expires_at: key.expires_at,
+                    voter: Some(ConfirmVoter {
+                        job_id,
+                        route: route.to_string(),
+                        run_id: run.event.run_id,
+                        recipient: recipient.to_string(),
+                    }),
                 });
                 link.url = page;
             }

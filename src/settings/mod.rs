@@ -237,6 +237,9 @@ pub struct EmailSettings {
     pub password: Option<SecretString>,
     /// Where email buttons point.
     pub links: EmailLinks,
+    /// In confirm mode, whether a confirmation tells LangSmith who rated
+    /// (`metadata.email`).
+    pub identify: bool,
 }
 
 /// Where the buttons of an email point.

@@ -108,6 +108,7 @@ pub(super) struct RawEmail {
     pub(super) outbox_dir: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) links: Option<String>,
+    pub(super) identify: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -274,6 +274,22 @@ pub struct ConfirmLink {
     pub run_name: Option<String>,
     /// When the token expires.
     pub expires_at: DateTime<Utc>,
+    /// Whose link it is: a confirmation is that recipient's vote (links made before votes
+    /// were kept have none).
+    pub voter: Option<ConfirmVoter>,
+}
+
+/// The recipient a confirm link was sent to, and what it rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmVoter {
+    /// The digest job that sent it.
+    pub job_id: i64,
+    /// Its route.
+    pub route: String,
+    /// The run rated.
+    pub run_id: RunId,
+    /// The recipient.
+    pub recipient: String,
 }
 
 impl std::fmt::Debug for ConfirmLink {

@@ -145,7 +145,13 @@ impl Workers {
             (digest.created_at, digest.window_end),
         );
         if settings.email.links == crate::settings::EmailLinks::Confirm {
-            let links = crate::email::confirm::confirm_links(&mut content.runs, &self.state.public_url);
+            let links = crate::email::confirm::confirm_links(
+                &mut content.runs,
+                &self.state.public_url,
+                job.id,
+                &job.route,
+                &payload.recipient,
+            );
             if let Err(e) = self.state.store.insert_confirm_links(&links).await {
                 return Outcome::Retry {
                     after: None,

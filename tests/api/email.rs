@@ -398,6 +398,11 @@ async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
     assert_eq!(rows[0]["key"], "correctness");
     assert_eq!(rows[0]["score"], 0.0);
     assert_eq!(rows[0]["value"], "wrong");
+    assert_eq!(
+        rows[0]["feedback_source"]["metadata"],
+        json!({}),
+        "no email unless email.identify"
+    );
 
     let missing = format!("{}/v1/feedback/confirm/{}", app.address, "0".repeat(32));
     assert_eq!(reqwest::get(&missing).await.unwrap().status(), 404);
@@ -407,5 +412,58 @@ async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
             .unwrap()
             .status(),
         404
+    );
+}
+
+#[tokio::test]
+async fn a_recipient_confirms_a_key_once_and_may_be_named_to_langsmith() {
+    let (app, message) = one_outbox_digest(
+        "[email]\nlinks = \"confirm\"\nidentify = true\n",
+        r#""thumbs_up", "correctness""#,
+    )
+    .await;
+    let (html, _) = message.parts();
+    let links: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .filter(|h| h.contains("/v1/feedback/confirm/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(links.len(), 3, "👍, correct, wrong");
+    let run = "a1b2c3d4-0000-4000-8000-000000000001";
+    let feedback = || async {
+        let rows: Value = app.get_json(&format!("/api/v1/feedback?run={run}")).await;
+        rows.as_array().unwrap().clone()
+    };
+    let confirm = |link: String| async move {
+        let res = reqwest::Client::new().post(&link).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    let (status, page) = confirm(links[0].clone()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("feedback was recorded"), "{page}");
+    let rows = feedback().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0]["feedback_source"]["metadata"],
+        json!({"email": "ana@example.com", "source": "email"}),
+        "email.identify names the recipient"
+    );
+    // The same button again, and the other button of a key already rated: nothing more.
+    let (status, page) = confirm(links[0].clone()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("already recorded"), "{page}");
+    let (_, page) = confirm(links[1].clone()).await;
+    assert!(page.contains("feedback was recorded"), "another key: {page}");
+    let (_, page) = confirm(links[2].clone()).await;
+    assert!(page.contains("already recorded"), "{page}");
+    assert_eq!(feedback().await.len(), 2, "one rating per key");
+    let votes = app.store.votes(None, None, 10).await.unwrap();
+    assert_eq!(votes.len(), 2);
+    assert!(
+        votes
+            .iter()
+            .all(|v| v.vote.voter == "ana@example.com" && v.vote.source == "email")
     );
 }

@@ -284,6 +284,38 @@ async fn lock_replaces_only_the_rated_keys_buttons_and_private_leaves_the_messag
     assert_eq!(private["response_type"], "ephemeral");
     assert_eq!(private["replace_original"], false);
     assert!(private["text"].as_str().unwrap().contains("👍 Helpful"), "{private}");
+
+    // `votes list`: who, what, when, where.
+    let list = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+            .args(["votes", "list", "--config"])
+            .arg(app.path("settings.toml"))
+            .args(args)
+            .env_clear()
+            .env("SLACK_BOT_TOKEN", "xoxb-t")
+            .env("SLACK_SIGNING_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let all: Value = serde_json::from_str(&list(&["--json"])).unwrap();
+    let rows = all.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["voter"], "U3", "newest first");
+    assert_eq!(rows[0]["route"], "quiet");
+    assert_eq!(rows[1]["voter"], "U1");
+    assert_eq!(
+        (rows[1]["key"].as_str(), rows[1]["label"].as_str()),
+        (Some("thumbs_up"), Some("👍 Helpful"))
+    );
+    assert_eq!(rows[1]["channel"], CHANNEL);
+    assert_eq!(rows[1]["run_id"], RUN);
+    let support: Value = serde_json::from_str(&list(&["--json", "--route", "support"])).unwrap();
+    assert_eq!(support.as_array().unwrap().len(), 1);
+    let table = list(&["--run", RUN]);
+    assert!(table.lines().next().unwrap().starts_with("when (UTC)"), "{table}");
+    assert!(table.contains("U1") && !table.contains("U3"), "{table}");
 }
 
 #[tokio::test]

@@ -312,6 +312,7 @@ impl Validator {
             timeout: timeout?,
             password,
             links: links?,
+            identify: raw.identify.unwrap_or(false),
         })
     }
 

@@ -555,7 +555,7 @@ impl Store for PgStore {
             return Ok(());
         }
         let mut qb = sqlx::QueryBuilder::<Postgres>::new(
-            "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at) ",
+            "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at, job_id, route, run_id, recipient) ",
         );
         qb.push_values(links, |mut row, l| {
             row.push_bind(l.id.clone())
@@ -565,7 +565,11 @@ impl Store for PgStore {
                 .push_bind(l.score)
                 .push_bind(l.value.clone())
                 .push_bind(l.run_name.clone())
-                .push_bind(l.expires_at);
+                .push_bind(l.expires_at)
+                .push_bind(l.voter.as_ref().map(|v| v.job_id))
+                .push_bind(l.voter.as_ref().map(|v| v.route.clone()))
+                .push_bind(l.voter.as_ref().map(|v| v.run_id.as_uuid()))
+                .push_bind(l.voter.as_ref().map(|v| v.recipient.clone()));
         });
         let done = qb.build().execute(&self.pool).await;
         self.wrote(done, |_| true).map(|_| ())
@@ -573,7 +577,8 @@ impl Store for PgStore {
 
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
         let Some(r) = sqlx::query(
-            "SELECT id, token_url, feedback_key, label, score, value, run_name, expires_at FROM confirm_links WHERE id = $1",
+            "SELECT id, token_url, feedback_key, label, score, value, run_name, expires_at, job_id, route, run_id, recipient
+             FROM confirm_links WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -591,6 +596,20 @@ impl Store for PgStore {
             value: r.try_get("value")?,
             run_name: r.try_get("run_name")?,
             expires_at: r.try_get("expires_at")?,
+            voter: match (
+                r.try_get::<Option<i64>, _>("job_id")?,
+                r.try_get::<Option<String>, _>("route")?,
+                r.try_get::<Option<uuid::Uuid>, _>("run_id")?,
+                r.try_get::<Option<String>, _>("recipient")?,
+            ) {
+                (Some(job_id), Some(route), Some(run), Some(recipient)) => Some(super::ConfirmVoter {
+                    job_id,
+                    route,
+                    run_id: run.into(),
+                    recipient,
+                }),
+                _ => None,
+            },
         }))
     }
 

@@ -493,8 +493,8 @@ impl Store for SqliteStore {
         in_transaction!(self, |tx| {
             for l in links {
                 sqlx::query(
-                    "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at, job_id, route, run_id, recipient)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&l.id)
                 .bind(l.token_url.as_str())
@@ -504,6 +504,10 @@ impl Store for SqliteStore {
                 .bind(&l.value)
                 .bind(&l.run_name)
                 .bind(ms(l.expires_at))
+                .bind(l.voter.as_ref().map(|v| v.job_id))
+                .bind(l.voter.as_ref().map(|v| v.route.clone()))
+                .bind(l.voter.as_ref().map(|v| v.run_id.to_string()))
+                .bind(l.voter.as_ref().map(|v| v.recipient.clone()))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -529,6 +533,20 @@ impl Store for SqliteStore {
             value: r.try_get("value")?,
             run_name: r.try_get("run_name")?,
             expires_at: from_ms(r.try_get("expires_at")?),
+            voter: match (
+                r.try_get::<Option<i64>, _>("job_id")?,
+                r.try_get::<Option<String>, _>("route")?,
+                r.try_get::<Option<String>, _>("run_id")?,
+                r.try_get::<Option<String>, _>("recipient")?,
+            ) {
+                (Some(job_id), Some(route), Some(run), Some(recipient)) => Some(super::ConfirmVoter {
+                    job_id,
+                    route,
+                    run_id: run_id(&run)?,
+                    recipient,
+                }),
+                _ => None,
+            },
         }))
     }
 
