@@ -46,7 +46,7 @@ pub fn cutoff(retention: &Retention, what: Prunable, now: DateTime<Utc>) -> Opti
         Prunable::DeadJobs => retention.dead,
         Prunable::Digests => retention.digests,
         Prunable::ConfirmLinks | Prunable::Tokens => retention.links,
-        Prunable::Feedback => retention.feedback?,
+        Prunable::Feedback | Prunable::Votes => retention.feedback?,
     };
     Some(now - chrono::Duration::from_std(keep).ok()?)
 }
@@ -141,6 +141,7 @@ mod tests {
         assert_eq!(cutoff(&r, Prunable::ConfirmLinks, now), Some(days(1)));
         assert_eq!(cutoff(&r, Prunable::Tokens, now), Some(days(1)));
         assert_eq!(cutoff(&r, Prunable::Feedback, now), None, "the users' data is kept");
+        assert_eq!(cutoff(&r, Prunable::Votes, now), None, "votes too");
         let r = Retention {
             feedback: Some(Duration::from_secs(90 * 86_400)),
             ..r

@@ -405,17 +405,21 @@ pub enum Prunable {
     Tokens,
     /// Embedded-service feedback, by when it was recorded.
     Feedback,
+    /// Votes (who rated what), by when they were recorded: the users' data, kept like
+    /// feedback.
+    Votes,
 }
 
 impl Prunable {
     /// Every kind, in the order the pruner goes through them.
-    pub const ALL: [Prunable; 6] = [
+    pub const ALL: [Prunable; 7] = [
         Prunable::SentJobs,
         Prunable::DeadJobs,
         Prunable::Digests,
         Prunable::ConfirmLinks,
         Prunable::Tokens,
         Prunable::Feedback,
+        Prunable::Votes,
     ];
 }
 

@@ -656,4 +656,13 @@ async fn votes_are_kept_once_per_action_and_once_per_person_with_their_answer_jo
     );
     assert!(s.votes(Some(run(2)), None, 10).await.unwrap().is_empty());
     assert!(s.votes(None, Some("other"), 10).await.unwrap().is_empty());
+    let stats = s.stats().await.unwrap();
+    assert!(stats.rows.iter().any(|r| r.0 == "votes" && r.2 == 3), "{stats:?}");
+    assert_eq!(
+        s.prune(Prunable::Votes, at(10), 100).await.unwrap(),
+        [("votes", 0)],
+        "not before"
+    );
+    assert_eq!(s.prune(Prunable::Votes, at(11), 2).await.unwrap(), [("votes", 2)]);
+    assert_eq!(s.prune(Prunable::Votes, at(11), 100).await.unwrap(), [("votes", 1)]);
 }

@@ -36,6 +36,10 @@ impl PgStore {
                 "ls_feedback",
                 "DELETE FROM ls_feedback WHERE seq IN (SELECT seq FROM ls_feedback WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             ),
+            Prunable::Votes => (
+                "votes",
+                "DELETE FROM votes WHERE id IN (SELECT id FROM votes WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
         let done = self.execute(sqlx::query(sql).bind(before).bind(limit)).await?;
@@ -88,6 +92,10 @@ impl PgStore {
             (
                 "ls_tokens",
                 "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM ls_tokens",
+            ),
+            (
+                "votes",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM votes",
             ),
             (
                 "ls_feedback",

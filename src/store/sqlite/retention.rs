@@ -47,6 +47,11 @@ impl SqliteStore {
                 "DELETE FROM ls_feedback WHERE seq IN (SELECT seq FROM ls_feedback WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
                 Cutoff::Rfc3339,
             ),
+            Prunable::Votes => (
+                "votes",
+                "DELETE FROM votes WHERE id IN (SELECT id FROM votes WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+                Cutoff::Ms,
+            ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
         let query = match cutoff {
@@ -137,6 +142,7 @@ impl SqliteStore {
                 "confirm_links",
                 "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM confirm_links",
             ),
+            ("votes", "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM votes"),
         ] {
             let r = sqlx::query(sql).fetch_one(&self.reader).await?;
             rows.push((table.to_string(), String::new(), r.try_get("n")?, r.try_get("oldest")?));
