@@ -48,6 +48,22 @@ pub struct VoteLabel {
     pub outcome: &'static str,
 }
 
+/// Label: a route (from the settings).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route.
+    pub route: String,
+}
+
+/// Labels: a route and a channel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteChannelLabel {
+    /// The route.
+    pub route: String,
+    /// `slack` or `email`.
+    pub channel: &'static str,
+}
+
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -107,6 +123,10 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Votes, by channel, route, key and outcome.
     pub votes: Family<VoteLabel, Counter>,
+    /// Tokens minted, by route (the funnel's first step).
+    pub route_tokens: Family<RouteLabel, Counter>,
+    /// Messages delivered, by route and channel (the funnel's second step).
+    pub route_messages: Family<RouteChannelLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -133,6 +153,18 @@ impl Metrics {
         let pruned = Family::default();
         let store_bytes = Gauge::default();
         let votes = Family::default();
+        let route_tokens = Family::default();
+        let route_messages = Family::default();
+        registry.register(
+            "route_tokens_minted",
+            "Presigned feedback tokens minted, by route",
+            route_tokens.clone(),
+        );
+        registry.register(
+            "route_messages_sent",
+            "Slack messages and digest emails delivered, by route and channel",
+            route_messages.clone(),
+        );
         registry.register(
             "votes",
             "Votes from Slack clicks and email confirmations, by channel, route, key and outcome",
@@ -199,7 +231,28 @@ impl Metrics {
             pruned,
             store_bytes,
             votes,
+            route_tokens,
+            route_messages,
         }
+    }
+
+    /// Counts tokens minted for `route`.
+    pub fn route_tokens(&self, route: &str, n: usize) {
+        self.route_tokens
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// Counts a message delivered for `route` on `channel`.
+    pub fn route_message(&self, route: &str, channel: &'static str) {
+        self.route_messages
+            .get_or_create(&RouteChannelLabel {
+                route: route.to_string(),
+                channel,
+            })
+            .inc();
     }
 
     /// Counts a vote.

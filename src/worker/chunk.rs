@@ -74,6 +74,7 @@ impl Workers {
                         let mine = c.tokens.as_deref().unwrap_or_default();
                         let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
                         tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
+                        self.state.metrics.route_tokens(&c.job.route, mine.len());
                         let value = serde_json::to_value(mine).expect("tokens serialize");
                         if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&c.job.id) {
                             p.minted = Some(value);

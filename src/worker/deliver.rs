@@ -129,7 +129,13 @@ impl Workers {
             .collect();
         let shown = digest::select_runs(runs, email.max_runs);
         let tokens = match self
-            .digest_tokens(digest.id, digest.minted.as_ref(), &shown.runs, route.link_ttl)
+            .digest_tokens(
+                digest.id,
+                &route.name,
+                digest.minted.as_ref(),
+                &shown.runs,
+                route.link_ttl,
+            )
             .await
         {
             Ok(t) => t,
@@ -204,6 +210,7 @@ impl Workers {
     pub(super) async fn digest_tokens(
         &self,
         digest_id: i64,
+        route: &str,
         kept: Option<&serde_json::Value>,
         runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
         ttl: Duration,
@@ -225,7 +232,7 @@ impl Workers {
                 Ok(Some(d)) if d.minted.as_ref().and_then(usable_tokens).is_some() => {
                     Ok(d.minted.as_ref().and_then(usable_tokens).unwrap_or_default())
                 }
-                Ok(_) => self.mint_for_digest(digest_id, runs, ttl).await,
+                Ok(_) => self.mint_for_digest(digest_id, route, runs, ttl).await,
                 Err(e) => Err(Outcome::Retry {
                     after: None,
                     error: e.to_string(),
@@ -244,6 +251,7 @@ impl Workers {
     pub(super) async fn mint_for_digest(
         &self,
         digest_id: i64,
+        route: &str,
         runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
         ttl: Duration,
     ) -> Result<Vec<MintedToken>, Outcome> {
@@ -261,6 +269,7 @@ impl Workers {
                     .map_err(|e| mint_outcome(&e))?,
             );
         }
+        self.state.metrics.route_tokens(route, tokens.len());
         let value = serde_json::to_value(&tokens).expect("tokens serialize");
         let kept = self
             .state

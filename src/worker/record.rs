@@ -116,6 +116,9 @@ impl Workers {
             if let Some(label) = outcome_label {
                 self.state.metrics.delivery(channel, label);
             }
+            if matches!(outcome, Outcome::Sent) && matches!(job.kind, JobKind::Slack | JobKind::Digest) {
+                self.state.metrics.route_message(&job.route, channel);
+            }
             let minted = minted.as_ref();
             let result = match outcome {
                 Outcome::Sent => {

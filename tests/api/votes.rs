@@ -242,6 +242,15 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
         ),
         "{metrics}"
     );
+    // The funnel of the route: tokens minted → messages sent → votes.
+    assert!(
+        metrics.contains(r#"feedback_dispatch_route_tokens_minted_total{route="support"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"feedback_dispatch_route_messages_sent_total{route="support",channel="slack"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
