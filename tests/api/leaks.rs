@@ -121,11 +121,22 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
     sink.wait_for(1, Duration::from_secs(15)).await;
     wait_for_state(&app, JobState::Sent, 4).await;
 
-    // A click on a link, and a signed interaction.
+    // A click on a link, and the signed interaction Slack sends for it: a vote, and the
+    // message updated through its response URL (itself a credential for a while).
     let (_, link) = buttons(&posts[0].json())[0].clone();
     assert_eq!(reqwest::get(&link).await.unwrap().status(), 200);
+    let value = posts[0].json()["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .map(|b| b["elements"][0]["value"].as_str().unwrap().to_string())
+        .unwrap();
+    let click = crate::votes::payload(&slack, "U0LEAK", &value, "1700000001.000001");
+    let response_url = click["response_url"].as_str().unwrap().to_string();
+    let body = crate::votes::form(&click);
+    let body = body.as_str();
     let ts = chrono::Utc::now().timestamp().to_string();
-    let body = "payload=%7B%7D";
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIGNING_SECRET.as_bytes()).unwrap();
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
@@ -134,11 +145,16 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         .post(format!("{}/v1/slack/interactions", app.address))
         .header("x-slack-request-timestamp", &ts)
         .header("x-slack-signature", &signature)
-        .body(body)
+        .body(body.to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !slack.requests().iter().any(|r| r.path.starts_with("/response")) {
+        assert!(std::time::Instant::now() < deadline, "the message was not updated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Every token minted, with its id and URL.
     let mut tokens = Vec::new();
@@ -162,7 +178,7 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(
-        logs.contains("delivered to Slack") && logs.contains("digest delivered"),
+        logs.contains("delivered to Slack") && logs.contains("digest delivered") && logs.contains("vote recorded"),
         "the logs were captured"
     );
     assert!(
@@ -176,6 +192,7 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         SMTP_PASSWORD,
         INTAKE_SECRET,
         signature.as_str(),
+        response_url.as_str(),
     ] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
