@@ -64,6 +64,18 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// LangSmith's presigned feedback tokens: create or list them.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Feedback through a token, and a run's feedback.
+    Feedback {
+        /// What to do.
+        #[command(subcommand)]
+        action: FeedbackAction,
+    },
     /// Who rated what: votes from Slack clicks and email confirmations.
     Votes {
         /// What to show.
@@ -75,6 +87,109 @@ pub enum Command {
         /// What to show.
         #[command(subcommand)]
         action: StoreAction,
+    },
+}
+
+fn run_arg(s: &str) -> Result<crate::domain::RunId, String> {
+    crate::domain::RunId::parse(s)
+}
+
+fn key_arg(s: &str) -> Result<crate::domain::FeedbackKey, String> {
+    crate::domain::FeedbackKey::parse(s)
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; expected e.g. \"24h\" or \"7d\")"))
+}
+
+fn time_arg(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e}; expected e.g. 2026-12-31T23:59:00Z)"))
+}
+
+fn json_arg(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn config_arg(s: &str) -> Result<crate::domain::FeedbackConfig, String> {
+    serde_json::from_str(s).map_err(|e| {
+        format!("not a feedback_config ({e}; expected e.g. {{\"type\": \"continuous\", \"min\": 1, \"max\": 5}})")
+    })
+}
+
+/// `tokens` actions.
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// Mint presigned tokens for a run, several keys in one request
+    /// (`create_presigned_feedback_tokens`).
+    Create {
+        /// The run.
+        #[arg(long, value_parser = run_arg)]
+        run: crate::domain::RunId,
+        /// A feedback key; repeat for several.
+        #[arg(long = "key", required = true, value_parser = key_arg)]
+        keys: Vec<crate::domain::FeedbackKey>,
+        /// How long the tokens live (e.g. 24h, 7d).
+        #[arg(long, value_parser = duration_arg, conflicts_with = "expires_at")]
+        expires: Option<std::time::Duration>,
+        /// When the tokens stop working (RFC 3339).
+        #[arg(long, value_parser = time_arg)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// LangSmith feedback_config (JSON) for every key.
+        #[arg(long, value_parser = config_arg)]
+        feedback_config: Option<crate::domain::FeedbackConfig>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's tokens (`list_presigned_feedback_tokens`).
+    List {
+        /// The run.
+        #[arg(long, value_parser = run_arg)]
+        run: crate::domain::RunId,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `feedback` actions.
+#[derive(Debug, Subcommand)]
+pub enum FeedbackAction {
+    /// Record feedback through a token (`create_feedback_from_token`, a POST).
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["score", "value", "comment", "correction"])))]
+    Submit {
+        /// The token's id or URL.
+        #[arg(value_name = "TOKEN_OR_URL")]
+        token: String,
+        /// The score.
+        #[arg(long)]
+        score: Option<f64>,
+        /// The value (a category).
+        #[arg(long)]
+        value: Option<String>,
+        /// A comment.
+        #[arg(long)]
+        comment: Option<String>,
+        /// A correction (JSON).
+        #[arg(long, value_parser = json_arg)]
+        correction: Option<serde_json::Value>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's feedback (`list_feedback`).
+    List {
+        /// The run.
+        #[arg(long, value_parser = run_arg)]
+        run: crate::domain::RunId,
+        /// Only this key; repeat for several.
+        #[arg(long = "key", value_parser = key_arg)]
+        keys: Vec<crate::domain::FeedbackKey>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -157,6 +272,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                     json,
                 },
         } => list_votes(&cli.config, run, route, limit, json).await,
+        Command::Tokens { action } => langsmith_command(&cli.config, Call::Tokens(action)).await,
+        Command::Feedback { action } => langsmith_command(&cli.config, Call::Feedback(action)).await,
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
@@ -215,6 +332,82 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
         r.feedback.map_or_else(|| "kept".to_string(), keep)
     );
     ExitCode::SUCCESS
+}
+
+enum Call {
+    Tokens(TokensAction),
+    Feedback(FeedbackAction),
+}
+
+/// The token and feedback commands: a table (or `--json`), or LangSmith's refusal in one line
+/// and exit 1.
+async fn langsmith_command(path: &std::path::Path, call: Call) -> ExitCode {
+    use crate::commands;
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let client = match commands::client(&settings).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (printed, json) = match call {
+        Call::Tokens(TokensAction::Create {
+            run,
+            keys,
+            expires,
+            expires_at,
+            feedback_config,
+            json,
+        }) => {
+            let req = commands::CreateTokens {
+                run,
+                keys,
+                expires,
+                expires_at,
+                feedback_config,
+            };
+            (commands::create_tokens(&client, &req).await, json)
+        }
+        Call::Tokens(TokensAction::List { run, json }) => (commands::list_tokens(&client, run).await, json),
+        Call::Feedback(FeedbackAction::Submit {
+            token,
+            score,
+            value,
+            comment,
+            correction,
+            json,
+        }) => {
+            let s = commands::Submission {
+                token,
+                score,
+                value,
+                comment,
+                correction,
+            };
+            (commands::submit(&client, &s).await, json)
+        }
+        Call::Feedback(FeedbackAction::List { run, keys, json }) => {
+            (commands::list_feedback(&client, run, &keys).await, json)
+        }
+    };
+    match printed {
+        Ok(p) if json => {
+            println!("{}", p.json);
+            ExitCode::SUCCESS
+        }
+        Ok(p) => {
+            print!("{}", p.table());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn list_votes(

@@ -18,6 +18,7 @@
 //!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`].
 
 pub mod cli;
+pub mod commands;
 pub mod domain;
 pub mod email;
 pub mod intake;

@@ -145,7 +145,7 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
         body["metadata"] = serde_json::json!({"email": voter.recipient, "source": "email"});
     }
     match state.langsmith.submit_body(&link.token_url, &body).await {
-        Ok(()) => {
+        Ok(_) => {
             if let Err(e) = state.store.mark_confirmed(&id, Utc::now()).await {
                 tracing::warn!(error = %e, "cannot note a confirmation");
             }

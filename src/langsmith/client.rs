@@ -242,10 +242,16 @@ impl LangSmithClient {
     pub async fn submit(&self, token_url: &url::Url, score: f64, value: Option<&str>) -> Result<(), LangSmithError> {
         self.submit_body(token_url, &serde_json::json!({"score": score, "value": value}))
             .await
+            .map(|_| ())
     }
 
-    /// Submits `body` (`score`, `value`, `comment`, `metadata`, …) through a presigned URL.
-    pub async fn submit_body(&self, token_url: &url::Url, body: &serde_json::Value) -> Result<(), LangSmithError> {
+    /// Submits `body` (`score`, `value`, `comment`, `metadata`, …) through a presigned URL;
+    /// returns LangSmith's answer (JSON, or null).
+    pub async fn submit_body(
+        &self,
+        token_url: &url::Url,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, LangSmithError> {
         let response = self
             .http
             .post(token_url.clone())
@@ -254,15 +260,59 @@ impl LangSmithClient {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
         if (200..300).contains(&status) {
-            return Ok(());
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null));
         }
-        let detail = error_detail(&response.bytes().await.unwrap_or_default());
         Err(LangSmithError::Status {
             status,
-            detail,
+            detail: error_detail(&bytes),
             retry_after: None,
         })
+    }
+
+    /// The URL of `rel` under the API root (`…/api/v1/<rel>`).
+    pub fn api_url(&self, rel: &str) -> url::Url {
+        let mut url = self.tokens_url.clone();
+        let root = url.path().trim_end_matches("/feedback/tokens").to_string();
+        url.set_path(&format!("{root}/{}", rel.trim_start_matches('/')));
+        url
+    }
+
+    /// An authenticated GET of `rel` under the API root with `query`; returns the JSON.
+    pub async fn api_get(&self, rel: &str, query: &[(&str, String)]) -> Result<serde_json::Value, LangSmithError> {
+        let mut url = self.api_url(rel);
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        let mut req = self.http.get(url);
+        if let Some(key) = &self.api_key {
+            req = req.header("x-api-key", key.expose_secret());
+        }
+        if let Some(ws) = &self.workspace_id {
+            req = req.header("X-Tenant-Id", ws);
+        }
+        let response = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            let detail = error_detail(&bytes);
+            return Err(match status {
+                401 | 403 => LangSmithError::Auth {
+                    status,
+                    hint: format!("the API key was refused; check LANGSMITH_API_KEY ({detail})"),
+                },
+                _ => LangSmithError::Status {
+                    status,
+                    detail,
+                    retry_after: None,
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| LangSmithError::InvalidResponse(format!("not JSON: {e}")))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LangSmithError {

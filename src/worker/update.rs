@@ -121,7 +121,7 @@ impl Workers {
             body["comment"] = serde_json::json!(comment);
         }
         match self.state.langsmith.submit_body(&s.token_url, &body).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(job = job.id, message_job = s.message_job, route = %job.route, attempt = job.attempts, "rating submitted to LangSmith");
                 Outcome::Sent
             }

@@ -3,6 +3,7 @@
 mod backend;
 mod browser;
 mod check_config;
+mod commands;
 mod crash;
 mod disk_full;
 mod email;
