@@ -120,6 +120,9 @@ pub struct SubmissionPayload {
     pub metadata: serde_json::Value,
     /// Where to tell the voter privately that the rating is delayed or the window closed.
     pub response_url: Option<url::Url>,
+    /// `false` when the route keeps the trace's retention tier.
+    #[serde(default)]
+    pub extend_trace_retention: Option<bool>,
 }
 
 /// The idempotency key of the submission of one click.

@@ -73,6 +73,27 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
     }
 }
 
+/// Adds `extend_trace_retention=false` to every link, so a click records feedback without
+/// upgrading the trace's retention tier (a route's `extend_trace_retention = false`).
+pub fn keep_trace_retention(keys: &mut [KeyLinks]) {
+    for key in keys {
+        for link in &mut key.links {
+            link.url
+                .query_pairs_mut()
+                .append_pair("extend_trace_retention", "false");
+        }
+    }
+}
+
+/// Whether route `name` extends trace retention (true when it is not configured).
+pub fn extends_retention(settings: &crate::settings::Settings, name: &str) -> bool {
+    settings
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .is_none_or(|r| r.extend_trace_retention)
+}
+
 /// Links for every token that has a configured key, in token order; tokens whose key is no
 /// longer configured (the config changed since minting) are skipped.
 pub fn links_for_run(keys: &[KeySpec], tokens: &[MintedToken]) -> Vec<KeyLinks> {

@@ -145,7 +145,10 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 }
                 None => placeholder_tokens(event.run_id, &specs, route.link_ttl),
             };
-            let links = links_for_run(&settings.keys, &tokens);
+            let mut links = links_for_run(&settings.keys, &tokens);
+            if !route.extend_trace_retention {
+                crate::links::keep_trace_retention(&mut links);
+            }
             let stem = format!("{}-{}", sanitize(&route.name), event.run_id);
             if route.slack.is_some() {
                 let content = render_run_message(event, &route.name, &links);
@@ -306,7 +309,12 @@ pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
             ended_at: None,
         };
         let tokens = placeholder_tokens(event.run_id, &keys, route.link_ttl);
-        let content = render_run_message(&event, &route.name, &links_for_run(&settings.keys, &tokens));
+        // The longest links a route sends, for the URL limits.
+        let mut links = links_for_run(&settings.keys, &tokens);
+        if !route.extend_trace_retention {
+            crate::links::keep_trace_retention(&mut links);
+        }
+        let content = render_run_message(&event, &route.name, &links);
         for problem in check_limits(&content) {
             problems.push((
                 format!("routes[{i}].slack"),

@@ -10,11 +10,13 @@
 
 use arbitrary::{Result, Unstructured};
 use chrono::{DateTime, Utc};
+use feedback_dispatch::domain::{AfterVote, ButtonMode};
 use feedback_dispatch::domain::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, RunStatus, Source};
 use feedback_dispatch::email::render::{DigestContent, DigestRun, render_digest};
 use feedback_dispatch::langsmith::MintedToken;
 use feedback_dispatch::links::{KeyLinks, key_links};
-use feedback_dispatch::slack::render::{check_limits, render_run_message};
+use feedback_dispatch::slack::render::{VotesView, check_limits, render_run_message, render_run_message_with};
+use feedback_dispatch::store::NewVote;
 use feedback_dispatch_fuzz::html_tags;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -81,6 +83,15 @@ fuzz_target!(|data: &[u8]| {
         let content = render_run_message(&run.event, &route, &run.keys);
         let problems = check_limits(&content);
         assert!(problems.is_empty(), "Slack limits broken: {problems:?}");
+        check_slack_strings(&serde_json::to_value(&content).expect("a message serializes"), false);
+        // The same message after votes, in every mode: still within Slack's limits, and the
+        // only markup added is a mention of a voter.
+        let Ok(view) = votes_view(&mut u, &run.keys, &route) else {
+            continue;
+        };
+        let content = render_run_message_with(&run.event, &route, &run.keys, &view);
+        let problems = check_limits(&content);
+        assert!(problems.is_empty(), "Slack limits broken after votes: {problems:?}");
         check_slack_strings(&serde_json::to_value(&content).expect("a message serializes"), false);
     }
 
@@ -173,6 +184,7 @@ fn key(u: &mut Unstructured, index: usize) -> Result<KeyLinks> {
                 score: u.arbitrary()?,
                 value: optional_text(u)?,
                 style: *u.choose(&[ButtonStyle::Primary, ButtonStyle::Danger, ButtonStyle::Default])?,
+                comment: u.arbitrary()?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -193,6 +205,46 @@ fn key(u: &mut Unstructured, index: usize) -> Result<KeyLinks> {
         buttons,
     };
     Ok(key_links(&spec, &token))
+}
+
+/// Votes on `keys` by voters with Slack-like ids or arbitrary text, in any mode.
+fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<VotesView> {
+    let mut votes = Vec::new();
+    for _ in 0..count(u, 6, 40)? {
+        let Some(key) = (!keys.is_empty()).then(|| u.choose(keys)).transpose()? else {
+            break;
+        };
+        let voter = if u.arbitrary()? {
+            format!("U{}", u.int_in_range(0..=99_999u32)?)
+        } else {
+            text(u)?
+        };
+        votes.push(NewVote {
+            job_id: 1,
+            run_id: RunId::from(uuid::Uuid::from_u128(1)),
+            route: route.to_string(),
+            key: key.key.to_string(),
+            choice: u.int_in_range(0..=key.links.len().saturating_sub(1) as u32)?,
+            label: text(u)?,
+            score: u.arbitrary()?,
+            source: "slack".into(),
+            voter,
+            team: None,
+            channel: None,
+            message_ts: None,
+            action_key: String::new(),
+            once_key: None,
+            at: time(u)?,
+        });
+    }
+    Ok(VotesView {
+        job: Some(u.arbitrary()?),
+        route: Some(route.to_string()),
+        after_vote: *u.choose(&[AfterVote::Tally, AfterVote::Lock, AfterVote::Private, AfterVote::None])?,
+        votes,
+        expired: u.arbitrary()?,
+        buttons: *u.choose(&[ButtonMode::Link, ButtonMode::Interactive, ButtonMode::Native])?,
+    })
 }
 
 /// Longest text a repeated piece makes: past Slack's 3,000-character section and the email's
@@ -281,11 +333,18 @@ fn check_brackets(s: &str) {
                 && stamp.trim_start_matches('-').chars().all(|c| c.is_ascii_digit())
                 && rest.starts_with("{date_short_pretty} {time}|")
         });
+        // A voter, as the tally and the lock name them.
+        let mention = inner
+            .strip_prefix('@')
+            .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()));
         let link = inner.strip_suffix("|Open in LangSmith").is_some_and(|url| {
             (url.starts_with("https://") || url.starts_with("http://"))
                 && !url.contains(|c: char| c.is_whitespace() || c == '|')
         });
-        assert!(date || link, "markup from the run: <{inner:.200}> in {s:.300?}");
+        assert!(
+            date || link || mention,
+            "markup from the run: <{inner:.200}> in {s:.300?}"
+        );
         rest = &tail[close + 1..];
     }
     assert!(!rest.contains('>'), "a stray '>' in {s:.300?}");

@@ -23,6 +23,11 @@ pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;
 
+/// `true`, for serde defaults.
+fn yes() -> bool {
+    true
+}
+
 /// Compares without stopping at the first differing byte (the length may leak; a secret's
 /// length is not what protects it).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

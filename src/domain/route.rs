@@ -267,6 +267,10 @@ pub struct Route {
     pub slack: Option<SlackTarget>,
     /// Email digest destination.
     pub email: Option<EmailTarget>,
+    /// When false, links and submissions carry `extend_trace_retention=false`, so feedback does
+    /// not move the trace to LangSmith's longer (and dearer) retention tier.
+    #[serde(default = "super::yes")]
+    pub extend_trace_retention: bool,
 }
 
 #[cfg(test)]

@@ -139,6 +139,11 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
         }
     }
     let mut body = serde_json::json!({"score": link.score, "value": link.value});
+    if let Some(voter) = &link.voter
+        && !crate::links::extends_retention(&state.settings, &voter.route)
+    {
+        body["extend_trace_retention"] = serde_json::json!(false);
+    }
     if state.settings.email.identify
         && let Some(voter) = &link.voter
     {

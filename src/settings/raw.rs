@@ -167,6 +167,7 @@ pub(super) struct RawRoute {
     pub(super) continue_matching: bool,
     pub(super) slack: Option<RawSlackTarget>,
     pub(super) email: Option<RawEmailTarget>,
+    pub(super) extend_trace_retention: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -456,6 +456,7 @@ async fn submit(
             comment: comment.filter(|c| !c.is_empty()),
             metadata,
             response_url: ctx.respond_to.clone(),
+            extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
         })
         .expect("payload serializes"),
         due_at: Utc::now(),

@@ -46,7 +46,10 @@ impl Workers {
                 Err(_) => return Outcome::Defer(Duration::from_secs(1)),
             }
         }
-        let links = links_for_run(&self.state.settings.keys, tokens);
+        let mut links = links_for_run(&self.state.settings.keys, tokens);
+        if !crate::links::extends_retention(&self.state.settings, &job.route) {
+            crate::links::keep_trace_retention(&mut links);
+        }
         let buttons = self
             .state
             .settings
@@ -150,6 +153,11 @@ impl Workers {
             &settings.keys,
             (digest.created_at, digest.window_end),
         );
+        if !route.extend_trace_retention {
+            for run in &mut content.runs {
+                crate::links::keep_trace_retention(&mut run.keys);
+            }
+        }
         if settings.email.links == crate::settings::EmailLinks::Confirm {
             let links = crate::email::confirm::confirm_links(
                 &mut content.runs,

@@ -88,7 +88,10 @@ impl Workers {
             expired,
             buttons: target.map(|s| s.buttons).unwrap_or_default(),
         };
-        let links = links_for_run(&settings.keys, &tokens);
+        let mut links = links_for_run(&settings.keys, &tokens);
+        if !crate::links::extends_retention(settings, &message.route) {
+            crate::links::keep_trace_retention(&mut links);
+        }
         Ok(render_run_message_with(&payload.event, &message.route, &links, &view))
     }
 }
@@ -119,6 +122,9 @@ impl Workers {
         }
         if let Some(comment) = &s.comment {
             body["comment"] = serde_json::json!(comment);
+        }
+        if let Some(extend) = s.extend_trace_retention {
+            body["extend_trace_retention"] = serde_json::json!(extend);
         }
         match self.state.langsmith.submit_body(&s.token_url, &body).await {
             Ok(_) => {

@@ -99,6 +99,14 @@ pub(super) async fn submit_by_query(
             )
         })?),
     };
+    // LangSmith's retention switch: accepted (this service has no retention tiers), but only
+    // as a boolean.
+    if get("extend_trace_retention").is_some_and(|v| !matches!(v.as_str(), "true" | "false")) {
+        return Err(ApiError::unprocessable(
+            vec![json!("query"), json!("extend_trace_retention")],
+            "extend_trace_retention must be true or false",
+        ));
+    }
     let submission = Submission {
         score,
         value: get("value").map(|v| query_value(&v)),
@@ -176,6 +184,12 @@ pub(super) async fn submit_by_json(
             ));
         }
     };
+    if non_null("extend_trace_retention").is_some_and(|v| !v.is_boolean()) {
+        return Err(ApiError::unprocessable(
+            vec![json!("body"), json!("extend_trace_retention")],
+            "extend_trace_retention must be a boolean",
+        ));
+    }
     let submission = Submission {
         score,
         value,

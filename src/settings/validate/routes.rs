@@ -103,6 +103,7 @@ impl Validator {
                     continue_matching: r.continue_matching,
                     slack: slack_target,
                     email: email_target,
+                    extend_trace_retention: r.extend_trace_retention.unwrap_or(true),
                 });
             }
         }
