@@ -467,3 +467,57 @@ async fn a_recipient_confirms_a_key_once_and_may_be_named_to_langsmith() {
             .all(|v| v.vote.voter == "ana@example.com" && v.vote.source == "email")
     );
 }
+
+#[tokio::test]
+async fn without_extending_trace_retention_every_link_says_so_and_still_records() {
+    let slack = crate::fakes::fake_slack().await;
+    let app = spawn_app_with(
+        &format!(
+            "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\", \"correctness\"]\nextend_trace_retention = false\nslack = {{ channel = \"C0123456789\" }}\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n",
+            slack.address
+        ),
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t")]),
+    )
+    .await;
+    assert_eq!(app.post_json("/v1/events", &event(1, "x")).await.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, Duration::from_secs(15)).await[0].json();
+    let slack_links: Vec<String> = crate::slack::buttons(&posted).into_iter().map(|(_, url)| url).collect();
+    assert_eq!(slack_links.len(), 3, "👍, correct, wrong");
+    close_window(&app).await;
+    wait_for_state(&app, JobState::Sent, 2).await;
+    let files: Vec<_> = std::fs::read_dir(app.path("outbox/mail"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let message = Received {
+        to: vec![],
+        data: std::fs::read(&files[0]).unwrap(),
+    };
+    let (html, text) = message.parts();
+    let mail_links: Vec<String> = html_links(&html).into_iter().chain(text_links(&text)).collect();
+    assert_eq!(
+        mail_links.len(),
+        6,
+        "three in the HTML, three in the text: {mail_links:?}"
+    );
+    for link in slack_links.iter().chain(&mail_links) {
+        let url = url::Url::parse(link).unwrap();
+        assert!(
+            url.query_pairs()
+                .any(|(k, v)| k == "extend_trace_retention" && v == "false"),
+            "{link}"
+        );
+    }
+    let res = app.fetch(&slack_links[0]).await;
+    assert_eq!(res.status(), 200, "the link still records");
+    let rows: Value = app
+        .get_json("/api/v1/feedback?run=a1b2c3d4-0000-4000-8000-000000000001")
+        .await;
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    let bad = format!(
+        "{}&extend_trace_retention=maybe",
+        slack_links[1].split("&extend_trace_retention").next().unwrap()
+    );
+    assert_eq!(app.fetch(&bad).await.status(), 422, "only a boolean");
+}
