@@ -35,6 +35,7 @@ fn button(label: &str, score: f64, value: Option<&str>, style: ButtonStyle) -> B
 fn typical_keys() -> Vec<KeySpec> {
     vec![
         KeySpec {
+            question: None,
             key: key("thumbs"),
             feedback_config: None,
             buttons: vec![
@@ -43,6 +44,7 @@ fn typical_keys() -> Vec<KeySpec> {
             ],
         },
         KeySpec {
+            question: None,
             key: key("correctness"),
             feedback_config: None,
             buttons: vec![
@@ -57,6 +59,7 @@ fn typical_keys() -> Vec<KeySpec> {
 /// A 1–5 score key: the most buttons a default configuration gives one key.
 fn five_button_key() -> KeySpec {
     KeySpec {
+        question: None,
         key: key("user_score"),
         feedback_config: None,
         buttons: (1..=5)

@@ -35,6 +35,8 @@ impl std::fmt::Debug for FeedbackLink {
 pub struct KeyLinks {
     /// The key.
     pub key: FeedbackKey,
+    /// What readers are asked ([`KeySpec::question`]).
+    pub question: String,
     /// Its buttons, in configured order.
     pub links: Vec<FeedbackLink>,
     /// When the token stops working.
@@ -68,6 +70,7 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
         .collect();
     KeyLinks {
         key: spec.key.clone(),
+        question: spec.question(),
         links,
         expires_at: token.expires_at,
     }
@@ -138,6 +141,7 @@ mod tests {
     #[test]
     fn categorical_labels_are_percent_encoded() {
         let spec = KeySpec {
+            question: None,
             key: FeedbackKey::parse("correctness").unwrap(),
             feedback_config: None,
             buttons: vec![Button {

@@ -200,6 +200,7 @@ fn key(u: &mut Unstructured, index: usize) -> Result<KeyLinks> {
         expires_at: time(u)?,
     };
     let spec = KeySpec {
+        question: optional_text(u)?,
         key,
         feedback_config: None,
         buttons,
@@ -244,6 +245,7 @@ fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<Vo
         votes,
         expired: u.arbitrary()?,
         buttons: *u.choose(&[ButtonMode::Link, ButtonMode::Interactive, ButtonMode::Native])?,
+        show_route: u.arbitrary()?,
     })
 }
 

@@ -13,6 +13,16 @@ const MAX_KEY_LEN: usize = 128;
 pub struct FeedbackKey(String);
 
 impl FeedbackKey {
+    /// `user_score` → "User score": keys are identifiers, readers are people.
+    pub fn readable(&self) -> String {
+        let spaced = self.0.replace(['_', '-'], " ");
+        let mut chars = spaced.trim().chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => self.0.clone(),
+        }
+    }
+
     /// A key is 1–128 characters of letters, digits, `_`, `-`, `.` or `:`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
@@ -132,6 +142,17 @@ pub struct KeySpec {
     pub feedback_config: Option<FeedbackConfig>,
     /// The buttons, in display order (never empty after validation).
     pub buttons: Vec<Button>,
+    /// What readers are asked, shown above the buttons (default: the key's name made
+    /// readable); keys of a message that ask the same question share one row of buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+}
+
+impl KeySpec {
+    /// The question shown above the key's buttons.
+    pub fn question(&self) -> String {
+        self.question.clone().unwrap_or_else(|| self.key.readable())
+    }
 }
 
 /// Formats a score the way a person writes it in a URL: `1`, `0`, `0.5`, `-2`.
@@ -156,6 +177,7 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
             style: ButtonStyle::Primary,
             comment: false,
         }],
+        question: None,
     }
 }
 

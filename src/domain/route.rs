@@ -271,6 +271,9 @@ pub struct Route {
     /// not move the trace to LangSmith's longer (and dearer) retention tier.
     #[serde(default = "super::yes")]
     pub extend_trace_retention: bool,
+    /// Show the route's name in its messages (`show = { route = true }`); readers rarely need it.
+    #[serde(default)]
+    pub show_route: bool,
 }
 
 #[cfg(test)]

@@ -184,7 +184,12 @@ pub fn sample_content() -> DigestContent {
                 }
             })
             .collect();
-        KeyLinks { key, links, expires_at }
+        KeyLinks {
+            question: key.readable(),
+            key,
+            links,
+            expires_at,
+        }
     };
     let thumbs = |token| {
         key(

@@ -4,7 +4,7 @@
 
 use super::render::{DigestContent, DigestRun};
 use crate::domain::text::{UNNAMED_RUN, clean_block, non_blank, one_line};
-use crate::domain::{ButtonStyle, FeedbackKey, RunStatus, cut};
+use crate::domain::{ButtonStyle, RunStatus, cut};
 use crate::links::{FeedbackLink, KeyLinks};
 use chrono::{DateTime, Utc};
 
@@ -228,7 +228,7 @@ impl RunCard {
             meta,
             excerpts,
             run_url: e.run_url.as_deref().and_then(|u| web_url(u, e.run_url_trusted)),
-            keys: run.keys.iter().filter_map(KeyRow::new).collect(),
+            keys: merge_questions(run.keys.iter().filter_map(KeyRow::new).collect()),
         }
     }
 }
@@ -238,7 +238,7 @@ impl KeyRow {
     pub(super) fn new(key: &KeyLinks) -> Option<Self> {
         let buttons: Vec<ButtonView> = key.links.iter().filter_map(ButtonView::new).collect();
         (!buttons.is_empty()).then(|| KeyRow {
-            label: key_label(&key.key),
+            label: key.question.clone(),
             buttons,
         })
     }
@@ -325,14 +325,16 @@ fn expiry_text(at: DateTime<Utc>, sent: DateTime<Utc>) -> String {
     format!("Feedback links expire in {distance}, on {when}.")
 }
 
-/// `user_score` → "User score": keys are identifiers, the card speaks to people.
-fn key_label(key: &FeedbackKey) -> String {
-    let spaced = key.as_str().replace(['_', '-'], " ");
-    let mut chars = spaced.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => key.as_str().to_string(),
+/// Keys in a row that ask the same question share one row of buttons.
+fn merge_questions(rows: Vec<KeyRow>) -> Vec<KeyRow> {
+    let mut out: Vec<KeyRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.label == row.label => last.buttons.extend(row.buttons),
+            _ => out.push(row),
+        }
     }
+    out
 }
 
 /// The URL, normalised, when it parses as http(s); anything else (`javascript:`, `data:`, a

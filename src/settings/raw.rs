@@ -125,6 +125,7 @@ pub(super) struct RawKey {
     pub(super) feedback_config: Option<RawFeedbackConfig>,
     #[serde(default)]
     pub(super) buttons: Option<Vec<RawButton>>,
+    pub(super) question: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +169,13 @@ pub(super) struct RawRoute {
     pub(super) slack: Option<RawSlackTarget>,
     pub(super) email: Option<RawEmailTarget>,
     pub(super) extend_trace_retention: Option<bool>,
+    pub(super) show: Option<RawShow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShow {
+    pub(super) route: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -67,6 +67,8 @@ pub struct VotesView {
     pub expired: bool,
     /// How the buttons work.
     pub buttons: ButtonMode,
+    /// Show the route's name (`show = { route = true }`).
+    pub show_route: bool,
 }
 
 impl VotesView {
@@ -86,6 +88,9 @@ impl VotesView {
 
 /// Most voters a tally names; the rest are counted.
 const MAX_VOTERS_SHOWN: usize = 20;
+
+/// Longest question shown above a row of buttons.
+const MAX_QUESTION_CHARS: usize = 150;
 
 /// Longest text of a side of Slack's `feedback_buttons`.
 const MAX_FEEDBACK_BUTTON_TEXT: usize = 75;
@@ -132,14 +137,21 @@ pub fn render_run_message_with(
     if let Some(error) = non_blank(event.error.as_deref()) {
         blocks.push(excerpt_block("Error", error));
     }
-    blocks.push(context_block(event, route, keys));
+    blocks.extend(context_block(event, view.show_route.then_some(route), keys));
 
-    let groups: Vec<Vec<SlackBlock>> = keys
-        .iter()
-        .enumerate()
-        .map(|(index, key)| key_blocks(index, key, keys.len() > 1, view))
-        .filter(|group| !group.is_empty())
-        .collect();
+    // Keys in a row that ask the same question share a row of buttons.
+    let mut groups: Vec<Vec<SlackBlock>> = Vec::new();
+    let mut first = 0;
+    while first < keys.len() {
+        let end = (first + 1..keys.len())
+            .find(|&i| keys[i].question != keys[first].question)
+            .unwrap_or(keys.len());
+        let group = question_blocks(first, &keys[first..end], view);
+        if !group.is_empty() {
+            groups.push(group);
+        }
+        first = end;
+    }
     let needed: usize = groups.iter().map(Vec::len).sum();
     if blocks.len() + needed <= MAX_BLOCKS {
         blocks.extend(groups.into_iter().flatten());
@@ -388,7 +400,7 @@ fn defuse_fences(text: &str) -> String {
     out
 }
 
-fn context_block(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackBlock {
+fn context_block(event: &RunEvent, route: Option<&str>, keys: &[KeyLinks]) -> Option<SlackBlock> {
     let mut elements: Vec<SlackContextBlockElement> = Vec::new();
     if let Some((url, label)) = event
         .run_url
@@ -411,8 +423,11 @@ fn context_block(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> SlackBlock
             .into(),
         );
     }
-    elements.push(mrkdwn(format!("Route `{}`", escape_cut(&one_line(route), MAX_FIELD_VALUE))).into());
-    SlackContextBlock::new(elements).into()
+    if let Some(route) = route {
+        elements.push(mrkdwn(format!("Route `{}`", escape_cut(&one_line(route), MAX_FIELD_VALUE))).into());
+    }
+    // Slack refuses a context block without elements.
+    (!elements.is_empty()).then(|| SlackContextBlock::new(elements).into())
 }
 
 /// The run URL as it may appear inside `<…|label>`, with its label, or `None` when it must not
@@ -440,100 +455,143 @@ fn run_link_target(raw: &str, trusted: bool) -> Option<(String, String)> {
     ))
 }
 
-/// The actions blocks of one key: its buttons in chunks of 25, labelled with the key name when
-/// the message has several keys (with one key the buttons speak for themselves). Empty when no
-/// button is usable.
-fn key_blocks(index: usize, key: &KeyLinks, labelled: bool, view: &VotesView) -> Vec<SlackBlock> {
-    let votes = view.latest(key.key.as_str());
-    let mut blocks = Vec::new();
-    if labelled {
-        let name = escape_mrkdwn(key.key.as_str());
-        blocks.push(SlackContextBlock::new(vec![mrkdwn(format!("Rate *{name}*")).into()]).into());
-    }
+/// The blocks of keys in a row that ask the same question: the question, then one row of their
+/// buttons (in chunks of 25), then per key what the votes show (a tally, who locked it). Empty
+/// when no key has a usable button and nothing is to be said of it.
+fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView) -> Vec<SlackBlock> {
     let note = |text: String| -> SlackBlock { SlackContextBlock::new(vec![mrkdwn(text).into()]).into() };
+    let question = escape_cut(&one_line(&group[0].question), MAX_QUESTION_CHARS);
+    let mut row: Vec<SlackActionBlockElement> = Vec::new();
+    let mut after: Vec<SlackBlock> = Vec::new();
+    let mut native: Option<SlackBlock> = None;
+    for (offset, key) in group.iter().enumerate() {
+        let index = first + offset;
+        let votes = view.latest(key.key.as_str());
+        let tally = (!votes.is_empty() && view.after_vote == AfterVote::Tally).then(|| note(tally_line(key, &votes)));
+        if view.expired {
+            after.extend(tally);
+            continue;
+        }
+        if view.after_vote == AfterVote::Lock
+            && let Some(first_vote) = view.votes.iter().find(|v| v.key == key.key.as_str())
+        {
+            let label = key.links.get(first_vote.choice as usize).map_or_else(
+                || escape_mrkdwn(&first_vote.label),
+                |l| escape_mrkdwn(&one_line(&l.label)),
+            );
+            let by = mention(&first_vote.voter).unwrap_or_else(|| "someone".into());
+            after.push(note(format!("Rated {label} by {by}")));
+            continue;
+        }
+        if group.len() == 1
+            && let Some(block) = native_block(index, key, view)
+        {
+            native = Some(block);
+        } else {
+            row.extend(key_buttons(index, key, view));
+        }
+        after.extend(tally);
+    }
     if view.expired {
-        if !votes.is_empty() && view.after_vote == AfterVote::Tally {
-            blocks.push(note(tally_line(key, &votes)));
-        }
-        blocks.push(note("The rating links of this message have expired.".to_string()));
-        return blocks;
+        after.push(note("The rating links of this message have expired.".to_string()));
     }
-    if view.after_vote == AfterVote::Lock
-        && let Some(first) = view.votes.iter().find(|v| v.key == key.key.as_str())
-    {
-        let label = key
-            .links
-            .get(first.choice as usize)
-            .map_or_else(|| escape_mrkdwn(&first.label), |l| escape_mrkdwn(&one_line(&l.label)));
-        let by = mention(&first.voter).unwrap_or_else(|| "someone".into());
-        blocks.push(note(format!("Rated {label} by {by}")));
-        return blocks;
+    if row.is_empty() && native.is_none() && after.is_empty() {
+        return Vec::new();
     }
-    // The value names the job, route, key and choice, so a click that Slack forwards
-    // (Interactivity) can be counted; never the token.
-    let value_of = |button: usize| {
-        let (job, route) = (view.job?, view.route.as_deref()?);
-        let value = ButtonValue {
-            job,
-            route: route.to_string(),
-            key: key.key.as_str().to_string(),
-            choice: button,
-        }
-        .encode();
-        (value.len() <= MAX_BUTTON_VALUE).then_some(value)
-    };
-    let label_of = |label: &str, max: usize| {
-        // Labels come from the operator's config, not from the run, and plain_text is not
-        // parsed for mentions: only control characters are dropped, so "Q&A" stays "Q&A".
-        let label: String = label.chars().filter(|&c| Escaped::of(c).is_some()).collect();
-        let label = cut_chars(&one_line(&label), max);
-        if label.is_empty() { "…".to_string() } else { label }
-    };
-    let submits = view.buttons.submits() && view.job.is_some();
-    if submits
-        && view.buttons == ButtonMode::Native
-        && let [positive, negative] = key.links.as_slice()
-        && let (Some(up), Some(down)) = (value_of(0), value_of(1))
-    {
-        // Slack's own feedback control: its two sides carry the values; no URL, no style.
-        let item = |link: &crate::links::FeedbackLink, value: String| SlackFeedbackButtonItem {
-            text: SlackBlockPlainTextOnly::from(label_of(&link.label, MAX_FEEDBACK_BUTTON_TEXT)),
-            value,
-            accessibility_label: None,
-        };
-        let element = SlackBlockFeedbackButtonsElement {
-            action_id: Some(SlackActionId(format!("fd:{index}:feedback"))),
-            positive_button: item(positive, up),
-            negative_button: item(negative, down),
+    let mut blocks = vec![note(format!("*{question}*"))];
+    blocks.extend(native);
+    for (chunk, elements) in row.chunks(MAX_ACTIONS_ELEMENTS).enumerate() {
+        let block_id = if chunk == 0 {
+            format!("fd_key_{first}")
+        } else {
+            format!("fd_key_{first}_{chunk}")
         };
         blocks.push(
-            SlackContextActionsBlock {
-                block_id: Some(SlackBlockId(format!("fd_key_{index}"))),
-                elements: vec![element.into()],
-            }
-            .into(),
+            SlackActionsBlock::new(elements.to_vec())
+                .with_block_id(SlackBlockId(block_id))
+                .into(),
         );
-        if !votes.is_empty() && view.after_vote == AfterVote::Tally {
-            blocks.push(note(tally_line(key, &votes)));
-        }
-        return blocks;
     }
-    let buttons: Vec<SlackActionBlockElement> = key
-        .links
+    blocks.extend(after);
+    blocks
+}
+
+/// The value a button of `key` carries: the job, route, key and choice, so a click that Slack
+/// forwards (Interactivity) can be counted; never the token.
+fn button_value(key: &KeyLinks, button: usize, view: &VotesView) -> Option<String> {
+    let (job, route) = (view.job?, view.route.as_deref()?);
+    let value = ButtonValue {
+        job,
+        route: route.to_string(),
+        key: key.key.as_str().to_string(),
+        choice: button,
+    }
+    .encode();
+    (value.len() <= MAX_BUTTON_VALUE).then_some(value)
+}
+
+/// A button label from the operator's config: plain_text is not parsed for mentions, so only
+/// control characters are dropped ("Q&A" stays "Q&A").
+fn button_label(label: &str, max: usize) -> String {
+    let label: String = label.chars().filter(|&c| Escaped::of(c).is_some()).collect();
+    let label = cut_chars(&one_line(&label), max);
+    if label.is_empty() { "…".to_string() } else { label }
+}
+
+/// Whether the view's buttons submit through this service (no URL).
+fn submits(view: &VotesView) -> bool {
+    view.buttons.submits() && view.job.is_some()
+}
+
+/// Slack's own feedback control for a key of exactly two buttons in native mode: its two sides
+/// carry the values; no URL, no style.
+fn native_block(index: usize, key: &KeyLinks, view: &VotesView) -> Option<SlackBlock> {
+    if !submits(view) || view.buttons != ButtonMode::Native {
+        return None;
+    }
+    let [positive, negative] = key.links.as_slice() else {
+        return None;
+    };
+    let (up, down) = (button_value(key, 0, view)?, button_value(key, 1, view)?);
+    let item = |link: &crate::links::FeedbackLink, value: String| SlackFeedbackButtonItem {
+        text: SlackBlockPlainTextOnly::from(button_label(&link.label, MAX_FEEDBACK_BUTTON_TEXT)),
+        value,
+        accessibility_label: None,
+    };
+    let element = SlackBlockFeedbackButtonsElement {
+        action_id: Some(SlackActionId(format!("fd:{index}:feedback"))),
+        positive_button: item(positive, up),
+        negative_button: item(negative, down),
+    };
+    Some(
+        SlackContextActionsBlock {
+            block_id: Some(SlackBlockId(format!("fd_key_{index}"))),
+            elements: vec![element.into()],
+        }
+        .into(),
+    )
+}
+
+/// The buttons of one key: link buttons, or in interactive mode buttons without a URL.
+fn key_buttons(index: usize, key: &KeyLinks, view: &VotesView) -> Vec<SlackActionBlockElement> {
+    let submits = submits(view);
+    key.links
         .iter()
         .enumerate()
         // A URL over Slack's limit cannot be sent, and a cut one would submit the wrong thing.
         .filter(|(_, link)| submits || chars(link.url.as_str()) <= MAX_BUTTON_URL)
         .map(|(button, link)| {
-            let label = label_of(&link.label, MAX_BUTTON_TEXT);
             // Position-based ids are short, unique per message, and reveal nothing of the token.
-            let mut element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(label))
-                .with_action_id(SlackActionId(format!("fd:{index}:{button}")));
+            let mut element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(button_label(
+                &link.label,
+                MAX_BUTTON_TEXT,
+            )))
+            .with_action_id(SlackActionId(format!("fd:{index}:{button}")));
             // Interactive buttons carry no URL: their clicks come only to this service.
             if !submits {
                 element = element.with_url(link.url.clone());
             }
-            if let Some(value) = value_of(button) {
+            if let Some(value) = button_value(key, button, view) {
                 element = element.with_value(value);
             }
             let element = match link.style {
@@ -543,26 +601,7 @@ fn key_blocks(index: usize, key: &KeyLinks, labelled: bool, view: &VotesView) ->
             };
             element.into()
         })
-        .collect();
-    if buttons.is_empty() {
-        return Vec::new();
-    }
-    for (chunk, elements) in buttons.chunks(MAX_ACTIONS_ELEMENTS).enumerate() {
-        let block_id = if chunk == 0 {
-            format!("fd_key_{index}")
-        } else {
-            format!("fd_key_{index}_{chunk}")
-        };
-        blocks.push(
-            SlackActionsBlock::new(elements.to_vec())
-                .with_block_id(SlackBlockId(block_id))
-                .into(),
-        );
-    }
-    if !votes.is_empty() && view.after_vote == AfterVote::Tally {
-        blocks.push(note(tally_line(key, &votes)));
-    }
-    blocks
+        .collect()
 }
 
 /// "<run> (<project>) finished: <status> — rate it in Slack": what notifications and clients
@@ -744,8 +783,10 @@ mod tests {
     }
 
     fn key(name: &str, links: Vec<FeedbackLink>, expires_hour: u32) -> KeyLinks {
+        let key = FeedbackKey::parse(name).unwrap();
         KeyLinks {
-            key: FeedbackKey::parse(name).unwrap(),
+            question: key.readable(),
+            key,
             links,
             expires_at: Utc.with_ymd_and_hms(2026, 9, 5, expires_hour, 15, 0).unwrap(),
         }
@@ -910,8 +951,12 @@ mod tests {
             context[1],
             format!("Links expire <!date^{nine_fifteen}^{{date_short_pretty}} {{time}}|2026-09-05 09:15 UTC>")
         );
-        assert!(context.contains(&"Rate *thumbs_up*".to_string()));
-        assert!(context.contains(&"Rate *correctness*".to_string()));
+        assert!(context.contains(&"*Thumbs up*".to_string()), "{context:?}");
+        assert!(context.contains(&"*Correctness*".to_string()), "{context:?}");
+        assert!(
+            !context.iter().any(|c| c.contains("Route")),
+            "the route is not shown by default"
+        );
 
         let actions = actions(&content);
         assert_eq!(actions.len(), 2);
@@ -938,18 +983,48 @@ mod tests {
     }
 
     #[test]
-    fn a_single_key_is_not_labelled_and_a_failed_run_shows_output_and_error() {
+    fn a_single_key_asks_its_question_and_a_failed_run_shows_output_and_error() {
         let mut run = event();
         run.status = RunStatus::Error;
         run.error = Some("ValueError: boom".into());
 
         let content = render_run_message(&run, "support", &[thumbs(1, 9)]);
 
-        assert!(!context_texts(&content).iter().any(|t| t.starts_with("Rate")));
+        assert!(context_texts(&content).contains(&"*Thumbs up*".to_string()));
         let sections = section_texts(&content);
         assert!(sections[1].starts_with("*Output*"));
         assert_eq!(sections[2], "*Error*\n```\nValueError: boom\n```");
         assert!(content.text.unwrap().contains("finished: error"));
+    }
+
+    #[test]
+    fn keys_asking_the_same_question_share_one_row_and_the_route_shows_only_when_asked() {
+        let mut up = thumbs(1, 9);
+        let mut down = key(
+            "thumbs_down",
+            vec![link("thumbs_down", 2, "👎", 0.0, ButtonStyle::Danger)],
+            9,
+        );
+        up.question = "Was this answer helpful?".into();
+        down.question = "Was this answer helpful?".into();
+        let view = VotesView {
+            show_route: true,
+            ..Default::default()
+        };
+        let content = render_run_message_with(&event(), "support", &[up, down], &view);
+        let context = context_texts(&content);
+        assert_eq!(
+            context.iter().filter(|c| *c == "*Was this answer helpful?*").count(),
+            1,
+            "{context:?}"
+        );
+        assert!(context.contains(&"Route `support`".to_string()), "{context:?}");
+        let actions = actions(&content);
+        assert_eq!(actions.len(), 1, "one row");
+        let row = buttons(actions[0]);
+        let labels: Vec<String> = row.iter().map(|b| plain_only_text(&b.text)).collect();
+        assert_eq!(labels, ["👍", "👎", "👎"]);
+        assert_eq!(row[2].action_id, Some(SlackActionId("fd:1:0".into())));
     }
 
     #[test]

@@ -50,19 +50,15 @@ impl Workers {
         if !crate::links::extends_retention(&self.state.settings, &job.route) {
             crate::links::keep_trace_retention(&mut links);
         }
-        let buttons = self
-            .state
-            .settings
-            .routes
-            .iter()
-            .find(|r| r.name == job.route)
-            .and_then(|r| r.slack.as_ref())
-            .map(|s| s.buttons)
-            .unwrap_or_default();
+        let route = self.state.settings.routes.iter().find(|r| r.name == job.route);
         let view = crate::slack::render::VotesView {
             job: Some(job.id),
             route: Some(job.route.clone()),
-            buttons,
+            buttons: route
+                .and_then(|r| r.slack.as_ref())
+                .map(|s| s.buttons)
+                .unwrap_or_default(),
+            show_route: route.is_some_and(|r| r.show_route),
             ..Default::default()
         };
         let content = crate::slack::render::render_run_message_with(&payload.event, &job.route, &links, &view);

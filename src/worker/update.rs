@@ -74,11 +74,8 @@ impl Workers {
         let expired = tokens.is_empty() || tokens.iter().any(|t| t.expires_at <= now);
         let votes = self.state.store.votes_for_job(id).await.map_err(retry)?;
         let settings = &self.state.settings;
-        let target = settings
-            .routes
-            .iter()
-            .find(|r| r.name == message.route)
-            .and_then(|r| r.slack.as_ref());
+        let route = settings.routes.iter().find(|r| r.name == message.route);
+        let target = route.and_then(|r| r.slack.as_ref());
         let after_vote = target.and_then(|s| s.after_vote).unwrap_or(settings.slack.after_vote);
         let view = VotesView {
             job: Some(id),
@@ -87,6 +84,7 @@ impl Workers {
             votes: votes.into_iter().map(|v| v.vote).collect(),
             expired,
             buttons: target.map(|s| s.buttons).unwrap_or_default(),
+            show_route: route.is_some_and(|r| r.show_route),
         };
         let mut links = links_for_run(&settings.keys, &tokens);
         if !crate::links::extends_retention(settings, &message.route) {

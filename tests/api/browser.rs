@@ -2,7 +2,7 @@
 //! `target/test-artifacts/`), then, driven through chromedriver, clicks a button whose link
 //! records the feedback in the embedded LangSmith service.
 
-use crate::helpers::{KEYS_TOML, env, spawn_app_with};
+use crate::helpers::{env, spawn_app_with};
 use crate::slack::wait_for_state;
 use crate::smtp::Received;
 use feedback_dispatch::store::JobState;
@@ -98,9 +98,27 @@ impl Driver {
 async fn a_digest_renders_in_chromium_and_a_click_on_a_button_records_feedback() {
     require(CHROMIUM);
     require(CHROMEDRIVER);
-    let routes = "[[routes]]\nname = \"reviewers\"\nkeys = [\"thumbs_up\", \"user_score\", \"correctness\"]\nemail = { to = [\"ana@example.com\"], every = \"1h\" }\n";
+    let routes = "[[routes]]\nname = \"reviewers\"\nkeys = [\"thumbs_up\", \"thumbs_down\", \"user_score\", \"correctness\"]\nemail = { to = [\"ana@example.com\"], every = \"1h\" }\n";
+    // The default config's keys: 👍 and 👎 ask one question, so they share a row.
+    let keys = r#"
+[[keys]]
+name = "thumbs_up"
+question = "Was this answer helpful?"
+buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
+[[keys]]
+name = "thumbs_down"
+question = "Was this answer helpful?"
+buttons = [{ label = "👎 Not helpful", score = 0, style = "danger" }]
+[[keys]]
+name = "user_score"
+question = "How good was the answer, from 1 to 5?"
+feedback_config = { type = "continuous", min = 1, max = 5 }
+[[keys]]
+name = "correctness"
+feedback_config = { type = "categorical", categories = [{ value = 1, label = "correct" }, { value = 0, label = "wrong" }] }
+"#;
     let app = spawn_app_with(
-        &format!("[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n{routes}"),
+        &format!("[workers]\npoll_interval = \"50ms\"\n{keys}\n{routes}"),
         env(&[]),
     )
     .await;
@@ -127,6 +145,13 @@ async fn a_digest_renders_in_chromium_and_a_click_on_a_button_records_feedback()
         data: std::fs::read(eml).unwrap(),
     }
     .parts();
+    assert_eq!(
+        html.matches("Was this answer helpful?").count(),
+        1,
+        "one question for 👍 and 👎"
+    );
+    assert!(html.contains("How good was the answer, from 1 to 5?"));
+    assert!(html.contains("Correctness"), "a key without a question shows its name");
     let page = artifacts().join("digest.html");
     std::fs::write(&page, &html).unwrap();
 

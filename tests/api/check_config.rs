@@ -60,6 +60,7 @@ fn broken_config_files_are_rejected_with_the_path_and_the_expectation() {
         ("sample out of range", format!("{KEY}[[routes]]\nname = \"r\"\nmatch = {{ sample = 2.0 }}\nslack = {{ channel = \"C1\" }}\n"), &["routes[0].match.sample", "0.0 to 1.0"]),
         ("channel_from outside metadata", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel_from = \"inputs.channel\" }}\n"), &["routes[0].slack.channel_from", "metadata path"]),
         ("duplicate key", format!("{KEY}{KEY}"), &["keys[1].name", "defined twice"]),
+        ("a blank question", "[[keys]]\nname = \"k\"\nquestion = \" \"\nbuttons = [{ label = \"x\", score = 1 }]\n".into(), &["keys[0].question", "1 to 150 characters"]),
         ("unknown after_vote", "[slack]\nafter_vote = \"loud\"\n".into(), &["slack.after_vote", "\"tally\", \"lock\", \"private\" or \"none\""]),
         ("unknown after_vote on a route", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\", after_vote = \"shout\" }}\n"), &["routes[0].slack.after_vote", "not a choice"]),
         ("unknown button mode", format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\", buttons = \"radio\" }}\n"), &["routes[0].slack.buttons", "\"link\", \"interactive\" or \"native\""]),

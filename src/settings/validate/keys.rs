@@ -48,10 +48,21 @@ impl Validator {
                     }
                 },
             };
+            let question = match key.question.map(|q| q.trim().to_string()) {
+                Some(q) if q.is_empty() || q.chars().count() > 150 || q.chars().any(char::is_control) => {
+                    self.fail(
+                        format!("{at}.question"),
+                        "expected one line of 1 to 150 characters (e.g. \"Was this answer helpful?\")",
+                    );
+                    continue;
+                }
+                q => q,
+            };
             out.push(KeySpec {
                 key: name,
                 feedback_config: config,
                 buttons,
+                question,
             });
         }
         out

@@ -104,6 +104,7 @@ impl Validator {
                     slack: slack_target,
                     email: email_target,
                     extend_trace_retention: r.extend_trace_retention.unwrap_or(true),
+                    show_route: r.show.and_then(|s| s.route).unwrap_or(false),
                 });
             }
         }
