@@ -106,6 +106,9 @@ fn refused(why: String) -> NotCounted {
     NotCounted::Refused(why)
 }
 
+/// Longest a click waits for its message's send to be recorded (well within Slack's 3 s).
+const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_millis(1_500);
+
 /// The `callback_id` of the comment modal.
 const COMMENT_VIEW: &str = "fd_comment";
 
@@ -189,15 +192,26 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
         .value
         .as_ref()
         .ok_or_else(|| refused("the button's value is not one this service writes".into()))?;
-    let job = match state.store.job(value.job).await {
-        Ok(Some(job)) if job.kind == JobKind::Slack => job,
-        Ok(_) => {
-            return Err(refused(format!(
-                "the value names job {}, not a Slack message",
-                value.job
-            )));
+    // A click can come before the worker that sent the message has recorded it, with its
+    // tokens (the message is in Slack the moment the post returns): wait a moment for that.
+    let deadline = tokio::time::Instant::now() + RECORDING_WAIT;
+    let job = loop {
+        match state.store.job(value.job).await {
+            Ok(Some(job)) if job.kind == JobKind::Slack => {
+                let recording = job.minted.is_none() && job.state == crate::store::JobState::Leased;
+                if !recording || tokio::time::Instant::now() >= deadline {
+                    break job;
+                }
+            }
+            Ok(_) => {
+                return Err(refused(format!(
+                    "the value names job {}, not a Slack message",
+                    value.job
+                )));
+            }
+            Err(e) => return Err(NotCounted::Store(format!("cannot read the job: {e}"))),
         }
-        Err(e) => return Err(NotCounted::Store(format!("cannot read the job: {e}"))),
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     };
     if job.route != value.route {
         return Err(refused(format!(

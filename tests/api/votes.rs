@@ -784,3 +784,30 @@ async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
     );
     assert!(crate::serve::signal_and_wait(&mut child, "TERM").success());
 }
+
+#[tokio::test]
+async fn a_click_that_comes_before_the_send_is_recorded_still_counts() {
+    // Slack answers the post a moment after it has the message: a quick reader can click
+    // before the worker has recorded the job as sent, with its tokens.
+    let slow = FakeServer::start(|req| {
+        let ok = Reply::json(
+            200,
+            json!({"ok": true, "channel": CHANNEL, "ts": "1700000000.000100", "message": {"ts": "1700000000.000100"}}),
+        );
+        if req.path.ends_with("chat.postMessage") {
+            ok.delayed(Duration::from_millis(700))
+        } else {
+            ok
+        }
+    })
+    .await;
+    let app = interactive_app(&slow, "interactive").await;
+    post_run(&app, RUN, "support-bot").await;
+    // The post has reached Slack; its answer (and so the recording) is still to come.
+    let posted = slow.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slow, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let rows = wait_for_feedback(&app, 1).await;
+    assert_eq!(rows[0].3["slack_user_id"], "U1");
+}
