@@ -294,8 +294,9 @@ fn time(u: &mut Unstructured) -> Result<DateTime<Utc>> {
     Ok(DateTime::from_timestamp(seconds, 0).unwrap_or_default())
 }
 
-/// Walks the message JSON: outside button labels (operator config, shown as plain text), every
-/// `<` starts one of the renderer's own constructs, and no control or bidi character is left.
+/// Walks the message JSON (but button values: opaque data Slack hands back on a click, never
+/// shown): outside button labels (operator config, shown as plain text), every `<` starts one
+/// of the renderer's own constructs, and no control or bidi character is left.
 fn check_slack_strings(value: &Value, button_label: bool) {
     match value {
         Value::String(s) => {
@@ -312,7 +313,14 @@ fn check_slack_strings(value: &Value, button_label: bool) {
         Value::Object(map) => {
             let is_button = map.get("type").and_then(Value::as_str) == Some("button");
             for (k, v) in map {
-                check_slack_strings(v, button_label || (is_button && k == "text"));
+                // A button's `value` is opaque data Slack hands back on a click, never shown or
+                // parsed as mrkdwn (it is JSON naming the route, which may hold any text).
+                if k == "value" && v.is_string() {
+                    continue;
+                }
+                // The two sides of Slack's feedback_buttons are labelled in plain text too.
+                let label = (is_button && k == "text") || k == "positive_button" || k == "negative_button";
+                check_slack_strings(v, button_label || label);
             }
         }
         _ => {}
@@ -339,8 +347,15 @@ fn check_brackets(s: &str) {
         let mention = inner
             .strip_prefix('@')
             .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()));
-        let link = inner.strip_suffix("|Open in LangSmith").is_some_and(|url| {
-            (url.starts_with("https://") || url.starts_with("http://"))
+        // The run link: "Open in LangSmith" for a trusted host, "Open run (host)" for another.
+        let link = inner.rsplit_once('|').is_some_and(|(url, label)| {
+            let label_ok = label == "Open in LangSmith"
+                || label
+                    .strip_prefix("Open run (")
+                    .and_then(|h| h.strip_suffix(')'))
+                    .is_some_and(|host| !host.is_empty() && !host.contains(['<', '>', '|', '(', ')']));
+            label_ok
+                && (url.starts_with("https://") || url.starts_with("http://"))
                 && !url.contains(|c: char| c.is_whitespace() || c == '|')
         });
         assert!(
