@@ -126,6 +126,7 @@ fn typical_run() -> RunEvent {
                 .single()
                 .expect("valid date"),
         ),
+        fields: None,
     }
 }
 

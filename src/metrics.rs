@@ -25,6 +25,13 @@ pub struct RoutingLabel {
     pub outcome: &'static str,
 }
 
+/// Label: what a redaction replaced.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedactionLabel {
+    /// `email`, `phone`, `card`, `secret`, or `pattern` for a configured expression.
+    pub kind: &'static str,
+}
+
 /// Labels: a delivery attempt's channel and outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabel {
@@ -117,6 +124,8 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// Slack channels taken from runs that failed the channel check.
     pub refused_channels: Counter,
+    /// Texts replaced by redaction at intake, by kind.
+    pub redactions: Family<RedactionLabel, Counter>,
     /// Rows the pruner deleted, by table.
     pub pruned: Family<TableLabel, Counter>,
     /// Bytes of the database in use (refreshed at each scrape).
@@ -150,6 +159,7 @@ impl Metrics {
         let smtp_seconds = latency_histogram();
         let dead_letters = Counter::default();
         let refused_channels = Counter::default();
+        let redactions = Family::default();
         let pruned = Family::default();
         let store_bytes = Gauge::default();
         let votes = Family::default();
@@ -206,6 +216,11 @@ impl Metrics {
             refused_channels.clone(),
         );
         registry.register(
+            "redactions",
+            "Matches replaced by redaction at intake, by kind (counted, never kept)",
+            redactions.clone(),
+        );
+        registry.register(
             "pruned",
             "Rows deleted by the pruner past their retention, by table",
             pruned.clone(),
@@ -228,6 +243,7 @@ impl Metrics {
             smtp_seconds,
             dead_letters,
             refused_channels,
+            redactions,
             pruned,
             store_bytes,
             votes,

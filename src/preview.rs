@@ -36,19 +36,41 @@ pub struct PreviewOptions {
     pub screenshot: bool,
 }
 
+/// Reads an event file: the payload as JSON.
+pub fn read_event_file(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+fn is_agent_server(value: &Value) -> bool {
+    value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some())
+}
+
 /// Parses any of the three intake payloads.
 pub fn parse_event_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<RunEvent>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let events = if value.get("runs").is_some() {
-        crate::intake::parse_rule_webhook(&value, &settings.langsmith.ui_url)
-    } else if value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some())
-    {
-        crate::intake::parse_agent_server(&value).map(|e| vec![e])
+    parse_payload(&read_event_file(path)?, settings).with_context(|| format!("{} is not a valid event", path.display()))
+}
+
+/// Parses any of the three intake payloads, told apart by their shape.
+pub fn parse_payload(value: &Value, settings: &Settings) -> Result<Vec<RunEvent>, crate::intake::IntakeError> {
+    if value.get("runs").is_some() {
+        crate::intake::parse_rule_webhook(value, &settings.langsmith.ui_url)
+    } else if is_agent_server(value) {
+        crate::intake::parse_agent_server(value).map(|e| vec![e])
     } else {
-        crate::intake::parse_generic(&value)
-    };
-    events.with_context(|| format!("{} is not a valid event", path.display()))
+        crate::intake::parse_generic(value)
+    }
+}
+
+/// The inputs and outputs of each run of any of the three payloads, as `parse_payload` orders them.
+pub fn payload_parts(value: &Value) -> Vec<crate::domain::RunParts<'_>> {
+    if value.get("runs").is_some() {
+        crate::intake::rule_parts(value)
+    } else if is_agent_server(value) {
+        vec![crate::intake::agent_server_parts(value)]
+    } else {
+        crate::intake::generic_parts(value)
+    }
 }
 
 /// Placeholder tokens for `keys`, expiring `ttl` from now.
@@ -86,7 +108,10 @@ pub fn block_kit_builder_link(request: &Value) -> String {
 /// Renders every matching route's output for the event file; prints it or writes it to `out`.
 pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<String> {
     use std::fmt::Write;
-    let events = parse_event_file(&opts.event, settings)?;
+    let payload = read_event_file(&opts.event)?;
+    let events =
+        parse_payload(&payload, settings).with_context(|| format!("{} is not a valid event", opts.event.display()))?;
+    let parts = payload_parts(&payload);
     let minter = if opts.mint {
         let base = match &settings.langsmith.endpoint {
             LangSmithEndpoint::Remote(u) => u.clone(),
@@ -110,8 +135,9 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut report = String::new();
-    for event in &events {
-        let event = &crate::routing::with_link_trust(event, settings);
+    for (i, event) in events.iter().enumerate() {
+        let routed = &crate::routing::with_link_trust(event, settings);
+        let run_parts = parts.get(i).copied().unwrap_or_default();
         let routes: Vec<&Route> = match &opts.route {
             Some(name) => vec![
                 settings
@@ -120,15 +146,17 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                     .find(|r| &r.name == name)
                     .with_context(|| format!("no route named {name:?}"))?,
             ],
-            None => matching_routes(event, &settings.routes),
+            None => matching_routes(routed, &settings.routes),
         };
         if routes.is_empty() {
-            let _ = writeln!(report, "run {}: no route takes it", event.run_id);
+            let _ = writeln!(report, "run {}: no route takes it", routed.run_id);
             continue;
         }
         for route in routes {
-            let matched = route.matcher.matches(event);
-            let keys = keys_for(route, event, settings);
+            let matched = route.matcher.matches(routed);
+            let keys = keys_for(route, routed, settings);
+            // What the route would store and show: its fields, redacted.
+            let event = &crate::routing::shown_event(route, routed, &run_parts, &mut Default::default());
             let _ = writeln!(
                 report,
                 "run {} → route {:?}{}: keys {}",
@@ -157,7 +185,7 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
                 }
                 let msg = OutgoingMessage {
                     route: route.name.clone(),
-                    channel: channel_for(route, event),
+                    channel: channel_for(route, routed),
                     thread_ts: None,
                     content,
                     file_stem: stem.clone(),
@@ -307,6 +335,7 @@ pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
             feedback_keys: vec![],
             started_at: None,
             ended_at: None,
+            fields: None,
         };
         let tokens = placeholder_tokens(event.run_id, &keys, route.link_ttl);
         // The longest links a route sends, for the URL limits.

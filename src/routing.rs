@@ -2,7 +2,7 @@
 //! route takes a run unless it says `continue`; sampling is decided by the run id, so a re-sent
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
-use crate::domain::{ChannelChoice, FeedbackKey, Route, RunEvent, SlackChannel};
+use crate::domain::{ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel};
 use crate::jobs::{DigestRunPayload, SlackJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
@@ -24,6 +24,8 @@ pub struct Plan {
     /// Slack channels taken from runs that failed the channel check (the route's own channel
     /// was used instead, or the run skipped when it has none).
     pub refused_channels: usize,
+    /// What the routes' redaction replaced, per kind.
+    pub redactions: RedactCounts,
 }
 
 /// What intake reports back.
@@ -111,8 +113,24 @@ pub fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
     event
 }
 
-/// Plans the jobs for `events`.
+/// What `route` stores and shows of `event`: the texts its `show` chooses from the payload,
+/// then its redaction over every text, so the job holds only what may be shown.
+pub fn shown_event(route: &Route, event: &RunEvent, parts: &RunParts<'_>, counts: &mut RedactCounts) -> RunEvent {
+    let mut shown = event.clone();
+    route.show.apply(&mut shown, event, parts);
+    route.redact.redact_event(&mut shown, counts);
+    shown
+}
+
+/// Plans the jobs for `events` (without their payloads' `inputs` and `outputs`: a route's
+/// `show` paths into them fall back to the excerpts).
 pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Plan {
+    plan_with(events, &[], settings, now)
+}
+
+/// Plans the jobs for `events`, `parts[i]` being the payload parts of `events[i]` (`show`
+/// reads them; missing entries are empty).
+pub fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &Settings, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan {
         events: events.len(),
         ..Plan::default()
@@ -120,15 +138,18 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
     for (i, event) in events.iter().enumerate() {
         // Whether the run's link may be labelled "Open in LangSmith" is decided here, once, for
         // every intake and for preview.
-        let event = &with_link_trust(event, settings);
-        for route in matching_routes(event, &settings.routes) {
-            let keys = keys_for(route, event, settings);
+        let routed = &with_link_trust(event, settings);
+        let run_parts = parts.get(i).copied().unwrap_or_default();
+        for route in matching_routes(routed, &settings.routes) {
+            let keys = keys_for(route, routed, settings);
             if keys.is_empty() {
-                tracing::warn!(route = %route.name, run_id = %event.run_id, "route has no feedback keys for this run (none configured on the route, none usable in the event); skipped");
+                tracing::warn!(route = %route.name, run_id = %routed.run_id, "route has no feedback keys for this run (none configured on the route, none usable in the event); skipped");
                 continue;
             }
+            // Routing reads the run as sent; what is stored is what the route shows.
+            let event = &shown_event(route, routed, &run_parts, &mut plan.redactions);
             if let Some(slack) = &route.slack {
-                let choice = slack.channel.resolve(event);
+                let choice = slack.channel.resolve(routed);
                 let (Ok(ChannelChoice { refused, .. }) | Err(ChannelChoice { refused, .. })) = &choice;
                 if *refused {
                     plan.refused_channels += 1;
@@ -151,7 +172,7 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
                     thread_ts: slack
                         .thread_ts_from
                         .as_ref()
-                        .and_then(|p| p.resolve(event))
+                        .and_then(|p| p.resolve(routed))
                         .filter(|ts| {
                             let valid = is_thread_ts(ts);
                             if !valid {

@@ -166,6 +166,7 @@ fn run(u: &mut Unstructured) -> Result<DigestRun> {
         feedback_keys: Vec::new(),
         started_at: None,
         ended_at: Some(time(u)?),
+        fields: None,
     };
     // Usually a few keys; sometimes up to 60, so the 50-block limit is reached as well as missed.
     let keys = (0..count(u, 3, 60)?).map(|i| key(u, i)).collect::<Result<Vec<_>>>()?;

@@ -136,6 +136,10 @@ pub struct RunEvent {
     pub started_at: Option<DateTime<Utc>>,
     /// When the run ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// The fields the route chose to show (`show.fields`), read at intake; `None` shows the
+    /// tags, as before routes could choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<super::ShownField>>,
 }
 
 /// The text a person would read from a run's inputs or outputs: the last message of a chat

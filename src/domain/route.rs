@@ -274,6 +274,12 @@ pub struct Route {
     /// Show the route's name in its messages (`show = { route = true }`); readers rarely need it.
     #[serde(default)]
     pub show_route: bool,
+    /// What its messages show of a run (`show = { input, output, fields }`).
+    #[serde(default)]
+    pub show: super::Show,
+    /// What is redacted from its runs at intake: its own `redact`, else `[redact] rules`.
+    #[serde(default)]
+    pub redact: super::Redactor,
 }
 
 #[cfg(test)]

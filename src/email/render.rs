@@ -158,6 +158,7 @@ pub fn sample_content() -> DigestContent {
             feedback_keys: Vec::new(),
             started_at: Some(sample_time(2026, 11, 30, 8, minute - 1)),
             ended_at: Some(sample_time(2026, 11, 30, 8, minute)),
+            fields: None,
         }
     };
     let key = |token: u128, name: &str, buttons: &[(&str, f64, Option<&str>, ButtonStyle)]| {

@@ -52,7 +52,7 @@ pub(super) struct RunCard {
     pub(super) status: &'static str,
     pub(super) badge: Palette,
     /// Label and value pairs: project, end time, tags, run id.
-    pub(super) meta: Vec<(&'static str, String)>,
+    pub(super) meta: Vec<(String, String)>,
     pub(super) excerpts: Vec<Excerpt>,
     /// Linked only when it is an http(s) URL: (URL, label).
     pub(super) run_url: Option<(String, String)>,
@@ -199,14 +199,28 @@ impl RunCard {
             .unwrap_or_else(|| UNNAMED_RUN.to_string());
         let mut meta = Vec::new();
         if let Some(project) = non_blank(e.project.as_deref()) {
-            meta.push(("Project", cut(&one_line(project), MAX_SHORT_TEXT_CHARS)));
+            meta.push(("Project".to_string(), cut(&one_line(project), MAX_SHORT_TEXT_CHARS)));
         }
         if let Some(ended) = e.ended_at {
-            meta.push(("Ended", ended.format("%Y-%m-%d %H:%M UTC").to_string()));
+            meta.push(("Ended".to_string(), ended.format("%Y-%m-%d %H:%M UTC").to_string()));
         }
-        let tags: Vec<String> = e.tags.iter().map(|t| one_line(t)).filter(|t| !t.is_empty()).collect();
-        if !tags.is_empty() {
-            meta.push(("Tags", cut(&tags.join(", "), MAX_TAGS_CHARS)));
+        match &e.fields {
+            // The route chose what to show beside the project.
+            Some(chosen) => {
+                for f in chosen {
+                    let label = cut(&one_line(&f.label), MAX_SHORT_TEXT_CHARS);
+                    let value = cut(&one_line(&f.value), MAX_TAGS_CHARS);
+                    if !label.is_empty() && !value.is_empty() {
+                        meta.push((label, value));
+                    }
+                }
+            }
+            None => {
+                let tags: Vec<String> = e.tags.iter().map(|t| one_line(t)).filter(|t| !t.is_empty()).collect();
+                if !tags.is_empty() {
+                    meta.push(("Tags".to_string(), cut(&tags.join(", "), MAX_TAGS_CHARS)));
+                }
+            }
         }
         let excerpts = [
             (ExcerptKind::Input, &e.input),

@@ -37,5 +37,6 @@ pub fn parse(body: &Value) -> Result<RunEvent, IntakeError> {
         feedback_keys: super::feedback_keys(kwargs.and_then(|k| k.get("feedback_keys"))),
         started_at: timestamp(run.get("run_started_at")),
         ended_at: timestamp(run.get("run_ended_at")),
+        fields: None,
     })
 }

@@ -72,5 +72,6 @@ fn parse_one(v: &Value, path: &str) -> Result<RunEvent, IntakeError> {
         feedback_keys: super::feedback_keys(e.get("feedback_keys")),
         started_at: timestamp(e.get("start_time")),
         ended_at: timestamp(e.get("end_time")),
+        fields: None,
     })
 }

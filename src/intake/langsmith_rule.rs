@@ -58,6 +58,7 @@ pub fn parse(body: &Value, ui_url: &url::Url) -> Result<Vec<RunEvent>, IntakeErr
                 feedback_keys: super::feedback_keys(extra_metadata.and_then(|m| m.get("feedback_keys"))),
                 started_at: timestamp(run.get("start_time")),
                 ended_at: timestamp(run.get("end_time")),
+                fields: None,
             })
         })
         .collect()

@@ -12,7 +12,7 @@ pub use agent_server::parse as parse_agent_server;
 pub use generic::parse as parse_generic;
 pub use langsmith_rule::parse as parse_rule_webhook;
 
-use crate::domain::{RunEvent, truncate_for_message};
+use crate::domain::{RunEvent, RunParts, truncate_for_message};
 use crate::routing;
 use crate::state::AppState;
 use axum::Json;
@@ -118,7 +118,7 @@ async fn receive_rule_webhook(
     IntakeJson(body): IntakeJson,
 ) -> Result<Response, IntakeError> {
     let events = langsmith_rule::parse(&body, &state.settings.langsmith.ui_url)?;
-    accept(&state, "langsmith_rule", events).await
+    accept(&state, "langsmith_rule", events, &rule_parts(&body)).await
 }
 
 async fn receive_agent_server_webhook(
@@ -126,19 +126,68 @@ async fn receive_agent_server_webhook(
     IntakeJson(body): IntakeJson,
 ) -> Result<Response, IntakeError> {
     let event = agent_server::parse(&body)?;
-    accept(&state, "agent_server", vec![event]).await
+    accept(&state, "agent_server", vec![event], &[agent_server_parts(&body)]).await
 }
 
 async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJson) -> Result<Response, IntakeError> {
     let events = generic::parse(&body)?;
-    accept(&state, "generic", events).await
+    accept(&state, "generic", events, &generic_parts(&body)).await
+}
+
+/// The inputs and outputs of each run of a rule webhook, in the order `parse` gives them.
+pub fn rule_parts(body: &Value) -> Vec<RunParts<'_>> {
+    body.get("runs")
+        .and_then(Value::as_array)
+        .map(|runs| {
+            runs.iter()
+                .map(|r| RunParts {
+                    inputs: r.get("inputs"),
+                    outputs: r.get("outputs"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The input and output of an Agent Server run.
+pub fn agent_server_parts(body: &Value) -> RunParts<'_> {
+    RunParts {
+        inputs: body.get("kwargs").and_then(|k| k.get("input")),
+        outputs: body.get("values"),
+    }
+}
+
+/// The inputs and outputs of each generic event, in the order `parse` gives them.
+pub fn generic_parts(body: &Value) -> Vec<RunParts<'_>> {
+    fn one(e: &Value) -> RunParts<'_> {
+        RunParts {
+            inputs: e.get("inputs").or_else(|| e.get("input")),
+            outputs: e.get("outputs").or_else(|| e.get("output")),
+        }
+    }
+    match body {
+        Value::Array(items) => items.iter().map(one).collect(),
+        other => vec![one(other)],
+    }
 }
 
 /// Routes the events, commits their jobs in one transaction, answers 202 with the counts.
-async fn accept(state: &AppState, source: &'static str, events: Vec<RunEvent>) -> Result<Response, IntakeError> {
-    let plan = routing::plan(&events, &state.settings, chrono::Utc::now());
+async fn accept(
+    state: &AppState,
+    source: &'static str,
+    events: Vec<RunEvent>,
+    parts: &[RunParts<'_>],
+) -> Result<Response, IntakeError> {
+    let plan = routing::plan_with(&events, parts, &state.settings, chrono::Utc::now());
     if plan.refused_channels > 0 {
         state.metrics.refused_channels.inc_by(plan.refused_channels as u64);
+    }
+    for (&kind, &n) in &plan.redactions.0 {
+        state
+            .metrics
+            .redactions
+            .get_or_create(&crate::metrics::RedactionLabel { kind })
+            .inc_by(n);
     }
     // A 202 only after the commit; a store that cannot commit in time (a full disk, a lock held
     // by another process) gets a 503 the sender can read before its own timeout.

@@ -26,6 +26,15 @@ pub(super) struct RawSettings {
     pub(super) keys: Vec<RawKey>,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub(super) redact: RawRedact,
+}
+
+/// `[redact]`: the rules every route uses unless it has its own.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedact {
+    pub(super) rules: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -170,12 +179,16 @@ pub(super) struct RawRoute {
     pub(super) email: Option<RawEmailTarget>,
     pub(super) extend_trace_retention: Option<bool>,
     pub(super) show: Option<RawShow>,
+    pub(super) redact: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawShow {
     pub(super) route: Option<bool>,
+    pub(super) input: Option<String>,
+    pub(super) output: Option<String>,
+    pub(super) fields: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,10 @@ const MAX_FALLBACK_PART: usize = 150;
 const MAX_FIELD_VALUE: usize = 300;
 /// Tags can be many; a line of them is enough to recognise a run.
 const MAX_TAGS_TEXT: usize = 500;
+/// Slack takes ten fields in a section.
+const MAX_SECTION_FIELDS: usize = 10;
+/// A chosen field's title: a name made readable.
+const MAX_FIELD_TITLE: usize = 80;
 
 /// Escapes untrusted text for Slack mrkdwn (and the fallback `text`): `&` first so the entities
 /// added for `<` and `>` are not escaped again, then `<` and `>`, which is what stops
@@ -350,9 +354,19 @@ fn fields_block(event: &RunEvent) -> SlackBlock {
         ),
         field("Source", event.source.as_str()),
     ];
-    if !event.tags.is_empty() {
-        let tags = one_line(&event.tags.join(", "));
-        fields.push(field("Tags", &escape_cut(&tags, MAX_TAGS_TEXT)));
+    match &event.fields {
+        // The route chose what to show beside the project and status.
+        Some(chosen) => {
+            for f in chosen.iter().take(MAX_SECTION_FIELDS - fields.len()) {
+                let title = escape_cut(&one_line(&f.label), MAX_FIELD_TITLE);
+                fields.push(field(&title, &escape_cut(&one_line(&f.value), MAX_FIELD_VALUE)));
+            }
+        }
+        None if !event.tags.is_empty() => {
+            let tags = one_line(&event.tags.join(", "));
+            fields.push(field("Tags", &escape_cut(&tags, MAX_TAGS_TEXT)));
+        }
+        None => {}
     }
     SlackSectionBlock::new().with_fields(fields).into()
 }
@@ -765,6 +779,7 @@ mod tests {
             feedback_keys: vec![],
             started_at: None,
             ended_at: None,
+            fields: None,
         }
     }
 

@@ -62,7 +62,8 @@ impl Validator {
                 }
             }
         }
-        let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref());
+        let redact = self.redact_rules("redact.rules", raw.redact.rules.unwrap_or_default());
+        let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref(), &redact);
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();
             if routes.iter().any(|r| r.slack.is_some()) {

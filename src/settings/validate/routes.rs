@@ -2,11 +2,13 @@
 
 use super::Validator;
 use super::parse_duration;
+use crate::domain::show::MAX_FIELDS;
 use crate::domain::{
     EmailSchedule, EmailTarget, FeedbackKey, FieldPath, Glob, KeySpec, Mailbox, Route, RouteMatch, RunStatus, Schedule,
     SlackChannel, SlackTarget, Source,
 };
-use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawRoute, RawSlackTarget};
+use crate::domain::{RedactKind, RedactRule, Redactor, RunPath, Show};
+use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawRoute, RawShow, RawSlackTarget};
 use crate::settings::{EmailSettings, SlackMode, SlackSettings};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,6 +20,7 @@ impl Validator {
         keys: &[KeySpec],
         slack: Option<&SlackSettings>,
         email: Option<&EmailSettings>,
+        redact: &Redactor,
     ) -> Vec<Route> {
         let mut names = HashSet::new();
         let mut out = Vec::new();
@@ -94,6 +97,11 @@ impl Validator {
                     );
                 }
             }
+            let (show_route, show) = self.show(&at, r.show);
+            let redact = match r.redact {
+                Some(rules) => self.redact_rules(&format!("{at}.redact"), rules),
+                None => redact.clone(),
+            };
             if let (Some(link_ttl), Some(matcher)) = (link_ttl, matcher) {
                 out.push(Route {
                     name,
@@ -104,11 +112,131 @@ impl Validator {
                     slack: slack_target,
                     email: email_target,
                     extend_trace_retention: r.extend_trace_retention.unwrap_or(true),
-                    show_route: r.show.and_then(|s| s.route).unwrap_or(false),
+                    show_route,
+                    show,
+                    redact,
                 });
             }
         }
         out
+    }
+
+    /// `show = { route, input, output, fields }`.
+    fn show(&mut self, at: &str, raw: Option<RawShow>) -> (bool, Show) {
+        let Some(raw) = raw else {
+            return (false, Show::default());
+        };
+        let path = |me: &mut Self, field: &str, text: &str| match RunPath::parse(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                me.fail(format!("{at}.show.{field}"), e);
+                None
+            }
+        };
+        let input = raw.input.and_then(|t| path(self, "input", &t));
+        let output = raw.output.and_then(|t| path(self, "output", &t));
+        let fields = raw.fields.map(|list| {
+            if list.len() > MAX_FIELDS {
+                self.fail(
+                    format!("{at}.show.fields"),
+                    format!(
+                        "{} fields (expected at most {MAX_FIELDS}: a Slack message shows ten beside the project, status and source)",
+                        list.len()
+                    ),
+                );
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, t)| path(self, &format!("fields[{j}]"), t))
+                .collect()
+        });
+        (raw.route.unwrap_or(false), Show { input, output, fields })
+    }
+
+    /// A list of redaction rules: built-in kinds by name, or `{ pattern, replace }`.
+    pub(super) fn redact_rules(&mut self, at: &str, raw: Vec<serde_json::Value>) -> Redactor {
+        let kinds = || RedactKind::ALL.map(|k| format!("{:?}", k.as_str())).join(", ");
+        let mut rules = Vec::new();
+        let mut places = Vec::new();
+        for (i, v) in raw.into_iter().enumerate() {
+            let here = format!("{at}[{i}]");
+            match v {
+                serde_json::Value::String(name) => match RedactKind::parse(&name) {
+                    Some(kind) => {
+                        rules.push(RedactRule::Kind(kind));
+                        places.push(here);
+                    }
+                    None => self.fail(
+                        here,
+                        format!(
+                            "unknown kind {:?} (expected one of {}, or {{ pattern = \"…\", replace = \"…\" }})",
+                            crate::domain::truncate_for_message(&name),
+                            kinds()
+                        ),
+                    ),
+                },
+                serde_json::Value::Object(mut map) => {
+                    let pattern = map.remove("pattern");
+                    let replace = map.remove("replace");
+                    if let Some(other) = map.keys().next() {
+                        self.fail(
+                            format!("{here}.{other}"),
+                            "unknown field (expected pattern and, optionally, replace)",
+                        );
+                        continue;
+                    }
+                    let Some(serde_json::Value::String(pattern)) = pattern else {
+                        self.fail(
+                            format!("{here}.pattern"),
+                            "missing or not a string (expected a regular expression, e.g. pattern = \"ACME-\\\\d{6}\")",
+                        );
+                        continue;
+                    };
+                    let replace = match replace {
+                        None => crate::domain::redact::DEFAULT_REPLACEMENT.to_string(),
+                        Some(serde_json::Value::String(r))
+                            if r.chars().count() <= crate::domain::redact::MAX_PATTERN_CHARS
+                                && !r.contains(['\n', '\r']) =>
+                        {
+                            r
+                        }
+                        Some(_) => {
+                            self.fail(
+                                format!("{here}.replace"),
+                                format!(
+                                    "expected one line of text of at most {} characters",
+                                    crate::domain::redact::MAX_PATTERN_CHARS
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    rules.push(RedactRule::Pattern { pattern, replace });
+                    places.push(here);
+                }
+                other => self.fail(
+                    here,
+                    format!(
+                        "expected a kind name ({}) or {{ pattern = \"…\", replace = \"…\" }}, got {}",
+                        kinds(),
+                        crate::domain::truncate_for_message(&other.to_string())
+                    ),
+                ),
+            }
+        }
+        match Redactor::new(rules) {
+            Ok(r) => r,
+            Err((i, e)) => {
+                let place = places.get(i).cloned().unwrap_or_else(|| at.to_string());
+                let field = if e.contains("replacement") {
+                    "replace"
+                } else {
+                    "pattern"
+                };
+                self.fail(format!("{place}.{field}"), e);
+                Redactor::default()
+            }
+        }
     }
 
     pub(super) fn route_match(&mut self, at: &str, raw: Option<RawMatch>) -> Option<RouteMatch> {
