@@ -1,5 +1,7 @@
 //! The settings loader: any file (and any `FEEDBACK_DISPATCH__…` overrides) is loaded or
-//! rejected with issues, never a panic; a loaded one can be summarized.
+//! rejected with issues, never a panic; a loaded one can be summarized. Its redaction rules
+//! (built-in kinds and patterns, compiled here) run over the file's own text, and what they
+//! give back holds no match of them.
 //!
 //! Input: optional override lines (`SECTION__KEY=value`), a NUL byte, then the file. Without a
 //! NUL the whole input is the file, so the seed corpus is plain TOML.
@@ -35,6 +37,17 @@ fuzz_target!(|data: &[u8]| {
     match Settings::load(path, &env) {
         Ok(settings) => {
             summary(&settings);
+            let text = String::from_utf8_lossy(file);
+            for route in &settings.routes {
+                let mut counts = Default::default();
+                if let Some(redacted) = route.redact.redact(&text, &mut counts) {
+                    assert!(
+                        route.redact.find(&redacted).is_none(),
+                        "a redacted text still holds a match: {:?}",
+                        route.redact.find(&redacted)
+                    );
+                }
+            }
         }
         Err(e) => assert!(!e.issues.is_empty(), "a rejection names at least one problem"),
     }

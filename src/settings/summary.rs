@@ -141,6 +141,41 @@ pub fn summary(s: &Settings) -> String {
             targets.join("; "),
             if r.continue_matching { "; continue" } else { "" }
         );
+        let mut shows = Vec::new();
+        if let Some(p) = &r.show.input {
+            shows.push(format!("input {p}"));
+        }
+        if let Some(p) = &r.show.output {
+            shows.push(format!("output {p}"));
+        }
+        if let Some(fields) = &r.show.fields {
+            let list: Vec<&str> = fields.iter().map(|p| p.as_str()).collect();
+            shows.push(format!(
+                "fields {}",
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            ));
+        }
+        if !shows.is_empty() {
+            let _ = writeln!(out, "    shows {}", shows.join("; "));
+        }
+        if !r.redact.is_empty() {
+            let mut kinds: Vec<String> = Vec::new();
+            let mut patterns = 0;
+            for rule in r.redact.rules() {
+                match rule {
+                    crate::domain::RedactRule::Kind(k) => kinds.push(k.as_str().to_string()),
+                    crate::domain::RedactRule::Pattern { .. } => patterns += 1,
+                }
+            }
+            if patterns > 0 {
+                kinds.push(format!("{patterns} pattern{}", if patterns == 1 { "" } else { "s" }));
+            }
+            let _ = writeln!(out, "    redacts {}", kinds.join(", "));
+        }
     }
     out
 }

@@ -219,3 +219,101 @@ fn a_reachable_postgres_database_passes_check_config() {
         "{stdout}"
     );
 }
+
+#[test]
+fn show_paths_and_redaction_rules_are_checked_and_named() {
+    let route = |extra: &str| format!("{KEY}[[routes]]\nname = \"support\"\nslack = {{ channel = \"C1\" }}\n{extra}\n");
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "a path outside the run",
+            route("show = { input = \"input.question\" }"),
+            &[
+                "routes[0].show.input",
+                "starts with \"input\"",
+                "inputs, outputs, metadata or tags",
+            ],
+        ),
+        (
+            "an index that is not a number",
+            route("show = { output = \"outputs.messages[last].content\" }"),
+            &["routes[0].show.output", "[last]", "whole number"],
+        ),
+        (
+            "an empty name in a field",
+            route("show = { fields = [\"metadata.tier\", \"metadata..x\"] }"),
+            &["routes[0].show.fields[1]", "empty name"],
+        ),
+        (
+            "too many fields",
+            route(
+                "show = { fields = [\"tags\", \"tags\", \"tags\", \"tags\", \"tags\", \"tags\", \"tags\", \"tags\"] }",
+            ),
+            &["routes[0].show.fields", "8 fields", "at most 7"],
+        ),
+        (
+            "an unknown kind on a route",
+            route("redact = [\"email\", \"ssn\"]"),
+            &[
+                "routes[0].redact[1]",
+                "unknown kind \"ssn\"",
+                "\"email\", \"phone\", \"card\", \"secret\"",
+            ],
+        ),
+        (
+            "an invalid pattern in [redact]",
+            format!(
+                "[redact]\nrules = [\"card\", {{ pattern = \"ACME-(\\\\d{{6}}\", replace = \"[ticket]\" }}]\n{}",
+                route("")
+            ),
+            &[
+                "redact.rules[1].pattern",
+                "\"ACME-(\\\\d{6}\"",
+                "not a valid regular expression",
+            ],
+        ),
+        (
+            "a pattern matching nothing but empty text",
+            route("redact = [{ pattern = \"x*\" }]"),
+            &["routes[0].redact[0].pattern", "matches empty text"],
+        ),
+        (
+            "a replacement its own rules redact",
+            route("redact = [\"email\", { pattern = \"ticket-\\\\d+\", replace = \"ops@example.com\" }]"),
+            &["routes[0].redact[1].replace", "itself matched by the \"email\" rule"],
+        ),
+        (
+            "an unknown field in a pattern",
+            route("redact = [{ pattern = \"x\", with = \"y\" }]"),
+            &["routes[0].redact[0].with", "unknown field"],
+        ),
+        (
+            "a number where a rule goes",
+            route("redact = [3]"),
+            &["routes[0].redact[0]", "expected a kind name", "got 3"],
+        ),
+    ];
+    for (name, toml, expected) in cases {
+        let (code, stdout, stderr) = check_config(&toml, &[]);
+        assert_eq!(code, 2, "{name}: exit code (stdout: {stdout}, stderr: {stderr})");
+        for needle in expected {
+            assert!(stderr.contains(needle), "{name}: expected {needle:?} in:\n{stderr}");
+        }
+    }
+    let (code, stdout, stderr) = check_config(
+        &format!(
+            "[redact]\nrules = [\"email\", \"phone\", \"card\", \"secret\", {{ pattern = \"ACME-\\\\d{{6}}\", replace = \"[ticket]\" }}]\n{}",
+            route(
+                "show = { input = \"inputs.question\", output = \"outputs.messages[-1].content\", fields = [\"metadata.customer_tier\", \"tags\"] }"
+            )
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "a valid file passes: {stdout}{stderr}");
+    for needle in [
+        "input inputs.question",
+        "fields metadata.customer_tier, tags",
+        "redacts email, phone, card, secret, 1 pattern",
+    ] {
+        assert!(stdout.contains(needle), "the summary says {needle:?}:\n{stdout}");
+    }
+}

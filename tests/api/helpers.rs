@@ -16,6 +16,11 @@ pub fn init() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if std::env::var("TEST_LOG").is_ok() {
             feedback_dispatch::telemetry::init(feedback_dispatch::settings::LogFormat::Text, "debug");
+        } else {
+            // A global subscriber that keeps nothing but takes every callsite, so a test that
+            // captures logs on its own thread (`leaks`, `content`) never loses an event to a
+            // callsite first seen on another thread while no subscriber there wanted it.
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
         }
     });
 }

@@ -4,6 +4,7 @@ mod backend;
 mod browser;
 mod check_config;
 mod commands;
+mod content;
 mod crash;
 mod disk_full;
 mod email;

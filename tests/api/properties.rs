@@ -213,3 +213,84 @@ proptest! {
         prop_assert!(!mail.subject.chars().any(|c| c.is_control() || dropped(c)), "{:?}", mail.subject);
     }
 }
+
+/// What redaction looks for, mixed with what it must leave alone: addresses, phone numbers,
+/// card numbers (valid and failing the Luhn check), credentials, dates, order numbers, and the
+/// separators that join them.
+const SENSITIVE: &[&str] = &[
+    "ana.lopez+work@example.co.uk",
+    "a@b.example",
+    "@",
+    ".",
+    "+1 415 555 0134",
+    "(415) 555-0134",
+    "415-555-0134",
+    "020 7946 0958",
+    "4111 1111 1111 1111",
+    "4111111111111111",
+    "5500-0000-0000-0004",
+    "4111111111111112",
+    "378282246310005",
+    "sk-proj-abcdefghijklmnop1234",
+    "lsv2_pt_0123456789abcdef_0123456789",
+    "xoxb-1234-5678-abcdefghij",
+    "AKIAIOSFODNN7EXAMPLE",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+    "Bearer abc.def-123456",
+    "ACME-123456",
+    "2026-12-03",
+    "order #48213",
+    "0",
+    "1",
+    "9",
+    " ",
+    "-",
+    "\n",
+    "[card]",
+    "[email]",
+];
+
+fn sensitive_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            2 => prop::sample::select(SENSITIVE).prop_map(str::to_string),
+            1 => "[ -~]{0,6}",
+            1 => "[0-9 -]{1,8}",
+        ],
+        0..30,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+fn redactor() -> feedback_dispatch::domain::Redactor {
+    use feedback_dispatch::domain::{RedactKind, RedactRule, Redactor};
+    let mut rules: Vec<RedactRule> = RedactKind::ALL.into_iter().map(RedactRule::Kind).collect();
+    rules.push(RedactRule::Pattern {
+        pattern: r"ACME-\d{6}".into(),
+        replace: "[ticket]".into(),
+    });
+    rules.push(RedactRule::Pattern {
+        pattern: r"(?i)order\s*#?\d{5,}".into(),
+        replace: "[order]".into(),
+    });
+    Redactor::new(rules).expect("valid rules")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES * 4, ..ProptestConfig::default() })]
+
+    /// A redacted string never contains a match of its patterns, and a text without one comes
+    /// back untouched.
+    #[test]
+    fn a_redacted_string_never_contains_a_match_of_its_patterns(text in sensitive_text()) {
+        let redactor = redactor();
+        let mut counts = Default::default();
+        match redactor.redact(&text, &mut counts) {
+            Some(redacted) => {
+                prop_assert!(redactor.find(&redacted).is_none(), "{:?} → {:?} still holds {:?}", text, redacted, redactor.find(&redacted));
+                prop_assert!(!counts.0.is_empty(), "a change is counted");
+            }
+            None => prop_assert!(redactor.find(&text).is_none(), "{:?} holds {:?} but was left alone", text, redactor.find(&text)),
+        }
+    }
+}
