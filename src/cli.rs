@@ -82,6 +82,27 @@ pub enum Command {
         #[command(subcommand)]
         action: VotesAction,
     },
+    /// Enqueue a LangSmith project's past runs through routing, as webhooks would have.
+    Backfill {
+        /// The LangSmith project, by name.
+        #[arg(long)]
+        project: String,
+        /// Runs that started within this long before now.
+        #[arg(long, value_parser = duration_arg, default_value = "24h")]
+        since: std::time::Duration,
+        /// LangSmith's filter expression, e.g. 'eq(status, "success")'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only this route (its match still applies).
+        #[arg(long)]
+        route: Option<String>,
+        /// Child runs too, not only each trace's root run.
+        #[arg(long)]
+        include_children: bool,
+        /// Read and route the runs, enqueue nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Look into the database.
     Store {
         /// What to show.
@@ -274,6 +295,31 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => list_votes(&cli.config, run, route, limit, json).await,
         Command::Tokens { action } => langsmith_command(&cli.config, Call::Tokens(action)).await,
         Command::Feedback { action } => langsmith_command(&cli.config, Call::Feedback(action)).await,
+        Command::Backfill {
+            project,
+            since,
+            filter,
+            route,
+            include_children,
+            dry_run,
+        } => {
+            let Some(since) = chrono::Duration::from_std(since)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            else {
+                eprintln!("error: --since: too long ago");
+                return ExitCode::from(2);
+            };
+            let job = crate::backfill::Backfill {
+                project,
+                since,
+                filter,
+                route,
+                include_children,
+                dry_run,
+            };
+            backfill(&cli.config, &job).await
+        }
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
@@ -285,11 +331,11 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let stats = match crate::store::open(&settings.store.url).await {
-        Ok(store) => store.stats().await,
-        Err(e) => Err(e),
+    let store = match open_store(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let stats = match stats {
+    let stats = match store.stats().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -428,15 +474,9 @@ async fn list_votes(
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match crate::store::open(&settings.store.url).await {
+    let store = match open_store(&settings).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "cannot open the store at {}: {e}",
-                crate::store::redact_url(&settings.store.url)
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let votes = match store.votes(run, route.as_deref(), limit).await {
         Ok(v) => v,
@@ -500,15 +540,9 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match crate::store::open(&settings.store.url).await {
+    let store = match open_store(&settings).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "cannot open the store at {}: {e}",
-                crate::store::redact_url(&settings.store.url)
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = match action {
         DeadLetterAction::List { limit } => store.jobs_in_state(JobState::Dead, limit).await.map(|jobs| {
@@ -561,6 +595,83 @@ async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitC
             ExitCode::FAILURE
         }
     }
+}
+
+/// `backfill`: a progress bar on a terminal, a line per page otherwise, then the summary.
+async fn backfill(path: &std::path::Path, job: &crate::backfill::Backfill) -> ExitCode {
+    use std::io::IsTerminal;
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(e) = crate::backfill::check(&settings, job) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let client = match crate::commands::client(&settings).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = if job.dry_run {
+        None
+    } else {
+        match open_store(&settings).await {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        }
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let project = escape_controls(&job.project);
+    let progress = |t: &crate::backfill::Tally| {
+        let line = format!("page {}: {}", t.pages, t.line(job.dry_run));
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("backfill {project}: {line}"),
+        }
+    };
+    let result = crate::backfill::run(&settings, &client, store.as_deref(), job, progress).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(tally) => {
+            println!(
+                "backfill of {project} since {}: {}",
+                job.since.format("%Y-%m-%d %H:%M UTC"),
+                tally.line(job.dry_run)
+            );
+            if !job.dry_run && tally.found > 0 && tally.accepted == 0 && tally.duplicates > 0 {
+                println!("nothing new: every run found was enqueued before");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store of `settings`, or its failure reported (exit 1).
+async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    crate::store::open(&settings.store.url).await.map_err(|e| {
+        eprintln!(
+            "cannot open the store at {}: {e}",
+            crate::store::redact_url(&settings.store.url)
+        );
+        ExitCode::FAILURE
+    })
 }
 
 fn load_or_report(path: &std::path::Path) -> Result<Settings, ExitCode> {

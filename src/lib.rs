@@ -17,6 +17,7 @@
 //! - Wiring: [`state`] (what handlers and workers share), [`server`] (HTTP connections with
 //!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`].
 
+pub mod backfill;
 pub mod cli;
 pub mod commands;
 pub mod domain;

@@ -31,37 +31,40 @@ pub fn parse(body: &Value, ui_url: &url::Url) -> Result<Vec<RunEvent>, IntakeErr
     }
     runs.iter()
         .enumerate()
-        .map(|(i, run)| {
-            let path = format!("runs[{i}].");
-            let run = run
-                .as_object()
-                .ok_or_else(|| IntakeError::invalid(format!("runs[{i}]: expected an object")))?;
-            let id = run_id(run, "id", &path)?;
-            let extra_metadata = run.get("extra").and_then(|e| e.get("metadata"));
-            Ok(RunEvent {
-                run_id: id,
-                source: Source::LangsmithRule,
-                project: opt_string(run.get("session_name").or_else(|| run.get("project_name")), MAX_NAME),
-                project_id: opt_string(run.get("session_id"), MAX_NAME),
-                run_name: opt_string(run.get("name"), MAX_NAME),
-                status: RunStatus::from_wire(run.get("status").and_then(Value::as_str)),
-                input: run.get("inputs").and_then(excerpt),
-                output: run.get("outputs").and_then(excerpt),
-                error: error_text(run.get("error")),
-                tags: tags(run.get("tags")),
-                metadata: metadata(extra_metadata),
-                run_url: run
-                    .get("app_path")
-                    .and_then(Value::as_str)
-                    .and_then(|p| app_url(ui_url, p)),
-                run_url_trusted: false,
-                feedback_keys: super::feedback_keys(extra_metadata.and_then(|m| m.get("feedback_keys"))),
-                started_at: timestamp(run.get("start_time")),
-                ended_at: timestamp(run.get("end_time")),
-                fields: None,
-            })
-        })
+        .map(|(i, run)| parse_run(run, &format!("runs[{i}]"), ui_url))
         .collect()
+}
+
+/// Parses one run object as LangSmith gives it (in a rule webhook, or a page of `runs/query`),
+/// naming `path` in errors.
+pub fn parse_run(run: &Value, path: &str, ui_url: &url::Url) -> Result<RunEvent, IntakeError> {
+    let run = run
+        .as_object()
+        .ok_or_else(|| IntakeError::invalid(format!("{path}: expected an object")))?;
+    let id = run_id(run, "id", &format!("{path}."))?;
+    let extra_metadata = run.get("extra").and_then(|e| e.get("metadata"));
+    Ok(RunEvent {
+        run_id: id,
+        source: Source::LangsmithRule,
+        project: opt_string(run.get("session_name").or_else(|| run.get("project_name")), MAX_NAME),
+        project_id: opt_string(run.get("session_id"), MAX_NAME),
+        run_name: opt_string(run.get("name"), MAX_NAME),
+        status: RunStatus::from_wire(run.get("status").and_then(Value::as_str)),
+        input: run.get("inputs").and_then(excerpt),
+        output: run.get("outputs").and_then(excerpt),
+        error: error_text(run.get("error")),
+        tags: tags(run.get("tags")),
+        metadata: metadata(extra_metadata),
+        run_url: run
+            .get("app_path")
+            .and_then(Value::as_str)
+            .and_then(|p| app_url(ui_url, p)),
+        run_url_trusted: false,
+        feedback_keys: super::feedback_keys(extra_metadata.and_then(|m| m.get("feedback_keys"))),
+        started_at: timestamp(run.get("start_time")),
+        ended_at: timestamp(run.get("end_time")),
+        fields: None,
+    })
 }
 
 /// `ui_url` + `app_path`, only for a path on that host (a hostile `app_path` cannot point the

@@ -11,6 +11,7 @@ mod langsmith_rule;
 pub use agent_server::parse as parse_agent_server;
 pub use generic::parse as parse_generic;
 pub use langsmith_rule::parse as parse_rule_webhook;
+pub use langsmith_rule::parse_run as parse_langsmith_run;
 
 use crate::domain::{RunEvent, RunParts, truncate_for_message};
 use crate::routing;

@@ -288,7 +288,15 @@ impl LangSmithClient {
                 pairs.append_pair(k, v);
             }
         }
-        let mut req = self.http.get(url);
+        self.api_send(self.http.get(url)).await
+    }
+
+    /// An authenticated POST of `body` to `rel` under the API root; returns the JSON.
+    pub async fn api_post(&self, rel: &str, body: &serde_json::Value) -> Result<serde_json::Value, LangSmithError> {
+        self.api_send(self.http.post(self.api_url(rel)).json(body)).await
+    }
+
+    async fn api_send(&self, mut req: reqwest::RequestBuilder) -> Result<serde_json::Value, LangSmithError> {
         if let Some(key) = &self.api_key {
             req = req.header("x-api-key", key.expose_secret());
         }
@@ -297,6 +305,11 @@ impl LangSmithClient {
         }
         let response = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if !(200..300).contains(&status) {
             let detail = error_detail(&bytes);
@@ -308,11 +321,16 @@ impl LangSmithClient {
                 _ => LangSmithError::Status {
                     status,
                     detail,
-                    retry_after: None,
+                    retry_after,
                 },
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| LangSmithError::InvalidResponse(format!("not JSON: {e}")))
+    }
+
+    /// The most attempts a call makes (`langsmith.max_attempts`), and the base of its backoff.
+    pub fn retry_policy(&self) -> (u32, Duration) {
+        (self.max_attempts, self.backoff_base)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LangSmithError {

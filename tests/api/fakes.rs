@@ -14,6 +14,8 @@ pub struct Recorded {
     pub method: Method,
     /// Path.
     pub path: String,
+    /// Query string, without the `?`.
+    pub query: Option<String>,
     /// Headers.
     pub headers: HeaderMap,
     /// Body.
@@ -100,6 +102,7 @@ impl FakeServer {
                     at: std::time::Instant::now(),
                     method,
                     path: uri.path().to_string(),
+                    query: uri.query().map(str::to_string),
                     headers,
                     body,
                 };
@@ -193,28 +196,30 @@ pub async fn fake_langsmith() -> FakeServer {
 
 /// A fake LangSmith on a given port.
 pub async fn fake_langsmith_on(port: u16) -> FakeServer {
-    FakeServer::start_on(port, |req| {
-        let items = match req.json() {
-            serde_json::Value::Array(items) => items,
-            one => vec![one],
-        };
-        let tokens: Vec<serde_json::Value> = items
-            .iter()
-            .map(|item| {
-                let id = uuid::Uuid::new_v4();
-                // LangSmith's shape: naive UTC with microseconds, three hours ahead.
-                let expires_at = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:%M:%S%.6f");
-                serde_json::json!({
-                    "id": id,
-                    "url": format!("https://api.smith.example/api/v1/feedback/tokens/{id}"),
-                    "expires_at": expires_at.to_string(),
-                    "feedback_key": item["feedback_key"],
-                })
+    FakeServer::start_on(port, token_reply).await
+}
+
+/// What the fake LangSmith answers a token request: one token per item.
+pub fn token_reply(req: &Recorded) -> Reply {
+    let items = match req.json() {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    let tokens: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| {
+            let id = uuid::Uuid::new_v4();
+            // LangSmith's shape: naive UTC with microseconds, three hours ahead.
+            let expires_at = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:%M:%S%.6f");
+            serde_json::json!({
+                "id": id,
+                "url": format!("https://api.smith.example/api/v1/feedback/tokens/{id}"),
+                "expires_at": expires_at.to_string(),
+                "feedback_key": item["feedback_key"],
             })
-            .collect();
-        Reply::json(200, serde_json::Value::Array(tokens))
-    })
-    .await
+        })
+        .collect();
+    Reply::json(200, serde_json::Value::Array(tokens))
 }
 
 /// A recording proxy: forwards every request to `target` and records it, so a test can count
@@ -235,6 +240,7 @@ pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
                 at: std::time::Instant::now(),
                 method: method.clone(),
                 path: uri.path().to_string(),
+                query: uri.query().map(str::to_string),
                 headers: headers.clone(),
                 body: body.clone(),
             });

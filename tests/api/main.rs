@@ -1,6 +1,7 @@
 //! The integration suite: one binary, every test through the spawned app over real HTTP.
 
 mod backend;
+mod backfill;
 mod browser;
 mod check_config;
 mod commands;
