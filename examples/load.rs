@@ -118,6 +118,11 @@ struct Args {
     /// Replicas in phase 5's second run.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// Run only the CPU phase: the app's own defaults (no `batch_runs` set) end to end, the
+    /// ack latency of single-event posts at `--rate`, and the time from intake to Slack at 100
+    /// and 1,000 runs/s. Run it against two builds back to back to compare them.
+    #[arg(long)]
+    only_cpu: bool,
 }
 
 #[tokio::main]
@@ -155,8 +160,8 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::default();
 
     // The end-to-end phases: the defaults but for `batch_runs`.
-    let delivering = |batch_runs| AppConfig {
-        batch_runs,
+    let delivering = |batch_runs: usize| AppConfig {
+        batch_runs: Some(batch_runs),
         concurrency: args.concurrency,
         slack_timeout: "15s",
         lease: "60s",
@@ -167,6 +172,84 @@ async fn main() -> anyhow::Result<()> {
     if args.only_retention {
         let kept = retention_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
         println!("{}", kept.markdown());
+        return Ok(());
+    }
+    if args.only_cpu {
+        let defaults = AppConfig {
+            batch_runs: None,
+            ..delivering(1)
+        };
+        eprintln!("cpu phase: the app's defaults, {} runs end to end", args.events);
+        let app = App::start(&bin, &work.path().join("defaults"), &defaults, &slack, &langsmith)?;
+        let e2e = end_to_end(std::slice::from_ref(&app), &client, &slack, &langsmith, &args, limit).await?;
+        eprintln!("cpu phase: ack latency at {}/s for {} s", args.rate, args.duration);
+        let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
+        let mut delivery = Vec::new();
+        for rate in [100, 1_000] {
+            eprintln!("cpu phase: intake to Slack at {rate}/s for 5 s");
+            delivery.push((rate, delivery_latency(&app, &client, &slack, rate, 5, limit).await?));
+        }
+        let rss = peak_rss_kib(app.pid)?;
+        let log = app.stop()?;
+        let mut r = Report::default();
+        r.row(
+            format!(
+                "CPU per delivered run, defaults, {} runs in batches of {}",
+                args.events, args.batch
+            ),
+            format!("{:.0} µs", e2e.cpu_per_run_us()),
+            "≤ 200 µs",
+            Some(e2e.cpu_per_run_us() <= 200.0),
+        );
+        r.row(
+            "intake, workers delivering".into(),
+            format!("{:.0} runs/s", e2e.intake_rate()),
+            "—",
+            None,
+        );
+        r.row(
+            "end-to-end delivered to Slack".into(),
+            format!("{:.0} runs/s", e2e.delivered_rate()),
+            "—",
+            None,
+        );
+        r.row(
+            "LangSmith requests per run".into(),
+            format!("{:.3} ({} requests)", e2e.mints_per_run(), e2e.mint_requests),
+            "≤ 0.2",
+            Some(e2e.mints_per_run() <= 0.2),
+        );
+        r.row(
+            format!("CPU per run, single-event posts at {}/s", args.rate),
+            format!("{:.0} µs", ack.cpu_per_run_us),
+            "—",
+            None,
+        );
+        r.row(
+            format!(
+                "ack latency p50 / p99 / max at {}/s (achieved {:.0}/s)",
+                args.rate, ack.achieved_rate
+            ),
+            format!("{} / {} / {}", ms(ack.p50), ms(ack.p99), ms(ack.max)),
+            "p99 ≤ 10 ms",
+            Some(ack.p99 <= Duration::from_millis(10) && ack.failed == 0),
+        );
+        for (rate, d) in &delivery {
+            r.row(
+                format!("intake to Slack p50 / p99 at {rate} runs/s"),
+                format!("{} / {}", ms(d.0), ms(d.1)),
+                "—",
+                None,
+            );
+        }
+        r.row("peak RSS".into(), mib(rss), "—", None);
+        println!("{}", r.markdown());
+        let warnings = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .count();
+        println!("The app logged {warnings} warnings or errors.");
         return Ok(());
     }
     if args.only_postgres {
@@ -199,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
         &bin,
         &work.path().join("queued"),
         &AppConfig {
-            batch_runs: 1,
+            batch_runs: Some(1),
             concurrency: 1,
             // Longer than the phase, so the one stalled send holds its worker throughout.
             slack_timeout: "1h",
@@ -529,6 +612,69 @@ async fn ack_latency(
     })
 }
 
+/// Intake-to-Slack latency of single-event posts offered at `rate` for `seconds`: (p50, p99)
+/// from each post's send to its message's arrival at the fake Slack.
+async fn delivery_latency(
+    app: &App,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    rate: u64,
+    seconds: u64,
+    limit: Duration,
+) -> anyhow::Result<(Duration, Duration)> {
+    let total = (rate * seconds) as usize;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let names: Vec<String> = (0..total).map(|i| format!("lat-{}-{i}", &tag[..8])).collect();
+    let bodies: Vec<Bytes> = names
+        .iter()
+        .map(|name| {
+            let mut e = event();
+            e["run_name"] = json!(name);
+            Bytes::from(serde_json::to_vec(&e).expect("events serialize"))
+        })
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let url = app.events_url();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut sent_at = Vec::with_capacity(total);
+    let start = Instant::now() + Duration::from_millis(50);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        sent_at.push(Instant::now());
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            let _ = post_json(&client, &url, body).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let deadline = Instant::now() + limit;
+    let mut latencies = Vec::with_capacity(total);
+    loop {
+        latencies.clear();
+        {
+            let arrivals = slack.arrivals.lock().expect("arrivals");
+            for (name, sent) in names.iter().zip(&sent_at) {
+                if let Some(at) = arrivals.get(name) {
+                    latencies.push(at.saturating_duration_since(*sent));
+                }
+            }
+        }
+        if latencies.len() == total {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {total} runs reached Slack within {limit:?}",
+                latencies.len()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    latencies.sort_unstable();
+    Ok((percentile(&latencies, 0.50), percentile(&latencies, 0.99)))
+}
+
 /// What the queued-memory phase measured.
 struct Queued {
     /// Runs accepted and not delivered.
@@ -619,7 +765,7 @@ async fn retention_phase(
         bin,
         &dir,
         &AppConfig {
-            batch_runs: 1,
+            batch_runs: Some(1),
             concurrency: args.concurrency,
             slack_timeout: "15s",
             lease: "60s",
@@ -845,8 +991,8 @@ fn mib(kib: u64) -> String {
 
 /// The settings that differ between phases.
 struct AppConfig {
-    /// `langsmith.batch_runs`.
-    batch_runs: usize,
+    /// `langsmith.batch_runs`; `None` leaves the app's default.
+    batch_runs: Option<usize>,
     /// `workers.concurrency`.
     concurrency: usize,
     /// `slack.timeout`.
@@ -887,7 +1033,7 @@ listen = "127.0.0.1:0"
 [store]
 url = "{db}"
 [langsmith]
-batch_runs = {batch_runs}
+{batch_runs}
 [slack]
 mode = "api"
 api_url = "{slack}/api"
@@ -914,7 +1060,10 @@ slack = {{ channel = "{CHANNEL}" }}
                 .store
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("db/load.db").display())),
-            batch_runs = config.batch_runs,
+            batch_runs = config
+                .batch_runs
+                .map(|n| format!("batch_runs = {n}"))
+                .unwrap_or_default(),
             slack = slack.address,
             slack_timeout = config.slack_timeout,
             concurrency = config.concurrency,
@@ -1079,6 +1228,8 @@ struct FakeSlack {
     stalled: Arc<AtomicBool>,
     /// Turns true to let stalled sends go.
     released: watch::Sender<bool>,
+    /// When each message whose run is named `lat-…` arrived, by that name.
+    arrivals: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 impl FakeSlack {
@@ -1090,6 +1241,7 @@ impl FakeSlack {
             received: Arc::default(),
             stalled: Arc::default(),
             released,
+            arrivals: Arc::default(),
         };
         let app = Router::new()
             .route("/api/chat.postMessage", axum::routing::post(post_message))
@@ -1113,7 +1265,21 @@ impl FakeSlack {
     }
 }
 
-async fn post_message(State(fake): State<FakeSlack>) -> Response {
+async fn post_message(State(fake): State<FakeSlack>, body: Bytes) -> Response {
+    let at = Instant::now();
+    // The header block carries the run's name: a latency run is named "lat-<tag>-<n>".
+    if let Some(from) = body.windows(4).position(|w| w == b"lat-") {
+        let name: Vec<u8> = body[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+            .copied()
+            .collect();
+        fake.arrivals
+            .lock()
+            .expect("arrivals")
+            .entry(String::from_utf8_lossy(&name).into_owned())
+            .or_insert(at);
+    }
     if fake.stalled.load(Ordering::SeqCst) {
         let mut released = fake.released.subscribe();
         let _ = released.wait_for(|r| *r).await;
@@ -1252,7 +1418,7 @@ async fn postgres_phase(
         let mut apps = Vec::new();
         for i in 0..replicas {
             let config = AppConfig {
-                batch_runs: 1,
+                batch_runs: Some(1),
                 concurrency: args.concurrency,
                 slack_timeout: "15s",
                 lease: "60s",

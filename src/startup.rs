@@ -70,6 +70,7 @@ impl Application {
             store_unready: Arc::default(),
             metrics,
             embedded_key,
+            intake_commit: Arc::default(),
         };
         // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
         state

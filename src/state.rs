@@ -32,6 +32,8 @@ pub struct AppState {
     /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the
     /// database); `None` with a remote LangSmith.
     pub embedded_key: Option<secrecy::SecretString>,
+    /// Intake's group commit: requests that arrive together share one transaction.
+    pub intake_commit: Arc<crate::store::group::GroupEnqueue>,
 }
 
 impl FromRef<AppState> for Arc<Settings> {

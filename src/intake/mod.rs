@@ -179,7 +179,7 @@ async fn accept(
     events: Vec<RunEvent>,
     parts: &[RunParts<'_>],
 ) -> Result<Response, IntakeError> {
-    let plan = routing::plan_with(&events, parts, &state.settings, chrono::Utc::now());
+    let mut plan = routing::plan_with(&events, parts, &state.settings, chrono::Utc::now());
     if plan.refused_channels > 0 {
         state.metrics.refused_channels.inc_by(plan.refused_channels as u64);
     }
@@ -193,11 +193,9 @@ async fn accept(
     // A 202 only after the commit; a store that cannot commit in time (a full disk, a lock held
     // by another process) gets a 503 the sender can read before its own timeout.
     let wait = state.settings.store.intake_wait;
-    let stored = tokio::time::timeout(
-        wait,
-        state.store.enqueue(&plan.jobs, &plan.digest_items, chrono::Utc::now()),
-    )
-    .await;
+    // Requests that arrive together share one commit (`store::group`).
+    let (jobs, items) = (std::mem::take(&mut plan.jobs), std::mem::take(&mut plan.digest_items));
+    let stored = tokio::time::timeout(wait, state.intake_commit.enqueue(&state.store, jobs, items)).await;
     let (new_jobs, new_items) = match stored {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {

@@ -3,6 +3,7 @@
 //! `sqlite/` is the embedded default, `postgres/` the one for several replicas ([`open`] picks
 //! one from the URL); only this module uses sqlx.
 
+pub mod group;
 mod postgres;
 mod sqlite;
 

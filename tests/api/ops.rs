@@ -69,16 +69,17 @@ async fn metrics_count_events_deliveries_tokens_and_latencies_without_run_ids() 
         2.0
     );
     assert_eq!(metric(&text, "feedback_dispatch_tokens_minted_total"), 4.0);
+    // The two runs are claimed together and minted in one request (`batch_runs`, default 10).
     assert_eq!(
         metric(&text, "feedback_dispatch_langsmith_requests_total{status=\"2xx\"}"),
-        2.0
+        1.0
     );
     assert_eq!(
         metric(
             &text,
             "feedback_dispatch_langsmith_request_seconds_count{status=\"2xx\"}"
         ),
-        2.0
+        1.0
     );
     assert_eq!(metric(&text, "feedback_dispatch_slack_request_seconds_count"), 2.0);
     assert_eq!(metric(&text, "feedback_dispatch_jobs{state=\"sent\"}"), 2.0);

@@ -124,7 +124,7 @@ impl Validator {
                 format!("{max_attempts} is out of range (expected 1 to 20)"),
             );
         }
-        let batch_runs = raw.batch_runs.unwrap_or(1);
+        let batch_runs = raw.batch_runs.unwrap_or(10);
         if !(1..=100).contains(&batch_runs) {
             self.fail(
                 "langsmith.batch_runs",

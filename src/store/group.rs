@@ -1,0 +1,90 @@
+//! Group commit for intake: requests that arrive together share one write transaction. Each
+//! request queues its jobs and asks for a commit; whoever takes the turn commits everything
+//! queued by then in one `Store::enqueue`, and each request learns its own jobs' outcome. A
+//! request is answered only after the commit that holds its runs, as before; the commit runs
+//! in its own task, so a request that gives up waiting (intake's `store.intake_wait`) does not
+//! cut short the others' commit.
+
+use super::{DigestItem, NewJob, Store};
+use chrono::Utc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Which of a request's jobs and digest runs were new, or why the commit failed.
+pub type Enqueued = Result<(Vec<bool>, Vec<bool>), String>;
+
+struct Waiting {
+    jobs: Vec<NewJob>,
+    items: Vec<DigestItem>,
+    done: oneshot::Sender<Enqueued>,
+}
+
+/// The queue of requests waiting for a commit, and the turn to make one.
+#[derive(Default)]
+pub struct GroupEnqueue {
+    waiting: Mutex<Vec<Waiting>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl GroupEnqueue {
+    /// Enqueues `jobs` and `items` in the next commit of `store`; returns which were new.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        jobs: Vec<NewJob>,
+        items: Vec<DigestItem>,
+    ) -> Enqueued {
+        if jobs.is_empty() && items.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (done, answer) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("intake queue")
+            .push(Waiting { jobs, items, done });
+        let (me, store) = (self.clone(), store.clone());
+        tokio::spawn(async move { me.commit(&*store).await });
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the commit holding these runs was cut short".into()))
+    }
+
+    async fn commit(&self, store: &dyn Store) {
+        let _turn = self.turn.lock().await;
+        let batch = std::mem::take(&mut *self.waiting.lock().expect("intake queue"));
+        match batch.len() {
+            // An earlier turn committed these runs.
+            0 => {}
+            1 => {
+                let w = batch.into_iter().next().expect("one");
+                let result = store.enqueue(&w.jobs, &w.items, Utc::now()).await;
+                let _ = w.done.send(result.map_err(|e| e.to_string()));
+            }
+            _ => {
+                let mut jobs = Vec::with_capacity(batch.iter().map(|w| w.jobs.len()).sum());
+                let mut items = Vec::with_capacity(batch.iter().map(|w| w.items.len()).sum());
+                let mut shares = Vec::with_capacity(batch.len());
+                for w in batch {
+                    shares.push((w.jobs.len(), w.items.len(), w.done));
+                    jobs.extend(w.jobs);
+                    items.extend(w.items);
+                }
+                match store.enqueue(&jobs, &items, Utc::now()).await {
+                    Ok((new_jobs, new_items)) => {
+                        let (mut j, mut i) = (new_jobs.into_iter(), new_items.into_iter());
+                        for (nj, ni, done) in shares {
+                            let mine = (j.by_ref().take(nj).collect(), i.by_ref().take(ni).collect());
+                            let _ = done.send(Ok(mine));
+                        }
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        for (_, _, done) in shares {
+                            let _ = done.send(Err(message.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
