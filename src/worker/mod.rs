@@ -48,7 +48,7 @@ pub struct Workers {
     /// again on every turn of the claim loop, and never sent again if claimed meanwhile.
     unrecorded: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
     /// Delivered jobs waiting for the next group commit, with the tokens kept for votes.
-    sent_pending: Arc<std::sync::Mutex<Vec<(i64, Option<String>)>>>,
+    sent_pending: Arc<std::sync::Mutex<Vec<record::SentJob>>>,
     /// The turn to make that commit.
     sent_turn: Arc<tokio::sync::Mutex<()>>,
     /// True while the claim loop runs (the app's readiness flag).

@@ -22,6 +22,9 @@ pub(super) enum Outcome {
     LeaseLost,
 }
 
+/// A delivered job waiting for its group commit, with the tokens kept for votes.
+pub(super) type SentJob = (i64, Option<String>);
+
 /// What became of an in-flight job so far.
 #[derive(Default)]
 pub(super) struct Progress {
