@@ -123,6 +123,9 @@ struct Args {
     /// and 1,000 runs/s. Run it against two builds back to back to compare them.
     #[arg(long)]
     only_cpu: bool,
+    /// Length of each intake-to-Slack measurement of the CPU phase, in seconds.
+    #[arg(long, default_value_t = 5)]
+    delivery_seconds: u64,
 }
 
 #[tokio::main]
@@ -186,8 +189,11 @@ async fn main() -> anyhow::Result<()> {
         let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
         let mut delivery = Vec::new();
         for rate in [100, 1_000] {
-            eprintln!("cpu phase: intake to Slack at {rate}/s for 5 s");
-            delivery.push((rate, delivery_latency(&app, &client, &slack, rate, 5, limit).await?));
+            eprintln!("cpu phase: intake to Slack at {rate}/s for {} s", args.delivery_seconds);
+            delivery.push((
+                rate,
+                delivery_latency(&app, &client, &slack, rate, args.delivery_seconds, limit).await?,
+            ));
         }
         let rss = peak_rss_kib(app.pid)?;
         let log = app.stop()?;

@@ -1,5 +1,6 @@
 //! One claimed chunk: mint for every job without tokens in one request, send the jobs in
-//! order, make sure each send fits its lease, and record each outcome as soon as it is known.
+//! order, make sure each send fits its lease, and record delivered jobs together unless a later
+//! send could outlast the first of their leases.
 
 use super::record::Outcome;
 use super::{Claimed, Lease, Workers};
@@ -7,7 +8,7 @@ use crate::domain::{FeedbackKey, RunEvent};
 use crate::jobs::SlackJobPayload;
 use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest};
-use crate::lease;
+use crate::lease::{self, longest_send};
 use crate::state::AppState;
 use crate::store::{Job, JobKind};
 use chrono::Utc;
@@ -87,10 +88,17 @@ impl Workers {
                 }
             }
         }
-        // Each outcome is recorded as soon as it is known: a delivered job joins the group
-        // commit of every chunk's deliveries (`record::commit_sent`), so a crash leaves at most
-        // one sent-but-unrecorded job per chunk, and a busy pool still writes once for many.
+        // Delivered jobs are recorded together at the end of the chunk, unless a later send
+        // could end after the first of their leases does: then they are recorded before it.
+        let length = self.state.settings.workers.lease;
+        let mut delivered: Vec<(Claimed, Outcome)> = Vec::new();
+        let mut delivered_until: Option<Instant> = None;
         for (claimed, failed) in work.into_iter().zip(failed) {
+            let longest = longest_send(&self.state.settings, claimed.job.kind);
+            if delivered_until.is_some_and(|until| lease::outlasts(Instant::now(), longest, until)) {
+                self.record(std::mem::take(&mut delivered)).await;
+                delivered_until = None;
+            }
             let mut lease = claimed.lease;
             let outcome = match (failed, claimed.job.kind) {
                 (Some(outcome), _) => outcome,
@@ -99,13 +107,18 @@ impl Workers {
                 (None, JobKind::SlackUpdate) => self.deliver_update(&claimed.job, &mut lease).await,
                 (None, JobKind::FeedbackSubmit) => self.deliver_submission(&claimed.job, &mut lease).await,
             };
-            if matches!(outcome, Outcome::Sent)
-                && let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id)
-            {
-                p.sent = true;
+            if matches!(outcome, Outcome::Sent) {
+                if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id) {
+                    p.sent = true;
+                }
+                let until = lease.start + length;
+                delivered_until = Some(delivered_until.map_or(until, |u| u.min(until)));
+                delivered.push((claimed, outcome));
+            } else {
+                self.record(vec![(claimed, outcome)]).await;
             }
-            self.record(vec![(claimed, outcome)]).await;
         }
+        self.record(delivered).await;
     }
 
     /// Makes sure a send that may take `longest` ends, with `LEASE_MARGIN` to spare, within the

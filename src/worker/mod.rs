@@ -4,7 +4,7 @@
 //!
 //! - `mod.rs`: the claim loop, backing off while the store fails, and the drain at shutdown.
 //! - `chunk.rs`: one claimed chunk: mint for its jobs in one request, send them in order,
-//!   hold each lease for its send, record each outcome as soon as it is known.
+//!   hold each lease for its send, record delivered jobs together when their leases allow.
 //! - `deliver.rs`: one Slack message, one digest email (with the digest's shared tokens).
 //! - `record.rs`: outcomes into the store, delivered jobs of all chunks in a group commit;
 //!   delivered jobs the store refused are kept and recorded again, never sent twice.
