@@ -267,30 +267,15 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
             "a click's response_url is not Slack's; the message is not updated"
         );
     }
-    let answer = |reply: SlackReply| {
-        respond_to.clone().map(|url| NewJob {
-            kind: JobKind::SlackUpdate,
-            route: job.route.clone(),
-            target: job.target.clone(),
-            run_id: job.run_id,
-            idempotency_key: slack_update_key(&click.action_key()),
-            payload: serde_json::to_value(SlackUpdatePayload {
-                message_job: job.id,
-                response_url: url,
-                reply,
-            })
-            .expect("payload serializes"),
-            due_at: Utc::now(),
-        })
-    };
     let run_id: RunId = job.run_id.unwrap_or(payload.event.run_id);
     let mode = route.slack.as_ref().map(|s| s.buttons).unwrap_or_default();
     let ctx = Context {
         state,
         click,
         job: &job,
-        respond_to: respond_to.clone(),
+        respond_to,
     };
+    let answer = |reply: SlackReply| ctx.answer(reply, slack_update_key(&click.action_key()));
     if mode.submits() {
         let token = tokens
             .iter()
