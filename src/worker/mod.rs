@@ -6,8 +6,8 @@
 //! - `chunk.rs`: one claimed chunk: mint for its jobs in one request, send them in order,
 //!   hold each lease for its send, record delivered jobs together when their leases allow.
 //! - `deliver.rs`: one Slack message, one digest email (with the digest's shared tokens).
-//! - `record.rs`: outcomes into the store, delivered jobs of all chunks in a group commit;
-//!   delivered jobs the store refused are kept and recorded again, never sent twice.
+//! - `record.rs`: outcomes into the store; delivered jobs the store refused are kept and
+//!   recorded again, never sent twice.
 
 mod chunk;
 mod deliver;
@@ -47,10 +47,6 @@ pub struct Workers {
     /// Jobs delivered whose outcome could not be stored (the store failed writes): recorded
     /// again on every turn of the claim loop, and never sent again if claimed meanwhile.
     unrecorded: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
-    /// Delivered jobs waiting for the next group commit, with the tokens kept for votes.
-    sent_pending: Arc<std::sync::Mutex<Vec<record::SentJob>>>,
-    /// The turn to make that commit.
-    sent_turn: Arc<tokio::sync::Mutex<()>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -79,8 +75,6 @@ impl Workers {
             digest_locks: Arc::default(),
             in_flight: Arc::default(),
             unrecorded: Arc::default(),
-            sent_pending: Arc::default(),
-            sent_turn: Arc::default(),
             running,
         })
     }

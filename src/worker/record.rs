@@ -22,9 +22,6 @@ pub(super) enum Outcome {
     LeaseLost,
 }
 
-/// A delivered job waiting for its group commit, with the tokens kept for votes.
-pub(super) type SentJob = (i64, Option<String>);
-
 /// What became of an in-flight job so far.
 #[derive(Default)]
 pub(super) struct Progress {
@@ -35,10 +32,8 @@ pub(super) struct Progress {
 }
 
 impl Workers {
-    /// Records delivered jobs in a group commit: they join the jobs other chunks delivered
-    /// meanwhile, and whoever takes the next turn stores them all in one statement. Returns
-    /// once they are stored (by this turn or an earlier one) or, if the store refused, held
-    /// for the claim loop to record again.
+    /// Records delivered jobs in one statement. Returns once they are stored or, if the store
+    /// refused, held for the claim loop to record again.
     pub(super) async fn commit_sent(&self, sent: Vec<i64>, minted: Vec<Option<String>>) {
         if sent.is_empty() {
             return;
@@ -46,31 +41,15 @@ impl Workers {
         // Held as delivered before the store is asked, so a claim that races a slow, failing
         // write cannot take them for unsent.
         self.unrecorded.lock().expect("unrecorded set").extend(&sent);
-        {
-            let mut pending = self.sent_pending.lock().expect("sent queue");
-            let padded = minted.into_iter().chain(std::iter::repeat(None));
-            pending.extend(sent.into_iter().zip(padded));
-        }
-        let _turn = self.sent_turn.lock().await;
-        let batch = std::mem::take(&mut *self.sent_pending.lock().expect("sent queue"));
-        if batch.is_empty() {
-            return;
-        }
-        let (ids, minted): (Vec<i64>, Vec<Option<String>>) = batch.into_iter().unzip();
-        let minted = if minted.iter().all(Option::is_none) {
-            Vec::new()
-        } else {
-            minted
-        };
-        match self.state.store.mark_sent(&ids, &minted, Utc::now()).await {
+        match self.state.store.mark_sent(&sent, &minted, Utc::now()).await {
             Ok(()) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-                for id in &ids {
+                for id in &sent {
                     unrecorded.remove(id);
                 }
             }
             Err(e) => {
-                tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
+                tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
             }
         }
     }
