@@ -123,7 +123,7 @@ struct Args {
     /// and 1,000 runs/s. Run it against two builds back to back to compare them.
     #[arg(long)]
     only_cpu: bool,
-    /// Length of each intake-to-Slack measurement of the CPU phase, in seconds.
+    /// Length of each intake-to-Slack measurement of the CPU phase, in seconds (0 skips them).
     #[arg(long, default_value_t = 5)]
     delivery_seconds: u64,
 }
@@ -188,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("cpu phase: ack latency at {}/s for {} s", args.rate, args.duration);
         let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
         let mut delivery = Vec::new();
-        for rate in [100, 1_000] {
+        for rate in [100, 1_000].into_iter().filter(|_| args.delivery_seconds > 0) {
             eprintln!("cpu phase: intake to Slack at {rate}/s for {} s", args.delivery_seconds);
             delivery.push((
                 rate,
@@ -641,7 +641,7 @@ async fn delivery_latency(
         .collect();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let url = app.events_url();
-    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut tasks: JoinSet<(usize, bool)> = JoinSet::new();
     let mut sent_at = Vec::with_capacity(total);
     let start = Instant::now() + Duration::from_millis(50);
     for (i, body) in bodies.into_iter().enumerate() {
@@ -649,18 +649,24 @@ async fn delivery_latency(
         tokio::time::sleep_until(scheduled.into()).await;
         sent_at.push(Instant::now());
         let (client, url) = (client.clone(), url.clone());
-        tasks.spawn(async move {
-            let _ = post_json(&client, &url, body).await;
-        });
+        tasks.spawn(async move { (i, post_json(&client, &url, body).await.is_ok_and(|a| a.accepted == 1)) });
     }
-    while tasks.join_next().await.is_some() {}
+    // Only the runs that got their 202 are waited for.
+    let mut accepted = vec![false; total];
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((i, ok)) = done {
+            accepted[i] = ok;
+        }
+    }
+    let expected = accepted.iter().filter(|a| **a).count();
+    anyhow::ensure!(expected > 0, "no run of the intake-to-Slack phase was accepted");
     let deadline = Instant::now() + limit;
     let mut latencies = Vec::with_capacity(total);
     loop {
         latencies.clear();
         {
             let arrivals = slack.arrivals.lock().expect("arrivals");
-            for (name, sent) in names.iter().zip(&sent_at) {
+            for ((name, sent), _) in names.iter().zip(&sent_at).zip(&accepted).filter(|(_, a)| **a) {
                 if let Some(at) = arrivals.get(name) {
                     latencies.push(at.saturating_duration_since(*sent));
                 }
