@@ -105,7 +105,7 @@ impl Workers {
                 }
             }
             if let Err(e) = self.record_unrecorded().await {
-                trouble.failed_with("cannot record delivered jobs", &e);
+                trouble.failed_beside("cannot record delivered jobs", &e, digest_trouble.is_failing());
                 continue;
             }
             // Windows close on whole seconds at most; no need to ask the store on every turn.
@@ -113,7 +113,7 @@ impl Workers {
                 last_digest_check = Instant::now();
                 match digest::close_due(&self.state, Utc::now()).await {
                     Ok(_) => digest_trouble.recovered(),
-                    Err(e) => digest_trouble.failed_with("cannot close due digests", &e),
+                    Err(e) => digest_trouble.failed_beside("cannot close due digests", &e, trouble.is_failing()),
                 }
             }
             let free = permits.available_permits();
@@ -145,7 +145,7 @@ impl Workers {
                         }
                     }
                     Err(e) => {
-                        trouble.failed_with("cannot claim jobs", &e);
+                        trouble.failed_beside("cannot claim jobs", &e, digest_trouble.is_failing());
                         continue;
                     }
                 }
@@ -241,28 +241,48 @@ struct StoreTrouble {
     failures: u32,
     /// What failed first, for the line that says it works again.
     what: &'static str,
+    /// Whether this outage was logged here (not when the other tracker had logged it already).
+    logged: bool,
 }
 
 impl StoreTrouble {
     const FIRST_WAIT: Duration = Duration::from_millis(100);
     const LONGEST_WAIT: Duration = Duration::from_secs(5);
 
+    /// A failed turn of a tracker on its own.
+    #[cfg(test)]
     fn failed_with(&mut self, what: &'static str, error: &dyn std::fmt::Display) {
+        self.failed_beside(what, error, false);
+    }
+
+    /// A failed turn; the first of an outage is logged unless `reported_elsewhere` (the claim
+    /// loop's and the digests' trackers see the same outage, which is said once).
+    fn failed_beside(&mut self, what: &'static str, error: &dyn std::fmt::Display, reported_elsewhere: bool) {
         if self.failures == 0 {
             self.what = what;
-            tracing::error!(error = %error, "{what}; trying again less often until the store answers");
+            self.logged = !reported_elsewhere;
+            if self.logged {
+                tracing::error!(error = %error, "{what}; trying again less often until the store answers");
+            }
         }
         self.failures = self.failures.saturating_add(1);
     }
 
+    fn is_failing(&self) -> bool {
+        self.failures > 0
+    }
+
     fn recovered(&mut self) {
         if self.failures > 0 {
-            tracing::info!(
-                failed_turns = self.failures,
-                "the store answers again (after: {})",
-                self.what
-            );
+            if self.logged {
+                tracing::info!(
+                    failed_turns = self.failures,
+                    "the store answers again (after: {})",
+                    self.what
+                );
+            }
             self.failures = 0;
+            self.logged = false;
         }
     }
 
