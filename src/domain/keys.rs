@@ -15,12 +15,7 @@ pub struct FeedbackKey(String);
 impl FeedbackKey {
     /// `user_score` → "User score": keys are identifiers, readers are people.
     pub fn readable(&self) -> String {
-        let spaced = self.0.replace(['_', '-'], " ");
-        let mut chars = spaced.trim().chars();
-        match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => self.0.clone(),
-        }
+        super::text::readable_name(&self.0)
     }
 
     /// A key is 1–128 characters of letters, digits, `_`, `-`, `.` or `:`.

@@ -144,12 +144,7 @@ impl RunPath {
                 Root::Metadata => "metadata",
                 Root::Tags => "tags",
             });
-        let spaced = name.replace(['_', '-'], " ");
-        let mut chars = spaced.trim().chars();
-        match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => name.to_string(),
-        }
+        super::text::readable_name(name)
     }
 
     /// The value at this path, if the run has one.

@@ -4,6 +4,16 @@
 /// Title shown for a run that has no name.
 pub const UNNAMED_RUN: &str = "LangSmith run";
 
+/// An identifier made readable for people: `user_score` → "User score".
+pub fn readable_name(name: &str) -> String {
+    let spaced = name.replace(['_', '-'], " ");
+    let mut chars = spaced.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => name.to_string(),
+    }
+}
+
 /// `text` unless it is missing or only whitespace.
 pub fn non_blank(text: Option<&str>) -> Option<&str> {
     text.filter(|t| !t.trim().is_empty())

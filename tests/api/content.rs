@@ -5,7 +5,6 @@
 
 use crate::fakes::fake_slack;
 use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use crate::leaks::Captured;
 use crate::slack::wait_for_state;
 use crate::smtp::SmtpSink;
 use feedback_dispatch::store::JobState;
@@ -122,15 +121,7 @@ async fn stored_text(app: &crate::helpers::TestApp) -> String {
 // Single-threaded, so every task the app spawns logs through this thread's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn personal_data_and_credentials_reach_no_message_store_or_log_and_only_chosen_fields_show() {
-    crate::helpers::init();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = crate::leaks::capture_logs();
 
     let slack = fake_slack().await;
     let sink = SmtpSink::start();

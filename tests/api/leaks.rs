@@ -33,10 +33,9 @@ const SIGNING_SECRET: &str = "signing-secret-leakcheck-8f74";
 const SMTP_PASSWORD: &str = "smtp-password-leakcheck";
 const INTAKE_SECRET: &str = "intake-secret-leakcheck";
 
-// The test's runtime is single-threaded, so every task the apps spawn logs through the
-// subscriber set as this thread's default.
-#[tokio::test(flavor = "current_thread")]
-async fn the_full_pipeline_logs_no_secret_and_no_presigned_url() {
+/// Captures every log line, at every level, of this thread (and of the tasks a single-threaded
+/// runtime on it spawns) until the guard drops.
+pub(crate) fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     crate::helpers::init();
     let captured = Captured::default();
     let writer = captured.clone();
@@ -45,7 +44,14 @@ async fn the_full_pipeline_logs_no_secret_and_no_presigned_url() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+// The test's runtime is single-threaded, so every task the apps spawn logs through the
+// subscriber set as this thread's default.
+#[tokio::test(flavor = "current_thread")]
+async fn the_full_pipeline_logs_no_secret_and_no_presigned_url() {
+    let (captured, _guard) = capture_logs();
 
     let langsmith = spawn_langsmith(API_KEY).await;
     let slack = fake_slack().await;
