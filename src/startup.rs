@@ -66,6 +66,7 @@ impl Application {
             langsmith,
             public_url,
             wake_workers: Arc::new(tokio::sync::Notify::new()),
+            due_hint: Arc::default(),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             store_unready: Arc::default(),
             metrics,

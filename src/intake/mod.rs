@@ -195,6 +195,8 @@ async fn accept(
     let wait = state.settings.store.intake_wait;
     // Requests that arrive together share one commit (`store::group`).
     let (jobs, items) = (std::mem::take(&mut plan.jobs), std::mem::take(&mut plan.digest_items));
+    // A digest window closes at its end, which no wake-up announces.
+    let window_ends = items.iter().map(|i| i.window_end).min();
     let stored = tokio::time::timeout(wait, state.intake_commit.enqueue(&state.store, jobs, items)).await;
     let (new_jobs, new_items) = match stored {
         Ok(Ok(done)) => done,
@@ -232,6 +234,9 @@ async fn accept(
     }
     if new_jobs.iter().any(|n| *n) {
         state.wake_workers.notify_one();
+    }
+    if let Some(end) = window_ends {
+        state.due_hint.note(end);
     }
     tracing::info!(
         source,

@@ -27,7 +27,7 @@ use crate::store::{Job, JobKind};
 use chrono::Utc;
 use record::Progress;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -91,6 +91,15 @@ impl Workers {
         // Closing digests fails apart from claiming (a digest can be unreadable); its failures
         // are logged once per change and do not hold up the claims.
         let mut digest_trouble = StoreTrouble::default();
+        // Whether this turn claims: after a wake-up (new jobs, a wait that ran out), or while
+        // the last claim got all it asked for. A task that ends frees a permit, which is worth
+        // a claim only then: otherwise nothing was left due, and what the task scheduled comes
+        // through the due hint.
+        let mut claim_now = true;
+        // The earliest time work falls due that no wake-up announces, as the store said last
+        // (asked once per poll interval, not on every turn) and lowered by the due hint.
+        let mut known_due: Option<chrono::DateTime<Utc>> = None;
+        let mut due_asked: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -116,11 +125,20 @@ impl Workers {
                     Err(e) => digest_trouble.failed_beside("cannot close due digests", &e, trouble.is_failing()),
                 }
             }
+            if let Some(at) = self.state.due_hint.take() {
+                known_due = Some(known_due.map_or(at, |k| k.min(at)));
+            }
+            if known_due.is_some_and(|at| at <= Utc::now()) {
+                // Due now: claim it, and ask the store what falls due after it.
+                claim_now = true;
+                known_due = None;
+                due_asked = None;
+            }
             let free = permits.available_permits();
-            let mut claimed = 0;
             // Whether the last claim got all it asked for, so more jobs are likely due.
             let mut more_due = false;
-            if free > 0 {
+            if claim_now && free > 0 {
+                claim_now = false;
                 // Each task takes up to batch_runs jobs (minted in one request), so claim enough
                 // to keep every free permit busy.
                 let batch = settings.langsmith.batch_runs.max(1);
@@ -128,8 +146,7 @@ impl Workers {
                 match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
                         trouble.recovered();
-                        claimed = jobs.len();
-                        more_due = claimed == free * batch;
+                        more_due = jobs.len() == free * batch;
                         let jobs = self.not_held(jobs);
                         self.in_flight
                             .lock()
@@ -145,29 +162,42 @@ impl Workers {
                         }
                     }
                     Err(e) => {
+                        claim_now = true;
                         trouble.failed_beside("cannot claim jobs", &e, digest_trouble.is_failing());
                         continue;
                     }
                 }
             }
             while tasks.try_join_next().is_some() {}
-            if claimed > 0 && permits.available_permits() > 0 {
-                continue;
+            if more_due {
+                claim_now = true;
+                if permits.available_permits() > 0 {
+                    continue;
+                }
             }
             // With more due, the next turn comes when a task frees its permit; otherwise sleep
             // until the earliest due job or digest.
-            let wait = if more_due && !tasks.is_empty() {
+            let wait = if claim_now && !tasks.is_empty() {
                 w.poll_interval
             } else {
-                match self.state.store.next_due().await {
-                    Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(w.poll_interval),
-                    _ => w.poll_interval,
+                if due_asked.is_none_or(|at| at.elapsed() >= w.poll_interval) {
+                    // A failed answer leaves what was known; the claims say when the store fails.
+                    if let Ok(at) = self.state.store.next_due().await {
+                        known_due = at;
+                        due_asked = Some(Instant::now());
+                    }
                 }
+                known_due.map_or(w.poll_interval, |at| {
+                    (at - Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .min(w.poll_interval)
+                })
             }
             .max(Duration::from_millis(5));
             tokio::select! {
-                _ = self.state.wake_workers.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.state.wake_workers.notified() => claim_now = true,
+                _ = tokio::time::sleep(wait) => claim_now = true,
                 _ = shutdown.changed() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
@@ -211,6 +241,35 @@ impl Workers {
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
+        }
+    }
+}
+
+/// The earliest time this process knows work falls due that no wake-up announces: a retry or a
+/// deferred send a worker scheduled, a digest window intake opened. The claim loop asks the
+/// store when work falls due (`Store::next_due`) once per poll interval, not on every turn, and
+/// learns of these in between from here. Others' (another replica's retries, a dead letter
+/// retried from the command line) are found by that poll.
+#[derive(Debug)]
+pub struct DueHint(AtomicI64);
+
+impl Default for DueHint {
+    fn default() -> Self {
+        DueHint(AtomicI64::new(i64::MAX))
+    }
+}
+
+impl DueHint {
+    /// Work falls due at `at`.
+    pub fn note(&self, at: chrono::DateTime<Utc>) {
+        self.0.fetch_min(at.timestamp_millis(), Ordering::SeqCst);
+    }
+
+    /// The earliest time noted since the last call, if any.
+    fn take(&self) -> Option<chrono::DateTime<Utc>> {
+        match self.0.swap(i64::MAX, Ordering::SeqCst) {
+            i64::MAX => None,
+            ms => chrono::DateTime::from_timestamp_millis(ms),
         }
     }
 }

@@ -156,6 +156,7 @@ impl Workers {
                 Outcome::LeaseLost => continue,
                 Outcome::Defer(wait) => {
                     let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
+                    self.state.due_hint.note(at);
                     store.release(job.id, at, minted, now).await
                 }
                 Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
@@ -169,6 +170,7 @@ impl Workers {
                         .max(after.unwrap_or_default());
                     tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    self.state.due_hint.note(at);
                     store.mark_retry(job.id, at, error, minted, now).await
                 }
                 Outcome::Dead(reason) => {
@@ -177,6 +179,9 @@ impl Workers {
                 }
             };
             if let Err(e) = result {
+                if let Some(until) = claimed.lease.until {
+                    self.state.due_hint.note(until);
+                }
                 tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
             }
         }

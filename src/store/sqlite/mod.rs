@@ -10,7 +10,7 @@ mod votes;
 
 use rows::*;
 use statements::{JOBS_PER_INSERT, insert_jobs};
-use writer::PROBE_BYTES;
+use writer::{PROBE_BYTES, WriterHome};
 
 use super::{
     ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobState, NewJob, Store, StoreError, StoredFeedback,
@@ -19,7 +19,7 @@ use super::{
 use crate::domain::RunId;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,9 +36,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
 
 /// The SQLite store. Every write goes through one connection: SQLite runs one write
-/// transaction at a time anyway, and writers queueing in the pool wait in order, where several
+/// transaction at a time anyway, and writers take turns on it in order, where several
 /// connections racing for the lock would sleep in SQLite's busy handler (tens of milliseconds
-/// each time it backs off). Reads use their own connections.
+/// each time it backs off). Reads use their own connections (see [`WriterHome`] for why the
+/// writer is not a pool's).
 ///
 /// A write that fails closes the writer connection, and the next write opens a new one. Keeping
 /// it would be wrong: when SQLite rolls a transaction back by itself (a full disk or an I/O
@@ -50,10 +51,8 @@ const READERS: u32 = 4;
 /// committed: answered as if stored, and lost at the next restart.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: WriterHome,
     reader: SqlitePool,
-    /// In memory the writer is the database: it is never closed.
-    memory: bool,
     /// True from a failed write until a write commits again (`/readyz`).
     writes_failing: Arc<AtomicBool>,
     /// The database file (`None` in memory), for its size on disk.
@@ -85,29 +84,41 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            // The writer's transactions end within each operation; one still open here is a
-            // connection whose state is unknown, and it is replaced.
-            .before_acquire(move |conn, _| Box::pin(async move { Ok(memory || !conn.is_in_transaction()) }))
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&writer).await?;
-        // An in-memory database exists once per connection: it reads through the writer.
-        let reader = if memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(READERS)
+        let writer = if memory {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
                 .min_connections(1)
-                .connect_with(options.read_only(true))
-                .await?
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+                .await?;
+            WriterHome::Memory(pool)
+        } else {
+            WriterHome::file(options.clone()).await?
+        };
+        let reader = match &writer {
+            // An in-memory database exists once per connection: it reads through the writer.
+            WriterHome::Memory(pool) => {
+                MIGRATOR.run(pool).await?;
+                pool.clone()
+            }
+            WriterHome::File { slot, .. } => {
+                let mut conn = slot.lock().await;
+                MIGRATOR.run(conn.as_mut().expect("the writer was just opened")).await?;
+                drop(conn);
+                SqlitePoolOptions::new()
+                    .max_connections(READERS)
+                    .min_connections(1)
+                    // A connection to a file on this machine does not drop away; the pings sqlx
+                    // would send first are a trip to SQLite's thread each.
+                    .test_before_acquire(false)
+                    .connect_with(options.read_only(true))
+                    .await?
+            }
         };
         Ok(SqliteStore {
             writer,
             reader,
-            memory,
             writes_failing: Arc::default(),
             path,
         })
@@ -280,30 +291,36 @@ impl Store for SqliteStore {
         // One statement, so two workers can never lease the same job. Each arm reads its
         // index (jobs_due, jobs_lease) in order and stops at the limit, so nothing is sorted but
         // those few rows, however long the queue.
-        let mut w = self.writer().await?;
-        let rows = sqlx::query(concat!(
-            "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+        // The limit is written into the statement, not bound: SQLite plans with a bound `LIMIT`'s
+        // value, so it parses and plans such a statement again each time the value is bound,
+        // every claim. Written in, each limit a worker asks is one statement, prepared once.
+        let sql = format!(
+            concat!(
+                "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
              WHERE id IN (
                  SELECT id FROM (
                      SELECT id, due FROM (
                          SELECT id, next_attempt_at AS due FROM jobs
                          WHERE state = 'pending' AND next_attempt_at <= ?2
-                         ORDER BY next_attempt_at, id LIMIT ?3)
+                         ORDER BY next_attempt_at, id LIMIT {limit})
                      UNION ALL
                      SELECT id, due FROM (
                          SELECT id, lease_until AS due FROM jobs
                          WHERE state = 'leased' AND lease_until <= ?2
-                         ORDER BY lease_until, id LIMIT ?3))
-                 ORDER BY due, id LIMIT ?3)
+                         ORDER BY lease_until, id LIMIT {limit}))
+                 ORDER BY due, id LIMIT {limit})
              RETURNING ",
-            job_columns!()
-        ))
-        .bind(until)
-        .bind(now_ms)
-        .bind(limit as i64)
-        .fetch_all(&mut *w)
-        .await
-        .map_err(StoreError::from);
+                job_columns!()
+            ),
+            limit = limit
+        );
+        let mut w = self.writer().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(until)
+            .bind(now_ms)
+            .fetch_all(&mut *w)
+            .await
+            .map_err(StoreError::from);
         let rows = self.finish(w, rows).await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.next_attempt_at, j.id));

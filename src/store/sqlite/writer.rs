@@ -22,38 +22,88 @@ macro_rules! in_transaction {
 
 use super::SqliteStore;
 use crate::store::StoreError;
-use sqlx::Sqlite;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteQueryResult, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteQueryResult, SqliteRow};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Where the writer connection waits between writes.
+///
+/// A file's writer is a connection of this store's own, not a pool's: sqlx's pool pings a
+/// connection as it is taken and again, in a task of its own, as it is given back, which made
+/// every write three trips to SQLite's thread instead of one. Writes take turns on a fair lock,
+/// so they still go in the order they came.
+#[derive(Clone)]
+pub(super) enum WriterHome {
+    /// The connection (`None` after a failed write closed it), and how to open the next one.
+    File {
+        slot: Arc<Mutex<Option<SqliteConnection>>>,
+        options: Arc<SqliteConnectOptions>,
+    },
+    /// In memory the connection is the database: a pool of one that never closes it, and
+    /// which the reads share.
+    Memory(SqlitePool),
+}
+
+impl WriterHome {
+    /// A file's writer, connected now so a bad path or a locked file fails at start.
+    pub(super) async fn file(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let conn = SqliteConnection::connect_with(&options).await?;
+        Ok(WriterHome::File {
+            slot: Arc::new(Mutex::new(Some(conn))),
+            options: Arc::new(options),
+        })
+    }
+}
 
 /// The writer connection for one operation; see [`SqliteStore::finish`].
 pub(super) struct Writer {
-    conn: Option<PoolConnection<Sqlite>>,
-    memory: bool,
+    held: Held,
+    /// Set by `finish`: the operation ended and left the connection as it should be.
+    finished: bool,
+}
+
+enum Held {
+    /// The file's slot, holding an open connection until the operation ends.
+    File(OwnedMutexGuard<Option<SqliteConnection>>),
+    /// In memory: taken from the pool, given back after the operation.
+    Memory(Option<PoolConnection<Sqlite>>),
 }
 
 impl std::ops::Deref for Writer {
-    type Target = sqlx::SqliteConnection;
+    type Target = SqliteConnection;
     fn deref(&self) -> &Self::Target {
-        self.conn.as_ref().expect("the writer is held until finished")
+        match &self.held {
+            Held::File(slot) => slot.as_ref(),
+            Held::Memory(conn) => conn.as_deref(),
+        }
+        .expect("the writer is held until finished")
     }
 }
 
 impl std::ops::DerefMut for Writer {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.conn.as_mut().expect("the writer is held until finished")
+        match &mut self.held {
+            Held::File(slot) => slot.as_mut(),
+            Held::Memory(conn) => conn.as_deref_mut(),
+        }
+        .expect("the writer is held until finished")
     }
 }
 
 impl Drop for Writer {
     /// An operation that did not finish (its future was dropped: a client went away, intake's
-    /// wait ran out) may have left the connection anywhere; it is closed rather than reused.
+    /// wait ran out) may have left the connection anywhere, a transaction open say: a file's
+    /// connection is closed (SQLite rolls back what it left open) and the next write opens a
+    /// new one. In memory the connection is kept, as closing it would drop the database.
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut()
-            && !self.memory
+        if !self.finished
+            && let Held::File(slot) = &mut self.held
         {
-            conn.close_on_drop();
+            // Dropping it ends its thread, which closes the database handle.
+            drop(slot.take());
         }
     }
 }
@@ -116,18 +166,37 @@ impl Wrote for Option<String> {
 pub(super) const PROBE_BYTES: i64 = 64 * 1024;
 
 impl SqliteStore {
-    /// The writer connection, for one operation that ends with [`SqliteStore::finish`].
+    /// The writer connection, for one operation that ends with [`SqliteStore::finish`]: the
+    /// file's own (opened again if the last write closed it), or the memory pool's.
     pub(super) async fn writer(&self) -> Result<Writer, StoreError> {
-        match self.writer.acquire().await {
-            Ok(conn) => Ok(Writer {
-                conn: Some(conn),
-                memory: self.memory,
-            }),
-            Err(e) => {
-                self.writes_failing.store(true, Ordering::SeqCst);
-                Err(e.into())
+        let held = match &self.writer {
+            WriterHome::File { slot, options } => {
+                let mut slot = slot.clone().lock_owned().await;
+                if slot.as_ref().is_some_and(|conn| conn.is_in_transaction()) {
+                    // Not reachable through `finish`, which ends every transaction; a
+                    // connection whose state is unknown is not written through.
+                    slot.take();
+                }
+                if slot.is_none() {
+                    match SqliteConnection::connect_with(options).await {
+                        Ok(conn) => *slot = Some(conn),
+                        Err(e) => {
+                            self.writes_failing.store(true, Ordering::SeqCst);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Held::File(slot)
             }
-        }
+            WriterHome::Memory(pool) => match pool.acquire().await {
+                Ok(conn) => Held::Memory(Some(conn)),
+                Err(e) => {
+                    self.writes_failing.store(true, Ordering::SeqCst);
+                    return Err(e.into());
+                }
+            },
+        };
+        Ok(Writer { held, finished: false })
     }
 
     /// Runs one statement on the writer and ends the write.
@@ -140,8 +209,8 @@ impl SqliteStore {
         self.finish(w, done).await
     }
 
-    /// Ends a write: the connection goes back to the pool, or after an error is closed (the
-    /// pool opens a fresh one for the next write), and the store counts as failing writes from
+    /// Ends a write: the connection is kept for the next write, or after an error closed (the
+    /// next write opens a fresh one), and the store counts as failing writes from
     /// an error until a write takes room again.
     pub(super) async fn finish<T: Wrote>(
         &self,
@@ -150,8 +219,10 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         match &result {
             Ok(done) => {
-                // Back to the pool, for the next write.
-                drop(writer.conn.take());
+                // Kept for the next write.
+                if let Held::Memory(conn) = &mut writer.held {
+                    drop(conn.take());
+                }
                 if done.took_room() {
                     self.took_room();
                 }
@@ -160,14 +231,19 @@ impl SqliteStore {
                 if !self.writes_failing.swap(true, Ordering::SeqCst) {
                     tracing::warn!(error = %e, "a write to the database failed; intake answers 503 and /readyz is not ready until writes commit again");
                 }
-                if let Some(conn) = writer.conn.take()
-                    && !self.memory
-                {
-                    tracing::debug!(error = %e, "the writer connection is replaced after a failed write");
-                    let _ = conn.close().await;
+                match &mut writer.held {
+                    Held::File(slot) => {
+                        if let Some(conn) = slot.take() {
+                            tracing::debug!(error = %e, "the writer connection is replaced after a failed write");
+                            let _ = conn.close().await;
+                        }
+                    }
+                    Held::Memory(conn) => drop(conn.take()),
                 }
             }
         }
+        // A file's connection stays in its slot for the next write.
+        writer.finished = true;
         result
     }
 
