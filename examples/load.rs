@@ -225,6 +225,19 @@ async fn main() -> anyhow::Result<()> {
             "≤ 0.2",
             Some(e2e.mints_per_run() <= 0.2),
         );
+        // Connections are reused: about one per worker task. The HTTP clients' pools may open one
+        // more while a request waits for a busy connection (hyper races a new connect against the
+        // pool's give-back and keeps the winner and the loser), hence twice the task count.
+        let (to_slack, to_langsmith) = e2e.connections;
+        r.row(
+            "TCP connections opened, to Slack / to LangSmith".into(),
+            format!(
+                "{to_slack} for {} messages / {to_langsmith} for {} requests",
+                e2e.delivered, e2e.mint_requests
+            ),
+            format!("≤ {} each (2 × workers.concurrency)", 2 * args.concurrency),
+            Some(to_slack.max(to_langsmith) <= 2 * args.concurrency as u64),
+        );
         r.row(
             format!("CPU per run, single-event posts at {}/s", args.rate),
             format!("{:.0} µs", ack.cpu_per_run_us),
@@ -451,6 +464,8 @@ struct EndToEnd {
     delivered_after: Duration,
     /// Token requests the app made meanwhile.
     mint_requests: u64,
+    /// TCP connections the app opened meanwhile, to Slack and to LangSmith.
+    connections: (u64, u64),
     /// The app's CPU time meanwhile.
     cpu: f64,
 }
@@ -483,6 +498,7 @@ async fn end_to_end(
     let bodies = batch_bodies(args.events, args.batch);
     let slack_before = slack.received();
     let mints_before = langsmith.requests();
+    let connections_before = (slack.connections(), langsmith.connections());
     let cpu_of = || -> anyhow::Result<f64> { apps.iter().map(|a| cpu_seconds(&a.pid.to_string())).sum() };
     let cpu_before = cpu_of()?;
     let urls: Vec<String> = apps.iter().map(App::events_url).collect();
@@ -511,6 +527,10 @@ async fn end_to_end(
         delivered,
         delivered_after,
         mint_requests: langsmith.requests() - mints_before,
+        connections: (
+            slack.connections() - connections_before.0,
+            langsmith.connections() - connections_before.1,
+        ),
         cpu,
     })
 }
@@ -1242,6 +1262,8 @@ struct FakeSlack {
     released: watch::Sender<bool>,
     /// When each message whose run is named `lat-…` arrived, by that name.
     arrivals: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+    /// TCP connections accepted so far.
+    connections: Arc<AtomicU64>,
 }
 
 impl FakeSlack {
@@ -1254,16 +1276,22 @@ impl FakeSlack {
             stalled: Arc::default(),
             released,
             arrivals: Arc::default(),
+            connections: Arc::default(),
         };
         let app = Router::new()
             .route("/api/chat.postMessage", axum::routing::post(post_message))
             .with_state(fake.clone());
+        let listener = counting(listener, fake.connections.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(fake)
     }
 
     fn received(&self) -> u64 {
         self.received.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     fn stall(&self) {
@@ -1311,6 +1339,8 @@ struct FakeLangSmith {
     address: String,
     /// `POST …/feedback/tokens` requests so far.
     requests: Arc<AtomicU64>,
+    /// TCP connections accepted so far.
+    connections: Arc<AtomicU64>,
 }
 
 impl FakeLangSmith {
@@ -1331,13 +1361,34 @@ impl FakeLangSmith {
             requests.clone(),
             count_token_requests,
         ));
+        let connections = Arc::new(AtomicU64::new(0));
+        let listener = counting(listener, connections.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(FakeLangSmith { address, requests })
+        Ok(FakeLangSmith {
+            address,
+            requests,
+            connections,
+        })
     }
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
     }
+
+    fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// `listener`, counting the connections it accepts in `count`.
+fn counting(
+    listener: tokio::net::TcpListener,
+    count: Arc<AtomicU64>,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+    })
 }
 
 async fn count_token_requests(State(count): State<Arc<AtomicU64>>, req: Request, next: Next) -> Response {

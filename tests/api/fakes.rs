@@ -81,6 +81,8 @@ pub struct FakeServer {
     pub address: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    /// TCP connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeServer {
@@ -130,8 +132,7 @@ impl FakeServer {
                 response
             }
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, address, connections) = counting_listener(port).await;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -139,6 +140,7 @@ impl FakeServer {
             address,
             requests,
             script,
+            connections,
         }
     }
 
@@ -150,6 +152,11 @@ impl FakeServer {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests to paths ending in `suffix`.
@@ -262,8 +269,7 @@ pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
             response
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, address, connections) = counting_listener(port).await;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -271,7 +277,28 @@ pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
         address,
         requests,
         script: Arc::new(Mutex::new(VecDeque::new())),
+        connections,
     }
+}
+
+/// A loopback listener on `port` (0 = any) that counts the connections it accepts, its
+/// address, and the count.
+async fn counting_listener(
+    port: u16,
+) -> (
+    impl axum::serve::Listener<Addr = std::net::SocketAddr>,
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = listener.tap_io(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    (listener, address, connections)
 }
 
 /// A fake Slack Web API: `chat.postMessage` answers `ok` unless a reply is queued.

@@ -548,3 +548,21 @@ async fn with_batch_runs_several_runs_share_one_token_request() {
         }
     }
 }
+
+#[tokio::test]
+async fn runs_sent_one_after_another_reuse_one_connection_to_slack_and_one_to_langsmith() {
+    let w = world(SUPPORT_ROUTE).await;
+    for n in 1..=12 {
+        let mut event = fixture("generic-event.json");
+        event["run_id"] = json!(uuid::Uuid::new_v4());
+        event["feedback_keys"] = json!(["thumbs_up"]);
+        assert_eq!(w.app.post_json("/v1/events", &event).await.status(), 202);
+        w.slack.wait_for("/chat.postMessage", n, WAIT).await;
+    }
+    assert_eq!(w.proxy.requests_to("/feedback/tokens").len(), 12, "one run at a time");
+    assert_eq!(
+        (w.slack.connections(), w.proxy.connections()),
+        (1, 1),
+        "12 messages and 12 token requests, each over the connection the first one opened"
+    );
+}
