@@ -214,21 +214,23 @@ impl LangSmithClient {
                 },
             });
         }
-        let items: Vec<TokenResponseItem> = match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Array(items)) => items
-                .into_iter()
-                .map(serde_json::from_value)
-                .collect::<Result<_, _>>()
-                .map_err(|e| LangSmithError::InvalidResponse(format!("token item: {e}")))?,
-            Ok(obj @ serde_json::Value::Object(_)) => vec![
-                serde_json::from_value(obj).map_err(|e| LangSmithError::InvalidResponse(format!("token item: {e}")))?,
-            ],
-            Ok(_) => {
-                return Err(LangSmithError::InvalidResponse(
-                    "expected a JSON array of tokens".into(),
-                ));
+        // Read straight into the items (no JSON tree in between): an array of them, or one.
+        let unreadable = |e: serde_json::Error| {
+            LangSmithError::InvalidResponse(if e.is_data() {
+                format!("token item: {e}")
+            } else {
+                format!("not JSON: {e}")
+            })
+        };
+        let items: Vec<TokenResponseItem> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => serde_json::from_slice(&body).map_err(unreadable)?,
+            Some(b'{') => vec![serde_json::from_slice(&body).map_err(unreadable)?],
+            _ => {
+                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    Ok(_) => LangSmithError::InvalidResponse("expected a JSON array of tokens".into()),
+                    Err(e) => LangSmithError::InvalidResponse(format!("not JSON: {e}")),
+                });
             }
-            Err(e) => return Err(LangSmithError::InvalidResponse(format!("not JSON: {e}"))),
         };
         let tokens = match_tokens(requests, items)?;
         if let Some(m) = &self.metrics {

@@ -1,12 +1,14 @@
-//! Slack delivery: `api` (chat.postMessage through slack-morphism with the bot token),
-//! `webhook` (incoming webhooks), `outbox` (the exact request JSON written to a file).
+//! Slack delivery: `api` (`chat.postMessage` with the bot token), `webhook` (incoming
+//! webhooks), `outbox` (the exact request JSON written to a file). The message is
+//! slack-morphism's Block Kit content, serialized once per send straight into the request body;
+//! of Slack's answer only `ok`, `error` and `ts` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
 use crate::domain::SlackChannel;
 use crate::settings::{Settings, SlackMode};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -84,7 +86,7 @@ const TRANSIENT_CODES: &[&str] = &[
 /// Sends messages in the configured mode.
 pub struct SlackSender {
     mode: SlackMode,
-    api: Option<(SlackHyperClient, SlackApiToken)>,
+    api: Option<WebApi>,
     http: reqwest::Client,
     outbox_dir: PathBuf,
     default_webhook: Option<SecretString>,
@@ -98,17 +100,16 @@ impl SlackSender {
         let slack = &settings.slack;
         let api = match (slack.mode, &slack.bot_token) {
             (SlackMode::Api, Some(token)) => {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
-                    .https_or_http()
-                    .enable_http1()
-                    .enable_http2()
-                    .build();
-                let connector = SlackClientHyperConnector::from(https)
-                    .with_slack_api_url(slack.api_url.as_str().trim_end_matches('/'));
-                let client = SlackClient::new(connector);
-                let token = SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_string()));
-                Some((client, token))
+                let base = slack.api_url.as_str().trim_end_matches('/');
+                let post_message = url::Url::parse(&format!("{base}/chat.postMessage"))?;
+                let mut authorization =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                        .map_err(|_| anyhow::anyhow!("slack.bot_token: not usable in an HTTP header"))?;
+                authorization.set_sensitive(true);
+                Some(WebApi {
+                    post_message,
+                    authorization,
+                })
             }
             _ => None,
         };
@@ -156,23 +157,39 @@ impl SlackSender {
     }
 
     async fn send_api(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
-        let (client, token) = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
+        let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
             code: "no_bot_token".into(),
         })?;
-        let channel = msg.channel.clone().ok_or_else(|| SlackError::Permanent {
-            code: "no_channel".into(),
+        if msg.channel.is_none() {
+            return Err(SlackError::Permanent {
+                code: "no_channel".into(),
+            });
+        }
+        let body = serde_json::to_vec(&PostMessage::of(msg)).map_err(|e| SlackError::Permanent {
+            code: format!("unserializable: {e}"),
         })?;
-        let req = SlackApiChatPostMessageRequest::new(SlackChannelId::new(channel), msg.content.clone())
-            .with_unfurl_links(false)
-            .with_unfurl_media(false)
-            .opt_thread_ts(msg.thread_ts.clone().map(SlackTs::new));
-        let session = client.open_session(token);
-        match session.chat_post_message(&req).await {
-            Ok(res) => Ok(Delivered {
-                ts: Some(res.ts.to_string()),
-                file: None,
+        let res = self
+            .http
+            .post(api.post_message.clone())
+            .header(reqwest::header::AUTHORIZATION, api.authorization.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SlackError::Transient(e.without_url().to_string()))?;
+        let status = res.status().as_u16();
+        let retry_after = retry_after(res.headers());
+        let text = res
+            .bytes()
+            .await
+            .map_err(|e| SlackError::Transient(e.without_url().to_string()))?;
+        match status {
+            200 => api_answer(&text, retry_after),
+            429 => Err(SlackError::RateLimited { retry_after }),
+            500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
+            _ => Err(SlackError::Permanent {
+                code: format!("http_{status}"),
             }),
-            Err(e) => Err(classify(e)),
         }
     }
 
@@ -187,21 +204,17 @@ impl SlackSender {
                     code: "no_webhook_url".into(),
                 })?,
         };
-        let mut body = content_json(&msg.content);
-        if let Some(ts) = &msg.thread_ts {
-            body["thread_ts"] = json!(ts);
-        }
+        // An incoming webhook posts to its own channel: the body names none.
+        let body = PostMessage {
+            channel: None,
+            ..PostMessage::of(msg)
+        };
         let res = self.http.post(&url).json(&body).send().await.map_err(|e| {
             // Never the URL: an incoming-webhook URL is a credential.
             SlackError::Transient(e.without_url().to_string())
         })?;
         let status = res.status().as_u16();
-        let retry_after = res
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(res.headers());
         let text = res.text().await.unwrap_or_default();
         match status {
             200..=299 => Ok(Delivered::default()),
@@ -270,14 +283,76 @@ impl SlackSender {
 
 /// The `chat.postMessage` body for `msg`: what api mode sends, and what outbox mode writes.
 pub fn request_json(msg: &OutgoingMessage) -> Value {
-    let mut body = content_json(&msg.content);
-    if let Some(c) = &msg.channel {
-        body["channel"] = json!(c);
+    serde_json::to_value(PostMessage::of(msg)).unwrap_or_else(|_| json!({}))
+}
+
+/// Where api mode posts, and as whom.
+struct WebApi {
+    /// `{slack.api_url}/chat.postMessage`.
+    post_message: url::Url,
+    /// `Bearer {bot token}`, marked sensitive (never printed).
+    authorization: reqwest::header::HeaderValue,
+}
+
+/// A `chat.postMessage` request body.
+#[derive(Serialize)]
+struct PostMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(flatten)]
+    content: &'a SlackMessageContent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+    /// Slack's unfurler fetches URLs it finds in a message; none of ours should be fetched.
+    unfurl_links: bool,
+    unfurl_media: bool,
+}
+
+impl<'a> PostMessage<'a> {
+    fn of(msg: &'a OutgoingMessage) -> Self {
+        PostMessage {
+            channel: msg.channel.as_deref(),
+            content: &msg.content,
+            thread_ts: msg.thread_ts.as_deref(),
+            unfurl_links: false,
+            unfurl_media: false,
+        }
     }
-    if let Some(ts) = &msg.thread_ts {
-        body["thread_ts"] = json!(ts);
+}
+
+/// What this service reads of a Web API answer (the rest, the echoed message, is skipped).
+#[derive(Deserialize)]
+struct ApiAnswer {
+    #[serde(default)]
+    ok: bool,
+    error: Option<String>,
+    ts: Option<String>,
+}
+
+/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's `ts`, or Slack's error code
+/// as rate limiting, a failure that may pass, or a refusal.
+fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, SlackError> {
+    let answer: ApiAnswer = serde_json::from_slice(body)
+        .map_err(|e| SlackError::Transient(format!("unreadable answer from Slack: {e}")))?;
+    match answer.error {
+        Some(code) if code == "ratelimited" => Err(SlackError::RateLimited { retry_after }),
+        Some(code) if TRANSIENT_CODES.contains(&code.as_str()) => Err(SlackError::Transient(code)),
+        Some(code) => Err(SlackError::Permanent { code }),
+        None if answer.ok => Ok(Delivered {
+            ts: answer.ts,
+            file: None,
+        }),
+        None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }
-    body
+}
+
+/// Slack's `Retry-After`, in seconds.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 fn content_json(content: &SlackMessageContent) -> Value {
@@ -294,27 +369,5 @@ fn webhook_code(status: u16, text: &str) -> String {
         t.to_string()
     } else {
         format!("http_{status}")
-    }
-}
-
-fn classify(e: SlackClientError) -> SlackError {
-    match e {
-        SlackClientError::RateLimitError(r) => SlackError::RateLimited {
-            retry_after: r.retry_after,
-        },
-        SlackClientError::ApiError(a) if a.code == "ratelimited" => SlackError::RateLimited { retry_after: None },
-        SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => SlackError::Transient(a.code),
-        SlackClientError::ApiError(a) => SlackError::Permanent { code: a.code },
-        SlackClientError::HttpError(h) => {
-            let status = h.status_code.as_u16();
-            if status >= 500 || status == 408 || status == 429 {
-                SlackError::Transient(format!("HTTP {status}"))
-            } else {
-                SlackError::Permanent {
-                    code: format!("http_{status}"),
-                }
-            }
-        }
-        other => SlackError::Transient(other.to_string()),
     }
 }

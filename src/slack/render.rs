@@ -36,11 +36,29 @@ const MAX_FIELD_TITLE: usize = 80;
 /// it is.
 pub fn escape_mrkdwn(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if let Some(piece) = Escaped::of(c) {
-            piece.push_to(&mut out);
+    let bytes = s.as_bytes();
+    // Runs of characters kept as they are are copied whole; printable ASCII other than `&`,
+    // `<` and `>` is decided by its byte, anything else by its character.
+    let mut kept_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (b' '..=b'~').contains(&b) && !matches!(b, b'&' | b'<' | b'>') || b == b'\n' || b == b'\t' {
+            i += 1;
+            continue;
         }
+        let c = s[i..].chars().next().expect("a character starts here");
+        let piece = Escaped::of(c);
+        if !matches!(piece, Some(Escaped::Char(_))) {
+            out.push_str(&s[kept_from..i]);
+            if let Some(piece) = piece {
+                piece.push_to(&mut out);
+            }
+            kept_from = i + c.len_utf8();
+        }
+        i += c.len_utf8();
     }
+    out.push_str(&s[kept_from..]);
     out
 }
 
@@ -402,6 +420,9 @@ fn excerpt_block(title: &str, text: &str) -> SlackBlock {
 /// Stops untrusted text from closing our code block early (and formatting the rest as
 /// mrkdwn): a zero-width space between adjacent backticks means "```" never occurs.
 fn defuse_fences(text: &str) -> String {
+    if !text.contains("``") {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     let mut previous = None;
     for c in text.chars() {

@@ -215,6 +215,23 @@ pub struct Job {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
+/// A claimed job whose payload is still the stored JSON text (`job.payload` is null).
+#[derive(Debug, Clone)]
+pub struct UnreadJob {
+    /// The job, but for its payload.
+    pub job: Job,
+    /// The payload as stored.
+    pub payload: String,
+}
+
+impl UnreadJob {
+    /// The job with its payload read.
+    pub fn read(self) -> Result<Job, StoreError> {
+        let payload = serde_json::from_str(&self.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Job { payload, ..self.job })
+    }
+}
+
 /// A run to add to the open digest of its route's window.
 #[derive(Debug, Clone)]
 pub struct DigestItem {
@@ -462,8 +479,26 @@ pub trait Store: Send + Sync + 'static {
     /// tokens that are kept.
     async fn save_digest_minted(&self, id: i64, minted: &serde_json::Value) -> Result<serde_json::Value, StoreError>;
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
-    async fn claim(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: usize)
-    -> Result<Vec<Job>, StoreError>;
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim_unread(now, lease, limit)
+            .await?
+            .into_iter()
+            .map(UnreadJob::read)
+            .collect()
+    }
+    /// [`Store::claim`], each job's payload left as stored: the workers read a Slack job's
+    /// straight into its typed payload, with no JSON tree in between.
+    async fn claim_unread(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<UnreadJob>, StoreError>;
     /// Moves the lease of a leased job from `held` (the lease this worker took) to `until`;
     /// false when the job's lease is no longer `held` (it expired and another worker took it).
     async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -10,7 +10,7 @@ use crate::langsmith::wire::token_fingerprint;
 use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest};
 use crate::lease::{self, longest_send};
 use crate::state::AppState;
-use crate::store::{Job, JobKind};
+use crate::store::{JobKind, UnreadJob};
 use chrono::Utc;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -18,12 +18,21 @@ use std::time::{Duration, Instant};
 impl Workers {
     /// Mints for every job of the chunk that has no tokens yet (one request), then delivers
     /// each and records its outcome.
-    pub(super) async fn process_chunk(&self, jobs: Vec<Job>, claimed_at: Instant) {
+    pub(super) async fn process_chunk(&self, jobs: Vec<UnreadJob>, claimed_at: Instant) {
         let mut work: Vec<Claimed> = Vec::with_capacity(jobs.len());
         let mut done: Vec<(Claimed, Outcome)> = Vec::new();
         let mut requests = Vec::new();
         let mut owners = Vec::new();
-        for job in jobs {
+        for UnreadJob { mut job, payload } in jobs {
+            // A Slack job's payload is read straight into its type; the others' as JSON.
+            let read = if job.kind == JobKind::Slack {
+                serde_json::from_str::<SlackJobPayload>(&payload).map(Some)
+            } else {
+                serde_json::from_str(&payload).map(|value| {
+                    job.payload = value;
+                    None
+                })
+            };
             let mut claimed = Claimed {
                 lease: Lease {
                     start: claimed_at,
@@ -33,12 +42,12 @@ impl Workers {
                 slack: None,
                 tokens: None,
             };
-            if claimed.job.kind != JobKind::Slack {
-                work.push(claimed);
-                continue;
-            }
-            let payload = match SlackJobPayload::deserialize(&claimed.job.payload) {
-                Ok(p) => p,
+            let payload = match read {
+                Ok(None) => {
+                    work.push(claimed);
+                    continue;
+                }
+                Ok(Some(p)) => p,
                 Err(e) => {
                     done.push((claimed, Outcome::Dead(format!("corrupt job payload: {e}"))));
                     continue;
@@ -72,12 +81,13 @@ impl Workers {
                     for i in minting {
                         let c = &mut work[i];
                         let mine = c.tokens.as_deref().unwrap_or_default();
-                        let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
-                        tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
+                            tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
+                        }
                         self.state.metrics.route_tokens(&c.job.route, mine.len());
-                        let value = serde_json::to_value(mine).expect("tokens serialize");
                         if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&c.job.id) {
-                            p.minted = Some(value);
+                            p.minted = Some(mine.to_vec());
                         }
                     }
                 }

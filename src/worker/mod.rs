@@ -143,7 +143,7 @@ impl Workers {
                 // to keep every free permit busy.
                 let batch = settings.langsmith.batch_runs.max(1);
                 let claimed_at = Instant::now();
-                match self.state.store.claim(Utc::now(), w.lease, free * batch).await {
+                match self.state.store.claim_unread(Utc::now(), w.lease, free * batch).await {
                     Ok(jobs) => {
                         trouble.recovered();
                         more_due = jobs.len() == free * batch;
@@ -151,8 +151,8 @@ impl Workers {
                         self.in_flight
                             .lock()
                             .expect("in-flight set")
-                            .extend(jobs.iter().map(|j| (j.id, Progress::default())));
-                        for chunk in chunk_jobs(jobs, batch) {
+                            .extend(jobs.iter().map(|u| (u.job.id, Progress::default())));
+                        for chunk in chunks_by_kind(jobs, batch) {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                             let me = self.clone();
                             tasks.spawn(async move {
@@ -220,7 +220,11 @@ impl Workers {
             // Recorded below, with any the store refused earlier.
             self.unrecorded.lock().expect("unrecorded set").extend(&sent);
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
-                if let Err(e) = self.state.store.release(*id, now, progress.minted.as_ref(), now).await {
+                let minted = progress
+                    .minted
+                    .as_ref()
+                    .map(|m| serde_json::to_value(m).expect("tokens serialize"));
+                if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
                 }
             }
@@ -358,12 +362,18 @@ fn backoff_wait(failures: u32) -> Duration {
         .min(StoreTrouble::LONGEST_WAIT)
 }
 
-/// Groups jobs for minting: up to `batch` Slack jobs per group; digest jobs alone.
+/// [`chunks_by_kind`] of read jobs.
+#[cfg(test)]
 fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
-    let mut out: Vec<Vec<Job>> = Vec::new();
-    let mut current: Vec<Job> = Vec::new();
+    chunks_by_kind(jobs, batch)
+}
+
+/// Groups jobs for minting: up to `batch` Slack jobs per group; digest jobs alone.
+fn chunks_by_kind<J: AsJob>(jobs: Vec<J>, batch: usize) -> Vec<Vec<J>> {
+    let mut out: Vec<Vec<J>> = Vec::new();
+    let mut current: Vec<J> = Vec::new();
     for job in jobs {
-        if job.kind != JobKind::Slack {
+        if job.as_job().kind != JobKind::Slack {
             out.push(vec![job]);
             continue;
         }
@@ -376,6 +386,23 @@ fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
         out.push(current);
     }
     out
+}
+
+/// A claimed job, its payload read or not.
+trait AsJob {
+    fn as_job(&self) -> &Job;
+}
+
+impl AsJob for Job {
+    fn as_job(&self) -> &Job {
+        self
+    }
+}
+
+impl AsJob for crate::store::UnreadJob {
+    fn as_job(&self) -> &Job {
+        &self.job
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! past `max_attempts` becomes a dead letter). A delivered job whose outcome the store refuses
 //! is kept and recorded again on every turn of the claim loop, and not sent again if claimed.
 
-use super::{Claimed, Workers};
+use super::{AsJob, Claimed, Workers};
+use crate::langsmith::MintedToken;
 use crate::langsmith::client::backoff;
-use crate::store::{Job, JobKind};
+use crate::store::JobKind;
 use chrono::Utc;
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ pub(super) enum Outcome {
 pub(super) struct Progress {
     /// Delivered (its outcome not yet stored).
     pub(super) sent: bool,
-    /// Tokens minted for it by this attempt.
-    pub(super) minted: Option<serde_json::Value>,
+    /// Tokens minted for it by this attempt (serialized only if the job is stored with them).
+    pub(super) minted: Option<Vec<MintedToken>>,
 }
 
 impl Workers {
@@ -83,7 +84,7 @@ impl Workers {
     /// (their lease ran out while the store failed; they are recorded, not sent again), or
     /// still in a chunk of an earlier claim (their lease ran out during a slow send; that chunk
     /// records them, and a job it did not send returns when the new lease ends).
-    pub(super) fn not_held(&self, jobs: Vec<Job>) -> Vec<Job> {
+    pub(super) fn not_held<J: AsJob>(&self, jobs: Vec<J>) -> Vec<J> {
         let unrecorded = self.unrecorded.lock().expect("unrecorded set");
         let in_flight = self.in_flight.lock().expect("in-flight set");
         if unrecorded.is_empty() && in_flight.is_empty() {
@@ -91,6 +92,7 @@ impl Workers {
         }
         jobs.into_iter()
             .filter(|j| {
+                let j = j.as_job();
                 let held = unrecorded.contains(&j.id) || in_flight.contains_key(&j.id);
                 if held {
                     tracing::info!(
@@ -115,7 +117,7 @@ impl Workers {
         let mut sent_minted = Vec::new();
         let votes_on = self.state.settings.slack.signing_secret.is_some();
         // Tokens minted by this attempt, as the in-flight set keeps them.
-        let minted: Vec<Option<serde_json::Value>> = {
+        let minted: Vec<Option<Vec<MintedToken>>> = {
             let in_flight = self.in_flight.lock().expect("in-flight set");
             done.iter()
                 .map(|(c, _)| in_flight.get(&c.job.id).and_then(|p| p.minted.clone()))
@@ -141,7 +143,8 @@ impl Workers {
             if matches!(outcome, Outcome::Sent) && matches!(job.kind, JobKind::Slack | JobKind::Digest) {
                 self.state.metrics.route_message(&job.route, channel);
             }
-            let minted = minted.as_ref();
+            let minted = minted.as_deref();
+            let stored = || minted.map(|m| serde_json::to_value(m).expect("tokens serialize"));
             let result = match outcome {
                 Outcome::Sent => {
                     sent.push(job.id);
@@ -149,7 +152,7 @@ impl Workers {
                     sent_minted.push(
                         minted
                             .filter(|_| job.kind == JobKind::Slack && votes_on)
-                            .map(|m| m.to_string()),
+                            .map(|m| serde_json::to_string(m).expect("tokens serialize")),
                     );
                     continue;
                 }
@@ -157,7 +160,7 @@ impl Workers {
                 Outcome::Defer(wait) => {
                     let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
                     self.state.due_hint.note(at);
-                    store.release(job.id, at, minted, now).await
+                    store.release(job.id, at, stored().as_ref(), now).await
                 }
                 Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
                     let reason = format!("gave up after {} attempts: {error}", job.attempts);
@@ -171,7 +174,7 @@ impl Workers {
                     tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.state.due_hint.note(at);
-                    store.mark_retry(job.id, at, error, minted, now).await
+                    store.mark_retry(job.id, at, error, stored().as_ref(), now).await
                 }
                 Outcome::Dead(reason) => {
                     tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");

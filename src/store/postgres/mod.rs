@@ -25,7 +25,7 @@ use rows::*;
 
 use super::{
     ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobState, NewJob, Store, StoreError, StoredFeedback,
-    StoredToken,
+    StoredToken, UnreadJob,
 };
 use crate::domain::RunId;
 use chrono::{DateTime, Utc};
@@ -323,7 +323,12 @@ impl Store for PgStore {
         json_opt(kept)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
     }
 
-    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn claim_unread(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<UnreadJob>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
         // One statement: the due rows are locked as they are read, and rows another replica is
         // claiming right now are skipped, not waited for. Each arm reads its partial index in
@@ -351,8 +356,8 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await;
         let rows = self.wrote(rows, |_| false)?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
+        let mut jobs = rows.iter().map(unread_job_from_row).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|u| (u.job.next_attempt_at, u.job.id));
         Ok(jobs)
     }
 

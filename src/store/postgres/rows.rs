@@ -1,6 +1,6 @@
 //! Rows to store types: native times and ids, JSON as text.
 
-use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken};
+use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -13,13 +13,17 @@ pub(super) fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, S
 }
 
 pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
-    Ok(Job {
+    unread_job_from_row(row)?.read()
+}
+
+pub(super) fn unread_job_from_row(row: &PgRow) -> Result<UnreadJob, StoreError> {
+    let job = Job {
         id: row.try_get("id")?,
         kind: JobKind::parse(row.try_get("kind")?)?,
         route: row.try_get("route")?,
         target: row.try_get("target")?,
         run_id: row.try_get::<Option<uuid::Uuid>, _>("run_id")?.map(Into::into),
-        payload: json(row.try_get("payload")?)?,
+        payload: serde_json::Value::Null,
         state: JobState::parse(row.try_get("state")?)?,
         attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
         minted: json_opt(row.try_get("minted")?)?,
@@ -27,6 +31,10 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         created_at: row.try_get("created_at")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         lease_until: row.try_get("lease_until")?,
+    };
+    Ok(UnreadJob {
+        job,
+        payload: row.try_get("payload")?,
     })
 }
 

@@ -14,7 +14,7 @@ use writer::{PROBE_BYTES, WriterHome};
 
 use super::{
     ConfirmLink, DigestItem, DigestRecord, DueDigest, Job, JobState, NewJob, Store, StoreError, StoredFeedback,
-    StoredToken,
+    StoredToken, UnreadJob,
 };
 use crate::domain::RunId;
 use chrono::{DateTime, Utc};
@@ -285,7 +285,12 @@ impl Store for SqliteStore {
         json_opt(kept)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
     }
 
-    async fn claim(&self, now: DateTime<Utc>, lease: Duration, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn claim_unread(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<UnreadJob>, StoreError> {
         let now_ms = ms(now);
         let until = now_ms + lease.as_millis() as i64;
         // One statement, so two workers can never lease the same job. Each arm reads its
@@ -322,8 +327,8 @@ impl Store for SqliteStore {
             .await
             .map_err(StoreError::from);
         let rows = self.finish(w, rows).await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by_key(|j| (j.next_attempt_at, j.id));
+        let mut jobs = rows.iter().map(unread_job_from_row).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|u| (u.job.next_attempt_at, u.job.id));
         Ok(jobs)
     }
 

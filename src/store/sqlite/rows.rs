@@ -2,7 +2,7 @@
 //! service, as LangSmith writes them), JSON columns, ids.
 
 use crate::domain::RunId;
-use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken};
+use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -39,7 +39,11 @@ pub(super) fn uuid(s: &str) -> Result<uuid::Uuid, StoreError> {
 }
 
 pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    Ok(Job {
+    unread_job_from_row(row)?.read()
+}
+
+pub(super) fn unread_job_from_row(row: &SqliteRow) -> Result<UnreadJob, StoreError> {
+    let job = Job {
         id: row.try_get("id")?,
         kind: JobKind::parse(row.try_get("kind")?)?,
         route: row.try_get("route")?,
@@ -49,7 +53,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
             .as_deref()
             .map(run_id)
             .transpose()?,
-        payload: serde_json::from_str(row.try_get("payload")?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        payload: serde_json::Value::Null,
         state: JobState::parse(row.try_get("state")?)?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         minted: json_opt(row.try_get("minted")?)?,
@@ -57,6 +61,10 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         created_at: from_ms(row.try_get("created_at")?),
         next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
         lease_until: row.try_get::<Option<i64>, _>("lease_until")?.map(from_ms),
+    };
+    Ok(UnreadJob {
+        job,
+        payload: row.try_get("payload")?,
     })
 }
 
