@@ -1,4 +1,5 @@
-//! Group commit for intake: requests that arrive together share one write transaction. Each
+//! Group commit for intake: requests that arrive together share one write transaction (on a
+//! store that writes one transaction at a time; on PostgreSQL each commits on its own). Each
 //! request queues its jobs and asks for a commit; whoever takes the turn commits everything
 //! queued by then in one `Store::enqueue`, and each request learns its own jobs' outcome. A
 //! request is answered only after the commit that holds its runs, as before; the commit runs
@@ -37,6 +38,18 @@ impl GroupEnqueue {
         if jobs.is_empty() && items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        let cut_short = || Err("the commit holding these runs was cut short".into());
+        if !store.writes_one_at_a_time() {
+            // Its own commit, still in a task of its own for the same reason.
+            let store = store.clone();
+            let commit = tokio::spawn(async move {
+                store
+                    .enqueue(&jobs, &items, Utc::now())
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+            return commit.await.unwrap_or_else(|_| cut_short());
+        }
         let (done, answer) = oneshot::channel();
         self.waiting
             .lock()
@@ -44,9 +57,7 @@ impl GroupEnqueue {
             .push(Waiting { jobs, items, done });
         let (me, store) = (self.clone(), store.clone());
         tokio::spawn(async move { me.commit(&*store).await });
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the commit holding these runs was cut short".into()))
+        answer.await.unwrap_or_else(|_| cut_short())
     }
 
     async fn commit(&self, store: &dyn Store) {

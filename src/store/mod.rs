@@ -588,6 +588,13 @@ pub trait Store: Send + Sync + 'static {
     /// Votes, newest first, of one run and one route when given.
     async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError>;
 
+    /// Whether this store commits one write transaction at a time (SQLite), so intake requests
+    /// that arrive together gain by sharing one ([`group::GroupEnqueue`]). PostgreSQL overlaps
+    /// concurrent commits itself: there each request commits on its own.
+    fn writes_one_at_a_time(&self) -> bool {
+        true
+    }
+
     /// Whether several processes share this store, so Slack's pace per channel must be kept in
     /// it ([`Store::take_send_slot`]) rather than in each process.
     fn shares_pacing(&self) -> bool {

@@ -714,6 +714,10 @@ impl Store for PgStore {
         rows.iter().map(feedback_from_row).collect()
     }
 
+    fn writes_one_at_a_time(&self) -> bool {
+        false
+    }
+
     fn shares_pacing(&self) -> bool {
         true
     }
