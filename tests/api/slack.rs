@@ -566,3 +566,54 @@ async fn runs_sent_one_after_another_reuse_one_connection_to_slack_and_one_to_la
         "12 messages and 12 token requests, each over the connection the first one opened"
     );
 }
+
+#[tokio::test]
+async fn requests_that_arrive_together_each_learn_their_own_runs_fate() {
+    // Twenty runs, each posted twice at once: whether the two requests share one commit (SQLite)
+    // or commit on their own (PostgreSQL), one is accepted and the other a duplicate.
+    let w = world(SUPPORT_ROUTE).await;
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let mut event = fixture("generic-event.json");
+        event["run_id"] = json!(uuid::Uuid::new_v4());
+        event["feedback_keys"] = json!(["thumbs_up"]);
+        for _ in 0..2 {
+            let (http, url, event) = (
+                w.app.http.clone(),
+                format!("{}/v1/events", w.app.address),
+                event.clone(),
+            );
+            posts.spawn(async move {
+                let res = http.post(url).json(&event).send().await.expect("request");
+                assert_eq!(res.status(), 202);
+                let counts: Value = res.json().await.expect("JSON");
+                (event["run_id"].as_str().unwrap().to_string(), counts)
+            });
+        }
+    }
+    let mut fates: std::collections::HashMap<String, Vec<(i64, i64)>> = std::collections::HashMap::new();
+    while let Some(done) = posts.join_next().await {
+        let (run, counts) = done.unwrap();
+        let (accepted, duplicates) = (
+            counts["accepted"].as_i64().unwrap(),
+            counts["duplicates"].as_i64().unwrap(),
+        );
+        fates.entry(run).or_default().push((accepted, duplicates));
+    }
+    assert_eq!(fates.len(), 20);
+    for (run, mut pair) in fates {
+        pair.sort();
+        assert_eq!(
+            pair,
+            vec![(0, 1), (1, 0)],
+            "run {run}: one request accepted it, the other found it"
+        );
+    }
+    w.slack.wait_for("/chat.postMessage", 20, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        w.slack.requests_to("/chat.postMessage").len(),
+        20,
+        "one message per run"
+    );
+}
