@@ -64,6 +64,9 @@ const STARTUP: Duration = Duration::from_secs(30);
 const STOP: Duration = Duration::from_secs(20);
 /// The channel every run is routed to (the fake accepts any).
 const CHANNEL: &str = "C0LOADTEST";
+/// When the retention phase's pruning starts: once the first delivered jobs are a minute old
+/// (`sent = "1m"`), at the next 5 s interval.
+const PRUNING_FROM_SECS: u64 = 65;
 
 /// Options.
 #[derive(Parser, Debug)]
@@ -136,6 +139,13 @@ async fn main() -> anyhow::Result<()> {
         "--events, --queued, --rate and --duration must be positive"
     );
     anyhow::ensure!((1..=1_000).contains(&args.batch), "--batch must be 1 to 1000");
+    // The retention phase compares intake before and while pruning, so it must post past then.
+    let retention_least = (PRUNING_FROM_SECS + 5) * args.retention_rate;
+    anyhow::ensure!(
+        args.retention_rate > 0 && args.retention_runs as u64 >= retention_least,
+        "--retention-runs must last past the start of pruning ({PRUNING_FROM_SECS} s in): at {}/s, at least {retention_least}",
+        args.retention_rate
+    );
     anyhow::ensure!((1..=256).contains(&args.connections), "--connections must be 1 to 256");
     if !args.bin.is_file() {
         eprintln!(
@@ -826,8 +836,7 @@ async fn retention_phase(
     let mut failures = 0;
     let mut latencies = Vec::new();
     let mut before = Vec::new();
-    // Pruning starts once the first delivered jobs are a minute old.
-    let pruning_from = Duration::from_secs(65);
+    let pruning_from = Duration::from_secs(PRUNING_FROM_SECS);
     let mut collect = |(latency, sent_at, got): (Duration, Duration, Option<usize>)| {
         match got {
             Some(n) => accepted += n,
