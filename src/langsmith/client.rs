@@ -226,10 +226,10 @@ impl LangSmithClient {
             Some(b'[') => serde_json::from_slice(&body).map_err(unreadable)?,
             Some(b'{') => vec![serde_json::from_slice(&body).map_err(unreadable)?],
             _ => {
-                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                    Ok(_) => LangSmithError::InvalidResponse("expected a JSON array of tokens".into()),
-                    Err(e) => LangSmithError::InvalidResponse(format!("not JSON: {e}")),
-                });
+                serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(unreadable)?;
+                return Err(LangSmithError::InvalidResponse(
+                    "expected a JSON array of tokens".into(),
+                ));
             }
         };
         let tokens = match_tokens(requests, items)?;

@@ -221,7 +221,7 @@ impl SlackSender {
             429 => Err(SlackError::RateLimited { retry_after }),
             500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
             _ => Err(SlackError::Permanent {
-                code: webhook_code(status, &text),
+                code: slack_code(status, &text),
             }),
         }
     }
@@ -236,11 +236,11 @@ impl SlackSender {
         private_text: &str,
     ) -> Result<(), SlackError> {
         let body = match content {
-            Some(content) => {
-                let mut body = content_json(content);
-                body["replace_original"] = json!(true);
-                body
-            }
+            Some(content) => serde_json::to_value(PostMessage {
+                replace_original: Some(true),
+                ..PostMessage::content(content)
+            })
+            .unwrap_or_else(|_| json!({})),
             None => json!({"response_type": "ephemeral", "replace_original": false, "text": private_text}),
         };
         let res = self
@@ -258,7 +258,7 @@ impl SlackSender {
             500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
             // 404 `expired_url`, or `used_url` past its five uses: no later try can pass.
             _ => Err(SlackError::Permanent {
-                code: webhook_code(status, &text),
+                code: slack_code(status, &text),
             }),
         }
     }
@@ -306,16 +306,29 @@ struct PostMessage<'a> {
     /// Slack's unfurler fetches URLs it finds in a message; none of ours should be fetched.
     unfurl_links: bool,
     unfurl_media: bool,
+    /// An answer to a click through its `response_url`: replace the message clicked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replace_original: Option<bool>,
 }
 
 impl<'a> PostMessage<'a> {
+    /// `content` alone: no channel, no thread.
+    fn content(content: &'a SlackMessageContent) -> Self {
+        PostMessage {
+            channel: None,
+            content,
+            thread_ts: None,
+            unfurl_links: false,
+            unfurl_media: false,
+            replace_original: None,
+        }
+    }
+
     fn of(msg: &'a OutgoingMessage) -> Self {
         PostMessage {
             channel: msg.channel.as_deref(),
-            content: &msg.content,
             thread_ts: msg.thread_ts.as_deref(),
-            unfurl_links: false,
-            unfurl_media: false,
+            ..PostMessage::content(&msg.content)
         }
     }
 }
@@ -337,7 +350,9 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
     match answer.error {
         Some(code) if code == "ratelimited" => Err(SlackError::RateLimited { retry_after }),
         Some(code) if TRANSIENT_CODES.contains(&code.as_str()) => Err(SlackError::Transient(code)),
-        Some(code) => Err(SlackError::Permanent { code }),
+        Some(code) => Err(SlackError::Permanent {
+            code: slack_code(200, &code),
+        }),
         None if answer.ok => Ok(Delivered {
             ts: answer.ts,
             file: None,
@@ -355,15 +370,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-fn content_json(content: &SlackMessageContent) -> Value {
-    let mut body = serde_json::to_value(content).unwrap_or_else(|_| json!({}));
-    // Slack's unfurler fetches URLs it finds in a message; none of ours should be fetched.
-    body["unfurl_links"] = json!(false);
-    body["unfurl_media"] = json!(false);
-    body
-}
-
-fn webhook_code(status: u16, text: &str) -> String {
+/// Slack's error code as given, when it looks like one (it is logged and shown in
+/// `jobs dead`), else `http_{status}`.
+fn slack_code(status: u16, text: &str) -> String {
     let t = text.trim();
     if !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         t.to_string()

@@ -274,7 +274,7 @@ impl Workers {
             );
         }
         self.state.metrics.route_tokens(route, tokens.len());
-        let value = serde_json::to_value(&tokens).expect("tokens serialize");
+        let value = super::record::tokens_json(&tokens);
         let kept = self
             .state
             .store

@@ -220,10 +220,7 @@ impl Workers {
             // Recorded below, with any the store refused earlier.
             self.unrecorded.lock().expect("unrecorded set").extend(&sent);
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
-                let minted = progress
-                    .minted
-                    .as_ref()
-                    .map(|m| serde_json::to_value(m).expect("tokens serialize"));
+                let minted = progress.minted.as_deref().map(record::tokens_json);
                 if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
                 }

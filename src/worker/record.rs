@@ -2,10 +2,10 @@
 //! past `max_attempts` becomes a dead letter). A delivered job whose outcome the store refuses
 //! is kept and recorded again on every turn of the claim loop, and not sent again if claimed.
 
-use super::{AsJob, Claimed, Workers};
+use super::{Claimed, Workers};
 use crate::langsmith::MintedToken;
 use crate::langsmith::client::backoff;
-use crate::store::JobKind;
+use crate::store::{JobKind, UnreadJob};
 use chrono::Utc;
 use std::time::Duration;
 
@@ -21,6 +21,11 @@ pub(super) enum Outcome {
     Defer(Duration),
     /// The lease ended before the send and another worker holds the job now: record nothing.
     LeaseLost,
+}
+
+/// Tokens as a job keeps them (`jobs.minted`).
+pub(super) fn tokens_json(tokens: &[MintedToken]) -> serde_json::Value {
+    serde_json::to_value(tokens).expect("tokens serialize")
 }
 
 /// What became of an in-flight job so far.
@@ -84,15 +89,14 @@ impl Workers {
     /// (their lease ran out while the store failed; they are recorded, not sent again), or
     /// still in a chunk of an earlier claim (their lease ran out during a slow send; that chunk
     /// records them, and a job it did not send returns when the new lease ends).
-    pub(super) fn not_held<J: AsJob>(&self, jobs: Vec<J>) -> Vec<J> {
+    pub(super) fn not_held(&self, jobs: Vec<UnreadJob>) -> Vec<UnreadJob> {
         let unrecorded = self.unrecorded.lock().expect("unrecorded set");
         let in_flight = self.in_flight.lock().expect("in-flight set");
         if unrecorded.is_empty() && in_flight.is_empty() {
             return jobs;
         }
         jobs.into_iter()
-            .filter(|j| {
-                let j = j.as_job();
+            .filter(|UnreadJob { job: j, .. }| {
                 let held = unrecorded.contains(&j.id) || in_flight.contains_key(&j.id);
                 if held {
                     tracing::info!(
@@ -144,7 +148,7 @@ impl Workers {
                 self.state.metrics.route_message(&job.route, channel);
             }
             let minted = minted.as_deref();
-            let stored = || minted.map(|m| serde_json::to_value(m).expect("tokens serialize"));
+            let stored = || minted.map(tokens_json);
             let result = match outcome {
                 Outcome::Sent => {
                     sent.push(job.id);
