@@ -275,7 +275,10 @@ fn a_password_in_the_langsmith_endpoint_is_refused_in_the_file_and_never_printed
     let dir = folder(&format!("[langsmith]\nendpoint = \"{with_password}\"\n"));
     let (code, stdout, stderr) = check_config(dir.path(), &key);
     assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(stderr.contains("langsmith.endpoint") && stderr.contains("password"), "{stderr}");
+    assert!(
+        stderr.contains("langsmith.endpoint") && stderr.contains("password"),
+        "{stderr}"
+    );
     assert!(!format!("{stdout}{stderr}").contains(PASSWORD), "{stdout}{stderr}");
 
     // From LANGSMITH_ENDPOINT: taken, and the summary hides the password.
@@ -318,7 +321,13 @@ async fn langsmith_error_text_reaches_the_terminal_escaped() {
         &["feedback", "submit", &token, "--score", "1"],
         &["backfill", "--project", "support-bot", "--since", "1d", "--dry-run"],
     ] {
-        let ran = cli(dir.path(), &[("LANGSMITH_API_KEY", API_KEY)], args, Duration::from_secs(30)).await;
+        let ran = cli(
+            dir.path(),
+            &[("LANGSMITH_API_KEY", API_KEY)],
+            args,
+            Duration::from_secs(30),
+        )
+        .await;
         assert_eq!(ran.code, 1, "{args:?}: {}{}", ran.stdout, ran.stderr);
         assert!(
             !ran.stderr.contains(['\u{1b}', '\r', '\u{7}', '\u{202e}']),
@@ -327,7 +336,12 @@ async fn langsmith_error_text_reaches_the_terminal_escaped() {
         );
         let errors = ran.stderr.lines().filter(|l| l.starts_with("error:")).count();
         assert_eq!(errors, 1, "{args:?}: {:?}", ran.stderr);
-        assert!(ran.stderr.contains(r"refused\u{1b}[2J\r\u{7}\u{202e}desrever\nerror: forged"), "{args:?}: escaped, not lost: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains(r"refused\u{1b}[2J\r\u{7}\u{202e}desrever\nerror: forged"),
+            "{args:?}: escaped, not lost: {}",
+            ran.stderr
+        );
     }
 }
 
@@ -411,7 +425,10 @@ fn a_backslash_in_a_logged_value_cannot_pass_for_an_escaped_line_feed() {
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].contains(r"channel=C01\nforged"), "{}", lines[0]);
     assert!(lines[1].contains(r"channel=C01\\nforged"), "{}", lines[1]);
-    assert_ne!(lines[0].split_once("posted").unwrap().1, lines[1].split_once("posted").unwrap().1);
+    assert_ne!(
+        lines[0].split_once("posted").unwrap().1,
+        lines[1].split_once("posted").unwrap().1
+    );
 }
 
 #[test]
