@@ -754,7 +754,8 @@ async fn preview(path: &std::path::Path, opts: &crate::preview::PreviewOptions) 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("preview failed: {e:#}");
+            // With --mint its text may be LangSmith's: escaped as every remote error is.
+            eprintln!("preview failed: {}", escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -46,7 +46,7 @@ pub enum LangSmithError {
     /// A redirect to another origin, not followed: the API key and workspace would go along.
     /// Permanent until the operator points `langsmith.endpoint` at the API itself.
     #[error(
-        "LangSmith answered {status}, a redirect to another host ({to}), which is not followed: the API key would be sent there (check langsmith.endpoint)"
+        "LangSmith answered {status}, a redirect to another host ({to}), which is not followed: the credentials would go along (check langsmith.endpoint)"
     )]
     Redirect {
         /// The 3xx status.

@@ -5,7 +5,7 @@
 //! escaped, and `server.request_timeout` may not be shorter than `store.intake_wait`. Commands run
 //! as the real binary against local fakes that record what they received.
 
-use crate::fakes::{FakeServer, Reply};
+use crate::fakes::{FakeServer, Reply, token_reply};
 use crate::helpers::{KEYS_TOML, base_config};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -97,6 +97,17 @@ fn run(n: usize) -> Value {
 
 // --- B: the API key does not follow a redirect to another host ---
 
+/// One token to mint, as a worker of `serve` asks for it.
+fn one_token() -> Vec<feedback_dispatch::langsmith::TokenRequest> {
+    vec![feedback_dispatch::langsmith::TokenRequest {
+        run_id: feedback_dispatch::domain::RunId::parse(RUN).unwrap(),
+        feedback_key: feedback_dispatch::domain::FeedbackKey::parse("thumbs_up").unwrap(),
+        expires_in: None,
+        expires_at: None,
+        feedback_config: None,
+    }]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticated_calls_do_not_follow_a_redirect_to_another_host() {
     // Another origin: the same loopback address on another port.
@@ -152,15 +163,7 @@ async fn authenticated_calls_do_not_follow_a_redirect_to_another_host() {
         .unwrap()
         .with_backoff_base(Duration::from_millis(10));
         let asked = langsmith.requests_to("/feedback/tokens").len();
-        let minted = client
-            .mint(&[feedback_dispatch::langsmith::TokenRequest {
-                run_id: feedback_dispatch::domain::RunId::parse(RUN).unwrap(),
-                feedback_key: feedback_dispatch::domain::FeedbackKey::parse("thumbs_up").unwrap(),
-                expires_in: None,
-                expires_at: None,
-                feedback_config: None,
-            }])
-            .await;
+        let minted = client.mint(&one_token()).await;
         assert!(
             elsewhere.requests().is_empty(),
             "{status}: minting sent {} request(s) to the other host",
@@ -171,6 +174,30 @@ async fn authenticated_calls_do_not_follow_a_redirect_to_another_host() {
         assert!(e.to_string().contains("redirect"), "{e}");
         assert_eq!(langsmith.requests_to("/feedback/tokens").len(), asked + 1, "one try");
     }
+
+    // A redirect within the endpoint's origin is still followed, the key with it.
+    let moving = FakeServer::start(|req| {
+        if req.path.starts_with("/moved/") {
+            token_reply(req)
+        } else {
+            Reply::json(307, json!({})).header("location", &format!("/moved{}", req.path))
+        }
+    })
+    .await;
+    let base = feedback_dispatch::settings::normalize_endpoint(&moving.address).unwrap();
+    let client = feedback_dispatch::langsmith::LangSmithClient::new(
+        &base,
+        Some(secrecy::SecretString::from(API_KEY)),
+        None,
+        Duration::from_secs(5),
+        1,
+    )
+    .unwrap();
+    let minted = client.mint(&one_token()).await;
+    assert!(minted.is_ok(), "{minted:?}");
+    let moved = moving.requests_to("/moved/api/v1/feedback/tokens");
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].header("x-api-key").as_deref(), Some(API_KEY));
 }
 
 // --- E: a backfill ends on a repeating cursor ---
