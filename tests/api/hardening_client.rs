@@ -482,3 +482,88 @@ fn check_config_refuses_a_request_timeout_shorter_than_the_intake_wait() {
     let (code, stdout, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+// --- 5: the accept loop backs off while it cannot accept, and stops when told ---
+
+/// Descriptors `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Waits up to `within` for a log line holding `text`, and returns it.
+fn log_line(logs: &std::sync::mpsc::Receiver<String>, text: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match logs.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {text:?} within {within:?}"),
+        }
+    }
+}
+
+/// Opens `n` connections to `address` (the kernel completes them whether `serve` accepts or not).
+fn connections(address: &str, n: usize) -> Vec<std::net::TcpStream> {
+    let addr = address.trim_start_matches("http://");
+    (0..n).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_serve_retries_accept_ever_more_slowly_recovers_and_stops_at_once() {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://db/x.db\"\n";
+    let (mut child, address, logs) = crate::serve::start_serve(dir.path(), config, &[]);
+    let pid = child.id();
+    assert_eq!(reqwest::get(format!("{address}/healthz")).await.unwrap().status(), 200);
+    // Room for three more descriptors: the fourth connection finds `accept` failing (EMFILE).
+    let limit = open_fds(pid) + 3;
+    let set = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}:{limit}")])
+        .status()
+        .expect("prlimit");
+    assert!(set.success());
+
+    let held = connections(&address, 12);
+    log_line(&logs, "cannot accept a connection", Duration::from_secs(5));
+    // Two seconds of failing: about nine tries when the wait doubles from 10 ms to a second;
+    // forty at a fixed 50 ms.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(held);
+    let released = Instant::now();
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .expect("serve answers once descriptors are back");
+    assert_eq!(health.status(), 200);
+    assert!(released.elapsed() < Duration::from_secs(3), "{:?}", released.elapsed());
+    let again = log_line(&logs, "accepting connections again", Duration::from_secs(2));
+    let failures: u32 = again
+        .split("failures=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the line counts the failed tries: {again}"));
+    assert!((3..=15).contains(&failures), "{failures} tries in two seconds: {again}");
+
+    // Failing again, deep in its backoff: SIGTERM ends the wait and the process at once.
+    let held = connections(&address, 12);
+    log_line(&logs, "cannot accept a connection", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = Instant::now();
+    let status = tokio::task::spawn_blocking(move || crate::serve::signal_and_wait(&mut child, "TERM"))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    drop(held);
+}
