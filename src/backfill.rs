@@ -7,7 +7,7 @@
 //! for the project's id, then `POST /api/v1/runs/query` with `{"session": [id], "start_time",
 //! "is_root": true, "filter", "limit", "cursor"}`, paged by `cursors.next`.
 
-use crate::domain::{RunEvent, RunParts};
+use crate::domain::{RunEvent, RunId, RunParts};
 use crate::langsmith::{LangSmithClient, LangSmithError};
 use crate::routing::Counts;
 use crate::settings::{LangSmithEndpoint, Settings};
@@ -15,10 +15,16 @@ use crate::store::Store;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Runs asked for per page (LangSmith's page limit).
 pub const PAGE_SIZE: usize = 100;
+
+/// Pages read at most unless `--max-pages` says otherwise: a million runs, about ten minutes at
+/// LangSmith's pace, and the run ids a backfill remembers (to stop on a page it has read) stay
+/// within some tens of megabytes. A server that pages without end is stopped here.
+pub const DEFAULT_MAX_PAGES: usize = 10_000;
 
 /// What to backfill.
 #[derive(Debug, Clone)]
@@ -35,6 +41,8 @@ pub struct Backfill {
     pub include_children: bool,
     /// Read and route, enqueue nothing.
     pub dry_run: bool,
+    /// Most pages to read; with more to come past them the backfill ends with an error.
+    pub max_pages: usize,
 }
 
 /// What a backfill did, so far or in all.
@@ -134,6 +142,10 @@ pub async fn run(
         body["filter"] = json!(filter);
     }
     let mut tally = Tally::default();
+    // A server that repeats a cursor, or pages through runs this backfill has read already,
+    // would page for ever: each cursor and run is remembered to notice.
+    let mut cursors_seen: HashSet<String> = HashSet::new();
+    let mut runs_seen: HashSet<RunId> = HashSet::new();
     loop {
         let page = with_retries(client, || client.api_post("runs/query", &body))
             .await
@@ -164,6 +176,13 @@ pub async fn run(
                 }
             }
         }
+        let fresh = events.iter().filter(|e| runs_seen.insert(e.run_id)).count();
+        if fresh == 0 && !events.is_empty() {
+            bail!(
+                "LangSmith's page {} holds no run new to this backfill (the same runs again): stopped; the runs read before it stay enqueued",
+                tally.pages
+            );
+        }
         let now = Utc::now();
         let plan = crate::routing::plan_with(&events, &parts, &routing, now);
         match store {
@@ -177,10 +196,23 @@ pub async fn run(
             _ => tally.add(plan.count(&vec![true; plan.jobs.len()], &vec![true; plan.digest_items.len()])),
         }
         progress(&tally);
-        match page.get("cursors").and_then(|c| c.get("next")).and_then(Value::as_str) {
-            Some(next) if !next.is_empty() && !runs.is_empty() => body["cursor"] = json!(next),
+        let next = match page.get("cursors").and_then(|c| c.get("next")).and_then(Value::as_str) {
+            Some(next) if !next.is_empty() && !runs.is_empty() => next,
             _ => break,
+        };
+        if !cursors_seen.insert(next.to_string()) {
+            bail!(
+                "LangSmith's page {} points back to a cursor already read: stopped, as paging on would not end; the runs read stay enqueued",
+                tally.pages
+            );
         }
+        if tally.pages >= job.max_pages {
+            bail!(
+                "stopped after {} pages (--max-pages) with more to read: narrow --since or --filter, or raise --max-pages; the runs read stay enqueued, and a second backfill skips them as duplicates",
+                tally.pages
+            );
+        }
+        body["cursor"] = json!(next);
     }
     Ok(tally)
 }

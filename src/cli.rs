@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`.
 
-use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings};
+use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings, StoreSettings};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{JobKind, JobState};
 use crate::telemetry::escape_controls;
@@ -102,6 +102,9 @@ pub enum Command {
         /// Read and route the runs, enqueue nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Most pages of runs (of 100) to read; with more past them, stop with an error.
+        #[arg(long, default_value_t = crate::backfill::DEFAULT_MAX_PAGES, value_parser = pages_arg)]
+        max_pages: usize,
     },
     /// Look into the database.
     Store {
@@ -109,6 +112,13 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+}
+
+fn pages_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of pages (expected 1 or more)")),
+    }
 }
 
 fn run_arg(s: &str) -> Result<crate::domain::RunId, String> {
@@ -302,6 +312,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             route,
             include_children,
             dry_run,
+            max_pages,
         } => {
             let Some(since) = chrono::Duration::from_std(since)
                 .ok()
@@ -317,6 +328,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 route,
                 include_children,
                 dry_run,
+                max_pages,
             };
             backfill(&cli.config, &job).await
         }
@@ -327,11 +339,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn store_stats(path: &std::path::Path) -> ExitCode {
-    let settings = match load_or_report(path) {
+    let settings = match load_store_or_report(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match open_store(&settings).await {
+    let store = match open_store_at(&settings).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -340,7 +352,7 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "cannot read the store at {}: {e}",
-                crate::store::redact_url(&settings.store.url)
+                crate::store::redact_url(&settings.url)
             );
             return ExitCode::FAILURE;
         }
@@ -367,7 +379,7 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
             mib(stats.used_bytes)
         ),
     }
-    let r = &settings.store.retention;
+    let r = &settings.retention;
     let keep = |d: std::time::Duration| humantime::format_duration(d).to_string();
     println!(
         "retention: sent {}, dead {}, digests {}, links {}, feedback {}",
@@ -396,7 +408,7 @@ async fn langsmith_command(path: &std::path::Path, call: Call) -> ExitCode {
     let client = match commands::client(&settings).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             return ExitCode::FAILURE;
         }
     };
@@ -450,7 +462,7 @@ async fn langsmith_command(path: &std::path::Path, call: Call) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
@@ -470,11 +482,11 @@ async fn list_votes(
             return ExitCode::from(2);
         }
     };
-    let settings = match load_or_report(path) {
+    let settings = match load_store_or_report(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match open_store(&settings).await {
+    let store = match open_store_at(&settings).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -536,11 +548,11 @@ async fn list_votes(
 }
 
 async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitCode {
-    let settings = match load_or_report(path) {
+    let settings = match load_store_or_report(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = match open_store(&settings).await {
+    let store = match open_store_at(&settings).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -611,7 +623,7 @@ async fn backfill(path: &std::path::Path, job: &crate::backfill::Backfill) -> Ex
     let client = match crate::commands::client(&settings).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             return ExitCode::FAILURE;
         }
     };
@@ -657,20 +669,41 @@ async fn backfill(path: &std::path::Path, job: &crate::backfill::Backfill) -> Ex
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
 }
 
+/// Prints a failed call's error on one line. Its text may be a remote server's (LangSmith's
+/// `detail`), so it is escaped as log values are: no terminal escape, carriage return or
+/// forged second `error:` line reaches the terminal raw.
+fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {}", escape_controls(&format!("{e:#}")));
+}
+
 /// The store of `settings`, or its failure reported (exit 1).
 async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
-    crate::store::open(&settings.store.url).await.map_err(|e| {
+    open_store_at(&settings.store).await
+}
+
+/// The store `[store]` names, or its failure reported (exit 1).
+async fn open_store_at(settings: &StoreSettings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    crate::store::open(&settings.url).await.map_err(|e| {
         eprintln!(
             "cannot open the store at {}: {e}",
-            crate::store::redact_url(&settings.store.url)
+            crate::store::redact_url(&settings.url)
         );
         ExitCode::FAILURE
+    })
+}
+
+/// `[store]` of the file at `path`, for the commands that only read or write the store: they
+/// need no delivery secret. Its problems are reported (exit 2).
+fn load_store_or_report(path: &std::path::Path) -> Result<StoreSettings, ExitCode> {
+    Settings::load_store(path, &ProcessEnv).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
     })
 }
 
@@ -721,7 +754,8 @@ async fn preview(path: &std::path::Path, opts: &crate::preview::PreviewOptions) 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("preview failed: {e:#}");
+            // With --mint its text may be LangSmith's: escaped as every remote error is.
+            eprintln!("preview failed: {}", escape_controls(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

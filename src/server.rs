@@ -13,6 +13,8 @@
 //!   as a failure and retries (intake is idempotent).
 //! - Shutdown: the listener closes, connections finish the request they are in and close; past
 //!   the grace those left are closed.
+//! - A failing `accept` (out of file descriptors, mostly) is tried again after a wait that
+//!   doubles while it keeps failing ([`accept_backoff`]), and shutdown ends the wait.
 
 use axum::Router;
 use axum::body::Body;
@@ -27,6 +29,43 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+/// The wait after a first failed `accept`: short, as its usual cause (no file descriptor left)
+/// clears as soon as any connection closes.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+
+/// The longest wait between two `accept` tries while they fail. mini-redis doubles from 1 s to
+/// 64 s; here the cap is a second, because nothing is accepted during the wait, so a long one
+/// would leave the server deaf well after the descriptors are back, and a failing `accept` a
+/// second (logged once) costs nothing.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The wait after the `failures`-th failed `accept` in a row (from 1): 10 ms, doubling, at most
+/// a second.
+fn accept_backoff(failures: u32) -> Duration {
+    ACCEPT_BACKOFF_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(ACCEPT_BACKOFF_MAX)
+}
+
+/// An `accept` error that concerns one connection only (its peer gave up before it was
+/// accepted): the next one may be accepted at once, as hyper's and axum's loops do.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Waits `wait`, or less when `stop` turns true meanwhile; true when it did.
+async fn wait_unless_stopped(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop.wait_for(|stopped| *stopped) => true,
+    }
+}
 
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +84,8 @@ pub struct Limits {
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
     let open = Arc::new(Connections::default());
     let mut tasks = JoinSet::new();
-    let mut accept_failing = false;
+    // Failed `accept`s in a row.
+    let mut accept_failures: u32 = 0;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -53,19 +93,23 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop:
         };
         let stream = match accepted {
             Ok((stream, _)) => {
-                if accept_failing {
-                    accept_failing = false;
-                    tracing::info!("accepting connections again");
+                if accept_failures > 0 {
+                    tracing::info!(failures = accept_failures, "accepting connections again");
+                    accept_failures = 0;
                 }
                 stream
             }
+            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                // Out of file descriptors and the like: wait for connections to close.
-                if !accept_failing {
-                    accept_failing = true;
+                // Out of file descriptors and the like: wait for connections to close, longer
+                // each time it fails again, and stop waiting when shutdown begins.
+                accept_failures = accept_failures.saturating_add(1);
+                if accept_failures == 1 {
                     tracing::warn!(error = %e, "cannot accept a connection; retrying");
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if wait_unless_stopped(accept_backoff(accept_failures), &mut stop).await {
+                    break;
+                }
                 continue;
             }
         };
@@ -240,6 +284,28 @@ impl Drop for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_accept_is_retried_after_a_wait_that_doubles_up_to_a_second() {
+        let waits: Vec<u64> = (1..=10).map(|n| accept_backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(accept_backoff(u32::MAX), ACCEPT_BACKOFF_MAX, "no overflow");
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_the_accept_backoff_ends_the_wait_at_once() {
+        let (tx, mut rx) = watch::channel(false);
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move { wait_unless_stopped(Duration::from_secs(60), &mut rx).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(true).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(2), waiting).await;
+        assert!(matches!(stopped, Ok(Ok(true))), "{stopped:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        // Without a shutdown the wait runs its course.
+        let (_tx, mut rx) = watch::channel(false);
+        assert!(!wait_unless_stopped(Duration::from_millis(5), &mut rx).await);
+    }
 
     #[test]
     fn the_cap_closes_the_longest_idle_connection_before_any_busy_one() {

@@ -7,9 +7,10 @@
 //! Values in a log line often come from requests (a channel, a feedback key, a run's name). A
 //! line feed in one would start a forged line, and an escape sequence would run in the terminal
 //! of whoever reads the log, so neither format writes control characters raw: the text format
-//! escapes them in every field and message ([`escape_controls`]), and the JSON format, whose
-//! encoder escapes those below U+0020 already, gets the rest escaped too (DEL, C1 controls and
-//! bidirectional formatting characters, as `\uXXXX`).
+//! escapes them in every field and message ([`escape_controls`], which doubles a backslash too,
+//! so a value holding the two characters `\n` cannot pass for an escaped line feed), and the
+//! JSON format, whose encoder escapes those below U+0020 (and the backslash) already, gets the
+//! rest escaped too (DEL, C1 controls and bidirectional formatting characters, as `\uXXXX`).
 
 use crate::settings::LogFormat;
 use std::borrow::Cow;
@@ -87,14 +88,16 @@ where
 
 /// `text` with control characters, and the invisible characters that make a text read as
 /// another (bidirectional overrides, zero-width ones), written as escapes: `\n`, `\r`, `\t`,
-/// `\u{1b}`. Text without any is returned as it is.
+/// `\u{1b}`; a backslash is doubled, so an escape read back is one this function wrote, not
+/// text that looks like it. Text without any is returned as it is.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    if !text.chars().any(|c| c == '\\' || needs_escape(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -218,5 +221,6 @@ mod tests {
     fn escaping_leaves_plain_text_alone() {
         assert!(matches!(escape_controls("C0123 ünïcödé 👍"), Cow::Borrowed(_)));
         assert_eq!(escape_controls("a\r\nb\tc\u{7}"), r"a\r\nb\tc\u{7}");
+        assert_eq!(escape_controls(r"a\nb"), r"a\\nb", "a backslash is doubled");
     }
 }

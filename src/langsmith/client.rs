@@ -10,6 +10,9 @@ use std::time::Duration;
 /// left to the job queue, which does not hold a worker meanwhile.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(30);
 
+/// Redirects followed within one origin before giving up: reqwest's own limit.
+const MAX_REDIRECTS: usize = 10;
+
 /// Why minting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LangSmithError {
@@ -40,6 +43,17 @@ pub enum LangSmithError {
     /// A 2xx answer we could not use.
     #[error("LangSmith sent an unusable reply: {0}")]
     InvalidResponse(String),
+    /// A redirect to another origin, not followed: the API key and workspace would go along.
+    /// Permanent until the operator points `langsmith.endpoint` at the API itself.
+    #[error(
+        "LangSmith answered {status}, a redirect to another host ({to}), which is not followed: the credentials would go along (check langsmith.endpoint)"
+    )]
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// Where it pointed: the host and port only (a `Location` may carry a token).
+        to: String,
+    },
 }
 
 impl LangSmithError {
@@ -48,7 +62,7 @@ impl LangSmithError {
         match self {
             LangSmithError::Status { status, .. } => is_retryable_status(*status),
             LangSmithError::Timeout(_) | LangSmithError::Connect(_) => true,
-            LangSmithError::Auth { .. } | LangSmithError::InvalidResponse(_) => false,
+            LangSmithError::Auth { .. } | LangSmithError::InvalidResponse(_) | LangSmithError::Redirect { .. } => false,
         }
     }
 
@@ -107,6 +121,7 @@ impl LangSmithClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("feedback-dispatch/", env!("CARGO_PKG_VERSION")))
+            .redirect(same_origin_redirects())
             .build()?;
         let mut tokens_url = base.clone();
         let path = format!("{}/api/v1/feedback/tokens", base.path().trim_end_matches('/'));
@@ -188,6 +203,9 @@ impl LangSmithClient {
         if let Some(m) = &self.metrics {
             m.langsmith_request(Some(status), started.elapsed());
         }
+        if let Some(e) = redirected(&response) {
+            return Err(e);
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -261,6 +279,9 @@ impl LangSmithClient {
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
+        if let Some(e) = redirected(&response) {
+            return Err(e);
+        }
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap_or_default();
         if (200..300).contains(&status) {
@@ -306,6 +327,9 @@ impl LangSmithClient {
             req = req.header("X-Tenant-Id", ws);
         }
         let response = req.send().await.map_err(|e| self.transport_error(e))?;
+        if let Some(e) = redirected(&response) {
+            return Err(e);
+        }
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -343,6 +367,47 @@ impl LangSmithClient {
             LangSmithError::Connect(e.without_url().to_string())
         }
     }
+}
+
+/// The redirect policy of every LangSmith request: follow within the origin (scheme, host and
+/// port) the request was sent to, stop at any other. reqwest's default policy follows to other
+/// hosts and drops only `Authorization` and `Cookie` on the way, so `x-api-key` and `X-Tenant-Id`
+/// would reach whatever host a redirect names. The 3xx that stops is read by [`redirected`].
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = attempt.previous().first().map(url::Url::origin);
+        if origin.is_some_and(|o| o != attempt.url().origin()) {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A 3xx that reached the caller: one [`same_origin_redirects`] did not follow.
+fn redirected(response: &reqwest::Response) -> Option<LangSmithError> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let to = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .and_then(|url| {
+            let host = url.host_str()?.to_string();
+            Some(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        })
+        .unwrap_or_else(|| "no readable Location".into());
+    Some(LangSmithError::Redirect {
+        status: response.status().as_u16(),
+        to,
+    })
 }
 
 /// Pairs reply items with requests: by `feedback_key` first (in order), else by position.

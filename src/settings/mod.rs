@@ -331,6 +331,25 @@ impl Settings {
         }
     }
 
+    /// Loads the file at `path` for a command that only reads or writes the store (`votes
+    /// list`, `dead-letters`, `store stats`): the whole file must parse, but only `[store]` is
+    /// validated, so the secrets delivery needs (`LANGSMITH_API_KEY`, `SLACK_BOT_TOKEN`…) are
+    /// not asked for.
+    pub fn load_store(path: &Path, env: &dyn Env) -> Result<StoreSettings, SettingsError> {
+        let error = |issues: Vec<ConfigIssue>| SettingsError {
+            file: path.to_path_buf(),
+            issues,
+        };
+        let raw = read_raw(path, env).map_err(|issue| error(vec![issue]))?;
+        let mut v = Validator::default();
+        let store = v.store(raw.store, env);
+        if v.issues.is_empty() {
+            Ok(store)
+        } else {
+            Err(error(v.issues))
+        }
+    }
+
     /// The key spec of `key`, if configured.
     pub fn key(&self, key: &FeedbackKey) -> Option<&KeySpec> {
         self.keys.iter().find(|k| &k.key == key)

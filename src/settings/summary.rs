@@ -43,7 +43,8 @@ pub fn summary(s: &Settings) -> String {
     }
     let endpoint = match &s.langsmith.endpoint {
         LangSmithEndpoint::Embedded => "embedded (built-in token service)".to_string(),
-        LangSmithEndpoint::Remote(u) => u.to_string(),
+        // A password in it (from LANGSMITH_ENDPOINT) is never printed.
+        LangSmithEndpoint::Remote(u) => crate::store::redact_url(u.as_str()),
     };
     let _ = writeln!(
         out,

@@ -14,6 +14,7 @@ mod fakes;
 mod faults;
 mod fuzz_regressions;
 mod hardening;
+mod hardening_client;
 mod helpers;
 mod hostile;
 mod intake;

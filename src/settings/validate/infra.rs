@@ -89,13 +89,23 @@ impl Validator {
 
     pub(super) fn langsmith(&mut self, raw: RawLangSmith, env: &dyn Env) -> Option<LangSmithSettings> {
         let var = |a: &str, b: &str| env.var(a).or_else(|| env.var(b));
-        let endpoint_text = var("LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT")
-            .or(raw.endpoint)
-            .unwrap_or_else(|| "embedded".into());
+        let from_env = var("LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT");
+        // `FEEDBACK_DISPATCH__LANGSMITH__ENDPOINT` arrives in `raw` too, but from the environment.
+        let endpoint_in_env = from_env.is_some() || env.var("FEEDBACK_DISPATCH__LANGSMITH__ENDPOINT").is_some();
+        let endpoint_text = from_env.or(raw.endpoint).unwrap_or_else(|| "embedded".into());
         let endpoint = if endpoint_text.trim() == "embedded" {
             Some(LangSmithEndpoint::Embedded)
         } else {
             match normalize_endpoint(&endpoint_text) {
+                // A password (a proxy's, say) is a secret: like `store.url`'s, it may come with
+                // the URL from the environment, never from the file.
+                Ok(u) if u.password().is_some() && !endpoint_in_env => {
+                    self.fail(
+                        "langsmith.endpoint",
+                        "a password must not be written in the settings file: give the URL in LANGSMITH_ENDPOINT (LangSmith itself takes LANGSMITH_API_KEY)",
+                    );
+                    None
+                }
                 Ok(u) => Some(LangSmithEndpoint::Remote(u)),
                 Err(e) => {
                     self.fail("langsmith.endpoint", e);

@@ -6,7 +6,7 @@ mod infra;
 mod keys;
 mod routes;
 
-use super::raw::RawSettings;
+use super::raw::{RawSettings, RawStore};
 use super::{ConfigIssue, Env, IntakeSettings, LinkSettings, Settings, StoreSettings};
 use secrecy::SecretString;
 use std::path::Path;
@@ -29,17 +29,23 @@ impl Validator {
     pub(super) fn settings(&mut self, raw: RawSettings, file: &Path, env: &dyn Env) -> Option<Settings> {
         let secret = |name: &str| env.var(name).map(SecretString::from);
         let server = self.server(raw.server);
-        let intake_wait = self.bounded_duration(
-            "store.intake_wait",
-            raw.store.intake_wait,
-            "2s",
-            (Duration::from_millis(100), Duration::from_secs(60)),
-        );
-        let store = StoreSettings {
-            url: self.store_url(raw.store.url, env),
-            intake_wait: intake_wait.unwrap_or_default(),
-            retention: self.retention(raw.store.retention),
-        };
+        let store = self.store(raw.store, env);
+        // Intake answers 503 once `intake_wait` is up; a request cut off before that by
+        // `request_timeout` gets a 408 and a closed connection instead, its runs maybe stored.
+        let wait = store.intake_wait;
+        if let Some(server) = &server
+            && server.request_timeout < wait
+        {
+            self.fail(
+                "server.request_timeout",
+                format!(
+                    "{} is shorter than store.intake_wait ({}): intake would be cut off while it waits for the store (expected at least \"{}\")",
+                    humantime::format_duration(server.request_timeout),
+                    humantime::format_duration(wait),
+                    humantime::format_duration(wait)
+                ),
+            );
+        }
         let allowed_hosts = self.allowed_hosts(raw.links);
         let langsmith = self.langsmith(raw.langsmith, env);
         let slack = self.slack(raw.slack, env);
@@ -106,6 +112,22 @@ impl Validator {
             keys,
             routes,
         })
+    }
+
+    /// `[store]`: all a command that only reads or writes the store validates. An
+    /// `intake_wait` in error is zero here (the error is recorded).
+    pub(super) fn store(&mut self, raw: RawStore, env: &dyn Env) -> StoreSettings {
+        let intake_wait = self.bounded_duration(
+            "store.intake_wait",
+            raw.intake_wait,
+            "2s",
+            (Duration::from_millis(100), Duration::from_secs(60)),
+        );
+        StoreSettings {
+            url: self.store_url(raw.url, env),
+            intake_wait: intake_wait.unwrap_or_default(),
+            retention: self.retention(raw.retention),
+        }
     }
 
     /// A duration within `range` (inclusive), named by `path` when it is not.
@@ -309,7 +331,9 @@ pub fn normalize_endpoint(text: &str) -> Result<url::Url, String> {
     match url::Url::parse(base) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() => Ok(u),
         _ => Err(format!(
-            "{text:?} is not a LangSmith endpoint (expected \"embedded\", \"https://api.smith.langchain.com\", \"https://eu.api.smith.langchain.com\" or \"https://host/api/v1\")"
+            "{:?} is not a LangSmith endpoint (expected \"embedded\", \"https://api.smith.langchain.com\", \"https://eu.api.smith.langchain.com\" or \"https://host/api/v1\")",
+            // It may carry a password, which is never printed.
+            crate::store::redact_url(text.trim())
         )),
     }
 }
