@@ -56,13 +56,15 @@ const STATEMENT_TIMEOUT: &str = "30s";
 const JOBS_PER_INSERT: usize = 1_000;
 
 /// Room the readiness probe takes after failed writes, as on SQLite.
-const PROBE_BYTES: i32 = 64 * 1024;
+const PROBE_BYTES: i64 = 64 * 1024;
 
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
     /// A write failed and no insert has committed since: `/readyz` probes before answering.
     writes_failing: Arc<AtomicBool>,
+    /// The room a failed intake commit wanted (`/readyz`).
+    intake_room: Arc<super::IntakeRoom>,
 }
 
 impl PgStore {
@@ -85,6 +87,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             writes_failing: Arc::default(),
+            intake_room: Arc::default(),
         })
     }
 
@@ -168,20 +171,27 @@ async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        if !self.writes_failing.load(Ordering::SeqCst) {
+        let wanted = self.intake_room.wanted();
+        if !self.writes_failing.load(Ordering::SeqCst) && wanted == 0 {
             return Ok(());
         }
         let result = async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (now(), decode(repeat('00', $1), 'hex'))")
-                .bind(PROBE_BYTES)
-                .execute(&mut *tx)
-                .await?;
+            // Random bytes (16 per md5), as PostgreSQL compresses a run of zeros to nothing.
+            sqlx::query(
+                "INSERT INTO write_probe (at, pad)
+                 SELECT now(), decode(string_agg(md5(random()::text), ''), 'hex') FROM generate_series(1, $1 / 16 + 1)",
+            )
+            .bind(PROBE_BYTES + wanted)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM write_probe").execute(&mut *tx).await?;
             tx.commit().await
         }
         .await;
-        self.wrote(result, |_| true)
+        self.wrote(result, |_| true)?;
+        self.intake_room.probed(wanted);
+        Ok(())
     }
 
     async fn enqueue(
@@ -193,7 +203,7 @@ impl Store for PgStore {
         if jobs.is_empty() && digest_items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let result = async {
+        let result: Result<(Vec<bool>, Vec<bool>), sqlx::Error> = async {
             let mut new_jobs = Vec::with_capacity(jobs.len());
             let mut new_items = Vec::with_capacity(digest_items.len());
             let mut tx = self.pool.begin().await?;
@@ -231,6 +241,11 @@ impl Store for PgStore {
             Ok((new_jobs, new_items))
         }
         .await;
+        match &result {
+            Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
+            Ok(_) => {}
+            Err(_) => self.intake_room.failed(jobs, digest_items),
+        }
         self.wrote(result, |(jobs, items): &(Vec<bool>, Vec<bool>)| {
             jobs.iter().chain(items).any(|new| *new)
         })
