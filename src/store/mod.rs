@@ -143,6 +143,25 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached: nothing listens, the connection was cut, the
+    /// server is starting or shutting down, no connection came in time. Worth waiting out,
+    /// unlike a wrong password or a database that does not exist.
+    pub fn is_unreachable(&self) -> bool {
+        let e = match self {
+            StoreError::Database(e) | StoreError::Migration(sqlx::migrate::MigrateError::Execute(e)) => e,
+            StoreError::Migration(sqlx::migrate::MigrateError::ExecuteMigration(e, _)) => e,
+            _ => return false,
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+            // Class 57P: the server is shutting down or starting; class 08: the connection.
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            _ => false,
+        }
+    }
+}
+
 /// What a job sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

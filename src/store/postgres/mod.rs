@@ -72,23 +72,40 @@ impl PgStore {
     /// `PGPASSWORD`) and runs the migrations. Replicas starting together are safe: sqlx takes
     /// an advisory lock for the migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?
-            .application_name("feedback-dispatch")
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
-        let pool = PgPoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .min_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A connection that has been away during an outage is checked before it is used.
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await?;
+        let pool = pool_options().connect_with(connect_options(url)?).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore {
+        Ok(PgStore::on(pool))
+    }
+
+    /// A store on `url` that connects when first used, for a database that cannot be reached
+    /// at start: [`PgStore::migrate`] says when it answers, and until then every operation
+    /// fails.
+    pub fn open_lazy(url: &str) -> Result<Self, StoreError> {
+        Ok(PgStore::on(pool_options().connect_lazy_with(connect_options(url)?)))
+    }
+
+    /// Tries once to reach the database and runs the migrations (as [`PgStore::open`] does).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        // One connection of its own first: refused at once while nothing listens, where the
+        // pool would retry until its acquire timeout.
+        let options = self.pool.connect_options();
+        let conn = tokio::time::timeout(
+            ACQUIRE_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        let _ = sqlx::Connection::close(conn).await;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    fn on(pool: PgPool) -> Self {
+        PgStore {
             pool,
             writes_failing: Arc::default(),
             intake_room: Arc::default(),
-        })
+        }
     }
 
     /// Notes the outcome of a write for `/readyz`: any error flags the store as failing writes,
@@ -120,6 +137,21 @@ impl PgStore {
         let done = query.execute(&self.pool).await;
         self.wrote(done, |_| false)
     }
+}
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("feedback-dispatch")
+        .options([("statement_timeout", STATEMENT_TIMEOUT)]))
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(CONNECTIONS)
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection that has been away during an outage is checked before it is used.
+        .test_before_acquire(true)
 }
 
 /// Inserts `jobs` in one statement; returns, per job, whether it was new.
