@@ -724,6 +724,29 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_database_is_told_from_one_that_refuses() {
+        let unreachable = [
+            StoreError::Database(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Migration(sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ))),
+        ];
+        for e in &unreachable {
+            assert!(e.is_unreachable(), "{e}");
+        }
+        let refused = [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Database(sqlx::Error::Configuration("bad".into())),
+            StoreError::Corrupt("x".into()),
+            StoreError::Unsupported("mysql".into()),
+        ];
+        for e in &refused {
+            assert!(!e.is_unreachable(), "{e}");
+        }
+    }
+
+    #[test]
     fn a_probe_clears_the_room_a_failed_batch_wanted_unless_a_larger_batch_failed_since() {
         let job = |text: &str| NewJob {
             kind: JobKind::Slack,
