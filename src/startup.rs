@@ -292,6 +292,7 @@ fn key_is_stored(settings: &Settings) -> bool {
         && crate::store::is_postgres(&settings.store.url)
 }
 
+/// The token-minting client at `base`, with the embedded service's key or `LANGSMITH_API_KEY`.
 fn langsmith_client(
     settings: &Settings,
     base: &url::Url,
@@ -318,11 +319,15 @@ async fn serve_once_connected(
         connect(&waiting.store).await;
         if key_is_stored(&state.settings) {
             let mut delay = Duration::from_millis(100);
+            let mut failed = false;
             loop {
                 match embedded::shared_key(&*state.store).await {
                     Ok(key) => break state.embedded_key = Some(key),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the embedded LangSmith service's API key; trying again");
+                        if !failed {
+                            failed = true;
+                            tracing::warn!(error = %e, "cannot read the embedded LangSmith service's API key; trying again");
+                        }
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(MAX_CONNECT_BACKOFF);
                     }
