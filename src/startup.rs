@@ -1,10 +1,17 @@
 //! Start-up: `Application::build` opens the store and binds the listener (port 0 works, so tests
 //! can run many apps side by side); `run_until_stopped` serves until the shutdown future resolves.
+//!
+//! A PostgreSQL database that cannot be reached at start is waited for, not a reason to exit (it
+//! may start after the service, or be restarting): the service answers `/healthz` at once and
+//! 503 to everything else (intake's saying to retry later), while it connects in the background
+//! with backoff; once the database answers and is migrated, it reads what it keeps there (the
+//! embedded service's shared key), starts the workers and serves every route.
 
 use crate::langsmith::{LangSmithClient, embedded};
 use crate::metrics::Metrics;
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::state::AppState;
+use crate::store::{PgStore, Store};
 use crate::worker::Workers;
 use anyhow::Context;
 use axum::Router;
@@ -18,7 +25,12 @@ use axum::routing::get;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument;
+
+/// The longest wait between tries to reach a database that is not up yet: one that comes up is
+/// found within this, and a try every few seconds costs it nothing.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -26,17 +38,40 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     workers: Workers,
+    /// A PostgreSQL database that could not be reached at start: `run_until_stopped` waits for
+    /// it before it serves every route.
+    waiting: Option<Waiting>,
+}
+
+/// What the service still needs once a database that was not up at start answers.
+struct Waiting {
+    /// The store, connecting lazily.
+    store: Arc<PgStore>,
+    /// Where the LangSmith client mints (the embedded service's key is read then).
+    langsmith_base: url::Url,
 }
 
 impl Application {
-    /// Opens the store, binds `server.listen` and wires the routes.
+    /// Opens the store, binds `server.listen` and wires the routes. A PostgreSQL database that
+    /// cannot be reached is waited for by [`Application::run_until_stopped`] (see the module).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = crate::store::open(&settings.store.url).await.with_context(|| {
-            format!(
-                "cannot open the store at {}",
-                crate::store::redact_url(&settings.store.url)
-            )
-        })?;
+        let url = &settings.store.url;
+        let (store, lazy): (Arc<dyn Store>, _) = match crate::store::open(url).await {
+            Ok(store) => (store, None),
+            Err(e) if crate::store::is_postgres(url) && e.is_unreachable() => {
+                tracing::warn!(
+                    error = %e,
+                    store = %crate::store::redact_url(url),
+                    "cannot reach the database; /healthz answers, the rest 503 until it does"
+                );
+                let lazy = Arc::new(PgStore::open_lazy(url).context("cannot read store.url")?);
+                (lazy.clone(), Some(lazy))
+            }
+            Err(e) => {
+                let at = crate::store::redact_url(url);
+                return Err(anyhow::Error::new(e).context(format!("cannot open the store at {at}")));
+            }
+        };
         let listener = tokio::net::TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -55,11 +90,14 @@ impl Application {
             LangSmithEndpoint::Remote(u) => u.clone(),
         };
         let metrics = Arc::new(Metrics::new());
-        let embedded_key = embedded::api_key(&settings, Some(&*store))
-            .await
-            .context("cannot read or create the embedded LangSmith service's API key")?;
-        let langsmith = LangSmithClient::from_settings(ls, &base, embedded_key.clone().or_else(|| ls.api_key.clone()))?
-            .with_metrics(metrics.clone());
+        // A generated key is kept in the database: read once it answers.
+        let embedded_key = match &lazy {
+            Some(_) if key_is_stored(&settings) => None,
+            _ => embedded::api_key(&settings, Some(&*store))
+                .await
+                .context("cannot read or create the embedded LangSmith service's API key")?,
+        };
+        let langsmith = langsmith_client(&settings, &base, embedded_key.clone(), &metrics)?;
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -74,17 +112,24 @@ impl Application {
             intake_commit: Arc::default(),
         };
         // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
-        state
-            .store
-            .listen(state.wake_workers.clone())
-            .await
-            .context("cannot listen for new jobs in the store")?;
+        if lazy.is_none() {
+            state
+                .store
+                .listen(state.wake_workers.clone())
+                .await
+                .context("cannot listen for new jobs in the store")?;
+        }
+        // Built now either way, so settings they refuse stop the start.
         let workers = Workers::new(state.clone())?;
         Ok(Application {
             listener,
             addr,
             state,
             workers,
+            waiting: lazy.map(|store| Waiting {
+                store,
+                langsmith_base: base,
+            }),
         })
     }
 
@@ -101,13 +146,26 @@ impl Application {
     /// Serves and works until `shutdown` resolves; then intake stops accepting, in-flight
     /// requests finish, and workers finish or release their jobs (within a bounded time).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let app = router(self.state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let workers = tokio::spawn(self.workers.run(stop_rx.clone()));
+        let (app, workers) = match self.waiting {
+            None => (
+                router(self.state.clone()),
+                tokio::spawn(self.workers.run(stop_rx.clone())),
+            ),
+            Some(waiting) => {
+                let current = Arc::new(std::sync::RwLock::new(waiting_router()));
+                let once_connected =
+                    serve_once_connected(waiting, self.state.clone(), current.clone(), stop_rx.clone());
+                (
+                    Router::new().fallback(forward).with_state(current),
+                    tokio::spawn(once_connected),
+                )
+            }
+        };
         let pruner = tokio::spawn(crate::retention::run(
             self.state.store.clone(),
             self.state.settings.store.retention,
@@ -192,6 +250,141 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// The routes while the database is waited for: alive, not ready, and the rest refused with a
+/// body that says to retry (LangSmith retries a webhook that got no 2xx).
+fn waiting_router() -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/readyz",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "store not connected yet") }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"error": "the database cannot be reached yet; retry later"})),
+            )
+        })
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+/// Hands a request to the routes of the moment: [`waiting_router`] until the database answers,
+/// then [`router`].
+async fn forward(State(current): State<Arc<std::sync::RwLock<Router>>>, req: Request) -> Response {
+    use tower::ServiceExt;
+    let app = current
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match app.oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Whether the embedded service's key is generated and kept in the database (shared by the
+/// replicas), rather than given or kept in a file.
+fn key_is_stored(settings: &Settings) -> bool {
+    settings.langsmith.endpoint == LangSmithEndpoint::Embedded
+        && settings.langsmith.api_key.is_none()
+        && crate::store::is_postgres(&settings.store.url)
+}
+
+/// The token-minting client at `base`, with the embedded service's key or `LANGSMITH_API_KEY`.
+fn langsmith_client(
+    settings: &Settings,
+    base: &url::Url,
+    embedded_key: Option<secrecy::SecretString>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<LangSmithClient> {
+    let ls = &settings.langsmith;
+    Ok(
+        LangSmithClient::from_settings(ls, base, embedded_key.or_else(|| ls.api_key.clone()))?
+            .with_metrics(metrics.clone()),
+    )
+}
+
+/// Waits for the database (until `stop`), then reads the embedded service's key from it if it
+/// keeps one, serves every route and runs the workers.
+async fn serve_once_connected(
+    waiting: Waiting,
+    mut state: AppState,
+    current: Arc<std::sync::RwLock<Router>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stopped = stop.clone();
+    let ready = async {
+        connect(&waiting.store).await;
+        if key_is_stored(&state.settings) {
+            let mut delay = Duration::from_millis(100);
+            let mut failed = false;
+            loop {
+                match embedded::shared_key(&*state.store).await {
+                    Ok(key) => break state.embedded_key = Some(key),
+                    Err(e) => {
+                        if !failed {
+                            failed = true;
+                            tracing::warn!(error = %e, "cannot read the embedded LangSmith service's API key; trying again");
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_CONNECT_BACKOFF);
+                    }
+                }
+            }
+        }
+        if let Err(e) = state.store.listen(state.wake_workers.clone()).await {
+            // The claim loop polls meanwhile.
+            tracing::warn!(error = %e, "cannot listen for new jobs in the store; polling for them");
+        }
+        let langsmith = langsmith_client(
+            &state.settings,
+            &waiting.langsmith_base,
+            state.embedded_key.clone(),
+            &state.metrics,
+        )?;
+        state.langsmith = langsmith;
+        Workers::new(state.clone())
+    };
+    let workers = tokio::select! {
+        workers = ready => workers,
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    match workers {
+        Ok(workers) => {
+            *current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router(state);
+            tracing::info!("connected to the database; serving every route");
+            workers.run(stopped).await;
+        }
+        // Checked at start with the same settings: not expected.
+        Err(e) => tracing::error!("cannot start the workers once the database answered: {e:#}"),
+    }
+}
+
+/// Tries to reach and migrate `store` until it answers, with backoff up to
+/// [`MAX_CONNECT_BACKOFF`]; each try is logged at debug only, as start-up said it cannot be
+/// reached and [`serve_once_connected`] says when it is.
+async fn connect(store: &PgStore) {
+    let mut delay = Duration::from_millis(100);
+    // An error other than an unreachable database (a migration that fails) is logged once.
+    let mut other_error = false;
+    loop {
+        match store.migrate().await {
+            Ok(()) => return,
+            Err(e) if e.is_unreachable() => {
+                tracing::debug!(error = %e, retry_in = ?delay, "the database still cannot be reached");
+            }
+            Err(e) => {
+                if !other_error {
+                    other_error = true;
+                    tracing::error!(error = %e, "the database answers but cannot be migrated; trying again");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_CONNECT_BACKOFF);
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -70,6 +70,54 @@ use crate::domain::RunId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The room an intake commit that failed wanted, so `/readyz` does not say ready again on the
+/// strength of a smaller write: the readiness probe then takes that much room (and a little more
+/// for the indexes), and only that probe or an intake commit that takes room clears it. A probe
+/// of a fixed size fitted, on a nearly full disk, where intake's batches no longer did, and a
+/// load balancer kept sending runs to a node that refused them.
+#[derive(Debug, Default)]
+pub(crate) struct IntakeRoom(std::sync::atomic::AtomicI64);
+
+/// The most a readiness probe writes, however large the batch that failed: a batch is bounded
+/// by `server.max_body_bytes` (up to 256 MiB), a probe on every check of a load balancer is not
+/// worth that much writing.
+const MAX_PROBE_BYTES: i64 = 32 * 1024 * 1024;
+
+impl IntakeRoom {
+    /// An intake commit of `jobs` and `items` failed: the probe must find room for them.
+    pub(crate) fn failed(&self, jobs: &[NewJob], items: &[DigestItem]) {
+        // Only on failure, so serializing the payloads again costs intake nothing.
+        let bytes: usize = jobs
+            .iter()
+            .map(|j| j.payload.to_string().len() + j.idempotency_key.len())
+            .sum::<usize>()
+            + items.iter().map(|i| i.payload.to_string().len()).sum::<usize>();
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX).min(MAX_PROBE_BYTES);
+        self.0.fetch_max(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// An intake commit took room: intake works again.
+    pub(crate) fn committed(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The room the last failed batch wanted (bytes), 0 when intake has not failed since it
+    /// last committed.
+    pub(crate) fn wanted(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A probe of the room `wanted` committed: clears it, unless a larger batch failed since.
+    pub(crate) fn probed(&self, wanted: i64) {
+        let _ = self.0.compare_exchange(
+            wanted,
+            0,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
 /// Errors from the store. Callers only ever log or surface them; they are not matched.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -93,6 +141,25 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the database could not be reached: nothing listens, the connection was cut, the
+    /// server is starting or shutting down, no connection came in time. Worth waiting out,
+    /// unlike a wrong password or a database that does not exist.
+    pub fn is_unreachable(&self) -> bool {
+        let e = match self {
+            StoreError::Database(e) | StoreError::Migration(sqlx::migrate::MigrateError::Execute(e)) => e,
+            StoreError::Migration(sqlx::migrate::MigrateError::ExecuteMigration(e, _)) => e,
+            _ => return false,
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+            // Class 57P: the server is shutting down or starting; class 08: the connection.
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            _ => false,
+        }
+    }
 }
 
 /// What a job sends.
@@ -654,5 +721,62 @@ mod tests {
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
         assert_eq!(redact_url("postgres://fd:p@ss@[bad/db"), "postgres://***");
         assert!(is_postgres("postgresql://db/x") && is_postgres("postgres://db/x") && !is_postgres("sqlite://x"));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_told_from_one_that_refuses() {
+        let unreachable = [
+            StoreError::Database(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Migration(sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ))),
+        ];
+        for e in &unreachable {
+            assert!(e.is_unreachable(), "{e}");
+        }
+        let refused = [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Database(sqlx::Error::Configuration("bad".into())),
+            StoreError::Corrupt("x".into()),
+            StoreError::Unsupported("mysql".into()),
+        ];
+        for e in &refused {
+            assert!(!e.is_unreachable(), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_probe_clears_the_room_a_failed_batch_wanted_unless_a_larger_batch_failed_since() {
+        let job = |text: &str| NewJob {
+            kind: JobKind::Slack,
+            route: "r".into(),
+            target: "C1".into(),
+            run_id: None,
+            idempotency_key: "k".into(),
+            payload: serde_json::json!({ "text": text }),
+            due_at: Utc::now(),
+        };
+        let room = IntakeRoom::default();
+        assert_eq!(room.wanted(), 0);
+        room.failed(&[job(&"x".repeat(1_000)), job(&"y".repeat(1_000))], &[]);
+        let wanted = room.wanted();
+        assert!(wanted > 2_000, "both jobs' payloads: {wanted}");
+        room.failed(&[job("small")], &[]);
+        assert_eq!(room.wanted(), wanted, "a smaller failure wants no less");
+        room.failed(&[job(&"z".repeat(5_000))], &[]);
+        let larger = room.wanted();
+        assert!(larger > wanted);
+        room.probed(wanted);
+        assert_eq!(
+            room.wanted(),
+            larger,
+            "a probe of the earlier size proves nothing of the larger batch"
+        );
+        room.probed(larger);
+        assert_eq!(room.wanted(), 0);
+        room.failed(&[job("again")], &[]);
+        room.committed();
+        assert_eq!(room.wanted(), 0, "an intake commit clears it");
     }
 }

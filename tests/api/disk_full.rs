@@ -214,3 +214,109 @@ slack = {{ channel = "C1" }}
         delivered.len()
     );
 }
+
+/// Bytes in use on the file system that holds `dir`.
+fn used_bytes(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=used"])
+        .arg(dir)
+        .output()
+        .expect("run df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_not_regained_by_a_probe_smaller_than_the_batch_intake_could_not_commit() {
+    crate::helpers::init();
+    let tmpfs = Tmpfs::mount("20m");
+    let slack = fake_slack().await;
+    let work = tempfile::tempdir().unwrap();
+    let db = tmpfs.dir.join("fd.db");
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[slack]
+mode = "api"
+api_url = "{slack}/api"
+pace_per_channel = "0s"
+[workers]
+poll_interval = "50ms"
+{KEYS_TOML}
+[[routes]]
+name = "full"
+keys = ["thumbs_up"]
+slack = {{ channel = "C1" }}
+"#,
+        db = db.display(),
+        slack = slack.address
+    );
+    let (mut child, address, _logs) = start_serve(work.path(), &config, &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // One run first, so the database and its log have their working size.
+    let first = run_id(0);
+    let res = http
+        .post(format!("{address}/v1/events"))
+        .json(&json!({"run_id": first, "run_name": format!("full-disk {first}"), "outputs": {"a": "first"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    slack.wait_for("/chat.postMessage", 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Room for the readiness probe of 64 KB several times over, but not for a batch of sixty
+    // runs of 16 KB each (inputs and outputs of 4,000 two-byte characters).
+    let room = 320 * 1024;
+    tmpfs.resize(&format!("{}k", (used_bytes(&tmpfs.dir) + room) / 1024));
+    let text = "é".repeat(4_000);
+    let big_batch = |first: usize| {
+        json!((first..first + 60)
+            .map(|n| json!({"run_id": run_id(n), "run_name": format!("full-disk {}", run_id(n)), "inputs": {"q": text}, "outputs": {"a": text}}))
+            .collect::<Vec<_>>())
+    };
+    for round in 0..3 {
+        let res = http
+            .post(format!("{address}/v1/events"))
+            .json(&big_batch(100 + round * 100))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            503,
+            "round {round}: a batch of about 1 MB in 320 KB of room"
+        );
+        let ready = http.get(format!("{address}/readyz")).send().await.unwrap();
+        assert_eq!(
+            ready.status(),
+            503,
+            "round {round}: /readyz right after intake could not commit a batch that still does not fit"
+        );
+    }
+
+    // Room again: ready by itself, and the batch is taken.
+    tmpfs.resize("200m");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = http
+        .post(format!("{address}/v1/events"))
+        .json(&big_batch(1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "intake after room came back");
+    assert!(signal_and_wait(&mut child, "TERM").success());
+}

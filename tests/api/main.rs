@@ -23,6 +23,7 @@ mod leaks;
 mod lifecycle;
 mod ops;
 mod outbox;
+mod pg_restart;
 mod properties;
 mod replicas;
 mod retention;

@@ -27,12 +27,17 @@ pub async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::
                     &*opened
                 }
             };
-            let candidate = generate_key();
-            match store.shared_secret(SHARED_KEY_NAME, candidate.expose_secret()).await? {
-                Some(shared) => Ok(Some(SecretString::from(shared))),
-                None => anyhow::bail!("the store keeps no shared key"),
-            }
+            shared_key(store).await.map(Some)
         }
+    }
+}
+
+/// The generated key a shared store keeps: the stored one, or one generated and stored now.
+pub async fn shared_key(store: &dyn Store) -> anyhow::Result<SecretString> {
+    let candidate = generate_key();
+    match store.shared_secret(SHARED_KEY_NAME, candidate.expose_secret()).await? {
+        Some(shared) => Ok(SecretString::from(shared)),
+        None => anyhow::bail!("the store keeps no shared key"),
     }
 }
 

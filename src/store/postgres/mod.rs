@@ -56,13 +56,15 @@ const STATEMENT_TIMEOUT: &str = "30s";
 const JOBS_PER_INSERT: usize = 1_000;
 
 /// Room the readiness probe takes after failed writes, as on SQLite.
-const PROBE_BYTES: i32 = 64 * 1024;
+const PROBE_BYTES: i64 = 64 * 1024;
 
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
     /// A write failed and no insert has committed since: `/readyz` probes before answering.
     writes_failing: Arc<AtomicBool>,
+    /// The room a failed intake commit wanted (`/readyz`).
+    intake_room: Arc<super::IntakeRoom>,
 }
 
 impl PgStore {
@@ -70,22 +72,40 @@ impl PgStore {
     /// `PGPASSWORD`) and runs the migrations. Replicas starting together are safe: sqlx takes
     /// an advisory lock for the migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?
-            .application_name("feedback-dispatch")
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
-        let pool = PgPoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .min_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A connection that has been away during an outage is checked before it is used.
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await?;
+        let pool = pool_options().connect_with(connect_options(url)?).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore {
+        Ok(PgStore::on(pool))
+    }
+
+    /// A store on `url` that connects when first used, for a database that cannot be reached
+    /// at start: [`PgStore::migrate`] says when it answers, and until then every operation
+    /// fails.
+    pub fn open_lazy(url: &str) -> Result<Self, StoreError> {
+        Ok(PgStore::on(pool_options().connect_lazy_with(connect_options(url)?)))
+    }
+
+    /// Tries once to reach the database and runs the migrations (as [`PgStore::open`] does).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        // One connection of its own first: refused at once while nothing listens, where the
+        // pool would retry until its acquire timeout.
+        let options = self.pool.connect_options();
+        let conn = tokio::time::timeout(
+            ACQUIRE_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        let _ = sqlx::Connection::close(conn).await;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    fn on(pool: PgPool) -> Self {
+        PgStore {
             pool,
             writes_failing: Arc::default(),
-        })
+            intake_room: Arc::default(),
+        }
     }
 
     /// Notes the outcome of a write for `/readyz`: any error flags the store as failing writes,
@@ -117,6 +137,21 @@ impl PgStore {
         let done = query.execute(&self.pool).await;
         self.wrote(done, |_| false)
     }
+}
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("feedback-dispatch")
+        .options([("statement_timeout", STATEMENT_TIMEOUT)]))
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(CONNECTIONS)
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection that has been away during an outage is checked before it is used.
+        .test_before_acquire(true)
 }
 
 /// Inserts `jobs` in one statement; returns, per job, whether it was new.
@@ -168,20 +203,27 @@ async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        if !self.writes_failing.load(Ordering::SeqCst) {
+        let wanted = self.intake_room.wanted();
+        if !self.writes_failing.load(Ordering::SeqCst) && wanted == 0 {
             return Ok(());
         }
         let result = async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (now(), decode(repeat('00', $1), 'hex'))")
-                .bind(PROBE_BYTES)
-                .execute(&mut *tx)
-                .await?;
+            // Random bytes (16 per md5), as PostgreSQL compresses a run of zeros to nothing.
+            sqlx::query(
+                "INSERT INTO write_probe (at, pad)
+                 SELECT now(), decode(string_agg(md5(random()::text), ''), 'hex') FROM generate_series(1, $1 / 16 + 1)",
+            )
+            .bind(PROBE_BYTES + wanted)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM write_probe").execute(&mut *tx).await?;
             tx.commit().await
         }
         .await;
-        self.wrote(result, |_| true)
+        self.wrote(result, |_| true)?;
+        self.intake_room.probed(wanted);
+        Ok(())
     }
 
     async fn enqueue(
@@ -193,7 +235,7 @@ impl Store for PgStore {
         if jobs.is_empty() && digest_items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let result = async {
+        let result: Result<(Vec<bool>, Vec<bool>), sqlx::Error> = async {
             let mut new_jobs = Vec::with_capacity(jobs.len());
             let mut new_items = Vec::with_capacity(digest_items.len());
             let mut tx = self.pool.begin().await?;
@@ -231,6 +273,11 @@ impl Store for PgStore {
             Ok((new_jobs, new_items))
         }
         .await;
+        match &result {
+            Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
+            Ok(_) => {}
+            Err(_) => self.intake_room.failed(jobs, digest_items),
+        }
         self.wrote(result, |(jobs, items): &(Vec<bool>, Vec<bool>)| {
             jobs.iter().chain(items).any(|new| *new)
         })

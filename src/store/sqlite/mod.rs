@@ -55,6 +55,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// True from a failed write until a write commits again (`/readyz`).
     writes_failing: Arc<AtomicBool>,
+    /// The room a failed intake commit wanted (`/readyz`).
+    intake_room: Arc<super::IntakeRoom>,
     /// The database file (`None` in memory), for its size on disk.
     path: Option<std::path::PathBuf>,
 }
@@ -120,34 +122,13 @@ impl SqliteStore {
             writer,
             reader,
             writes_failing: Arc::default(),
+            intake_room: Arc::default(),
             path,
         })
     }
-}
 
-#[async_trait::async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        if !self.writes_failing.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        // Writes failed last: ready again once an insert of some size commits.
-        let mut w = self.writer().await?;
-        let result = async {
-            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))")
-                .bind(ms(Utc::now()))
-                .bind(PROBE_BYTES)
-                .execute(&mut *w)
-                .await?;
-            sqlx::query("DELETE FROM write_probe").execute(&mut *w).await?;
-            Ok(())
-        }
-        .await;
-        self.finish(w, result).await
-    }
-
-    async fn enqueue(
+    /// Intake's jobs and digest runs in one transaction (see [`Store::enqueue`]).
+    async fn insert_batch(
         &self,
         jobs: &[NewJob],
         digest_items: &[DigestItem],
@@ -196,6 +177,48 @@ impl Store for SqliteStore {
             new_jobs.iter().chain(&new_items).any(|new| *new)
         })?;
         Ok((new_jobs, new_items))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        let wanted = self.intake_room.wanted();
+        if !self.writes_failing.load(Ordering::SeqCst) && wanted == 0 {
+            return Ok(());
+        }
+        // Writes failed last: ready again once an insert of some size commits, as large as
+        // the intake batch that failed, if one did.
+        let mut w = self.writer().await?;
+        let result = async {
+            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))")
+                .bind(ms(Utc::now()))
+                .bind(PROBE_BYTES + wanted)
+                .execute(&mut *w)
+                .await?;
+            sqlx::query("DELETE FROM write_probe").execute(&mut *w).await?;
+            Ok(())
+        }
+        .await;
+        self.finish(w, result).await?;
+        self.intake_room.probed(wanted);
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
+        let done = self.insert_batch(jobs, digest_items, now).await;
+        match &done {
+            Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
+            Ok(_) => {}
+            Err(_) => self.intake_room.failed(jobs, digest_items),
+        }
+        done
     }
 
     async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
