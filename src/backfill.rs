@@ -101,7 +101,7 @@ pub fn check(settings: &Settings, job: &Backfill) -> Result<(), String> {
         );
     }
     if let Some(name) = &job.route
-        && !settings.routes.iter().any(|r| &r.name == name)
+        && settings.route(name).is_none()
     {
         let names: Vec<&str> = settings.routes.iter().map(|r| r.name.as_str()).collect();
         return Err(format!(

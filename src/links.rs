@@ -90,11 +90,7 @@ pub fn keep_trace_retention(keys: &mut [KeyLinks]) {
 
 /// Whether route `name` extends trace retention (true when it is not configured).
 pub fn extends_retention(settings: &crate::settings::Settings, name: &str) -> bool {
-    settings
-        .routes
-        .iter()
-        .find(|r| r.name == name)
-        .is_none_or(|r| r.extend_trace_retention)
+    settings.route(name).is_none_or(|r| r.extend_trace_retention)
 }
 
 /// Links for every token that has a configured key, in token order; tokens whose key is no

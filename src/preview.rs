@@ -141,9 +141,7 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
         let routes: Vec<&Route> = match &opts.route {
             Some(name) => vec![
                 settings
-                    .routes
-                    .iter()
-                    .find(|r| &r.name == name)
+                    .route(name)
                     .with_context(|| format!("no route named {name:?}"))?,
             ],
             None => matching_routes(routed, &settings.routes),

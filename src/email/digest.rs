@@ -88,7 +88,7 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
     let cutoff = now - chrono::Duration::from_std(CLOSE_GRACE).unwrap_or_default();
     let due = state.store.due_digests(cutoff).await?;
     for digest in &due {
-        let route = state.settings.routes.iter().find(|r| r.name == digest.route);
+        let route = state.settings.route(&digest.route);
         let recipients = route
             .and_then(|r| r.email.as_ref())
             .map(|e| e.to.clone())

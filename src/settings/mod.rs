@@ -354,6 +354,12 @@ impl Settings {
     pub fn key(&self, key: &FeedbackKey) -> Option<&KeySpec> {
         self.keys.iter().find(|k| &k.key == key)
     }
+
+    /// The route named `name`, if configured (jobs and votes name their route; a route removed
+    /// from the settings since finds none).
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
 }
 
 fn read_raw(path: &Path, env: &dyn Env) -> Result<RawSettings, ConfigIssue> {
