@@ -14,6 +14,7 @@ mod fakes;
 mod faults;
 mod fuzz_regressions;
 mod hardening;
+mod hardening_votes;
 mod helpers;
 mod hostile;
 mod intake;
