@@ -181,3 +181,14 @@ mod tests {
         assert_eq!(token_fingerprint(&full), "12345678…");
     }
 }
+
+/// The id of the feedback row a submission through a token made, from LangSmith's answer: the
+/// row itself (`id`) or, from the embedded service, `feedback_id`. Only a UUID is taken: the
+/// id goes into the path of a later `DELETE /api/v1/feedback/{id}`.
+pub fn feedback_id(answer: &serde_json::Value) -> Option<String> {
+    ["feedback_id", "id"]
+        .iter()
+        .filter_map(|k| answer.get(k).and_then(serde_json::Value::as_str))
+        .find_map(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|id| id.to_string())
+}
