@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod email;
+pub mod erasure;
 pub mod intake;
 pub mod jobs;
 pub mod langsmith;
