@@ -309,6 +309,31 @@ async fn a_comment_modal_whose_metadata_was_forged_or_altered_records_nothing() 
     assert_eq!(voters(&app, job).await, ["U3"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_interactive_clicks_of_one_person_at_the_same_instant_submit_once() {
+    // Interactive buttons claim the vote and enqueue its submission in one transaction (one
+    // vote per person and key, by a unique index): this guards that guarantee.
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, CHANNEL, "interactive").await;
+    let (posted, job) = posted_message(&app, &slack, RUN).await;
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    let first = form(&payload(&slack, "U1", &up, "1700000001.000001"));
+    let second = form(&payload(&slack, "U1", &up, "1700000001.000002"));
+    let (a, b) = tokio::join!(
+        post_interaction(&app, &first, None),
+        post_interaction(&app, &second, None)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let deadline = Instant::now() + WAIT;
+    while feedback_on(&app, RUN).await.is_empty() {
+        assert!(Instant::now() < deadline, "the rating was not submitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(feedback_on(&app, RUN).await.len(), 1, "one submission");
+    assert_eq!(voters(&app, job).await, ["U1"]);
+}
+
 // ---- votes erase ----
 
 /// Runs the binary with `args` on `config` and `vars`: (exit code, stdout, stderr).
@@ -405,4 +430,87 @@ async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsm
         .unwrap_or_else(|| panic!("an audit line: {err}"));
     assert!(audit.contains("votes=1") && audit.contains("slack-user"), "{audit}");
     assert!(!err.contains("U1") && !out.contains("U1"), "{out}{err}");
+}
+
+// ---- the store's side, on both backends ----
+
+#[tokio::test]
+async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_selects_by_person_or_run() {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "votes")).await;
+    let s = store.as_ref();
+    let run = |n: u128| -> feedback_dispatch::domain::RunId {
+        uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into()
+    };
+    let vote = |voter: &str, source: &str, action: &str, r: u128| feedback_dispatch::store::NewVote {
+        job_id: 1,
+        run_id: run(r),
+        route: "support".into(),
+        key: "thumbs_up".into(),
+        choice: 0,
+        label: "👍".into(),
+        score: 1.0,
+        source: source.into(),
+        voter: voter.into(),
+        team: None,
+        channel: None,
+        message_ts: None,
+        action_key: action.into(),
+        once_key: Some(format!("once:{action}")),
+        at: chrono::Utc::now(),
+    };
+    assert!(s.record_vote(&vote("U1", "slack", "a1", 1), &[]).await.unwrap());
+    assert!(s.record_vote(&vote("U1", "slack", "a2", 2), &[]).await.unwrap());
+    assert!(s.record_vote(&vote("Ana@Example.com", "email", "e1", 1), &[]).await.unwrap());
+    assert!(s.record_vote(&vote("U2", "slack", "b1", 1), &[]).await.unwrap());
+
+    // A submission that failed gives its claim up; one LangSmith took keeps it.
+    let feedback = uuid::Uuid::new_v4().to_string();
+    s.set_vote_feedback("a1", &feedback).await.unwrap();
+    assert!(!s.release_vote("a1").await.unwrap(), "submitted: kept");
+    assert!(s.release_vote("a2").await.unwrap(), "failed: released");
+    assert!(!s.release_vote("a2").await.unwrap(), "released once");
+    assert!(
+        s.record_vote(&vote("U1", "slack", "a2", 2), &[]).await.unwrap(),
+        "a released vote can be claimed again"
+    );
+
+    use feedback_dispatch::store::VoteSelector;
+    let of = |who: VoteSelector| async move {
+        s.votes_of(&who)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.vote.action_key, v.feedback_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(VoteSelector::SlackUser("U1".into())).await,
+        [("a1".to_string(), Some(feedback)), ("a2".to_string(), None)]
+    );
+    assert_eq!(
+        of(VoteSelector::Email("ana@example.COM".into())).await.len(),
+        1,
+        "an address in any case"
+    );
+    assert!(of(VoteSelector::Email("U1".into())).await.is_empty(), "sources apart");
+    assert_eq!(of(VoteSelector::Run(run(1))).await.len(), 3);
+    let ids: Vec<i64> = s
+        .votes_of(&VoteSelector::SlackUser("U1".into()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(s.delete_votes(&ids).await.unwrap(), 2);
+    assert_eq!(s.delete_votes(&ids).await.unwrap(), 0);
+    let left: Vec<String> = s
+        .votes(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.vote.voter)
+        .collect();
+    assert_eq!(left, ["U2", "Ana@Example.com"]);
 }
