@@ -90,14 +90,14 @@ fn hardened(mut response: Response) -> Response {
 /// names another origin (`Origin`, `null` included). A request with neither header (older
 /// browsers, mail apps) is let through: the link's id is still the credential.
 fn from_another_site(public_url: &url::Url, headers: &HeaderMap) -> Option<&'static str> {
-    let header = |name: &header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    let value_of = |name: &header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
     let ours = public_url.origin().ascii_serialization();
-    let origin = header(&header::ORIGIN);
+    let origin = value_of(&header::ORIGIN);
     let same_origin = origin.is_some_and(|o| o.eq_ignore_ascii_case(&ours));
     if origin.is_some() && !same_origin {
         return Some("its Origin is another site's");
     }
-    match header(&header::HeaderName::from_static("sec-fetch-site")) {
+    match value_of(&header::HeaderName::from_static("sec-fetch-site")) {
         Some("cross-site") => Some("the browser says it came from another site"),
         Some("same-site") if !same_origin => Some("the browser says it came from another origin of the site"),
         _ => None,

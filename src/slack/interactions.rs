@@ -67,13 +67,15 @@ pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderM
         },
         // The comment box of an interactive button: the click it was opened for, with the
         // comment. An empty body closes the modal.
-        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => match Click::from_view(&payload, secret) {
-            Some((click, comment)) => (click, Some(comment)),
-            None => {
-                tracing::warn!("a comment submission without its click; ignored");
-                return (StatusCode::OK, "");
+        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => {
+            match Click::from_view(&payload, secret) {
+                Some((click, comment)) => (click, Some(comment)),
+                None => {
+                    tracing::warn!("a comment submission without its click; ignored");
+                    return (StatusCode::OK, "");
+                }
             }
-        },
+        }
         _ => return (StatusCode::OK, ""),
     };
     // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
@@ -208,12 +210,13 @@ fn modal_mac(secret: &SecretString) -> Option<hmac::Hmac<sha2::Sha256>> {
 
 impl SignedClick {
     /// The metadata for `click`.
-    fn sign(click: Click, secret: &SecretString) -> Option<String> {
+    fn sign(click: &Click, secret: &SecretString) -> Option<String> {
         use hmac::Mac;
         let mut mac = modal_mac(secret)?;
-        mac.update(serde_json::to_string(&click).ok()?.as_bytes());
-        let sig = hex::encode(mac.finalize().into_bytes());
-        serde_json::to_string(&SignedClick { click, sig }).ok()
+        mac.update(serde_json::to_string(click).ok()?.as_bytes());
+        let mut metadata = serde_json::to_value(click).ok()?;
+        metadata["sig"] = Value::String(hex::encode(mac.finalize().into_bytes()));
+        Some(metadata.to_string())
     }
 
     /// The click of `metadata` if this service signed it as it is (compared in constant time).
@@ -409,7 +412,7 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
 }
 
 /// Whether `channel` is a Slack channel id (`C0123456789`), not a name (`#support`).
-pub fn is_channel_id(channel: &str) -> bool {
+fn is_channel_id(channel: &str) -> bool {
     channel.len() >= 9 && channel.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit())
 }
 
@@ -595,17 +598,7 @@ async fn open_comment_box(state: &AppState, trigger: &str, click: &Click, label:
     let slack = &state.settings.slack;
     let token = slack.bot_token.as_ref().ok_or("SLACK_BOT_TOKEN is not set")?;
     let secret = slack.signing_secret.as_ref().ok_or("SLACK_SIGNING_SECRET is not set")?;
-    let unsigned = Click {
-        value: click.value.clone(),
-        user: click.user.clone(),
-        team: click.team.clone(),
-        channel: click.channel.clone(),
-        message_ts: click.message_ts.clone(),
-        action_ts: click.action_ts.clone(),
-        response_url: click.response_url.clone(),
-        trigger_id: None,
-    };
-    let metadata = SignedClick::sign(unsigned, secret).ok_or("cannot sign the click for the modal")?;
+    let metadata = SignedClick::sign(click, secret).ok_or("cannot sign the click for the modal")?;
     if metadata.len() > 3_000 {
         return Err("the click does not fit the modal's metadata".into());
     }
@@ -644,5 +637,38 @@ async fn open_comment_box(state: &AppState, trigger: &str, click: &Click, label:
             "views.open answered {}",
             body["error"].as_str().unwrap_or("an error")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click(user: &str) -> Click {
+        Click {
+            value: ButtonValue::decode(r#"{"j":1,"r":"support","k":"thumbs_down","c":0}"#),
+            user: user.into(),
+            team: Some("T1".into()),
+            channel: Some("C0123456789".into()),
+            message_ts: Some("1.1".into()),
+            action_ts: "1.2".into(),
+            response_url: "https://hooks.slack.com/actions/T1/1/x".into(),
+            trigger_id: Some("trigger".into()),
+        }
+    }
+
+    #[test]
+    fn a_modals_click_reads_back_only_as_signed() {
+        let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5");
+        let metadata = SignedClick::sign(&click("U1"), &secret).unwrap();
+        let back = SignedClick::verify(&metadata, &secret).expect("as signed");
+        assert_eq!((back.user.as_str(), back.trigger_id), ("U1", None));
+        let mut altered: Value = serde_json::from_str(&metadata).unwrap();
+        altered["user"] = "U2".into();
+        assert!(SignedClick::verify(&altered.to_string(), &secret).is_none(), "altered");
+        let unsigned = serde_json::to_string(&click("U1")).unwrap();
+        assert!(SignedClick::verify(&unsigned, &secret).is_none(), "unsigned");
+        let other = SecretString::from("another secret");
+        assert!(SignedClick::verify(&metadata, &other).is_none(), "another key");
     }
 }

@@ -81,8 +81,7 @@ async fn two_confirmations_of_one_key_at_the_same_instant_submit_once_in_each_of
             doubled.push((round, submitted, votes));
         }
         assert!(
-            pages.iter().filter(|p| p.contains("feedback was recorded")).count() == 1
-                || submitted != 1,
+            pages.iter().filter(|p| p.contains("feedback was recorded")).count() == 1 || submitted != 1,
             "round {round}: one page thanks, the other says it is recorded already: {pages:?}"
         );
     }
@@ -290,7 +289,16 @@ async fn a_comment_modal_whose_metadata_was_forged_or_altered_records_nothing() 
     let mut scratch = altered.clone();
     scratch["user"] = json!("U9");
     scratch.as_object_mut().unwrap().retain(|k, _| {
-        ["value", "user", "team", "channel", "message_ts", "action_ts", "response_url"].contains(&k.as_str())
+        [
+            "value",
+            "user",
+            "team",
+            "channel",
+            "message_ts",
+            "action_ts",
+            "response_url",
+        ]
+        .contains(&k.as_str())
     });
     let res = post_interaction(&app, &form(&submit("U9", scratch.to_string())), None).await;
     assert_eq!(res.status(), 200);
@@ -462,7 +470,11 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
     };
     assert!(s.record_vote(&vote("U1", "slack", "a1", 1), &[]).await.unwrap());
     assert!(s.record_vote(&vote("U1", "slack", "a2", 2), &[]).await.unwrap());
-    assert!(s.record_vote(&vote("Ana@Example.com", "email", "e1", 1), &[]).await.unwrap());
+    assert!(
+        s.record_vote(&vote("Ana@Example.com", "email", "e1", 1), &[])
+            .await
+            .unwrap()
+    );
     assert!(s.record_vote(&vote("U2", "slack", "b1", 1), &[]).await.unwrap());
 
     // A submission that failed gives its claim up; one LangSmith took keeps it.

@@ -129,7 +129,9 @@ impl PgStore {
                 sqlx::query("SELECT * FROM votes WHERE source = 'email' AND lower(voter) = lower($1) ORDER BY id")
                     .bind(address.clone())
             }
-            VoteSelector::Run(run) => sqlx::query("SELECT * FROM votes WHERE run_id = $1 ORDER BY id").bind(run.as_uuid()),
+            VoteSelector::Run(run) => {
+                sqlx::query("SELECT * FROM votes WHERE run_id = $1 ORDER BY id").bind(run.as_uuid())
+            }
         };
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(vote_from_row).collect()

@@ -126,7 +126,9 @@ impl SqliteStore {
                 sqlx::query("SELECT * FROM votes WHERE source = 'email' AND lower(voter) = lower(?) ORDER BY id")
                     .bind(address.clone())
             }
-            VoteSelector::Run(run) => sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY id").bind(run.to_string()),
+            VoteSelector::Run(run) => {
+                sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY id").bind(run.to_string())
+            }
         };
         let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(vote_from_row).collect()
