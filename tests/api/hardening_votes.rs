@@ -526,3 +526,33 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
         .collect();
     assert_eq!(left, ["U2", "Ana@Example.com"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_erase_by_email_deletes_a_recipients_confirmations_and_their_feedback() {
+    let app = spawn_app("").await;
+    let run = "c0c0c0c0-0000-4000-8000-00000000e4a5";
+    let buttons = confirm_buttons(&app, run, 9).await;
+    let res = reqwest::Client::new().post(&buttons[0]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(feedback_on(&app, run).await.len(), 1);
+    let vars = [("FEEDBACK_DISPATCH__SERVER__PUBLIC_URL", app.address.as_str())];
+    let (code, out, err) = cli(
+        &app.path("settings.toml"),
+        &vars,
+        &["votes", "erase", "--email", "ANA@example.com"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("deleted 1 vote(s) here and 1 LangSmith feedback row(s)"),
+        "{out}"
+    );
+    assert!(
+        feedback_on(&app, run).await.is_empty(),
+        "the confirmation's feedback is gone"
+    );
+    assert!(app.store.votes(None, None, 10).await.unwrap().is_empty());
+    assert!(
+        !out.contains("ana@") && !err.to_lowercase().contains("ana@"),
+        "{out}{err}"
+    );
+}
