@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`.
+//! The command line: `serve`, `check-config`, `preview`, `dead-letters list|retry`, `votes
+//! list|erase`.
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings, StoreSettings};
 use crate::startup::{Application, shutdown_signal};
@@ -242,6 +243,24 @@ pub enum VotesAction {
         #[arg(long)]
         json: bool,
     },
+    /// Delete one person's (or one run's) votes here and, with the LangSmith API key, the
+    /// LangSmith feedback this service submitted for them. Link-mode clicks went to LangSmith
+    /// directly and cannot be attributed there.
+    #[command(group(clap::ArgGroup::new("whose").required(true).args(["slack_user", "email", "run"])))]
+    Erase {
+        /// A Slack user's votes, by user id (U…).
+        #[arg(long)]
+        slack_user: Option<String>,
+        /// An email recipient's confirmations.
+        #[arg(long)]
+        email: Option<String>,
+        /// Every vote on a run.
+        #[arg(long, value_parser = run_arg)]
+        run: Option<crate::domain::RunId>,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `store` actions.
@@ -303,6 +322,24 @@ pub async fn run(cli: Cli) -> ExitCode {
                     json,
                 },
         } => list_votes(&cli.config, run, route, limit, json).await,
+        Command::Votes {
+            action:
+                VotesAction::Erase {
+                    slack_user,
+                    email,
+                    run,
+                    dry_run,
+                },
+        } => {
+            let who = match (slack_user, email, run) {
+                (Some(user), _, _) => crate::store::VoteSelector::SlackUser(user),
+                (_, Some(address), _) => crate::store::VoteSelector::Email(address),
+                (_, _, Some(run)) => crate::store::VoteSelector::Run(run),
+                // clap requires one of the three.
+                (None, None, None) => return ExitCode::from(2),
+            };
+            erase_votes(&cli.config, cli.log_format, &who, dry_run).await
+        }
         Command::Tokens { action } => langsmith_command(&cli.config, Call::Tokens(action)).await,
         Command::Feedback { action } => langsmith_command(&cli.config, Call::Feedback(action)).await,
         Command::Backfill {
@@ -545,6 +582,64 @@ async fn list_votes(
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `votes erase`: prints what went (or would go) and logs one audit line with the count and
+/// the kind of selector.
+async fn erase_votes(
+    path: &std::path::Path,
+    log_format: Option<LogFormatArg>,
+    who: &crate::store::VoteSelector,
+    dry_run: bool,
+) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let format = match log_format {
+        Some(LogFormatArg::Text) => settings::LogFormat::Text,
+        Some(LogFormatArg::Json) => settings::LogFormat::Json,
+        None => settings.log.format,
+    };
+    crate::telemetry::init(format, "info");
+    let store = match open_store(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // A remote LangSmith without a key cannot be asked to delete anything.
+    let remote_without_key = matches!(settings.langsmith.endpoint, settings::LangSmithEndpoint::Remote(_))
+        && settings.langsmith.api_key.is_none();
+    let client = if dry_run || remote_without_key {
+        None
+    } else {
+        match crate::commands::client(&settings).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match crate::erasure::erase(&*store, client.as_ref(), who, dry_run).await {
+        Ok(erasure) => {
+            print!("{}", erasure.report(dry_run));
+            if !dry_run {
+                tracing::info!(
+                    target: "audit",
+                    selector = who.kind(),
+                    votes = erasure.votes_deleted,
+                    feedback = erasure.feedback_deleted,
+                    "votes erased"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::warn!(target: "audit", selector = who.kind(), "votes erasure failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn dead_letters(path: &std::path::Path, action: DeadLetterAction) -> ExitCode {

@@ -15,13 +15,15 @@
 //! - [`worker`]: claim, mint ([`langsmith`]), render and deliver ([`slack`], [`email`], with
 //!   [`links`]: tokens × buttons → feedback URLs), record.
 //! - Wiring: [`state`] (what handlers and workers share), [`server`] (HTTP connections with
-//!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`].
+//!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`],
+//!   [`erasure`] (`votes erase`).
 
 pub mod backfill;
 pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod email;
+pub mod erasure;
 pub mod intake;
 pub mod jobs;
 pub mod langsmith;

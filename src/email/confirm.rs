@@ -3,13 +3,17 @@
 //! mode an email button opens a page of this service (`GET /v1/feedback/confirm/<id>`) whose
 //! form button (`POST`) submits the rating to the presigned URL; scanners fetch, they do not
 //! submit forms.
+//!
+//! The page is a credential's page: it cannot be framed, cached or named in a referrer, a POST
+//! from another site is refused, and one recipient's rating of a key is submitted once however
+//! many confirmations arrive together (the vote is claimed before the submission).
 
 use super::render::DigestRun;
 use crate::state::AppState;
 use crate::store::{ConfirmLink, ConfirmVoter, NewVote};
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 
@@ -61,9 +65,52 @@ async fn load(state: &AppState, id: &str) -> Result<ConfirmLink, Response> {
     }
 }
 
+/// What every answer of the confirmation page carries: the page works alone (inline styles,
+/// one form to itself), so no other site may frame it (a framed button can be clicked through
+/// a decoy), learn its URL from a referrer (the URL is the credential), or find it in a cache.
+const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
+fn hardened(mut response: Response) -> Response {
+    for (name, value) in PAGE_HEADERS {
+        response.headers_mut().insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Whether a POST comes from this service's own page: refused when the browser says it comes
+/// from another site (`Sec-Fetch-Site: cross-site`, or `same-site` without this origin) or
+/// names another origin (`Origin`, `null` included). A request with neither header (older
+/// browsers, mail apps) is let through: the link's id is still the credential.
+fn from_another_site(public_url: &url::Url, headers: &HeaderMap) -> Option<&'static str> {
+    let value_of = |name: &header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    let ours = public_url.origin().ascii_serialization();
+    let origin = value_of(&header::ORIGIN);
+    let same_origin = origin.is_some_and(|o| o.eq_ignore_ascii_case(&ours));
+    if origin.is_some() && !same_origin {
+        return Some("its Origin is another site's");
+    }
+    match value_of(&header::HeaderName::from_static("sec-fetch-site")) {
+        Some("cross-site") => Some("the browser says it came from another site"),
+        Some("same-site") if !same_origin => Some("the browser says it came from another origin of the site"),
+        _ => None,
+    }
+}
+
 /// `GET`: the confirmation page; records nothing.
 pub async fn show_confirmation(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let link = match load(&state, &id).await {
+    hardened(show(&state, &id).await)
+}
+
+async fn show(state: &AppState, id: &str) -> Response {
+    let link = match load(state, id).await {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -104,40 +151,92 @@ fn vote_of(link: &ConfirmLink, voter: &ConfirmVoter) -> NewVote {
 }
 
 /// `POST`: submits the rating to the presigned URL and thanks the reader. A recipient rates a
-/// key of a run once: a second confirmation (of this button or another of the key) submits
-/// nothing and says the rating is recorded already.
-pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let link = match load(&state, &id).await {
+/// key of a run once, however many confirmations arrive at once: the vote row is claimed first
+/// (the store keeps one per recipient, run and key), and only the confirmation that claimed it
+/// submits; the others say the rating is recorded already. When the submission then fails, the
+/// claim is given up, so the page's "Try again" can record it.
+pub async fn submit_confirmation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(why) = from_another_site(&state.public_url, &headers) {
+        tracing::warn!(reason = why, "a confirmation posted from another site was refused");
+        return hardened(page(
+            StatusCode::FORBIDDEN,
+            ConfirmPage {
+                title: "Confirm on the rating page",
+                run_name: None,
+                message: "This rating was not sent from its confirmation page; nothing was recorded. Open the link from your email again.".into(),
+                show_form: false,
+                button: String::new(),
+            },
+        ));
+    }
+    hardened(submit(&state, &id).await)
+}
+
+fn already_recorded(link: &ConfirmLink, label: Option<&str>) -> Response {
+    let message = match label {
+        Some(label) => format!(
+            "You rated {} “{label}” already; nothing more was recorded.",
+            link.feedback_key
+        ),
+        None => format!(
+            "Your rating of {} is being recorded already; nothing more was recorded.",
+            link.feedback_key
+        ),
+    };
+    page(
+        StatusCode::OK,
+        ConfirmPage {
+            title: "Your rating is already recorded",
+            run_name: link.run_name.as_deref(),
+            message,
+            show_form: false,
+            button: String::new(),
+        },
+    )
+}
+
+async fn submit(state: &AppState, id: &str) -> Response {
+    let link = match load(state, id).await {
         Ok(l) => l,
         Err(r) => return r,
     };
     let vote = link.voter.as_ref().map(|v| vote_of(&link, v));
     if let Some(vote) = &vote {
-        match state.store.votes_for_job(vote.job_id).await {
-            Ok(votes) => {
-                if let Some(earlier) = votes.iter().find(|v| v.vote.once_key == vote.once_key) {
-                    state.metrics.vote("email", &vote.route, &vote.key, "duplicate");
-                    return page(
-                        StatusCode::OK,
-                        ConfirmPage {
-                            title: "Your rating is already recorded",
-                            run_name: link.run_name.as_deref(),
-                            message: format!(
-                                "You rated {} “{}” already; nothing more was recorded.",
-                                link.feedback_key, earlier.vote.label
-                            ),
-                            show_form: false,
-                            button: String::new(),
-                        },
-                    );
-                }
+        match state.store.record_vote(vote, &[]).await {
+            Ok(true) => {}
+            Ok(false) => {
+                state.metrics.vote("email", &vote.route, &vote.key, "duplicate");
+                let earlier = match state.store.votes_for_job(vote.job_id).await {
+                    Ok(votes) => votes
+                        .into_iter()
+                        .find(|v| v.vote.once_key == vote.once_key)
+                        .map(|v| v.vote.label),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the votes of a confirm link");
+                        None
+                    }
+                };
+                return already_recorded(&link, earlier.as_deref());
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the votes of a confirm link");
+                tracing::error!(error = %e, "cannot claim the vote of a confirm link");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again in a moment").into_response();
             }
         }
     }
+    // Nothing reaches LangSmith past this point but the confirmation that claimed the vote
+    // (links made before votes were kept have none to claim).
+    let release = || async {
+        if let Some(vote) = &vote
+            && let Err(e) = state.store.release_vote(&vote.action_key).await
+        {
+            tracing::warn!(error = %e, "cannot give up the vote of a failed confirmation; the recipient cannot retry it");
+        }
+    };
     let mut body = serde_json::json!({"score": link.score, "value": link.value});
     if let Some(voter) = &link.voter
         && !crate::links::extends_retention(&state.settings, &voter.route)
@@ -150,15 +249,16 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
         body["metadata"] = serde_json::json!({"email": voter.recipient, "source": "email"});
     }
     match state.langsmith.submit_body(&link.token_url, &body).await {
-        Ok(_) => {
-            if let Err(e) = state.store.mark_confirmed(&id, Utc::now()).await {
+        Ok(answer) => {
+            if let Err(e) = state.store.mark_confirmed(id, Utc::now()).await {
                 tracing::warn!(error = %e, "cannot note a confirmation");
             }
             if let Some(vote) = &vote {
-                match state.store.record_vote(vote, &[]).await {
-                    Ok(true) => state.metrics.vote("email", &vote.route, &vote.key, "recorded"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot keep the vote of a confirmation"),
+                state.metrics.vote("email", &vote.route, &vote.key, "recorded");
+                if let Some(feedback) = crate::langsmith::feedback_id(&answer)
+                    && let Err(e) = state.store.set_vote_feedback(&vote.action_key, &feedback).await
+                {
+                    tracing::warn!(error = %e, "cannot keep the feedback id of a confirmation; `votes erase` cannot delete it in LangSmith");
                 }
             }
             tracing::info!(key = %link.feedback_key, "feedback confirmed from an email");
@@ -174,12 +274,14 @@ pub async fn submit_confirmation(State(state): State<AppState>, Path(id): Path<S
             )
         }
         Err(crate::langsmith::LangSmithError::Status { status: 404, .. }) => {
+            release().await;
             if let Some(vote) = &vote {
                 state.metrics.vote("email", &vote.route, &vote.key, "expired");
             }
             not_found()
         }
         Err(e) => {
+            release().await;
             tracing::warn!(error = %e, key = %link.feedback_key, "a confirmed rating could not be submitted");
             page(
                 StatusCode::BAD_GATEWAY,

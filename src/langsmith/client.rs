@@ -319,6 +319,16 @@ impl LangSmithClient {
         self.api_send(self.http.post(self.api_url(rel)).json(body)).await
     }
 
+    /// An authenticated DELETE of `rel` under the API root: true when it went, false when
+    /// LangSmith has no such row (deleted already).
+    pub async fn api_delete(&self, rel: &str) -> Result<bool, LangSmithError> {
+        match self.api_send(self.http.delete(self.api_url(rel))).await {
+            Ok(_) => Ok(true),
+            Err(LangSmithError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn api_send(&self, mut req: reqwest::RequestBuilder) -> Result<serde_json::Value, LangSmithError> {
         if let Some(key) = &self.api_key {
             req = req.header("x-api-key", key.expose_secret());
@@ -350,6 +360,10 @@ impl LangSmithClient {
                     retry_after,
                 },
             });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // A DELETE may answer with no body.
+            return Ok(serde_json::Value::Null);
         }
         serde_json::from_slice(&bytes).map_err(|e| LangSmithError::InvalidResponse(format!("not JSON: {e}")))
     }

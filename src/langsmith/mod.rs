@@ -6,4 +6,4 @@ pub mod embedded;
 pub mod wire;
 
 pub use client::{LangSmithClient, LangSmithError};
-pub use wire::{ExpiresIn, MintedToken, TokenRequest};
+pub use wire::{ExpiresIn, MintedToken, TokenRequest, feedback_id};

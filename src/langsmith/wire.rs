@@ -124,9 +124,35 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
 
+/// The id of the feedback row a submission through a token made, from LangSmith's answer: the
+/// row itself (`id`) or, from the embedded service, `feedback_id`. Only a UUID is taken: the
+/// id goes into the path of a later `DELETE /api/v1/feedback/{id}`.
+pub fn feedback_id(answer: &serde_json::Value) -> Option<String> {
+    ["feedback_id", "id"]
+        .iter()
+        .filter_map(|k| answer.get(k).and_then(serde_json::Value::as_str))
+        .find_map(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|id| id.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_feedback_id_is_read_from_either_answer_and_only_as_a_uuid() {
+        let id = "0b9c6f3e-8f4e-4c55-9d3c-4f7f1b2f0a11";
+        assert_eq!(
+            feedback_id(&serde_json::json!({"feedback_id": id})).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            feedback_id(&serde_json::json!({"id": id, "key": "k"})).as_deref(),
+            Some(id)
+        );
+        assert_eq!(feedback_id(&serde_json::json!({"id": "../tokens"})), None);
+        assert_eq!(feedback_id(&serde_json::Value::Null), None);
+    }
 
     #[test]
     fn expires_in_splits_and_rounds_up() {

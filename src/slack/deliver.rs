@@ -1,7 +1,7 @@
 //! Slack delivery: `api` (`chat.postMessage` with the bot token), `webhook` (incoming
 //! webhooks), `outbox` (the exact request JSON written to a file). The message is
 //! slack-morphism's Block Kit content, serialized once per send straight into the request body;
-//! of Slack's answer only `ok`, `error` and `ts` are read (it echoes the whole message back).
+//! of Slack's answer only `ok`, `error`, `ts` and `channel` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
 use crate::domain::SlackChannel;
@@ -34,6 +34,8 @@ pub struct OutgoingMessage {
 pub struct Delivered {
     /// The message timestamp (api mode).
     pub ts: Option<String>,
+    /// The id of the channel the message went to (api mode), whatever the request named it.
+    pub channel: Option<String>,
     /// The outbox file (outbox mode).
     pub file: Option<PathBuf>,
 }
@@ -275,8 +277,8 @@ impl SlackSender {
         tokio::fs::write(&tmp, text).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(Delivered {
-            ts: None,
             file: Some(path),
+            ..Delivered::default()
         })
     }
 }
@@ -340,6 +342,7 @@ struct ApiAnswer {
     ok: bool,
     error: Option<String>,
     ts: Option<String>,
+    channel: Option<String>,
 }
 
 /// Sorts an HTTP 200 answer of the Web API: `ok` with the message's `ts`, or Slack's error code
@@ -355,6 +358,7 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
         }),
         None if answer.ok => Ok(Delivered {
             ts: answer.ts,
+            channel: answer.channel,
             file: None,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),

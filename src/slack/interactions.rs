@@ -7,8 +7,10 @@
 //!
 //! Whatever the payload claims is checked against what this service stored: the button's
 //! value must name a Slack job of the same route whose message holds that key and choice, in
-//! the channel the click came from. Anything else is acknowledged (Slack would only retry) and
-//! changes nothing.
+//! the channel the click came from (by the id Slack answered when the route names its channel
+//! by name; a click that names no channel counts nowhere). A comment modal carries its click
+//! signed by this service. Anything else is acknowledged (Slack would only retry) and changes
+//! nothing.
 
 use crate::domain::{ButtonValue, RunId};
 use crate::jobs::{
@@ -22,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::Utc;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slack_morphism::prelude::*;
@@ -65,13 +67,15 @@ pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderM
         },
         // The comment box of an interactive button: the click it was opened for, with the
         // comment. An empty body closes the modal.
-        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => match Click::from_view(&payload) {
-            Some((click, comment)) => (click, Some(comment)),
-            None => {
-                tracing::warn!("a comment submission without its click; ignored");
-                return (StatusCode::OK, "");
+        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => {
+            match Click::from_view(&payload, secret) {
+                Some((click, comment)) => (click, Some(comment)),
+                None => {
+                    tracing::warn!("a comment submission without its click; ignored");
+                    return (StatusCode::OK, "");
+                }
             }
-        },
+        }
         _ => return (StatusCode::OK, ""),
     };
     // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
@@ -149,10 +153,11 @@ impl Click {
         })
     }
 
-    /// The click a comment modal was opened for (kept in its `private_metadata`) and the
-    /// comment typed into it.
-    fn from_view(p: &Value) -> Option<(Click, String)> {
-        let click: Click = serde_json::from_str(p["view"]["private_metadata"].as_str()?).ok()?;
+    /// The click a comment modal was opened for (kept in its `private_metadata`, signed by
+    /// this service: [`SignedClick`]) and the comment typed into it. Metadata this service did
+    /// not sign, or that was changed, gives none.
+    fn from_view(p: &Value, secret: &SecretString) -> Option<(Click, String)> {
+        let click = SignedClick::verify(p["view"]["private_metadata"].as_str()?, secret)?;
         // The submitter is the voter the modal was opened for.
         if p["user"]["id"].as_str() != Some(click.user.as_str()) {
             return None;
@@ -172,6 +177,57 @@ impl Click {
             self.user,
             self.action_ts
         )
+    }
+}
+
+/// A comment modal's `private_metadata`: the click it was opened for and `sig`, an HMAC-SHA256
+/// of the click's JSON. Slack hands the metadata back as it was given, but Slack's signature
+/// on the submission vouches only that Slack sent it: anyone in the workspace who can make an
+/// app post a `view_submission` with this callback id could write the metadata. Signed, it is
+/// the click this service opened the modal for, or nothing.
+#[derive(Serialize, Deserialize)]
+struct SignedClick {
+    /// The click.
+    #[serde(flatten)]
+    click: Click,
+    /// Hex HMAC of the click's JSON under [`modal_mac`]'s key.
+    sig: String,
+}
+
+/// What the modal key is derived for: the MAC is never a value Slack's own signing (of
+/// `v0:{timestamp}:{body}`) could produce.
+const MODAL_KEY_PURPOSE: &[u8] = b"feedback-dispatch/comment-modal/v1";
+
+/// The MAC of a modal's click, keyed by a key derived from the signing secret (which only
+/// Slack and this service hold, which every replica shares, and without which no modal is
+/// opened or read); `None` only if HMAC refused the key, which it does not.
+fn modal_mac(secret: &SecretString) -> Option<hmac::Hmac<sha2::Sha256>> {
+    use hmac::Mac;
+    let mut derive = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes()).ok()?;
+    derive.update(MODAL_KEY_PURPOSE);
+    hmac::Hmac::<sha2::Sha256>::new_from_slice(&derive.finalize().into_bytes()).ok()
+}
+
+impl SignedClick {
+    /// The metadata for `click`.
+    fn sign(click: &Click, secret: &SecretString) -> Option<String> {
+        use hmac::Mac;
+        let mut mac = modal_mac(secret)?;
+        mac.update(serde_json::to_string(click).ok()?.as_bytes());
+        let mut metadata = serde_json::to_value(click).ok()?;
+        metadata["sig"] = Value::String(hex::encode(mac.finalize().into_bytes()));
+        Some(metadata.to_string())
+    }
+
+    /// The click of `metadata` if this service signed it as it is (compared in constant time).
+    fn verify(metadata: &str, secret: &SecretString) -> Option<Click> {
+        use hmac::Mac;
+        let signed: SignedClick = serde_json::from_str(metadata).ok()?;
+        let sig = hex::decode(&signed.sig).ok()?;
+        let mut mac = modal_mac(secret)?;
+        mac.update(serde_json::to_string(&signed.click).ok()?.as_bytes());
+        mac.verify_slice(&sig).ok()?;
+        Some(signed.click)
     }
 }
 
@@ -225,13 +281,31 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
         .find(|r| r.name == job.route)
         .ok_or_else(|| refused(format!("route {:?} is no longer configured", job.route)))?;
     let payload = SlackJobPayload::deserialize(&job.payload).map_err(|e| refused(format!("corrupt job: {e}")))?;
-    // A channel given by id must be where the click came from (one given by name cannot be
-    // compared without asking Slack).
-    let is_id = |c: &str| c.len() >= 9 && c.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
-    if let (Some(sent_to), Some(clicked_in)) = (&payload.channel, &click.channel)
-        && is_id(sent_to)
-        && sent_to != clicked_in
-    {
+    // The click must come from the channel the message went to: a click that names none is
+    // refused (fail closed), and a channel given by name is compared by the id Slack answered
+    // when the message was posted (kept with the job).
+    let clicked_in = click
+        .channel
+        .as_deref()
+        .ok_or_else(|| refused(format!("a click on job {} names no channel", job.id)))?;
+    let sent_to = match payload.channel.as_deref() {
+        Some(id) if is_channel_id(id) => Some(id.to_string()),
+        named => {
+            let kept = state
+                .store
+                .sent_channel(job.id)
+                .await
+                .map_err(|e| NotCounted::Store(format!("cannot read the message's channel: {e}")))?;
+            if named.is_some() && kept.is_none() {
+                return Err(refused(format!(
+                    "job {} was sent to a channel by name, and the id Slack answered is not known",
+                    job.id
+                )));
+            }
+            kept
+        }
+    };
+    if sent_to.is_some_and(|id| id != clicked_in) {
         return Err(refused(format!(
             "job {} was not sent to the channel clicked in",
             job.id
@@ -335,6 +409,11 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
         }
         Err(e) => Err(NotCounted::Store(format!("cannot store the vote: {e}"))),
     }
+}
+
+/// Whether `channel` is a Slack channel id (`C0123456789`), not a name (`#support`).
+fn is_channel_id(channel: &str) -> bool {
+    channel.len() >= 9 && channel.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit())
 }
 
 /// What the answers to one click need.
@@ -518,7 +597,8 @@ async fn submit(
 async fn open_comment_box(state: &AppState, trigger: &str, click: &Click, label: &str) -> Result<(), String> {
     let slack = &state.settings.slack;
     let token = slack.bot_token.as_ref().ok_or("SLACK_BOT_TOKEN is not set")?;
-    let metadata = serde_json::to_string(click).map_err(|e| e.to_string())?;
+    let secret = slack.signing_secret.as_ref().ok_or("SLACK_SIGNING_SECRET is not set")?;
+    let metadata = SignedClick::sign(click, secret).ok_or("cannot sign the click for the modal")?;
     if metadata.len() > 3_000 {
         return Err("the click does not fit the modal's metadata".into());
     }
@@ -557,5 +637,38 @@ async fn open_comment_box(state: &AppState, trigger: &str, click: &Click, label:
             "views.open answered {}",
             body["error"].as_str().unwrap_or("an error")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click(user: &str) -> Click {
+        Click {
+            value: ButtonValue::decode(r#"{"j":1,"r":"support","k":"thumbs_down","c":0}"#),
+            user: user.into(),
+            team: Some("T1".into()),
+            channel: Some("C0123456789".into()),
+            message_ts: Some("1.1".into()),
+            action_ts: "1.2".into(),
+            response_url: "https://hooks.slack.com/actions/T1/1/x".into(),
+            trigger_id: Some("trigger".into()),
+        }
+    }
+
+    #[test]
+    fn a_modals_click_reads_back_only_as_signed() {
+        let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5");
+        let metadata = SignedClick::sign(&click("U1"), &secret).unwrap();
+        let back = SignedClick::verify(&metadata, &secret).expect("as signed");
+        assert_eq!((back.user.as_str(), back.trigger_id), ("U1", None));
+        let mut altered: Value = serde_json::from_str(&metadata).unwrap();
+        altered["user"] = "U2".into();
+        assert!(SignedClick::verify(&altered.to_string(), &secret).is_none(), "altered");
+        let unsigned = serde_json::to_string(&click("U1")).unwrap();
+        assert!(SignedClick::verify(&unsigned, &secret).is_none(), "unsigned");
+        let other = SecretString::from("another secret");
+        assert!(SignedClick::verify(&metadata, &other).is_none(), "another key");
     }
 }

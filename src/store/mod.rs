@@ -472,6 +472,31 @@ pub struct Vote {
     pub id: i64,
     /// What was recorded.
     pub vote: NewVote,
+    /// The LangSmith feedback row this service submitted for it (interactive buttons, confirm
+    /// links), once LangSmith answered with its id; link-mode clicks have none.
+    pub feedback_id: Option<String>,
+}
+
+/// Whose votes `votes erase` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteSelector {
+    /// A Slack user's, by user id.
+    SlackUser(String),
+    /// An email recipient's (compared without regard to case).
+    Email(String),
+    /// Every vote on a run.
+    Run(RunId),
+}
+
+impl VoteSelector {
+    /// The kind of selector, for an audit line that must not name the person.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VoteSelector::SlackUser(_) => "slack-user",
+            VoteSelector::Email(_) => "email",
+            VoteSelector::Run(_) => "run",
+        }
+    }
 }
 
 /// What the pruner deletes; see [`crate::settings::Retention`].
@@ -654,6 +679,22 @@ pub trait Store: Send + Sync + 'static {
     async fn votes_for_job(&self, job_id: i64) -> Result<Vec<Vote>, StoreError>;
     /// Votes, newest first, of one run and one route when given.
     async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError>;
+    /// Gives up a vote claimed before its submission, which then failed, so the voter may try
+    /// again: the row of `action_key` goes unless a feedback id was kept for it; true when it went.
+    async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError>;
+    /// Keeps the id of the LangSmith feedback row submitted for the vote of `action_key`.
+    async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError>;
+    /// Every vote `who` selects, oldest first.
+    async fn votes_of(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError>;
+    /// Deletes votes by row id; returns how many went.
+    async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError>;
+    /// Keeps the channel id Slack answered for a message job (its route names the channel by
+    /// name), which clicks on the message are checked against.
+    async fn keep_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError>;
+    /// The channel id kept for a message job, if any.
+    async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError>;
+    /// Deletes a feedback row of the embedded service; false when there was none.
+    async fn delete_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError>;
 
     /// Whether this store commits one write transaction at a time (SQLite), so intake requests
     /// that arrive together gain by sharing one ([`group::GroupEnqueue`]). PostgreSQL overlaps

@@ -74,7 +74,17 @@ impl Workers {
         let elapsed = started.elapsed();
         self.state.metrics.slack_seconds.observe(elapsed.as_secs_f64());
         match result {
-            Ok(_) => {
+            Ok(delivered) => {
+                // A channel named by name (`#support`): the id Slack answered is what clicks on
+                // the message name, so it is kept (before the send is recorded, which a click
+                // waits for) for them to be checked against.
+                if let Some(id) = delivered.channel
+                    && payload.channel.as_deref() != Some(id.as_str())
+                    && self.state.settings.slack.signing_secret.is_some()
+                    && let Err(e) = self.state.store.keep_sent_channel(job.id, &id).await
+                {
+                    tracing::warn!(job = job.id, error = %e, "cannot keep the channel id of a sent message; clicks on it will not count");
+                }
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
                 Outcome::Sent
             }

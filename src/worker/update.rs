@@ -125,7 +125,13 @@ impl Workers {
             body["extend_trace_retention"] = serde_json::json!(extend);
         }
         match self.state.langsmith.submit_body(&s.token_url, &body).await {
-            Ok(_) => {
+            Ok(answer) => {
+                // Kept for `votes erase`, which deletes the row in LangSmith too.
+                if let Some(feedback) = crate::langsmith::feedback_id(&answer)
+                    && let Err(e) = self.state.store.set_vote_feedback(&s.action_key, &feedback).await
+                {
+                    tracing::warn!(job = job.id, error = %e, "cannot keep the feedback id of a rating; `votes erase` cannot delete it in LangSmith");
+                }
                 tracing::info!(job = job.id, message_job = s.message_job, route = %job.route, attempt = job.attempts, "rating submitted to LangSmith");
                 Outcome::Sent
             }

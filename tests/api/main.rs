@@ -15,6 +15,7 @@ mod faults;
 mod fuzz_regressions;
 mod hardening;
 mod hardening_client;
+mod hardening_votes;
 mod helpers;
 mod hostile;
 mod intake;

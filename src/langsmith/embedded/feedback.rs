@@ -1,5 +1,5 @@
 //! Submitting feedback through a token (`GET` with the query, `POST` with JSON: what a reader's
-//! click reaches) and listing the feedback recorded.
+//! click reaches), listing the feedback recorded, and deleting a row.
 
 use super::{ApiError, EmbeddedState, page, query_pairs};
 use crate::domain::RunId;
@@ -48,6 +48,28 @@ pub(super) async fn list_feedback(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(Value::Array(rows.iter().map(feedback_json).collect())))
+}
+
+/// `DELETE /api/v1/feedback/{feedback_id}` (the SDK's `delete_feedback`): `votes erase`
+/// deletes here what it submitted for a person.
+pub(super) async fn delete_feedback(
+    State(state): State<EmbeddedState>,
+    Path(feedback_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(id) = uuid::Uuid::parse_str(&feedback_id) else {
+        return Err(ApiError::unprocessable(
+            vec![json!("path"), json!("feedback_id")],
+            "feedback_id must be a UUID",
+        ));
+    };
+    if state.store.delete_feedback(id).await.map_err(ApiError::internal)? {
+        Ok(Json(json!({"message": "Feedback deleted"})))
+    } else {
+        Err(ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            detail: json!("Feedback not found"),
+        })
+    }
 }
 
 fn feedback_json(f: &StoredFeedback) -> Value {

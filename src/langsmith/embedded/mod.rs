@@ -4,7 +4,7 @@
 //! Both path forms are served: `/api/v1/feedback/…` and `/feedback/…` (the SDK's form when its
 //! `api_url` has no `/api/v1`).
 //!
-//! As on LangSmith, creating and listing tokens and listing feedback take the API key
+//! As on LangSmith, creating and listing tokens and listing and deleting feedback take the API key
 //! (`x-api-key`): a token id is the whole credential of its link. Only the submit endpoints
 //! (`GET`/`POST …/tokens/<id>`, what a reader's click reaches) and `/info` are open. The key is
 //! `LANGSMITH_API_KEY`, or one `serve` generates at its first start and keeps beside the
@@ -22,9 +22,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
-use feedback::{list_feedback, submit_by_json, submit_by_query};
+use feedback::{delete_feedback, list_feedback, submit_by_json, submit_by_query};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub fn router(state: EmbeddedState) -> Router {
         .route("/feedback/tokens", tokens)
         .route("/api/v1/feedback", get(list_feedback))
         .route("/feedback", get(list_feedback))
+        .route("/api/v1/feedback/{feedback_id}", delete(delete_feedback))
+        .route("/feedback/{feedback_id}", delete(delete_feedback))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/api/v1/feedback/tokens/{token_id}", token.clone())

@@ -602,6 +602,34 @@ impl Store for PgStore {
         self.list_votes(run, route, limit).await
     }
 
+    async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
+        self.drop_claim(action_key).await
+    }
+
+    async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
+        self.keep_vote_feedback(action_key, feedback_id).await
+    }
+
+    async fn votes_of(&self, who: &super::VoteSelector) -> Result<Vec<super::Vote>, StoreError> {
+        self.select_votes(who).await
+    }
+
+    async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.erase_votes(ids).await
+    }
+
+    async fn keep_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
+        self.save_sent_channel(job_id, channel).await
+    }
+
+    async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
+        self.read_sent_channel(job_id).await
+    }
+
+    async fn delete_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        self.erase_feedback(id).await
+    }
+
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
         if links.is_empty() {
             return Ok(());

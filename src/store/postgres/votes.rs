@@ -3,7 +3,7 @@
 use super::rows::job_from_row;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
-use crate::store::{Job, NewJob, NewVote, StoreError, Vote};
+use crate::store::{Job, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -27,6 +27,7 @@ fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
             once_key: r.try_get("once_key")?,
             at: r.try_get("created_at")?,
         },
+        feedback_id: r.try_get("feedback_id")?,
     })
 }
 
@@ -100,5 +101,72 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(super) async fn drop_claim(&self, action_key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
+            .bind(action_key)
+            .execute(&self.pool)
+            .await;
+        Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
+    }
+
+    pub(super) async fn keep_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE votes SET feedback_id = $1 WHERE action_key = $2")
+            .bind(feedback_id)
+            .bind(action_key)
+            .execute(&self.pool)
+            .await;
+        self.wrote(done, |_| false).map(|_| ())
+    }
+
+    pub(super) async fn select_votes(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
+        let query = match who {
+            VoteSelector::SlackUser(user) => {
+                sqlx::query("SELECT * FROM votes WHERE source = 'slack' AND voter = $1 ORDER BY id").bind(user.clone())
+            }
+            VoteSelector::Email(address) => {
+                sqlx::query("SELECT * FROM votes WHERE source = 'email' AND lower(voter) = lower($1) ORDER BY id")
+                    .bind(address.clone())
+            }
+            VoteSelector::Run(run) => {
+                sqlx::query("SELECT * FROM votes WHERE run_id = $1 ORDER BY id").bind(run.as_uuid())
+            }
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(super) async fn erase_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM votes WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await;
+        Ok(self.wrote(done, |_| false)?.rows_affected())
+    }
+
+    pub(super) async fn save_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE jobs SET sent_channel = $1 WHERE id = $2")
+            .bind(channel)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await;
+        self.wrote(done, |_| false).map(|_| ())
+    }
+
+    pub(super) async fn read_sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|(c,)| c))
+    }
+
+    pub(super) async fn erase_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM ls_feedback WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
     }
 }

@@ -4,7 +4,7 @@ use super::SqliteStore;
 use super::rows::{from_ms, job_from_row, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
-use crate::store::{Job, NewJob, NewVote, StoreError, Vote};
+use crate::store::{Job, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -28,6 +28,7 @@ fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
             once_key: r.try_get("once_key")?,
             at: from_ms(r.try_get("created_at")?),
         },
+        feedback_id: r.try_get("feedback_id")?,
     })
 }
 
@@ -97,5 +98,79 @@ impl SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(super) async fn drop_claim(&self, action_key: &str) -> Result<bool, StoreError> {
+        let done = self
+            .execute(sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL").bind(action_key))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn keep_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE votes SET feedback_id = ? WHERE action_key = ?")
+                .bind(feedback_id)
+                .bind(action_key),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn select_votes(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
+        let query = match who {
+            VoteSelector::SlackUser(user) => {
+                sqlx::query("SELECT * FROM votes WHERE source = 'slack' AND voter = ? ORDER BY id").bind(user.clone())
+            }
+            VoteSelector::Email(address) => {
+                sqlx::query("SELECT * FROM votes WHERE source = 'email' AND lower(voter) = lower(?) ORDER BY id")
+                    .bind(address.clone())
+            }
+            VoteSelector::Run(run) => {
+                sqlx::query("SELECT * FROM votes WHERE run_id = ? ORDER BY id").bind(run.to_string())
+            }
+        };
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(super) async fn erase_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        in_transaction!(self, |tx| {
+            for id in ids {
+                deleted += sqlx::query("DELETE FROM votes WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            false
+        })?;
+        Ok(deleted)
+    }
+
+    pub(super) async fn save_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET sent_channel = ? WHERE id = ?")
+                .bind(channel)
+                .bind(job_id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn read_sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.and_then(|(c,)| c))
+    }
+
+    pub(super) async fn erase_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = self
+            .execute(sqlx::query("DELETE FROM ls_feedback WHERE id = ?").bind(id.to_string()))
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -1,0 +1,558 @@
+//! Issue 22's vote findings, through the spawned app: the confirm page (double submits, posts
+//! from other sites, framing), one confirmation per person under concurrency, Slack clicks that
+//! name no channel or come from another one than a channel configured by name, forged comment
+//! modals, and `votes erase`.
+
+use crate::fakes::{FakeServer, recording_proxy};
+use crate::helpers::{TestApp, env, spawn_app, spawn_app_with};
+use crate::votes::{SECRET, button, form, payload, post_interaction, slack_with_responses};
+use feedback_dispatch::store::{ConfirmLink, ConfirmVoter, JobKind, JobState};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The embedded service's feedback rows on `run`.
+async fn feedback_on(app: &TestApp, run: &str) -> Vec<Value> {
+    app.get_json(&format!("/api/v1/feedback?run={run}"))
+        .await
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+/// Confirm links to `ana@example.com` of `run`'s `thumbs_up`: two buttons (👍 1, 👎 0) on one
+/// embedded-service token, as a confirm-mode digest stores them; returns their page URLs.
+async fn confirm_buttons(app: &TestApp, run: &str, job: i64) -> Vec<String> {
+    let tokens = app
+        .create_tokens(&json!({"run_id": run, "feedback_key": "thumbs_up"}))
+        .await;
+    let token_url = url::Url::parse(tokens["url"].as_str().expect("a token URL")).unwrap();
+    let links: Vec<ConfirmLink> = [("👍", 1.0), ("👎", 0.0)]
+        .iter()
+        .map(|(label, score)| ConfirmLink {
+            id: format!("{}", uuid::Uuid::new_v4().simple()),
+            token_url: token_url.clone(),
+            feedback_key: "thumbs_up".into(),
+            label: label.to_string(),
+            score: *score,
+            value: None,
+            run_name: Some("answer".into()),
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            voter: Some(ConfirmVoter {
+                job_id: job,
+                route: "r".into(),
+                run_id: feedback_dispatch::domain::RunId::parse(run).unwrap(),
+                recipient: "ana@example.com".into(),
+            }),
+        })
+        .collect();
+    app.store.insert_confirm_links(&links).await.unwrap();
+    links
+        .iter()
+        .map(|l| format!("{}/v1/feedback/confirm/{}", app.address, l.id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_confirmations_of_one_key_at_the_same_instant_submit_once_in_each_of_twenty_rounds() {
+    let app = spawn_app("").await;
+    let http = reqwest::Client::new();
+    let mut doubled = Vec::new();
+    for round in 0..20u32 {
+        let run = format!("c0c0c0c0-0000-4000-8000-{round:012}");
+        let buttons = confirm_buttons(&app, &run, 1_000 + i64::from(round)).await;
+        // Even rounds: one link posted twice (a double click); odd rounds: both buttons.
+        let (first, second) = if round % 2 == 0 {
+            (&buttons[0], &buttons[0])
+        } else {
+            (&buttons[0], &buttons[1])
+        };
+        let (a, b) = tokio::join!(http.post(first).send(), http.post(second).send());
+        let pages = [a.unwrap().text().await.unwrap(), b.unwrap().text().await.unwrap()];
+        let submitted = feedback_on(&app, &run).await.len();
+        let votes = app
+            .store
+            .votes(Some(feedback_dispatch::domain::RunId::parse(&run).unwrap()), None, 10)
+            .await
+            .unwrap()
+            .len();
+        if submitted != 1 || votes != 1 {
+            doubled.push((round, submitted, votes));
+        }
+        assert!(
+            pages.iter().filter(|p| p.contains("feedback was recorded")).count() == 1 || submitted != 1,
+            "round {round}: one page thanks, the other says it is recorded already: {pages:?}"
+        );
+    }
+    assert!(
+        doubled.is_empty(),
+        "rounds where the key was submitted (and voted) other than once: (round, submissions, votes) {doubled:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_confirm_page_refuses_posts_from_other_sites_and_cannot_be_framed() {
+    let app = spawn_app("").await;
+    let run = "c0c0c0c0-0000-4000-8000-00000000aaaa";
+    let buttons = confirm_buttons(&app, run, 7).await;
+    let http = reqwest::Client::new();
+
+    // The page, and every answer to its form, forbid framing, referrers and caching.
+    let page = http.get(&buttons[0]).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let hardened = |res: &reqwest::Response, what: &str| {
+        let h = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            h("content-security-policy").contains("frame-ancestors 'none'"),
+            "{what}: CSP {:?}",
+            h("content-security-policy")
+        );
+        assert_eq!(h("x-frame-options"), "DENY", "{what}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(h("cache-control"), "no-store", "{what}");
+    };
+    hardened(&page, "GET");
+
+    // A POST from another site records nothing.
+    let forged: [(&str, &str); 4] = [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "null"),
+    ];
+    for (name, value) in forged {
+        let res = http.post(&buttons[0]).header(name, value).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{name}: {value}");
+        hardened(&res, "a refused POST");
+    }
+    assert!(feedback_on(&app, run).await.is_empty(), "nothing submitted");
+
+    // The page's own form (same origin), as a browser posts it, records.
+    let res = http
+        .post(&buttons[1])
+        .header("origin", app.address.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    hardened(&res, "POST");
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    assert_eq!(feedback_on(&app, run).await.len(), 1);
+    // The same button again: the answer says so, still unframeable.
+    let again = http.post(&buttons[1]).send().await.unwrap();
+    hardened(&again, "a second POST");
+}
+
+// ---- Slack: channels and comment modals ----
+
+const CHANNEL: &str = "C0123456789";
+const RUN: &str = "a07e5000-0000-4000-8000-00000000c4a1";
+
+const INTERACTIVE_KEYS: &str = r#"
+[[keys]]
+name = "thumbs_up"
+buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
+
+[[keys]]
+name = "thumbs_down"
+buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
+"#;
+
+/// An app posting to `channel` on the fake Slack (which answers with [`CHANNEL`]'s id), with
+/// buttons of kind `buttons`.
+async fn slack_app(slack: &FakeServer, channel: &str, buttons: &str) -> TestApp {
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nlease = \"8s\"\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = {{ channel = \"{channel}\", buttons = \"{buttons}\" }}\n",
+        slack.address
+    );
+    spawn_app_with(
+        &toml,
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
+    )
+    .await
+}
+
+/// Posts a run and waits for its message: (posted JSON, the message's job id).
+async fn posted_message(app: &TestApp, slack: &FakeServer, run: &str) -> (Value, i64) {
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": run, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it in Settings."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let n = slack.requests_to("/chat.postMessage").len() + 1;
+    let posted = slack.wait_for("/chat.postMessage", n, WAIT).await[n - 1].json();
+    let deadline = Instant::now() + WAIT;
+    let job = loop {
+        let sent = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
+        if let Some(j) = sent
+            .iter()
+            .find(|j| j.kind == JobKind::Slack && j.run_id.map(|r| r.to_string()) == Some(run.to_string()))
+        {
+            break j.id;
+        }
+        assert!(Instant::now() < deadline, "the message was not recorded as sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (posted, job)
+}
+
+async fn voters(app: &TestApp, job: i64) -> Vec<String> {
+    app.store
+        .votes_for_job(job)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.vote.voter)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_click_that_names_no_channel_is_not_counted_on_a_message_sent_to_one() {
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, CHANNEL, "link").await;
+    let (posted, job) = posted_message(&app, &slack, RUN).await;
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+
+    let mut nowhere = payload(&slack, "U1", &up, "1700000001.000001");
+    nowhere.as_object_mut().unwrap().remove("channel");
+    nowhere["container"].as_object_mut().unwrap().remove("channel_id");
+    assert_eq!(post_interaction(&app, &form(&nowhere), None).await.status(), 200);
+    // The same click with its channel counts.
+    let here = payload(&slack, "U2", &up, "1700000002.000001");
+    assert_eq!(post_interaction(&app, &form(&here), None).await.status(), 200);
+    assert_eq!(voters(&app, job).await, ["U2"], "only the click that names its channel");
+}
+
+#[tokio::test]
+async fn a_channel_configured_by_name_is_checked_against_the_id_slack_answered() {
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, "#support", "link").await;
+    let (posted, job) = posted_message(&app, &slack, RUN).await;
+    assert_eq!(posted["channel"], "#support", "posted by name");
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+
+    let mut elsewhere = payload(&slack, "U1", &up, "1700000001.000001");
+    elsewhere["channel"]["id"] = json!("C0999999999");
+    elsewhere["container"]["channel_id"] = json!("C0999999999");
+    assert_eq!(post_interaction(&app, &form(&elsewhere), None).await.status(), 200);
+    let here = payload(&slack, "U2", &up, "1700000002.000001");
+    assert_eq!(post_interaction(&app, &form(&here), None).await.status(), 200);
+    assert_eq!(
+        voters(&app, job).await,
+        ["U2"],
+        "the click from another channel is refused, the one from #support's id counts"
+    );
+}
+
+#[tokio::test]
+async fn a_comment_modal_whose_metadata_was_forged_or_altered_records_nothing() {
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, CHANNEL, "interactive").await;
+    let (posted, job) = posted_message(&app, &slack, RUN).await;
+    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
+    let mut click = payload(&slack, "U3", &down, "1700000007.000001");
+    click["trigger_id"] = json!("trigger-3");
+    assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+    let opened = slack.wait_for("/api/views.open", 1, WAIT).await[0].json();
+    let genuine = opened["view"]["private_metadata"].as_str().unwrap().to_string();
+    let submit = |user: &str, metadata: String| {
+        json!({
+            "type": "view_submission",
+            "user": {"id": user, "team_id": "T0001"},
+            "view": {
+                "id": "V0001",
+                "callback_id": "fd_comment",
+                "private_metadata": metadata,
+                "state": {"values": {"fd_comment": {"comment": {"type": "plain_text_input", "value": "forged"}}}}
+            }
+        })
+    };
+
+    // Someone who holds the signing secret's payload format, not the modal: the metadata of
+    // U3's click, made out to U8 and to another moment.
+    let mut altered: Value = serde_json::from_str(&genuine).expect("the metadata is JSON");
+    altered["user"] = json!("U8");
+    altered["action_ts"] = json!("1700000099.000001");
+    let res = post_interaction(&app, &form(&submit("U8", altered.to_string())), None).await;
+    assert_eq!(res.status(), 200);
+    // A click written from scratch, in the shape the modal carries.
+    let mut scratch = altered.clone();
+    scratch["user"] = json!("U9");
+    scratch.as_object_mut().unwrap().retain(|k, _| {
+        [
+            "value",
+            "user",
+            "team",
+            "channel",
+            "message_ts",
+            "action_ts",
+            "response_url",
+        ]
+        .contains(&k.as_str())
+    });
+    let res = post_interaction(&app, &form(&submit("U9", scratch.to_string())), None).await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(voters(&app, job).await.is_empty(), "no forged vote");
+    assert!(feedback_on(&app, RUN).await.is_empty(), "nothing submitted");
+
+    // The modal as opened still records U3's rating with the comment.
+    let res = post_interaction(&app, &form(&submit("U3", genuine)), None).await;
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    while feedback_on(&app, RUN).await.is_empty() {
+        assert!(Instant::now() < deadline, "the genuine submission was not submitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(voters(&app, job).await, ["U3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_interactive_clicks_of_one_person_at_the_same_instant_submit_once() {
+    // Interactive buttons claim the vote and enqueue its submission in one transaction (one
+    // vote per person and key, by a unique index): this guards that guarantee.
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, CHANNEL, "interactive").await;
+    let (posted, job) = posted_message(&app, &slack, RUN).await;
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    let first = form(&payload(&slack, "U1", &up, "1700000001.000001"));
+    let second = form(&payload(&slack, "U1", &up, "1700000001.000002"));
+    let (a, b) = tokio::join!(
+        post_interaction(&app, &first, None),
+        post_interaction(&app, &second, None)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let deadline = Instant::now() + WAIT;
+    while feedback_on(&app, RUN).await.is_empty() {
+        assert!(Instant::now() < deadline, "the rating was not submitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(feedback_on(&app, RUN).await.len(), 1, "one submission");
+    assert_eq!(voters(&app, job).await, ["U1"]);
+}
+
+// ---- votes erase ----
+
+/// Runs the binary with `args` on `config` and `vars`: (exit code, stdout, stderr).
+fn cli(config: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsmith() {
+    let slack = slack_with_responses(Default::default()).await;
+    let app = slack_app(&slack, CHANNEL, "interactive").await;
+    let (posted, _job) = posted_message(&app, &slack, RUN).await;
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    for (user, ts) in [("U1", "1700000001.000001"), ("U2", "1700000002.000001")] {
+        let res = post_interaction(&app, &form(&payload(&slack, user, &up, ts)), None).await;
+        assert_eq!(res.status(), 200);
+    }
+    let deadline = Instant::now() + WAIT;
+    let rows = loop {
+        let rows = feedback_on(&app, RUN).await;
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{} of 2 submissions", rows.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let id_of = |user: &str| {
+        rows.iter()
+            .find(|r| r["feedback_source"]["metadata"]["slack_user_id"] == user)
+            .and_then(|r| r["id"].as_str())
+            .unwrap_or_else(|| panic!("{user}'s feedback row: {rows:?}"))
+            .to_string()
+    };
+    let (u1_feedback, u2_feedback) = (id_of("U1"), id_of("U2"));
+
+    // The command reaches the running service through a proxy that records what it is sent.
+    let langsmith = recording_proxy(app.address.clone()).await;
+    let config = app.path("settings.toml");
+    let vars = [
+        ("FEEDBACK_DISPATCH__SERVER__PUBLIC_URL", langsmith.address.as_str()),
+        ("SLACK_BOT_TOKEN", "xoxb-t"),
+        ("SLACK_SIGNING_SECRET", SECRET),
+    ];
+    let run = |args: &[&str]| cli(&config, &vars, args);
+
+    let (code, out, err) = run(&["votes", "erase", "--slack-user", "U1", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("would"), "a dry run says what would go: {out}");
+    assert!(
+        langsmith.requests().iter().all(|r| r.method != "DELETE"),
+        "a dry run deletes nothing"
+    );
+    assert_eq!(feedback_on(&app, RUN).await.len(), 2);
+
+    let (code, out, err) = run(&["votes", "erase", "--slack-user", "U1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let deletes: Vec<String> = langsmith
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(deletes, [format!("/api/v1/feedback/{u1_feedback}")]);
+    let left: Vec<String> = feedback_on(&app, RUN)
+        .await
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(left, [u2_feedback], "U2's feedback untouched");
+    let listed: Value = serde_json::from_str(&run(&["votes", "list", "--json"]).1).unwrap();
+    let who: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["voter"].as_str())
+        .collect();
+    assert_eq!(who, ["U2"]);
+    // The audit line names the count and the kind of selector, never the person.
+    let audit = err
+        .lines()
+        .find(|l| l.contains("erased"))
+        .unwrap_or_else(|| panic!("an audit line: {err}"));
+    assert!(audit.contains("votes=1") && audit.contains("slack-user"), "{audit}");
+    assert!(!err.contains("U1") && !out.contains("U1"), "{out}{err}");
+}
+
+// ---- the store's side, on both backends ----
+
+#[tokio::test]
+async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_selects_by_person_or_run() {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "votes")).await;
+    let s = store.as_ref();
+    let run = |n: u128| -> feedback_dispatch::domain::RunId {
+        uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into()
+    };
+    let vote = |voter: &str, source: &str, action: &str, r: u128| feedback_dispatch::store::NewVote {
+        job_id: 1,
+        run_id: run(r),
+        route: "support".into(),
+        key: "thumbs_up".into(),
+        choice: 0,
+        label: "👍".into(),
+        score: 1.0,
+        source: source.into(),
+        voter: voter.into(),
+        team: None,
+        channel: None,
+        message_ts: None,
+        action_key: action.into(),
+        once_key: Some(format!("once:{action}")),
+        at: chrono::Utc::now(),
+    };
+    assert!(s.record_vote(&vote("U1", "slack", "a1", 1), &[]).await.unwrap());
+    assert!(s.record_vote(&vote("U1", "slack", "a2", 2), &[]).await.unwrap());
+    assert!(
+        s.record_vote(&vote("Ana@Example.com", "email", "e1", 1), &[])
+            .await
+            .unwrap()
+    );
+    assert!(s.record_vote(&vote("U2", "slack", "b1", 1), &[]).await.unwrap());
+
+    // A submission that failed gives its claim up; one LangSmith took keeps it.
+    let feedback = uuid::Uuid::new_v4().to_string();
+    s.set_vote_feedback("a1", &feedback).await.unwrap();
+    assert!(!s.release_vote("a1").await.unwrap(), "submitted: kept");
+    assert!(s.release_vote("a2").await.unwrap(), "failed: released");
+    assert!(!s.release_vote("a2").await.unwrap(), "released once");
+    assert!(
+        s.record_vote(&vote("U1", "slack", "a2", 2), &[]).await.unwrap(),
+        "a released vote can be claimed again"
+    );
+
+    use feedback_dispatch::store::VoteSelector;
+    let of = |who: VoteSelector| async move {
+        s.votes_of(&who)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.vote.action_key, v.feedback_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(VoteSelector::SlackUser("U1".into())).await,
+        [("a1".to_string(), Some(feedback)), ("a2".to_string(), None)]
+    );
+    assert_eq!(
+        of(VoteSelector::Email("ana@example.COM".into())).await.len(),
+        1,
+        "an address in any case"
+    );
+    assert!(of(VoteSelector::Email("U1".into())).await.is_empty(), "sources apart");
+    assert_eq!(of(VoteSelector::Run(run(1))).await.len(), 3);
+    let ids: Vec<i64> = s
+        .votes_of(&VoteSelector::SlackUser("U1".into()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(s.delete_votes(&ids).await.unwrap(), 2);
+    assert_eq!(s.delete_votes(&ids).await.unwrap(), 0);
+    let left: Vec<String> = s
+        .votes(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.vote.voter)
+        .collect();
+    assert_eq!(left, ["U2", "Ana@Example.com"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_erase_by_email_deletes_a_recipients_confirmations_and_their_feedback() {
+    let app = spawn_app("").await;
+    let run = "c0c0c0c0-0000-4000-8000-00000000e4a5";
+    let buttons = confirm_buttons(&app, run, 9).await;
+    let res = reqwest::Client::new().post(&buttons[0]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(feedback_on(&app, run).await.len(), 1);
+    let vars = [("FEEDBACK_DISPATCH__SERVER__PUBLIC_URL", app.address.as_str())];
+    let (code, out, err) = cli(
+        &app.path("settings.toml"),
+        &vars,
+        &["votes", "erase", "--email", "ANA@example.com"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("deleted 1 vote(s) here and 1 LangSmith feedback row(s)"),
+        "{out}"
+    );
+    assert!(
+        feedback_on(&app, run).await.is_empty(),
+        "the confirmation's feedback is gone"
+    );
+    assert!(app.store.votes(None, None, 10).await.unwrap().is_empty());
+    assert!(
+        !out.contains("ana@") && !err.to_lowercase().contains("ana@"),
+        "{out}{err}"
+    );
+}
