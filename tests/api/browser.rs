@@ -2,9 +2,9 @@
 //! `target/test-artifacts/`), then, driven through chromedriver, clicks a button whose link
 //! records the feedback in the embedded LangSmith service.
 
+use crate::helpers::slack::wait_for_state;
+use crate::helpers::smtp::Received;
 use crate::helpers::{env, spawn_app_with};
-use crate::slack::wait_for_state;
-use crate::smtp::Received;
 use feedback_dispatch::store::JobState;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -187,7 +187,7 @@ fn a_postgres_password_in_the_file_is_refused_and_one_from_the_environment_is_ne
 
     // From the environment a password is allowed, and an unreachable database is named
     // without it.
-    let port = crate::fakes::closed_port();
+    let port = crate::helpers::fakes::closed_port();
     for var in ["FEEDBACK_DISPATCH__STORE__URL", "DATABASE_URL"] {
         let url = format!("postgres://feedback:s3cret-pw@127.0.0.1:{port}/feedback");
         let (code, stdout, stderr) = check_config("[server]\nlisten = \"127.0.0.1:0\"\n", &[(var, url.as_str())]);
@@ -207,7 +207,7 @@ fn a_postgres_password_in_the_file_is_refused_and_one_from_the_environment_is_ne
 
 #[test]
 fn a_reachable_postgres_database_passes_check_config() {
-    let url = crate::backend::fresh_database();
+    let url = crate::helpers::backend::fresh_database();
     let (code, stdout, stderr) = check_config(
         "[server]\nlisten = \"127.0.0.1:0\"\n",
         &[("DATABASE_URL", url.as_str())],

@@ -3,7 +3,7 @@
 //! one batched request for several keys), with `--json` output parsed. Multi-threaded: the
 //! apps answer on the runtime while the test waits for the binary.
 
-use crate::fakes::recording_proxy;
+use crate::helpers::fakes::recording_proxy;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_langsmith};
 use serde_json::Value;
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! SIGKILL mid-way, and is started again on the same database. Every run that got a 202 reaches
 //! Slack; duplicates (sent but not yet recorded at the kill) stay within the jobs in flight.
 
-use crate::fakes::fake_slack;
 use crate::helpers::KEYS_TOML;
-use crate::serve::{signal_and_wait, start_serve};
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::serve::{signal_and_wait, start_serve};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -49,9 +49,9 @@ keys = ["thumbs_up"]
 slack = {{ channel = "C1" }}
 "#,
         // A fixed port, so clients find the service again after the restart.
-        port = crate::fakes::closed_port(),
+        port = crate::helpers::fakes::closed_port(),
         slack = slack.address,
-        store = crate::backend::store_url(dir.path(), "crash"),
+        store = crate::helpers::backend::store_url(dir.path(), "crash"),
     );
     let env = [("SLACK_BOT_TOKEN", "xoxb-t")];
     let (mut child, address, _logs) = start_serve(dir.path(), &config, &env);

@@ -3,9 +3,9 @@
 //! flight), `/readyz` says not ready while writes fail, and intake takes runs again once there
 //! is room. Mounting needs root, which CI has; a refused mount fails the test.
 
-use crate::fakes::fake_slack;
 use crate::helpers::KEYS_TOML;
-use crate::serve::{signal_and_wait, start_serve};
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::serve::{signal_and_wait, start_serve};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

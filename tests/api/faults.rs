@@ -2,10 +2,10 @@
 //! refuse connections or refuse for good. Transient faults end in exactly one delivery;
 //! permanent ones in one dead letter with the reason; nothing is lost or retried forever.
 
-use crate::fakes::{FakeServer, Reply, closed_port, fake_langsmith, fake_langsmith_on, fake_slack};
+use crate::helpers::fakes::{FakeServer, Reply, closed_port, fake_langsmith, fake_langsmith_on, fake_slack};
+use crate::helpers::slack::{fixture, wait_for_state};
+use crate::helpers::smtp::SmtpSink;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
-use crate::slack::{fixture, wait_for_state};
-use crate::smtp::SmtpSink;
 use feedback_dispatch::store::JobState;
 use serde_json::json;
 use std::time::{Duration, Instant};

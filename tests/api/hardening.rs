@@ -4,10 +4,10 @@
 //! client, token expiry, and intake's wait for a locked database. (The full disk is
 //! `disk_full.rs`.)
 
-use crate::fakes::{closed_port, fake_slack};
+use crate::helpers::fakes::{closed_port, fake_slack};
+use crate::helpers::serve::{signal_and_wait, start_serve};
+use crate::helpers::slack::slack_settings;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with};
-use crate::serve::{signal_and_wait, start_serve};
-use crate::slack::slack_settings;
 use feedback_dispatch::store::{JobKind, NewJob, Store};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

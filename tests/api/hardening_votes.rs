@@ -3,9 +3,9 @@
 //! name no channel or come from another one than a channel configured by name, forged comment
 //! modals, and `votes erase`.
 
-use crate::fakes::{FakeServer, recording_proxy};
+use crate::helpers::fakes::{FakeServer, recording_proxy};
+use crate::helpers::slack::{SECRET, button, form, payload, post_interaction, slack_with_responses};
 use crate::helpers::{TestApp, env, spawn_app, spawn_app_with};
-use crate::votes::{SECRET, button, form, payload, post_interaction, slack_with_responses};
 use feedback_dispatch::store::{ConfirmLink, ConfirmVoter, JobKind, JobState};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -446,7 +446,7 @@ async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsm
 async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_selects_by_person_or_run() {
     crate::helpers::init();
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "votes")).await;
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir.path(), "votes")).await;
     let s = store.as_ref();
     let run = |n: u128| -> feedback_dispatch::domain::RunId {
         uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into()

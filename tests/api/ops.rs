@@ -1,9 +1,9 @@
 //! Operations: `/metrics`, `/readyz`, JSON request logs without secrets, and `preview`.
 
-use crate::fakes::fake_slack;
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::serve::signal_and_wait;
+use crate::helpers::slack::{fixture, slack_settings, wait_for_state};
 use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with, spawn_langsmith};
-use crate::serve::signal_and_wait;
-use crate::slack::{fixture, slack_settings, wait_for_state};
 use feedback_dispatch::store::JobState;
 use serde_json::Value;
 use std::process::Command;

@@ -1,9 +1,9 @@
 //! Offline delivery: outbox mode writes the exact chat.postMessage JSON; webhook mode posts to
 //! an incoming webhook. Both with the embedded LangSmith of the app itself.
 
-use crate::fakes::{FakeServer, Reply};
+use crate::helpers::fakes::{FakeServer, Reply};
+use crate::helpers::slack::{buttons, fixture};
 use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use crate::slack::{buttons, fixture};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 //! operator's `pg_ctl restart` under load loses no accepted run, sends none twice beyond the
 //! jobs in flight, and the wake-up channel comes back by itself.
 
-use crate::fakes::{closed_port, fake_slack};
 use crate::helpers::KEYS_TOML;
-use crate::serve::{signal_and_wait, start_serve};
+use crate::helpers::fakes::{closed_port, fake_slack};
+use crate::helpers::serve::{signal_and_wait, start_serve};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -101,7 +101,7 @@ fn event(n: usize) -> serde_json::Value {
 }
 
 /// Messages per run, from the run name `pg-run-<n>-end`.
-fn runs_in(slack: &crate::fakes::FakeServer) -> HashMap<usize, usize> {
+fn runs_in(slack: &crate::helpers::fakes::FakeServer) -> HashMap<usize, usize> {
     let mut counts = HashMap::new();
     for req in slack.requests_to("/chat.postMessage") {
         let body = String::from_utf8_lossy(&req.body).into_owned();
@@ -331,7 +331,7 @@ async fn after_a_postgresql_restart_another_processs_enqueue_wakes_the_workers_a
 
     // Another process enqueues (a copy of the delivered job, as a second replica's intake
     // would): the wake-up reaches this one's workers.
-    let store = crate::backend::open_store(&cluster.url()).await;
+    let store = crate::helpers::backend::open_store(&cluster.url()).await;
     let sent = store
         .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
         .await

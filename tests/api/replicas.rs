@@ -3,9 +3,9 @@
 //! replicas, and an outage of the database loses nothing. These always use PostgreSQL (the
 //! cluster scripts/test starts).
 
-use crate::fakes::{CuttableProxy, FakeServer, Reply, closed_port, fake_slack};
 use crate::helpers::KEYS_TOML;
-use crate::serve::{Serve, signal_and_wait, start_serve};
+use crate::helpers::fakes::{CuttableProxy, FakeServer, Reply, closed_port, fake_slack};
+use crate::helpers::serve::{Serve, signal_and_wait, start_serve};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ const BATCH_RUNS: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     let extra = format!(
         "pace_per_channel = \"0s\"\n[langsmith]\nbatch_runs = {BATCH_RUNS}\n[workers]\nconcurrency = {CONCURRENCY}\nlease = \"8s\"\npoll_interval = \"1s\"\nretry_base = \"100ms\""
@@ -205,7 +205,7 @@ async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_hold_slacks_pace_for_one_channel() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     let extra = "pace_per_channel = \"1s\"\nburst = 2\n[workers]\npoll_interval = \"200ms\"";
     let dirs: Vec<tempfile::TempDir> = (0..REPLICAS).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -258,7 +258,7 @@ async fn three_replicas_hold_slacks_pace_for_one_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted_is_lost() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     // The replica reaches the database through a proxy the test can cut.
     let (base, name) = db.rsplit_once('/').unwrap();
     let target = base.rsplit('@').next().unwrap().to_string();
@@ -402,7 +402,7 @@ async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     // Polling every 5 s: a job that starts sooner was announced by NOTIFY.
     let extra = "pace_per_channel = \"0s\"\n[workers]\npoll_interval = \"5s\"";
@@ -421,7 +421,7 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
     assert_eq!(res.status(), 202);
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
     // Another replica's enqueue: the same job shape, through a store of the test's own.
-    let other = crate::backend::open_store(&db).await;
+    let other = crate::helpers::backend::open_store(&db).await;
     let template = other
         .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
         .await
