@@ -1,23 +1,12 @@
 //! `check-config` through the real binary: broken files name the path and what was expected.
 
-use std::process::Command;
+use crate::helpers::serve::cli;
 
 fn check_config(toml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("settings.toml");
     std::fs::write(&path, toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .expect("run the binary");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli(&path, env, &["check-config"])
 }
 
 const KEY: &str = "[[keys]]\nname = \"thumbs_up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";

@@ -278,18 +278,7 @@ async fn a_backfill_ends_with_an_error_on_a_repeating_cursor_or_a_page_of_runs_a
 // --- F: a password in langsmith.endpoint ---
 
 fn check_config(dir: &Path, vars: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(["check-config", "--config"])
-        .arg(dir.join("settings.toml"))
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .expect("run the binary");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::helpers::serve::cli(&dir.join("settings.toml"), vars, &["check-config"])
 }
 
 #[test]

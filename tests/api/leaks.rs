@@ -8,7 +8,7 @@ use crate::helpers::logs::capture_logs;
 use crate::helpers::slack::sign_slack;
 use crate::helpers::slack::{buttons, fixture, wait_for_state};
 use crate::helpers::smtp::SmtpSink;
-use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith};
+use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith, wait_for};
 use feedback_dispatch::store::JobState;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -126,11 +126,14 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !slack.requests().iter().any(|r| r.path.starts_with("/response")) {
-        assert!(std::time::Instant::now() < deadline, "the message was not updated");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(15), "the message updated", || async {
+        slack
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/response"))
+            .then_some(())
+    })
+    .await;
 
     // Every token minted, with its id and URL.
     let mut tokens = Vec::new();

@@ -4,9 +4,9 @@
 
 use crate::helpers::fakes::{FakeServer, Reply};
 use crate::helpers::slack::{
-    CHANNEL, SECRET, button, form, payload, post_interaction, sign_slack, slack_with_responses,
+    CHANNEL, INTERACTIVE_KEYS, SECRET, button, form, payload, post_interaction, sign_slack, slack_with_responses,
 };
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
 use feedback_dispatch::store::{JobKind, JobState, Vote};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -57,15 +57,20 @@ fn responses(slack: &FakeServer) -> Vec<Value> {
 }
 
 async fn wait_for_responses(slack: &FakeServer, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_for(WAIT, &format!("{n} response_url posts"), || async {
         let got = responses(slack);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} of {n} response_url posts", got.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(got.len()) }
+    })
+    .await
+}
+
+/// The first `response_url` post that `matches`, once there is one.
+async fn wait_for_response(slack: &FakeServer, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    wait_for(WAIT, what, || async {
+        let all = responses(slack);
+        all.iter().find(|m| matches(m)).cloned().ok_or(all)
+    })
+    .await
 }
 
 /// The text of every context block of a message.
@@ -135,18 +140,10 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
     let res = post_interaction(&app, &form(&payload(&slack, "U2", &down, "1700000002.000001")), None).await;
     assert_eq!(res.status(), 200);
     assert_eq!(votes(&app, job.id).await.len(), 2);
-    let deadline = Instant::now() + WAIT;
-    let latest = loop {
-        let all = responses(&slack);
-        if let Some(m) = all
-            .iter()
-            .find(|m| context_lines(m).iter().any(|l| l.contains("<@U2>")))
-        {
-            break m.clone();
-        }
-        assert!(Instant::now() < deadline, "no update naming U2: {all:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let latest = wait_for_response(&slack, "an update naming U2", |m| {
+        context_lines(m).iter().any(|l| l.contains("<@U2>"))
+    })
+    .await;
     let lines = context_lines(&latest);
     assert!(lines.contains(&"👍 Helpful 1 — <@U1>".to_string()), "{lines:?}");
     assert!(lines.contains(&"👎 Not helpful 1 — <@U2>".to_string()), "{lines:?}");
@@ -357,16 +354,6 @@ async fn hostile_clicks_are_refused_without_effect() {
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
-const INTERACTIVE_KEYS: &str = r#"
-[[keys]]
-name = "thumbs_up"
-buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
-
-[[keys]]
-name = "thumbs_down"
-buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
-"#;
-
 async fn interactive_app(slack: &FakeServer, buttons: &str) -> TestApp {
     let routes = format!(
         "{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = {{ channel = \"C0123456789\", buttons = \"{buttons}\" }}\n"
@@ -400,15 +387,11 @@ async fn feedback(app: &TestApp) -> Vec<(String, f64, Option<String>, Value)> {
 }
 
 async fn wait_for_feedback(app: &TestApp, n: usize) -> Vec<(String, f64, Option<String>, Value)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_for(WAIT, &format!("{n} feedback rows"), || async {
         let got = feedback(app).await;
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} of {n} feedback rows", got.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(got.len()) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -437,17 +420,7 @@ async fn interactive_buttons_submit_once_per_person_with_who_rated_and_a_comment
     // U1 again: a private reply, nothing submitted.
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000005.000001")), None).await;
     assert_eq!(res.status(), 200);
-    let deadline = Instant::now() + WAIT;
-    let private = loop {
-        if let Some(m) = responses(&slack)
-            .into_iter()
-            .find(|m| m["response_type"] == "ephemeral")
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no private reply: {:?}", responses(&slack));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let private = wait_for_response(&slack, "a private reply", |m| m["response_type"] == "ephemeral").await;
     assert_eq!(private["text"], "You rated this 👍 Helpful already.");
 
     // U2: recorded.
@@ -632,17 +605,7 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
     let up = button(&posted, "👍 Helpful").unwrap().2;
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
     assert_eq!(res.status(), 200);
-    let deadline = Instant::now() + WAIT;
-    let note = loop {
-        if let Some(m) = responses(&slack)
-            .into_iter()
-            .find(|m| m["response_type"] == "ephemeral")
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no private note: {:?}", responses(&slack));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let note = wait_for_response(&slack, "a private note", |m| m["response_type"] == "ephemeral").await;
     assert!(note["text"].as_str().unwrap().contains("being recorded"), "{note}");
     assert!(feedback(&langsmith).await.is_empty());
 

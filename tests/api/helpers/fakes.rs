@@ -169,21 +169,15 @@ impl FakeServer {
 
     /// Waits until `n` requests to `suffix` arrived, or panics after `timeout`.
     pub async fn wait_for(&self, suffix: &str, n: usize, timeout: Duration) -> Vec<Recorded> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        super::wait_for(timeout, &format!("{n} requests to {suffix}"), || async {
             let got = self.requests_to(suffix);
             if got.len() >= n {
-                return got;
+                Ok(got)
+            } else {
+                Err(got.iter().map(|r| r.path.clone()).collect::<Vec<_>>())
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "expected {n} requests to {suffix}, got {}: {:?}",
-                    got.len(),
-                    got.iter().map(|r| &r.path).collect::<Vec<_>>()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod fakes;
+pub mod load;
 pub mod logs;
 pub mod serve;
 pub mod slack;

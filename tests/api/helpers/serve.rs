@@ -98,3 +98,35 @@ pub fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitSta
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the service at `address` answers `/readyz` with 200; panics after `timeout`.
+pub async fn wait_until_ready(http: &reqwest::Client, address: &str, timeout: Duration) {
+    // Every 100 ms: the service under test may be busy recovering, the probe need not add load.
+    super::wait_for_every(
+        timeout,
+        Duration::from_millis(100),
+        &format!("{address}/readyz to answer 200"),
+        || async {
+            let status = http.get(format!("{address}/readyz")).send().await.unwrap().status();
+            if status == 200 { Ok(()) } else { Err(status) }
+        },
+    )
+    .await
+}
+
+/// Runs the binary with `args` on `config` and `vars`: (exit code, stdout, stderr).
+pub fn cli(config: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -17,6 +17,17 @@ use std::time::Duration;
 pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// The channel the fake Slack answers for.
 pub const CHANNEL: &str = "C0123456789";
+/// Keys whose buttons can be interactive: 👍, and 👎 with a comment.
+pub const INTERACTIVE_KEYS: &str = r#"
+[[keys]]
+name = "thumbs_up"
+buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
+
+[[keys]]
+name = "thumbs_down"
+buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
+"#;
+
 /// How long a job may take to reach the state a test waits for: far above a delivery's time on
 /// a loaded machine, so only a stuck job times out.
 const WAIT: Duration = Duration::from_secs(15);
