@@ -132,6 +132,16 @@ impl FakeServer {
                 response
             }
         });
+        Self::serve(app, port, requests, script).await
+    }
+
+    /// Serves `app`, which records into `requests` and answers from `script`, on `port`.
+    async fn serve(
+        app: axum::Router,
+        port: u16,
+        requests: Arc<Mutex<Vec<Recorded>>>,
+        script: Arc<Mutex<VecDeque<Reply>>>,
+    ) -> Self {
         let (listener, address, connections) = counting_listener(port).await;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -263,16 +273,7 @@ pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
             response
         }
     });
-    let (listener, address, connections) = counting_listener(port).await;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    FakeServer {
-        address,
-        requests,
-        script: Arc::new(Mutex::new(VecDeque::new())),
-        connections,
-    }
+    FakeServer::serve(app, port, requests, Arc::new(Mutex::new(VecDeque::new()))).await
 }
 
 /// A loopback listener on `port` (0 = any) that counts the connections it accepts, its
