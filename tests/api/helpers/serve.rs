@@ -1,5 +1,6 @@
 //! The real binary: `serve` started in a folder on a config, its address read from its log,
-//! stopped by a signal (tests of crashes, replicas, restarts and shutdown run it this way).
+//! waited on until ready, stopped by a signal (tests of crashes, replicas, restarts and
+//! shutdown run it this way); and one-shot commands (`cli`) with their exit code and output.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
