@@ -2,9 +2,9 @@
 //! pages by cursor, as `runs/query` does) and enqueued through routing by the real binary; a
 //! second backfill finds only duplicates, `--dry-run` enqueues nothing, and `serve` delivers.
 
-use crate::fakes::{FakeServer, Reply, token_reply};
+use crate::helpers::fakes::{FakeServer, Reply, token_reply};
+use crate::helpers::slack::wait_for_state;
 use crate::helpers::{KEYS_TOML, base_config, env, spawn_app_in};
-use crate::slack::wait_for_state;
 use feedback_dispatch::store::JobState;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -98,7 +98,7 @@ async fn backfill(dir: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 async fn pending(dir: &Path) -> usize {
-    let store = crate::backend::open_store(&crate::backend::store_url(dir, "test")).await;
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir, "test")).await;
     store.jobs_in_state(JobState::Pending, 10_000).await.unwrap().len()
 }
 

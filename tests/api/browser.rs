@@ -2,9 +2,9 @@
 //! `target/test-artifacts/`), then, driven through chromedriver, clicks a button whose link
 //! records the feedback in the embedded LangSmith service.
 
-use crate::helpers::{env, spawn_app_with};
-use crate::slack::wait_for_state;
-use crate::smtp::Received;
+use crate::helpers::slack::wait_for_state;
+use crate::helpers::smtp::Received;
+use crate::helpers::{env, spawn_app_with, wait_for, wait_for_every};
 use feedback_dispatch::store::JobState;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -71,16 +71,20 @@ impl Driver {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await
-                && r.status().is_success()
-            {
-                return driver;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_every(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            "chromedriver to start",
+            || async {
+                match driver.http.get(format!("{}/status", driver.base)).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        driver
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -223,15 +227,11 @@ feedback_config = { type = "categorical", categories = [{ value = 1, label = "co
         .await;
 
     // The link opens in a new tab; the page there is the service's answer.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let rows = loop {
+    let rows = wait_for(Duration::from_secs(15), "the click to record feedback", || async {
         let rows: Value = app.get_json(&format!("/api/v1/feedback?run={run}")).await;
-        if !rows.as_array().unwrap().is_empty() {
-            break rows;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the click recorded no feedback");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (!rows.as_array().unwrap().is_empty()).then_some(rows)
+    })
+    .await;
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["key"], "user_score");
     assert_eq!(rows[0]["score"], 4.0);

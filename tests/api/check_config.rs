@@ -1,23 +1,12 @@
 //! `check-config` through the real binary: broken files name the path and what was expected.
 
-use std::process::Command;
+use crate::helpers::serve::cli;
 
 fn check_config(toml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("settings.toml");
     std::fs::write(&path, toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .expect("run the binary");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli(&path, env, &["check-config"])
 }
 
 const KEY: &str = "[[keys]]\nname = \"thumbs_up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
@@ -187,7 +176,7 @@ fn a_postgres_password_in_the_file_is_refused_and_one_from_the_environment_is_ne
 
     // From the environment a password is allowed, and an unreachable database is named
     // without it.
-    let port = crate::fakes::closed_port();
+    let port = crate::helpers::fakes::closed_port();
     for var in ["FEEDBACK_DISPATCH__STORE__URL", "DATABASE_URL"] {
         let url = format!("postgres://feedback:s3cret-pw@127.0.0.1:{port}/feedback");
         let (code, stdout, stderr) = check_config("[server]\nlisten = \"127.0.0.1:0\"\n", &[(var, url.as_str())]);
@@ -207,7 +196,7 @@ fn a_postgres_password_in_the_file_is_refused_and_one_from_the_environment_is_ne
 
 #[test]
 fn a_reachable_postgres_database_passes_check_config() {
-    let url = crate::backend::fresh_database();
+    let url = crate::helpers::backend::fresh_database();
     let (code, stdout, stderr) = check_config(
         "[server]\nlisten = \"127.0.0.1:0\"\n",
         &[("DATABASE_URL", url.as_str())],

@@ -3,30 +3,12 @@
 //! one batched request for several keys), with `--json` output parsed. Multi-threaded: the
 //! apps answer on the runtime while the test waits for the binary.
 
-use crate::fakes::recording_proxy;
+use crate::helpers::fakes::recording_proxy;
+use crate::helpers::serve::cli;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_langsmith};
 use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
 
 const RUN: &str = "c0ffee00-1111-4222-8333-444455556666";
-
-/// Runs the binary with `args` on `config` and `vars`: (exit code, stdout, stderr).
-fn cli(config: &Path, vars: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn json(out: &(i32, String, String)) -> Value {
     assert_eq!(out.0, 0, "{}{}", out.1, out.2);

@@ -3,10 +3,10 @@
 //! Slack, an email digest, the outboxes, the database and the logs, and none of them holds any
 //! of it; the chosen fields are shown and the others are not.
 
-use crate::fakes::fake_slack;
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::slack::wait_for_state;
+use crate::helpers::smtp::SmtpSink;
 use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use crate::slack::wait_for_state;
-use crate::smtp::SmtpSink;
 use feedback_dispatch::store::JobState;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -87,7 +87,7 @@ fn assert_shows_the_chosen_fields_only(what: &str, text: &str) {
 
 /// Every row of the tables that keep run text, as text.
 async fn stored_text(app: &crate::helpers::TestApp) -> String {
-    if crate::backend::on_postgres() {
+    if crate::helpers::backend::on_postgres() {
         let pool = sqlx::postgres::PgPool::connect(&app.state.settings.store.url)
             .await
             .unwrap();
@@ -121,7 +121,7 @@ async fn stored_text(app: &crate::helpers::TestApp) -> String {
 // Single-threaded, so every task the app spawns logs through this thread's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn personal_data_and_credentials_reach_no_message_store_or_log_and_only_chosen_fields_show() {
-    let (captured, _guard) = crate::leaks::capture_logs();
+    let (captured, _guard) = crate::helpers::logs::capture_logs();
 
     let slack = fake_slack().await;
     let sink = SmtpSink::start();
@@ -212,7 +212,7 @@ async fn the_outboxes_hold_only_redacted_text_and_a_route_without_rules_keeps_it
     let mail: Vec<_> = std::fs::read_dir(app.path("outbox/mail")).unwrap().flatten().collect();
     assert_eq!(mail.len(), 1);
     let data = std::fs::read(mail[0].path()).unwrap();
-    let (html, text) = crate::smtp::Received { to: vec![], data }.parts();
+    let (html, text) = crate::helpers::smtp::Received { to: vec![], data }.parts();
     assert_shows_the_chosen_fields_only("the email outbox's HTML", &html);
     assert_shows_the_chosen_fields_only("the email outbox's text", &text);
 }

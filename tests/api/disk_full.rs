@@ -3,14 +3,15 @@
 //! flight), `/readyz` says not ready while writes fail, and intake takes runs again once there
 //! is room. Mounting needs root, which CI has; a refused mount fails the test.
 
-use crate::fakes::fake_slack;
 use crate::helpers::KEYS_TOML;
-use crate::serve::{signal_and_wait, start_serve};
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::serve::{signal_and_wait, start_serve, wait_until_ready};
+use crate::helpers::wait_for_every;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONCURRENCY: usize = 4;
 
@@ -156,11 +157,7 @@ slack = {{ channel = "C1" }}
 
     // Room again: /readyz recovers by itself, and intake takes runs again.
     tmpfs.resize("200m");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "/readyz did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&http, &address, Duration::from_secs(20)).await;
     let last = run_id(next);
     let res = http
         .post(format!("{address}/v1/events"))
@@ -172,8 +169,8 @@ slack = {{ channel = "C1" }}
     accepted.insert(last.clone());
 
     // Every accepted run reaches Slack.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let delivered = loop {
+    let what = format!("all {} accepted runs delivered", accepted.len());
+    let delivered = wait_for_every(Duration::from_secs(60), Duration::from_millis(200), &what, || async {
         let mut per_run: HashMap<String, usize> = HashMap::new();
         for post in slack.requests_to("/chat.postMessage") {
             if let Some(run) = run_of(&post.json()).filter(|r| accepted.contains(r)) {
@@ -181,16 +178,12 @@ slack = {{ channel = "C1" }}
             }
         }
         if per_run.len() == accepted.len() {
-            break per_run;
+            Ok(per_run)
+        } else {
+            Err(format!("{} of {} delivered", per_run.len(), accepted.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted runs delivered",
-            per_run.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     let duplicates: usize = delivered.values().map(|n| n - 1).sum();
     assert!(
         duplicates <= CONCURRENCY,
@@ -306,11 +299,7 @@ slack = {{ channel = "C1" }}
 
     // Room again: ready by itself, and the batch is taken.
     tmpfs.resize("200m");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "/readyz did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&http, &address, Duration::from_secs(20)).await;
     let res = http
         .post(format!("{address}/v1/events"))
         .json(&big_batch(1_000))

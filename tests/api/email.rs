@@ -1,9 +1,9 @@
 //! Email digests over a real SMTP server on loopback, with the app's embedded LangSmith: windows
 //! on a controlled clock, one message per recipient, links that record feedback, 451 and 550.
 
+use crate::helpers::slack::wait_for_state;
+use crate::helpers::smtp::{Received, SmtpSink};
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
-use crate::slack::wait_for_state;
-use crate::smtp::{Received, SmtpSink};
 use chrono::{DateTime, Duration as Days, Utc};
 use feedback_dispatch::email::digest::close_due;
 use feedback_dispatch::store::JobState;
@@ -470,7 +470,7 @@ async fn a_recipient_confirms_a_key_once_and_may_be_named_to_langsmith() {
 
 #[tokio::test]
 async fn without_extending_trace_retention_every_link_says_so_and_still_records() {
-    let slack = crate::fakes::fake_slack().await;
+    let slack = crate::helpers::fakes::fake_slack().await;
     let app = spawn_app_with(
         &format!(
             "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\", \"correctness\"]\nextend_trace_retention = false\nslack = {{ channel = \"C0123456789\" }}\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n",
@@ -481,7 +481,10 @@ async fn without_extending_trace_retention_every_link_says_so_and_still_records(
     .await;
     assert_eq!(app.post_json("/v1/events", &event(1, "x")).await.status(), 202);
     let posted = slack.wait_for("/chat.postMessage", 1, Duration::from_secs(15)).await[0].json();
-    let slack_links: Vec<String> = crate::slack::buttons(&posted).into_iter().map(|(_, url)| url).collect();
+    let slack_links: Vec<String> = crate::helpers::slack::buttons(&posted)
+        .into_iter()
+        .map(|(_, url)| url)
+        .collect();
     assert_eq!(slack_links.len(), 3, "👍, correct, wrong");
     close_window(&app).await;
     wait_for_state(&app, JobState::Sent, 2).await;

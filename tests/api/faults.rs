@@ -2,10 +2,10 @@
 //! refuse connections or refuse for good. Transient faults end in exactly one delivery;
 //! permanent ones in one dead letter with the reason; nothing is lost or retried forever.
 
-use crate::fakes::{FakeServer, Reply, closed_port, fake_langsmith, fake_langsmith_on, fake_slack};
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
-use crate::slack::{fixture, wait_for_state};
-use crate::smtp::SmtpSink;
+use crate::helpers::fakes::{FakeServer, Reply, closed_port, fake_langsmith, fake_langsmith_on, fake_slack};
+use crate::helpers::slack::{fixture, wait_for_state};
+use crate::helpers::smtp::SmtpSink;
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
 use feedback_dispatch::store::JobState;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -123,19 +123,12 @@ async fn a_langsmith_that_refuses_connections_is_retried_until_it_is_back() {
     let slack = fake_slack().await;
     let app = app(&format!("http://127.0.0.1:{port}"), &slack.address).await;
     send_one(&app).await;
-    let pending = wait_for_state(&app, JobState::Pending, 1).await;
-    let deadline = Instant::now() + WAIT;
-    let mut job = pending[0].clone();
-    while job.last_error.is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        job = app
-            .store
-            .jobs_in_state(JobState::Pending, 1)
-            .await
-            .unwrap()
-            .pop()
-            .unwrap_or(job);
-    }
+    wait_for_state(&app, JobState::Pending, 1).await;
+    let job = wait_for(WAIT, "the queued job's error", || async {
+        let queued = app.store.jobs_in_state(JobState::Pending, 1).await.unwrap().pop();
+        queued.filter(|j| j.last_error.is_some())
+    })
+    .await;
     assert!(
         job.last_error
             .as_deref()
@@ -331,20 +324,17 @@ async fn an_smtp_server_that_hangs_is_timed_out_and_retried() {
 /// Waits until the one job has been tried at least twice while staying queued (waiting for its
 /// retry, or being tried at this moment), never a dead letter: the fault is treated as transient.
 async fn assert_retried_not_dead(app: &TestApp) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait_for(WAIT, "the job retried while queued", || async {
         assert!(app.store.jobs_in_state(JobState::Dead, 10).await.unwrap().is_empty());
         let mut queued = app.store.jobs_in_state(JobState::Pending, 10).await.unwrap();
         queued.extend(app.store.jobs_in_state(JobState::Leased, 10).await.unwrap());
         if queued.len() == 1 && queued[0].attempts >= 2 {
-            return;
+            Ok(())
+        } else {
+            Err(queued)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not retried while queued: {queued:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// A chunk's jobs are sent one after another. Before a send that could end after the job's

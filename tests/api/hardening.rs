@@ -4,10 +4,10 @@
 //! client, token expiry, and intake's wait for a locked database. (The full disk is
 //! `disk_full.rs`.)
 
-use crate::fakes::{closed_port, fake_slack};
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with};
-use crate::serve::{signal_and_wait, start_serve};
-use crate::slack::slack_settings;
+use crate::helpers::fakes::{closed_port, fake_slack};
+use crate::helpers::serve::{signal_and_wait, start_serve};
+use crate::helpers::slack::slack_settings;
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with, wait_for, wait_for_every};
 use feedback_dispatch::store::{JobKind, NewJob, Store};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -23,6 +23,14 @@ const FORGED: &str = "x\n2030-01-01T00:00:00.000000Z  INFO feedback_dispatch::wo
 
 async fn token(app: &TestApp, key: &str) -> Value {
     app.create_tokens(&json!({"run_id": RUN, "feedback_key": key})).await
+}
+
+/// Waits until something was delivered to the outbox folder `dir`.
+async fn wait_for_outbox(dir: &std::path::Path, timeout: Duration) {
+    wait_for(timeout, &format!("a message in {}", dir.display()), || async {
+        (std::fs::read_dir(dir).map_or(0, |d| d.count()) > 0).then_some(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -141,12 +149,7 @@ async fn serve_generates_its_key_once_keeps_it_private_and_mints_with_it() {
         .unwrap();
     assert_eq!(res.status(), 202);
     // The worker mints with the key: the message lands in the outbox with its links.
-    let outbox = dir.path().join("outbox/slack");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "nothing was delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_outbox(&dir.path().join("outbox/slack"), Duration::from_secs(15)).await;
     let listed = http
         .get(format!("{address}/api/v1/feedback/tokens?run_id={RUN}"))
         .header("x-api-key", &key)
@@ -416,20 +419,20 @@ async fn only_links_to_langsmith_or_listed_hosts_say_open_in_langsmith() {
             assert_eq!(res.status(), 202);
         }
         let outbox = app.path("outbox/slack");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let texts = loop {
+        let texts = wait_for(Duration::from_secs(15), "two messages in the outbox", || async {
             let files: Vec<_> = std::fs::read_dir(&outbox)
                 .map(|d| d.flatten().collect())
                 .unwrap_or_default();
             if files.len() == 2 {
-                break files
+                Ok(files
                     .iter()
                     .map(|f| std::fs::read_to_string(f.path()).unwrap())
-                    .collect::<Vec<_>>();
+                    .collect::<Vec<_>>())
+            } else {
+                Err(files.len())
             }
-            assert!(Instant::now() < deadline, "two messages expected");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        })
+        .await;
         let evil = texts.iter().find(|t| t.contains("evil.example/phish")).unwrap();
         assert!(
             evil.contains(&format!("<https://evil.example/phish|{evil_label}>")),
@@ -566,19 +569,16 @@ async fn intake_answers_503_in_time_while_another_process_holds_the_write_lock()
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     drop(holder);
     // Once the lock is released, intake takes runs again and they are delivered.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let res = post_run().await;
-        if res.status() == 202 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "intake did not recover: {}", res.status());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let outbox = dir.path().join("outbox/slack");
-    while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "the run was not delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "intake to take runs again",
+        || async {
+            let status = post_run().await.status();
+            if status == 202 { Ok(()) } else { Err(status) }
+        },
+    )
+    .await;
+    wait_for_outbox(&dir.path().join("outbox/slack"), Duration::from_secs(20)).await;
     assert!(signal_and_wait(&mut child, "TERM").success());
 }

@@ -5,7 +5,7 @@
 //! escaped, and `server.request_timeout` may not be shorter than `store.intake_wait`. Commands run
 //! as the real binary against local fakes that record what they received.
 
-use crate::fakes::{FakeServer, Reply, token_reply};
+use crate::helpers::fakes::{FakeServer, Reply, token_reply};
 use crate::helpers::{KEYS_TOML, base_config};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -278,18 +278,7 @@ async fn a_backfill_ends_with_an_error_on_a_repeating_cursor_or_a_page_of_runs_a
 // --- F: a password in langsmith.endpoint ---
 
 fn check_config(dir: &Path, vars: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(["check-config", "--config"])
-        .arg(dir.join("settings.toml"))
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .expect("run the binary");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::helpers::serve::cli(&dir.join("settings.toml"), vars, &["check-config"])
 }
 
 #[test]
@@ -514,7 +503,7 @@ async fn out_of_descriptors_serve_retries_accept_ever_more_slowly_recovers_and_s
     crate::helpers::init();
     let dir = tempfile::tempdir().unwrap();
     let config = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://db/x.db\"\n";
-    let (mut child, address, logs) = crate::serve::start_serve(dir.path(), config, &[]);
+    let (mut child, address, logs) = crate::helpers::serve::start_serve(dir.path(), config, &[]);
     let pid = child.id();
     assert_eq!(reqwest::get(format!("{address}/healthz")).await.unwrap().status(), 200);
     // Room for three more descriptors: the fourth connection finds `accept` failing (EMFILE).
@@ -556,7 +545,7 @@ async fn out_of_descriptors_serve_retries_accept_ever_more_slowly_recovers_and_s
     log_line(&logs, "cannot accept a connection", Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let signalled = Instant::now();
-    let status = tokio::task::spawn_blocking(move || crate::serve::signal_and_wait(&mut child, "TERM"))
+    let status = tokio::task::spawn_blocking(move || crate::helpers::serve::signal_and_wait(&mut child, "TERM"))
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");

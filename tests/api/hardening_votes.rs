@@ -3,12 +3,15 @@
 //! name no channel or come from another one than a channel configured by name, forged comment
 //! modals, and `votes erase`.
 
-use crate::fakes::{FakeServer, recording_proxy};
-use crate::helpers::{TestApp, env, spawn_app, spawn_app_with};
-use crate::votes::{SECRET, button, form, payload, post_interaction, slack_with_responses};
+use crate::helpers::fakes::{FakeServer, recording_proxy};
+use crate::helpers::serve::cli;
+use crate::helpers::slack::{
+    CHANNEL, INTERACTIVE_KEYS, SECRET, button, form, payload, post_interaction, slack_with_responses,
+};
+use crate::helpers::{TestApp, env, spawn_app, spawn_app_with, wait_for};
 use feedback_dispatch::store::{ConfirmLink, ConfirmVoter, JobKind, JobState};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -153,18 +156,7 @@ async fn the_confirm_page_refuses_posts_from_other_sites_and_cannot_be_framed() 
 
 // ---- Slack: channels and comment modals ----
 
-const CHANNEL: &str = "C0123456789";
 const RUN: &str = "a07e5000-0000-4000-8000-00000000c4a1";
-
-const INTERACTIVE_KEYS: &str = r#"
-[[keys]]
-name = "thumbs_up"
-buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
-
-[[keys]]
-name = "thumbs_down"
-buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
-"#;
 
 /// An app posting to `channel` on the fake Slack (which answers with [`CHANNEL`]'s id), with
 /// buttons of kind `buttons`.
@@ -191,18 +183,13 @@ async fn posted_message(app: &TestApp, slack: &FakeServer, run: &str) -> (Value,
     assert_eq!(res.status(), 202);
     let n = slack.requests_to("/chat.postMessage").len() + 1;
     let posted = slack.wait_for("/chat.postMessage", n, WAIT).await[n - 1].json();
-    let deadline = Instant::now() + WAIT;
-    let job = loop {
+    let job = wait_for(WAIT, "the message recorded as sent", || async {
         let sent = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
-        if let Some(j) = sent
-            .iter()
+        sent.iter()
             .find(|j| j.kind == JobKind::Slack && j.run_id.map(|r| r.to_string()) == Some(run.to_string()))
-        {
-            break j.id;
-        }
-        assert!(Instant::now() < deadline, "the message was not recorded as sent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+            .map(|j| j.id)
+    })
+    .await;
     (posted, job)
 }
 
@@ -309,11 +296,10 @@ async fn a_comment_modal_whose_metadata_was_forged_or_altered_records_nothing() 
     // The modal as opened still records U3's rating with the comment.
     let res = post_interaction(&app, &form(&submit("U3", genuine)), None).await;
     assert_eq!(res.status(), 200);
-    let deadline = Instant::now() + WAIT;
-    while feedback_on(&app, RUN).await.is_empty() {
-        assert!(Instant::now() < deadline, "the genuine submission was not submitted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(WAIT, "the genuine submission submitted", || async {
+        (!feedback_on(&app, RUN).await.is_empty()).then_some(())
+    })
+    .await;
     assert_eq!(voters(&app, job).await, ["U3"]);
 }
 
@@ -332,34 +318,16 @@ async fn two_interactive_clicks_of_one_person_at_the_same_instant_submit_once() 
         post_interaction(&app, &second, None)
     );
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
-    let deadline = Instant::now() + WAIT;
-    while feedback_on(&app, RUN).await.is_empty() {
-        assert!(Instant::now() < deadline, "the rating was not submitted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(WAIT, "the rating submitted", || async {
+        (!feedback_on(&app, RUN).await.is_empty()).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(feedback_on(&app, RUN).await.len(), 1, "one submission");
     assert_eq!(voters(&app, job).await, ["U1"]);
 }
 
 // ---- votes erase ----
-
-/// Runs the binary with `args` on `config` and `vars`: (exit code, stdout, stderr).
-fn cli(config: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsmith() {
@@ -371,15 +339,11 @@ async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsm
         let res = post_interaction(&app, &form(&payload(&slack, user, &up, ts)), None).await;
         assert_eq!(res.status(), 200);
     }
-    let deadline = Instant::now() + WAIT;
-    let rows = loop {
+    let rows = wait_for(WAIT, "2 submissions", || async {
         let rows = feedback_on(&app, RUN).await;
-        if rows.len() == 2 {
-            break rows;
-        }
-        assert!(Instant::now() < deadline, "{} of 2 submissions", rows.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        if rows.len() == 2 { Ok(rows) } else { Err(rows.len()) }
+    })
+    .await;
     let id_of = |user: &str| {
         rows.iter()
             .find(|r| r["feedback_source"]["metadata"]["slack_user_id"] == user)
@@ -446,7 +410,7 @@ async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsm
 async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_selects_by_person_or_run() {
     crate::helpers::init();
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "votes")).await;
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir.path(), "votes")).await;
     let s = store.as_ref();
     let run = |n: u128| -> feedback_dispatch::domain::RunId {
         uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into()

@@ -1,13 +1,13 @@
 //! Hostile input: bytes that are not UTF-8, control characters, huge strings, floods of tags,
 //! oversized batches. Each gets its documented status or is made inert, and the server stays up.
 
-use crate::fakes::fake_slack;
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::slack::slack_settings;
 use crate::helpers::{TestApp, env, spawn_app_with};
-use crate::slack::slack_settings;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn app() -> (TestApp, crate::fakes::FakeServer) {
+async fn app() -> (TestApp, crate::helpers::fakes::FakeServer) {
     let slack = fake_slack().await;
     let routes = "[[routes]]\nname = \"all\"\nkeys = [\"thumbs_up\"]\nslack = { channel = \"C1\" }\n";
     let app = spawn_app_with(&slack_settings(&slack, routes), env(&[("SLACK_BOT_TOKEN", "xoxb-t")])).await;

@@ -1,8 +1,8 @@
 //! Intake rules over HTTP: the secret, the size limit and each error status, with bodies that
 //! name the problem; and the Slack interactions endpoint's signature check.
 
+use crate::helpers::slack::sign_slack;
 use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 async fn app_with_secret() -> crate::helpers::TestApp {
@@ -215,12 +215,6 @@ async fn deeply_nested_json_is_refused_and_the_server_stays_up() {
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
-fn sign(secret: &str, ts: &str, body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[tokio::test]
 async fn slack_interactions_accept_a_signed_request_and_reject_a_tampered_one() {
     let app = spawn_app_with(
@@ -239,13 +233,17 @@ async fn slack_interactions_accept_a_signed_request_and_reject_a_tampered_one() 
             .header("x-slack-signature", sig)
             .body(body)
     };
-    let ok = post(sign("8f742231b10e8888abcd99yyyzzz85a5", &ts, body), ts.clone(), body)
-        .send()
-        .await
-        .unwrap();
+    let ok = post(
+        sign_slack("8f742231b10e8888abcd99yyyzzz85a5", &ts, body),
+        ts.clone(),
+        body,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(ok.status(), 200);
     let tampered = post(
-        sign("8f742231b10e8888abcd99yyyzzz85a5", &ts, body),
+        sign_slack("8f742231b10e8888abcd99yyyzzz85a5", &ts, body),
         ts.clone(),
         "payload=%7B%22type%22%3A%22evil%22%7D",
     )
@@ -253,13 +251,13 @@ async fn slack_interactions_accept_a_signed_request_and_reject_a_tampered_one() 
     .await
     .unwrap();
     assert_eq!(tampered.status(), 401);
-    let wrong_key = post(sign("another-secret", &ts, body), ts.clone(), body)
+    let wrong_key = post(sign_slack("another-secret", &ts, body), ts.clone(), body)
         .send()
         .await
         .unwrap();
     assert_eq!(wrong_key.status(), 401);
     let old = (chrono::Utc::now().timestamp() - 600).to_string();
-    let stale = post(sign("8f742231b10e8888abcd99yyyzzz85a5", &old, body), old, body)
+    let stale = post(sign_slack("8f742231b10e8888abcd99yyyzzz85a5", &old, body), old, body)
         .send()
         .await
         .unwrap();

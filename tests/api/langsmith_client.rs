@@ -1,7 +1,7 @@
 //! The LangSmith client against a recording fake: the exact request, the headers, and the retry
 //! policy for 200 / 422 / 429 + Retry-After / 500 / a hang.
 
-use crate::fakes::{Reply, fake_langsmith};
+use crate::helpers::fakes::{Reply, fake_langsmith};
 use crate::helpers::init;
 use feedback_dispatch::domain::{Category, FeedbackConfig, FeedbackKey, RunId};
 use feedback_dispatch::langsmith::{ExpiresIn, LangSmithClient, LangSmithError, TokenRequest};

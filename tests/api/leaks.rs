@@ -3,49 +3,21 @@
 //! with every log level on, and the captured logs contain no secret, no presigned URL and no
 //! whole token id.
 
-use crate::fakes::fake_slack;
-use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith};
-use crate::slack::{buttons, fixture, wait_for_state};
-use crate::smtp::SmtpSink;
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::logs::capture_logs;
+use crate::helpers::slack::sign_slack;
+use crate::helpers::slack::{buttons, fixture, wait_for_state};
+use crate::helpers::smtp::SmtpSink;
+use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith, wait_for};
 use feedback_dispatch::store::JobState;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const API_KEY: &str = "lsv2_pt_0123456789abcdef_leakcheck";
 const BOT_TOKEN: &str = "xoxb-1111-2222-leakcheck";
 const SIGNING_SECRET: &str = "signing-secret-leakcheck-8f74";
 const SMTP_PASSWORD: &str = "smtp-password-leakcheck";
 const INTAKE_SECRET: &str = "intake-secret-leakcheck";
-
-/// Captures every log line, at every level, of this thread (and of the tasks a single-threaded
-/// runtime on it spawns) until the guard drops.
-pub(crate) fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    crate::helpers::init();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 // The test's runtime is single-threaded, so every task the apps spawn logs through the
 // subscriber set as this thread's default.
@@ -138,14 +110,12 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         .find(|b| b["type"] == "actions")
         .map(|b| b["elements"][0]["value"].as_str().unwrap().to_string())
         .unwrap();
-    let click = crate::votes::payload(&slack, "U0LEAK", &value, "1700000001.000001");
+    let click = crate::helpers::slack::payload(&slack, "U0LEAK", &value, "1700000001.000001");
     let response_url = click["response_url"].as_str().unwrap().to_string();
-    let body = crate::votes::form(&click);
+    let body = crate::helpers::slack::form(&click);
     let body = body.as_str();
     let ts = chrono::Utc::now().timestamp().to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIGNING_SECRET.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    let signature = sign_slack(SIGNING_SECRET, &ts, body);
     let res = app
         .http
         .post(format!("{}/v1/slack/interactions", app.address))
@@ -156,11 +126,14 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !slack.requests().iter().any(|r| r.path.starts_with("/response")) {
-        assert!(std::time::Instant::now() < deadline, "the message was not updated");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(15), "the message updated", || async {
+        slack
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/response"))
+            .then_some(())
+    })
+    .await;
 
     // Every token minted, with its id and URL.
     let mut tokens = Vec::new();

@@ -1,10 +1,10 @@
 //! The binary's life cycle: graceful shutdown on SIGTERM (intake closes, in-flight deliveries
 //! finish or are returned to the queue, exit 0) and the `dead-letters` commands.
 
-use crate::fakes::{FakeServer, Reply, fake_slack};
+use crate::helpers::fakes::{FakeServer, Reply, fake_slack};
+use crate::helpers::serve::{signal_and_wait, start_serve};
+use crate::helpers::slack::{fixture, wait_for_state};
 use crate::helpers::{KEYS_TOML, env, spawn_app_in, spawn_app_with};
-use crate::serve::{signal_and_wait, start_serve};
-use crate::slack::{fixture, wait_for_state};
 use feedback_dispatch::store::JobState;
 use serde_json::json;
 use std::process::Command;
@@ -35,7 +35,7 @@ keys = ["thumbs_up"]
 slack = {{ channel = "C1" }}
 "#,
         slack.address,
-        store = crate::backend::store_url(dir, "jobs"),
+        store = crate::helpers::backend::store_url(dir, "jobs"),
     )
 }
 
@@ -57,7 +57,7 @@ async fn post_events(address: &str, n: u32) {
 }
 
 async fn jobs(dir: &std::path::Path, state: JobState) -> usize {
-    let store = crate::backend::open_store(&crate::backend::store_url(dir, "jobs")).await;
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir, "jobs")).await;
     store.jobs_in_state(state, 100).await.unwrap().len()
 }
 
@@ -160,7 +160,7 @@ async fn a_delivery_that_outlasts_the_grace_period_is_returned_to_the_queue() {
         1,
         "released, not left leased"
     );
-    let store = crate::backend::open_store(&crate::backend::store_url(dir.path(), "jobs")).await;
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir.path(), "jobs")).await;
     assert_eq!(
         store.jobs_in_state(JobState::Pending, 1).await.unwrap()[0].attempts,
         0,

@@ -1,9 +1,9 @@
 //! Operations: `/metrics`, `/readyz`, JSON request logs without secrets, and `preview`.
 
-use crate::fakes::fake_slack;
-use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with, spawn_langsmith};
-use crate::serve::signal_and_wait;
-use crate::slack::{fixture, slack_settings, wait_for_state};
+use crate::helpers::fakes::fake_slack;
+use crate::helpers::serve::signal_and_wait;
+use crate::helpers::slack::{fixture, slack_settings, wait_for_state};
+use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with, spawn_langsmith, wait_for};
 use feedback_dispatch::store::JobState;
 use serde_json::Value;
 use std::process::Command;
@@ -94,11 +94,11 @@ async fn metrics_count_events_deliveries_tokens_and_latencies_without_run_ids() 
 #[tokio::test]
 async fn readiness_follows_the_workers() {
     let app = spawn_app("").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while app.get("/readyz").await.status() != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(5), "/readyz to answer 200", || async {
+        let status = app.get("/readyz").await.status();
+        if status == 200 { Ok(()) } else { Err(status) }
+    })
+    .await;
     app.state
         .workers_running
         .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -146,16 +146,15 @@ async fn json_logs_have_one_line_per_request_and_delivery_and_no_query_secrets()
             sink.lock().unwrap().push(line);
         }
     });
-    let address = loop {
-        if let Some(a) = lines.lock().unwrap().iter().find_map(|l| {
+    // As long as `start_serve` waits for the address.
+    let address = wait_for(Duration::from_secs(30), "serve to log its address", || async {
+        lines.lock().unwrap().iter().find_map(|l| {
             serde_json::from_str::<Value>(l)
                 .ok()
                 .and_then(|v| v["address"].as_str().map(str::to_string))
-        }) {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        })
+    })
+    .await;
     let res = reqwest::Client::new()
         .post(format!("http://{address}/v1/events?secret=query-secret-value"))
         .json(&fixture("generic-event.json"))

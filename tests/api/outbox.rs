@@ -1,9 +1,9 @@
 //! Offline delivery: outbox mode writes the exact chat.postMessage JSON; webhook mode posts to
 //! an incoming webhook. Both with the embedded LangSmith of the app itself.
 
-use crate::fakes::{FakeServer, Reply};
-use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use crate::slack::{buttons, fixture};
+use crate::helpers::fakes::{FakeServer, Reply};
+use crate::helpers::slack::{buttons, fixture};
+use crate::helpers::{KEYS_TOML, env, spawn_app_with, wait_for};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -40,25 +40,14 @@ async fn outbox_mode_writes_one_file_per_message_whose_links_record_feedback() {
 }
 
 async fn wait_for_file(dir: &std::path::Path, timeout: Duration) -> std::path::PathBuf {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let files: Vec<_> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect();
-            if let Some(f) = files.first() {
-                return f.clone();
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no outbox file in {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(timeout, &format!("an outbox file in {}", dir.display()), || async {
+        let entries = std::fs::read_dir(dir).ok()?;
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+    })
+    .await
 }
 
 #[tokio::test]

@@ -4,15 +4,14 @@
 //! operator's `pg_ctl restart` under load loses no accepted run, sends none twice beyond the
 //! jobs in flight, and the wake-up channel comes back by itself.
 
-use crate::fakes::{closed_port, fake_slack};
 use crate::helpers::KEYS_TOML;
-use crate::serve::{signal_and_wait, start_serve};
+use crate::helpers::fakes::{closed_port, fake_slack};
+use crate::helpers::load::{post_runs, runs_in, wait_for_runs};
+use crate::helpers::serve::{signal_and_wait, start_serve, wait_until_ready};
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A PostgreSQL cluster of one test's own, stopped on drop.
@@ -92,29 +91,15 @@ slack = {{ channel = "C1" }}
     )
 }
 
+/// The run names' prefix: runs are named `pg-run-<n>-end`.
+const RUN_NAME: &str = "pg-run-";
+
 fn event(n: usize) -> serde_json::Value {
     json!({
         "run_id": format!("9e57a270-0000-4000-8000-{n:012}"),
         "run_name": format!("pg-run-{n}-end"),
         "outputs": {"answer": "ok"}
     })
-}
-
-/// Messages per run, from the run name `pg-run-<n>-end`.
-fn runs_in(slack: &crate::fakes::FakeServer) -> HashMap<usize, usize> {
-    let mut counts = HashMap::new();
-    for req in slack.requests_to("/chat.postMessage") {
-        let body = String::from_utf8_lossy(&req.body).into_owned();
-        if let Some(n) = body
-            .split("pg-run-")
-            .nth(1)
-            .and_then(|r| r.split("-end").next())
-            .and_then(|n| n.parse().ok())
-        {
-            *counts.entry(n).or_default() += 1;
-        }
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,13 +146,8 @@ async fn serve_waits_for_a_postgresql_that_starts_late_then_serves() {
     );
     cluster.start();
     let up = Instant::now();
-    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "not ready 10 s after the database started"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Ready within 10 s of the database's start.
+    wait_until_ready(&http, &address, Duration::from_secs(10)).await;
     let ready_after = up.elapsed();
     let res = http
         .post(format!("{address}/v1/events"))
@@ -177,7 +157,7 @@ async fn serve_waits_for_a_postgresql_that_starts_late_then_serves() {
         .unwrap();
     assert_eq!(res.status(), 202);
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(20)).await;
-    assert_eq!(runs_in(&slack), HashMap::from([(1, 1)]));
+    assert_eq!(runs_in(&slack, RUN_NAME), HashMap::from([(1, 1)]));
     assert!(signal_and_wait(&mut child, "TERM").success());
 
     // One line per change of state, not one per try: the one saying it cannot reach the
@@ -223,62 +203,16 @@ async fn a_postgresql_restart_under_load_loses_no_accepted_run_and_sends_none_tw
     let started = Instant::now();
 
     // Clients post one run per request and, like LangSmith, retry a request that got no 202.
-    let accepted = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let refused = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let (address, accepted, refused, stop) = (address.clone(), accepted.clone(), refused.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            for n in (c..RUNS).step_by(CLIENTS) {
-                for _ in 0..600 {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match http.post(format!("{address}/v1/events")).json(&event(n)).send().await {
-                        Ok(r) if r.status() == 202 => {
-                            accepted.lock().unwrap().insert(n);
-                            break;
-                        }
-                        _ => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }
-        }));
-    }
+    let mut clients = post_runs(&[address], RUNS, CLIENTS, event, Duration::from_millis(100));
 
     // Restart mid-way: once Slack has some messages and intake is still going.
     slack.wait_for("/chat.postMessage", 200, Duration::from_secs(60)).await;
-    let accepted_at_restart = accepted.lock().unwrap().len();
+    let accepted_at_restart = clients.accepted_so_far();
     cluster.restart();
-    for c in clients {
-        c.await.unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    let accepted: HashSet<usize> = accepted.lock().unwrap().clone();
+    let accepted = clients.finish().await;
     assert_eq!(accepted.len(), RUNS, "every run got a 202 in the end (clients retry)");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let counts = loop {
-        let counts = runs_in(&slack);
-        if accepted.iter().all(|n| counts.contains_key(n)) {
-            break counts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted runs reached Slack",
-            counts.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counts = wait_for_runs(&slack, RUN_NAME, &accepted, Duration::from_secs(120)).await;
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
 
     let elapsed = started.elapsed();
@@ -288,7 +222,7 @@ async fn a_postgresql_restart_under_load_loses_no_accepted_run_and_sends_none_tw
          {} accepted, {} delivered, {duplicates} duplicates (at most {CONCURRENCY} in flight), {} refused tries retried, {:.1} s",
         accepted.len(),
         counts.len(),
-        refused.load(Ordering::Relaxed),
+        clients.failed_tries(),
         elapsed.as_secs_f64()
     );
     assert!(
@@ -321,17 +255,13 @@ async fn after_a_postgresql_restart_another_processs_enqueue_wakes_the_workers_a
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
 
     cluster.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "not ready again after the restart");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&http, &address, Duration::from_secs(20)).await;
     // Time for the listener to notice and come back (it tries every second or so).
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Another process enqueues (a copy of the delivered job, as a second replica's intake
     // would): the wake-up reaches this one's workers.
-    let store = crate::backend::open_store(&cluster.url()).await;
+    let store = crate::helpers::backend::open_store(&cluster.url()).await;
     let sent = store
         .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
         .await

@@ -3,13 +3,12 @@
 //! replicas, and an outage of the database loses nothing. These always use PostgreSQL (the
 //! cluster scripts/test starts).
 
-use crate::fakes::{CuttableProxy, FakeServer, Reply, closed_port, fake_slack};
 use crate::helpers::KEYS_TOML;
-use crate::serve::{Serve, signal_and_wait, start_serve};
+use crate::helpers::fakes::{CuttableProxy, FakeServer, Reply, closed_port, fake_slack};
+use crate::helpers::load::{post_runs, runs_in, wait_for_runs, write_artifact};
+use crate::helpers::serve::{Serve, signal_and_wait, start_serve, wait_until_ready};
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 const REPLICAS: usize = 3;
@@ -37,22 +36,8 @@ slack = {{ channel = "C1" }}
     )
 }
 
-/// The run number in a message `replica-run-<n>-end`.
-fn runs_in(slack: &FakeServer) -> HashMap<usize, usize> {
-    let mut counts = HashMap::new();
-    for req in slack.requests_to("/chat.postMessage") {
-        let body = String::from_utf8_lossy(&req.body).into_owned();
-        if let Some(n) = body
-            .split("replica-run-")
-            .nth(1)
-            .and_then(|r| r.split("-end").next())
-            .and_then(|n| n.parse().ok())
-        {
-            *counts.entry(n).or_default() += 1;
-        }
-    }
-    counts
-}
+/// The run names' prefix: runs are named `replica-run-<n>-end`.
+const RUN_NAME: &str = "replica-run-";
 
 fn event(n: usize) -> serde_json::Value {
     json!({
@@ -60,12 +45,6 @@ fn event(n: usize) -> serde_json::Value {
         "run_name": format!("replica-run-{n}-end"),
         "outputs": {"answer": "ok"}
     })
-}
-
-fn write_artifact(name: &str, report: &str) {
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    std::fs::write(artifacts.join(name), format!("{report}\n")).unwrap();
 }
 
 const RUNS: usize = 3_000;
@@ -76,7 +55,7 @@ const BATCH_RUNS: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     let extra = format!(
         "pace_per_channel = \"0s\"\n[langsmith]\nbatch_runs = {BATCH_RUNS}\n[workers]\nconcurrency = {CONCURRENCY}\nlease = \"8s\"\npoll_interval = \"1s\"\nretry_base = \"100ms\""
@@ -97,81 +76,20 @@ async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
 
     // Clients post one run per request round-robin across the replicas and, like a load
     // balancer with retries, send a request that got no 202 to the next replica.
-    let accepted = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let per_replica: Arc<Vec<AtomicUsize>> = Arc::new((0..REPLICAS).map(|_| AtomicUsize::new(0)).collect());
-    let failed_tries = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let (addresses, accepted, per_replica, failed_tries, stop) = (
-            addresses.clone(),
-            accepted.clone(),
-            per_replica.clone(),
-            failed_tries.clone(),
-            stop.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            for n in (c..RUNS).step_by(CLIENTS) {
-                let mut target = n % REPLICAS;
-                for _ in 0..600 {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match http
-                        .post(format!("{}/v1/events", addresses[target]))
-                        .json(&event(n))
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status() == 202 => {
-                            accepted.lock().unwrap().insert(n);
-                            per_replica[target].fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        _ => {
-                            failed_tries.fetch_add(1, Ordering::Relaxed);
-                            target = (target + 1) % REPLICAS;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            }
-        }));
-    }
+    let mut clients = post_runs(&addresses, RUNS, CLIENTS, event, Duration::from_millis(20));
 
     // Kill one replica mid-way, with deliveries in flight, and start it again.
     slack.wait_for("/chat.postMessage", 600, Duration::from_secs(120)).await;
-    let accepted_at_kill = accepted.lock().unwrap().len();
+    let accepted_at_kill = clients.accepted_so_far();
     let delivered_at_kill = slack.requests_to("/chat.postMessage").len();
     assert!(!signal_and_wait(&mut replicas[1], "KILL").success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     replicas[1] = start_serve(dirs[1].path(), &configs[1], &env).0;
 
-    for c in clients {
-        c.await.unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    let accepted: HashSet<usize> = accepted.lock().unwrap().clone();
+    let accepted = clients.finish().await;
     assert_eq!(accepted.len(), RUNS, "every run got a 202 in the end (clients retry)");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let counts = loop {
-        let counts = runs_in(&slack);
-        if accepted.iter().all(|n| counts.contains_key(n)) {
-            break counts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted runs reached Slack",
-            counts.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counts = wait_for_runs(&slack, RUN_NAME, &accepted, Duration::from_secs(180)).await;
     let elapsed = started.elapsed();
     let posts: usize = counts.values().sum();
     let duplicates = posts - counts.len();
@@ -179,7 +97,7 @@ async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
         assert!(signal_and_wait(replica, "TERM").success());
     }
     let in_flight = CONCURRENCY * BATCH_RUNS;
-    let per_replica: Vec<usize> = per_replica.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+    let per_replica = clients.per_address();
     let report = format!(
         "replica test: {RUNS} runs from {CLIENTS} clients round-robin over {REPLICAS} replicas on PostgreSQL \
          (accepted per replica {per_replica:?}); SIGKILL of one after {accepted_at_kill} accepted and {delivered_at_kill} delivered; \
@@ -187,7 +105,7 @@ async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
          {} refused tries retried, {:.1} s",
         accepted.len(),
         counts.len(),
-        failed_tries.load(Ordering::Relaxed),
+        clients.failed_tries(),
         elapsed.as_secs_f64()
     );
     println!("{report}");
@@ -205,7 +123,7 @@ async fn three_replicas_deliver_every_accepted_run_across_a_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_hold_slacks_pace_for_one_channel() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     let extra = "pace_per_channel = \"1s\"\nburst = 2\n[workers]\npoll_interval = \"200ms\"";
     let dirs: Vec<tempfile::TempDir> = (0..REPLICAS).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -258,7 +176,7 @@ async fn three_replicas_hold_slacks_pace_for_one_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted_is_lost() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     // The replica reaches the database through a proxy the test can cut.
     let (base, name) = db.rsplit_once('/').unwrap();
     let target = base.rsplit('@').next().unwrap().to_string();
@@ -320,19 +238,12 @@ async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted
         http.get(format!("{address}/readyz")).send().await.unwrap().status(),
         503
     );
-    let delivered_during = runs_in(&slack).len();
+    let delivered_during = runs_in(&slack, RUN_NAME).len();
 
     proxy.set_up(true);
     let restored = Instant::now();
     // Ready again by itself, and intake takes runs again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{address}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again after the database came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&http, &address, Duration::from_secs(30)).await;
     let ready_after = restored.elapsed();
     for n in 100..105 {
         let res = http
@@ -344,20 +255,7 @@ async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted
         assert_eq!(res.status(), 202);
         accepted.insert(n);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let counts = runs_in(&slack);
-        if accepted.iter().all(|n| counts.contains_key(n)) {
-            break counts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted runs reached Slack",
-            counts.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counts = wait_for_runs(&slack, RUN_NAME, &accepted, Duration::from_secs(60)).await;
     assert!(signal_and_wait(&mut child, "TERM").success());
     let lines: Vec<String> = logs.try_iter().collect();
     let worker_errors = lines
@@ -402,7 +300,7 @@ async fn while_postgresql_is_unreachable_intake_answers_503_and_nothing_accepted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
     crate::helpers::init();
-    let db = crate::backend::fresh_database();
+    let db = crate::helpers::backend::fresh_database();
     let slack = fake_slack().await;
     // Polling every 5 s: a job that starts sooner was announced by NOTIFY.
     let extra = "pace_per_channel = \"0s\"\n[workers]\npoll_interval = \"5s\"";
@@ -421,7 +319,7 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
     assert_eq!(res.status(), 202);
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
     // Another replica's enqueue: the same job shape, through a store of the test's own.
-    let other = crate::backend::open_store(&db).await;
+    let other = crate::helpers::backend::open_store(&db).await;
     let template = other
         .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
         .await
@@ -452,7 +350,7 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
         latencies.push(posts[n].at - enqueued);
     }
     assert!(signal_and_wait(&mut child, "TERM").success());
-    assert_eq!(runs_in(&slack).len(), 6);
+    assert_eq!(runs_in(&slack, RUN_NAME).len(), 6);
     let shown: Vec<String> = latencies.iter().map(|d| format!("{} ms", d.as_millis())).collect();
     println!(
         "enqueue to Slack on an idle replica (poll every 5 s): {}",

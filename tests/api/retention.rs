@@ -2,8 +2,8 @@
 //! sooner (pending jobs and the embedded service's feedback stay); the file reuses what was
 //! pruned; `check-config` and `store stats` speak of it.
 
-use crate::helpers::{TestApp, spawn_app};
-use crate::slack::wait_for_state;
+use crate::helpers::slack::wait_for_state;
+use crate::helpers::{TestApp, spawn_app, wait_for};
 use chrono::{DateTime, Duration as Days, Utc};
 use feedback_dispatch::email::digest::close_due;
 use feedback_dispatch::retention::prune_once;
@@ -141,7 +141,7 @@ async fn each_kind_of_row_goes_after_its_own_retention_and_feedback_stays() {
 #[tokio::test]
 async fn a_digest_whose_messages_are_still_to_send_is_kept() {
     // SMTP on a closed port: the digest's message keeps failing and stays in the queue.
-    let port = crate::fakes::closed_port();
+    let port = crate::helpers::fakes::closed_port();
     let app = spawn_app(&format!(
         "[email]\nmode = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{port}\"\n[workers]\nretry_base = \"1h\"\n[[routes]]\nname = \"mail\"\nkeys = [\"thumbs_up\"]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n"
     ))
@@ -189,7 +189,7 @@ async fn with_a_minute_of_retention_delivered_runs_go_and_the_file_reuses_their_
     let after_second = pages(store.stats().await.unwrap());
     // SQLite's file reuses the freed pages at once; PostgreSQL's tables reuse the room once
     // autovacuum has passed, which no test can wait for.
-    if !crate::backend::on_postgres() {
+    if !crate::helpers::backend::on_postgres() {
         assert!(
             after_second <= after_first,
             "the file grew from {after_first} to {after_second} bytes over a second batch of the same size"
@@ -235,11 +235,15 @@ async fn the_pruner_runs_by_itself_every_interval() {
         .unwrap();
     let job = app.store.jobs_in_state(JobState::Pending, 1).await.unwrap().remove(0);
     app.store.mark_dead(job.id, "gave up", long_ago).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while rows(app.store.as_ref(), "jobs", Some("dead")).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the pruner did not run");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(10),
+        "the pruner to delete the dead letter",
+        || async {
+            let dead = rows(app.store.as_ref(), "jobs", Some("dead")).await;
+            if dead == 0 { Ok(()) } else { Err(format!("{dead} dead")) }
+        },
+    )
+    .await;
 }
 
 // SQLite's file (PostgreSQL's autovacuum keeps the room for reuse; scripts/test skips this there).
@@ -331,7 +335,7 @@ async fn store_stats_shows_rows_per_state_and_the_size() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert_eq!(jobs.split_whitespace().nth(2), Some("3"), "{jobs}");
     assert!(stdout.contains("ls_tokens"), "{stdout}");
-    let size = if crate::backend::on_postgres() {
+    let size = if crate::helpers::backend::on_postgres() {
         "MiB in the database's tables and indexes"
     } else {
         "MiB on disk"

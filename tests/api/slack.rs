@@ -2,8 +2,9 @@
 //! recording proxy in front of an embedded LangSmith) → chat.postMessage on a fake Slack whose
 //! buttons, fetched like a browser would, record feedback.
 
-use crate::fakes::{FakeServer, Reply, fake_slack, recording_proxy};
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_in, spawn_app_with, spawn_langsmith};
+use crate::helpers::fakes::{FakeServer, Reply, fake_slack, recording_proxy};
+use crate::helpers::slack::{buttons, fixture, slack_settings, wait_for_state};
+use crate::helpers::{TestApp, env, spawn_app_in, spawn_app_with, spawn_langsmith};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,27 +18,6 @@ pub struct World {
     pub proxy: FakeServer,
     pub slack: FakeServer,
     pub app: TestApp,
-}
-
-pub fn slack_settings(slack: &FakeServer, routes: &str) -> String {
-    format!(
-        r#"
-[slack]
-mode = "api"
-api_url = "{}/api"
-pace_per_channel = "0s"
-
-[workers]
-retry_base = "50ms"
-retry_max = "2s"
-poll_interval = "50ms"
-max_attempts = 5
-
-{KEYS_TOML}
-{routes}
-"#,
-        slack.address
-    )
 }
 
 pub async fn world(routes: &str) -> World {
@@ -67,27 +47,6 @@ name = "support"
 keys = ["thumbs_up", "thumbs_down"]
 slack = { channel = "C0123456789" }
 "#;
-
-pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// Every button of a posted message: (action block index, label, url).
-pub fn buttons(message: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for block in message["blocks"].as_array().unwrap() {
-        if block["type"] == "actions" {
-            for el in block["elements"].as_array().unwrap() {
-                out.push((
-                    el["text"]["text"].as_str().unwrap().to_string(),
-                    el["url"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-    }
-    out
-}
 
 async fn feedback_of(langsmith: &TestApp, run: &str) -> Vec<(String, f64)> {
     let rows: Value = langsmith.get_json(&format!("/api/v1/feedback?run={run}")).await;
@@ -378,26 +337,6 @@ async fn dead_letter_after(w: &World, replies: impl IntoIterator<Item = Reply>) 
     let mut dead = wait_for_state(&w.app, feedback_dispatch::store::JobState::Dead, 1).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     dead.remove(0)
-}
-
-pub async fn wait_for_state(
-    app: &TestApp,
-    state: feedback_dispatch::store::JobState,
-    n: usize,
-) -> Vec<feedback_dispatch::store::Job> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let jobs = app.store.jobs_in_state(state, 1000).await.unwrap();
-        if jobs.len() >= n {
-            return jobs;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {n} jobs in state {state:?}, got {}",
-            jobs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

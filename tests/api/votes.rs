@@ -2,34 +2,18 @@
 //! once, recorded once per Slack action, and answered through its `response_url` by a worker
 //! with the message re-rendered from the stored job (tally or lock), a private line, or nothing.
 
-use crate::fakes::{FakeServer, Reply};
-use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
+use crate::helpers::fakes::{FakeServer, Reply};
+use crate::helpers::slack::{
+    CHANNEL, INTERACTIVE_KEYS, SECRET, button, form, payload, post_interaction, sign_slack, slack_with_responses,
+};
+use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
 use feedback_dispatch::store::{JobKind, JobState, Vote};
-use hmac::Mac;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const CHANNEL: &str = "C0123456789";
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A fake Slack whose `response_url` endpoint (`/response/…`) hangs while `hang` is set.
-pub async fn slack_with_responses(hang: Arc<AtomicBool>) -> FakeServer {
-    FakeServer::start(move |req| {
-        let ok = Reply::json(
-            200,
-            json!({"ok": true, "channel": CHANNEL, "ts": "1700000000.000100", "message": {"ts": "1700000000.000100"}}),
-        );
-        if req.path.starts_with("/response") && hang.load(Ordering::SeqCst) {
-            ok.delayed(Duration::from_secs(30))
-        } else {
-            ok
-        }
-    })
-    .await
-}
 
 pub fn settings(slack: &FakeServer, routes: &str) -> String {
     format!(
@@ -46,63 +30,6 @@ async fn app_with(slack: &FakeServer, routes: &str) -> TestApp {
         env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
     )
     .await
-}
-
-pub fn sign(secret: &str, ts: &str, body: &str) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// The button labelled `label` in a posted message: (block id, action id, value).
-pub fn button(message: &Value, label: &str) -> Option<(String, String, String)> {
-    message["blocks"].as_array()?.iter().find_map(|block| {
-        block["elements"].as_array()?.iter().find_map(|el| {
-            (el["type"] == "button" && el["text"]["text"] == label).then(|| {
-                (
-                    block["block_id"].as_str().unwrap_or_default().to_string(),
-                    el["action_id"].as_str().unwrap_or_default().to_string(),
-                    el["value"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-        })
-    })
-}
-
-/// A `block_actions` payload as Slack sends it for a click by `user` on a button with `value`.
-pub fn payload(slack: &FakeServer, user: &str, value: &str, action_ts: &str) -> Value {
-    json!({
-        "type": "block_actions",
-        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0001"},
-        "team": {"id": "T0001", "domain": "acme"},
-        "channel": {"id": CHANNEL, "name": "support"},
-        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": CHANNEL, "is_ephemeral": false},
-        "message": {"ts": "1700000000.000100", "text": "…", "blocks": []},
-        "response_url": format!("{}/response/T0001/{action_ts}", slack.address),
-        "trigger_id": "1.2.abc",
-        "actions": [{"type": "button", "action_id": "fd:0:0", "block_id": "fd_key_0", "value": value, "action_ts": action_ts}]
-    })
-}
-
-/// The form body Slack posts.
-pub fn form(payload: &Value) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish()
-}
-
-/// Posts `body` signed (or, with `signed_body`, signed as that body) to the interactions endpoint.
-pub async fn post_interaction(app: &TestApp, body: &str, signed_body: Option<&str>) -> reqwest::Response {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    reqwest::Client::new()
-        .post(format!("{}/v1/slack/interactions", app.address))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", &ts)
-        .header("x-slack-signature", sign(SECRET, &ts, signed_body.unwrap_or(body)))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn post_run(app: &TestApp, run: &str, project: &str) {
@@ -130,15 +57,20 @@ fn responses(slack: &FakeServer) -> Vec<Value> {
 }
 
 async fn wait_for_responses(slack: &FakeServer, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_for(WAIT, &format!("{n} response_url posts"), || async {
         let got = responses(slack);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} of {n} response_url posts", got.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(got.len()) }
+    })
+    .await
+}
+
+/// The first `response_url` post that `matches`, once there is one.
+async fn wait_for_response(slack: &FakeServer, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    wait_for(WAIT, what, || async {
+        let all = responses(slack);
+        all.iter().find(|m| matches(m)).cloned().ok_or(all)
+    })
+    .await
 }
 
 /// The text of every context block of a message.
@@ -161,7 +93,7 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
     let app = app_with(&slack, ROUTES).await;
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
-    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
     let (_, _, up) = button(&posted, "👍 Helpful").expect("a 👍 button");
     let value: Value = serde_json::from_str(&up).unwrap();
     assert_eq!(value, json!({"j": job.id, "r": "support", "k": "thumbs_up", "c": 0}));
@@ -208,18 +140,10 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
     let res = post_interaction(&app, &form(&payload(&slack, "U2", &down, "1700000002.000001")), None).await;
     assert_eq!(res.status(), 200);
     assert_eq!(votes(&app, job.id).await.len(), 2);
-    let deadline = Instant::now() + WAIT;
-    let latest = loop {
-        let all = responses(&slack);
-        if let Some(m) = all
-            .iter()
-            .find(|m| context_lines(m).iter().any(|l| l.contains("<@U2>")))
-        {
-            break m.clone();
-        }
-        assert!(Instant::now() < deadline, "no update naming U2: {all:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let latest = wait_for_response(&slack, "an update naming U2", |m| {
+        context_lines(m).iter().any(|l| l.contains("<@U2>"))
+    })
+    .await;
     let lines = context_lines(&latest);
     assert!(lines.contains(&"👍 Helpful 1 — <@U1>".to_string()), "{lines:?}");
     assert!(lines.contains(&"👎 Not helpful 1 — <@U2>".to_string()), "{lines:?}");
@@ -334,7 +258,7 @@ async fn hostile_clicks_are_refused_without_effect() {
     post_run(&app, RUN, "support-bot").await;
     post_run(&app, "a07e5000-0000-4000-8000-000000000009", "other-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 2, WAIT).await;
-    let jobs = crate::slack::wait_for_state(&app, JobState::Sent, 2).await;
+    let jobs = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 2).await;
     let support = jobs.iter().find(|j| j.route == "support").unwrap();
     let other = jobs.iter().find(|j| j.route == "other").unwrap();
     let up = button(&posted[0].json(), "👍 Helpful")
@@ -398,7 +322,7 @@ async fn hostile_clicks_are_refused_without_effect() {
         .post(format!("{}/v1/slack/interactions", app.address))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", &old)
-        .header("x-slack-signature", sign(SECRET, &old, &genuine))
+        .header("x-slack-signature", sign_slack(SECRET, &old, &genuine))
         .body(genuine.clone())
         .send()
         .await
@@ -429,16 +353,6 @@ async fn hostile_clicks_are_refused_without_effect() {
     );
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
-
-const INTERACTIVE_KEYS: &str = r#"
-[[keys]]
-name = "thumbs_up"
-buttons = [{ label = "👍 Helpful", score = 1, style = "primary" }]
-
-[[keys]]
-name = "thumbs_down"
-buttons = [{ label = "👎 Not helpful", score = 0, style = "danger", comment = true }]
-"#;
 
 async fn interactive_app(slack: &FakeServer, buttons: &str) -> TestApp {
     let routes = format!(
@@ -473,15 +387,11 @@ async fn feedback(app: &TestApp) -> Vec<(String, f64, Option<String>, Value)> {
 }
 
 async fn wait_for_feedback(app: &TestApp, n: usize) -> Vec<(String, f64, Option<String>, Value)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_for(WAIT, &format!("{n} feedback rows"), || async {
         let got = feedback(app).await;
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} of {n} feedback rows", got.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if got.len() >= n { Ok(got) } else { Err(got.len()) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -510,17 +420,7 @@ async fn interactive_buttons_submit_once_per_person_with_who_rated_and_a_comment
     // U1 again: a private reply, nothing submitted.
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000005.000001")), None).await;
     assert_eq!(res.status(), 200);
-    let deadline = Instant::now() + WAIT;
-    let private = loop {
-        if let Some(m) = responses(&slack)
-            .into_iter()
-            .find(|m| m["response_type"] == "ephemeral")
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no private reply: {:?}", responses(&slack));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let private = wait_for_response(&slack, "a private reply", |m| m["response_type"] == "ephemeral").await;
     assert_eq!(private["text"], "You rated this 👍 Helpful already.");
 
     // U2: recorded.
@@ -630,7 +530,7 @@ async fn after_the_links_expire_a_click_shows_so_instead_of_dead_buttons() {
     let app = app_with(&slack, ROUTES).await;
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
-    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
     expire_tokens(&app, &job).await;
     let up = button(&posted, "👍 Helpful").unwrap().2;
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
@@ -657,7 +557,7 @@ async fn after_the_links_expire_a_click_shows_so_instead_of_dead_buttons() {
     let app = interactive_app(&slack, "interactive").await;
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
-    let job = crate::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
     expire_tokens(&app, &job).await;
     let up = button(&posted, "👍 Helpful").unwrap().2;
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
@@ -673,7 +573,7 @@ async fn after_the_links_expire_a_click_shows_so_instead_of_dead_buttons() {
 async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_recorded() {
     // The tokens' links point at a port where nothing listens yet: submissions fail (a
     // refused connection) until a proxy to the LangSmith service opens there.
-    let port = crate::fakes::closed_port();
+    let port = crate::helpers::fakes::closed_port();
     let langsmith = spawn_app_with(
         KEYS_TOML,
         env(&[
@@ -705,21 +605,11 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
     let up = button(&posted, "👍 Helpful").unwrap().2;
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
     assert_eq!(res.status(), 200);
-    let deadline = Instant::now() + WAIT;
-    let note = loop {
-        if let Some(m) = responses(&slack)
-            .into_iter()
-            .find(|m| m["response_type"] == "ephemeral")
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no private note: {:?}", responses(&slack));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let note = wait_for_response(&slack, "a private note", |m| m["response_type"] == "ephemeral").await;
     assert!(note["text"].as_str().unwrap().contains("being recorded"), "{note}");
     assert!(feedback(&langsmith).await.is_empty());
 
-    let _proxy = crate::fakes::recording_proxy_on(port, langsmith.address.clone()).await;
+    let _proxy = crate::helpers::fakes::recording_proxy_on(port, langsmith.address.clone()).await;
     let rows = wait_for_feedback(&langsmith, 1).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].3["slack_user_id"], "U1");
@@ -738,11 +628,11 @@ async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{}\"\n[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"3s\"\n[workers]\npoll_interval = \"50ms\"\nlease = \"8s\"\n{KEYS_TOML}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\" }}\n",
-        crate::backend::store_url(dir.path(), "votes"),
+        crate::helpers::backend::store_url(dir.path(), "votes"),
         slack.address
     );
     let env = [("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)];
-    let (mut child, address, _logs) = crate::serve::start_serve(dir.path(), &config, &env);
+    let (mut child, address, _logs) = crate::helpers::serve::start_serve(dir.path(), &config, &env);
     let http = reqwest::Client::new();
     let res = http
         .post(format!("{address}/v1/events"))
@@ -759,7 +649,7 @@ async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
         .post(format!("{address}/v1/slack/interactions"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", &ts)
-        .header("x-slack-signature", sign(SECRET, &ts, &body))
+        .header("x-slack-signature", sign_slack(SECRET, &ts, &body))
         .body(body)
         .send()
         .await
@@ -767,10 +657,10 @@ async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
     assert_eq!(res.status(), 200, "acked");
     // The update is on its way (the endpoint hangs) when the process dies.
     wait_for_responses(&slack, 1).await;
-    assert!(!crate::serve::signal_and_wait(&mut child, "KILL").success());
+    assert!(!crate::helpers::serve::signal_and_wait(&mut child, "KILL").success());
     hang.store(false, Ordering::SeqCst);
     let restarted = Instant::now();
-    let (mut child, _address, _logs) = crate::serve::start_serve(dir.path(), &config, &env);
+    let (mut child, _address, _logs) = crate::helpers::serve::start_serve(dir.path(), &config, &env);
     let update = wait_for_responses(&slack, 2).await.remove(1);
     println!(
         "the update arrived {:.1} s after the restart (the killed lease ended first)",
@@ -782,7 +672,7 @@ async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
         "{:?}",
         context_lines(&update)
     );
-    assert!(crate::serve::signal_and_wait(&mut child, "TERM").success());
+    assert!(crate::helpers::serve::signal_and_wait(&mut child, "TERM").success());
 }
 
 #[tokio::test]

@@ -132,6 +132,16 @@ impl FakeServer {
                 response
             }
         });
+        Self::serve(app, port, requests, script).await
+    }
+
+    /// Serves `app`, which records into `requests` and answers from `script`, on `port`.
+    async fn serve(
+        app: axum::Router,
+        port: u16,
+        requests: Arc<Mutex<Vec<Recorded>>>,
+        script: Arc<Mutex<VecDeque<Reply>>>,
+    ) -> Self {
         let (listener, address, connections) = counting_listener(port).await;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -169,21 +179,15 @@ impl FakeServer {
 
     /// Waits until `n` requests to `suffix` arrived, or panics after `timeout`.
     pub async fn wait_for(&self, suffix: &str, n: usize, timeout: Duration) -> Vec<Recorded> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        super::wait_for(timeout, &format!("{n} requests to {suffix}"), || async {
             let got = self.requests_to(suffix);
             if got.len() >= n {
-                return got;
+                Ok(got)
+            } else {
+                Err(got.iter().map(|r| r.path.clone()).collect::<Vec<_>>())
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "expected {n} requests to {suffix}, got {}: {:?}",
-                    got.len(),
-                    got.iter().map(|r| &r.path).collect::<Vec<_>>()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -269,16 +273,7 @@ pub async fn recording_proxy_on(port: u16, target: String) -> FakeServer {
             response
         }
     });
-    let (listener, address, connections) = counting_listener(port).await;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    FakeServer {
-        address,
-        requests,
-        script: Arc::new(Mutex::new(VecDeque::new())),
-        connections,
-    }
+    FakeServer::serve(app, port, requests, Arc::new(Mutex::new(VecDeque::new()))).await
 }
 
 /// A loopback listener on `port` (0 = any) that counts the connections it accepts, its

@@ -1,4 +1,18 @@
-//! `spawn_app` and the shared test plumbing.
+//! The shared test plumbing, the only module capability test files import: `spawn_app` and
+//! its kin here; the fake external servers (`fakes`), the SMTP sink (`smtp`), the real binary
+//! (`serve`), Slack payloads and the one request signer (`slack`), log capture (`logs`), the
+//! store the suite runs on (`backend`) and the one poller (`wait`) in their own files.
+
+pub mod backend;
+pub mod fakes;
+pub mod load;
+pub mod logs;
+pub mod serve;
+pub mod slack;
+pub mod smtp;
+pub mod wait;
+
+pub use wait::{wait_for, wait_for_every};
 
 use feedback_dispatch::settings::Settings;
 use feedback_dispatch::startup::Application;
@@ -166,10 +180,10 @@ impl Drop for TestApp {
 }
 
 /// The base settings of a test app: port 0, its own database (SQLite or PostgreSQL:
-/// [`crate::backend`]), outboxes, the embedded
+/// [`backend`]), outboxes, the embedded
 /// LangSmith, fast retries; `extra` is appended (sections it names must not repeat these).
 pub fn base_config(dir: &Path, extra: &str) -> String {
-    let url = crate::backend::store_url(dir, "test");
+    let url = backend::store_url(dir, "test");
     format!(
         r#"
 [server]

@@ -192,18 +192,10 @@ impl SmtpSink {
 
     /// Waits for `n` accepted messages.
     pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        super::wait_for(timeout, &format!("{n} messages"), || async {
             let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} messages, got {}",
-                got.len()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            if got.len() >= n { Ok(got) } else { Err(got.len()) }
+        })
+        .await
     }
 }
