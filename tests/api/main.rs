@@ -23,6 +23,7 @@ mod lifecycle;
 mod ops;
 mod outbox;
 mod properties;
+mod redaction_hostile;
 mod replicas;
 mod retention;
 mod sdk;
