@@ -79,7 +79,8 @@ pub enum RedactRule {
     Kind(RedactKind),
     /// A regular expression, and the literal text put in its place.
     Pattern {
-        /// The expression (Rust `regex` syntax; linear time, no look-around).
+        /// The expression (Rust `regex` syntax; linear time, no look-around), matched against
+        /// the folded text as the built-in kinds are.
         pattern: String,
         /// What replaces each match.
         replace: String,

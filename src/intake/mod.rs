@@ -58,9 +58,23 @@ impl IntoResponse for IntakeError {
     }
 }
 
-/// An authenticated JSON body within the size limit. Rejections come in the order a client can
-/// act on them: 401 (secret), 415 (content type), 413 (size), 400 (not JSON).
-pub struct IntakeJson(pub Value);
+/// An authenticated JSON body within the size limit, not parsed yet: parsing is CPU work that
+/// grows with the body, done off the runtime with the rest (`IntakeJson::parse`). Rejections come
+/// in the order a client can act on them: 401 (secret), 415 (content type), 413 (size), 400 (not
+/// JSON).
+pub struct IntakeJson(pub axum::body::Bytes);
+
+impl IntakeJson {
+    /// The body as JSON, or a 400 saying where it is not.
+    pub fn parse(&self) -> Result<Value, IntakeError> {
+        // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
+        // position, which is what a sender needs to find the problem.
+        serde_json::from_slice(&self.0).map_err(|e| IntakeError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("body is not valid JSON: {e}"),
+        })
+    }
+}
 
 impl FromRequest<AppState> for IntakeJson {
     type Rejection = IntakeError;
@@ -98,13 +112,7 @@ impl FromRequest<AppState> for IntakeJson {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!("body is larger than {limit} bytes (server.max_body_bytes)"),
             })?;
-        // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
-        // position, which is what a sender needs to find the problem.
-        let value = serde_json::from_slice(&bytes).map_err(|e| IntakeError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("body is not valid JSON: {e}"),
-        })?;
-        Ok(IntakeJson(value))
+        Ok(IntakeJson(bytes))
     }
 }
 
@@ -116,12 +124,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/events", post(receive_events))
 }
 
-async fn receive_rule_webhook(
-    State(state): State<AppState>,
-    IntakeJson(body): IntakeJson,
-) -> Result<Response, IntakeError> {
+async fn receive_rule_webhook(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
     let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
         let events = langsmith_rule::parse(&body, &settings.langsmith.ui_url)?;
         Ok(plan(&events, &rule_parts(&body), &settings))
     })
@@ -131,10 +137,11 @@ async fn receive_rule_webhook(
 
 async fn receive_agent_server_webhook(
     State(state): State<AppState>,
-    IntakeJson(body): IntakeJson,
+    body: IntakeJson,
 ) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
     let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
         let event = agent_server::parse(&body)?;
         Ok(plan(&[event], &[agent_server_parts(&body)], &settings))
     })
@@ -142,9 +149,10 @@ async fn receive_agent_server_webhook(
     accept(&state, "agent_server", runs, plan).await
 }
 
-async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJson) -> Result<Response, IntakeError> {
+async fn receive_events(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
     let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
         let events = generic::parse(&body)?;
         Ok(plan(&events, &generic_parts(&body), &settings))
     })
