@@ -126,8 +126,8 @@ static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     .expect("built-in pattern")
 });
 
-// Work done by the redactor's own loops (the regex engine's is linear by construction), counted
-// in unit tests to show that it grows in proportion to the text and no faster.
+// Work done by the redactor's own loops (the regex crate's searches are linear in the text),
+// counted in unit tests to show that it grows in proportion to the text and no faster.
 #[cfg(test)]
 thread_local! {
     static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
