@@ -29,6 +29,11 @@
 //!    the replicas, and peak RSS per replica. The cluster is `--postgres URL` (an admin URL),
 //!    or a throwaway one `scripts/postgres` starts and stops.
 //!
+//! `--only-redaction` runs a phase of its own instead: hostile run text against a route that
+//! redacts every built-in kind. Digit groups that start a card everywhere and finish one nowhere
+//! (`1 1 1 …`): one run of 1 MB posted alone, a 30-run webhook of 12 KB runs, and `/healthz`
+//! probed while two such webhooks are in flight.
+//!
 //! CPU time is the child's utime + stime from `/proc/<pid>/stat`; peak RSS is `VmHWM` from
 //! `/proc/<pid>/status`. The fakes and the load generator share the machine's cores with the
 //! app, so every figure is a lower bound of what the app does alone.
@@ -129,6 +134,14 @@ struct Args {
     /// Length of each intake-to-Slack measurement of the CPU phase, in seconds (0 skips them).
     #[arg(long, default_value_t = 5)]
     delivery_seconds: u64,
+    /// Run only the redaction phase: hostile run text (a megabyte of near-card digit groups, and
+    /// webhooks of 30 such runs) against a route redacting every built-in kind; ack times, and
+    /// `/healthz` while two webhooks are in flight.
+    #[arg(long)]
+    only_redaction: bool,
+    /// Rounds of each measurement of the redaction phase (the slowest is reported).
+    #[arg(long, default_value_t = 5)]
+    redaction_rounds: usize,
 }
 
 #[tokio::main]
@@ -182,6 +195,11 @@ async fn main() -> anyhow::Result<()> {
         store: None,
     };
 
+    if args.only_redaction {
+        let hostile = redaction_phase(&bin, work.path(), &args, &client, &slack, &langsmith).await?;
+        println!("{}", hostile.markdown());
+        return Ok(());
+    }
     if args.only_retention {
         let kept = retention_phase(&bin, work.path(), &args, &client, &slack, &langsmith, limit).await?;
         println!("{}", kept.markdown());
@@ -967,6 +985,134 @@ async fn post_all(
         }
     }
     total
+}
+
+/// Runs of `1 1 1 …` of this many bytes: every group could start a card, none finishes one.
+fn near_card_digits(bytes: usize) -> String {
+    "1 ".repeat(bytes / 2)
+}
+
+/// A LangSmith rule webhook of `runs` fresh runs, each with `text` as its input.
+fn rule_webhook(runs: usize, text: &str) -> Bytes {
+    let runs: Vec<Value> = (0..runs)
+        .map(|_| {
+            json!({
+                "id": uuid::Uuid::new_v4(),
+                "name": "support_agent",
+                "session_name": "load-test",
+                "status": "success",
+                "inputs": {"question": text},
+                "outputs": {"answer": "ok"},
+            })
+        })
+        .collect();
+    Bytes::from(json!({"rule_id": "load", "runs": runs}).to_string())
+}
+
+/// How long one POST took to be answered 202.
+async fn timed_post(client: &reqwest::Client, url: &str, body: Bytes) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    post_json(client, url, body).await?;
+    Ok(started.elapsed())
+}
+
+/// The redaction phase: hostile run text against a route that redacts every built-in kind.
+/// Each measurement is taken `--redaction-rounds` times and the slowest is reported.
+async fn redaction_phase(
+    bin: &Path,
+    work: &Path,
+    args: &Args,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    langsmith: &FakeLangSmith,
+) -> anyhow::Result<Report> {
+    let rounds = args.redaction_rounds.max(1);
+    let config = AppConfig {
+        batch_runs: None,
+        concurrency: args.concurrency,
+        slack_timeout: "15s",
+        lease: "60s",
+        extra: r#"redact = ["email", "phone", "card", "secret"]"#,
+        store: None,
+    };
+    let app = App::start(bin, &work.join("redaction"), &config, slack, langsmith)?;
+    let events = app.events_url();
+    let webhooks = format!("{}/v1/webhooks/langsmith", app.url);
+    let healthz = format!("{}/healthz", app.url);
+    // A connection and the app's first request out of the way.
+    post_json(client, &events, Bytes::from(serde_json::to_vec(&[event()])?)).await?;
+
+    let megabyte = near_card_digits(1 << 20);
+    let mut one_run = Duration::ZERO;
+    for _ in 0..rounds {
+        let run = json!([{
+            "run_id": uuid::Uuid::new_v4(),
+            "status": "success",
+            "inputs": {"question": megabyte},
+            "outputs": {"answer": "ok"},
+            "feedback_keys": ["thumbs_up"],
+        }]);
+        one_run = one_run.max(timed_post(client, &events, Bytes::from(run.to_string())).await?);
+    }
+
+    let run_text = near_card_digits(12 * 1024);
+    let mut one_webhook = Duration::ZERO;
+    for _ in 0..rounds {
+        let took = timed_post(client, &webhooks, rule_webhook(30, &run_text)).await?;
+        one_webhook = one_webhook.max(took);
+    }
+
+    // Two webhooks in flight, `/healthz` probed until both are answered.
+    let (mut both, mut health, mut probes) = (Duration::ZERO, Duration::ZERO, 0);
+    for _ in 0..rounds {
+        let bodies = [rule_webhook(30, &run_text), rule_webhook(30, &run_text)];
+        let mut in_flight = JoinSet::new();
+        for body in bodies {
+            let (client, url) = (client.clone(), webhooks.clone());
+            in_flight.spawn(async move { timed_post(&client, &url, body).await });
+        }
+        while in_flight.len() == 2 {
+            let started = Instant::now();
+            let res = client.get(&healthz).send().await?;
+            anyhow::ensure!(res.status() == StatusCode::OK, "/healthz answered {}", res.status());
+            health = health.max(started.elapsed());
+            probes += 1;
+            while let Some(done) = in_flight.try_join_next() {
+                both = both.max(done??);
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            both = both.max(done??);
+        }
+    }
+    app.stop()?;
+
+    let mut r = Report::default();
+    r.row(
+        format!("ack of one run of 1 MB of near-card digit groups (slowest of {rounds})"),
+        ms(one_run),
+        "< 100 ms",
+        Some(one_run < Duration::from_millis(100)),
+    );
+    r.row(
+        format!("ack of a 30-run webhook of such text, 12 KB a run (slowest of {rounds})"),
+        ms(one_webhook),
+        "well inside 5 s (LangSmith's wait): < 1 s",
+        Some(one_webhook < Duration::from_secs(1)),
+    );
+    r.row(
+        format!("ack of each of two such webhooks posted at once (slowest of {rounds} pairs)"),
+        ms(both),
+        "< 1 s",
+        Some(both < Duration::from_secs(1)),
+    );
+    r.row(
+        format!("/healthz while two such webhooks are in flight (slowest of {probes} probes)"),
+        ms(health),
+        "< 1 s",
+        Some(health < Duration::from_secs(1)),
+    );
+    Ok(r)
 }
 
 /// The counts of a 202.

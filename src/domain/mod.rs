@@ -2,6 +2,7 @@
 //! of the crate never handles a bare `String` standing for a run id, a feedback key or a channel.
 
 mod event;
+mod fold;
 mod keys;
 mod link;
 mod mailbox;

@@ -1,8 +1,13 @@
 //! Redaction: what must not reach a Slack channel, an inbox or the database is replaced at
 //! intake, before anything is stored. `redact = ["email", "phone", "card", "secret", { pattern =
 //! "ACME-\\d{6}", replace = "[ticket]" }]`, per route or in `[redact]`.
+//!
+//! Run text is written by the monitored app's end users, so it is hostile: every rule takes time
+//! linear in the text (a unit test counts the steps), and every rule reads the text folded
+//! (`fold`), so that look-alike characters hide nothing.
 
 use super::RunEvent;
+use super::fold::Folded;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,13 +18,13 @@ use std::sync::{Arc, LazyLock};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RedactKind {
-    /// Email addresses.
+    /// Email addresses, international ones included (`josé@müller.de`).
     Email,
     /// Phone numbers: international (`+…`), `(555) 123-4567`, `555-123-4567`, and national
     /// numbers starting with 0 (`020 7946 0958`).
     Phone,
     /// Card numbers: 13 to 19 digits, spaced or dashed, that pass the Luhn check (so order
-    /// numbers survive).
+    /// numbers survive). Digits of any script count, and any space or dash between groups.
     Card,
     /// Credentials: `sk-…`, `lsv2_…`, `xox[abpr]-…`, AWS access keys, JWTs, `Bearer …`.
     Secret,
@@ -74,7 +79,8 @@ pub enum RedactRule {
     Kind(RedactKind),
     /// A regular expression, and the literal text put in its place.
     Pattern {
-        /// The expression (Rust `regex` syntax; linear time, no look-around).
+        /// The expression (Rust `regex` syntax; linear time, no look-around), matched against
+        /// the folded text as the built-in kinds are.
         pattern: String,
         /// What replaces each match.
         replace: String,
@@ -92,9 +98,10 @@ const MAX_PATTERN_BYTES: usize = 1 << 20;
 /// Longest custom pattern or replacement accepted.
 pub const MAX_PATTERN_CHARS: usize = 500;
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").expect("built-in pattern")
-});
+// Letters of any script, with their combining marks (`\w`), in the local part and the domain
+// (international domain names); the top-level domain is letters only (`[^\W\d_]`).
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[^\W\d_]{2,}").expect("built-in pattern"));
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"\+\d{1,3}(?:[ .\-]?(?:\(\d{1,4}\)|\d{1,5})){1,5}",
@@ -104,8 +111,9 @@ static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("built-in pattern")
 });
-// A run of digits with single spaces or dashes between them; the Luhn check decides.
-static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d(?:[ \-]?\d)*").expect("built-in pattern"));
+// A run of digits with single spaces or dashes between them; the Luhn check decides. (The text
+// is folded: every digit is an ASCII one by now.)
+static CARD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9](?:[ \-]?[0-9])*").expect("built-in pattern"));
 static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"\bsk-[A-Za-z0-9_\-]{16,}",
@@ -117,6 +125,21 @@ static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("built-in pattern")
 });
+
+// Work done by the redactor's own loops (the regex crate's searches are linear in the text),
+// counted in unit tests to show that it grows in proportion to the text and no faster.
+#[cfg(test)]
+thread_local! {
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` steps of the redactor's own work (in unit tests; nothing otherwise).
+#[inline]
+pub(super) fn step(n: usize) {
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + n as u64));
+    let _ = n;
+}
 
 /// Whether a candidate match of a built-in kind is one: the digit counts of phones and cards,
 /// the Luhn check, and a `Bearer` word followed by something token-like.
@@ -138,11 +161,18 @@ fn accepts(kind: RedactKind, found: &str) -> bool {
     }
 }
 
+/// The most digits a card number has.
+const MAX_CARD_DIGITS: usize = 19;
+
 /// The card numbers in a run of digit groups (`found`, at `offset` in its text): the whole run
 /// when it has 13 to 19 digits and passes the Luhn check; else the card-shaped runs of whole
 /// groups inside it that pass (a card written after a phone number, with a space between). One
 /// unbroken run of more than 19 digits is an identifier, not a card.
+///
+/// Linear in the run: from each group, candidates extend only while they hold at most 19
+/// digits, so each group starts at most 19 candidates of at most 19 digits each.
 fn card_spans(found: &str, offset: usize) -> Vec<Range<usize>> {
+    step(found.len());
     // The groups: (start, end) of each run of digits.
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for (i, c) in found.char_indices() {
@@ -158,16 +188,25 @@ fn card_spans(found: &str, offset: usize) -> Vec<Range<usize>> {
     if groups.is_empty() {
         return Vec::new();
     }
-    if (13..=19).contains(&total) && luhn(digits(0, groups.len() - 1)) {
+    if (13..=MAX_CARD_DIGITS).contains(&total) && luhn(digits(0, groups.len() - 1)) {
         return std::iter::once(offset..offset + found.len()).collect();
     }
     let lengths: Vec<usize> = groups.iter().map(|(s, e)| e - s).collect();
     let mut spans = Vec::new();
     let mut first = 0;
     while first < groups.len() {
-        let card = (first..groups.len())
-            .rev()
-            .find(|&last| card_shaped(&lengths[first..=last]) && luhn(digits(first, last)));
+        // The longest card starting at `first`, as a reader would take it.
+        let mut card = None;
+        let mut held = 0;
+        for last in first..groups.len() {
+            held += lengths[last];
+            if held > MAX_CARD_DIGITS {
+                break;
+            }
+            if card_shaped(&lengths[first..=last]) && luhn(digits(first, last)) {
+                card = Some(last);
+            }
+        }
         match card {
             Some(last) => {
                 spans.push(offset + groups[first].0..offset + groups[last].1);
@@ -182,8 +221,9 @@ fn card_spans(found: &str, offset: usize) -> Vec<Range<usize>> {
 /// How cards are written: one unbroken run of 13 to 19 digits, fours (the last group of one to
 /// four), or 4-6-5 and 4-6-4 (American Express, Diners Club).
 fn card_shaped(groups: &[usize]) -> bool {
+    step(groups.len());
     let total: usize = groups.iter().sum();
-    if !(13..=19).contains(&total) {
+    if !(13..=MAX_CARD_DIGITS).contains(&total) {
         return false;
     }
     match groups {
@@ -200,6 +240,7 @@ fn luhn(digits: impl DoubleEndedIterator<Item = char>) -> bool {
         .rev()
         .enumerate()
         .map(|(i, c)| {
+            step(1);
             let d = c.to_digit(10).unwrap_or(0);
             if i % 2 == 1 {
                 let doubled = d * 2;
@@ -230,8 +271,24 @@ impl Matcher {
         }
     }
 
-    /// The spans this rule redacts in `text`, left to right, not overlapping.
-    fn spans(&self, text: &str) -> Vec<Range<usize>> {
+    /// The spans this rule redacts in `text`, left to right, not overlapping: found in its
+    /// folded copy, given as spans of the original.
+    fn spans(&self, text: &Folded<'_>) -> Vec<Range<usize>> {
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        for found in self.folded_spans(text.as_str()) {
+            let span = text.original_span(found);
+            match spans.last_mut() {
+                // Two matches in the expansion of one character (`ﬁ` folds to `fi`) are one
+                // span of the original.
+                Some(last) if span.start < last.end => last.end = last.end.max(span.end),
+                _ => spans.push(span),
+            }
+        }
+        spans
+    }
+
+    /// The spans this rule redacts in a folded text, left to right, not overlapping.
+    fn folded_spans(&self, text: &str) -> Vec<Range<usize>> {
         let found = self.regex().find_iter(text).filter(|m| !m.is_empty());
         match self {
             Matcher::Builtin(RedactKind::Card) => found.flat_map(|m| card_spans(m.as_str(), m.start())).collect(),
@@ -330,7 +387,7 @@ impl Redactor {
         // A replacement that a rule would redact again can never settle.
         for (i, rule) in rules.iter().enumerate() {
             if let RedactRule::Pattern { replace, .. } = rule
-                && let Some(m) = compiled.iter().find(|m| !m.spans(replace).is_empty())
+                && let Some(m) = compiled.iter().find(|m| !m.spans(&Folded::new(replace)).is_empty())
             {
                 return Err((
                     i,
@@ -364,7 +421,8 @@ impl Redactor {
 
     /// `text` with every match replaced, counting them. Rules run in order, and again over the
     /// result until none matches; a text that does not settle within a few passes is replaced
-    /// whole, so what comes out never holds a match.
+    /// whole, so what comes out never holds a match. Every rule reads the text folded; only
+    /// what matched is replaced, and the rest is kept as written.
     pub fn redact(&self, text: &str, counts: &mut RedactCounts) -> Option<String> {
         if self.is_empty() {
             return None;
@@ -372,12 +430,16 @@ impl Redactor {
         let mut current: Option<String> = None;
         for _ in 0..MAX_PASSES {
             let mut changed = false;
+            // Folded again only when a rule has replaced something.
+            let mut folded: Option<Folded<'_>> = None;
             for m in self.compiled.iter() {
                 let source = current.as_deref().unwrap_or(text);
+                step(source.len());
+                let spans = m.spans(folded.get_or_insert_with(|| Folded::new(source)));
                 let mut out = String::new();
                 let mut last = 0;
                 let mut n = 0;
-                for found in m.spans(source) {
+                for found in spans {
                     out.push_str(&source[last..found.start]);
                     out.push_str(m.replacement());
                     last = found.end;
@@ -386,6 +448,7 @@ impl Redactor {
                 if n > 0 {
                     out.push_str(&source[last..]);
                     counts.add(m.label(), n);
+                    folded = None;
                     current = Some(out);
                     changed = true;
                 }
@@ -400,11 +463,12 @@ impl Redactor {
         Some(GIVE_UP.to_string())
     }
 
-    /// The first match any rule would redact in `text`: (kind, matched text).
+    /// The first match any rule would redact in `text`: (kind, matched text as written).
     pub fn find<'t>(&self, text: &'t str) -> Option<(&'static str, &'t str)> {
+        let folded = Folded::new(text);
         self.compiled
             .iter()
-            .find_map(|m| m.spans(text).first().map(|found| (m.label(), &text[found.clone()])))
+            .find_map(|m| m.spans(&folded).first().map(|found| (m.label(), &text[found.clone()])))
     }
 
     /// Redacts every text of `event` that can be shown or is stored: the run and project
@@ -635,5 +699,141 @@ mod tests {
             "{text}"
         );
         assert_eq!(counts.0.get("email"), Some(&6));
+    }
+
+    /// The redactor's own steps over `text`, every rule on.
+    fn steps_for(text: &str) -> u64 {
+        STEPS.with(|s| s.set(0));
+        redacted(text);
+        STEPS.with(|s| s.get())
+    }
+
+    #[test]
+    fn the_redactor_s_steps_grow_linearly_on_near_card_digit_groups() {
+        // Runs of digit groups that start a card everywhere and finish one nowhere: what a run
+        // of `1 1 1 …` written by an end user makes of the card rule.
+        for unit in ["1 ", "12 ", "1-", "4111 1111 1111 1112 "] {
+            let small = steps_for(&unit.repeat(100));
+            let large = steps_for(&unit.repeat(800));
+            assert!(
+                large <= 10 * small,
+                "{unit:?}: {small} steps for 100 repeats, {large} for 800 (expected about 8 times as many)"
+            );
+        }
+    }
+
+    #[test]
+    fn look_alike_characters_do_not_hide_what_the_rules_find() {
+        let cases = [
+            (
+                "fullwidth digits",
+                "card ４１１１ １１１１ １１１１ １１１１ exp",
+                "card [card] exp",
+            ),
+            ("Arabic-Indic digits", "card ٤١١١ ١١١١ ١١١١ ١١١١ exp", "card [card] exp"),
+            (
+                "Devanagari digits, unbroken",
+                "card ४१११११११११११११११ exp",
+                "card [card] exp",
+            ),
+            (
+                "no-break spaces",
+                "card 4111\u{A0}1111\u{A0}1111\u{A0}1111 exp",
+                "card [card] exp",
+            ),
+            (
+                "thin spaces",
+                "card 4111\u{2009}1111\u{2009}1111\u{2009}1111 exp",
+                "card [card] exp",
+            ),
+            (
+                "narrow no-break spaces",
+                "card 4111\u{202F}1111\u{202F}1111\u{202F}1111 exp",
+                "card [card] exp",
+            ),
+            (
+                "zero-width spaces",
+                "card 4111\u{200B}1111\u{200B}1111\u{200B}1111 exp",
+                "card [card] exp",
+            ),
+            (
+                "a zero-width joiner inside a group",
+                "card 41\u{200D}11 1111 1111 1111 exp",
+                "card [card] exp",
+            ),
+            (
+                "a soft hyphen in an address",
+                "mail ana\u{AD}.lopez@example.com now",
+                "mail [email] now",
+            ),
+            ("a fullwidth at sign", "mail ana＠example.com now", "mail [email] now"),
+            (
+                "fullwidth letters",
+                "mail ａｎａ＠ｅｘａｍｐｌｅ．ｃｏｍ now",
+                "mail [email] now",
+            ),
+            (
+                "an accented local part",
+                "mail josé.garcía@example.com now",
+                "mail [email] now",
+            ),
+            (
+                "an accent as a combining mark",
+                "mail jose\u{301}@example.com now",
+                "mail [email] now",
+            ),
+            ("an IDN domain", "mail ana@müller.de now", "mail [email] now"),
+            ("a Cyrillic domain", "mail ivan@пример.рф now", "mail [email] now"),
+            (
+                "Arabic-Indic phone digits",
+                "call +٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨ now",
+                "call [phone] now",
+            ),
+            (
+                "non-breaking hyphens",
+                "call 415\u{2011}555\u{2011}0134 now",
+                "call [phone] now",
+            ),
+            (
+                "a fullwidth key",
+                "key ｓｋ-proj-abcdefghijklmnop1234 ok",
+                "key [secret] ok",
+            ),
+        ];
+        let missed: Vec<String> = cases
+            .iter()
+            .filter_map(|(what, text, expected)| {
+                let got = redacted(text);
+                (got != *expected).then(|| format!("{what}: {text:?} came out as {got:?}"))
+            })
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{} of {} look-alikes got through:\n{}",
+            missed.len(),
+            cases.len(),
+            missed.join("\n")
+        );
+    }
+
+    #[test]
+    fn text_around_a_look_alike_match_is_kept_byte_for_byte() {
+        let text = "Ｎｏｔｅ\u{A0}: «josé» paid with ４１１１\u{200B}１１１１ １１１１ １１１１ — ﬁne.";
+        assert_eq!(redacted(text), "Ｎｏｔｅ\u{A0}: «josé» paid with [card] — ﬁne.");
+    }
+
+    #[test]
+    fn ordinary_text_in_any_script_is_left_alone() {
+        for text in [
+            "naïve café — ½ price, ﬁne print",
+            "Straße 12, 80331 München",
+            "٣ items at ١٢٫٥٠ each",
+            "Größe：Ｍ, ２０２６年１２月３日",
+            "word\u{A0}joined and zero\u{200B}width",
+            "josé@ and @müller",
+            "order ٤١١١١١١١١١١١١١١٢ (fails Luhn)",
+        ] {
+            assert_eq!(all().redact(text, &mut RedactCounts::default()), None, "{text:?}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Intake: the three run-completion endpoints. Each request is authenticated, size-limited and
 //! parsed into `RunEvent`s at the boundary; routing turns them into jobs that are committed in
-//! one transaction before the `202`. Nothing external is called on this path.
+//! one transaction before the `202`. Nothing external is called on this path. Parsing, routing
+//! and redaction run on tokio's blocking pool (`off_runtime`): they are CPU work proportional to
+//! the body, and on the runtime's few threads they would hold up every other request.
 
 mod agent_server;
 mod auth;
@@ -56,9 +58,23 @@ impl IntoResponse for IntakeError {
     }
 }
 
-/// An authenticated JSON body within the size limit. Rejections come in the order a client can
-/// act on them: 401 (secret), 415 (content type), 413 (size), 400 (not JSON).
-pub struct IntakeJson(pub Value);
+/// An authenticated JSON body within the size limit, not parsed yet: parsing is CPU work that
+/// grows with the body, done off the runtime with the rest (`IntakeJson::parse`). Rejections come
+/// in the order a client can act on them: 401 (secret), 415 (content type), 413 (size), 400 (not
+/// JSON).
+pub struct IntakeJson(pub axum::body::Bytes);
+
+impl IntakeJson {
+    /// The body as JSON, or a 400 saying where it is not.
+    pub fn parse(&self) -> Result<Value, IntakeError> {
+        // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
+        // position, which is what a sender needs to find the problem.
+        serde_json::from_slice(&self.0).map_err(|e| IntakeError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("body is not valid JSON: {e}"),
+        })
+    }
+}
 
 impl FromRequest<AppState> for IntakeJson {
     type Rejection = IntakeError;
@@ -96,13 +112,7 @@ impl FromRequest<AppState> for IntakeJson {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!("body is larger than {limit} bytes (server.max_body_bytes)"),
             })?;
-        // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
-        // position, which is what a sender needs to find the problem.
-        let value = serde_json::from_slice(&bytes).map_err(|e| IntakeError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("body is not valid JSON: {e}"),
-        })?;
-        Ok(IntakeJson(value))
+        Ok(IntakeJson(bytes))
     }
 }
 
@@ -114,25 +124,67 @@ pub fn router() -> Router<AppState> {
         .route("/v1/events", post(receive_events))
 }
 
-async fn receive_rule_webhook(
-    State(state): State<AppState>,
-    IntakeJson(body): IntakeJson,
-) -> Result<Response, IntakeError> {
-    let events = langsmith_rule::parse(&body, &state.settings.langsmith.ui_url)?;
-    accept(&state, "langsmith_rule", events, &rule_parts(&body)).await
+async fn receive_rule_webhook(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
+    let settings = state.settings.clone();
+    let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
+        let events = langsmith_rule::parse(&body, &settings.langsmith.ui_url)?;
+        Ok(plan(&events, &rule_parts(&body), &settings))
+    })
+    .await?;
+    accept(&state, "langsmith_rule", runs, plan).await
 }
 
 async fn receive_agent_server_webhook(
     State(state): State<AppState>,
-    IntakeJson(body): IntakeJson,
+    body: IntakeJson,
 ) -> Result<Response, IntakeError> {
-    let event = agent_server::parse(&body)?;
-    accept(&state, "agent_server", vec![event], &[agent_server_parts(&body)]).await
+    let settings = state.settings.clone();
+    let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
+        let event = agent_server::parse(&body)?;
+        Ok(plan(&[event], &[agent_server_parts(&body)], &settings))
+    })
+    .await?;
+    accept(&state, "agent_server", runs, plan).await
 }
 
-async fn receive_events(State(state): State<AppState>, IntakeJson(body): IntakeJson) -> Result<Response, IntakeError> {
-    let events = generic::parse(&body)?;
-    accept(&state, "generic", events, &generic_parts(&body)).await
+async fn receive_events(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
+    let settings = state.settings.clone();
+    let (runs, plan) = off_runtime(move || {
+        let body = body.parse()?;
+        let events = generic::parse(&body)?;
+        Ok(plan(&events, &generic_parts(&body), &settings))
+    })
+    .await?;
+    accept(&state, "generic", runs, plan).await
+}
+
+/// Runs `work` (parsing a body, routing and redacting its runs) on tokio's blocking pool, in
+/// the request's span. That work grows with the body: a megabyte of run text is milliseconds
+/// of CPU, and on the runtime's threads (as many as cores) a few such requests at once would
+/// hold up every other one, health checks included.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IntakeError> + Send + 'static,
+) -> Result<T, IntakeError> {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(work)).await {
+        Ok(done) => done,
+        // A panic goes on as it would have in the handler itself.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(IntakeError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is shutting down; retry later".into(),
+        }),
+    }
+}
+
+/// The number of runs and their jobs.
+fn plan(events: &[RunEvent], parts: &[RunParts<'_>], settings: &crate::settings::Settings) -> (usize, routing::Plan) {
+    (
+        events.len(),
+        routing::plan_with(events, parts, settings, chrono::Utc::now()),
+    )
 }
 
 /// The inputs and outputs of each run of a rule webhook, in the order `parse` gives them.
@@ -172,14 +224,13 @@ pub fn generic_parts(body: &Value) -> Vec<RunParts<'_>> {
     }
 }
 
-/// Routes the events, commits their jobs in one transaction, answers 202 with the counts.
+/// Commits the jobs of `runs` runs in one transaction, answers 202 with the counts.
 async fn accept(
     state: &AppState,
     source: &'static str,
-    events: Vec<RunEvent>,
-    parts: &[RunParts<'_>],
+    runs: usize,
+    mut plan: routing::Plan,
 ) -> Result<Response, IntakeError> {
-    let mut plan = routing::plan_with(&events, parts, &state.settings, chrono::Utc::now());
     if plan.refused_channels > 0 {
         state.metrics.refused_channels.inc_by(plan.refused_channels as u64);
     }
@@ -222,7 +273,7 @@ async fn accept(
     let m = &state.metrics;
     m.events
         .get_or_create(&crate::metrics::SourceLabel { source })
-        .inc_by(events.len() as u64);
+        .inc_by(runs as u64);
     for (outcome, n) in [
         ("accepted", counts.accepted),
         ("duplicate", counts.duplicates),
@@ -240,7 +291,7 @@ async fn accept(
     }
     tracing::info!(
         source,
-        runs = events.len(),
+        runs,
         accepted = counts.accepted,
         duplicates = counts.duplicates,
         unrouted = counts.unrouted,

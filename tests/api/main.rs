@@ -24,6 +24,7 @@ mod ops;
 mod outbox;
 mod pg_restart;
 mod properties;
+mod redaction_hostile;
 mod replicas;
 mod retention;
 mod sdk;

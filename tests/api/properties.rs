@@ -248,6 +248,20 @@ const SENSITIVE: &[&str] = &[
     "\n",
     "[card]",
     "[email]",
+    // Look-alikes, which redaction reads folded: fullwidth and Arabic-Indic digits, no-break,
+    // thin and zero-width spaces, a soft hyphen, a fullwidth at sign, accents, a ligature.
+    "４１１１ １１１１ １１１１ １１１１",
+    "٤١١١١١١١١١١١١١١١",
+    "５",
+    "٣",
+    "\u{A0}",
+    "\u{2009}",
+    "\u{200B}",
+    "\u{AD}",
+    "＠",
+    "josé.garcía@müller.de",
+    "e\u{301}",
+    "ﬁ",
 ];
 
 fn sensitive_text() -> impl Strategy<Value = String> {
