@@ -3,9 +3,9 @@
 //! personal data written with look-alike characters (fullwidth and Arabic-Indic digits,
 //! invisible separators, accented and international addresses), which must not get past it.
 
-use crate::fakes::{FakeServer, fake_slack};
+use crate::helpers::fakes::{FakeServer, fake_slack};
+use crate::helpers::slack::slack_settings;
 use crate::helpers::{TestApp, env, spawn_app_with};
-use crate::slack::slack_settings;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
