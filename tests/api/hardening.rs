@@ -8,7 +8,7 @@ use crate::fakes::{closed_port, fake_slack};
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with};
 use crate::serve::{signal_and_wait, start_serve};
 use crate::slack::slack_settings;
-use feedback_dispatch::store::{JobKind, NewJob, Store};
+use feedback_dispatch::store::{JobKind, NewJob, QueueStore};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
