@@ -25,31 +25,21 @@ pub use sqlite::SqliteStore;
 
 /// Opens the store `url` names, migrated: `sqlite://path` (or `sqlite::memory:`), or
 /// `postgres://user@host:5432/db`.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
-    } else if is_postgres(url) {
-        Ok(std::sync::Arc::new(PgStore::open(url).await?))
-    } else {
-        Err(StoreError::Unsupported(
-            url.split(':').next().unwrap_or(url).to_string(),
-        ))
-    }
-}
-
-/// Whether `url` names a PostgreSQL database.
-pub fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+pub async fn open(url: &StoreUrl) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match url.backend() {
+        StoreBackend::Sqlite => std::sync::Arc::new(SqliteStore::open(url.as_str()).await?),
+        StoreBackend::Postgres => std::sync::Arc::new(PgStore::open(url.as_str()).await?),
+    })
 }
 
 /// Connects to the PostgreSQL database `url` names and asks it one query (within 5 s), to
 /// say clearly when it cannot be reached.
-pub async fn check_reachable(url: &str) -> Result<(), String> {
+pub async fn check_reachable(url: &StoreUrl) -> Result<(), String> {
     use sqlx::Connection;
-    let shown = redact_url(url);
     let options: sqlx::postgres::PgConnectOptions = url
+        .as_str()
         .parse()
-        .map_err(|e| format!("{shown:?} is not a PostgreSQL URL: {e}"))?;
+        .map_err(|e| format!("{:?} is not a PostgreSQL URL: {e}", url.redacted()))?;
     let attempt = async {
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         sqlx::query("SELECT 1").execute(&mut conn).await?;
@@ -57,28 +47,14 @@ pub async fn check_reachable(url: &str) -> Result<(), String> {
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("cannot reach the PostgreSQL database at {shown}: {e}")),
+        Ok(Err(e)) => Err(format!("cannot reach the PostgreSQL database at {url}: {e}")),
         Err(_) => Err(format!(
-            "cannot reach the PostgreSQL database at {shown}: no answer within 5 s"
+            "cannot reach the PostgreSQL database at {url}: no answer within 5 s"
         )),
     }
 }
 
-/// `url` with any password replaced by `***`, for logs and error messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        // Not a URL the parser takes: keep the scheme and say nothing of the rest, which may
-        // hold a password.
-        Err(_) if url.contains('@') => format!("{}://***", url.split("://").next().unwrap_or("")),
-        Err(_) => url.to_string(),
-    }
-}
-
+use crate::domain::{StoreBackend, StoreUrl, StoreUrlError};
 use serde::{Deserialize, Serialize};
 
 /// The room an intake commit that failed wanted, so `/readyz` does not say ready again on the
@@ -152,6 +128,12 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl From<StoreUrlError> for StoreError {
+    fn from(e: StoreUrlError) -> Self {
+        StoreError::Unsupported(e.scheme)
+    }
 }
 
 impl StoreError {
@@ -259,18 +241,6 @@ pub mod prelude {
 mod tests {
     use super::*;
     use chrono::Utc;
-
-    #[test]
-    fn a_url_is_shown_without_its_password() {
-        assert_eq!(
-            redact_url("postgres://fd:s3cret@db:5432/feedback"),
-            "postgres://fd:***@db:5432/feedback"
-        );
-        assert_eq!(redact_url("postgres://fd@db/feedback"), "postgres://fd@db/feedback");
-        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
-        assert_eq!(redact_url("postgres://fd:p@ss@[bad/db"), "postgres://***");
-        assert!(is_postgres("postgresql://db/x") && is_postgres("postgres://db/x") && !is_postgres("sqlite://x"));
-    }
 
     #[test]
     fn an_unreachable_database_is_told_from_one_that_refuses() {

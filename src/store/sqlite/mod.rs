@@ -20,7 +20,7 @@ use super::{
     UnreadJob,
 };
 use super::{DigestStore, EmbeddedStore, QueueStore, SharedStore};
-use crate::domain::RunId;
+use crate::domain::{RunId, StoreUrl};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -69,11 +69,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`),
     /// creates its folder, switches to WAL and runs migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let memory = url.contains(":memory:");
-        let path = (!memory).then(|| {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            std::path::PathBuf::from(path.split('?').next().unwrap_or(path))
-        });
+        let parsed = StoreUrl::parse(url)?;
+        if parsed.is_postgres() {
+            return Err(StoreError::Unsupported("postgres".into()));
+        }
+        let memory = parsed.is_memory();
+        let path = parsed.sqlite_path();
         if let Some(dir) = path.as_deref().and_then(std::path::Path::parent)
             && !dir.as_os_str().is_empty()
         {
