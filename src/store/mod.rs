@@ -1,7 +1,12 @@
 //! Durable state behind the `Store` trait: the job queue (with leases, idempotency, minted
-//! tokens and dead letters) and the embedded LangSmith service's tokens and feedback.
-//! `sqlite/` is the embedded default, `postgres/` the one for several replicas ([`open`] picks
-//! one from the URL); only this module uses sqlx.
+//! tokens and dead letters), digests and confirm links, votes, and the embedded LangSmith
+//! service's tokens and feedback. `Store` is split by role, one trait and its row types per file:
+//! [`QueueStore`] (`queue.rs`), [`DigestStore`] (`digests.rs`), [`VoteStore`] (`votes.rs`),
+//! [`EmbeddedStore`] (`embedded.rs`), [`SharedStore`] (`shared.rs`: pacing and secrets several
+//! processes share) and [`MaintenanceStore`] (`maintenance.rs`). `sqlite/` is the embedded
+//! default, `postgres/` the one for several replicas ([`open`] picks one from the
+//! [`StoreUrl`]); each implements every role in a file of the same name (SQLite, one process,
+//! keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
 
 mod digests;
 mod embedded;

@@ -1,4 +1,5 @@
-//! PostgreSQL implementation of [`Store`](crate::store::Store), for several replicas on one database.
+//! PostgreSQL implementation of [`Store`](crate::store::Store), for several replicas on one
+//! database; each role of the store is implemented in the file of its name.
 //!
 //! - **Claims** are one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`: two replicas never
 //!   lease the same job, and neither waits on the other's rows. Leases are fenced by their end
@@ -20,8 +21,8 @@
 mod rows;
 mod digests;
 mod embedded;
+mod maintenance;
 mod queue;
-mod retention;
 mod shared;
 mod votes;
 

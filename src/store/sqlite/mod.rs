@@ -1,4 +1,5 @@
-//! SQLite implementation of [`Store`](crate::store::Store): WAL journal, one writer at a time, migrations at start.
+//! SQLite implementation of [`Store`](crate::store::Store): WAL journal, one writer at a time,
+//! migrations at start. Each role of the store is implemented in the file of its name.
 
 #[macro_use]
 mod rows;
@@ -7,8 +8,8 @@ mod statements;
 mod writer;
 mod digests;
 mod embedded;
+mod maintenance;
 mod queue;
-mod retention;
 mod votes;
 
 use rows::*;
