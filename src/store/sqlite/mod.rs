@@ -70,10 +70,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`),
     /// creates its folder, switches to WAL and runs migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // A PostgreSQL URL has no path here, and SQLite's options refuse it below.
         let parsed = StoreUrl::parse(url)?;
-        if parsed.is_postgres() {
-            return Err(StoreError::Unsupported("postgres".into()));
-        }
         let memory = parsed.is_memory();
         let path = parsed.sqlite_path();
         if let Some(dir) = path.as_deref().and_then(std::path::Path::parent)
