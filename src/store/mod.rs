@@ -231,16 +231,11 @@ impl JobState {
 
 /// Durable state: SQLite for one process, PostgreSQL for several replicas. Each role is a trait
 /// of its own (as River splits its driver), which every backend implements in a file per role;
-/// `Store` is all of them, so callers hold one `Arc<dyn Store>` and import the roles they call
-/// (or [`prelude`]).
+/// `Store` is all of them, so callers hold one `Arc<dyn Store>` (whose methods need no import);
+/// code that holds a backend itself imports the roles it calls.
 pub trait Store: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
 
 impl<T> Store for T where T: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
-
-/// The store with every role trait, for callers that use several: `use crate::store::prelude::*;`.
-pub mod prelude {
-    pub use super::{DigestStore, EmbeddedStore, MaintenanceStore, QueueStore, SharedStore, Store, VoteStore};
-}
 
 #[cfg(test)]
 mod tests {
