@@ -387,10 +387,7 @@ async fn store_stats(path: &std::path::Path) -> ExitCode {
     let stats = match store.stats().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "cannot read the store at {}: {e}",
-                crate::store::redact_url(&settings.url)
-            );
+            eprintln!("cannot read the store at {}: {e}", settings.url.redacted());
             return ExitCode::FAILURE;
         }
     };
@@ -785,10 +782,7 @@ async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn crate::sto
 /// The store `[store]` names, or its failure reported (exit 1).
 async fn open_store_at(settings: &StoreSettings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
     crate::store::open(&settings.url).await.map_err(|e| {
-        eprintln!(
-            "cannot open the store at {}: {e}",
-            crate::store::redact_url(&settings.url)
-        );
+        eprintln!("cannot open the store at {}: {e}", settings.url.redacted());
         ExitCode::FAILURE
     })
 }
@@ -814,7 +808,7 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
         Ok(s) => {
             // A PostgreSQL store is shared and outlives this command: check it answers. (A
             // SQLite file is made at the first start.)
-            if crate::store::is_postgres(&s.store.url)
+            if s.store.url.is_postgres()
                 && let Err(e) = crate::store::check_reachable(&s.store.url).await
             {
                 eprintln!("{}: store.url: {e}", path.display());

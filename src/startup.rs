@@ -58,17 +58,17 @@ impl Application {
         let url = &settings.store.url;
         let (store, lazy): (Arc<dyn Store>, _) = match crate::store::open(url).await {
             Ok(store) => (store, None),
-            Err(e) if crate::store::is_postgres(url) && e.is_unreachable() => {
+            Err(e) if url.is_postgres() && e.is_unreachable() => {
                 tracing::warn!(
                     error = %e,
-                    store = %crate::store::redact_url(url),
+                    store = %url,
                     "cannot reach the database; /healthz answers, the rest 503 until it does"
                 );
-                let lazy = Arc::new(PgStore::open_lazy(url).context("cannot read store.url")?);
+                let lazy = Arc::new(PgStore::open_lazy(url.as_str()).context("cannot read store.url")?);
                 (lazy.clone(), Some(lazy))
             }
             Err(e) => {
-                let at = crate::store::redact_url(url);
+                let at = url.redacted();
                 return Err(anyhow::Error::new(e).context(format!("cannot open the store at {at}")));
             }
         };
@@ -289,7 +289,7 @@ async fn forward(State(current): State<Arc<std::sync::RwLock<Router>>>, req: Req
 fn key_is_stored(settings: &Settings) -> bool {
     settings.langsmith.endpoint == LangSmithEndpoint::Embedded
         && settings.langsmith.api_key.is_none()
-        && crate::store::is_postgres(&settings.store.url)
+        && settings.store.url.is_postgres()
 }
 
 /// The token-minting client at `base`, with the embedded service's key or `LANGSMITH_API_KEY`.

@@ -11,6 +11,7 @@ mod route;
 mod schedule;
 pub mod show;
 pub mod slack_limits;
+mod store_url;
 pub mod text;
 mod vote;
 
@@ -24,6 +25,7 @@ pub use redact::{RedactCounts, RedactKind, RedactRule, Redactor};
 pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 pub use schedule::{EmailSchedule, Schedule};
 pub use show::{RunParts, RunPath, Show, ShownField};
+pub use store_url::{StoreBackend, StoreUrl, StoreUrlError, is_postgres, redact_url};
 pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;

@@ -78,8 +78,9 @@ pub struct ServerSettings {
 /// `[store]`.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    /// `sqlite://path` (relative to the working directory) or `sqlite::memory:`.
-    pub url: String,
+    /// `sqlite://path` (relative to the working directory), `sqlite::memory:`, or
+    /// `postgres://user@host:5432/db`.
+    pub url: crate::domain::StoreUrl,
     /// Longest intake waits for the store to commit a request's runs before answering 503.
     pub intake_wait: Duration,
     /// How long finished rows are kept.

@@ -27,7 +27,7 @@ pub fn summary(s: &Settings) -> String {
     let _ = writeln!(
         out,
         "store: {}, intake waits at most {}; keeps sent jobs {}, dead letters {}, digests {}, links {}, feedback {}",
-        crate::store::redact_url(&s.store.url),
+        s.store.url.redacted(),
         humantime::format_duration(s.store.intake_wait),
         humantime::format_duration(s.store.retention.sent),
         humantime::format_duration(s.store.retention.dead),
@@ -44,7 +44,7 @@ pub fn summary(s: &Settings) -> String {
     let endpoint = match &s.langsmith.endpoint {
         LangSmithEndpoint::Embedded => "embedded (built-in token service)".to_string(),
         // A password in it (from LANGSMITH_ENDPOINT) is never printed.
-        LangSmithEndpoint::Remote(u) => crate::store::redact_url(u.as_str()),
+        LangSmithEndpoint::Remote(u) => crate::domain::redact_url(u.as_str()),
     };
     let _ = writeln!(
         out,

@@ -1,7 +1,7 @@
 //! Group commit for intake: requests that arrive together share one write transaction (on a
 //! store that writes one transaction at a time; on PostgreSQL each commits on its own). Each
 //! request queues its jobs and asks for a commit; whoever takes the turn commits everything
-//! queued by then in one `Store::enqueue`, and each request learns its own jobs' outcome. A
+//! queued by then in one `QueueStore::enqueue`, and each request learns its own jobs' outcome. A
 //! request is answered only after the commit that holds its runs, as before; the commit runs
 //! in its own task, so a request that gives up waiting (intake's `store.intake_wait`) does not
 //! cut short the others' commit.

@@ -88,7 +88,7 @@ fn assert_shows_the_chosen_fields_only(what: &str, text: &str) {
 /// Every row of the tables that keep run text, as text.
 async fn stored_text(app: &crate::helpers::TestApp) -> String {
     if crate::helpers::backend::on_postgres() {
-        let pool = sqlx::postgres::PgPool::connect(&app.state.settings.store.url)
+        let pool = sqlx::postgres::PgPool::connect(app.state.settings.store.url.as_str())
             .await
             .unwrap();
         let mut all = String::new();

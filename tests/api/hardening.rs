@@ -8,7 +8,7 @@ use crate::helpers::fakes::{closed_port, fake_slack};
 use crate::helpers::serve::{signal_and_wait, start_serve};
 use crate::helpers::slack::slack_settings;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with, wait_for, wait_for_every};
-use feedback_dispatch::store::{JobKind, NewJob, Store};
+use feedback_dispatch::store::{JobKind, NewJob, QueueStore};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -248,7 +248,7 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
             let store = feedback_dispatch::store::SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
                 .await
                 .unwrap();
-            use feedback_dispatch::store::Store;
+            use feedback_dispatch::store::QueueStore;
             store.job_counts().await.unwrap().is_empty()
         }
     );

@@ -1,6 +1,7 @@
 //! The embedded service's API key: `LANGSMITH_API_KEY`, or one generated at the first start and
 //! kept beside the SQLite database, or in a PostgreSQL database every replica shares.
 
+use crate::domain::StoreUrl;
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::store::Store;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,7 +17,7 @@ pub async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::
         (LangSmithEndpoint::Remote(_), _) => Ok(None),
         (LangSmithEndpoint::Embedded, Some(key)) => Ok(Some(key.clone())),
         (LangSmithEndpoint::Embedded, None) => {
-            if !crate::store::is_postgres(&settings.store.url) {
+            if !settings.store.url.is_postgres() {
                 return Ok(Some(load_or_create_key(&settings.store.url)?));
             }
             let opened;
@@ -52,7 +53,7 @@ const KEY_FILE: &str = "embedded-api-key";
 /// operating system) and written there, readable by its owner only, at the first start. A file
 /// readable by others is narrowed to its owner. An in-memory store gets a key for the life of
 /// the process.
-pub fn load_or_create_key(store_url: &str) -> std::io::Result<SecretString> {
+pub fn load_or_create_key(store_url: &StoreUrl) -> std::io::Result<SecretString> {
     let Some(path) = key_path(store_url) else {
         return Ok(generate_key());
     };
@@ -117,13 +118,9 @@ fn read_key(path: &std::path::Path) -> std::io::Result<Option<SecretString>> {
 }
 
 /// Where the generated key lives for a store URL (`sqlite://data/x.db` → `data/embedded-api-key`).
-pub fn key_path(store_url: &str) -> Option<std::path::PathBuf> {
-    if store_url.contains(":memory:") || !store_url.starts_with("sqlite:") {
-        return None;
-    }
-    let path = store_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
-    let dir = std::path::Path::new(path).parent().unwrap_or(std::path::Path::new(""));
+pub fn key_path(store_url: &StoreUrl) -> Option<std::path::PathBuf> {
+    let path = store_url.sqlite_path()?;
+    let dir = path.parent().unwrap_or(std::path::Path::new(""));
     Some(dir.join(KEY_FILE))
 }
 

@@ -8,6 +8,7 @@ mod routes;
 
 use super::raw::{RawSettings, RawStore};
 use super::{ConfigIssue, Env, IntakeSettings, LinkSettings, Settings, StoreSettings};
+use crate::domain::{StoreUrl, redact_url};
 use secrecy::SecretString;
 use std::path::Path;
 use std::time::Duration;
@@ -157,59 +158,63 @@ impl Validator {
     /// `store.url`: `FEEDBACK_DISPATCH__STORE__URL`, else the file's, else `DATABASE_URL`,
     /// else the embedded default. A password must not be written in the file: it comes with a
     /// URL from the environment, or from `PGPASSWORD`.
-    fn store_url(&mut self, url: Option<String>, env: &dyn Env) -> String {
+    fn store_url(&mut self, url: Option<String>, env: &dyn Env) -> StoreUrl {
         let from_env = env.var("FEEDBACK_DISPATCH__STORE__URL").is_some();
         let (url, from_env) = match url {
             Some(url) => (url, from_env),
             None => match env.var("DATABASE_URL") {
                 Some(url) => (url, true),
-                None => return "sqlite://data/feedback-dispatch.db".into(),
+                None => return StoreUrl::default(),
             },
         };
-        if url.starts_with("sqlite:") {
-            return url;
-        }
-        if !crate::store::is_postgres(&url) {
-            self.fail(
-                "store.url",
-                format!(
-                    "{:?} is not supported (expected \"sqlite://path/to/file.db\" or \"postgres://user@host:5432/database\")",
-                    crate::store::redact_url(&url)
-                ),
-            );
-            return url;
+        let parsed = match StoreUrl::parse(&url) {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                self.fail(
+                    "store.url",
+                    format!(
+                        "{:?} is not supported (expected \"sqlite://path/to/file.db\" or \"postgres://user@host:5432/database\")",
+                        redact_url(&url)
+                    ),
+                );
+                // Reported: the settings are refused, whatever stands here.
+                return StoreUrl::default();
+            }
+        };
+        if !parsed.is_postgres() {
+            return parsed;
         }
         match url::Url::parse(&url) {
             Err(e) => self.fail(
                 "store.url",
-                format!("{:?} is not a PostgreSQL URL: {e}", crate::store::redact_url(&url)),
+                format!("{:?} is not a PostgreSQL URL: {e}", parsed.redacted()),
             ),
-            Ok(parsed) => {
-                if parsed.password().is_some() && !from_env {
+            Ok(u) => {
+                if u.password().is_some() && !from_env {
                     self.fail(
                         "store.url",
                         "a password must not be written in the settings file: give the URL in FEEDBACK_DISPATCH__STORE__URL or DATABASE_URL, or the password in PGPASSWORD",
                     );
-                } else if parsed.host_str().is_none_or(str::is_empty) {
+                } else if u.host_str().is_none_or(str::is_empty) {
                     self.fail(
                         "store.url",
                         format!(
                             "{:?} names no host (expected \"postgres://user@host:5432/database\")",
-                            crate::store::redact_url(&url)
+                            parsed.redacted()
                         ),
                     );
-                } else if parsed.path().trim_start_matches('/').is_empty() {
+                } else if u.path().trim_start_matches('/').is_empty() {
                     self.fail(
                         "store.url",
                         format!(
                             "{:?} names no database (expected \"postgres://user@host:5432/database\")",
-                            crate::store::redact_url(&url)
+                            parsed.redacted()
                         ),
                     );
                 }
             }
         }
-        url
+        parsed
     }
 
     /// `[store.retention]`: at least a minute each (a shorter one would prune what is still in
@@ -333,7 +338,7 @@ pub fn normalize_endpoint(text: &str) -> Result<url::Url, String> {
         _ => Err(format!(
             "{:?} is not a LangSmith endpoint (expected \"embedded\", \"https://api.smith.langchain.com\", \"https://eu.api.smith.langchain.com\" or \"https://host/api/v1\")",
             // It may carry a password, which is never printed.
-            crate::store::redact_url(text.trim())
+            redact_url(text.trim())
         )),
     }
 }

@@ -1,9 +1,9 @@
-//! Votes and single-job reads.
+//! Votes on PostgreSQL: recorded with the jobs they trigger, listed, released and erased.
 
-use super::rows::job_from_row;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
-use crate::store::{Job, NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::VoteStore;
+use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -31,16 +31,9 @@ fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
     })
 }
 
-impl PgStore {
-    pub(super) async fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", pg_job_columns!(), " FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    pub(super) async fn insert_vote(&self, v: &NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
+#[async_trait::async_trait]
+impl VoteStore for PgStore {
+    async fn record_vote(&self, v: &NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
         let result = async {
             let mut tx = self.pool.begin().await?;
             let new = sqlx::query(
@@ -77,7 +70,7 @@ impl PgStore {
         self.wrote(result, |new| *new)
     }
 
-    pub(super) async fn job_votes(&self, job_id: i64) -> Result<Vec<Vote>, StoreError> {
+    async fn votes_for_job(&self, job_id: i64) -> Result<Vec<Vote>, StoreError> {
         let rows = sqlx::query("SELECT * FROM votes WHERE job_id = $1 ORDER BY id")
             .bind(job_id)
             .fetch_all(&self.pool)
@@ -85,12 +78,7 @@ impl PgStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn list_votes(
-        &self,
-        run: Option<RunId>,
-        route: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Vote>, StoreError> {
+    async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM votes WHERE ($1::UUID IS NULL OR run_id = $1) AND ($2::TEXT IS NULL OR route = $2)
              ORDER BY id DESC LIMIT $3",
@@ -103,7 +91,7 @@ impl PgStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn drop_claim(&self, action_key: &str) -> Result<bool, StoreError> {
+    async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
             .bind(action_key)
             .execute(&self.pool)
@@ -111,7 +99,7 @@ impl PgStore {
         Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
     }
 
-    pub(super) async fn keep_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
+    async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("UPDATE votes SET feedback_id = $1 WHERE action_key = $2")
             .bind(feedback_id)
             .bind(action_key)
@@ -120,7 +108,7 @@ impl PgStore {
         self.wrote(done, |_| false).map(|_| ())
     }
 
-    pub(super) async fn select_votes(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
+    async fn votes_of(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
         let query = match who {
             VoteSelector::SlackUser(user) => {
                 sqlx::query("SELECT * FROM votes WHERE source = 'slack' AND voter = $1 ORDER BY id").bind(user.clone())
@@ -137,36 +125,11 @@ impl PgStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn erase_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
+    async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM votes WHERE id = ANY($1)")
             .bind(ids)
             .execute(&self.pool)
             .await;
         Ok(self.wrote(done, |_| false)?.rows_affected())
-    }
-
-    pub(super) async fn save_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE jobs SET sent_channel = $1 WHERE id = $2")
-            .bind(channel)
-            .bind(job_id)
-            .execute(&self.pool)
-            .await;
-        self.wrote(done, |_| false).map(|_| ())
-    }
-
-    pub(super) async fn read_sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|(c,)| c))
-    }
-
-    pub(super) async fn erase_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM ls_feedback WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-        Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
     }
 }

@@ -1,10 +1,11 @@
-//! Votes and single-job reads.
+//! Votes on SQLite: recorded with the jobs they trigger, listed, released and erased.
 
 use super::SqliteStore;
-use super::rows::{from_ms, job_from_row, ms, run_id};
+use super::rows::{from_ms, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
-use crate::store::{Job, NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::VoteStore;
+use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -32,16 +33,9 @@ fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
     })
 }
 
-impl SqliteStore {
-    pub(super) async fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    pub(super) async fn insert_vote(&self, v: &NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
+#[async_trait::async_trait]
+impl VoteStore for SqliteStore {
+    async fn record_vote(&self, v: &NewVote, then: &[NewJob]) -> Result<bool, StoreError> {
         let mut new = false;
         in_transaction!(self, |tx| {
             new = sqlx::query(
@@ -75,7 +69,7 @@ impl SqliteStore {
         Ok(new)
     }
 
-    pub(super) async fn job_votes(&self, job_id: i64) -> Result<Vec<Vote>, StoreError> {
+    async fn votes_for_job(&self, job_id: i64) -> Result<Vec<Vote>, StoreError> {
         let rows = sqlx::query("SELECT * FROM votes WHERE job_id = ? ORDER BY id")
             .bind(job_id)
             .fetch_all(&self.reader)
@@ -83,12 +77,7 @@ impl SqliteStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn list_votes(
-        &self,
-        run: Option<RunId>,
-        route: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Vote>, StoreError> {
+    async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM votes WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR route = ?2) ORDER BY id DESC LIMIT ?3",
         )
@@ -100,14 +89,14 @@ impl SqliteStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn drop_claim(&self, action_key: &str) -> Result<bool, StoreError> {
+    async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
         let done = self
             .execute(sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL").bind(action_key))
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn keep_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
+    async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
         self.execute(
             sqlx::query("UPDATE votes SET feedback_id = ? WHERE action_key = ?")
                 .bind(feedback_id)
@@ -117,7 +106,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn select_votes(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
+    async fn votes_of(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError> {
         let query = match who {
             VoteSelector::SlackUser(user) => {
                 sqlx::query("SELECT * FROM votes WHERE source = 'slack' AND voter = ? ORDER BY id").bind(user.clone())
@@ -134,7 +123,7 @@ impl SqliteStore {
         rows.iter().map(vote_from_row).collect()
     }
 
-    pub(super) async fn erase_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
+    async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let mut deleted = 0;
         in_transaction!(self, |tx| {
             for id in ids {
@@ -147,30 +136,5 @@ impl SqliteStore {
             false
         })?;
         Ok(deleted)
-    }
-
-    pub(super) async fn save_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query("UPDATE jobs SET sent_channel = ? WHERE id = ?")
-                .bind(channel)
-                .bind(job_id),
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn read_sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = ?")
-            .bind(job_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.and_then(|(c,)| c))
-    }
-
-    pub(super) async fn erase_feedback(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        let done = self
-            .execute(sqlx::query("DELETE FROM ls_feedback WHERE id = ?").bind(id.to_string()))
-            .await?;
-        Ok(done.rows_affected() == 1)
     }
 }

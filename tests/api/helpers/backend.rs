@@ -73,5 +73,6 @@ pub fn fresh_database() -> String {
 
 /// Opens (and migrates) the store at `url`.
 pub async fn open_store(url: &str) -> Arc<dyn Store> {
-    feedback_dispatch::store::open(url).await.expect("the store opens")
+    let url = feedback_dispatch::domain::StoreUrl::parse(url).expect("a store URL");
+    feedback_dispatch::store::open(&url).await.expect("the store opens")
 }

@@ -1,6 +1,7 @@
 //! Pruning finished rows in small batches, and the store's statistics.
 
 use super::PgStore;
+use crate::store::MaintenanceStore;
 use crate::store::{Prunable, StoreError, StoreStats};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -132,5 +133,32 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(bytes.unwrap_or(0))
+    }
+}
+
+#[async_trait::async_trait]
+impl MaintenanceStore for PgStore {
+    async fn prune(
+        &self,
+        what: crate::store::Prunable,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        self.prune_rows(what, before, limit).await
+    }
+
+    /// PostgreSQL's autovacuum makes the room of deleted rows reusable by itself; giving it
+    /// back to the file system takes `VACUUM FULL`, which locks the tables, so nothing is done
+    /// here.
+    async fn reclaim(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
+        self.store_stats().await
+    }
+
+    async fn used_bytes(&self) -> Result<i64, StoreError> {
+        self.table_bytes().await
     }
 }

@@ -2,6 +2,7 @@
 
 use super::SqliteStore;
 use super::rows::{ms, rfc3339};
+use crate::store::MaintenanceStore;
 use crate::store::{Prunable, StoreError, StoreStats};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -199,4 +200,28 @@ enum Cutoff {
     Ms,
     /// RFC 3339 text, as the embedded service stores its times.
     Rfc3339,
+}
+
+#[async_trait::async_trait]
+impl MaintenanceStore for SqliteStore {
+    async fn prune(
+        &self,
+        what: crate::store::Prunable,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        self.prune_rows(what, before, limit).await
+    }
+
+    async fn reclaim(&self) -> Result<u64, StoreError> {
+        self.reclaim_pages().await
+    }
+
+    async fn stats(&self) -> Result<crate::store::StoreStats, StoreError> {
+        self.store_stats().await
+    }
+
+    async fn used_bytes(&self) -> Result<i64, StoreError> {
+        Ok(self.page_bytes().await?.0)
+    }
 }

@@ -1,0 +1,167 @@
+//! Digests on PostgreSQL: open windows, closing them into send jobs (one replica per window),
+//! the tokens minted for them, and the confirm-mode links of their emails.
+
+use super::*;
+
+#[async_trait::async_trait]
+impl DigestStore for PgStore {
+    async fn due_digests(&self, now: DateTime<Utc>) -> Result<Vec<DueDigest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, route, window_end FROM digests WHERE state = 'open' AND window_end <= $1 ORDER BY window_end, id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueDigest {
+                    id: r.try_get("id")?,
+                    route: r.try_get("route")?,
+                    window_end: r.try_get("window_end")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            // The row lock makes a second replica closing the same window wait here, then find
+            // the digest closed and enqueue nothing.
+            let closed =
+                sqlx::query("UPDATE digests SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            let mut inserted = false;
+            if closed == 1 {
+                for chunk in jobs.chunks(JOBS_PER_INSERT) {
+                    inserted |= insert_jobs(&mut tx, chunk, now).await?.iter().any(|new| *new);
+                }
+                if inserted {
+                    notify(&mut tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        }
+        .await;
+        self.wrote(result, |inserted| *inserted).map(|_| ())
+    }
+
+    async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
+        let Some(row) = sqlx::query("SELECT id, route, window_end, created_at, minted FROM digests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let runs = sqlx::query("SELECT payload, added_at FROM digest_runs WHERE digest_id = $1 ORDER BY added_at, seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((json(r.try_get("payload")?)?, r.try_get("added_at")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(DigestRecord {
+            id: row.try_get("id")?,
+            route: row.try_get("route")?,
+            window_end: row.try_get("window_end")?,
+            created_at: row.try_get("created_at")?,
+            minted: json_opt(row.try_get("minted")?)?,
+            runs,
+        }))
+    }
+
+    async fn save_digest_minted(&self, id: i64, minted: &serde_json::Value) -> Result<serde_json::Value, StoreError> {
+        // First writer wins, so every recipient of one digest gets the same links; one
+        // statement, so two replicas saving at once still agree.
+        let kept = sqlx::query(
+            "WITH saved AS (UPDATE digests SET minted = $1 WHERE id = $2 AND minted IS NULL RETURNING minted)
+             SELECT COALESCE((SELECT minted FROM saved), (SELECT minted FROM digests WHERE id = $2)) AS minted",
+        )
+        .bind(minted.to_string())
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|r| r.try_get::<Option<String>, _>("minted"));
+        let kept = self.wrote(kept, |_| false)?;
+        json_opt(kept)?.ok_or_else(|| StoreError::Corrupt("digest tokens vanished".into()))
+    }
+
+    async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut qb = sqlx::QueryBuilder::<Postgres>::new(
+            "INSERT INTO confirm_links (id, token_url, feedback_key, label, score, value, run_name, expires_at, job_id, route, run_id, recipient) ",
+        );
+        qb.push_values(links, |mut row, l| {
+            row.push_bind(l.id.clone())
+                .push_bind(l.token_url.to_string())
+                .push_bind(l.feedback_key.clone())
+                .push_bind(l.label.clone())
+                .push_bind(l.score)
+                .push_bind(l.value.clone())
+                .push_bind(l.run_name.clone())
+                .push_bind(l.expires_at)
+                .push_bind(l.voter.as_ref().map(|v| v.job_id))
+                .push_bind(l.voter.as_ref().map(|v| v.route.clone()))
+                .push_bind(l.voter.as_ref().map(|v| v.run_id.as_uuid()))
+                .push_bind(l.voter.as_ref().map(|v| v.recipient.clone()));
+        });
+        let done = qb.build().execute(&self.pool).await;
+        self.wrote(done, |_| true).map(|_| ())
+    }
+
+    async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {
+        let Some(r) = sqlx::query(
+            "SELECT id, token_url, feedback_key, label, score, value, run_name, expires_at, job_id, route, run_id, recipient
+             FROM confirm_links WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let url: String = r.try_get("token_url")?;
+        Ok(Some(ConfirmLink {
+            id: r.try_get("id")?,
+            token_url: url::Url::parse(&url).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            feedback_key: r.try_get("feedback_key")?,
+            label: r.try_get("label")?,
+            score: r.try_get("score")?,
+            value: r.try_get("value")?,
+            run_name: r.try_get("run_name")?,
+            expires_at: r.try_get("expires_at")?,
+            voter: match (
+                r.try_get::<Option<i64>, _>("job_id")?,
+                r.try_get::<Option<String>, _>("route")?,
+                r.try_get::<Option<uuid::Uuid>, _>("run_id")?,
+                r.try_get::<Option<String>, _>("recipient")?,
+            ) {
+                (Some(job_id), Some(route), Some(run), Some(recipient)) => Some(crate::store::ConfirmVoter {
+                    job_id,
+                    route,
+                    run_id: run.into(),
+                    recipient,
+                }),
+                _ => None,
+            },
+        }))
+    }
+
+    async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE confirm_links SET confirmed_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id),
+        )
+        .await
+        .map(|_| ())
+    }
+}

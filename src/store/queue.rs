@@ -1,0 +1,183 @@
+//! The job queue: jobs to enqueue and as stored, and [`QueueStore`], what the workers, intake
+//! and the operators' commands ask of it (claims, leases, outcomes, dead letters, wake-ups).
+
+use super::{DigestItem, JobKind, JobState, StoreError};
+use crate::domain::RunId;
+use chrono::{DateTime, Utc};
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What it sends.
+    pub kind: JobKind,
+    /// The route that made it.
+    pub route: String,
+    /// Channel, webhook label or recipient.
+    pub target: String,
+    /// The run, for per-run jobs.
+    pub run_id: Option<RunId>,
+    /// Unique per logical message; a second enqueue with the same key is a duplicate.
+    pub idempotency_key: String,
+    /// What to render (JSON).
+    pub payload: serde_json::Value,
+    /// When it may first run.
+    pub due_at: DateTime<Utc>,
+}
+
+/// A stored job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Row id.
+    pub id: i64,
+    /// What it sends.
+    pub kind: JobKind,
+    /// The route that made it.
+    pub route: String,
+    /// Channel, webhook label or recipient.
+    pub target: String,
+    /// The run, for per-run jobs.
+    pub run_id: Option<RunId>,
+    /// What to render.
+    pub payload: serde_json::Value,
+    /// Where it is.
+    pub state: JobState,
+    /// Attempts so far, counting the current one while leased.
+    pub attempts: u32,
+    /// Tokens minted for it by an earlier attempt.
+    pub minted: Option<serde_json::Value>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it is next due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// While leased: when the lease ends. It also identifies the lease: a worker whose value no
+    /// longer matches the row's has lost the job to another.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// A claimed job whose payload is still the stored JSON text (`job.payload` is null).
+#[derive(Debug, Clone)]
+pub struct UnreadJob {
+    /// The job, but for its payload.
+    pub job: Job,
+    /// The payload as stored.
+    pub payload: String,
+}
+
+impl UnreadJob {
+    /// The job with its payload read.
+    pub fn read(self) -> Result<Job, StoreError> {
+        let payload = serde_json::from_str(&self.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Job { payload, ..self.job })
+    }
+}
+
+/// The job queue: intake's enqueue, the workers' claims, leases and outcomes, dead letters,
+/// and the store's health (`/readyz`).
+#[async_trait::async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Answers when the database does.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts all jobs and digest runs in one transaction; returns, per job and per digest
+    /// item, whether it was new (an existing idempotency key or digest run is a duplicate).
+    async fn enqueue(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError>;
+
+    /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim_unread(now, lease, limit)
+            .await?
+            .into_iter()
+            .map(UnreadJob::read)
+            .collect()
+    }
+
+    /// [`QueueStore::claim`], each job's payload left as stored: the workers read a Slack job's
+    /// straight into its typed payload, with no JSON tree in between.
+    async fn claim_unread(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<UnreadJob>, StoreError>;
+
+    /// Moves the lease of a leased job from `held` (the lease this worker took) to `until`;
+    /// false when the job's lease is no longer `held` (it expired and another worker took it).
+    async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Marks jobs delivered, in one statement, keeping with each the tokens in `minted` (JSON,
+    /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
+    /// re-renders it with.
+    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>)
+    -> Result<(), StoreError>;
+
+    /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens
+    /// minted for it (so the retry reuses them).
+    async fn mark_retry(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        error: &str,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Returns a job to the queue without counting the attempt (pacing, shutdown), keeping the
+    /// tokens minted for it when given.
+    async fn release(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Makes a job a dead letter with its reason.
+    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Jobs in a state, oldest first.
+    async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// Requeues dead letters (`None` = all) with a fresh attempt count; returns how many.
+    async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Number of jobs in each state.
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError>;
+
+    /// The earliest `next_attempt_at` of a pending job, to sleep until then.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// One job by id.
+    async fn job(&self, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Keeps the channel id Slack answered for a message job (its route names the channel by
+    /// name), which clicks on the message are checked against.
+    async fn keep_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError>;
+
+    /// The channel id kept for a message job, if any.
+    async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError>;
+
+    /// Whether this store commits one write transaction at a time (SQLite), so intake requests
+    /// that arrive together gain by sharing one ([`super::group::GroupEnqueue`]). PostgreSQL overlaps
+    /// concurrent commits itself: there each request commits on its own.
+    fn writes_one_at_a_time(&self) -> bool {
+        true
+    }
+
+    /// Wakes `wake` whenever another process enqueues jobs (a hint: the claim loop still
+    /// polls). A store only this process writes has nothing to listen to.
+    async fn listen(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

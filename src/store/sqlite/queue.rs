@@ -1,0 +1,256 @@
+//! The job queue on SQLite: intake's enqueue, claims and leases, outcomes, dead letters, and
+//! the readiness probe.
+
+use super::*;
+
+#[async_trait::async_trait]
+impl QueueStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        let wanted = self.intake_room.wanted();
+        if !self.writes_failing.load(Ordering::SeqCst) && wanted == 0 {
+            return Ok(());
+        }
+        // Writes failed last: ready again once an insert of some size commits, as large as
+        // the intake batch that failed, if one did.
+        let mut w = self.writer().await?;
+        let result = async {
+            sqlx::query("INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))")
+                .bind(ms(Utc::now()))
+                .bind(PROBE_BYTES + wanted)
+                .execute(&mut *w)
+                .await?;
+            sqlx::query("DELETE FROM write_probe").execute(&mut *w).await?;
+            Ok(())
+        }
+        .await;
+        self.finish(w, result).await?;
+        self.intake_room.probed(wanted);
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
+        let done = self.insert_batch(jobs, digest_items, now).await;
+        match &done {
+            Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
+            Ok(_) => {}
+            Err(_) => self.intake_room.failed(jobs, digest_items),
+        }
+        done
+    }
+
+    async fn claim_unread(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<UnreadJob>, StoreError> {
+        let now_ms = ms(now);
+        let until = now_ms + lease.as_millis() as i64;
+        // One statement, so two workers can never lease the same job. Each arm reads its
+        // index (jobs_due, jobs_lease) in order and stops at the limit, so nothing is sorted but
+        // those few rows, however long the queue.
+        // The limit is written into the statement, not bound: SQLite plans with a bound `LIMIT`'s
+        // value, so it parses and plans such a statement again each time the value is bound,
+        // every claim. Written in, each limit a worker asks is one statement, prepared once.
+        let sql = format!(
+            concat!(
+                "UPDATE jobs SET state = 'leased', lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+             WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, due FROM (
+                         SELECT id, next_attempt_at AS due FROM jobs
+                         WHERE state = 'pending' AND next_attempt_at <= ?2
+                         ORDER BY next_attempt_at, id LIMIT {limit})
+                     UNION ALL
+                     SELECT id, due FROM (
+                         SELECT id, lease_until AS due FROM jobs
+                         WHERE state = 'leased' AND lease_until <= ?2
+                         ORDER BY lease_until, id LIMIT {limit}))
+                 ORDER BY due, id LIMIT {limit})
+             RETURNING ",
+                job_columns!()
+            ),
+            limit = limit
+        );
+        let mut w = self.writer().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(until)
+            .bind(now_ms)
+            .fetch_all(&mut *w)
+            .await
+            .map_err(StoreError::from);
+        let rows = self.finish(w, rows).await?;
+        let mut jobs = rows.iter().map(unread_job_from_row).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|u| (u.job.next_attempt_at, u.job.id));
+        Ok(jobs)
+    }
+
+    async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'leased' AND lease_until = ?")
+                .bind(ms(until))
+                .bind(job_id)
+                .bind(ms(held)),
+        )
+        .await
+        .map(|done| done.rows_affected() == 1)
+    }
+
+    async fn mark_sent(
+        &self,
+        job_ids: &[i64],
+        minted: &[Option<String>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let mut qb = sqlx::QueryBuilder::new(
+            "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ",
+        );
+        qb.push_bind(ms(now)).push(", updated_at = ").push_bind(ms(now));
+        let kept: Vec<(i64, &String)> = job_ids
+            .iter()
+            .zip(minted)
+            .filter_map(|(id, m)| m.as_ref().map(|m| (*id, m)))
+            .collect();
+        if !kept.is_empty() {
+            qb.push(", minted = CASE id");
+            for (id, m) in kept {
+                qb.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(m.clone());
+            }
+            qb.push(" ELSE minted END");
+        }
+        qb.push(" WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        qb.push(")");
+        self.execute(qb.build()).await.map(|_| ())
+    }
+
+    async fn mark_retry(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        error: &str,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.execute(sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, last_error = ?, minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+            .bind(ms(at))
+            .bind(error)
+            .bind(minted.map(|m| m.to_string()))
+            .bind(ms(now))
+            .bind(job_id))
+            .await.map(|_| ())
+    }
+
+    async fn release(
+        &self,
+        job_id: i64,
+        at: DateTime<Utc>,
+        minted: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.execute(sqlx::query("UPDATE jobs SET state = 'pending', lease_until = NULL, next_attempt_at = ?, attempts = MAX(attempts - 1, 0), minted = COALESCE(?, minted), updated_at = ? WHERE id = ? AND state = 'leased'")
+            .bind(ms(at))
+            .bind(minted.map(|m| m.to_string()))
+            .bind(ms(now))
+            .bind(job_id))
+            .await.map(|_| ())
+    }
+
+    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(error)
+            .bind(ms(now))
+            .bind(job_id),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = ? ORDER BY id LIMIT ?"
+        ))
+        .bind(state.as_str())
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_dead(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.execute(
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+             WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
+            )
+            .bind(ms(now))
+            .bind(id),
+        )
+        .await
+        .map(|done| done.rows_affected())
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((JobState::parse(r.try_get("state")?)?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(t) AS t FROM (
+                 SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'pending'
+                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased'
+                 UNION ALL SELECT MIN(window_end) FROM digests WHERE state = 'open')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn keep_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET sent_channel = ? WHERE id = ?")
+                .bind(channel)
+                .bind(job_id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.and_then(|(c,)| c))
+    }
+}
