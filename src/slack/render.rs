@@ -9,7 +9,6 @@ use crate::domain::slack_limits::*;
 use crate::domain::text::{UNNAMED_RUN, collapse_whitespace, is_bidi_control, non_blank};
 use crate::domain::{AfterVote, ButtonMode, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE, RunEvent, RunStatus};
 use crate::links::KeyLinks;
-use crate::store::NewVote;
 use slack_morphism::prelude::*;
 use std::collections::{HashMap, HashSet};
 
@@ -83,8 +82,8 @@ pub struct VotesView {
     pub route: Option<String>,
     /// What a vote changes.
     pub after_vote: AfterVote,
-    /// The votes so far.
-    pub votes: Vec<NewVote>,
+    /// The votes so far, oldest first.
+    pub votes: Vec<VoteView>,
     /// The tokens have expired: the buttons give way to a note.
     pub expired: bool,
     /// How the buttons work.
@@ -93,11 +92,25 @@ pub struct VotesView {
     pub show_route: bool,
 }
 
+/// One vote as a tally shows it: who chose which button of which key. The caller builds it
+/// from whatever it stores, so rendering depends on no store row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteView {
+    /// The key rated.
+    pub key: String,
+    /// Which of the key's buttons, from 0.
+    pub choice: u32,
+    /// The button's label when the vote was given (shown if the key has no such button now).
+    pub label: String,
+    /// The Slack user id, or the email recipient.
+    pub voter: String,
+}
+
 impl VotesView {
     /// Each voter's latest vote on `key`, in the order voters first voted.
-    fn latest(&self, key: &str) -> Vec<&NewVote> {
+    fn latest(&self, key: &str) -> Vec<&VoteView> {
         let mut order: Vec<&str> = Vec::new();
-        let mut latest: HashMap<&str, &NewVote> = HashMap::new();
+        let mut latest: HashMap<&str, &VoteView> = HashMap::new();
         for v in self.votes.iter().filter(|v| v.key == key) {
             if !latest.contains_key(v.voter.as_str()) {
                 order.push(&v.voter);
@@ -125,7 +138,7 @@ fn mention(voter: &str) -> Option<String> {
 
 /// "👍 Helpful 2 · 👎 Not helpful 1 — <@U1>, <@U2>, <@U3>": counts per button (people, each
 /// with their latest choice), then who rated.
-fn tally_line(key: &KeyLinks, votes: &[&NewVote]) -> String {
+fn tally_line(key: &KeyLinks, votes: &[&VoteView]) -> String {
     let mut parts = Vec::new();
     for (choice, link) in key.links.iter().enumerate() {
         let n = votes.iter().filter(|v| v.choice as usize == choice).count();
