@@ -6,6 +6,7 @@ use crate::state::AppState;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use slack_morphism::prelude::*;
 
 /// The `callback_id` of the comment modal.
 pub(super) const COMMENT_VIEW: &str = "fd_comment";
@@ -64,6 +65,30 @@ impl SignedClick {
     }
 }
 
+/// The comment modal: the rating given, and an optional box for the comment, whose block and
+/// action ids are what [`Click::from_view`] reads back.
+fn comment_view(metadata: String, label: &str) -> SlackView {
+    let plain = |text: &str| SlackBlockPlainTextOnly::from(text);
+    let rating = SlackSectionBlock::new().with_text(SlackBlockText::Plain(format!("Your rating: {label}").into()));
+    let comment = SlackInputBlock::new(
+        plain("Comment (optional)"),
+        SlackBlockPlainTextInputElement::new()
+            .with_action_id(SlackActionId::new("comment".into()))
+            .with_multiline(true)
+            .with_max_length(MAX_COMMENT as u64)
+            .into(),
+    )
+    .with_block_id(SlackBlockId::new(COMMENT_VIEW.into()))
+    .with_optional(true);
+    SlackView::Modal(
+        SlackModalView::new(plain("Add a comment"), vec![rating.into(), comment.into()])
+            .with_callback_id(SlackCallbackId::new(COMMENT_VIEW.into()))
+            .with_private_metadata(metadata)
+            .with_submit(plain("Submit"))
+            .with_close(plain("Cancel")),
+    )
+}
+
 /// Opens the comment modal for a click (`views.open`, within the 3 s its trigger lasts); the
 /// click itself travels in the modal's `private_metadata` and comes back with the submission.
 pub(super) async fn open_comment_box(
@@ -80,20 +105,7 @@ pub(super) async fn open_comment_box(
         return Err("the click does not fit the modal's metadata".into());
     }
     let label: String = label.chars().filter(|c| !c.is_control()).take(200).collect();
-    let view = serde_json::json!({
-        "type": "modal",
-        "callback_id": COMMENT_VIEW,
-        "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": "Add a comment"},
-        "submit": {"type": "plain_text", "text": "Submit"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {"type": "section", "text": {"type": "plain_text", "text": format!("Your rating: {label}")}},
-            {"type": "input", "block_id": COMMENT_VIEW, "optional": true,
-             "label": {"type": "plain_text", "text": "Comment (optional)"},
-             "element": {"type": "plain_text_input", "action_id": "comment", "multiline": true, "max_length": MAX_COMMENT}}
-        ]
-    });
+    let view = comment_view(metadata, &label);
     let url = format!("{}/views.open", slack.api_url.as_str().trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
@@ -148,5 +160,25 @@ mod tests {
         assert!(SignedClick::verify(&unsigned, &secret).is_none(), "unsigned");
         let other = SecretString::from("another secret");
         assert!(SignedClick::verify(&metadata, &other).is_none(), "another key");
+    }
+
+    #[test]
+    fn the_comment_modal_is_the_view_slack_is_sent() {
+        let view = serde_json::to_value(comment_view("{\"sig\":\"00\"}".into(), "👎 Not helpful")).unwrap();
+        let expected = serde_json::json!({
+            "type": "modal",
+            "callback_id": "fd_comment",
+            "private_metadata": "{\"sig\":\"00\"}",
+            "title": {"type": "plain_text", "text": "Add a comment"},
+            "submit": {"type": "plain_text", "text": "Submit"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {"type": "section", "text": {"type": "plain_text", "text": "Your rating: 👎 Not helpful"}},
+                {"type": "input", "block_id": "fd_comment", "optional": true,
+                 "label": {"type": "plain_text", "text": "Comment (optional)"},
+                 "element": {"type": "plain_text_input", "action_id": "comment", "multiline": true, "max_length": 3000}}
+            ]
+        });
+        assert_eq!(view, expected);
     }
 }
