@@ -15,8 +15,7 @@ use feedback_dispatch::domain::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEv
 use feedback_dispatch::email::render::{DigestContent, DigestRun, render_digest};
 use feedback_dispatch::langsmith::MintedToken;
 use feedback_dispatch::links::{KeyLinks, key_links};
-use feedback_dispatch::slack::render::{VotesView, check_limits, render_run_message, render_run_message_with};
-use feedback_dispatch::store::NewVote;
+use feedback_dispatch::slack::render::{VoteView, VotesView, check_limits, render_run_message, render_run_message_with};
 use feedback_dispatch_fuzz::html_tags;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -221,22 +220,11 @@ fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<Vo
         } else {
             text(u)?
         };
-        votes.push(NewVote {
-            job_id: 1,
-            run_id: RunId::from(uuid::Uuid::from_u128(1)),
-            route: route.to_string(),
+        votes.push(VoteView {
             key: key.key.to_string(),
             choice: u.int_in_range(0..=key.links.len().saturating_sub(1) as u32)?,
             label: text(u)?,
-            score: u.arbitrary()?,
-            source: "slack".into(),
             voter,
-            team: None,
-            channel: None,
-            message_ts: None,
-            action_key: String::new(),
-            once_key: None,
-            at: time(u)?,
         });
     }
     Ok(VotesView {

@@ -35,15 +35,6 @@ fn yes() -> bool {
     true
 }
 
-/// Compares without stopping at the first differing byte (the length may leak; a secret's
-/// length is not what protects it).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A LangSmith run id: always a UUID, so it can be put in a URL or SQL without escaping worries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]

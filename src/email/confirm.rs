@@ -1,4 +1,4 @@
-//! Confirm mode for email links (`email.links = "confirm"`). Mail security scanners fetch every
+//! Confirm mode for email links (`email.voting = "confirm"`). Mail security scanners fetch every
 //! link of incoming mail, and a presigned GET link records feedback when fetched. In confirm
 //! mode an email button opens a page of this service (`GET /v1/feedback/confirm/<id>`) whose
 //! form button (`POST`) submits the rating to the presigned URL; scanners fetch, they do not

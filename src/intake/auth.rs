@@ -1,9 +1,9 @@
 //! The shared intake secret: `X-Webhook-Secret`, `Authorization: Bearer …` or `?secret=`
 //! (LangSmith rules can only add a query parameter or custom headers), compared in constant time.
 
-use crate::domain::constant_time_eq;
 use axum::http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
 /// Whether the request carries the secret in any accepted place.
 pub fn authorized(headers: &HeaderMap, query: Option<&str>, secret: &SecretString) -> bool {
@@ -21,7 +21,9 @@ pub fn authorized(headers: &HeaderMap, query: Option<&str>, secret: &SecretStrin
         .into_iter()
         .flatten()
     {
-        ok |= constant_time_eq(candidate.as_bytes(), expected);
+        // `subtle` compares without stopping at the first differing byte (the length may leak;
+        // a secret's length is not what protects it).
+        ok |= bool::from(candidate.as_bytes().ct_eq(expected));
     }
     ok
 }
@@ -47,9 +49,16 @@ mod tests {
     }
 
     #[test]
-    fn comparison_needs_every_byte() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+    fn the_secret_must_match_every_byte_and_the_length() {
+        let secret = SecretString::from("abc");
+        let with = |given: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-webhook-secret", given.parse().unwrap());
+            authorized(&h, None, &secret)
+        };
+        assert!(with("abc"));
+        assert!(!with("abd"));
+        assert!(!with("abcd"));
+        assert!(!with("ab"));
     }
 }

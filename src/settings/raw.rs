@@ -63,7 +63,9 @@ pub(super) struct RawRetention {
     pub(super) sent: Option<String>,
     pub(super) dead: Option<String>,
     pub(super) digests: Option<String>,
+    /// The old name of `confirm_links`, still read (with a warning).
     pub(super) links: Option<String>,
+    pub(super) confirm_links: Option<String>,
     pub(super) feedback: Option<String>,
     pub(super) interval: Option<String>,
 }
@@ -116,7 +118,9 @@ pub(super) struct RawEmail {
     pub(super) smtp_url: Option<String>,
     pub(super) outbox_dir: Option<String>,
     pub(super) timeout: Option<String>,
+    /// The old name of `voting`, still read (with a warning).
     pub(super) links: Option<String>,
+    pub(super) voting: Option<String>,
     pub(super) identify: Option<bool>,
 }
 

@@ -6,7 +6,7 @@ use super::{Lease, Workers};
 use crate::jobs::{SlackJobPayload, SlackReply, SlackUpdatePayload};
 use crate::lease::longest_send;
 use crate::links::links_for_run;
-use crate::slack::render::{VotesView, render_run_message_with};
+use crate::slack::render::{VoteView, VotesView, render_run_message_with};
 use crate::store::{Job, JobKind};
 use serde::Deserialize;
 
@@ -81,7 +81,15 @@ impl Workers {
             job: Some(id),
             route: Some(message.route.clone()),
             after_vote,
-            votes: votes.into_iter().map(|v| v.vote).collect(),
+            votes: votes
+                .into_iter()
+                .map(|v| VoteView {
+                    key: v.vote.key,
+                    choice: v.vote.choice,
+                    label: v.vote.label,
+                    voter: v.vote.voter,
+                })
+                .collect(),
             expired,
             buttons: target.map(|s| s.buttons).unwrap_or_default(),
             show_route: route.is_some_and(|r| r.show_route),

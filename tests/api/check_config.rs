@@ -306,3 +306,31 @@ fn show_paths_and_redaction_rules_are_checked_and_named() {
         assert!(stdout.contains(needle), "the summary says {needle:?}:\n{stdout}");
     }
 }
+
+#[test]
+fn the_old_names_of_renamed_settings_still_work_with_a_warning_and_both_at_once_is_an_error() {
+    let (code, _, stderr) = check_config("[email]\nlinks = \"confirm\"\n[store.retention]\nlinks = \"2d\"\n", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: email.links: deprecated; use email.voting (same values)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: store.retention.links: deprecated; use store.retention.confirm_links (same values)"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check_config(
+        "[email]\nvoting = \"confirm\"\n[store.retention]\nconfirm_links = \"2d\"\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+
+    let (code, _, stderr) = check_config("[email]\nlinks = \"confirm\"\nvoting = \"direct\"\n", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("email.voting: email.links is the old name of email.voting: set only email.voting"),
+        "{stderr}"
+    );
+}

@@ -360,7 +360,7 @@ async fn outbox_mode_writes_eml_files() {
 
 #[tokio::test]
 async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
-    let (app, message) = one_outbox_digest("[email]\nlinks = \"confirm\"\n", r#""thumbs_up", "correctness""#).await;
+    let (app, message) = one_outbox_digest("[email]\nvoting = \"confirm\"\n", r#""thumbs_up", "correctness""#).await;
     let (html, text) = message.parts();
     assert!(
         !html.contains("/feedback/tokens/") && !text.contains("/feedback/tokens/"),
@@ -418,7 +418,7 @@ async fn in_confirm_mode_email_links_open_a_page_and_only_its_button_records() {
 #[tokio::test]
 async fn a_recipient_confirms_a_key_once_and_may_be_named_to_langsmith() {
     let (app, message) = one_outbox_digest(
-        "[email]\nlinks = \"confirm\"\nidentify = true\n",
+        "[email]\nvoting = \"confirm\"\nidentify = true\n",
         r#""thumbs_up", "correctness""#,
     )
     .await;

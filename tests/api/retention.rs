@@ -14,7 +14,7 @@ use std::time::Duration;
 
 const ROUTES: &str = r#"
 [email]
-links = "confirm"
+voting = "confirm"
 
 [[routes]]
 name = "both"
@@ -160,7 +160,7 @@ async fn a_digest_whose_messages_are_still_to_send_is_kept() {
 #[tokio::test]
 async fn with_a_minute_of_retention_delivered_runs_go_and_the_file_reuses_their_room() {
     let app = spawn_app(
-        "[store.retention]\nsent = \"1m\"\nlinks = \"1m\"\n[[routes]]\nname = \"slack\"\nkeys = [\"thumbs_up\"]\nlink_ttl = \"2m\"\nslack = { channel = \"C1\" }\n",
+        "[store.retention]\nsent = \"1m\"\nconfirm_links = \"1m\"\n[[routes]]\nname = \"slack\"\nkeys = [\"thumbs_up\"]\nlink_ttl = \"2m\"\nslack = { channel = \"C1\" }\n",
     )
     .await;
     let store = app.store.as_ref();

@@ -74,7 +74,10 @@ async fn head_not_allowed() -> Response {
 /// 401 unless `x-api-key` is the service's key (compared in constant time).
 async fn require_api_key(State(state): State<EmbeddedState>, req: axum::extract::Request, next: Next) -> Response {
     let given = req.headers().get("x-api-key").map(|v| v.as_bytes()).unwrap_or_default();
-    if crate::domain::constant_time_eq(given, state.api_key.expose_secret().as_bytes()) {
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        given,
+        state.api_key.expose_secret().as_bytes(),
+    )) {
         return next.run(req).await;
     }
     ApiError {

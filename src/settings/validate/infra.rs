@@ -303,12 +303,15 @@ impl Validator {
             }
         };
         let timeout = self.duration("email.timeout", raw.timeout, "10s");
-        let links = match raw.links.as_deref().unwrap_or("direct") {
+        // `links` alone also named `[links]` and `store.retention.links`: this says how a vote
+        // is given.
+        let (links_path, links_value) = self.renamed("email.links", raw.links, "email.voting", raw.voting);
+        let links = match links_value.as_deref().unwrap_or("direct") {
             "direct" => Some(EmailLinks::Direct),
             "confirm" => Some(EmailLinks::Confirm),
             other => {
                 self.fail(
-                    "email.links",
+                    links_path,
                     format!("unknown value {other:?} (expected \"direct\" or \"confirm\")"),
                 );
                 None

@@ -27,6 +27,32 @@ impl Validator {
         });
     }
 
+    /// A setting that was renamed: the value under its new name, or under the old one with a
+    /// warning (the values are the same); both at once is an error naming both. Returns the
+    /// path the value was given under, so a bad value is reported where it was written.
+    pub(super) fn renamed<'p, T>(
+        &mut self,
+        old: &'p str,
+        old_value: Option<T>,
+        new: &'p str,
+        new_value: Option<T>,
+    ) -> (&'p str, Option<T>) {
+        match (old_value, new_value) {
+            (Some(_), Some(value)) => {
+                self.fail(new, format!("{old} is the old name of {new}: set only {new}"));
+                (new, Some(value))
+            }
+            (Some(value), None) => {
+                self.warnings.push(ConfigIssue {
+                    path: old.into(),
+                    message: format!("deprecated; use {new} (same values)"),
+                });
+                (old, Some(value))
+            }
+            (None, value) => (new, value),
+        }
+    }
+
     pub(super) fn settings(&mut self, raw: RawSettings, file: &Path, env: &dyn Env) -> Option<Settings> {
         let secret = |name: &str| env.var(name).map(SecretString::from);
         let server = self.server(raw.server);
@@ -246,7 +272,15 @@ impl Validator {
         let sent = keep(self, "sent", raw.sent, defaults.sent);
         let dead = keep(self, "dead", raw.dead, defaults.dead);
         let digests = keep(self, "digests", raw.digests, defaults.digests);
-        let links = keep(self, "links", raw.links, defaults.links);
+        // `links` alone also named `[links]` and `email.links`: these are the confirm links.
+        let (links_path, links_value) = self.renamed(
+            "store.retention.links",
+            raw.links,
+            "store.retention.confirm_links",
+            raw.confirm_links,
+        );
+        let links_key = links_path.trim_start_matches("store.retention.");
+        let links = keep(self, links_key, links_value, defaults.links);
         let feedback = raw.feedback.map(|f| keep(self, "feedback", Some(f), Duration::MAX));
         let interval = self
             .bounded_duration(

@@ -1,0 +1,358 @@
+//! The command line: the clap definitions, the dispatch of each command, `serve`,
+//! `check-config` and `preview`, and what every command shares (loading settings, opening the
+//! store, printing an error). The store's commands live in `store_commands`, LangSmith's in
+//! `langsmith_commands`.
+
+mod langsmith_commands;
+mod store_commands;
+
+pub use langsmith_commands::{FeedbackAction, TokensAction};
+pub use store_commands::{DeadLetterAction, StoreAction, VotesAction};
+
+use langsmith_commands::{Call, backfill, langsmith_command};
+use store_commands::{dead_letters, erase_votes, list_votes, store_stats};
+
+use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings, StoreSettings};
+use crate::startup::{Application, shutdown_signal};
+use crate::telemetry::escape_controls;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Turns completed LLM runs into one-click LangSmith feedback links in Slack and email.
+#[derive(Debug, Parser)]
+#[command(name = "feedback-dispatch", version, about)]
+pub struct Cli {
+    /// Settings file (TOML); FEEDBACK_DISPATCH__SECTION__KEY variables override it.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "FEEDBACK_DISPATCH_CONFIG")]
+    pub config: PathBuf,
+    /// Log lines as text or JSON (overrides `log.format`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: intake, workers and (in embedded mode) the token service.
+    Serve,
+    /// Load and validate the settings, print a summary (exit 0) or every problem (exit 2).
+    CheckConfig,
+    /// Show what each matching route would send for an event, without sending anything.
+    Preview {
+        /// The event: a LangSmith rule webhook body, an Agent Server run, or generic event(s).
+        #[arg(long)]
+        event: PathBuf,
+        /// Only this route (rendered even if it would not match).
+        #[arg(long)]
+        route: Option<String>,
+        /// Write the Slack JSON, email HTML and text to this folder instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mint real tokens (from LangSmith, or a running `serve` in embedded mode) instead of
+        /// placeholders that point nowhere.
+        #[arg(long)]
+        mint: bool,
+        /// Also render each email to a PNG with headless Chromium (needs --out).
+        #[arg(long, requires = "out")]
+        screenshot: bool,
+    },
+    /// List or requeue dead letters (jobs given up on).
+    DeadLetters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// LangSmith's presigned feedback tokens: create or list them.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Feedback through a token, and a run's feedback.
+    Feedback {
+        /// What to do.
+        #[command(subcommand)]
+        action: FeedbackAction,
+    },
+    /// Who rated what: votes from Slack clicks and email confirmations.
+    Votes {
+        /// What to show.
+        #[command(subcommand)]
+        action: VotesAction,
+    },
+    /// Enqueue a LangSmith project's past runs through routing, as webhooks would have.
+    Backfill {
+        /// The LangSmith project, by name.
+        #[arg(long)]
+        project: String,
+        /// Runs that started within this long before now.
+        #[arg(long, value_parser = duration_arg, default_value = "24h")]
+        since: std::time::Duration,
+        /// LangSmith's filter expression, e.g. 'eq(status, "success")'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only this route (its match still applies).
+        #[arg(long)]
+        route: Option<String>,
+        /// Child runs too, not only each trace's root run.
+        #[arg(long)]
+        include_children: bool,
+        /// Read and route the runs, enqueue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Most pages of runs (of 100) to read; with more past them, stop with an error.
+        #[arg(long, default_value_t = crate::backfill::DEFAULT_MAX_PAGES, value_parser = pages_arg)]
+        max_pages: usize,
+    },
+    /// Look into the database.
+    Store {
+        /// What to show.
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+fn pages_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of pages (expected 1 or more)")),
+    }
+}
+
+fn run_arg(s: &str) -> Result<crate::domain::RunId, String> {
+    crate::domain::RunId::parse(s)
+}
+
+fn key_arg(s: &str) -> Result<crate::domain::FeedbackKey, String> {
+    crate::domain::FeedbackKey::parse(s)
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; expected e.g. \"24h\" or \"7d\")"))
+}
+
+fn time_arg(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e}; expected e.g. 2026-12-31T23:59:00Z)"))
+}
+
+fn json_arg(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn config_arg(s: &str) -> Result<crate::domain::FeedbackConfig, String> {
+    serde_json::from_str(s).map_err(|e| {
+        format!("not a feedback_config ({e}; expected e.g. {{\"type\": \"continuous\", \"min\": 1, \"max\": 5}})")
+    })
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::CheckConfig => check_config(&cli.config).await,
+        Command::Serve => serve(&cli.config, cli.log_format).await,
+        Command::Preview {
+            event,
+            route,
+            out,
+            mint,
+            screenshot,
+        } => {
+            let opts = crate::preview::PreviewOptions {
+                event,
+                route,
+                out,
+                mint,
+                screenshot,
+            };
+            preview(&cli.config, &opts).await
+        }
+        Command::DeadLetters { action } => dead_letters(&cli.config, action).await,
+        Command::Votes {
+            action:
+                VotesAction::List {
+                    run,
+                    route,
+                    limit,
+                    json,
+                },
+        } => list_votes(&cli.config, run, route, limit, json).await,
+        Command::Votes {
+            action:
+                VotesAction::Erase {
+                    slack_user,
+                    email,
+                    run,
+                    dry_run,
+                },
+        } => {
+            let who = match (slack_user, email, run) {
+                (Some(user), _, _) => crate::store::VoteSelector::SlackUser(user),
+                (_, Some(address), _) => crate::store::VoteSelector::Email(address),
+                (_, _, Some(run)) => crate::store::VoteSelector::Run(run),
+                // clap requires one of the three.
+                (None, None, None) => return ExitCode::from(2),
+            };
+            erase_votes(&cli.config, cli.log_format, &who, dry_run).await
+        }
+        Command::Tokens { action } => langsmith_command(&cli.config, Call::Tokens(action)).await,
+        Command::Feedback { action } => langsmith_command(&cli.config, Call::Feedback(action)).await,
+        Command::Backfill {
+            project,
+            since,
+            filter,
+            route,
+            include_children,
+            dry_run,
+            max_pages,
+        } => {
+            let Some(since) = chrono::Duration::from_std(since)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            else {
+                eprintln!("error: --since: too long ago");
+                return ExitCode::from(2);
+            };
+            let job = crate::backfill::Backfill {
+                project,
+                since,
+                filter,
+                route,
+                include_children,
+                dry_run,
+                max_pages,
+            };
+            backfill(&cli.config, &job).await
+        }
+        Command::Store {
+            action: StoreAction::Stats,
+        } => store_stats(&cli.config).await,
+    }
+}
+
+/// Prints a failed call's error on one line. Its text may be a remote server's (LangSmith's
+/// `detail`), so it is escaped as log values are: no terminal escape, carriage return or
+/// forged second `error:` line reaches the terminal raw.
+fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {}", escape_controls(&format!("{e:#}")));
+}
+
+fn load_or_report(path: &std::path::Path) -> Result<Settings, ExitCode> {
+    Settings::load(path, &ProcessEnv).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn check_config(path: &std::path::Path) -> ExitCode {
+    match load_or_report(path) {
+        Ok(s) => {
+            // A PostgreSQL store is shared and outlives this command: check it answers. (A
+            // SQLite file is made at the first start.)
+            if s.store.url.is_postgres()
+                && let Err(e) = crate::store::check_reachable(&s.store.url).await
+            {
+                eprintln!("{}: store.url: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            let problems = crate::preview::lint_routes(&s);
+            if !problems.is_empty() {
+                for (at, problem) in problems {
+                    eprintln!("{}: {at}: {problem}", path.display());
+                }
+                return ExitCode::from(2);
+            }
+            for w in &s.warnings {
+                eprintln!("{}: warning: {}: {}", path.display(), w.path, w.message);
+            }
+            print!("{}", settings::summary(&s));
+            println!("rendered a sample event through every Slack route: within Slack's limits");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn preview(path: &std::path::Path, opts: &crate::preview::PreviewOptions) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match crate::preview::run(&settings, opts).await {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // With --mint its text may be LangSmith's: escaped as every remote error is.
+            eprintln!("preview failed: {}", escape_controls(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let format = match log_format {
+        Some(LogFormatArg::Text) => crate::settings::LogFormat::Text,
+        Some(LogFormatArg::Json) => crate::settings::LogFormat::Json,
+        None => settings.log.format,
+    };
+    crate::telemetry::init(format, &settings.log.level);
+    for w in &settings.warnings {
+        tracing::warn!(setting = %w.path, "{}", w.message);
+    }
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("stopped with an error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store of `settings`, or its failure reported (exit 1).
+async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    open_store_at(&settings.store).await
+}
+
+/// The store `[store]` names, or its failure reported (exit 1).
+async fn open_store_at(settings: &StoreSettings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
+    crate::store::open(&settings.url).await.map_err(|e| {
+        eprintln!("cannot open the store at {}: {e}", settings.url.redacted());
+        ExitCode::FAILURE
+    })
+}
+
+/// `[store]` of the file at `path`, for the commands that only read or write the store: they
+/// need no delivery secret. Its problems are reported (exit 2).
+fn load_store_or_report(path: &std::path::Path) -> Result<StoreSettings, ExitCode> {
+    Settings::load_store(path, &ProcessEnv).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,111 @@
+//! `POST /v1/slack/interactions`: with Interactivity on, Slack posts a signed `block_actions`
+//! payload for every click on a message's buttons, link buttons too (the click itself went to
+//! LangSmith through the button's URL). The handler checks the signature, records the vote
+//! (once per Slack action) with the job that answers it in one transaction, and acks; Slack
+//! shows ⚠ unless it gets a 200 within 3 s, so the answer — the message re-rendered with the
+//! votes, or a private line — is sent afterwards by a worker, durably.
+//!
+//! Whatever the payload claims is checked against what this service stored: the button's
+//! value must name a Slack job of the same route whose message holds that key and choice, in
+//! the channel the click came from (by the id Slack answered when the route names its channel
+//! by name; a click that names no channel counts nowhere). A comment modal carries its click
+//! signed by this service. Anything else is acknowledged (Slack would only retry) and changes
+//! nothing.
+
+mod click;
+mod modal;
+mod record;
+mod submit;
+
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use click::Click;
+use modal::COMMENT_VIEW;
+use record::record;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+
+/// Verifies `X-Slack-Signature` (HMAC-SHA256 of `v0:{timestamp}:{body}`, timestamp within five
+/// minutes), records a click's vote, and answers 200; 401 for a request Slack did not sign.
+pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let Some(secret) = &state.settings.slack.signing_secret else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "SLACK_SIGNING_SECRET is not set; interactions are refused",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let signature = header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER);
+    let timestamp = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP);
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return (StatusCode::UNAUTHORIZED, "invalid signature");
+    };
+    let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(secret.expose_secret().to_string()));
+    if let Err(e) = verifier.verify(signature, body, timestamp) {
+        tracing::warn!(reason = %e, "Slack interaction refused");
+        return (StatusCode::UNAUTHORIZED, "invalid signature");
+    }
+    let Some(payload) = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "payload")
+        .and_then(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+    else {
+        tracing::warn!("a signed Slack interaction without a JSON payload; ignored");
+        return (StatusCode::OK, "");
+    };
+    let (click, comment) = match payload["type"].as_str() {
+        Some("block_actions") => match Click::read(&payload) {
+            Some(click) => (click, None),
+            None => {
+                tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
+                return (StatusCode::OK, "");
+            }
+        },
+        // The comment box of an interactive button: the click it was opened for, with the
+        // comment. An empty body closes the modal.
+        Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => {
+            match Click::from_view(&payload, secret) {
+                Some((click, comment)) => (click, Some(comment)),
+                None => {
+                    tracing::warn!("a comment submission without its click; ignored");
+                    return (StatusCode::OK, "");
+                }
+            }
+        }
+        _ => return (StatusCode::OK, ""),
+    };
+    // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
+    let wait = state.settings.store.intake_wait;
+    match tokio::time::timeout(wait, record(&state, &click, comment)).await {
+        Ok(Ok(())) => (StatusCode::OK, ""),
+        Ok(Err(NotCounted::Refused(why))) => {
+            tracing::warn!(reason = %why, "a Slack click was not counted");
+            (StatusCode::OK, "")
+        }
+        Ok(Err(NotCounted::Store(e))) => {
+            tracing::error!(error = %e, "cannot record a vote");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+        }
+        Err(_) => {
+            tracing::error!(wait = ?wait, "the store did not record a vote in time (store.intake_wait)");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+        }
+    }
+}
+
+/// Why a click changed nothing.
+enum NotCounted {
+    /// The payload does not name a vote this service can count (logged; Slack shows nothing
+    /// of an ack's body).
+    Refused(String),
+    /// The store failed: a 503, so the voter sees that it did not work.
+    Store(String),
+}
+
+fn refused(why: String) -> NotCounted {
+    NotCounted::Refused(why)
+}

@@ -1,0 +1,144 @@
+//! An interactive button's click: one rating per person and key, submitted by the service as a
+//! durable job, after a comment box when the button asks for one.
+
+use super::NotCounted;
+use super::modal::open_comment_box;
+use super::record::Context;
+use crate::domain::{ButtonValue, RunId};
+use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key};
+use crate::store::{JobKind, NewJob, NewVote};
+use chrono::Utc;
+
+/// An interactive button's click: one rating per person and key, submitted by the service
+/// with who gave it (a durable job, retried), after a comment box when the button asks for one.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn submit(
+    ctx: &Context<'_>,
+    value: &ButtonValue,
+    run_id: RunId,
+    link: &crate::links::FeedbackLink,
+    token: &crate::langsmith::MintedToken,
+    button: &crate::domain::Button,
+    comment: Option<String>,
+    after_vote: crate::domain::AfterVote,
+) -> Result<(), NotCounted> {
+    let (state, click, job) = (ctx.state, ctx.click, ctx.job);
+    let metrics = |outcome| state.metrics.vote("slack", &job.route, &value.key, outcome);
+    if token.expires_at <= Utc::now() {
+        metrics("expired");
+        return ctx
+            .note(
+                "closed",
+                "The rating window for this message has closed; nothing was recorded.".into(),
+            )
+            .await;
+    }
+    let earlier = state
+        .store
+        .votes_for_job(job.id)
+        .await
+        .map_err(|e| NotCounted::Store(e.to_string()))?;
+    let mine = |votes: &[crate::store::Vote]| {
+        votes
+            .iter()
+            .find(|v| v.vote.voter == click.user && v.vote.key == value.key)
+            .map(|v| (v.vote.label.clone(), v.vote.action_key.clone()))
+    };
+    if let Some((label, action)) = mine(&earlier) {
+        if action == click.action_key() {
+            return Ok(());
+        }
+        metrics("duplicate");
+        return ctx.note("already", format!("You rated this {label} already.")).await;
+    }
+    if button.comment
+        && comment.is_none()
+        && let Some(trigger) = &click.trigger_id
+    {
+        match open_comment_box(state, trigger, click, &link.label).await {
+            Ok(()) => return Ok(()),
+            // The rating is not lost for want of a comment box.
+            Err(e) => {
+                tracing::warn!(error = %e, job = job.id, "cannot open the comment box; the rating is submitted without a comment")
+            }
+        }
+    }
+    let metadata = serde_json::json!({
+        "slack_user_id": click.user,
+        "slack_team_id": click.team,
+        "slack_channel": click.channel,
+        "slack_message_ts": click.message_ts,
+        "source": "slack",
+    });
+    let submission = NewJob {
+        kind: JobKind::FeedbackSubmit,
+        route: job.route.clone(),
+        target: job.target.clone(),
+        run_id: job.run_id,
+        idempotency_key: submission_key(&click.action_key()),
+        payload: serde_json::to_value(SubmissionPayload {
+            message_job: job.id,
+            action_key: click.action_key(),
+            token_url: token.url.clone(),
+            score: link.score,
+            value: button.value.clone(),
+            comment: comment.filter(|c| !c.is_empty()),
+            metadata,
+            response_url: ctx.respond_to.clone(),
+            extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
+        })
+        .expect("payload serializes"),
+        due_at: Utc::now(),
+    };
+    let reply = match after_vote {
+        crate::domain::AfterVote::Tally | crate::domain::AfterVote::Lock => Some(SlackReply::Replace),
+        crate::domain::AfterVote::Private => Some(SlackReply::Private {
+            text: format!("Thanks: your rating \"{}\" was recorded.", link.label),
+        }),
+        crate::domain::AfterVote::None => None,
+    };
+    let mut then = vec![submission];
+    then.extend(reply.and_then(|r| ctx.answer(r, slack_update_key(&click.action_key()))));
+    let vote = NewVote {
+        job_id: job.id,
+        run_id,
+        route: job.route.clone(),
+        key: value.key.clone(),
+        choice: value.choice as u32,
+        label: link.label.clone(),
+        score: link.score,
+        source: "slack".into(),
+        voter: click.user.clone(),
+        team: click.team.clone(),
+        channel: click.channel.clone(),
+        message_ts: click.message_ts.clone(),
+        action_key: click.action_key(),
+        once_key: Some(format!("slack:{}:{}:{}", job.id, value.key, click.user)),
+        at: Utc::now(),
+    };
+    match state.store.record_vote(&vote, &then).await {
+        Ok(true) => {
+            metrics("recorded");
+            tracing::info!(job = job.id, run_id = %run_id, route = %job.route, key = %value.key, choice = value.choice, "vote recorded; submitting it");
+            state.wake_workers.notify_one();
+            Ok(())
+        }
+        Ok(false) => {
+            // Another click of the same person won the race, or Slack sent this one again.
+            let votes = state
+                .store
+                .votes_for_job(job.id)
+                .await
+                .map_err(|e| NotCounted::Store(e.to_string()))?;
+            match mine(&votes) {
+                Some((_, action)) if action == click.action_key() => Ok(()),
+                Some((label, _)) => {
+                    metrics("duplicate");
+                    ctx.note("already", format!("You rated this {label} already.")).await
+                }
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(NotCounted::Store(format!("cannot store the vote: {e}"))),
+    }
+}
