@@ -26,6 +26,7 @@ mod ops;
 mod outbox;
 mod pg_restart;
 mod properties;
+mod release_fixture;
 mod replicas;
 mod retention;
 mod sdk;
