@@ -19,9 +19,12 @@
 //!   [`erasure`] (`votes erase`).
 
 pub mod backfill;
+pub mod channels;
 pub mod cli;
 pub mod commands;
+pub mod delivery;
 pub mod domain;
+pub mod due;
 pub mod email;
 pub mod erasure;
 pub mod intake;
@@ -32,6 +35,7 @@ pub mod links;
 pub mod metrics;
 pub mod preview;
 pub mod retention;
+pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod settings;

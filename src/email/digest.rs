@@ -122,6 +122,30 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
     Ok(due.len())
 }
 
+/// Closing the digest windows that ended, on the workers' clock.
+pub struct DigestWindows {
+    /// Settings (recipients) and the store.
+    state: AppState,
+}
+
+impl DigestWindows {
+    /// Closes `state`'s due digests when run.
+    pub fn new(state: &AppState) -> Self {
+        DigestWindows { state: state.clone() }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::delivery::Scheduled for DigestWindows {
+    fn what(&self) -> &'static str {
+        "cannot close due digests"
+    }
+
+    async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        close_due(&self.state, now).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
