@@ -11,6 +11,7 @@ mod schedule;
 pub mod show;
 pub mod slack_limits;
 pub mod text;
+mod time;
 mod vote;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
@@ -23,6 +24,7 @@ pub use redact::{RedactCounts, RedactKind, RedactRule, Redactor};
 pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 pub use schedule::{EmailSchedule, Schedule};
 pub use show::{RunParts, RunPath, Show, ShownField};
+pub use time::{format_timestamp, parse_timestamp};
 pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;

@@ -6,7 +6,7 @@
 //! controlled clock.
 
 use crate::domain::{EmailTarget, KeySpec};
-use crate::email::render::{DigestContent, DigestRun};
+use crate::email::content::{DigestContent, DigestRun};
 use crate::jobs::{DigestJobPayload, DigestRunPayload};
 use crate::langsmith::MintedToken;
 use crate::links::links_for_run;

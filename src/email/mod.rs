@@ -4,6 +4,7 @@
 //! Its kind of job (`crate::delivery::Deliver`): `send_digest.rs`, one recipient's digest.
 
 pub mod confirm;
+pub mod content;
 pub mod deliver;
 pub mod digest;
 pub mod render;

@@ -1,8 +1,9 @@
 //! `LangSmithClient`: mints presigned feedback tokens, all keys of a run (or of several runs) in
 //! one `POST /api/v1/feedback/tokens`, with the retry policy of LangSmith's own SDKs.
 
-use super::wire::{MintedToken, TokenRequest, TokenResponseItem, parse_timestamp};
+use super::wire::{MintedToken, TokenRequest, TokenResponseItem};
 use crate::domain::FeedbackKey;
+use crate::domain::parse_timestamp;
 use crate::retry::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
