@@ -108,8 +108,8 @@ payload_kinds! {
     FeedbackSubmit => SubmissionPayload,
 }
 
-/// The stored JSON of a payload (for `NewJob::payload`).
-pub fn to_json<P: KindPayload>(payload: &P) -> serde_json::Value {
+/// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
+pub fn to_json<P: Serialize>(payload: &P) -> serde_json::Value {
     serde_json::to_value(payload).expect("job payloads serialize")
 }
 

@@ -104,11 +104,10 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
                 target: to.to_string(),
                 run_id: None,
                 idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to.as_str()),
-                payload: serde_json::to_value(DigestJobPayload {
+                payload: crate::jobs::to_json(&DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),
-                })
-                .expect("payload serializes"),
+                }),
                 // `now` may be a test's clock ahead of the real one; the jobs are due at once.
                 due_at: now.min(Utc::now()),
             })

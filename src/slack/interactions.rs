@@ -14,7 +14,8 @@
 
 use crate::domain::{ButtonValue, RunId};
 use crate::jobs::{
-    SlackJobPayload, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key, submission_key,
+    KindPayload, SlackJobPayload, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key,
+    submission_key, to_json,
 };
 use crate::links::links_for_run;
 use crate::state::AppState;
@@ -280,7 +281,8 @@ async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Res
         .iter()
         .find(|r| r.name == job.route)
         .ok_or_else(|| refused(format!("route {:?} is no longer configured", job.route)))?;
-    let payload = SlackJobPayload::deserialize(&job.payload).map_err(|e| refused(format!("corrupt job: {e}")))?;
+    let payload =
+        SlackJobPayload::from_stored(job.payload.clone()).map_err(|e| refused(format!("corrupt job: {e}")))?;
     // The click must come from the channel the message went to: a click that names none is
     // refused (fail closed), and a channel given by name is compared by the id Slack answered
     // when the message was posted (kept with the job).
@@ -433,12 +435,11 @@ impl Context<'_> {
             target: self.job.target.clone(),
             run_id: self.job.run_id,
             idempotency_key: key,
-            payload: serde_json::to_value(SlackUpdatePayload {
+            payload: to_json(&SlackUpdatePayload {
                 message_job: self.job.id,
                 response_url: url,
                 reply,
-            })
-            .expect("payload serializes"),
+            }),
             due_at: Utc::now(),
         })
     }
@@ -525,7 +526,7 @@ async fn submit(
         target: job.target.clone(),
         run_id: job.run_id,
         idempotency_key: submission_key(&click.action_key()),
-        payload: serde_json::to_value(SubmissionPayload {
+        payload: to_json(&SubmissionPayload {
             message_job: job.id,
             action_key: click.action_key(),
             token_url: token.url.clone(),
@@ -535,8 +536,7 @@ async fn submit(
             metadata,
             response_url: ctx.respond_to.clone(),
             extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
-        })
-        .expect("payload serializes"),
+        }),
         due_at: Utc::now(),
     };
     let reply = match after_vote {
