@@ -1,8 +1,9 @@
 //! The one retry policy: which failures are worth another try ([`Retryable`], implemented by
 //! each adapter's error: LangSmith, Slack, SMTP, the store) and how long to wait before it
-//! ([`exponential`], with [`jittered`] for waits many callers take at once). The LangSmith
-//! client's own retries, the queue's job retries, the claim loop's wait on a failing store and
-//! the accept loop's all use these formulas. Depends on nothing else in the crate.
+//! ([`exponential`], with [`jittered`] for waits many callers take at once). The claim loop's
+//! wait on a failing store, the accept loop's, the LangSmith client's retries, backfill's and
+//! the queue's all use these formulas. Depends on nothing else in the crate (its tests check
+//! each adapter's errors against it).
 
 use std::time::Duration;
 

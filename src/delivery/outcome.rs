@@ -1,10 +1,8 @@
 //! What became of one delivery, with its failure typed (the adapter's own error, by value)
 //! until the worker records it as text.
 
-use crate::email::deliver::EmailError;
 use crate::langsmith::LangSmithError;
 use crate::retry::Retryable;
-use crate::slack::deliver::SlackError;
 use crate::store::StoreError;
 use std::time::Duration;
 
@@ -54,12 +52,10 @@ pub enum DeliveryError {
     /// Submitting a rating through its presigned URL failed.
     #[error("submitting a rating: {0}")]
     Submit(LangSmithError),
-    /// Slack (or its outbox) failed.
+    /// A channel's sender failed (Slack, SMTP, an outbox): its own error, which says whether to
+    /// retry. Held as a trait object so this module names no channel.
     #[error("{0}")]
-    Slack(#[from] SlackError),
-    /// SMTP (or the mail outbox) failed.
-    #[error("{0}")]
-    Email(#[from] EmailError),
+    Channel(Box<dyn ChannelError>),
     /// The store could not read or write what the delivery needs.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -77,12 +73,23 @@ pub enum DeliveryError {
     Again(String),
 }
 
+/// A channel sender's error: it says whether to retry, and reads as the reason recorded.
+pub trait ChannelError: Retryable + std::error::Error + Send + Sync + 'static {}
+
+impl<E: Retryable + std::error::Error + Send + Sync + 'static> ChannelError for E {}
+
+impl DeliveryError {
+    /// A channel sender's error, kept as it is.
+    pub fn channel(error: impl ChannelError) -> Self {
+        DeliveryError::Channel(Box::new(error))
+    }
+}
+
 impl Retryable for DeliveryError {
     fn is_retryable(&self) -> bool {
         match self {
             DeliveryError::Mint(e) | DeliveryError::Submit(e) => e.is_retryable(),
-            DeliveryError::Slack(e) => e.is_retryable(),
-            DeliveryError::Email(e) => e.is_retryable(),
+            DeliveryError::Channel(e) => e.is_retryable(),
             DeliveryError::Store(e) | DeliveryError::Lease(e) => e.is_retryable(),
             DeliveryError::Again(_) => true,
             DeliveryError::Payload(_) | DeliveryError::Gone(_) => false,
@@ -92,7 +99,7 @@ impl Retryable for DeliveryError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             DeliveryError::Mint(e) | DeliveryError::Submit(e) => e.retry_after(),
-            DeliveryError::Slack(e) => e.retry_after(),
+            DeliveryError::Channel(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -101,6 +108,23 @@ impl Retryable for DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A channel's error as a sender returns it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the channel refused: {code}")]
+    struct Refused {
+        code: &'static str,
+        retry: bool,
+    }
+
+    impl Retryable for Refused {
+        fn is_retryable(&self) -> bool {
+            self.retry
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            self.retry.then_some(Duration::from_secs(2))
+        }
+    }
 
     #[test]
     fn an_outcome_retries_or_ends_as_its_error_says_and_reads_as_before() {
@@ -116,16 +140,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let refused = SlackError::Permanent {
-            code: "channel_not_found".into(),
+        let gone = Refused {
+            code: "channel_not_found",
+            retry: false,
+        };
+        match Outcome::failed(DeliveryError::channel(gone)) {
+            Outcome::Dead(error) => assert_eq!(error.to_string(), "the channel refused: channel_not_found"),
+            other => panic!("{other:?}"),
+        }
+        let busy = Refused {
+            code: "busy",
+            retry: true,
         };
         assert!(matches!(
-            Outcome::failed(refused),
-            Outcome::Dead(DeliveryError::Slack(_))
-        ));
-        assert!(matches!(
-            Outcome::failed(EmailError::Transient("421".into())),
-            Outcome::Retry { after: None, .. }
+            Outcome::failed(DeliveryError::channel(busy)),
+            Outcome::Retry { after: Some(_), .. }
         ));
         assert!(matches!(
             Outcome::failed(DeliveryError::Gone("route gone".into())),
@@ -133,7 +162,7 @@ mod tests {
         ));
         assert!(matches!(
             Outcome::failed(DeliveryError::Lease(StoreError::Corrupt("x".into()))),
-            Outcome::Retry { .. }
+            Outcome::Retry { after: None, .. }
         ));
     }
 }

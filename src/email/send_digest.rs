@@ -155,7 +155,7 @@ impl Deliver for DigestEmails {
                 tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %payload.recipient, runs = content.runs.len(), attempt = job.attempts, "digest delivered");
                 Outcome::Sent
             }
-            Err(e) => Outcome::failed(e),
+            Err(e) => Outcome::failed(DeliveryError::channel(e)),
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::deliver::{OutgoingMessage, SlackError, SlackSender};
 use super::pacing::ChannelPace;
 use super::render::{VotesView, render_run_message_with};
-use crate::delivery::{Deliver, HoldLease, Outcome, TokenUse, token_requests};
+use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
 use crate::jobs::SlackJobPayload;
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::{MAX_INLINE_PACING_WAIT, longest_slack_send};
@@ -72,9 +72,7 @@ impl Deliver for SlackMessages {
         _lease: &mut dyn HoldLease,
     ) -> Outcome {
         let Some(tokens) = tokens else {
-            return Outcome::failed(crate::delivery::DeliveryError::Again(
-                "tokens missing or expired; minting again".into(),
-            ));
+            return Outcome::failed(DeliveryError::Again("tokens missing or expired; minting again".into()));
         };
         let pace_key = payload.channel.clone().unwrap_or_else(|| job.target.clone());
         // A store that cannot answer for the pace cannot record the send either: the job waits.
@@ -141,7 +139,7 @@ impl Deliver for SlackMessages {
                         tracing::warn!(error = %e, channel = %job.target, "cannot keep Slack's Retry-After for the other replicas");
                     }
                 }
-                Outcome::failed(e)
+                Outcome::failed(DeliveryError::channel(e))
             }
         }
     }

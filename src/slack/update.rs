@@ -111,7 +111,7 @@ impl Deliver for SlackUpdates {
                 tracing::info!(job = job.id, message_job = update.message_job, route = %job.route, attempt = job.attempts, "Slack message updated after a vote");
                 Outcome::Sent
             }
-            Err(e) => Outcome::failed(e),
+            Err(e) => Outcome::failed(DeliveryError::channel(e)),
         }
     }
 }
