@@ -8,7 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use feedback_dispatch::domain::{
     Button, ButtonStyle, FeedbackKey, KeySpec, MAX_EXCERPT_CHARS, RunEvent, RunId, RunStatus, Source,
 };
-use feedback_dispatch::email::render::{DigestContent, DigestRun, render_digest, sample_content};
+use feedback_dispatch::email::content::{DigestContent, DigestRun};
+use feedback_dispatch::email::render::{render_digest, sample_content};
 use feedback_dispatch::langsmith::MintedToken;
 use feedback_dispatch::links::{KeyLinks, key_links, links_for_run};
 use feedback_dispatch::slack::render::render_run_message;

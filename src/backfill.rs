@@ -9,6 +9,7 @@
 
 use crate::domain::{RunEvent, RunId, RunParts};
 use crate::langsmith::{LangSmithClient, LangSmithError};
+use crate::retry::Retryable;
 use crate::routing::Counts;
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::store::Store;
@@ -251,7 +252,7 @@ where
             Err(e) if e.is_retryable() && attempt < max_attempts => {
                 let wait = e
                     .retry_after()
-                    .unwrap_or_else(|| crate::langsmith::client::backoff(base, attempt))
+                    .unwrap_or_else(|| crate::retry::jittered(base, attempt))
                     .min(Duration::from_secs(60));
                 tracing::warn!(error = %e, attempt, wait = ?wait, "LangSmith call failed; retrying");
                 tokio::time::sleep(wait).await;

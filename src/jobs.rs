@@ -1,10 +1,117 @@
-//! The job payload contract: what intake stores in a job (or a digest run) and the worker reads
-//! back, and the idempotency keys that make a re-sent webhook a duplicate. Stored as JSON, so a
-//! field added here needs `#[serde(default)]` for the jobs already queued.
+//! The job payload contract: the kinds of job ([`JobKind`]), what each carries (one payload
+//! type per kind, [`JobPayload`] over them, decoded once when a job is claimed), what intake
+//! stores for a digest run, and the idempotency keys that make a re-sent webhook a duplicate.
+//! Stored as JSON, so a field added here needs `#[serde(default)]` for the jobs already queued
+//! (`tests/fixtures/release-0.1-jobs.sqlite` holds rows of the first release).
 
 use crate::domain::{FeedbackKey, RunEvent, RunId};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// What a job sends. Stored by name (`as_str`), so a name never changes once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// One Slack message for one run.
+    Slack,
+    /// One digest email to one recipient.
+    Digest,
+    /// An update of a Slack message after a vote (through the click's `response_url`).
+    SlackUpdate,
+    /// A rating the service submits through a presigned URL (interactive buttons).
+    FeedbackSubmit,
+}
+
+impl JobKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Slack => "slack",
+            JobKind::Digest => "digest",
+            JobKind::SlackUpdate => "slack_update",
+            JobKind::FeedbackSubmit => "feedback_submit",
+        }
+    }
+
+    /// The kind of a stored name, `None` for a name this build does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "slack" => Some(JobKind::Slack),
+            "digest" => Some(JobKind::Digest),
+            "slack_update" => Some(JobKind::SlackUpdate),
+            "feedback_submit" => Some(JobKind::FeedbackSubmit),
+            _ => None,
+        }
+    }
+}
+
+/// A payload type of one kind of job: the type names its kind, as River's `JobArgs` do.
+pub trait KindPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind whose jobs carry it.
+    const KIND: JobKind;
+    /// This kind's payload inside a decoded one, if it is of this kind.
+    fn of(payload: &JobPayload) -> Option<&Self>;
+    /// Reads a payload of this kind from a job row read whole (`Store::job`).
+    fn from_stored(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+}
+
+macro_rules! payload_kinds {
+    ($($kind:ident => $ty:ident),+ $(,)?) => {
+        /// A claimed job's payload, decoded once from the stored JSON by its kind.
+        #[derive(Debug, Clone)]
+        pub enum JobPayload {
+            $(
+                #[doc = concat!("A `", stringify!($kind), "` job's.")]
+                $kind($ty),
+            )+
+        }
+
+        impl JobPayload {
+            /// Reads the stored JSON `text` of a job of `kind`.
+            pub fn decode(kind: JobKind, text: &str) -> Result<Self, serde_json::Error> {
+                Ok(match kind {
+                    $(JobKind::$kind => JobPayload::$kind(serde_json::from_str(text)?),)+
+                })
+            }
+
+            /// The kind of job it belongs to.
+            pub fn kind(&self) -> JobKind {
+                match self {
+                    $(JobPayload::$kind(_) => JobKind::$kind,)+
+                }
+            }
+        }
+
+        $(
+            impl KindPayload for $ty {
+                const KIND: JobKind = JobKind::$kind;
+                fn of(payload: &JobPayload) -> Option<&Self> {
+                    match payload {
+                        JobPayload::$kind(p) => Some(p),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+        )+
+    };
+}
+
+// One line per kind of job.
+payload_kinds! {
+    Slack => SlackJobPayload,
+    Digest => DigestJobPayload,
+    SlackUpdate => SlackUpdatePayload,
+    FeedbackSubmit => SubmissionPayload,
+}
+
+/// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
+pub fn to_json<P: Serialize>(payload: &P) -> serde_json::Value {
+    serde_json::to_value(payload).expect("job payloads serialize")
+}
 
 /// What a Slack job carries: everything needed to render and send, fixed at intake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,25 +155,6 @@ pub fn slack_key(route: &str, target: &str, run: RunId) -> String {
 /// The idempotency key of one recipient's message of a digest window.
 pub fn digest_key(route: &str, window_end: DateTime<Utc>, recipient: &str) -> String {
     format!("digest:{route}:{}:{recipient}", window_end.timestamp_millis())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_name_the_route_target_and_run_or_window() {
-        let run = RunId::parse("2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c").unwrap();
-        assert_eq!(
-            slack_key("r", "C1", run),
-            "slack:r:C1:2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c"
-        );
-        let end = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-        assert_eq!(
-            digest_key("r", end, "a@b.example"),
-            "digest:r:1700000000000:a@b.example"
-        );
-    }
 }
 
 /// What a Slack update job carries: the answer to one click, sent through its `response_url`.
@@ -134,4 +222,89 @@ pub fn submission_key(action_key: &str) -> String {
 /// "already").
 pub fn note_key(what: &str, action_key: &str) -> String {
     format!("slack-note:{what}:{action_key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_route_target_and_run_or_window() {
+        let run = RunId::parse("2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c").unwrap();
+        assert_eq!(
+            slack_key("r", "C1", run),
+            "slack:r:C1:2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c"
+        );
+        let end = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+        assert_eq!(
+            digest_key("r", end, "a@b.example"),
+            "digest:r:1700000000000:a@b.example"
+        );
+    }
+
+    fn round_trip<P: KindPayload + std::fmt::Debug>(payload: P) {
+        let text = serde_json::to_string(&payload).unwrap();
+        let decoded = JobPayload::decode(P::KIND, &text).unwrap();
+        assert_eq!(decoded.kind(), P::KIND);
+        let back = P::of(&decoded).expect("decoded as its own kind");
+        assert_eq!(serde_json::to_string(back).unwrap(), text, "{payload:?}");
+        assert_eq!(JobKind::parse(P::KIND.as_str()), Some(P::KIND));
+    }
+
+    fn event() -> RunEvent {
+        serde_json::from_value(serde_json::json!({
+            "run_id": "2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c", "source": "generic", "project": "p",
+            "project_id": null, "run_name": "r", "status": "success", "input": "q", "output": "a",
+            "error": null, "tags": ["t"], "metadata": {}, "run_url": null, "feedback_keys": [],
+            "started_at": null, "ended_at": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn each_kind_of_payload_round_trips_through_its_stored_json() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        round_trip(SlackJobPayload {
+            event: event(),
+            keys: vec![FeedbackKey::parse("thumbs_up").unwrap()],
+            channel: Some("C1".into()),
+            thread_ts: Some("1.2".into()),
+            link_ttl_secs: 3600,
+        });
+        round_trip(DigestJobPayload {
+            digest_id: 7,
+            recipient: "a@b.example".into(),
+        });
+        round_trip(SlackUpdatePayload {
+            message_job: 3,
+            response_url: url("https://hooks.slack.example/r/1"),
+            reply: SlackReply::Private { text: "noted".into() },
+        });
+        round_trip(SlackUpdatePayload {
+            message_job: 3,
+            response_url: url("https://hooks.slack.example/r/1"),
+            reply: SlackReply::Replace,
+        });
+        round_trip(SubmissionPayload {
+            message_job: 3,
+            action_key: "k".into(),
+            token_url: url("https://ls.example/api/v1/feedback/tokens/1"),
+            score: 0.5,
+            value: Some("v".into()),
+            comment: Some("c".into()),
+            metadata: serde_json::json!({"slack_user_id": "U1"}),
+            response_url: None,
+            extend_trace_retention: Some(false),
+        });
+    }
+
+    #[test]
+    fn a_payload_of_another_kind_or_unreadable_json_is_refused() {
+        let digest = r#"{"digest_id":1,"recipient":"a@b.example"}"#;
+        assert!(JobPayload::decode(JobKind::Slack, digest).is_err());
+        assert!(JobPayload::decode(JobKind::Digest, "{not json").is_err());
+        let decoded = JobPayload::decode(JobKind::Digest, digest).unwrap();
+        assert!(SlackJobPayload::of(&decoded).is_none());
+        assert_eq!(JobKind::parse("teams"), None);
+    }
 }

@@ -1,10 +1,9 @@
 //! Lease arithmetic: how long one send may take, and whether a lease still covers it. A worker
 //! that sends past its lease could see a second worker claim the job and send it too, so a send
 //! starts only with its longest duration and [`LEASE_MARGIN`] left on the lease (`check-config`
-//! requires `workers.lease` to hold that much; the worker extends the lease otherwise).
+//! requires `workers.lease` to hold that much; the worker extends the lease otherwise). Each kind
+//! of job says its longest send (`delivery::Deliver::longest_send`) from these, with its settings.
 
-use crate::settings::Settings;
-use crate::store::JobKind;
 use std::time::Duration;
 
 /// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
@@ -26,15 +25,6 @@ pub fn longest_slack_send(timeout: Duration) -> Duration {
 /// envelope, data) is bounded at four of them.
 pub fn longest_email_send(timeout: Duration) -> Duration {
     timeout.saturating_mul(4)
-}
-
-/// The longest one send of `kind` may take.
-pub fn longest_send(settings: &Settings, kind: JobKind) -> Duration {
-    match kind {
-        JobKind::Slack | JobKind::SlackUpdate => longest_slack_send(settings.slack.timeout),
-        JobKind::FeedbackSubmit => settings.langsmith.timeout,
-        JobKind::Digest => longest_email_send(settings.email.timeout),
-    }
 }
 
 /// Whether a lease of `length`, held for `elapsed` so far, still covers a send of `longest` and

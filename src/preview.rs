@@ -166,7 +166,7 @@ pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<S
             let specs: Vec<&KeySpec> = keys.iter().filter_map(|k| settings.key(k)).collect();
             let tokens = match &minter {
                 Some(client) => {
-                    let requests = crate::worker::token_requests_for(settings, event, &keys, route.link_ttl);
+                    let requests = crate::delivery::token_requests(settings, event, &keys, route.link_ttl);
                     client.mint(&requests).await.context("minting tokens")?
                 }
                 None => placeholder_tokens(event.run_id, &specs, route.link_ttl),

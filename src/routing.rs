@@ -188,7 +188,7 @@ pub fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &Setting
                     idempotency_key: crate::jobs::slack_key(&route.name, &target, event.run_id),
                     target,
                     run_id: Some(event.run_id),
-                    payload: serde_json::to_value(&payload).expect("payload serializes"),
+                    payload: crate::jobs::to_json(&payload),
                     due_at: now,
                 });
                 plan.job_event.push(i);
@@ -199,11 +199,10 @@ pub fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &Setting
                     route: route.name.clone(),
                     window_end,
                     run_id: event.run_id,
-                    payload: serde_json::to_value(DigestRunPayload {
+                    payload: crate::jobs::to_json(&DigestRunPayload {
                         event: event.clone(),
                         keys: keys.clone(),
-                    })
-                    .expect("payload serializes"),
+                    }),
                 });
                 plan.item_event.push(i);
             }

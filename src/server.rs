@@ -43,9 +43,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The wait after the `failures`-th failed `accept` in a row (from 1): 10 ms, doubling, at most
 /// a second.
 fn accept_backoff(failures: u32) -> Duration {
-    ACCEPT_BACKOFF_FIRST
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(ACCEPT_BACKOFF_MAX)
+    crate::retry::exponential(ACCEPT_BACKOFF_FIRST, failures, ACCEPT_BACKOFF_MAX)
 }
 
 /// An `accept` error that concerns one connection only (its peer gave up before it was

@@ -120,7 +120,7 @@ impl Application {
                 .context("cannot listen for new jobs in the store")?;
         }
         // Built now either way, so settings they refuse stop the start.
-        let workers = Workers::new(state.clone())?;
+        let workers = Workers::new(state.clone(), crate::channels::registry(&state)?);
         Ok(Application {
             listener,
             addr,
@@ -345,7 +345,7 @@ async fn serve_once_connected(
             &state.metrics,
         )?;
         state.langsmith = langsmith;
-        Workers::new(state.clone())
+        anyhow::Ok(Workers::new(state.clone(), crate::channels::registry(&state)?))
     };
     let workers = tokio::select! {
         workers = ready => workers,

@@ -23,7 +23,7 @@ pub struct AppState {
     /// Wakes the workers when intake commits new jobs.
     pub wake_workers: Arc<tokio::sync::Notify>,
     /// When work falls due that no wake-up announces (scheduled retries, digest windows).
-    pub due_hint: Arc<crate::worker::DueHint>,
+    pub due_hint: Arc<crate::due::DueHint>,
     /// True while the workers' claim loop runs (readiness).
     pub workers_running: Arc<std::sync::atomic::AtomicBool>,
     /// True while `/readyz` finds the store not answering, so it logs changes, not every

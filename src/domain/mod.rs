@@ -13,6 +13,7 @@ pub mod show;
 pub mod slack_limits;
 mod store_url;
 pub mod text;
+mod time;
 mod vote;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
@@ -26,6 +27,7 @@ pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, 
 pub use schedule::{EmailSchedule, Schedule};
 pub use show::{RunParts, RunPath, Show, ShownField};
 pub use store_url::{StoreBackend, StoreUrl, StoreUrlError, is_postgres, redact_url};
+pub use time::{format_timestamp, parse_timestamp};
 pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;

@@ -8,7 +8,7 @@
 //! from another site is refused, and one recipient's rating of a key is submitted once however
 //! many confirmations arrive together (the vote is claimed before the submission).
 
-use super::render::DigestRun;
+use super::content::DigestRun;
 use crate::state::AppState;
 use crate::store::{ConfirmLink, ConfirmVoter, NewVote};
 use askama::Template;

@@ -22,9 +22,9 @@ pub enum EmailError {
     Permanent(String),
 }
 
-impl EmailError {
-    /// Whether a later try may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl crate::retry::Retryable for EmailError {
+    /// Whether a later try may succeed (SMTP names no wait).
+    fn is_retryable(&self) -> bool {
         matches!(self, EmailError::Transient(_))
     }
 }

@@ -6,7 +6,7 @@
 //! controlled clock.
 
 use crate::domain::{EmailTarget, KeySpec};
-use crate::email::render::{DigestContent, DigestRun};
+use crate::email::content::{DigestContent, DigestRun};
 use crate::jobs::{DigestJobPayload, DigestRunPayload};
 use crate::langsmith::MintedToken;
 use crate::links::links_for_run;
@@ -104,11 +104,10 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
                 target: to.to_string(),
                 run_id: None,
                 idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to.as_str()),
-                payload: serde_json::to_value(DigestJobPayload {
+                payload: crate::jobs::to_json(&DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),
-                })
-                .expect("payload serializes"),
+                }),
                 // `now` may be a test's clock ahead of the real one; the jobs are due at once.
                 due_at: now.min(Utc::now()),
             })
@@ -120,6 +119,30 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
         state.wake_workers.notify_one();
     }
     Ok(due.len())
+}
+
+/// Closing the digest windows that ended, on the workers' clock.
+pub struct DigestWindows {
+    /// Settings (recipients) and the store.
+    state: AppState,
+}
+
+impl DigestWindows {
+    /// Closes `state`'s due digests when run.
+    pub fn new(state: &AppState) -> Self {
+        DigestWindows { state: state.clone() }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::delivery::Scheduled for DigestWindows {
+    fn what(&self) -> &'static str {
+        "cannot close due digests"
+    }
+
+    async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        close_due(&self.state, now).await
+    }
 }
 
 #[cfg(test)]

@@ -17,41 +17,12 @@
 //! part — as its button, or as its labelled line — so no bare, unlabelled copy of a link that
 //! records a rating sits anywhere in the message.
 
+use super::content::{DigestContent, DigestRun};
 use super::view::DigestView;
 use crate::domain::{ButtonStyle, FeedbackKey, RunEvent, RunId, RunStatus, Source};
 use crate::links::{FeedbackLink, KeyLinks};
 use askama::Template;
 use chrono::{DateTime, TimeZone, Utc};
-
-/// One run in a digest, with the feedback links minted for it.
-#[derive(Debug, Clone)]
-pub struct DigestRun {
-    /// The run as it arrived.
-    pub event: RunEvent,
-    /// Its feedback links, one entry per key, in display order.
-    pub keys: Vec<KeyLinks>,
-}
-
-/// Everything a digest shows, decided by the caller: which runs, for whom, over which window.
-#[derive(Debug, Clone)]
-pub struct DigestContent {
-    /// The route's name.
-    pub route: String,
-    /// The recipient (`To` address), named in the footer so a reader knows why they got it.
-    pub recipient: String,
-    /// The runs shown, newest first, already capped to the route's `max_runs`.
-    pub runs: Vec<DigestRun>,
-    /// How many runs of the window were left out by `max_runs`.
-    pub more: usize,
-    /// The LangSmith project, linked from "N more runs in LangSmith" when known.
-    pub project_url: Option<String>,
-    /// When the digest window opened.
-    pub window_start: DateTime<Utc>,
-    /// When it closed (the digest is sent then).
-    pub window_end: DateTime<Utc>,
-    /// The route's subject override; see [`render_digest`] for how it is used.
-    pub subject: Option<String>,
-}
 
 /// A rendered digest, ready for a `multipart/alternative` message.
 #[derive(Clone)]

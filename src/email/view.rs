@@ -2,7 +2,7 @@
 //! their excerpts and buttons, and the palette, with everything from a run cleaned, cut and
 //! checked, so the templates (`templates/email/digest.{html,txt}`) only lay it out.
 
-use super::render::{DigestContent, DigestRun};
+use super::content::{DigestContent, DigestRun};
 use crate::domain::text::{UNNAMED_RUN, clean_block, non_blank, one_line};
 use crate::domain::{ButtonStyle, RunStatus, cut};
 use crate::links::{FeedbackLink, KeyLinks};

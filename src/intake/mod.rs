@@ -391,8 +391,7 @@ pub(crate) fn error_text(v: Option<&Value>) -> Option<String> {
 
 /// Reads a timestamp field, with or without a zone.
 pub(crate) fn timestamp(v: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
-    v.and_then(Value::as_str)
-        .and_then(crate::langsmith::wire::parse_timestamp)
+    v.and_then(Value::as_str).and_then(crate::domain::parse_timestamp)
 }
 
 /// Reads the run id at `field` of `obj`, naming `path` in the error.

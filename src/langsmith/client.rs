@@ -1,8 +1,10 @@
 //! `LangSmithClient`: mints presigned feedback tokens, all keys of a run (or of several runs) in
 //! one `POST /api/v1/feedback/tokens`, with the retry policy of LangSmith's own SDKs.
 
-use super::wire::{MintedToken, TokenRequest, TokenResponseItem, parse_timestamp};
+use super::wire::{MintedToken, TokenRequest, TokenResponseItem};
 use crate::domain::FeedbackKey;
+use crate::domain::parse_timestamp;
+use crate::retry::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ const MAX_INLINE_WAIT: Duration = Duration::from_secs(30);
 const MAX_REDIRECTS: usize = 10;
 
 /// Why minting failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LangSmithError {
     /// LangSmith refused the key: permanent until the operator fixes it.
     #[error("LangSmith answered {status}: {hint}")]
@@ -56,9 +58,9 @@ pub enum LangSmithError {
     },
 }
 
-impl LangSmithError {
+impl crate::retry::Retryable for LangSmithError {
     /// Whether trying again later may succeed (DESIGN §7).
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             LangSmithError::Status { status, .. } => is_retryable_status(*status),
             LangSmithError::Timeout(_) | LangSmithError::Connect(_) => true,
@@ -67,7 +69,7 @@ impl LangSmithError {
     }
 
     /// The server's requested wait, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
             LangSmithError::Status { retry_after, .. } => *retry_after,
             _ => None,
@@ -168,7 +170,7 @@ impl LangSmithClient {
                     return Ok(tokens);
                 }
                 Err(e) if e.is_retryable() && attempt < self.max_attempts => {
-                    let backoff = backoff(self.backoff_base, attempt);
+                    let backoff = crate::retry::jittered(self.backoff_base, attempt);
                     let wait = e.retry_after().unwrap_or(backoff);
                     if wait > MAX_INLINE_WAIT {
                         return Err(e);
@@ -488,13 +490,6 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// Exponential backoff with full jitter: a random wait in [base·2^(n-1)/2, base·2^(n-1)].
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let half = exp / 2;
-    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
-}
-
 fn error_detail(body: &[u8]) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) => match v.get("detail").or_else(|| v.get("error")).or_else(|| v.get("message")) {
@@ -559,7 +554,7 @@ mod tests {
         let base = Duration::from_millis(100);
         for attempt in 1..6 {
             let top = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
+            let d = crate::retry::jittered(base, attempt);
             assert!(d >= top / 2 && d <= top, "{attempt}: {d:?}");
         }
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));

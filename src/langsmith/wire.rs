@@ -1,7 +1,7 @@
 //! The JSON of LangSmith's presigned-feedback-token API, as the SDKs send and read it.
 
 use crate::domain::{FeedbackConfig, FeedbackKey, RunId};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -105,25 +105,6 @@ pub fn token_fingerprint(id: &uuid::Uuid) -> String {
     format!("{}…", &hex[..8])
 }
 
-/// Reads LangSmith timestamps: RFC 3339, or naive ISO 8601 taken as UTC.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Some(t.and_utc());
-        }
-    }
-    None
-}
-
-/// Formats a timestamp as LangSmith does (`2026-08-29T09:15:02.417733+00:00`).
-pub fn format_timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
-}
-
 /// The id of the feedback row a submission through a token made, from LangSmith's answer: the
 /// row itself (`id`) or, from the embedded service, `feedback_id`. Only a UUID is taken: the
 /// id goes into the path of a later `DELETE /api/v1/feedback/{id}`.
@@ -180,15 +161,6 @@ mod tests {
                 minutes: 1
             }
         );
-    }
-
-    #[test]
-    fn timestamps_with_and_without_zone_are_read_as_utc() {
-        let a = parse_timestamp("2026-08-29T09:15:02.417733+00:00").unwrap();
-        let b = parse_timestamp("2026-08-29T09:15:02.417733").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(format_timestamp(a), "2026-08-29T09:15:02.417733+00:00");
-        assert!(parse_timestamp("yesterday").is_none());
     }
 
     #[test]

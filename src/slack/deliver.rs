@@ -60,14 +60,14 @@ pub enum SlackError {
     },
 }
 
-impl SlackError {
+impl crate::retry::Retryable for SlackError {
     /// Whether a later try may succeed.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         !matches!(self, SlackError::Permanent { .. })
     }
 
     /// Slack's requested wait.
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
             SlackError::RateLimited { retry_after } => *retry_after,
             _ => None,

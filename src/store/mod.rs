@@ -141,6 +141,15 @@ impl From<StoreUrlError> for StoreError {
     }
 }
 
+/// A delivery that cannot read or write the store tries again later: the queue's retry is
+/// where an outage (or a row a newer release can read) is waited out, and a job is never dead
+/// for the store's sake alone.
+impl crate::retry::Retryable for StoreError {
+    fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
 impl StoreError {
     /// Whether the database could not be reached: nothing listens, the connection was cut, the
     /// server is starting or shutting down, no connection came in time. Worth waiting out,
@@ -160,38 +169,12 @@ impl StoreError {
     }
 }
 
-/// What a job sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// One Slack message for one run.
-    Slack,
-    /// One digest email to one recipient.
-    Digest,
-    /// An update of a Slack message after a vote (through the click's `response_url`).
-    SlackUpdate,
-    /// A rating the service submits through a presigned URL (interactive buttons).
-    FeedbackSubmit,
-}
+/// The kinds of job live with their payloads; the store keeps them by name.
+pub use crate::jobs::JobKind;
 
-impl JobKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Slack => "slack",
-            JobKind::Digest => "digest",
-            JobKind::SlackUpdate => "slack_update",
-            JobKind::FeedbackSubmit => "feedback_submit",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "slack" => Ok(JobKind::Slack),
-            "digest" => Ok(JobKind::Digest),
-            "slack_update" => Ok(JobKind::SlackUpdate),
-            "feedback_submit" => Ok(JobKind::FeedbackSubmit),
-            other => Err(StoreError::Corrupt(format!("unknown job kind {other:?}"))),
-        }
-    }
+/// The kind of a stored row's name.
+pub(crate) fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job kind {s:?}")))
 }
 
 /// Where a job is in its life.

@@ -1,18 +1,16 @@
-//! One claimed chunk: mint for every job without tokens in one request, send the jobs in
-//! order, make sure each send fits its lease, and record delivered jobs together unless a later
-//! send could outlast the first of their leases.
+//! One claimed chunk: decode every payload, mint for every job without tokens in one request,
+//! deliver the jobs in order through their kinds' deliverers, make sure each send fits its
+//! lease, and record delivered jobs together unless a later send could outlast the first of
+//! their leases.
 
 use super::record::Outcome;
 use super::{Claimed, Lease, Workers};
-use crate::domain::{FeedbackKey, RunEvent};
-use crate::jobs::SlackJobPayload;
+use crate::delivery::{DeliveryError, HoldLease, TokenUse, usable_tokens};
+use crate::jobs::JobPayload;
 use crate::langsmith::wire::token_fingerprint;
-use crate::langsmith::{ExpiresIn, LangSmithError, MintedToken, TokenRequest};
-use crate::lease::{self, longest_send};
-use crate::state::AppState;
-use crate::store::{JobKind, UnreadJob};
+use crate::lease;
+use crate::store::UnreadJob;
 use chrono::Utc;
-use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 impl Workers {
@@ -23,49 +21,48 @@ impl Workers {
         let mut done: Vec<(Claimed, Outcome)> = Vec::new();
         let mut requests = Vec::new();
         let mut owners = Vec::new();
-        for UnreadJob { mut job, payload } in jobs {
-            // A Slack job's payload is read straight into its type; the others' as JSON.
-            let read = if job.kind == JobKind::Slack {
-                serde_json::from_str::<SlackJobPayload>(&payload).map(Some)
-            } else {
-                serde_json::from_str(&payload).map(|value| {
-                    job.payload = value;
-                    None
-                })
-            };
+        let settings = &self.state.settings;
+        for UnreadJob { job, payload } in jobs {
+            // Read once, straight into its kind's type.
+            let read = JobPayload::decode(job.kind, &payload);
             let mut claimed = Claimed {
                 lease: Lease {
                     start: claimed_at,
                     until: job.lease_until,
                 },
                 job,
-                slack: None,
+                payload: None,
                 tokens: None,
             };
             let payload = match read {
-                Ok(None) => {
-                    work.push(claimed);
-                    continue;
-                }
-                Ok(Some(p)) => p,
+                Ok(p) => p,
                 Err(e) => {
-                    done.push((claimed, Outcome::Dead(format!("corrupt job payload: {e}"))));
+                    done.push((claimed, Outcome::Dead(DeliveryError::Payload(e))));
                     continue;
                 }
             };
-            claimed.tokens = claimed.job.minted.as_ref().and_then(usable_tokens);
-            if claimed.tokens.is_none() {
-                let ttl = Duration::from_secs(payload.link_ttl_secs);
-                let reqs = token_requests(&self.state, &payload.event, &payload.keys, ttl);
-                if reqs.is_empty() {
-                    let reason = "none of the job's feedback keys is configured any more".to_string();
-                    done.push((claimed, Outcome::Dead(reason)));
-                    continue;
+            let per_job = self
+                .registry
+                .get(claimed.job.kind)
+                .is_some_and(|d| d.tokens() == TokenUse::PerJob);
+            if per_job {
+                claimed.tokens = claimed.job.minted.as_ref().and_then(usable_tokens);
+                if claimed.tokens.is_none() {
+                    let reqs = self
+                        .registry
+                        .get(claimed.job.kind)
+                        .map(|d| d.token_requests(settings, &payload))
+                        .unwrap_or_default();
+                    if reqs.is_empty() {
+                        let reason = "none of the job's feedback keys is configured any more";
+                        done.push((claimed, Outcome::Dead(DeliveryError::Gone(reason.into()))));
+                        continue;
+                    }
+                    owners.extend(std::iter::repeat_n(work.len(), reqs.len()));
+                    requests.extend(reqs);
                 }
-                owners.extend(std::iter::repeat_n(work.len(), reqs.len()));
-                requests.extend(reqs);
             }
-            claimed.slack = Some(payload);
+            claimed.payload = Some(payload);
             work.push(claimed);
         }
         self.record(done).await;
@@ -92,31 +89,50 @@ impl Workers {
                     }
                 }
                 Err(e) => {
-                    for &i in &owners {
-                        failed[i] = Some(mint_outcome(&e));
+                    let mut minting = owners.clone();
+                    minting.dedup();
+                    for i in minting {
+                        failed[i] = Some(Outcome::failed(DeliveryError::Mint(e.clone())));
                     }
                 }
             }
         }
         // Delivered jobs are recorded together at the end of the chunk, unless a later send
         // could end after the first of their leases does: then they are recorded before it.
-        let length = self.state.settings.workers.lease;
+        let length = settings.workers.lease;
         let mut delivered: Vec<(Claimed, Outcome)> = Vec::new();
         let mut delivered_until: Option<Instant> = None;
         for (claimed, failed) in work.into_iter().zip(failed) {
-            let longest = longest_send(&self.state.settings, claimed.job.kind);
+            let Some(deliverer) = self.registry.get(claimed.job.kind) else {
+                let reason = format!("no deliverer for {} jobs", claimed.job.kind.as_str());
+                self.record(vec![(claimed, Outcome::Dead(DeliveryError::Gone(reason)))])
+                    .await;
+                continue;
+            };
+            let longest = deliverer.longest_send(settings);
             if delivered_until.is_some_and(|until| lease::outlasts(Instant::now(), longest, until)) {
                 self.record(std::mem::take(&mut delivered)).await;
                 delivered_until = None;
             }
-            let mut lease = claimed.lease;
-            let outcome = match (failed, claimed.job.kind) {
-                (Some(outcome), _) => outcome,
-                (None, JobKind::Slack) => self.deliver_slack(&claimed, &mut lease).await,
-                (None, JobKind::Digest) => self.deliver_digest(&claimed.job, &mut lease).await,
-                (None, JobKind::SlackUpdate) => self.deliver_update(&claimed.job, &mut lease).await,
-                (None, JobKind::FeedbackSubmit) => self.deliver_submission(&claimed.job, &mut lease).await,
+            let mut held = Held {
+                workers: self,
+                job_id: claimed.job.id,
+                lease: claimed.lease,
             };
+            let outcome = match (failed, &claimed.payload) {
+                (Some(outcome), _) => outcome,
+                (None, Some(payload)) => match held.hold(longest).await {
+                    Err(outcome) => outcome,
+                    Ok(()) => {
+                        deliverer
+                            .deliver(&claimed.job, payload, claimed.tokens.as_deref(), &mut held)
+                            .await
+                    }
+                },
+                // Every job in `work` has its payload.
+                (None, None) => Outcome::Dead(DeliveryError::Gone("the job's payload was not read".into())),
+            };
+            let lease = held.lease;
             if matches!(outcome, Outcome::Sent) {
                 if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id) {
                     p.sent = true;
@@ -136,7 +152,7 @@ impl Workers {
     /// is left (a slow mint, a chunk's earlier sends, a wait for a permit), the lease is moved
     /// forward, fenced on the lease this worker holds; if the job already went to another
     /// worker, this one leaves it alone.
-    pub(super) async fn hold_lease(&self, job_id: i64, lease: &mut Lease, longest: Duration) -> Result<(), Outcome> {
+    async fn hold_lease(&self, job_id: i64, lease: &mut Lease, longest: Duration) -> Result<(), Outcome> {
         let length = self.state.settings.workers.lease;
         let Some(held) = lease.until else {
             return Ok(());
@@ -162,81 +178,21 @@ impl Workers {
                 );
                 Err(Outcome::LeaseLost)
             }
-            Err(e) => Err(Outcome::Retry {
-                after: None,
-                error: format!("cannot extend the lease: {e}"),
-            }),
+            Err(e) => Err(Outcome::failed(DeliveryError::Lease(e))),
         }
     }
 }
 
-/// Token requests for `keys` of `event`, expiring `ttl` from now.
-pub fn token_requests(state: &AppState, event: &RunEvent, keys: &[FeedbackKey], ttl: Duration) -> Vec<TokenRequest> {
-    token_requests_for(&state.settings, event, keys, ttl)
+/// The lease of the job being delivered, as its deliverer holds it.
+struct Held<'a> {
+    workers: &'a Workers,
+    job_id: i64,
+    lease: Lease,
 }
 
-/// Token requests for the configured `keys` of `event`, expiring `ttl` from now.
-pub fn token_requests_for(
-    settings: &crate::settings::Settings,
-    event: &RunEvent,
-    keys: &[FeedbackKey],
-    ttl: Duration,
-) -> Vec<TokenRequest> {
-    keys.iter()
-        .filter_map(|k| settings.key(k))
-        .map(|spec| TokenRequest {
-            run_id: event.run_id,
-            feedback_key: spec.key.clone(),
-            expires_in: Some(ExpiresIn::from_duration(ttl)),
-            expires_at: None,
-            feedback_config: spec.feedback_config.clone(),
-        })
-        .collect()
-}
-
-/// Stored tokens, unless unreadable or expiring within the hour (a link that dies while the
-/// message is read is worse than minting again).
-pub(super) fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {
-    let tokens = Vec::<MintedToken>::deserialize(value).ok()?;
-    let soon = Utc::now() + chrono::Duration::hours(1);
-    tokens.iter().all(|t| t.expires_at > soon).then_some(tokens)
-}
-
-pub(super) fn mint_outcome(e: &LangSmithError) -> Outcome {
-    if e.is_retryable() {
-        Outcome::Retry {
-            after: e.retry_after(),
-            error: format!("minting tokens: {e}"),
-        }
-    } else {
-        Outcome::Dead(format!("minting tokens: {e}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tokens(expiring_in: chrono::Duration) -> serde_json::Value {
-        serde_json::json!([{
-            "id": "00000000-0000-4000-8000-000000000001",
-            "run_id": "00000000-0000-4000-8000-000000000002",
-            "feedback_key": "thumbs_up",
-            "url": "https://ls.example/api/v1/feedback/tokens/00000000-0000-4000-8000-000000000001",
-            "expires_at": (Utc::now() + expiring_in).to_rfc3339(),
-        }])
-    }
-
-    #[test]
-    fn kept_tokens_are_reused_unless_they_expire_within_the_hour() {
-        assert_eq!(
-            usable_tokens(&tokens(chrono::Duration::days(7))).map(|t| t.len()),
-            Some(1)
-        );
-        assert!(
-            usable_tokens(&tokens(chrono::Duration::minutes(59))).is_none(),
-            "a link would die while read"
-        );
-        assert!(usable_tokens(&serde_json::json!({"not": "tokens"})).is_none());
+#[async_trait::async_trait]
+impl HoldLease for Held<'_> {
+    async fn hold(&mut self, longest: Duration) -> Result<(), Outcome> {
+        self.workers.hold_lease(self.job_id, &mut self.lease, longest).await
     }
 }

@@ -1,33 +1,26 @@
-//! Workers: claim due jobs with a lease, mint their tokens (once; kept with the job for
-//! retries), render, deliver, and record the outcome: sent, retry at a backed-off time (Slack's
-//! or LangSmith's Retry-After honoured), or a dead letter with the reason.
+//! Workers: claim due jobs with a lease, decode each payload once, mint the tokens of the kinds
+//! that need them (once; kept with the job for retries), hand each job to its kind's deliverer
+//! (`crate::delivery::Registry`), and record the outcome: sent, retry at a backed-off time (the
+//! other side's Retry-After honoured), or a dead letter with the reason. What a job sends is its
+//! deliverer's business; the worker runs the queue.
 //!
 //! - `mod.rs`: the claim loop, backing off while the store fails, and the drain at shutdown.
-//! - `chunk.rs`: one claimed chunk: mint for its jobs in one request, send them in order,
+//! - `chunk.rs`: one claimed chunk: mint for its jobs in one request, deliver them in order,
 //!   hold each lease for its send, record delivered jobs together when their leases allow.
-//! - `deliver.rs`: one Slack message, one digest email (with the digest's shared tokens).
 //! - `record.rs`: outcomes into the store; delivered jobs the store refused are kept and
 //!   recorded again, never sent twice.
 
 mod chunk;
-mod deliver;
 mod record;
-mod update;
 
-pub use chunk::{token_requests, token_requests_for};
-
-use crate::email::deliver::EmailSender;
-use crate::email::digest;
-use crate::jobs::SlackJobPayload;
+use crate::delivery::{Registry, chunks_for_minting};
 use crate::langsmith::MintedToken;
-use crate::slack::deliver::SlackSender;
-use crate::slack::pacing::ChannelPace;
 use crate::state::AppState;
-use crate::store::{Job, JobKind};
+use crate::store::{Job, UnreadJob};
 use chrono::Utc;
 use record::Progress;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -36,11 +29,8 @@ use tokio::task::JoinSet;
 #[derive(Clone)]
 pub struct Workers {
     state: AppState,
-    slack: Arc<SlackSender>,
-    email: Arc<EmailSender>,
-    pacer: Arc<ChannelPace>,
-    /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
-    digest_locks: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The deliverer of each kind of job.
+    registry: Arc<Registry>,
     /// Jobs claimed and not yet recorded, with what became of them so far, to record if
     /// shutdown cuts their chunk short.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<i64, Progress>>>,
@@ -52,31 +42,16 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Builds the pool for `state`.
-    pub fn new(state: AppState) -> anyhow::Result<Self> {
-        let slack = SlackSender::new(&state.settings)?;
-        let s = &state.settings.slack;
-        let pacer = ChannelPace::new(
-            &state.store,
-            if slack.is_remote() {
-                s.pace_per_channel
-            } else {
-                Duration::ZERO
-            },
-            s.burst,
-        );
-        let email = EmailSender::new(&state.settings)?;
+    /// Builds the pool for `state`, running the kinds of job in `registry`.
+    pub fn new(state: AppState, registry: Registry) -> Self {
         let running = state.workers_running.clone();
-        Ok(Workers {
+        Workers {
             state,
-            slack: Arc::new(slack),
-            email: Arc::new(email),
-            pacer: Arc::new(pacer),
-            digest_locks: Arc::default(),
+            registry: Arc::new(registry),
             in_flight: Arc::default(),
             unrecorded: Arc::default(),
             running,
-        })
+        }
     }
 
     /// Runs the claim loop until `shutdown` turns true, then drains.
@@ -86,11 +61,11 @@ impl Workers {
         let permits = Arc::new(Semaphore::new(w.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
         self.running.store(true, Ordering::SeqCst);
-        let mut last_digest_check = Instant::now().checked_sub(w.poll_interval).unwrap_or_else(Instant::now);
+        let mut last_scheduled = Instant::now().checked_sub(w.poll_interval).unwrap_or_else(Instant::now);
         let mut trouble = StoreTrouble::default();
-        // Closing digests fails apart from claiming (a digest can be unreadable); its failures
-        // are logged once per change and do not hold up the claims.
-        let mut digest_trouble = StoreTrouble::default();
+        // Scheduled work (see `Registry::schedule`) fails apart from claiming (what it reads can
+        // be unreadable); its failures are logged once per change and do not hold up the claims.
+        let mut scheduled_trouble = StoreTrouble::default();
         // Whether this turn claims: after a wake-up (new jobs, a wait that ran out), or while
         // the last claim got all it asked for. A task that ends frees a permit, which is worth
         // a claim only then: otherwise nothing was left due, and what the task scheduled comes
@@ -114,15 +89,17 @@ impl Workers {
                 }
             }
             if let Err(e) = self.record_unrecorded().await {
-                trouble.failed_beside("cannot record delivered jobs", &e, digest_trouble.is_failing());
+                trouble.failed_beside("cannot record delivered jobs", &e, scheduled_trouble.is_failing());
                 continue;
             }
-            // Windows close on whole seconds at most; no need to ask the store on every turn.
-            if last_digest_check.elapsed() >= w.poll_interval.min(Duration::from_secs(1)) {
-                last_digest_check = Instant::now();
-                match digest::close_due(&self.state, Utc::now()).await {
-                    Ok(_) => digest_trouble.recovered(),
-                    Err(e) => digest_trouble.failed_beside("cannot close due digests", &e, trouble.is_failing()),
+            // Scheduled work falls due on whole seconds at most; no need to run it on every turn.
+            if last_scheduled.elapsed() >= w.poll_interval.min(Duration::from_secs(1)) {
+                last_scheduled = Instant::now();
+                for work in self.registry.scheduled() {
+                    match work.run_due(Utc::now()).await {
+                        Ok(_) => scheduled_trouble.recovered(),
+                        Err(e) => scheduled_trouble.failed_beside(work.what(), &e, trouble.is_failing()),
+                    }
                 }
             }
             if let Some(at) = self.state.due_hint.take() {
@@ -152,7 +129,9 @@ impl Workers {
                             .lock()
                             .expect("in-flight set")
                             .extend(jobs.iter().map(|u| (u.job.id, Progress::default())));
-                        for chunk in chunks_by_kind(jobs, batch) {
+                        let registry = &self.registry;
+                        let mints = |u: &UnreadJob| registry.mints_per_job(u.job.kind);
+                        for chunk in chunks_for_minting(jobs, batch, mints) {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
                             let me = self.clone();
                             tasks.spawn(async move {
@@ -163,7 +142,7 @@ impl Workers {
                     }
                     Err(e) => {
                         claim_now = true;
-                        trouble.failed_beside("cannot claim jobs", &e, digest_trouble.is_failing());
+                        trouble.failed_beside("cannot claim jobs", &e, scheduled_trouble.is_failing());
                         continue;
                     }
                 }
@@ -176,7 +155,7 @@ impl Workers {
                 }
             }
             // With more due, the next turn comes when a task frees its permit; otherwise sleep
-            // until the earliest due job or digest.
+            // until the earliest due work.
             let wait = if claim_now && !tasks.is_empty() {
                 w.poll_interval
             } else {
@@ -220,7 +199,7 @@ impl Workers {
             // Recorded below, with any the store refused earlier.
             self.unrecorded.lock().expect("unrecorded set").extend(&sent);
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
-                let minted = progress.minted.as_deref().map(record::tokens_json);
+                let minted = progress.minted.as_deref().map(crate::delivery::tokens_json);
                 if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {
                     tracing::error!(job = id, error = %e, "cannot release a job; it returns when its lease ends");
                 }
@@ -246,43 +225,15 @@ impl Workers {
     }
 }
 
-/// The earliest time this process knows work falls due that no wake-up announces: a retry or a
-/// deferred send a worker scheduled, a digest window intake opened. The claim loop asks the
-/// store when work falls due (`Store::next_due`) once per poll interval, not on every turn, and
-/// learns of these in between from here. Others' (another replica's retries, a dead letter
-/// retried from the command line) are found by that poll.
-#[derive(Debug)]
-pub struct DueHint(AtomicI64);
-
-impl Default for DueHint {
-    fn default() -> Self {
-        DueHint(AtomicI64::new(i64::MAX))
-    }
-}
-
-impl DueHint {
-    /// Work falls due at `at`.
-    pub fn note(&self, at: chrono::DateTime<Utc>) {
-        self.0.fetch_min(at.timestamp_millis(), Ordering::SeqCst);
-    }
-
-    /// The earliest time noted since the last call, if any.
-    fn take(&self) -> Option<chrono::DateTime<Utc>> {
-        match self.0.swap(i64::MAX, Ordering::SeqCst) {
-            i64::MAX => None,
-            ms => chrono::DateTime::from_timestamp_millis(ms),
-        }
-    }
-}
-
 /// A claimed job and what the worker read from it once.
 struct Claimed {
     job: Job,
     /// The lease this worker holds on it.
     lease: Lease,
-    /// A Slack job's payload.
-    slack: Option<SlackJobPayload>,
-    /// A Slack job's tokens: kept from an earlier attempt, or minted by this one.
+    /// Its payload, decoded once after the claim.
+    payload: Option<crate::jobs::JobPayload>,
+    /// The tokens the worker mints for it (kinds with `TokenUse::PerJob`): kept from an
+    /// earlier attempt, or minted by this one.
     tokens: Option<Vec<MintedToken>>,
 }
 
@@ -316,7 +267,7 @@ impl StoreTrouble {
     }
 
     /// A failed turn; the first of an outage is logged unless `reported_elsewhere` (the claim
-    /// loop's and the digests' trackers see the same outage, which is said once).
+    /// loop's and the scheduled work's trackers see the same outage, which is said once).
     fn failed_beside(&mut self, what: &'static str, error: &dyn std::fmt::Display, reported_elsewhere: bool) {
         if self.failures == 0 {
             self.what = what;
@@ -352,106 +303,15 @@ impl StoreTrouble {
     }
 }
 
-/// The wait after `failures` failed turns in a row: 100 ms, doubling, at most 5 s.
+/// The wait after `failures` failed turns in a row: 100 ms, doubling, at most 5 s (no jitter:
+/// one loop per process waits).
 fn backoff_wait(failures: u32) -> Duration {
-    StoreTrouble::FIRST_WAIT
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(StoreTrouble::LONGEST_WAIT)
-}
-
-/// [`chunks_by_kind`] of read jobs.
-#[cfg(test)]
-fn chunk_jobs(jobs: Vec<Job>, batch: usize) -> Vec<Vec<Job>> {
-    chunks_by_kind(jobs, batch)
-}
-
-/// Groups jobs for minting: up to `batch` Slack jobs per group; digest jobs alone.
-fn chunks_by_kind<J: AsJob>(jobs: Vec<J>, batch: usize) -> Vec<Vec<J>> {
-    let mut out: Vec<Vec<J>> = Vec::new();
-    let mut current: Vec<J> = Vec::new();
-    for job in jobs {
-        if job.as_job().kind != JobKind::Slack {
-            out.push(vec![job]);
-            continue;
-        }
-        current.push(job);
-        if current.len() >= batch {
-            out.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// A claimed job, its payload read or not.
-trait AsJob {
-    fn as_job(&self) -> &Job;
-}
-
-impl AsJob for Job {
-    fn as_job(&self) -> &Job {
-        self
-    }
-}
-
-impl AsJob for crate::store::UnreadJob {
-    fn as_job(&self) -> &Job {
-        &self.job
-    }
+    crate::retry::exponential(StoreTrouble::FIRST_WAIT, failures, StoreTrouble::LONGEST_WAIT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(id: i64, kind: JobKind) -> Job {
-        Job {
-            id,
-            kind,
-            route: "r".into(),
-            target: "C1".into(),
-            run_id: None,
-            payload: serde_json::json!({}),
-            state: crate::store::JobState::Leased,
-            attempts: 1,
-            minted: None,
-            last_error: None,
-            created_at: Utc::now(),
-            next_attempt_at: Utc::now(),
-            lease_until: None,
-        }
-    }
-
-    #[test]
-    fn slack_jobs_are_chunked_by_batch_runs_and_digest_jobs_go_alone() {
-        use JobKind::{Digest, Slack};
-        let jobs = [
-            (1, Slack),
-            (2, Slack),
-            (3, Digest),
-            (4, Slack),
-            (5, Slack),
-            (6, Slack),
-            (7, Digest),
-        ]
-        .into_iter()
-        .map(|(id, kind)| job(id, kind))
-        .collect();
-        let ids: Vec<Vec<i64>> = chunk_jobs(jobs, 2)
-            .iter()
-            .map(|c| c.iter().map(|j| j.id).collect())
-            .collect();
-        // A digest job mints for its whole digest, so it never shares a chunk.
-        assert_eq!(ids, [vec![1, 2], vec![3], vec![4, 5], vec![7], vec![6]]);
-        let one: Vec<usize> = chunk_jobs((1..=3).map(|i| job(i, Slack)).collect(), 1)
-            .iter()
-            .map(Vec::len)
-            .collect();
-        assert_eq!(one, [1, 1, 1]);
-        assert!(chunk_jobs(Vec::new(), 10).is_empty());
-    }
 
     #[test]
     fn a_failing_store_is_retried_later_and_later_up_to_five_seconds() {

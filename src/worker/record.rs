@@ -3,30 +3,11 @@
 //! is kept and recorded again on every turn of the claim loop, and not sent again if claimed.
 
 use super::{Claimed, Workers};
+pub(super) use crate::delivery::Outcome;
+use crate::delivery::tokens_json;
 use crate::langsmith::MintedToken;
-use crate::langsmith::client::backoff;
-use crate::store::{JobKind, UnreadJob};
+use crate::store::UnreadJob;
 use chrono::Utc;
-use std::time::Duration;
-
-/// What became of one job.
-#[derive(Debug)]
-pub(super) enum Outcome {
-    Sent,
-    Retry {
-        after: Option<Duration>,
-        error: String,
-    },
-    Dead(String),
-    Defer(Duration),
-    /// The lease ended before the send and another worker holds the job now: record nothing.
-    LeaseLost,
-}
-
-/// Tokens as a job keeps them (`jobs.minted`).
-pub(super) fn tokens_json(tokens: &[MintedToken]) -> serde_json::Value {
-    serde_json::to_value(tokens).expect("tokens serialize")
-}
 
 /// What became of an in-flight job so far.
 #[derive(Default)]
@@ -119,7 +100,7 @@ impl Workers {
         let store = &self.state.store;
         let mut sent = Vec::new();
         let mut sent_minted = Vec::new();
-        let votes_on = self.state.settings.slack.signing_secret.is_some();
+        let settings = &self.state.settings;
         // Tokens minted by this attempt, as the in-flight set keeps them.
         let minted: Vec<Option<Vec<MintedToken>>> = {
             let in_flight = self.in_flight.lock().expect("in-flight set");
@@ -129,11 +110,8 @@ impl Workers {
         };
         for ((claimed, outcome), minted) in done.iter().zip(&minted) {
             let job = &claimed.job;
-            let channel = match job.kind {
-                JobKind::Slack | JobKind::SlackUpdate => "slack",
-                JobKind::FeedbackSubmit => "langsmith",
-                JobKind::Digest => "email",
-            };
+            let deliverer = self.registry.get(job.kind);
+            let channel = deliverer.map_or("unknown", |d| d.channel());
             let outcome_label = match outcome {
                 Outcome::Sent => Some("sent"),
                 Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
@@ -144,7 +122,7 @@ impl Workers {
             if let Some(label) = outcome_label {
                 self.state.metrics.delivery(channel, label);
             }
-            if matches!(outcome, Outcome::Sent) && matches!(job.kind, JobKind::Slack | JobKind::Digest) {
+            if matches!(outcome, Outcome::Sent) && deliverer.is_some_and(|d| d.counts_as_message()) {
                 self.state.metrics.route_message(&job.route, channel);
             }
             let minted = minted.as_deref();
@@ -155,7 +133,7 @@ impl Workers {
                     // Kept for the message's re-rendering after a vote, when votes can come.
                     sent_minted.push(
                         minted
-                            .filter(|_| job.kind == JobKind::Slack && votes_on)
+                            .filter(|_| deliverer.is_some_and(|d| d.keeps_tokens(settings)))
                             .map(|m| serde_json::to_string(m).expect("tokens serialize")),
                     );
                     continue;
@@ -172,17 +150,19 @@ impl Workers {
                     store.mark_dead(job.id, &reason, now).await
                 }
                 Outcome::Retry { after, error } => {
-                    let delay = backoff(w.retry_base, job.attempts)
+                    let delay = crate::retry::jittered(w.retry_base, job.attempts)
                         .min(w.retry_max)
                         .max(after.unwrap_or_default());
                     tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.state.due_hint.note(at);
-                    store.mark_retry(job.id, at, error, stored().as_ref(), now).await
+                    store
+                        .mark_retry(job.id, at, &error.to_string(), stored().as_ref(), now)
+                        .await
                 }
                 Outcome::Dead(reason) => {
                     tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
-                    store.mark_dead(job.id, reason, now).await
+                    store.mark_dead(job.id, &reason.to_string(), now).await
                 }
             };
             if let Err(e) = result {

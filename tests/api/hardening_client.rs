@@ -7,6 +7,7 @@
 
 use crate::helpers::fakes::{FakeServer, Reply, token_reply};
 use crate::helpers::{KEYS_TOML, base_config};
+use feedback_dispatch::retry::Retryable;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -5,6 +5,7 @@ use crate::helpers::fakes::{Reply, fake_langsmith};
 use crate::helpers::init;
 use feedback_dispatch::domain::{Category, FeedbackConfig, FeedbackKey, RunId};
 use feedback_dispatch::langsmith::{ExpiresIn, LangSmithClient, LangSmithError, TokenRequest};
+use feedback_dispatch::retry::Retryable;
 use secrecy::SecretString;
 use serde_json::json;
 use std::time::{Duration, Instant};

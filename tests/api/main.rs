@@ -25,6 +25,7 @@ mod outbox;
 mod pg_restart;
 mod properties;
 mod redaction_hostile;
+mod release_fixture;
 mod replicas;
 mod retention;
 mod sdk;

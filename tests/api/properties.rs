@@ -5,7 +5,8 @@
 
 use chrono::{TimeZone, Utc};
 use feedback_dispatch::domain::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, format_score};
-use feedback_dispatch::email::render::{DigestRun, render_digest, sample_content};
+use feedback_dispatch::email::content::DigestRun;
+use feedback_dispatch::email::render::{render_digest, sample_content};
 use feedback_dispatch::langsmith::MintedToken;
 use feedback_dispatch::links::{KeyLinks, key_links};
 use feedback_dispatch::slack::render::{check_limits, escape_mrkdwn, render_run_message};

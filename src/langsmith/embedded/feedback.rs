@@ -3,7 +3,7 @@
 
 use super::{ApiError, EmbeddedState, page, query_pairs};
 use crate::domain::RunId;
-use crate::langsmith::wire::format_timestamp;
+use crate::domain::format_timestamp;
 use crate::store::StoredFeedback;
 use axum::Json;
 use axum::body::Bytes;

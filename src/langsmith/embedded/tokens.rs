@@ -2,7 +2,8 @@
 
 use super::{ApiError, EmbeddedState, page, query_pairs};
 use crate::domain::RunId;
-use crate::langsmith::wire::{ExpiresIn, format_timestamp, parse_timestamp};
+use crate::domain::{format_timestamp, parse_timestamp};
+use crate::langsmith::wire::ExpiresIn;
 use crate::store::StoredToken;
 use axum::Json;
 use axum::body::Bytes;

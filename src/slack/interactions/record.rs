@@ -5,12 +5,11 @@ use super::click::{Click, is_channel_id, response_url};
 use super::submit::submit;
 use super::{NotCounted, refused};
 use crate::domain::RunId;
-use crate::jobs::{SlackJobPayload, SlackReply, SlackUpdatePayload, note_key, slack_update_key};
+use crate::jobs::{KindPayload, SlackJobPayload, SlackReply, SlackUpdatePayload, note_key, slack_update_key, to_json};
 use crate::links::links_for_run;
 use crate::state::AppState;
 use crate::store::{JobKind, NewJob, NewVote};
 use chrono::Utc;
-use serde::Deserialize;
 
 /// Longest a click waits for its message's send to be recorded (well within Slack's 3 s).
 const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_millis(1_500);
@@ -53,7 +52,8 @@ pub(super) async fn record(state: &AppState, click: &Click, comment: Option<Stri
         .iter()
         .find(|r| r.name == job.route)
         .ok_or_else(|| refused(format!("route {:?} is no longer configured", job.route)))?;
-    let payload = SlackJobPayload::deserialize(&job.payload).map_err(|e| refused(format!("corrupt job: {e}")))?;
+    let payload =
+        SlackJobPayload::from_stored(job.payload.clone()).map_err(|e| refused(format!("corrupt job: {e}")))?;
     // The click must come from the channel the message went to: a click that names none is
     // refused (fail closed), and a channel given by name is compared by the id Slack answered
     // when the message was posted (kept with the job).
@@ -201,12 +201,11 @@ impl Context<'_> {
             target: self.job.target.clone(),
             run_id: self.job.run_id,
             idempotency_key: key,
-            payload: serde_json::to_value(SlackUpdatePayload {
+            payload: to_json(&SlackUpdatePayload {
                 message_job: self.job.id,
                 response_url: url,
                 reply,
-            })
-            .expect("payload serializes"),
+            }),
             due_at: Utc::now(),
         })
     }

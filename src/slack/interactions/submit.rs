@@ -5,7 +5,7 @@ use super::NotCounted;
 use super::modal::open_comment_box;
 use super::record::Context;
 use crate::domain::{ButtonValue, RunId};
-use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key};
+use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key, to_json};
 use crate::store::{JobKind, NewJob, NewVote};
 use chrono::Utc;
 
@@ -76,7 +76,7 @@ pub(super) async fn submit(
         target: job.target.clone(),
         run_id: job.run_id,
         idempotency_key: submission_key(&click.action_key()),
-        payload: serde_json::to_value(SubmissionPayload {
+        payload: to_json(&SubmissionPayload {
             message_job: job.id,
             action_key: click.action_key(),
             token_url: token.url.clone(),
@@ -86,8 +86,7 @@ pub(super) async fn submit(
             metadata,
             response_url: ctx.respond_to.clone(),
             extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
-        })
-        .expect("payload serializes"),
+        }),
         due_at: Utc::now(),
     };
     let reply = match after_vote {

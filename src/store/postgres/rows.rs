@@ -1,6 +1,6 @@
 //! Rows to store types: native times and ids, JSON as text.
 
-use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob};
+use crate::store::{Job, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob, parse_kind};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -19,7 +19,7 @@ pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
 pub(super) fn unread_job_from_row(row: &PgRow) -> Result<UnreadJob, StoreError> {
     let job = Job {
         id: row.try_get("id")?,
-        kind: JobKind::parse(row.try_get("kind")?)?,
+        kind: parse_kind(row.try_get("kind")?)?,
         route: row.try_get("route")?,
         target: row.try_get("target")?,
         run_id: row.try_get::<Option<uuid::Uuid>, _>("run_id")?.map(Into::into),

@@ -2,7 +2,7 @@
 //! service, as LangSmith writes them), JSON columns, ids.
 
 use crate::domain::RunId;
-use crate::store::{Job, JobKind, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob};
+use crate::store::{Job, JobState, StoreError, StoredFeedback, StoredToken, UnreadJob, parse_kind};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -45,7 +45,7 @@ pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
 pub(super) fn unread_job_from_row(row: &SqliteRow) -> Result<UnreadJob, StoreError> {
     let job = Job {
         id: row.try_get("id")?,
-        kind: JobKind::parse(row.try_get("kind")?)?,
+        kind: parse_kind(row.try_get("kind")?)?,
         route: row.try_get("route")?,
         target: row.try_get("target")?,
         run_id: row

@@ -1,0 +1,241 @@
+//! Digest jobs: one recipient's email of a closed digest window. The digest's runs are
+//! selected and composed (`digest.rs`), their tokens minted once for all its recipients under a
+//! per-digest lock and kept with the digest, rendered (`render.rs`) and sent (`deliver.rs`).
+
+use super::deliver::EmailSender;
+use super::digest;
+use super::render::{MAX_HTML_BYTES, render_digest_within};
+use crate::delivery::{
+    Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests, tokens_json, usable_tokens,
+};
+use crate::jobs::{DigestJobPayload, DigestRunPayload};
+use crate::langsmith::{MintedToken, TokenRequest};
+use crate::lease::longest_email_send;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::store::Job;
+use chrono::Utc;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Delivers digest jobs.
+pub struct DigestEmails {
+    /// Settings, store (digests, confirm links), LangSmith client, metrics.
+    state: AppState,
+    /// SMTP or the outbox.
+    email: EmailSender,
+    /// One lock per digest being minted, so its recipients' jobs mint once and share the links.
+    digest_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl DigestEmails {
+    /// The deliverer of digest jobs through `email`.
+    pub fn new(state: &AppState, email: EmailSender) -> Self {
+        DigestEmails {
+            state: state.clone(),
+            email,
+            digest_locks: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Deliver for DigestEmails {
+    type Payload = DigestJobPayload;
+    /// The digest's tokens are minted for all its recipients at once, under its lock.
+    const TOKENS: TokenUse = TokenUse::OwnMinting;
+    const CHANNEL: &'static str = "email";
+    const COUNTS_AS_MESSAGE: bool = true;
+
+    fn longest_send(&self, settings: &Settings) -> Duration {
+        longest_email_send(settings.email.timeout)
+    }
+
+    async fn deliver(
+        &self,
+        job: &Job,
+        payload: &DigestJobPayload,
+        _tokens: Option<&[MintedToken]>,
+        lease: &mut dyn HoldLease,
+    ) -> Outcome {
+        let settings = &self.state.settings;
+        let digest = match self.state.store.digest(payload.digest_id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Outcome::Dead(DeliveryError::Gone(format!(
+                    "digest {} no longer exists",
+                    payload.digest_id
+                )));
+            }
+            Err(e) => return Outcome::failed(e),
+        };
+        let Some((route, email)) = settings
+            .route(&job.route)
+            .and_then(|r| r.email.as_ref().map(|e| (r, e)))
+        else {
+            return Outcome::Dead(DeliveryError::Gone(format!(
+                "route {:?} no longer sends email",
+                job.route
+            )));
+        };
+        let runs: Vec<(DigestRunPayload, chrono::DateTime<Utc>)> = digest
+            .runs
+            .iter()
+            .filter_map(|(p, at)| DigestRunPayload::deserialize(p).ok().map(|p| (p, *at)))
+            .collect();
+        let shown = digest::select_runs(runs, email.max_runs);
+        let tokens = match self
+            .digest_tokens(
+                digest.id,
+                &route.name,
+                digest.minted.as_ref(),
+                &shown.runs,
+                route.link_ttl,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let mut content = digest::compose(
+            &route.name,
+            email,
+            &payload.recipient,
+            &shown,
+            &tokens,
+            &settings.keys,
+            (digest.created_at, digest.window_end),
+        );
+        if !route.extend_trace_retention {
+            for run in &mut content.runs {
+                crate::links::keep_trace_retention(&mut run.keys);
+            }
+        }
+        if settings.email.links == crate::settings::EmailLinks::Confirm {
+            let links = crate::email::confirm::confirm_links(
+                &mut content.runs,
+                &self.state.public_url,
+                job.id,
+                &job.route,
+                &payload.recipient,
+            );
+            if let Err(e) = self.state.store.insert_confirm_links(&links).await {
+                return Outcome::failed(e);
+            }
+        }
+        let runs_to_show = content.runs.len();
+        let rendered = match render_digest_within(&mut content, MAX_HTML_BYTES) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Dead(DeliveryError::Gone(format!("cannot render the digest: {e}"))),
+        };
+        if content.runs.len() < runs_to_show {
+            tracing::info!(job = job.id, digest = digest.id, route = %job.route, shown = content.runs.len(), left_out = runs_to_show - content.runs.len(), "digest shortened to stay under Gmail's clipping size");
+        }
+        let domain = settings.email.from.domain();
+        let message_id = format!(
+            "<digest-{}-{:016x}@{domain}>",
+            digest.id,
+            stable_hash(&payload.recipient)
+        );
+        let file_stem = format!("{:010}-digest-{}", job.id, digest.id);
+        // Composing may have minted for the whole digest: the send must still fit the lease.
+        if let Err(outcome) = lease.hold(Deliver::longest_send(self, settings)).await {
+            return outcome;
+        }
+        let started = Instant::now();
+        let sent = self
+            .email
+            .send(&payload.recipient, &rendered, &message_id, &file_stem)
+            .await;
+        self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
+        match sent {
+            Ok(()) => {
+                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %payload.recipient, runs = content.runs.len(), attempt = job.attempts, "digest delivered");
+                Outcome::Sent
+            }
+            Err(e) => Outcome::failed(DeliveryError::channel(e)),
+        }
+    }
+}
+
+impl DigestEmails {
+    /// The digest's tokens: those kept with it, or minted now under the digest's lock (so the
+    /// recipients' jobs, which run side by side, mint once).
+    async fn digest_tokens(
+        &self,
+        digest_id: i64,
+        route: &str,
+        kept: Option<&serde_json::Value>,
+        runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
+        ttl: Duration,
+    ) -> Result<Vec<MintedToken>, Outcome> {
+        if let Some(tokens) = kept.and_then(usable_tokens) {
+            return Ok(tokens);
+        }
+        let lock = self
+            .digest_locks
+            .lock()
+            .expect("digest locks")
+            .entry(digest_id)
+            .or_default()
+            .clone();
+        let result = {
+            let _held = lock.lock().await;
+            // Another job may have minted while this one waited.
+            match self.state.store.digest(digest_id).await {
+                Ok(Some(d)) if d.minted.as_ref().and_then(usable_tokens).is_some() => {
+                    Ok(d.minted.as_ref().and_then(usable_tokens).unwrap_or_default())
+                }
+                Ok(_) => self.mint_for_digest(digest_id, route, runs, ttl).await,
+                Err(e) => Err(Outcome::failed(e)),
+            }
+        };
+        let mut locks = self.digest_locks.lock().expect("digest locks");
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(&digest_id);
+        }
+        result
+    }
+
+    /// Mints for every shown run × key, `batch_runs` runs per request, and keeps the tokens with
+    /// the digest (should another process have kept some first, those are used).
+    async fn mint_for_digest(
+        &self,
+        digest_id: i64,
+        route: &str,
+        runs: &[(DigestRunPayload, chrono::DateTime<Utc>)],
+        ttl: Duration,
+    ) -> Result<Vec<MintedToken>, Outcome> {
+        let mut tokens = Vec::new();
+        for chunk in runs.chunks(self.state.settings.langsmith.batch_runs.max(1)) {
+            let requests: Vec<TokenRequest> = chunk
+                .iter()
+                .flat_map(|(p, _)| token_requests(&self.state.settings, &p.event, &p.keys, ttl))
+                .collect();
+            tokens.extend(
+                self.state
+                    .langsmith
+                    .mint(&requests)
+                    .await
+                    .map_err(|e| Outcome::failed(DeliveryError::Mint(e)))?,
+            );
+        }
+        self.state.metrics.route_tokens(route, tokens.len());
+        let value = tokens_json(&tokens);
+        let kept = self
+            .state
+            .store
+            .save_digest_minted(digest_id, &value)
+            .await
+            .map_err(Outcome::failed)?;
+        Ok(serde_json::from_value(kept).unwrap_or(tokens))
+    }
+}
+
+/// FNV-1a: a stable, dependency-free hash for Message-IDs (not for security).
+fn stable_hash(s: &str) -> u64 {
+    s.bytes()
+        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}

@@ -1,0 +1,121 @@
+//! The one retry policy: which failures are worth another try ([`Retryable`], implemented by
+//! each adapter's error: LangSmith, Slack, SMTP, the store) and how long to wait before it
+//! ([`exponential`], with [`jittered`] for waits many callers take at once). The claim loop's
+//! wait on a failing store, the accept loop's, the LangSmith client's retries, backfill's and
+//! the queue's all use these formulas. Depends on nothing else in the crate (its tests check
+//! each adapter's errors against it).
+
+use std::time::Duration;
+
+/// A failure that says whether a later try may succeed, and how long the other side asked to be
+/// left alone. The worker decides by these methods, never by the error's text.
+pub trait Retryable {
+    /// Whether trying again later may succeed.
+    fn is_retryable(&self) -> bool;
+    /// The wait the other side asked for (`Retry-After`), if any.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The wait before try `attempt + 1` after `attempt` failures (counted from 1): `base`, doubling,
+/// at most `max`. Saturates instead of overflowing.
+pub fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max)
+}
+
+/// [`exponential`] without a cap, with full jitter: a random wait in [w/2, w] where
+/// w = base·2^(attempt-1), so callers failing together do not retry together.
+pub fn jittered(base: Duration, attempt: u32) -> Duration {
+    let exp = exponential(base, attempt, Duration::MAX);
+    let half = exp / 2;
+    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
+}
+
+/// The most token requests one message can cost: each of the job's `job_attempts` attempts
+/// mints with a client call that tries up to `client_attempts` times (`langsmith.max_attempts`
+/// × `workers.max_attempts`: 5 × 8 = 40 with the defaults). A digest's tokens are minted once
+/// for all its recipients, so this bounds a digest too, per request batch.
+pub fn mint_calls_per_message(client_attempts: u32, job_attempts: u32) -> u32 {
+    client_attempts.max(1).saturating_mul(job_attempts.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn exponential_doubles_from_its_base_up_to_its_cap() {
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| exponential(MS(100), n, MS(5000)).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(exponential(MS(100), 0, MS(5000)), MS(100), "attempt 0 waits the base");
+        assert_eq!(exponential(MS(100), u32::MAX, MS(5000)), MS(5000), "no overflow");
+        assert_eq!(exponential(Duration::MAX, 3, Duration::MAX), Duration::MAX, "saturates");
+    }
+
+    #[test]
+    fn jittered_waits_stay_between_half_and_all_of_the_exponential() {
+        let base = MS(100);
+        for attempt in 1..8 {
+            let top = base * (1 << (attempt - 1));
+            for _ in 0..50 {
+                let d = jittered(base, attempt);
+                assert!(d >= top / 2 && d <= top, "{attempt}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_costs_at_most_client_attempts_times_job_attempts_token_requests() {
+        assert_eq!(mint_calls_per_message(5, 8), 40, "the defaults");
+        assert_eq!(mint_calls_per_message(2, 6), 12);
+        assert_eq!(mint_calls_per_message(1, 8), 8, "a client that does not retry");
+        assert_eq!(mint_calls_per_message(0, 0), 1, "at least the one try");
+        assert_eq!(mint_calls_per_message(u32::MAX, 2), u32::MAX, "no overflow");
+    }
+
+    /// An error of each adapter answers the policy's questions.
+    #[test]
+    fn each_adapters_errors_say_whether_to_retry() {
+        use crate::email::deliver::EmailError;
+        use crate::langsmith::LangSmithError;
+        use crate::slack::deliver::SlackError;
+        let cases: Vec<(Box<dyn Retryable>, bool)> = vec![
+            (Box::new(LangSmithError::Timeout(MS(1))), true),
+            (
+                Box::new(LangSmithError::Status {
+                    status: 503,
+                    detail: String::new(),
+                    retry_after: Some(MS(7)),
+                }),
+                true,
+            ),
+            (
+                Box::new(LangSmithError::Auth {
+                    status: 401,
+                    hint: String::new(),
+                }),
+                false,
+            ),
+            (Box::new(EmailError::Transient("421".into())), true),
+            (Box::new(EmailError::Permanent("550".into())), false),
+            (
+                Box::new(SlackError::RateLimited {
+                    retry_after: Some(MS(9)),
+                }),
+                true,
+            ),
+            (Box::new(crate::store::StoreError::Corrupt("x".into())), true),
+        ];
+        for (i, (error, retry)) in cases.iter().enumerate() {
+            assert_eq!(error.is_retryable(), *retry, "case {i}");
+        }
+        assert_eq!(cases[1].0.retry_after(), Some(MS(7)));
+        assert_eq!(cases[5].0.retry_after(), Some(MS(9)));
+        assert_eq!(cases[0].0.retry_after(), None);
+    }
+}
