@@ -32,12 +32,27 @@ pub fn jittered(base: Duration, attempt: u32) -> Duration {
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
 }
 
-/// The most token requests one message can cost: each of the job's `job_attempts` attempts
-/// mints with a client call that tries up to `client_attempts` times (`langsmith.max_attempts`
-/// × `workers.max_attempts`: 5 × 8 = 40 with the defaults). A digest's tokens are minted once
-/// for all its recipients, so this bounds a digest too, per request batch.
-pub fn mint_calls_per_message(client_attempts: u32, job_attempts: u32) -> u32 {
-    client_attempts.max(1).saturating_mul(job_attempts.max(1))
+/// Who retries a failed call to another system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetriedBy {
+    /// The job queue: a delivery's call is tried once per attempt of its job, and the job
+    /// retries (backed off, `workers.max_attempts` in all). Retrying inside the call as well
+    /// would multiply the two: 5 client tries × 8 job attempts = 40 token requests for one
+    /// message, where the queue's 8 are the bound.
+    Queue,
+    /// The caller itself, with a person waiting and no queue behind it (commands, `preview`,
+    /// backfill): up to the client's `langsmith.max_attempts` tries.
+    Client,
+}
+
+/// The tries one call makes when `by` retries it, with the client allowed `client_attempts`.
+/// A message therefore costs at most `workers.max_attempts` token requests (one per attempt of
+/// its job; a digest's tokens are minted once for all its recipients).
+pub fn tries_per_call(by: RetriedBy, client_attempts: u32) -> u32 {
+    match by {
+        RetriedBy::Queue => 1,
+        RetriedBy::Client => client_attempts.max(1),
+    }
 }
 
 #[cfg(test)]
@@ -70,12 +85,14 @@ mod tests {
     }
 
     #[test]
-    fn a_message_costs_at_most_client_attempts_times_job_attempts_token_requests() {
-        assert_eq!(mint_calls_per_message(5, 8), 40, "the defaults");
-        assert_eq!(mint_calls_per_message(2, 6), 12);
-        assert_eq!(mint_calls_per_message(1, 8), 8, "a client that does not retry");
-        assert_eq!(mint_calls_per_message(0, 0), 1, "at least the one try");
-        assert_eq!(mint_calls_per_message(u32::MAX, 2), u32::MAX, "no overflow");
+    fn a_queued_call_is_tried_once_so_a_message_costs_at_most_its_jobs_attempts() {
+        assert_eq!(
+            tries_per_call(RetriedBy::Queue, 5),
+            1,
+            "the queue retries, not the call"
+        );
+        assert_eq!(tries_per_call(RetriedBy::Client, 5), 5);
+        assert_eq!(tries_per_call(RetriedBy::Client, 0), 1, "at least the one try");
     }
 
     /// An error of each adapter answers the policy's questions.

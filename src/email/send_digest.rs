@@ -217,7 +217,7 @@ impl DigestEmails {
             tokens.extend(
                 self.state
                     .langsmith
-                    .mint(&requests)
+                    .mint_once(&requests)
                     .await
                     .map_err(|e| Outcome::failed(DeliveryError::Mint(e)))?,
             );

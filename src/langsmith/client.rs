@@ -152,9 +152,25 @@ impl LangSmithClient {
         self
     }
 
-    /// Mints one token per request item in a single HTTP request (retried as the policy allows).
-    /// The result is in request order.
+    /// Mints one token per request item in a single HTTP request, retried here up to
+    /// `langsmith.max_attempts` times: for callers with a person waiting and no queue behind
+    /// them (the `tokens` command, `preview --mint`). The result is in request order.
     pub async fn mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
+        self.mint_trying(requests, self.max_attempts).await
+    }
+
+    /// Mints as [`Self::mint`] does, with one try: for a job's delivery, whose retries are the
+    /// queue's (each attempt of the job makes one request), so the client's tries and the job's
+    /// do not multiply and a message costs at most `workers.max_attempts` token requests.
+    pub async fn mint_once(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
+        self.mint_trying(
+            requests,
+            crate::retry::tries_per_call(crate::retry::RetriedBy::Queue, self.max_attempts),
+        )
+        .await
+    }
+
+    async fn mint_trying(&self, requests: &[TokenRequest], tries: u32) -> Result<Vec<MintedToken>, LangSmithError> {
         if requests.is_empty() {
             return Ok(vec![]);
         }
@@ -169,7 +185,7 @@ impl LangSmithClient {
                     tracing::debug!(tokens = tokens.len(), attempt, ?elapsed, "minted feedback tokens");
                     return Ok(tokens);
                 }
-                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                Err(e) if e.is_retryable() && attempt < tries => {
                     let backoff = crate::retry::jittered(self.backoff_base, attempt);
                     let wait = e.retry_after().unwrap_or(backoff);
                     if wait > MAX_INLINE_WAIT {

@@ -68,7 +68,7 @@ impl Workers {
         self.record(done).await;
         let mut failed: Vec<Option<Outcome>> = work.iter().map(|_| None).collect();
         if !requests.is_empty() {
-            match self.state.langsmith.mint(&requests).await {
+            match self.state.langsmith.mint_once(&requests).await {
                 Ok(tokens) => {
                     for (token, &i) in tokens.into_iter().zip(&owners) {
                         work[i].tokens.get_or_insert_with(Vec::new).push(token);
