@@ -57,11 +57,8 @@ async fn control_characters_and_huge_strings_are_accepted_and_rendered_inert() {
         assert!(!text.contains(c), "{c:?} survived");
     }
     // What is stored is bounded too: names cut, tags capped, big metadata dropped.
-    let job = &app
-        .store
-        .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
-        .await
-        .unwrap()[0];
+    // The post reaches the fake Slack before the job is recorded sent: wait for the record.
+    let job = &crate::helpers::slack::wait_for_state(&app, feedback_dispatch::store::JobState::Sent, 1).await[0];
     let stored = &job.payload["event"];
     assert!(stored["run_name"].as_str().unwrap().chars().count() <= 200);
     assert_eq!(stored["tags"].as_array().unwrap().len(), 50);
