@@ -147,7 +147,17 @@ async fn a_click_is_acked_at_once_counted_once_and_the_message_shows_the_tally()
     let lines = context_lines(&latest);
     assert!(lines.contains(&"👍 Helpful 1 — <@U1>".to_string()), "{lines:?}");
     assert!(lines.contains(&"👎 Not helpful 1 — <@U2>".to_string()), "{lines:?}");
-    let updates = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
+    // An update reaches the fake Slack before its job is recorded sent: wait for the records.
+    let updates = wait_for(WAIT, "the two updates recorded sent", || async {
+        let sent = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
+        let n = sent.iter().filter(|j| j.kind == JobKind::SlackUpdate).count();
+        if n >= 2 {
+            Ok(sent)
+        } else {
+            Err(format!("{n} updates sent"))
+        }
+    })
+    .await;
     assert_eq!(
         updates.iter().filter(|j| j.kind == JobKind::SlackUpdate).count(),
         2,
