@@ -174,6 +174,8 @@ async fn slack_app(slack: &FakeServer, channel: &str, buttons: &str) -> TestApp 
 
 /// Posts a run and waits for its message: (posted JSON, the message's job id).
 async fn posted_message(app: &TestApp, slack: &FakeServer, run: &str) -> (Value, i64) {
+    // Counted before the post: the message may reach the fake Slack before the 202 is read.
+    let n = slack.requests_to("/chat.postMessage").len() + 1;
     let res = app
         .post_json(
             "/v1/events",
@@ -181,7 +183,6 @@ async fn posted_message(app: &TestApp, slack: &FakeServer, run: &str) -> (Value,
         )
         .await;
     assert_eq!(res.status(), 202);
-    let n = slack.requests_to("/chat.postMessage").len() + 1;
     let posted = slack.wait_for("/chat.postMessage", n, WAIT).await[n - 1].json();
     let job = wait_for(WAIT, "the message recorded as sent", || async {
         let sent = app.store.jobs_in_state(JobState::Sent, 100).await.unwrap();
