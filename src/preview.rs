@@ -46,11 +46,6 @@ fn is_agent_server(value: &Value) -> bool {
     value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some())
 }
 
-/// Parses any of the three intake payloads.
-pub fn parse_event_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<RunEvent>> {
-    parse_payload(&read_event_file(path)?, settings).with_context(|| format!("{} is not a valid event", path.display()))
-}
-
 /// Parses any of the three intake payloads, told apart by their shape.
 pub fn parse_payload(value: &Value, settings: &Settings) -> Result<Vec<RunEvent>, crate::intake::IntakeError> {
     if value.get("runs").is_some() {

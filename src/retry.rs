@@ -36,6 +36,7 @@ pub fn jittered(base: Duration, attempt: u32) -> Duration {
 /// mints with a client call that tries up to `client_attempts` times (`langsmith.max_attempts`
 /// × `workers.max_attempts`: 5 × 8 = 40 with the defaults). A digest's tokens are minted once
 /// for all its recipients, so this bounds a digest too, per request batch.
+#[cfg(test)]
 pub fn mint_calls_per_message(client_attempts: u32, job_attempts: u32) -> u32 {
     client_attempts.max(1).saturating_mul(job_attempts.max(1))
 }

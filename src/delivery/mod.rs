@@ -10,7 +10,7 @@
 mod outcome;
 mod tokens;
 
-pub use outcome::{ChannelError, DeliveryError, Outcome};
+pub use outcome::{DeliveryError, Outcome};
 pub use tokens::{token_requests, tokens_json, usable_tokens};
 
 use crate::jobs::{JobKind, JobPayload, KindPayload};

@@ -26,7 +26,7 @@ pub use redact::{RedactCounts, RedactKind, RedactRule, Redactor};
 pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
 pub use schedule::{EmailSchedule, Schedule};
 pub use show::{RunParts, RunPath, Show, ShownField};
-pub use store_url::{StoreBackend, StoreUrl, StoreUrlError, is_postgres, redact_url};
+pub use store_url::{StoreBackend, StoreUrl, StoreUrlError, redact_url};
 pub use time::{format_timestamp, parse_timestamp};
 pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
 

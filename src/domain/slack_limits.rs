@@ -17,8 +17,6 @@ pub const MAX_BUTTON_TEXT: usize = 75;
 /// Longest button `url`. A longer presigned URL is dropped, never cut: a cut URL records the
 /// wrong feedback or none.
 pub const MAX_BUTTON_URL: usize = 3_000;
-/// Longest button `value`.
-pub const MAX_BUTTON_VALUE: usize = 2_000;
 /// Longest `action_id` (and `block_id`).
 pub const MAX_ACTION_ID: usize = 255;
 /// Most elements in one actions block.

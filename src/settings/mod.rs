@@ -11,8 +11,8 @@ mod summary;
 mod validate;
 
 pub use env::{Env, ProcessEnv};
-pub use summary::{redact_url, summary};
-pub use validate::{normalize_endpoint, parse_duration};
+pub use summary::summary;
+pub use validate::normalize_endpoint;
 
 use crate::domain::{FeedbackKey, KeySpec, Mailbox, Route};
 use raw::RawSettings;

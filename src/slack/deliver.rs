@@ -1,7 +1,7 @@
 //! Slack delivery: `api` (`chat.postMessage` with the bot token), `webhook` (incoming
 //! webhooks), `outbox` (the exact request JSON written to a file). The message is
 //! slack-morphism's Block Kit content, serialized once per send straight into the request body;
-//! of Slack's answer only `ok`, `error`, `ts` and `channel` are read (it echoes the whole message back).
+//! of Slack's answer only `ok`, `error` and `channel` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
 use crate::domain::SlackChannel;
@@ -32,12 +32,8 @@ pub struct OutgoingMessage {
 /// What Slack (or the outbox) gave back.
 #[derive(Debug, Clone, Default)]
 pub struct Delivered {
-    /// The message timestamp (api mode).
-    pub ts: Option<String>,
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
-    /// The outbox file (outbox mode).
-    pub file: Option<PathBuf>,
 }
 
 /// Why a message was not delivered.
@@ -276,10 +272,7 @@ impl SlackSender {
         })?;
         tokio::fs::write(&tmp, text).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
-        Ok(Delivered {
-            file: Some(path),
-            ..Delivered::default()
-        })
+        Ok(Delivered::default())
     }
 }
 
@@ -341,11 +334,10 @@ struct ApiAnswer {
     #[serde(default)]
     ok: bool,
     error: Option<String>,
-    ts: Option<String>,
     channel: Option<String>,
 }
 
-/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's `ts`, or Slack's error code
+/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
 /// as rate limiting, a failure that may pass, or a refusal.
 fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, SlackError> {
     let answer: ApiAnswer = serde_json::from_slice(body)
@@ -357,9 +349,7 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
             code: slack_code(200, &code),
         }),
         None if answer.ok => Ok(Delivered {
-            ts: answer.ts,
             channel: answer.channel,
-            file: None,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }
