@@ -20,13 +20,13 @@ pub trait Retryable {
 
 /// The wait before try `attempt + 1` after `attempt` failures (counted from 1): `base`, doubling,
 /// at most `max`. Saturates instead of overflowing.
-pub fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
+pub(crate) fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
     base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max)
 }
 
 /// [`exponential`] without a cap, with full jitter: a random wait in [w/2, w] where
 /// w = base·2^(attempt-1), so callers failing together do not retry together.
-pub fn jittered(base: Duration, attempt: u32) -> Duration {
+pub(crate) fn jittered(base: Duration, attempt: u32) -> Duration {
     let exp = exponential(base, attempt, Duration::MAX);
     let half = exp / 2;
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
@@ -37,7 +37,7 @@ pub fn jittered(base: Duration, attempt: u32) -> Duration {
 /// × `workers.max_attempts`: 5 × 8 = 40 with the defaults). A digest's tokens are minted once
 /// for all its recipients, so this bounds a digest too, per request batch.
 #[cfg(test)]
-pub fn mint_calls_per_message(client_attempts: u32, job_attempts: u32) -> u32 {
+pub(crate) fn mint_calls_per_message(client_attempts: u32, job_attempts: u32) -> u32 {
     client_attempts.max(1).saturating_mul(job_attempts.max(1))
 }
 

@@ -482,7 +482,7 @@ fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, La
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from APIs and are treated as absent).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim()
         .parse::<f64>()
         .ok()

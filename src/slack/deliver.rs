@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// One message ready to send.
 #[derive(Debug, Clone)]
-pub struct OutgoingMessage {
+pub(crate) struct OutgoingMessage {
     /// The route it belongs to (selects a route's webhook URL).
     pub route: String,
     /// The channel (api mode).
@@ -31,14 +31,14 @@ pub struct OutgoingMessage {
 
 /// What Slack (or the outbox) gave back.
 #[derive(Debug, Clone, Default)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
 }
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SlackError {
+pub(crate) enum SlackError {
     /// 429 / `ratelimited`.
     #[error("Slack rate limited the channel (retry after {retry_after:?})")]
     RateLimited {
@@ -82,7 +82,7 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Sends messages in the configured mode.
-pub struct SlackSender {
+pub(crate) struct SlackSender {
     mode: SlackMode,
     api: Option<WebApi>,
     http: reqwest::Client,
@@ -94,7 +94,7 @@ pub struct SlackSender {
 
 impl SlackSender {
     /// Builds the sender for `settings.slack`.
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
         let slack = &settings.slack;
         let api = match (slack.mode, &slack.bot_token) {
             (SlackMode::Api, Some(token)) => {
@@ -131,12 +131,12 @@ impl SlackSender {
     }
 
     /// Whether messages leave the machine (and so are paced).
-    pub fn is_remote(&self) -> bool {
+    pub(crate) fn is_remote(&self) -> bool {
         self.mode != SlackMode::Outbox
     }
 
     /// Sends one message.
-    pub async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+    pub(crate) async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
         let sending = async {
             match self.mode {
                 SlackMode::Api => self.send_api(msg).await,
@@ -227,7 +227,7 @@ impl SlackSender {
     /// Answers a click through its `response_url`: replaces the message with `content`, or
     /// (`content` `None`) tells the voter alone `private_text`. Like a webhook, the URL is a
     /// credential for a while and never logged.
-    pub async fn respond(
+    pub(crate) async fn respond(
         &self,
         response_url: &url::Url,
         content: Option<&SlackMessageContent>,
@@ -277,7 +277,7 @@ impl SlackSender {
 }
 
 /// The `chat.postMessage` body for `msg`: what api mode sends, and what outbox mode writes.
-pub fn request_json(msg: &OutgoingMessage) -> Value {
+pub(crate) fn request_json(msg: &OutgoingMessage) -> Value {
     serde_json::to_value(PostMessage::of(msg)).unwrap_or_else(|_| json!({}))
 }
 

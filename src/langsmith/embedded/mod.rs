@@ -14,7 +14,7 @@ mod feedback;
 mod key;
 mod tokens;
 
-pub use key::{api_key, shared_key};
+pub(crate) use key::{api_key, shared_key};
 
 use crate::store::Store;
 use axum::extract::State;
