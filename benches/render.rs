@@ -5,14 +5,14 @@
 
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use feedback_dispatch::domain::{
+use feedback_dispatch::MintedToken;
+use feedback_dispatch::render_run_message;
+use feedback_dispatch::{
     Button, ButtonStyle, FeedbackKey, KeySpec, MAX_EXCERPT_CHARS, RunEvent, RunId, RunStatus, Source,
 };
-use feedback_dispatch::email::content::{DigestContent, DigestRun};
-use feedback_dispatch::email::render::{render_digest, sample_content};
-use feedback_dispatch::langsmith::MintedToken;
-use feedback_dispatch::links::{KeyLinks, key_links, links_for_run};
-use feedback_dispatch::slack::render::render_run_message;
+use feedback_dispatch::{DigestContent, DigestRun};
+use feedback_dispatch::{KeyLinks, key_links, links_for_run};
+use feedback_dispatch::{render_digest, sample_content};
 use std::hint::black_box;
 
 /// Runs in the digest benchmark: a route's default `max_runs`-sized digest.

@@ -46,8 +46,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::Parser;
-use feedback_dispatch::langsmith::embedded::{self, EmbeddedState};
-use feedback_dispatch::store::SqliteStore;
+use feedback_dispatch::SqliteStore;
+use feedback_dispatch::{EmbeddedState, embedded_router};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1506,7 +1506,7 @@ impl FakeLangSmith {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let requests = Arc::new(AtomicU64::new(0));
-        let app = embedded::router(EmbeddedState {
+        let app = embedded_router(EmbeddedState {
             store: Arc::new(store),
             public_url: url::Url::parse(&address)?,
             // The key the app under load is started with (LANGSMITH_API_KEY).

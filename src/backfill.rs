@@ -20,16 +20,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// Runs asked for per page (LangSmith's page limit).
-pub const PAGE_SIZE: usize = 100;
+pub(crate) const PAGE_SIZE: usize = 100;
 
 /// Pages read at most unless `--max-pages` says otherwise: a million runs, about ten minutes at
 /// LangSmith's pace, and the run ids a backfill remembers (to stop on a page it has read) stay
 /// within some tens of megabytes. A server that pages without end is stopped here.
-pub const DEFAULT_MAX_PAGES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_PAGES: usize = 10_000;
 
 /// What to backfill.
 #[derive(Debug, Clone)]
-pub struct Backfill {
+pub(crate) struct Backfill {
     /// The LangSmith project (tracing session) by name.
     pub project: String,
     /// Runs that started at or after this time.
@@ -48,7 +48,7 @@ pub struct Backfill {
 
 /// What a backfill did, so far or in all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Pages read.
     pub pages: usize,
     /// Runs LangSmith returned.
@@ -71,7 +71,7 @@ impl Tally {
     }
 
     /// One line: "250 runs found: 250 accepted, 0 duplicates, 0 unrouted".
-    pub fn line(&self, dry_run: bool) -> String {
+    pub(crate) fn line(&self, dry_run: bool) -> String {
         let invalid = if self.invalid > 0 {
             format!(", {} unreadable", self.invalid)
         } else {
@@ -93,7 +93,7 @@ impl Tally {
 
 /// Checks what can be checked before calling LangSmith: a real endpoint and a known route.
 /// The error is a usage error (exit 2).
-pub fn check(settings: &Settings, job: &Backfill) -> Result<(), String> {
+pub(crate) fn check(settings: &Settings, job: &Backfill) -> Result<(), String> {
     if matches!(settings.langsmith.endpoint, LangSmithEndpoint::Embedded) {
         return Err(
             "backfill reads runs from LangSmith, and langsmith.endpoint = \"embedded\" keeps none \
@@ -119,7 +119,7 @@ pub fn check(settings: &Settings, job: &Backfill) -> Result<(), String> {
 
 /// Reads the project's runs page by page and enqueues each page in one transaction (unless
 /// `dry_run`), calling `progress` after every page.
-pub async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     client: &LangSmithClient,
     store: Option<&dyn Store>,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The client the commands use, and the API root its relative paths start from.
-pub async fn client(settings: &Settings) -> anyhow::Result<LangSmithClient> {
+pub(crate) async fn client(settings: &Settings) -> anyhow::Result<LangSmithClient> {
     let ls = &settings.langsmith;
     match &ls.endpoint {
         LangSmithEndpoint::Remote(base) => LangSmithClient::from_settings(ls, base, ls.api_key.clone()),
@@ -31,7 +31,7 @@ pub async fn client(settings: &Settings) -> anyhow::Result<LangSmithClient> {
 }
 
 /// `tokens create`: one batched request for every key.
-pub struct CreateTokens {
+pub(crate) struct CreateTokens {
     /// The run.
     pub run: RunId,
     /// The keys, in order.
@@ -45,7 +45,7 @@ pub struct CreateTokens {
 }
 
 /// What a command prints: rows for people, a JSON value for scripts.
-pub struct Printed {
+pub(crate) struct Printed {
     /// Column names.
     pub header: Vec<&'static str>,
     /// Rows.
@@ -56,7 +56,7 @@ pub struct Printed {
 
 impl Printed {
     /// The table, columns padded to their widest cell, every cell escaped for the terminal.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         let cells: Vec<Vec<String>> = std::iter::once(self.header.iter().map(|h| h.to_string()).collect())
             .chain(
                 self.rows
@@ -98,7 +98,7 @@ fn refused(e: LangSmithError) -> anyhow::Error {
 }
 
 /// Mints the tokens of `req` in one request.
-pub async fn create_tokens(client: &LangSmithClient, req: &CreateTokens) -> anyhow::Result<Printed> {
+pub(crate) async fn create_tokens(client: &LangSmithClient, req: &CreateTokens) -> anyhow::Result<Printed> {
     let requests: Vec<TokenRequest> = req
         .keys
         .iter()
@@ -150,7 +150,7 @@ fn text(v: &Value) -> String {
 }
 
 /// The run's tokens.
-pub async fn list_tokens(client: &LangSmithClient, run: RunId) -> anyhow::Result<Printed> {
+pub(crate) async fn list_tokens(client: &LangSmithClient, run: RunId) -> anyhow::Result<Printed> {
     let listed = client
         .api_get("feedback/tokens", &[("run_id", run.to_string())])
         .await
@@ -174,7 +174,7 @@ pub async fn list_tokens(client: &LangSmithClient, run: RunId) -> anyhow::Result
 }
 
 /// `feedback submit`.
-pub struct Submission {
+pub(crate) struct Submission {
     /// A token id or its URL.
     pub token: String,
     /// `score`.
@@ -189,7 +189,7 @@ pub struct Submission {
 
 /// The token URL a token id or URL names (a URL's query is dropped: the submission is in the
 /// body).
-pub fn token_url(client: &LangSmithClient, token: &str) -> Result<url::Url, String> {
+pub(crate) fn token_url(client: &LangSmithClient, token: &str) -> Result<url::Url, String> {
     if let Ok(id) = uuid::Uuid::parse_str(token.trim()) {
         return Ok(client.api_url(&format!("feedback/tokens/{id}")));
     }
@@ -209,7 +209,7 @@ pub fn token_url(client: &LangSmithClient, token: &str) -> Result<url::Url, Stri
 }
 
 /// Submits feedback through a token, as `create_feedback_from_token` does (a POST).
-pub async fn submit(client: &LangSmithClient, s: &Submission) -> anyhow::Result<Printed> {
+pub(crate) async fn submit(client: &LangSmithClient, s: &Submission) -> anyhow::Result<Printed> {
     let url = token_url(client, &s.token).map_err(anyhow::Error::msg)?;
     let mut body = serde_json::Map::new();
     if let Some(score) = s.score {
@@ -237,7 +237,11 @@ pub async fn submit(client: &LangSmithClient, s: &Submission) -> anyhow::Result<
 }
 
 /// The run's feedback, of some keys when given.
-pub async fn list_feedback(client: &LangSmithClient, run: RunId, keys: &[FeedbackKey]) -> anyhow::Result<Printed> {
+pub(crate) async fn list_feedback(
+    client: &LangSmithClient,
+    run: RunId,
+    keys: &[FeedbackKey],
+) -> anyhow::Result<Printed> {
     let mut query = vec![("run", run.to_string())];
     query.extend(keys.iter().map(|k| ("key", k.to_string())));
     let listed = client.api_get("feedback", &query).await.map_err(refused)?;

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 /// What an erasure found, and what it deleted.
 #[derive(Debug, Default)]
-pub struct Erasure {
+pub(crate) struct Erasure {
     /// The votes selected, oldest first.
     pub votes: Vec<Vote>,
     /// Votes deleted here.
@@ -34,7 +34,7 @@ fn submitted_here(vote: &Vote) -> bool {
 /// Finds the votes `who` selects and, unless `dry_run`, deletes their LangSmith feedback rows
 /// through `client` and then the votes. A vote whose feedback row LangSmith would not delete is
 /// kept (with its feedback id), so running the command again finishes the job.
-pub async fn erase(
+pub(crate) async fn erase(
     store: &dyn Store,
     client: Option<&LangSmithClient>,
     who: &VoteSelector,
@@ -86,7 +86,7 @@ pub async fn erase(
 impl Erasure {
     /// What the command prints: counts, then one row per vote with its run, key, source and
     /// feedback id (never the voter, whom the caller named).
-    pub fn report(&self, dry_run: bool) -> String {
+    pub(crate) fn report(&self, dry_run: bool) -> String {
         let mut out = String::new();
         let with_feedback = self.votes.iter().filter(|v| v.feedback_id.is_some()).count();
         if dry_run {

@@ -47,7 +47,7 @@ impl JobKind {
 }
 
 /// A payload type of one kind of job: the type names its kind, as River's `JobArgs` do.
-pub trait KindPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+pub(crate) trait KindPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The kind whose jobs carry it.
     const KIND: JobKind;
     /// This kind's payload inside a decoded one, if it is of this kind.
@@ -62,7 +62,7 @@ macro_rules! payload_kinds {
     ($($kind:ident => $ty:ident),+ $(,)?) => {
         /// A claimed job's payload, decoded once from the stored JSON by its kind.
         #[derive(Debug, Clone)]
-        pub enum JobPayload {
+        pub(crate) enum JobPayload {
             $(
                 #[doc = concat!("A `", stringify!($kind), "` job's.")]
                 $kind($ty),
@@ -71,14 +71,14 @@ macro_rules! payload_kinds {
 
         impl JobPayload {
             /// Reads the stored JSON `text` of a job of `kind`.
-            pub fn decode(kind: JobKind, text: &str) -> Result<Self, serde_json::Error> {
+            pub(crate) fn decode(kind: JobKind, text: &str) -> Result<Self, serde_json::Error> {
                 Ok(match kind {
                     $(JobKind::$kind => JobPayload::$kind(serde_json::from_str(text)?),)+
                 })
             }
 
             /// The kind of job it belongs to.
-            pub fn kind(&self) -> JobKind {
+            pub(crate) fn kind(&self) -> JobKind {
                 match self {
                     $(JobPayload::$kind(_) => JobKind::$kind,)+
                 }
@@ -109,13 +109,13 @@ payload_kinds! {
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
-pub fn to_json<P: Serialize>(payload: &P) -> serde_json::Value {
+pub(crate) fn to_json<P: Serialize>(payload: &P) -> serde_json::Value {
     serde_json::to_value(payload).expect("job payloads serialize")
 }
 
 /// What a Slack job carries: everything needed to render and send, fixed at intake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SlackJobPayload {
+pub(crate) struct SlackJobPayload {
     /// The run.
     pub event: RunEvent,
     /// Keys to mint, resolved at intake.
@@ -130,7 +130,7 @@ pub struct SlackJobPayload {
 
 /// What a digest run carries: the event and the keys fixed at intake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DigestRunPayload {
+pub(crate) struct DigestRunPayload {
     /// The run.
     pub event: RunEvent,
     /// Keys to mint for it.
@@ -139,7 +139,7 @@ pub struct DigestRunPayload {
 
 /// What a digest send job carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DigestJobPayload {
+pub(crate) struct DigestJobPayload {
     /// The digest.
     pub digest_id: i64,
     /// The recipient of this message.
@@ -148,12 +148,12 @@ pub struct DigestJobPayload {
 
 /// The idempotency key of a run's Slack message on a route and target: a second webhook for
 /// the run finds its job by it.
-pub fn slack_key(route: &str, target: &str, run: RunId) -> String {
+pub(crate) fn slack_key(route: &str, target: &str, run: RunId) -> String {
     format!("slack:{route}:{target}:{run}")
 }
 
 /// The idempotency key of one recipient's message of a digest window.
-pub fn digest_key(route: &str, window_end: DateTime<Utc>, recipient: &str) -> String {
+pub(crate) fn digest_key(route: &str, window_end: DateTime<Utc>, recipient: &str) -> String {
     format!("digest:{route}:{}:{recipient}", window_end.timestamp_millis())
 }
 
@@ -183,7 +183,7 @@ pub enum SlackReply {
 }
 
 /// The idempotency key of the answer to one click.
-pub fn slack_update_key(action_key: &str) -> String {
+pub(crate) fn slack_update_key(action_key: &str) -> String {
     format!("slack-update:{action_key}")
 }
 

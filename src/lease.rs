@@ -8,34 +8,38 @@ use std::time::Duration;
 
 /// Longest pacing wait a worker sleeps through; a longer one returns the job to the queue so
 /// the worker can serve other channels meanwhile.
-pub const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const MAX_INLINE_PACING_WAIT: Duration = Duration::from_secs(2);
 
 /// Lease left over when a send at its longest would end: covers the time to record the
 /// outcome.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The longest one Slack send may take with `slack.timeout`: the pacing wait a worker sleeps
 /// through, then the request.
-pub fn longest_slack_send(timeout: Duration) -> Duration {
+pub(crate) fn longest_slack_send(timeout: Duration) -> Duration {
     timeout.saturating_add(MAX_INLINE_PACING_WAIT)
 }
 
 /// The longest one SMTP send may take with `email.timeout` per command: lettre's timeout covers
 /// each socket operation, and the whole exchange (connect, greeting, TLS, authentication,
 /// envelope, data) is bounded at four of them.
-pub fn longest_email_send(timeout: Duration) -> Duration {
+pub(crate) fn longest_email_send(timeout: Duration) -> Duration {
     timeout.saturating_mul(4)
 }
 
 /// Whether a lease of `length`, held for `elapsed` so far, still covers a send of `longest` and
 /// the recording of its outcome.
-pub fn covers(length: Duration, elapsed: Duration, longest: Duration) -> bool {
+pub(crate) fn covers(length: Duration, elapsed: Duration, longest: Duration) -> bool {
     elapsed.saturating_add(longest).saturating_add(LEASE_MARGIN) <= length
 }
 
 /// Whether a send of `longest` starting `now` could end after `deadline`, the first lease end
 /// among jobs already delivered and not yet recorded: then they are recorded before it.
-pub fn outlasts<T: std::ops::Add<Duration, Output = T> + PartialOrd>(now: T, longest: Duration, deadline: T) -> bool {
+pub(crate) fn outlasts<T: std::ops::Add<Duration, Output = T> + PartialOrd>(
+    now: T,
+    longest: Duration,
+    deadline: T,
+) -> bool {
     now + longest + LEASE_MARGIN > deadline
 }
 

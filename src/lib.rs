@@ -3,48 +3,92 @@
 //! (Slack, email digests).
 //!
 //! The pipeline, and the modules along it (each depends only on those before it):
-//! - [`retry`]: which failures retry and how long to wait (one formula).
-//! - [`domain`]: the values everything shares, parsed once at the boundary: run ids, feedback
+//! - `retry`: which failures retry and how long to wait (one formula).
+//! - `domain`: the values everything shares, parsed once at the boundary: run ids, feedback
 //!   keys and key specs, routes, run events, digest schedules, mailboxes, Slack's limits, the
 //!   checks on channels and run links, timestamps, text helpers.
-//! - [`settings`]: the TOML file, environment overrides and secrets, validated into domain
-//!   types (`settings/validate/`); [`lease`]: how long a send may take and whether a lease
+//! - `settings`: the TOML file, environment overrides and secrets, validated into domain
+//!   types (`settings/validate/`); `lease`: how long a send may take and whether a lease
 //!   covers it.
-//! - [`intake`] (the webhook endpoints) → [`routing`] (events × routes) → [`jobs`] (the kinds of
-//!   job, their payloads, idempotency keys) → [`store`] (`store::open(url)`: SQLite; the job
-//!   queue and the embedded token service's data), kept bounded by [`retention`].
-//! - [`delivery`]: the contract each kind of job implements in its channel's folder ([`slack`],
-//!   [`email`], with [`links`]: tokens × buttons → feedback URLs); [`channels`]: the registry of
-//!   kinds; [`worker`]: claim, mint ([`langsmith`]), dispatch by kind, record; [`due`]: when work
+//! - `intake` (the webhook endpoints) → `routing` (events × routes) → `jobs` (the kinds of
+//!   job, their payloads, idempotency keys) → `store` (`store::open(url)`: SQLite; the job
+//!   queue and the embedded token service's data), kept bounded by `retention`.
+//! - `delivery`: the contract each kind of job implements in its channel's folder (`slack`,
+//!   `email`, with `links`: tokens × buttons → feedback URLs); `channels`: the registry of
+//!   kinds; `worker`: claim, mint (`langsmith`), dispatch by kind, record; `due`: when work
 //!   falls due between polls. See `docs/architecture.md`.
-//! - Wiring: [`state`] (what handlers and workers share), [`server`] (HTTP connections with
-//!   timeouts and a cap), [`startup`], [`cli`], [`telemetry`], [`metrics`], [`preview`],
-//!   [`erasure`] (`votes erase`).
+//! - Wiring: `state` (what handlers and workers share), `server` (HTTP connections with
+//!   timeouts and a cap), `startup`, `cli`, `telemetry`, `metrics`, `preview`,
+//!   `erasure` (`votes erase`).
+//!
+//! Every module is private: what the binary, `tests/`, `fuzz/`, `benches/` and `examples/load.rs`
+//! need is re-exported below, on purpose, one group per need; anything else is `pub(crate)`.
 
-pub mod backfill;
-pub mod channels;
-pub mod cli;
-pub mod commands;
-pub mod delivery;
-pub mod domain;
-pub mod due;
-pub mod email;
-pub mod erasure;
-pub mod intake;
-pub mod jobs;
-pub mod langsmith;
-pub mod lease;
-pub mod links;
-pub mod metrics;
-pub mod preview;
-pub mod retention;
-pub mod retry;
-pub mod routing;
-pub mod server;
-pub mod settings;
-pub mod slack;
-pub mod startup;
-pub mod state;
-pub mod store;
-pub mod telemetry;
-pub mod worker;
+mod backfill;
+mod channels;
+mod cli;
+mod commands;
+mod delivery;
+mod domain;
+mod due;
+mod email;
+mod erasure;
+mod intake;
+mod jobs;
+mod langsmith;
+mod lease;
+mod links;
+mod metrics;
+mod preview;
+mod retention;
+mod retry;
+mod routing;
+mod server;
+mod settings;
+mod slack;
+mod startup;
+mod state;
+mod store;
+mod telemetry;
+mod worker;
+
+// Starting the service (main.rs, tests).
+pub use cli::{Cli, run};
+pub use settings::{LogFormat, Settings, normalize_endpoint, summary as settings_summary};
+pub use startup::Application;
+pub use state::AppState;
+pub use telemetry::{init as init_telemetry, text_subscriber};
+
+// The domain values events, keys and buttons are built from (tests, fuzz, benches).
+pub use domain::{
+    AfterVote, Button, ButtonMode, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, MAX_EXCERPT_CHARS,
+    RedactKind, RedactRule, Redactor, RunEvent, RunId, RunStatus, Source, StoreUrl, format_score,
+};
+
+// Intake's parsers and routing (fuzz, property tests).
+pub use intake::{parse_agent_server, parse_generic, parse_rule_webhook};
+pub use routing::plan;
+
+// The kinds of job and their payloads, as a release wrote them (the release fixture test).
+pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, submission_key};
+
+// The store and its upkeep (tests, the store contract suite, the load tool).
+pub use retention::prune_once;
+pub use store::{
+    ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,
+    Store, StoreStats, StoredFeedback, StoredToken, Vote, VoteSelector, open as open_store,
+};
+
+// LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).
+pub use langsmith::embedded::{EmbeddedState, router as embedded_router};
+pub use langsmith::{ExpiresIn, LangSmithClient, LangSmithError, MintedToken, TokenRequest};
+pub use retry::Retryable;
+
+// Rendering, links and digests (benches, fuzz, tests).
+pub use email::content::{DigestContent, DigestRun};
+pub use email::digest::close_due;
+pub use email::render::{render_digest, sample_content};
+pub use links::{KeyLinks, key_links, links_for_run};
+pub use slack::render::{
+    VoteView, VotesView, check_limits, escape_mrkdwn, render_run_message, render_run_message_with,
+};

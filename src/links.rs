@@ -78,7 +78,7 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
 
 /// Adds `extend_trace_retention=false` to every link, so a click records feedback without
 /// upgrading the trace's retention tier (a route's `extend_trace_retention = false`).
-pub fn keep_trace_retention(keys: &mut [KeyLinks]) {
+pub(crate) fn keep_trace_retention(keys: &mut [KeyLinks]) {
     for key in keys {
         for link in &mut key.links {
             link.url
@@ -89,7 +89,7 @@ pub fn keep_trace_retention(keys: &mut [KeyLinks]) {
 }
 
 /// Whether route `name` extends trace retention (true when it is not configured).
-pub fn extends_retention(settings: &crate::settings::Settings, name: &str) -> bool {
+pub(crate) fn extends_retention(settings: &crate::settings::Settings, name: &str) -> bool {
     settings.route(name).is_none_or(|r| r.extend_trace_retention)
 }
 

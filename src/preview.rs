@@ -23,7 +23,7 @@ const PLACEHOLDER_BASE: &str = "https://langsmith.invalid";
 
 /// What `preview` was asked.
 #[derive(Debug, Clone)]
-pub struct PreviewOptions {
+pub(crate) struct PreviewOptions {
     /// The event file (rule webhook, Agent Server run, or generic event(s)).
     pub event: PathBuf,
     /// Only this route (rendered even if it would not match).
@@ -37,7 +37,7 @@ pub struct PreviewOptions {
 }
 
 /// Reads an event file: the payload as JSON.
-pub fn read_event_file(path: &Path) -> anyhow::Result<Value> {
+pub(crate) fn read_event_file(path: &Path) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
@@ -46,13 +46,8 @@ fn is_agent_server(value: &Value) -> bool {
     value.get("kwargs").is_some() || (value.get("thread_id").is_some() && value.get("assistant_id").is_some())
 }
 
-/// Parses any of the three intake payloads.
-pub fn parse_event_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<RunEvent>> {
-    parse_payload(&read_event_file(path)?, settings).with_context(|| format!("{} is not a valid event", path.display()))
-}
-
 /// Parses any of the three intake payloads, told apart by their shape.
-pub fn parse_payload(value: &Value, settings: &Settings) -> Result<Vec<RunEvent>, crate::intake::IntakeError> {
+pub(crate) fn parse_payload(value: &Value, settings: &Settings) -> Result<Vec<RunEvent>, crate::intake::IntakeError> {
     if value.get("runs").is_some() {
         crate::intake::parse_rule_webhook(value, &settings.langsmith.ui_url)
     } else if is_agent_server(value) {
@@ -63,7 +58,7 @@ pub fn parse_payload(value: &Value, settings: &Settings) -> Result<Vec<RunEvent>
 }
 
 /// The inputs and outputs of each run of any of the three payloads, as `parse_payload` orders them.
-pub fn payload_parts(value: &Value) -> Vec<crate::domain::RunParts<'_>> {
+pub(crate) fn payload_parts(value: &Value) -> Vec<crate::domain::RunParts<'_>> {
     if value.get("runs").is_some() {
         crate::intake::rule_parts(value)
     } else if is_agent_server(value) {
@@ -96,7 +91,7 @@ fn channel_for(route: &Route, event: &RunEvent) -> Option<String> {
 }
 
 /// A Block Kit Builder link that opens the message's blocks.
-pub fn block_kit_builder_link(request: &Value) -> String {
+pub(crate) fn block_kit_builder_link(request: &Value) -> String {
     let blocks = serde_json::json!({"blocks": request.get("blocks").cloned().unwrap_or(Value::Null)});
     let encoded: String = url::form_urlencoded::byte_serialize(blocks.to_string().as_bytes()).collect();
     format!(
@@ -106,7 +101,7 @@ pub fn block_kit_builder_link(request: &Value) -> String {
 }
 
 /// Renders every matching route's output for the event file; prints it or writes it to `out`.
-pub async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<String> {
+pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::Result<String> {
     use std::fmt::Write;
     let payload = read_event_file(&opts.event)?;
     let events =
@@ -304,7 +299,7 @@ fn screenshot(html: &Path, png: &Path) -> anyhow::Result<()> {
 
 /// Renders a demanding built-in sample event through every Slack route and returns each
 /// violation of Slack's limits as (path, problem).
-pub fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
+pub(crate) fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
     let long = "A long answer with <markup> & links https://example.com ".repeat(200);
     let mut problems = Vec::new();
     for (i, route) in settings.routes.iter().enumerate() {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 /// Most rows one statement deletes: the writer is held for one short statement at a time, so
 /// intake's commits slip in between batches. (1,000 doubled intake's p99 in the load tool's
 /// retention phase; 250 with a pause between batches keeps it near where it was.)
-pub const BATCH: usize = 250;
+pub(crate) const BATCH: usize = 250;
 
 /// Pause between two full batches, for the writes queued behind one.
 const BETWEEN_BATCHES: std::time::Duration = std::time::Duration::from_millis(2);
@@ -40,7 +40,7 @@ impl Pruned {
 }
 
 /// The time before which a row of `what` is pruned at `now`, or `None` when it is kept for good.
-pub fn cutoff(retention: &Retention, what: Prunable, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn cutoff(retention: &Retention, what: Prunable, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let keep = match what {
         Prunable::SentJobs => retention.sent,
         Prunable::DeadJobs => retention.dead,
@@ -92,7 +92,7 @@ pub async fn prune_once(
 
 /// Prunes every `retention.interval` until `shutdown` turns true. A failing store is logged
 /// once per change and tried again at the next interval.
-pub async fn run(
+pub(crate) async fn run(
     store: Arc<dyn Store>,
     retention: Retention,
     metrics: Arc<Metrics>,

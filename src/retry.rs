@@ -20,13 +20,13 @@ pub trait Retryable {
 
 /// The wait before try `attempt + 1` after `attempt` failures (counted from 1): `base`, doubling,
 /// at most `max`. Saturates instead of overflowing.
-pub fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
+pub(crate) fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
     base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max)
 }
 
 /// [`exponential`] without a cap, with full jitter: a random wait in [w/2, w] where
 /// w = base·2^(attempt-1), so callers failing together do not retry together.
-pub fn jittered(base: Duration, attempt: u32) -> Duration {
+pub(crate) fn jittered(base: Duration, attempt: u32) -> Duration {
     let exp = exponential(base, attempt, Duration::MAX);
     let half = exp / 2;
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
@@ -34,7 +34,7 @@ pub fn jittered(base: Duration, attempt: u32) -> Duration {
 
 /// Who retries a failed call to another system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetriedBy {
+pub(crate) enum RetriedBy {
     /// The job queue: a delivery's call is tried once per attempt of its job, and the job
     /// retries (backed off, `workers.max_attempts` in all). Retrying inside the call as well
     /// would multiply the two: 5 client tries × 8 job attempts = 40 token requests for one
@@ -48,7 +48,7 @@ pub enum RetriedBy {
 /// The tries one call makes when `by` retries it, with the client allowed `client_attempts`.
 /// A message therefore costs at most `workers.max_attempts` token requests (one per attempt of
 /// its job; a digest's tokens are minted once for all its recipients).
-pub fn tries_per_call(by: RetriedBy, client_attempts: u32) -> u32 {
+pub(crate) fn tries_per_call(by: RetriedBy, client_attempts: u32) -> u32 {
     match by {
         RetriedBy::Queue => 1,
         RetriedBy::Client => client_attempts.max(1),

@@ -63,7 +63,7 @@ impl Plan {
 }
 
 /// The routes a run goes to: the first match, and further ones while they say `continue`.
-pub fn matching_routes<'a>(event: &RunEvent, routes: &'a [Route]) -> Vec<&'a Route> {
+pub(crate) fn matching_routes<'a>(event: &RunEvent, routes: &'a [Route]) -> Vec<&'a Route> {
     let mut out = Vec::new();
     for route in routes {
         if route.matcher.matches(event) {
@@ -77,7 +77,7 @@ pub fn matching_routes<'a>(event: &RunEvent, routes: &'a [Route]) -> Vec<&'a Rou
 }
 
 /// The keys a route mints for a run: its own, or the event's that are configured.
-pub fn keys_for(route: &Route, event: &RunEvent, settings: &Settings) -> Vec<FeedbackKey> {
+pub(crate) fn keys_for(route: &Route, event: &RunEvent, settings: &Settings) -> Vec<FeedbackKey> {
     match &route.keys {
         Some(keys) => keys.clone(),
         None => {
@@ -104,7 +104,7 @@ fn is_thread_ts(ts: &str) -> bool {
 
 /// `event` with `run_url_trusted` decided by the settings: whether its link may be labelled
 /// "Open in LangSmith". Every intake and preview plan through here.
-pub fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
+pub(crate) fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
     let mut event = event.clone();
     event.run_url_trusted = event
         .run_url
@@ -115,7 +115,12 @@ pub fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
 
 /// What `route` stores and shows of `event`: the texts its `show` chooses from the payload,
 /// then its redaction over every text, so the job holds only what may be shown.
-pub fn shown_event(route: &Route, event: &RunEvent, parts: &RunParts<'_>, counts: &mut RedactCounts) -> RunEvent {
+pub(crate) fn shown_event(
+    route: &Route,
+    event: &RunEvent,
+    parts: &RunParts<'_>,
+    counts: &mut RedactCounts,
+) -> RunEvent {
     let mut shown = event.clone();
     route.show.apply(&mut shown, event, parts);
     route.redact.redact_event(&mut shown, counts);
@@ -130,7 +135,7 @@ pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Pla
 
 /// Plans the jobs for `events`, `parts[i]` being the payload parts of `events[i]` (`show`
 /// reads them; missing entries are empty).
-pub fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &Settings, now: DateTime<Utc>) -> Plan {
+pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &Settings, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan {
         events: events.len(),
         ..Plan::default()

@@ -67,7 +67,7 @@ async fn wait_unless_stopped(wait: Duration, stop: &mut watch::Receiver<bool>) -
 
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Longest wait for a request head (and longest idle keep-alive).
     pub header_timeout: Duration,
     /// Longest one request may take.
@@ -79,7 +79,7 @@ pub struct Limits {
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then drains within the grace.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
     let open = Arc::new(Connections::default());
     let mut tasks = JoinSet::new();
     // Failed `accept`s in a row.

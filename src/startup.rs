@@ -189,7 +189,7 @@ impl Application {
 }
 
 /// Every route of the service.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -416,7 +416,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// the future is first polled, so a signal that arrives once the service logs its address is
 /// never the default action (which would kill the process without a graceful stop).
 #[cfg(unix)]
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -68,7 +68,7 @@ where
 }
 
 /// The JSON format, one object per line, with the characters its encoder leaves raw escaped.
-pub fn json_subscriber<W>(
+pub(crate) fn json_subscriber<W>(
     writer: W,
 ) -> tracing_subscriber::fmt::SubscriberBuilder<
     tracing_subscriber::fmt::format::JsonFields,
@@ -90,7 +90,7 @@ where
 /// another (bidirectional overrides, zero-width ones), written as escapes: `\n`, `\r`, `\t`,
 /// `\u{1b}`; a backslash is doubled, so an escape read back is one this function wrote, not
 /// text that looks like it. Text without any is returned as it is.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || needs_escape(c)) {
         return Cow::Borrowed(text);
     }
@@ -116,7 +116,7 @@ fn needs_escape(c: char) -> bool {
 /// (U+0080–U+009F, some terminals run them as escape sequences), bidirectional and zero-width
 /// characters, and line and paragraph separators. They can only occur inside JSON strings, so
 /// the `\uXXXX` escape reads back as the same text.
-pub struct JsonEscaping<W>(W);
+pub(crate) struct JsonEscaping<W>(W);
 
 impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for JsonEscaping<W> {
     type Writer = EscapingWriter<W::Writer>;
@@ -126,7 +126,7 @@ impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for JsonEscaping<W> {
 }
 
 /// See [`JsonEscaping`].
-pub struct EscapingWriter<W>(W);
+pub(crate) struct EscapingWriter<W>(W);
 
 impl<W: std::io::Write> std::io::Write for EscapingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

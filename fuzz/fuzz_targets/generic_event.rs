@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use feedback_dispatch::intake::parse_generic;
+use feedback_dispatch::parse_generic;
 use feedback_dispatch_fuzz::{check_event, json};
 use libfuzzer_sys::fuzz_target;
 

@@ -10,13 +10,13 @@
 
 use arbitrary::{Result, Unstructured};
 use chrono::{DateTime, Utc};
-use feedback_dispatch::domain::{AfterVote, ButtonMode};
-use feedback_dispatch::domain::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, RunStatus, Source};
-use feedback_dispatch::email::content::{DigestContent, DigestRun};
-use feedback_dispatch::email::render::render_digest;
-use feedback_dispatch::langsmith::MintedToken;
-use feedback_dispatch::links::{KeyLinks, key_links};
-use feedback_dispatch::slack::render::{VoteView, VotesView, check_limits, render_run_message, render_run_message_with};
+use feedback_dispatch::MintedToken;
+use feedback_dispatch::render_digest;
+use feedback_dispatch::{AfterVote, ButtonMode};
+use feedback_dispatch::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, RunStatus, Source};
+use feedback_dispatch::{DigestContent, DigestRun};
+use feedback_dispatch::{KeyLinks, key_links};
+use feedback_dispatch::{VoteView, VotesView, check_limits, render_run_message, render_run_message_with};
 use feedback_dispatch_fuzz::html_tags;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

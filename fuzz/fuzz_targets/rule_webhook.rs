@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use feedback_dispatch::intake::parse_rule_webhook;
+use feedback_dispatch::parse_rule_webhook;
 use feedback_dispatch_fuzz::{check_event, json};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;

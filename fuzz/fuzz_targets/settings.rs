@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use feedback_dispatch::settings::{Settings, summary};
+use feedback_dispatch::{Settings, settings_summary};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(path, file).expect("the temporary file is writable");
     match Settings::load(path, &env) {
         Ok(settings) => {
-            summary(&settings);
+            settings_summary(&settings);
             let text = String::from_utf8_lossy(file);
             for route in &settings.routes {
                 let mut counts = Default::default();

@@ -1,7 +1,7 @@
 //! What every fuzz target checks beyond "does not panic": the promises the parsers and renderers
 //! make to the code after them, stated once so the targets stay a few lines each.
 
-use feedback_dispatch::domain::{FeedbackKey, MAX_EXCERPT_CHARS, RunEvent};
+use feedback_dispatch::{FeedbackKey, MAX_EXCERPT_CHARS, RunEvent};
 
 /// Longest run name, project or project id the parsers keep (`intake::MAX_NAME`).
 const MAX_NAME: usize = 200;

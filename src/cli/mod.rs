@@ -6,8 +6,8 @@
 mod langsmith_commands;
 mod store_commands;
 
-pub use langsmith_commands::{FeedbackAction, TokensAction};
-pub use store_commands::{DeadLetterAction, StoreAction, VotesAction};
+pub(crate) use langsmith_commands::{FeedbackAction, TokensAction};
+pub(crate) use store_commands::{DeadLetterAction, StoreAction, VotesAction};
 
 use langsmith_commands::{Call, backfill, langsmith_command};
 use store_commands::{dead_letters, erase_votes, list_votes, store_stats};

@@ -10,8 +10,8 @@
 mod outcome;
 mod tokens;
 
-pub use outcome::{ChannelError, DeliveryError, Outcome};
-pub use tokens::{token_requests, tokens_json, usable_tokens};
+pub(crate) use outcome::{DeliveryError, Outcome};
+pub(crate) use tokens::{token_requests, tokens_json, usable_tokens};
 
 use crate::jobs::{JobKind, JobPayload, KindPayload};
 use crate::langsmith::{MintedToken, TokenRequest};
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// Who mints a kind's presigned tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenUse {
+pub(crate) enum TokenUse {
     /// It sends no feedback links.
     None,
     /// The worker mints for each job ([`Deliver::token_requests`]), one request for up to
@@ -36,7 +36,7 @@ pub enum TokenUse {
 /// The lease on the job being delivered, for a deliverer that works a while before its send
 /// (the digest mints first) to make sure the send still fits in it.
 #[async_trait::async_trait]
-pub trait HoldLease: Send {
+pub(crate) trait HoldLease: Send {
     /// Makes sure a send of `longest` ends within the lease, extending it if need be. `Err` is
     /// the outcome to record instead of sending (the lease went to another worker, or the store
     /// could not extend it).
@@ -46,7 +46,7 @@ pub trait HoldLease: Send {
 /// One kind of job: implemented in its channel's folder, registered once in
 /// `crate::channels`.
 #[async_trait::async_trait]
-pub trait Deliver: Send + Sync + 'static {
+pub(crate) trait Deliver: Send + Sync + 'static {
     /// What its jobs carry; the type names the kind.
     type Payload: KindPayload;
     /// Who mints its tokens.
@@ -84,7 +84,7 @@ pub trait Deliver: Send + Sync + 'static {
 
 /// [`Deliver`] over the decoded payload of any kind: what the registry holds.
 #[async_trait::async_trait]
-pub trait Deliverer: Send + Sync {
+pub(crate) trait Deliverer: Send + Sync {
     /// See [`Deliver::TOKENS`].
     fn tokens(&self) -> TokenUse;
     /// See [`Deliver::CHANNEL`].
@@ -149,7 +149,7 @@ impl<D: Deliver> Deliverer for D {
 /// Work a channel does on the claim loop's clock rather than per job: closing the digest
 /// windows that ended, which enqueues their send jobs.
 #[async_trait::async_trait]
-pub trait Scheduled: Send + Sync {
+pub(crate) trait Scheduled: Send + Sync {
     /// What it does, for the log line when it fails ("close due digests").
     fn what(&self) -> &'static str;
     /// Does what fell due by `now`; returns how much it did.
@@ -158,43 +158,43 @@ pub trait Scheduled: Send + Sync {
 
 /// Which deliverer runs each kind of job, and the channels' scheduled work.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     by_kind: HashMap<JobKind, Box<dyn Deliverer>>,
     scheduled: Vec<Box<dyn Scheduled>>,
 }
 
 impl Registry {
     /// Adds scheduled work, run by the claim loop about once a second.
-    pub fn schedule(mut self, work: impl Scheduled + 'static) -> Self {
+    pub(crate) fn schedule(mut self, work: impl Scheduled + 'static) -> Self {
         self.scheduled.push(Box::new(work));
         self
     }
 
     /// The scheduled work, in registration order.
-    pub fn scheduled(&self) -> impl Iterator<Item = &dyn Scheduled> {
+    pub(crate) fn scheduled(&self) -> impl Iterator<Item = &dyn Scheduled> {
         self.scheduled.iter().map(|w| &**w)
     }
 
     /// Adds the deliverer of `D::Payload`'s kind (a second one for a kind replaces the first).
-    pub fn register<D: Deliver>(mut self, deliverer: D) -> Self {
+    pub(crate) fn register<D: Deliver>(mut self, deliverer: D) -> Self {
         self.by_kind.insert(D::Payload::KIND, Box::new(deliverer));
         self
     }
 
     /// The deliverer of `kind`, if one is registered.
-    pub fn get(&self, kind: JobKind) -> Option<&dyn Deliverer> {
+    pub(crate) fn get(&self, kind: JobKind) -> Option<&dyn Deliverer> {
         self.by_kind.get(&kind).map(|d| &**d)
     }
 
     /// Whether the worker mints for jobs of `kind` (and may batch them).
-    pub fn mints_per_job(&self, kind: JobKind) -> bool {
+    pub(crate) fn mints_per_job(&self, kind: JobKind) -> bool {
         self.get(kind).is_some_and(|d| d.tokens() == TokenUse::PerJob)
     }
 }
 
 /// Groups claimed jobs for minting: up to `batch` jobs the worker mints for per group (one
 /// token request), every other job alone.
-pub fn chunks_for_minting<J>(jobs: Vec<J>, batch: usize, mints_per_job: impl Fn(&J) -> bool) -> Vec<Vec<J>> {
+pub(crate) fn chunks_for_minting<J>(jobs: Vec<J>, batch: usize, mints_per_job: impl Fn(&J) -> bool) -> Vec<Vec<J>> {
     let mut out: Vec<Vec<J>> = Vec::new();
     let mut current: Vec<J> = Vec::new();
     for job in jobs {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// What became of one job.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Delivered.
     Sent,
     /// Failed in a way that may pass: tried again after the queue's backoff, or `after` if
@@ -30,7 +30,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// A retry or a dead letter, as the error says.
-    pub fn failed(error: impl Into<DeliveryError>) -> Self {
+    pub(crate) fn failed(error: impl Into<DeliveryError>) -> Self {
         let error = error.into();
         if error.is_retryable() {
             Outcome::Retry {
@@ -45,7 +45,7 @@ impl Outcome {
 
 /// Why a delivery failed: an adapter's error as it returned it, or a condition in words.
 #[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
+pub(crate) enum DeliveryError {
     /// Minting the job's tokens failed.
     #[error("minting tokens: {0}")]
     Mint(LangSmithError),
@@ -74,13 +74,13 @@ pub enum DeliveryError {
 }
 
 /// A channel sender's error: it says whether to retry, and reads as the reason recorded.
-pub trait ChannelError: Retryable + std::error::Error + Send + Sync + 'static {}
+pub(crate) trait ChannelError: Retryable + std::error::Error + Send + Sync + 'static {}
 
 impl<E: Retryable + std::error::Error + Send + Sync + 'static> ChannelError for E {}
 
 impl DeliveryError {
     /// A channel sender's error, kept as it is.
-    pub fn channel(error: impl ChannelError) -> Self {
+    pub(crate) fn channel(error: impl ChannelError) -> Self {
         DeliveryError::Channel(Box::new(error))
     }
 }

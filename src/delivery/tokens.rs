@@ -9,7 +9,12 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Token requests for the configured `keys` of `event`, expiring `ttl` from now.
-pub fn token_requests(settings: &Settings, event: &RunEvent, keys: &[FeedbackKey], ttl: Duration) -> Vec<TokenRequest> {
+pub(crate) fn token_requests(
+    settings: &Settings,
+    event: &RunEvent,
+    keys: &[FeedbackKey],
+    ttl: Duration,
+) -> Vec<TokenRequest> {
     keys.iter()
         .filter_map(|k| settings.key(k))
         .map(|spec| TokenRequest {
@@ -24,14 +29,14 @@ pub fn token_requests(settings: &Settings, event: &RunEvent, keys: &[FeedbackKey
 
 /// Stored tokens, unless unreadable or expiring within the hour (a link that dies while the
 /// message is read is worse than minting again).
-pub fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {
+pub(crate) fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {
     let tokens = Vec::<MintedToken>::deserialize(value).ok()?;
     let soon = Utc::now() + chrono::Duration::hours(1);
     tokens.iter().all(|t| t.expires_at > soon).then_some(tokens)
 }
 
 /// Tokens as a job or a digest keeps them (`jobs.minted`, `digests.minted`).
-pub fn tokens_json(tokens: &[MintedToken]) -> serde_json::Value {
+pub(crate) fn tokens_json(tokens: &[MintedToken]) -> serde_json::Value {
     serde_json::to_value(tokens).expect("tokens serialize")
 }
 

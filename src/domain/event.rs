@@ -145,7 +145,7 @@ pub struct RunEvent {
 /// The text a person would read from a run's inputs or outputs: the last message of a chat
 /// (`{"messages": [...]}`, or a bare list of messages), a lone string field, or compact JSON.
 /// `None` for null or empty values. Cut to [`MAX_EXCERPT_CHARS`].
-pub fn excerpt(value: &Value) -> Option<String> {
+pub(crate) fn excerpt(value: &Value) -> Option<String> {
     let text = match value {
         Value::Null => return None,
         Value::String(s) => s.clone(),
@@ -161,7 +161,7 @@ pub fn excerpt(value: &Value) -> Option<String> {
 }
 
 /// Cuts `text` to at most `max` characters, ending with "…" when anything was dropped.
-pub fn cut(text: &str, max: usize) -> String {
+pub(crate) fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }

@@ -6,7 +6,7 @@ const MAX_CHANNEL: usize = 80;
 
 /// Checks a Slack channel id (`C0123456789`) or name (`#support`), configured or taken from a
 /// run: at most 80 characters, no whitespace, no control or format characters.
-pub fn check_channel(channel: &str) -> Result<(), String> {
+pub(crate) fn check_channel(channel: &str) -> Result<(), String> {
     let bad = channel.is_empty()
         || channel.chars().count() > MAX_CHANNEL
         || channel
@@ -23,13 +23,13 @@ pub fn check_channel(channel: &str) -> Result<(), String> {
 }
 
 /// Zero-width and bidirectional formatting characters, which make a text read as another.
-pub fn is_invisible_format(c: char) -> bool {
+pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A host name as an operator writes it (`langsmith.example.com`), in the form URLs carry it
 /// (lowercase, international names in punycode); `None` for anything else (a URL, a port).
-pub fn link_host(text: &str) -> Option<String> {
+pub(crate) fn link_host(text: &str) -> Option<String> {
     let text = text.trim();
     if text.is_empty() || text.contains(['/', ':', '@', '?', '#']) {
         return None;
@@ -64,7 +64,7 @@ impl TrustedHosts {
 
 /// The text of a run link: "Open in LangSmith" for a trusted one, otherwise "Open run (host)",
 /// so a reader sees where an untrusted link leads before following it.
-pub fn run_link_label(url: &url::Url, trusted: bool) -> String {
+pub(crate) fn run_link_label(url: &url::Url, trusted: bool) -> String {
     if trusted {
         "Open in LangSmith".to_string()
     } else {

@@ -6,29 +6,33 @@ mod fold;
 mod keys;
 mod link;
 mod mailbox;
-pub mod redact;
+pub(crate) mod redact;
 mod route;
 mod schedule;
-pub mod show;
-pub mod slack_limits;
+pub(crate) mod show;
+pub(crate) mod slack_limits;
 mod store_url;
-pub mod text;
+pub(crate) mod text;
 mod time;
 mod vote;
 
-pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
+pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source};
+pub(crate) use event::{cut, excerpt};
 #[cfg(test)]
 pub(crate) use keys::thumbs_up_for_tests;
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
-pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
-pub use mailbox::Mailbox;
-pub use redact::{RedactCounts, RedactKind, RedactRule, Redactor};
-pub use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
-pub use schedule::{EmailSchedule, Schedule};
-pub use show::{RunParts, RunPath, Show, ShownField};
-pub use store_url::{StoreBackend, StoreUrl, StoreUrlError, is_postgres, redact_url};
-pub use time::{format_timestamp, parse_timestamp};
-pub use vote::{AfterVote, ButtonMode, ButtonValue, MAX_BUTTON_VALUE};
+pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
+pub(crate) use mailbox::Mailbox;
+pub(crate) use redact::RedactCounts;
+pub use redact::{RedactKind, RedactRule, Redactor};
+pub(crate) use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
+pub(crate) use schedule::{EmailSchedule, Schedule};
+pub(crate) use show::{RunParts, RunPath, Show, ShownField};
+pub use store_url::StoreUrl;
+pub(crate) use store_url::{StoreBackend, StoreUrlError, redact_url};
+pub(crate) use time::{format_timestamp, parse_timestamp};
+pub use vote::{AfterVote, ButtonMode};
+pub(crate) use vote::{ButtonValue, MAX_BUTTON_VALUE};
 
 use std::fmt;
 
@@ -95,7 +99,7 @@ impl fmt::Display for RunId {
 
 /// Shortens an untrusted value before it is quoted in an error message, so a hostile megabyte
 /// string cannot bloat a response or a log line.
-pub fn truncate_for_message(s: &str) -> String {
+pub(crate) fn truncate_for_message(s: &str) -> String {
     const MAX: usize = 80;
     if s.chars().count() <= MAX {
         s.to_string()
@@ -110,11 +114,11 @@ pub(crate) mod duration_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }

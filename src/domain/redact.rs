@@ -88,7 +88,7 @@ pub enum RedactRule {
 }
 
 /// What a custom pattern is replaced with when the rule names nothing.
-pub const DEFAULT_REPLACEMENT: &str = "[redacted]";
+pub(crate) const DEFAULT_REPLACEMENT: &str = "[redacted]";
 /// What a text becomes when rules keep finding matches in their own output.
 const GIVE_UP: &str = "[redacted]";
 /// Passes over a text before it is replaced whole.
@@ -96,7 +96,7 @@ const MAX_PASSES: usize = 3;
 /// Compiled size allowed for one custom pattern.
 const MAX_PATTERN_BYTES: usize = 1 << 20;
 /// Longest custom pattern or replacement accepted.
-pub const MAX_PATTERN_CHARS: usize = 500;
+pub(crate) const MAX_PATTERN_CHARS: usize = 500;
 
 // Letters of any script, with their combining marks (`\w`), in the local part and the domain
 // (international domain names); the top-level domain is letters only (`[^\W\d_]`).

@@ -12,9 +12,9 @@ const MAX_PATH_CHARS: usize = 200;
 /// Most steps in one path.
 const MAX_STEPS: usize = 16;
 /// Longest value kept for a shown field: a field identifies, it does not narrate.
-pub const MAX_FIELD_CHARS: usize = 300;
+pub(crate) const MAX_FIELD_CHARS: usize = 300;
 /// Most fields a route may show: Slack's section takes ten fields, three are the run's own.
-pub const MAX_FIELDS: usize = 7;
+pub(crate) const MAX_FIELDS: usize = 7;
 
 /// The parts of an intake payload that are read only while routing, borrowed from the body:
 /// `show` paths into `inputs` and `outputs` read them, and nothing of them is stored except the
@@ -266,7 +266,7 @@ fn chosen_text(path: &RunPath, event: &RunEvent, parts: &RunParts<'_>) -> Option
 
 /// A field's value as one short text: a string or number as it is, a list of plain values
 /// joined with commas, anything else as an excerpt. `None` when there is nothing to show.
-pub fn field_text(value: &Value) -> Option<String> {
+pub(crate) fn field_text(value: &Value) -> Option<String> {
     let text = match value {
         Value::Null => return None,
         Value::String(s) => s.trim().to_string(),

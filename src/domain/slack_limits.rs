@@ -3,25 +3,23 @@
 //! checkable list.
 
 /// Slack rejects a message with more blocks (`invalid_blocks`).
-pub const MAX_BLOCKS: usize = 50;
+pub(crate) const MAX_BLOCKS: usize = 50;
 /// Longest `text` of a section block.
-pub const MAX_SECTION_TEXT: usize = 3_000;
+pub(crate) const MAX_SECTION_TEXT: usize = 3_000;
 /// Longest text of one section field.
-pub const MAX_FIELD_TEXT: usize = 2_000;
+pub(crate) const MAX_FIELD_TEXT: usize = 2_000;
 /// Most fields in one section block.
-pub const MAX_FIELDS: usize = 10;
+pub(crate) const MAX_FIELDS: usize = 10;
 /// Longest header text.
-pub const MAX_HEADER_TEXT: usize = 150;
+pub(crate) const MAX_HEADER_TEXT: usize = 150;
 /// Longest button text.
-pub const MAX_BUTTON_TEXT: usize = 75;
+pub(crate) const MAX_BUTTON_TEXT: usize = 75;
 /// Longest button `url`. A longer presigned URL is dropped, never cut: a cut URL records the
 /// wrong feedback or none.
-pub const MAX_BUTTON_URL: usize = 3_000;
-/// Longest button `value`.
-pub const MAX_BUTTON_VALUE: usize = 2_000;
+pub(crate) const MAX_BUTTON_URL: usize = 3_000;
 /// Longest `action_id` (and `block_id`).
-pub const MAX_ACTION_ID: usize = 255;
+pub(crate) const MAX_ACTION_ID: usize = 255;
 /// Most elements in one actions block.
-pub const MAX_ACTIONS_ELEMENTS: usize = 25;
+pub(crate) const MAX_ACTIONS_ELEMENTS: usize = 25;
 /// Most elements in one context block.
-pub const MAX_CONTEXT_ELEMENTS: usize = 10;
+pub(crate) const MAX_CONTEXT_ELEMENTS: usize = 10;

@@ -116,13 +116,13 @@ impl fmt::Debug for StoreUrl {
 }
 
 /// Whether `url` names a PostgreSQL database.
-pub fn is_postgres(url: &str) -> bool {
+pub(super) fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// `url` with any password replaced by `***`, for logs and error messages (a store URL, or a
 /// LangSmith endpoint that may carry one).
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));

@@ -2,10 +2,10 @@
 //! forms of untrusted text, and the title of a run without a name.
 
 /// Title shown for a run that has no name.
-pub const UNNAMED_RUN: &str = "LangSmith run";
+pub(crate) const UNNAMED_RUN: &str = "LangSmith run";
 
 /// An identifier made readable for people: `user_score` → "User score".
-pub fn readable_name(name: &str) -> String {
+pub(crate) fn readable_name(name: &str) -> String {
     let spaced = name.replace(['_', '-'], " ");
     let mut chars = spaced.trim().chars();
     match chars.next() {
@@ -15,19 +15,19 @@ pub fn readable_name(name: &str) -> String {
 }
 
 /// `text` unless it is missing or only whitespace.
-pub fn non_blank(text: Option<&str>) -> Option<&str> {
+pub(crate) fn non_blank(text: Option<&str>) -> Option<&str> {
     text.filter(|t| !t.trim().is_empty())
 }
 
 /// All whitespace (line breaks included) collapsed to single spaces.
-pub fn collapse_whitespace(text: &str) -> String {
+pub(crate) fn collapse_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Text for a single line (a subject, a title, a label): control characters and line and
 /// paragraph separators become spaces — in a mail subject a CR or LF would start a new header —
 /// bidi controls are dropped, and runs of whitespace collapse to one space.
-pub fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let spaced: String = text
         .chars()
         .filter(|c| !is_bidi_control(*c))
@@ -45,7 +45,7 @@ pub fn one_line(text: &str) -> String {
 /// Text for a block (an excerpt): line breaks and tabs stay, CRLF becomes LF, other control
 /// characters and bidi controls are dropped (they garble clients and can make text read
 /// differently from what it is).
-pub fn clean_block(text: &str) -> String {
+pub(crate) fn clean_block(text: &str) -> String {
     text.trim()
         .replace("\r\n", "\n")
         .chars()
@@ -61,7 +61,7 @@ pub fn clean_block(text: &str) -> String {
 }
 
 /// Bidi embeddings, overrides and isolates (LRE…RLO, LRI…PDI).
-pub fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

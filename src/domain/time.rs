@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// Reads LangSmith timestamps: RFC 3339, or naive ISO 8601 taken as UTC.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
@@ -18,7 +18,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Formats a timestamp as LangSmith does (`2026-08-29T09:15:02.417733+00:00`).
-pub fn format_timestamp(t: DateTime<Utc>) -> String {
+pub(crate) fn format_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
 

@@ -83,7 +83,7 @@ impl ButtonMode {
 /// message this app sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ButtonValue {
+pub(crate) struct ButtonValue {
     /// The Slack job.
     #[serde(rename = "j")]
     pub job: i64,
@@ -99,16 +99,16 @@ pub struct ButtonValue {
 }
 
 /// Longest `value` Slack keeps on a button.
-pub const MAX_BUTTON_VALUE: usize = 2_000;
+pub(crate) const MAX_BUTTON_VALUE: usize = 2_000;
 
 impl ButtonValue {
     /// The compact JSON a button carries.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).expect("a button value serializes")
     }
 
     /// Reads a value back from a click; `None` for anything this app did not write.
-    pub fn decode(s: &str) -> Option<Self> {
+    pub(crate) fn decode(s: &str) -> Option<Self> {
         if s.len() > MAX_BUTTON_VALUE {
             return None;
         }

@@ -105,7 +105,7 @@ fn from_another_site(public_url: &url::Url, headers: &HeaderMap) -> Option<&'sta
 }
 
 /// `GET`: the confirmation page; records nothing.
-pub async fn show_confirmation(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn show_confirmation(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     hardened(show(&state, &id).await)
 }
 
@@ -155,7 +155,7 @@ fn vote_of(link: &ConfirmLink, voter: &ConfirmVoter) -> NewVote {
 /// (the store keeps one per recipient, run and key), and only the confirmation that claimed it
 /// submits; the others say the rating is recorded already. When the submission then fails, the
 /// claim is given up, so the page's "Try again" can record it.
-pub async fn submit_confirmation(
+pub(crate) async fn submit_confirmation(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -300,7 +300,7 @@ async fn submit(state: &AppState, id: &str) -> Response {
 /// Replaces every button URL of `runs` with a confirmation URL on `public_url`, and returns the
 /// links to store: the links of digest job `job_id` (route `route`) to `recipient`, whose
 /// confirmations are that recipient's votes.
-pub fn confirm_links(
+pub(crate) fn confirm_links(
     runs: &mut [DigestRun],
     public_url: &url::Url,
     job_id: i64,

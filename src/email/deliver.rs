@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum EmailError {
+pub(crate) enum EmailError {
     /// A 4xx reply, a timeout or a connection failure: try again later.
     #[error("SMTP delivery failed for now: {0}")]
     Transient(String),
@@ -30,7 +30,7 @@ impl crate::retry::Retryable for EmailError {
 }
 
 /// Sends rendered digests.
-pub struct EmailSender {
+pub(crate) struct EmailSender {
     mode: EmailMode,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
@@ -41,7 +41,7 @@ pub struct EmailSender {
 impl EmailSender {
     /// Builds the sender for `settings.email`. In smtp mode this needs a tokio runtime (the
     /// pooled transport starts a task).
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
         let e = &settings.email;
         let from: Mailbox = e
             .from
@@ -85,7 +85,7 @@ impl EmailSender {
     }
 
     /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`.
-    pub fn message(&self, to: &str, email: &RenderedEmail, message_id: &str) -> Result<Message, EmailError> {
+    pub(crate) fn message(&self, to: &str, email: &RenderedEmail, message_id: &str) -> Result<Message, EmailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| EmailError::Permanent(format!("recipient {to:?}: {e}")))?;
@@ -103,7 +103,7 @@ impl EmailSender {
     }
 
     /// Sends one message to one recipient.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         to: &str,
         email: &RenderedEmail,

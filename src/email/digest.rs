@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// The runs a digest shows, newest first, and how many more its window had.
 #[derive(Debug, Clone)]
-pub struct Shown {
+pub(crate) struct Shown {
     /// Each run with when it was added to the digest.
     pub runs: Vec<(DigestRunPayload, DateTime<Utc>)>,
     /// Runs left out by `max_runs`.
@@ -26,7 +26,7 @@ pub struct Shown {
 
 /// The newest `max_runs` of a window's runs (by when they ended, else when they arrived): the
 /// runs a reviewer most likely still remembers.
-pub fn select_runs(mut runs: Vec<(DigestRunPayload, DateTime<Utc>)>, max_runs: usize) -> Shown {
+pub(crate) fn select_runs(mut runs: Vec<(DigestRunPayload, DateTime<Utc>)>, max_runs: usize) -> Shown {
     runs.sort_by_key(|(p, at)| std::cmp::Reverse(p.event.ended_at.unwrap_or(*at)));
     let more = runs.len().saturating_sub(max_runs);
     runs.truncate(max_runs);
@@ -36,7 +36,7 @@ pub fn select_runs(mut runs: Vec<(DigestRunPayload, DateTime<Utc>)>, max_runs: u
 /// One recipient's digest of `shown` runs, each with the links of its `tokens` (minted for the
 /// digest, shared by every recipient). The "N more runs" link goes to the LangSmith project of
 /// the first run whose link is trusted, never to a host a sender chose.
-pub fn compose(
+pub(crate) fn compose(
     route: &str,
     email: &EmailTarget,
     recipient: &str,
@@ -80,7 +80,7 @@ fn project_url(run_url: &str) -> Option<String> {
 
 /// A window is closed this long after its end, so an intake request that computed its window
 /// just before the end still commits into it before the digest is sent.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Closes every digest whose window ended (by `now` less the grace), creating its send jobs;
 /// returns how many digests were closed.
@@ -122,14 +122,14 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
 }
 
 /// Closing the digest windows that ended, on the workers' clock.
-pub struct DigestWindows {
+pub(crate) struct DigestWindows {
     /// Settings (recipients) and the store.
     state: AppState,
 }
 
 impl DigestWindows {
     /// Closes `state`'s due digests when run.
-    pub fn new(state: &AppState) -> Self {
+    pub(crate) fn new(state: &AppState) -> Self {
         DigestWindows { state: state.clone() }
     }
 }

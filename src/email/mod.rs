@@ -3,10 +3,10 @@
 //!
 //! Its kind of job (`crate::delivery::Deliver`): `send_digest.rs`, one recipient's digest.
 
-pub mod confirm;
-pub mod content;
-pub mod deliver;
-pub mod digest;
-pub mod render;
-pub mod send_digest;
+pub(crate) mod confirm;
+pub(crate) mod content;
+pub(crate) mod deliver;
+pub(crate) mod digest;
+pub(crate) mod render;
+pub(crate) mod send_digest;
 mod view;

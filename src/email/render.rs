@@ -68,12 +68,15 @@ pub fn render_digest(d: &DigestContent) -> Result<RenderedEmail, askama::Error> 
 /// Largest HTML part a digest is sent with. Gmail clips an HTML part past about 102 KB behind
 /// a "View entire message" link, and the runs below the cut lose their buttons; a little
 /// under that leaves room for the MIME encoding's line breaks.
-pub const MAX_HTML_BYTES: usize = 100_000;
+pub(crate) const MAX_HTML_BYTES: usize = 100_000;
 
 /// Renders `d` with its HTML part within `max_html_bytes`: while it is larger, the oldest runs
 /// are left out (and counted in `d.more`, which the email reports with the project link). The
 /// newest run is always shown, so the email is never empty.
-pub fn render_digest_within(d: &mut DigestContent, max_html_bytes: usize) -> Result<RenderedEmail, askama::Error> {
+pub(crate) fn render_digest_within(
+    d: &mut DigestContent,
+    max_html_bytes: usize,
+) -> Result<RenderedEmail, askama::Error> {
     loop {
         let rendered = render_digest(d)?;
         let shown = d.runs.len();

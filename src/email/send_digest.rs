@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Delivers digest jobs.
-pub struct DigestEmails {
+pub(crate) struct DigestEmails {
     /// Settings, store (digests, confirm links), LangSmith client, metrics.
     state: AppState,
     /// SMTP or the outbox.
@@ -32,7 +32,7 @@ pub struct DigestEmails {
 
 impl DigestEmails {
     /// The deliverer of digest jobs through `email`.
-    pub fn new(state: &AppState, email: EmailSender) -> Self {
+    pub(crate) fn new(state: &AppState, email: EmailSender) -> Self {
         DigestEmails {
             state: state.clone(),
             email,

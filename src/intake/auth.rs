@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 /// Whether the request carries the secret in any accepted place.
-pub fn authorized(headers: &HeaderMap, query: Option<&str>, secret: &SecretString) -> bool {
+pub(super) fn authorized(headers: &HeaderMap, query: Option<&str>, secret: &SecretString) -> bool {
     let expected = secret.expose_secret().as_bytes();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));

@@ -37,7 +37,7 @@ pub fn parse(body: &Value, ui_url: &url::Url) -> Result<Vec<RunEvent>, IntakeErr
 
 /// Parses one run object as LangSmith gives it (in a rule webhook, or a page of `runs/query`),
 /// naming `path` in errors.
-pub fn parse_run(run: &Value, path: &str, ui_url: &url::Url) -> Result<RunEvent, IntakeError> {
+pub(crate) fn parse_run(run: &Value, path: &str, ui_url: &url::Url) -> Result<RunEvent, IntakeError> {
     let run = run
         .as_object()
         .ok_or_else(|| IntakeError::invalid(format!("{path}: expected an object")))?;

@@ -13,7 +13,7 @@ mod langsmith_rule;
 pub use agent_server::parse as parse_agent_server;
 pub use generic::parse as parse_generic;
 pub use langsmith_rule::parse as parse_rule_webhook;
-pub use langsmith_rule::parse_run as parse_langsmith_run;
+pub(crate) use langsmith_rule::parse_run as parse_langsmith_run;
 
 use crate::domain::{RunEvent, RunParts, truncate_for_message};
 use crate::routing;
@@ -62,11 +62,11 @@ impl IntoResponse for IntakeError {
 /// grows with the body, done off the runtime with the rest (`IntakeJson::parse`). Rejections come
 /// in the order a client can act on them: 401 (secret), 415 (content type), 413 (size), 400 (not
 /// JSON).
-pub struct IntakeJson(pub axum::body::Bytes);
+pub(crate) struct IntakeJson(pub axum::body::Bytes);
 
 impl IntakeJson {
     /// The body as JSON, or a 400 saying where it is not.
-    pub fn parse(&self) -> Result<Value, IntakeError> {
+    pub(crate) fn parse(&self) -> Result<Value, IntakeError> {
         // serde_json refuses nesting deeper than 128 levels and invalid UTF-8, both with a
         // position, which is what a sender needs to find the problem.
         serde_json::from_slice(&self.0).map_err(|e| IntakeError {
@@ -117,7 +117,7 @@ impl FromRequest<AppState> for IntakeJson {
 }
 
 /// The intake routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks/langsmith", post(receive_rule_webhook))
         .route("/v1/webhooks/agent-server", post(receive_agent_server_webhook))
@@ -188,7 +188,7 @@ fn plan(events: &[RunEvent], parts: &[RunParts<'_>], settings: &crate::settings:
 }
 
 /// The inputs and outputs of each run of a rule webhook, in the order `parse` gives them.
-pub fn rule_parts(body: &Value) -> Vec<RunParts<'_>> {
+pub(crate) fn rule_parts(body: &Value) -> Vec<RunParts<'_>> {
     body.get("runs")
         .and_then(Value::as_array)
         .map(|runs| {
@@ -203,7 +203,7 @@ pub fn rule_parts(body: &Value) -> Vec<RunParts<'_>> {
 }
 
 /// The input and output of an Agent Server run.
-pub fn agent_server_parts(body: &Value) -> RunParts<'_> {
+pub(crate) fn agent_server_parts(body: &Value) -> RunParts<'_> {
     RunParts {
         inputs: body.get("kwargs").and_then(|k| k.get("input")),
         outputs: body.get("values"),
@@ -211,7 +211,7 @@ pub fn agent_server_parts(body: &Value) -> RunParts<'_> {
 }
 
 /// The inputs and outputs of each generic event, in the order `parse` gives them.
-pub fn generic_parts(body: &Value) -> Vec<RunParts<'_>> {
+pub(crate) fn generic_parts(body: &Value) -> Vec<RunParts<'_>> {
     fn one(e: &Value) -> RunParts<'_> {
         RunParts {
             inputs: e.get("inputs").or_else(|| e.get("input")),

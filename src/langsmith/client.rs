@@ -156,7 +156,11 @@ impl LangSmithClient {
     /// `langsmith.max_attempts` times: for callers with a person waiting and no queue behind
     /// them (the `tokens` command, `preview --mint`). The result is in request order.
     pub async fn mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
-        self.mint_trying(requests, self.max_attempts).await
+        self.mint_trying(
+            requests,
+            crate::retry::tries_per_call(crate::retry::RetriedBy::Client, self.max_attempts),
+        )
+        .await
     }
 
     /// Mints as [`Self::mint`] does, with one try: for a job's delivery, whose retries are the
@@ -498,7 +502,7 @@ fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, La
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from APIs and are treated as absent).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim()
         .parse::<f64>()
         .ok()

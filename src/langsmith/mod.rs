@@ -1,9 +1,10 @@
 //! LangSmith: the token-minting client, the wire types it shares with the embedded service, and
 //! the embedded LangSmith-compatible token service itself. Only this module talks to LangSmith.
 
-pub mod client;
-pub mod embedded;
-pub mod wire;
+pub(crate) mod client;
+pub(crate) mod embedded;
+pub(crate) mod wire;
 
 pub use client::{LangSmithClient, LangSmithError};
-pub use wire::{ExpiresIn, MintedToken, TokenRequest, feedback_id};
+pub(crate) use wire::feedback_id;
+pub use wire::{ExpiresIn, MintedToken, TokenRequest};

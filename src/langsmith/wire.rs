@@ -58,7 +58,7 @@ pub struct TokenRequest {
 
 /// One item of the reply, read leniently: the SDK models omit `feedback_key`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct TokenResponseItem {
+pub(crate) struct TokenResponseItem {
     /// Token id.
     pub id: uuid::Uuid,
     /// The presigned URL.
@@ -100,7 +100,7 @@ impl std::fmt::Debug for MintedToken {
 
 /// The first eight hex digits of a token id, for logs. The id alone is the credential (the
 /// URL is a base plus the id), so logs carry only enough to tell tokens apart.
-pub fn token_fingerprint(id: &uuid::Uuid) -> String {
+pub(crate) fn token_fingerprint(id: &uuid::Uuid) -> String {
     let hex = id.simple().to_string();
     format!("{}…", &hex[..8])
 }
@@ -108,7 +108,7 @@ pub fn token_fingerprint(id: &uuid::Uuid) -> String {
 /// The id of the feedback row a submission through a token made, from LangSmith's answer: the
 /// row itself (`id`) or, from the embedded service, `feedback_id`. Only a UUID is taken: the
 /// id goes into the path of a later `DELETE /api/v1/feedback/{id}`.
-pub fn feedback_id(answer: &serde_json::Value) -> Option<String> {
+pub(crate) fn feedback_id(answer: &serde_json::Value) -> Option<String> {
     ["feedback_id", "id"]
         .iter()
         .filter_map(|k| answer.get(k).and_then(serde_json::Value::as_str))

@@ -10,9 +10,9 @@ mod raw;
 mod summary;
 mod validate;
 
-pub use env::{Env, ProcessEnv};
-pub use summary::{redact_url, summary};
-pub use validate::{normalize_endpoint, parse_duration};
+pub(crate) use env::{Env, ProcessEnv};
+pub use summary::summary;
+pub use validate::normalize_endpoint;
 
 use crate::domain::{FeedbackKey, KeySpec, Mailbox, Route};
 use raw::RawSettings;
@@ -24,7 +24,7 @@ use std::time::Duration;
 use validate::Validator;
 
 /// Default path of the settings file, relative to the working directory.
-pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
 /// Validated settings for the whole service.
 #[derive(Debug, Clone)]

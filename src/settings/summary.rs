@@ -182,7 +182,7 @@ pub fn summary(s: &Settings) -> String {
 }
 
 /// A URL with any user name kept and password dropped, for display.
-pub fn redact_url(u: &url::Url) -> String {
+pub(super) fn redact_url(u: &url::Url) -> String {
     let mut shown = u.clone();
     let _ = shown.set_password(None);
     shown.to_string()

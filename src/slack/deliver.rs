@@ -1,7 +1,7 @@
 //! Slack delivery: `api` (`chat.postMessage` with the bot token), `webhook` (incoming
 //! webhooks), `outbox` (the exact request JSON written to a file). The message is
 //! slack-morphism's Block Kit content, serialized once per send straight into the request body;
-//! of Slack's answer only `ok`, `error`, `ts` and `channel` are read (it echoes the whole message back).
+//! of Slack's answer only `ok`, `error` and `channel` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
 use crate::domain::SlackChannel;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// One message ready to send.
 #[derive(Debug, Clone)]
-pub struct OutgoingMessage {
+pub(crate) struct OutgoingMessage {
     /// The route it belongs to (selects a route's webhook URL).
     pub route: String,
     /// The channel (api mode).
@@ -31,18 +31,14 @@ pub struct OutgoingMessage {
 
 /// What Slack (or the outbox) gave back.
 #[derive(Debug, Clone, Default)]
-pub struct Delivered {
-    /// The message timestamp (api mode).
-    pub ts: Option<String>,
+pub(crate) struct Delivered {
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
-    /// The outbox file (outbox mode).
-    pub file: Option<PathBuf>,
 }
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SlackError {
+pub(crate) enum SlackError {
     /// 429 / `ratelimited`.
     #[error("Slack rate limited the channel (retry after {retry_after:?})")]
     RateLimited {
@@ -86,7 +82,7 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Sends messages in the configured mode.
-pub struct SlackSender {
+pub(crate) struct SlackSender {
     mode: SlackMode,
     api: Option<WebApi>,
     http: reqwest::Client,
@@ -98,7 +94,7 @@ pub struct SlackSender {
 
 impl SlackSender {
     /// Builds the sender for `settings.slack`.
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
         let slack = &settings.slack;
         let api = match (slack.mode, &slack.bot_token) {
             (SlackMode::Api, Some(token)) => {
@@ -135,12 +131,12 @@ impl SlackSender {
     }
 
     /// Whether messages leave the machine (and so are paced).
-    pub fn is_remote(&self) -> bool {
+    pub(crate) fn is_remote(&self) -> bool {
         self.mode != SlackMode::Outbox
     }
 
     /// Sends one message.
-    pub async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
+    pub(crate) async fn send(&self, msg: &OutgoingMessage) -> Result<Delivered, SlackError> {
         let sending = async {
             match self.mode {
                 SlackMode::Api => self.send_api(msg).await,
@@ -231,7 +227,7 @@ impl SlackSender {
     /// Answers a click through its `response_url`: replaces the message with `content`, or
     /// (`content` `None`) tells the voter alone `private_text`. Like a webhook, the URL is a
     /// credential for a while and never logged.
-    pub async fn respond(
+    pub(crate) async fn respond(
         &self,
         response_url: &url::Url,
         content: Option<&SlackMessageContent>,
@@ -276,15 +272,12 @@ impl SlackSender {
         })?;
         tokio::fs::write(&tmp, text).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
-        Ok(Delivered {
-            file: Some(path),
-            ..Delivered::default()
-        })
+        Ok(Delivered::default())
     }
 }
 
 /// The `chat.postMessage` body for `msg`: what api mode sends, and what outbox mode writes.
-pub fn request_json(msg: &OutgoingMessage) -> Value {
+pub(crate) fn request_json(msg: &OutgoingMessage) -> Value {
     serde_json::to_value(PostMessage::of(msg)).unwrap_or_else(|_| json!({}))
 }
 
@@ -341,11 +334,10 @@ struct ApiAnswer {
     #[serde(default)]
     ok: bool,
     error: Option<String>,
-    ts: Option<String>,
     channel: Option<String>,
 }
 
-/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's `ts`, or Slack's error code
+/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
 /// as rate limiting, a failure that may pass, or a refusal.
 fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, SlackError> {
     let answer: ApiAnswer = serde_json::from_slice(body)
@@ -357,9 +349,7 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
             code: slack_code(200, &code),
         }),
         None if answer.ok => Ok(Delivered {
-            ts: answer.ts,
             channel: answer.channel,
-            file: None,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Delivers Slack jobs.
-pub struct SlackMessages {
+pub(crate) struct SlackMessages {
     /// Settings, store (pace, channel ids), metrics.
     state: AppState,
     /// The Web API, webhook or outbox.
@@ -28,7 +28,7 @@ pub struct SlackMessages {
 impl SlackMessages {
     /// The deliverer of Slack jobs through `slack`, paced by `slack.pace_per_channel` when it
     /// reaches Slack (an outbox is not paced).
-    pub fn new(state: &AppState, slack: Arc<SlackSender>) -> Self {
+    pub(crate) fn new(state: &AppState, slack: Arc<SlackSender>) -> Self {
         let s = &state.settings.slack;
         let pace = if slack.is_remote() {
             s.pace_per_channel

@@ -5,10 +5,10 @@
 //! `update.rs` (the answer to a click), `submit.rs` (a rating given by a click, submitted to
 //! LangSmith).
 
-pub mod deliver;
-pub mod interactions;
-pub mod message;
-pub mod pacing;
-pub mod render;
-pub mod submit;
-pub mod update;
+pub(crate) mod deliver;
+pub(crate) mod interactions;
+pub(crate) mod message;
+pub(crate) mod pacing;
+pub(crate) mod render;
+pub(crate) mod submit;
+pub(crate) mod update;

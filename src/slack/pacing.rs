@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Send slots per channel, for this process alone or for all that share the store.
-pub enum ChannelPace {
+pub(crate) enum ChannelPace {
     /// In this process's memory.
     Local(Pacer),
     /// In the store, on its clock, for every replica.
@@ -30,7 +30,7 @@ pub enum ChannelPace {
 impl ChannelPace {
     /// Shared when the store is shared by several processes, else local; a zero `interval`
     /// turns pacing off.
-    pub fn new(store: &Arc<dyn Store>, interval: Duration, burst: u32) -> Self {
+    pub(crate) fn new(store: &Arc<dyn Store>, interval: Duration, burst: u32) -> Self {
         if store.shares_pacing() && !interval.is_zero() {
             ChannelPace::Shared {
                 store: store.clone(),
@@ -44,7 +44,7 @@ impl ChannelPace {
 
     /// Takes a slot on `channel` if one is free (returns zero), else returns how long until
     /// the next one.
-    pub async fn try_acquire(&self, channel: &str) -> Result<Duration, StoreError> {
+    pub(crate) async fn try_acquire(&self, channel: &str) -> Result<Duration, StoreError> {
         match self {
             ChannelPace::Local(p) => Ok(p.try_acquire(channel, Instant::now())),
             ChannelPace::Shared { store, interval, burst } => store.take_send_slot(channel, *interval, *burst).await,
@@ -52,7 +52,7 @@ impl ChannelPace {
     }
 
     /// Slack said to wait: no slot on `channel` until `retry_after` has passed.
-    pub async fn back_off(&self, channel: &str, retry_after: Duration) -> Result<(), StoreError> {
+    pub(crate) async fn back_off(&self, channel: &str, retry_after: Duration) -> Result<(), StoreError> {
         match self {
             ChannelPace::Local(p) => {
                 p.back_off(channel, retry_after, Instant::now());
@@ -66,7 +66,7 @@ impl ChannelPace {
 }
 
 /// Send slots per channel.
-pub struct Pacer {
+pub(crate) struct Pacer {
     interval: Duration,
     burst: u32,
     // Theoretical arrival time per channel: when the channel would be "empty" again.
@@ -76,7 +76,7 @@ pub struct Pacer {
 impl Pacer {
     /// `interval` between messages on average, `burst` at once on a quiet channel; a zero
     /// interval turns pacing off.
-    pub fn new(interval: Duration, burst: u32) -> Self {
+    pub(crate) fn new(interval: Duration, burst: u32) -> Self {
         Pacer {
             interval,
             burst: burst.max(1),
@@ -86,7 +86,7 @@ impl Pacer {
 
     /// Takes a slot on `channel` now if one is free (returns zero), else returns how long until
     /// the next one without taking it.
-    pub fn try_acquire(&self, channel: &str, now: Instant) -> Duration {
+    pub(crate) fn try_acquire(&self, channel: &str, now: Instant) -> Duration {
         if self.interval.is_zero() {
             return Duration::ZERO;
         }
@@ -107,7 +107,7 @@ impl Pacer {
     }
 
     /// Slack said to wait: no slot on `channel` until `retry_after` has passed.
-    pub fn back_off(&self, channel: &str, retry_after: Duration, now: Instant) {
+    pub(crate) fn back_off(&self, channel: &str, retry_after: Duration, now: Instant) {
         if self.interval.is_zero() {
             return;
         }

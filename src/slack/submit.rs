@@ -11,14 +11,14 @@ use crate::store::{Job, NewJob};
 use std::time::Duration;
 
 /// Delivers feedback submissions.
-pub struct FeedbackSubmissions {
+pub(crate) struct FeedbackSubmissions {
     /// The LangSmith client, the store (feedback ids, notes).
     state: AppState,
 }
 
 impl FeedbackSubmissions {
     /// The deliverer of feedback submissions.
-    pub fn new(state: &AppState) -> Self {
+    pub(crate) fn new(state: &AppState) -> Self {
         FeedbackSubmissions { state: state.clone() }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Delivers Slack update jobs.
-pub struct SlackUpdates {
+pub(crate) struct SlackUpdates {
     /// Settings and the store (the message's job, its votes).
     state: AppState,
     /// Where `response_url` answers go.
@@ -24,7 +24,7 @@ pub struct SlackUpdates {
 
 impl SlackUpdates {
     /// The deliverer of Slack updates through `slack`.
-    pub fn new(state: &AppState, slack: Arc<SlackSender>) -> Self {
+    pub(crate) fn new(state: &AppState, slack: Arc<SlackSender>) -> Self {
         SlackUpdates {
             state: state.clone(),
             slack,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Which of a request's jobs and digest runs were new, or why the commit failed.
-pub type Enqueued = Result<(Vec<bool>, Vec<bool>), String>;
+pub(crate) type Enqueued = Result<(Vec<bool>, Vec<bool>), String>;
 
 struct Waiting {
     jobs: Vec<NewJob>,

@@ -10,7 +10,7 @@
 
 mod digests;
 mod embedded;
-pub mod group;
+pub(crate) mod group;
 mod maintenance;
 mod postgres;
 mod queue;
@@ -18,14 +18,19 @@ mod shared;
 mod sqlite;
 mod votes;
 
-pub use digests::{ConfirmLink, ConfirmVoter, DigestItem, DigestRecord, DigestStore, DueDigest};
-pub use embedded::{EmbeddedStore, StoredFeedback, StoredToken};
-pub use maintenance::{MaintenanceStore, Prunable, StoreStats};
-pub use queue::{Job, NewJob, QueueStore, UnreadJob};
-pub use shared::SharedStore;
-pub use votes::{NewVote, Vote, VoteSelector, VoteStore};
+pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
+pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
+pub(crate) use embedded::EmbeddedStore;
+pub use embedded::{StoredFeedback, StoredToken};
+pub(crate) use maintenance::MaintenanceStore;
+pub use maintenance::{Prunable, StoreStats};
+pub(crate) use queue::UnreadJob;
+pub use queue::{Job, NewJob, QueueStore};
+pub(crate) use shared::SharedStore;
+pub(crate) use votes::VoteStore;
+pub use votes::{NewVote, Vote, VoteSelector};
 
-pub use postgres::PgStore;
+pub(crate) use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store `url` names, migrated: `sqlite://path` (or `sqlite::memory:`), or
@@ -39,7 +44,7 @@ pub async fn open(url: &StoreUrl) -> Result<std::sync::Arc<dyn Store>, StoreErro
 
 /// Connects to the PostgreSQL database `url` names and asks it one query (within 5 s), to
 /// say clearly when it cannot be reached.
-pub async fn check_reachable(url: &StoreUrl) -> Result<(), String> {
+pub(crate) async fn check_reachable(url: &StoreUrl) -> Result<(), String> {
     use sqlx::Connection;
     let options: sqlx::postgres::PgConnectOptions = url
         .as_str()

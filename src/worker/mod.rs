@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 /// The worker pool's shared parts.
 #[derive(Clone)]
-pub struct Workers {
+pub(crate) struct Workers {
     state: AppState,
     /// The deliverer of each kind of job.
     registry: Arc<Registry>,
@@ -43,7 +43,7 @@ pub struct Workers {
 
 impl Workers {
     /// Builds the pool for `state`, running the kinds of job in `registry`.
-    pub fn new(state: AppState, registry: Registry) -> Self {
+    pub(crate) fn new(state: AppState, registry: Registry) -> Self {
         let running = state.workers_running.clone();
         Workers {
             state,
@@ -55,7 +55,7 @@ impl Workers {
     }
 
     /// Runs the claim loop until `shutdown` turns true, then drains.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let settings = self.state.settings.clone();
         let w = &settings.workers;
         let permits = Arc::new(Semaphore::new(w.concurrency));

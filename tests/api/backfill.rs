@@ -5,7 +5,7 @@
 use crate::helpers::fakes::{FakeServer, Reply, token_reply};
 use crate::helpers::slack::wait_for_state;
 use crate::helpers::{KEYS_TOML, base_config, env, spawn_app_in};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;

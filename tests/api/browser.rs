@@ -5,7 +5,7 @@
 use crate::helpers::slack::wait_for_state;
 use crate::helpers::smtp::Received;
 use crate::helpers::{env, spawn_app_with, wait_for, wait_for_every};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -134,7 +134,7 @@ feedback_config = { type = "categorical", categories = [{ value = 1, label = "co
         "run_url": "https://smith.langchain.com/o/5a1b/projects/p/7c2d/r/d7c6b5a4",
     });
     assert_eq!(app.post_json("/v1/events", &event).await.status(), 202);
-    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+    feedback_dispatch::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
     wait_for_state(&app, JobState::Sent, 1).await;

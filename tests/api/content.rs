@@ -7,7 +7,7 @@ use crate::helpers::fakes::fake_slack;
 use crate::helpers::slack::wait_for_state;
 use crate::helpers::smtp::SmtpSink;
 use crate::helpers::{KEYS_TOML, env, spawn_app_with};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ async fn personal_data_and_credentials_reach_no_message_store_or_log_and_only_ch
     );
 
     // The email digest, both parts.
-    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+    feedback_dispatch::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
     let mail = sink.wait_for(1, Duration::from_secs(15)).await;
@@ -191,7 +191,7 @@ async fn the_outboxes_hold_only_redacted_text_and_a_route_without_rules_keeps_it
     );
     let app = spawn_app_with(&toml, env(&[])).await;
     assert_eq!(app.post_json("/v1/events", &run()).await.status(), 202);
-    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+    feedback_dispatch::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
     wait_for_state(&app, JobState::Sent, 3).await;

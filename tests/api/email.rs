@@ -5,8 +5,8 @@ use crate::helpers::slack::wait_for_state;
 use crate::helpers::smtp::{Received, SmtpSink};
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with};
 use chrono::{DateTime, Duration as Days, Utc};
-use feedback_dispatch::email::digest::close_due;
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
+use feedback_dispatch::close_due;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -232,7 +232,7 @@ async fn runs_in_one_window_share_a_digest_and_the_next_window_starts_a_new_one(
     let sink = SmtpSink::start();
     let app = spawn_app_with(&email_settings(&sink, &["ana@example.com"], 2), env(&[])).await;
     let settings = &app.state.settings;
-    let parse = |v: Value| feedback_dispatch::intake::parse_generic(&v).unwrap();
+    let parse = |v: Value| feedback_dispatch::parse_generic(&v).unwrap();
     // A year ahead, so the workers' own clock never closes these windows first: the test's
     // clock alone does. Call the hour 09:00.
     let hour = chrono::DurationRound::duration_trunc(Utc::now() + Days::days(365), Days::hours(1)).unwrap();
@@ -240,7 +240,7 @@ async fn runs_in_one_window_share_a_digest_and_the_next_window_starts_a_new_one(
     // 09:05, 09:40 and 09:59 fall in the 09:00–10:00 window; 10:01 in the next.
     for (n, minutes) in [(1u8, 0i64), (2, 35), (3, 54), (4, 56)] {
         let at = t0 + Days::minutes(minutes);
-        let plan = feedback_dispatch::routing::plan(&parse(event(n, "x")), settings, at);
+        let plan = feedback_dispatch::plan(&parse(event(n, "x")), settings, at);
         app.store.enqueue(&plan.jobs, &plan.digest_items, at).await.unwrap();
     }
     // Nothing is due before 10:00 (plus the grace).

@@ -174,9 +174,9 @@ async fn unknown_expired_and_malformed_tokens_get_404() {
     let id = uuid::Uuid::new_v4();
     let now = chrono::Utc::now();
     app.store
-        .insert_tokens(&[feedback_dispatch::store::StoredToken {
+        .insert_tokens(&[feedback_dispatch::StoredToken {
             id,
-            run_id: feedback_dispatch::domain::RunId::parse(RUN).unwrap(),
+            run_id: feedback_dispatch::RunId::parse(RUN).unwrap(),
             feedback_key: "thumbs_up".into(),
             feedback_config: None,
             expires_at: now - chrono::Duration::seconds(1),

@@ -6,7 +6,7 @@ use crate::helpers::fakes::{FakeServer, Reply, closed_port, fake_langsmith, fake
 use crate::helpers::slack::{fixture, wait_for_state};
 use crate::helpers::smtp::SmtpSink;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ async fn delivered_once(app: &TestApp, slack: &FakeServer, posts: usize) {
     assert!(app.store.jobs_in_state(JobState::Dead, 10).await.unwrap().is_empty());
 }
 
-async fn dead_with(app: &TestApp, needle: &str) -> feedback_dispatch::store::Job {
+async fn dead_with(app: &TestApp, needle: &str) -> feedback_dispatch::Job {
     let dead = wait_for_state(app, JobState::Dead, 1).await;
     let reason = dead[0].last_error.clone().unwrap_or_default();
     assert!(reason.contains(needle), "{reason:?} should contain {needle:?}");
@@ -290,7 +290,7 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
 }
 
 async fn close_digest(app: &TestApp) {
-    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+    feedback_dispatch::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
 }

@@ -1,7 +1,7 @@
 //! Inputs the fuzz targets (`fuzz/`, `scripts/fuzz`) found, kept as tests so each stays handled.
 
-use feedback_dispatch::domain::RunEvent;
-use feedback_dispatch::intake::parse_agent_server;
+use feedback_dispatch::RunEvent;
+use feedback_dispatch::parse_agent_server;
 use serde_json::Value;
 
 /// `agent_server` crash-021f9368… and crash-fcc9418a…, minimized: a float in metadata. The job

@@ -8,7 +8,7 @@ use crate::helpers::fakes::{closed_port, fake_slack};
 use crate::helpers::serve::{signal_and_wait, start_serve};
 use crate::helpers::slack::slack_settings;
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app, spawn_app_with, wait_for, wait_for_every};
-use feedback_dispatch::store::{JobKind, NewJob, QueueStore};
+use feedback_dispatch::{JobKind, NewJob, QueueStore};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -254,10 +254,7 @@ slack = { channel_from = "metadata.slack_channel", channel = "C0FALLBACK" }
     expected.push("C0GOOD".into());
     assert_eq!(channels, expected);
     // No job names a refused channel as its target.
-    for state in [
-        feedback_dispatch::store::JobState::Sent,
-        feedback_dispatch::store::JobState::Pending,
-    ] {
+    for state in [feedback_dispatch::JobState::Sent, feedback_dispatch::JobState::Pending] {
         for job in app.store.jobs_in_state(state, 100).await.unwrap() {
             assert!(job.target == "C0FALLBACK" || job.target == "C0GOOD", "{:?}", job.target);
         }
@@ -358,7 +355,7 @@ async fn the_dead_letter_table_escapes_every_column() {
         format!("[store]\nurl = \"sqlite://{}\"\n{KEYS_TOML}", db.display()),
     )
     .unwrap();
-    let store = feedback_dispatch::store::SqliteStore::open(&format!("sqlite://{}", db.display()))
+    let store = feedback_dispatch::SqliteStore::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let now = chrono::Utc::now();

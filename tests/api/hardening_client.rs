@@ -7,7 +7,7 @@
 
 use crate::helpers::fakes::{FakeServer, Reply, token_reply};
 use crate::helpers::{KEYS_TOML, base_config};
-use feedback_dispatch::retry::Retryable;
+use feedback_dispatch::Retryable;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -99,10 +99,10 @@ fn run(n: usize) -> Value {
 // --- B: the API key does not follow a redirect to another host ---
 
 /// One token to mint, as a worker of `serve` asks for it.
-fn one_token() -> Vec<feedback_dispatch::langsmith::TokenRequest> {
-    vec![feedback_dispatch::langsmith::TokenRequest {
-        run_id: feedback_dispatch::domain::RunId::parse(RUN).unwrap(),
-        feedback_key: feedback_dispatch::domain::FeedbackKey::parse("thumbs_up").unwrap(),
+fn one_token() -> Vec<feedback_dispatch::TokenRequest> {
+    vec![feedback_dispatch::TokenRequest {
+        run_id: feedback_dispatch::RunId::parse(RUN).unwrap(),
+        feedback_key: feedback_dispatch::FeedbackKey::parse("thumbs_up").unwrap(),
         expires_in: None,
         expires_at: None,
         feedback_config: None,
@@ -153,8 +153,8 @@ async fn authenticated_calls_do_not_follow_a_redirect_to_another_host() {
         assert!(!langsmith.requests().is_empty(), "the configured endpoint was asked");
 
         // `serve` mints with the same client: one try, refused for good, nothing sent elsewhere.
-        let base = feedback_dispatch::settings::normalize_endpoint(&langsmith.address).unwrap();
-        let client = feedback_dispatch::langsmith::LangSmithClient::new(
+        let base = feedback_dispatch::normalize_endpoint(&langsmith.address).unwrap();
+        let client = feedback_dispatch::LangSmithClient::new(
             &base,
             Some(secrecy::SecretString::from(API_KEY)),
             Some(WORKSPACE.to_string()),
@@ -185,8 +185,8 @@ async fn authenticated_calls_do_not_follow_a_redirect_to_another_host() {
         }
     })
     .await;
-    let base = feedback_dispatch::settings::normalize_endpoint(&moving.address).unwrap();
-    let client = feedback_dispatch::langsmith::LangSmithClient::new(
+    let base = feedback_dispatch::normalize_endpoint(&moving.address).unwrap();
+    let client = feedback_dispatch::LangSmithClient::new(
         &base,
         Some(secrecy::SecretString::from(API_KEY)),
         None,
@@ -429,7 +429,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 #[test]
 fn a_backslash_in_a_logged_value_cannot_pass_for_an_escaped_line_feed() {
     let logs = Captured::default();
-    let subscriber = feedback_dispatch::telemetry::text_subscriber(logs.clone(), false).finish();
+    let subscriber = feedback_dispatch::text_subscriber(logs.clone(), false).finish();
     // A line feed, and the two characters `\` `n` that its escape is written as.
     let real = "C01\nforged";
     let lookalike = r"C01\nforged";

@@ -9,7 +9,7 @@ use crate::helpers::slack::{
     CHANNEL, INTERACTIVE_KEYS, SECRET, button, form, payload, post_interaction, slack_with_responses,
 };
 use crate::helpers::{TestApp, env, spawn_app, spawn_app_with, wait_for};
-use feedback_dispatch::store::{ConfirmLink, ConfirmVoter, JobKind, JobState};
+use feedback_dispatch::{ConfirmLink, ConfirmVoter, JobKind, JobState};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ async fn confirm_buttons(app: &TestApp, run: &str, job: i64) -> Vec<String> {
             voter: Some(ConfirmVoter {
                 job_id: job,
                 route: "r".into(),
-                run_id: feedback_dispatch::domain::RunId::parse(run).unwrap(),
+                run_id: feedback_dispatch::RunId::parse(run).unwrap(),
                 recipient: "ana@example.com".into(),
             }),
         })
@@ -76,7 +76,7 @@ async fn two_confirmations_of_one_key_at_the_same_instant_submit_once_in_each_of
         let submitted = feedback_on(&app, &run).await.len();
         let votes = app
             .store
-            .votes(Some(feedback_dispatch::domain::RunId::parse(&run).unwrap()), None, 10)
+            .votes(Some(feedback_dispatch::RunId::parse(&run).unwrap()), None, 10)
             .await
             .unwrap()
             .len();
@@ -413,10 +413,10 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
     let dir = tempfile::tempdir().unwrap();
     let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir.path(), "votes")).await;
     let s = store.as_ref();
-    let run = |n: u128| -> feedback_dispatch::domain::RunId {
+    let run = |n: u128| -> feedback_dispatch::RunId {
         uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into()
     };
-    let vote = |voter: &str, source: &str, action: &str, r: u128| feedback_dispatch::store::NewVote {
+    let vote = |voter: &str, source: &str, action: &str, r: u128| feedback_dispatch::NewVote {
         job_id: 1,
         run_id: run(r),
         route: "support".into(),
@@ -453,7 +453,7 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
         "a released vote can be claimed again"
     );
 
-    use feedback_dispatch::store::VoteSelector;
+    use feedback_dispatch::VoteSelector;
     let of = |who: VoteSelector| async move {
         s.votes_of(&who)
             .await

@@ -47,10 +47,7 @@ async fn control_characters_and_huge_strings_are_accepted_and_rendered_inert() {
     let posts = slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
     let message = posts[0].json();
     let content: slack_morphism::prelude::SlackMessageContent = serde_json::from_value(message.clone()).unwrap();
-    assert_eq!(
-        feedback_dispatch::slack::render::check_limits(&content),
-        Vec::<String>::new()
-    );
+    assert_eq!(feedback_dispatch::check_limits(&content), Vec::<String>::new());
     let text = message.to_string();
     assert!(!text.contains("<!channel>"));
     for c in ['\u{0}', '\u{7}', '\u{1b}', '\u{202e}', '\u{2066}'] {
@@ -58,7 +55,7 @@ async fn control_characters_and_huge_strings_are_accepted_and_rendered_inert() {
     }
     // What is stored is bounded too: names cut, tags capped, big metadata dropped.
     // The post reaches the fake Slack before the job is recorded sent: wait for the record.
-    let job = &crate::helpers::slack::wait_for_state(&app, feedback_dispatch::store::JobState::Sent, 1).await[0];
+    let job = &crate::helpers::slack::wait_for_state(&app, feedback_dispatch::JobState::Sent, 1).await[0];
     let stored = &job.payload["event"];
     assert!(stored["run_name"].as_str().unwrap().chars().count() <= 200);
     assert_eq!(stored["tags"].as_array().unwrap().len(), 50);

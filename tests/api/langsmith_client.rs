@@ -3,9 +3,9 @@
 
 use crate::helpers::fakes::{Reply, fake_langsmith};
 use crate::helpers::init;
-use feedback_dispatch::domain::{Category, FeedbackConfig, FeedbackKey, RunId};
-use feedback_dispatch::langsmith::{ExpiresIn, LangSmithClient, LangSmithError, TokenRequest};
-use feedback_dispatch::retry::Retryable;
+use feedback_dispatch::Retryable;
+use feedback_dispatch::{Category, FeedbackConfig, FeedbackKey, RunId};
+use feedback_dispatch::{ExpiresIn, LangSmithClient, LangSmithError, TokenRequest};
 use secrecy::SecretString;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ const RUN: &str = "21d04a73-4101-4c4b-8915-bc8f5010a2dd";
 fn client(base: &str, workspace: Option<&str>, timeout: Duration) -> LangSmithClient {
     init();
     // A self-hosted style base with /api/v1 exercises endpoint normalization too.
-    let base = feedback_dispatch::settings::normalize_endpoint(&format!("{base}/api/v1/")).unwrap();
+    let base = feedback_dispatch::normalize_endpoint(&format!("{base}/api/v1/")).unwrap();
     LangSmithClient::new(
         &base,
         Some(SecretString::from("lsv2_test_key")),

@@ -9,7 +9,7 @@ use crate::helpers::slack::sign_slack;
 use crate::helpers::slack::{buttons, fixture, wait_for_state};
 use crate::helpers::smtp::SmtpSink;
 use crate::helpers::{KEYS_TOML, env, spawn_app_with, spawn_langsmith, wait_for};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ email = {{ to = ["ana@example.com"], every = "1h" }}
     assert_eq!(res.status(), 401);
 
     let posts = slack.wait_for("/chat.postMessage", 3, Duration::from_secs(15)).await;
-    feedback_dispatch::email::digest::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
+    feedback_dispatch::close_due(&app.state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
     sink.wait_for(1, Duration::from_secs(15)).await;

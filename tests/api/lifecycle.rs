@@ -5,7 +5,7 @@ use crate::helpers::fakes::{FakeServer, Reply, fake_slack};
 use crate::helpers::serve::{signal_and_wait, start_serve};
 use crate::helpers::slack::{fixture, wait_for_state};
 use crate::helpers::{KEYS_TOML, env, spawn_app_in, spawn_app_with};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::json;
 use std::process::Command;
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use crate::helpers::fakes::fake_slack;
 use crate::helpers::serve::signal_and_wait;
 use crate::helpers::slack::{fixture, slack_settings, wait_for_state};
 use crate::helpers::{KEYS_TOML, env, spawn_app, spawn_app_with, spawn_langsmith, wait_for};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -229,7 +229,7 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
     .unwrap();
     assert_eq!(slack["channel"], "C0GENERIC1");
     let content: slack_morphism::prelude::SlackMessageContent = serde_json::from_value(slack.clone()).unwrap();
-    assert!(feedback_dispatch::slack::render::check_limits(&content).is_empty());
+    assert!(feedback_dispatch::check_limits(&content).is_empty());
     assert!(
         slack
             .to_string()
@@ -245,10 +245,10 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
     // Nothing was queued or sent: the preview never touches the store's jobs.
     assert!(
         !dir.path().join("p.db").exists() || {
-            let store = feedback_dispatch::store::SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+            let store = feedback_dispatch::SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
                 .await
                 .unwrap();
-            use feedback_dispatch::store::QueueStore;
+            use feedback_dispatch::QueueStore;
             store.job_counts().await.unwrap().is_empty()
         }
     );

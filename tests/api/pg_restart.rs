@@ -263,11 +263,11 @@ async fn after_a_postgresql_restart_another_processs_enqueue_wakes_the_workers_a
     // would): the wake-up reaches this one's workers.
     let store = crate::helpers::backend::open_store(&cluster.url()).await;
     let sent = store
-        .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
+        .jobs_in_state(feedback_dispatch::JobState::Sent, 1)
         .await
         .unwrap()
         .remove(0);
-    let copy = feedback_dispatch::store::NewJob {
+    let copy = feedback_dispatch::NewJob {
         kind: sent.kind,
         route: sent.route.clone(),
         target: sent.target.clone(),

@@ -4,12 +4,12 @@
 //! the same ground longer; these keep it covered in every `cargo test`.
 
 use chrono::{TimeZone, Utc};
-use feedback_dispatch::domain::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, format_score};
-use feedback_dispatch::email::content::DigestRun;
-use feedback_dispatch::email::render::{render_digest, sample_content};
-use feedback_dispatch::langsmith::MintedToken;
-use feedback_dispatch::links::{KeyLinks, key_links};
-use feedback_dispatch::slack::render::{check_limits, escape_mrkdwn, render_run_message};
+use feedback_dispatch::DigestRun;
+use feedback_dispatch::MintedToken;
+use feedback_dispatch::{Button, ButtonStyle, FeedbackKey, KeySpec, RunEvent, RunId, format_score};
+use feedback_dispatch::{KeyLinks, key_links};
+use feedback_dispatch::{check_limits, escape_mrkdwn, render_run_message};
+use feedback_dispatch::{render_digest, sample_content};
 use proptest::prelude::*;
 
 /// Enough cases to meet every piece below in many combinations while the suite stays fast.
@@ -277,8 +277,8 @@ fn sensitive_text() -> impl Strategy<Value = String> {
     .prop_map(|pieces| pieces.concat())
 }
 
-fn redactor() -> feedback_dispatch::domain::Redactor {
-    use feedback_dispatch::domain::{RedactKind, RedactRule, Redactor};
+fn redactor() -> feedback_dispatch::Redactor {
+    use feedback_dispatch::{RedactKind, RedactRule, Redactor};
     let mut rules: Vec<RedactRule> = RedactKind::ALL.into_iter().map(RedactRule::Kind).collect();
     rules.push(RedactRule::Pattern {
         pattern: r"ACME-\d{6}".into(),

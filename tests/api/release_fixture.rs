@@ -6,7 +6,7 @@
 
 use crate::fakes::{FakeServer, Reply};
 use crate::helpers::{KEYS_TOML, env, init, spawn_app_in};
-use feedback_dispatch::store::JobState;
+use feedback_dispatch::JobState;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -128,8 +128,8 @@ async fn point_urls_at(db: &Path, slack: &str, langsmith: &str) {
 #[tokio::test]
 #[ignore = "writes tests/fixtures/release-0.1-jobs.sqlite"]
 async fn write_release_fixture() {
-    use feedback_dispatch::jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, submission_key};
-    use feedback_dispatch::store::{JobKind, NewJob};
+    use feedback_dispatch::{JobKind, NewJob};
+    use feedback_dispatch::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, submission_key};
     init();
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!(
@@ -144,15 +144,15 @@ async fn write_release_fixture() {
         "FEEDBACK_DISPATCH__EMAIL__OUTBOX_DIR".into(),
         dir.path().join("mail").display().to_string(),
     );
-    let settings = feedback_dispatch::settings::Settings::load(&path, &vars).expect("settings");
-    let app = feedback_dispatch::startup::Application::build(settings)
+    let settings = feedback_dispatch::Settings::load(&path, &vars).expect("settings");
+    let app = feedback_dispatch::Application::build(settings)
         .await
         .expect("app builds");
     let state = app.state().clone();
     let store = state.store.clone();
 
     // Intake: two runs, each planned onto the route's channel and its digest.
-    let event = |n: u8| -> feedback_dispatch::domain::RunEvent {
+    let event = |n: u8| -> feedback_dispatch::RunEvent {
         serde_json::from_value(json!({
         "run_id": format!("a1b2c3d4-0000-4000-8000-0000000000{n:02}"),
         "source": "generic",
@@ -174,7 +174,7 @@ async fn write_release_fixture() {
         .expect("a run event")
     };
     let now = chrono::Utc::now();
-    let plan = feedback_dispatch::routing::plan(&[event(1), event(2)], &state.settings, now);
+    let plan = feedback_dispatch::plan(&[event(1), event(2)], &state.settings, now);
     assert_eq!(plan.jobs.len(), 2, "a Slack job per run");
     assert_eq!(plan.digest_items.len(), 2, "a digest run per run");
     store
@@ -194,12 +194,7 @@ async fn write_release_fixture() {
 
     // The digest window closes: one send job for its recipient.
     let later = now + chrono::Duration::hours(2);
-    assert_eq!(
-        feedback_dispatch::email::digest::close_due(&state, later)
-            .await
-            .expect("close"),
-        1
-    );
+    assert_eq!(feedback_dispatch::close_due(&state, later).await.expect("close"), 1);
 
     // A click on it: the answer to the click and the rating's submission.
     let action_key = "fixture-click-1";

@@ -321,7 +321,7 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
     // Another replica's enqueue: the same job shape, through a store of the test's own.
     let other = crate::helpers::backend::open_store(&db).await;
     let template = other
-        .jobs_in_state(feedback_dispatch::store::JobState::Sent, 1)
+        .jobs_in_state(feedback_dispatch::JobState::Sent, 1)
         .await
         .unwrap()
         .remove(0);
@@ -333,11 +333,11 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
         let mut payload = template.payload.clone();
         payload["event"]["run_id"] = json!(run_id);
         payload["event"]["run_name"] = json!(format!("replica-run-{n}-end"));
-        let job = feedback_dispatch::store::NewJob {
+        let job = feedback_dispatch::NewJob {
             kind: template.kind,
             route: template.route.clone(),
             target: template.target.clone(),
-            run_id: Some(feedback_dispatch::domain::RunId::parse(&run_id).unwrap()),
+            run_id: Some(feedback_dispatch::RunId::parse(&run_id).unwrap()),
             idempotency_key: format!("wake-{n}"),
             payload,
             due_at: chrono::Utc::now(),

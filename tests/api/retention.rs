@@ -5,9 +5,9 @@
 use crate::helpers::slack::wait_for_state;
 use crate::helpers::{TestApp, spawn_app, wait_for};
 use chrono::{DateTime, Duration as Days, Utc};
-use feedback_dispatch::email::digest::close_due;
-use feedback_dispatch::retention::prune_once;
-use feedback_dispatch::store::{JobKind, JobState, NewJob, Store};
+use feedback_dispatch::close_due;
+use feedback_dispatch::prune_once;
+use feedback_dispatch::{JobKind, JobState, NewJob, Store};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -166,7 +166,7 @@ async fn with_a_minute_of_retention_delivered_runs_go_and_the_file_reuses_their_
     let store = app.store.as_ref();
     let retention = app.state.settings.store.retention;
     let metrics = app.state.metrics.clone();
-    let pages = |s: feedback_dispatch::store::StoreStats| s.used_bytes + s.free_bytes;
+    let pages = |s: feedback_dispatch::StoreStats| s.used_bytes + s.free_bytes;
 
     post_runs(&app, 0, 20).await;
     wait_for_state(&app, JobState::Sent, 20).await;

@@ -7,7 +7,7 @@ use crate::helpers::slack::{
     CHANNEL, INTERACTIVE_KEYS, SECRET, button, form, payload, post_interaction, sign_slack, slack_with_responses,
 };
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
-use feedback_dispatch::store::{JobKind, JobState, Vote};
+use feedback_dispatch::{JobKind, JobState, Vote};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -516,7 +516,7 @@ async fn native_feedback_buttons_are_counted_like_interactive_ones() {
 }
 
 /// Makes the tokens kept with `job` expired, as they are `link_ttl` after the send.
-async fn expire_tokens(app: &TestApp, job: &feedback_dispatch::store::Job) {
+async fn expire_tokens(app: &TestApp, job: &feedback_dispatch::Job) {
     let mut minted = app
         .store
         .job(job.id)

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 ///
 /// `store` is the opened store; without one (a command that does not open it), a PostgreSQL
 /// store is opened to read the key.
-pub async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::Result<Option<SecretString>> {
+pub(crate) async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::Result<Option<SecretString>> {
     match (&settings.langsmith.endpoint, &settings.langsmith.api_key) {
         (LangSmithEndpoint::Remote(_), _) => Ok(None),
         (LangSmithEndpoint::Embedded, Some(key)) => Ok(Some(key.clone())),
@@ -34,7 +34,7 @@ pub async fn api_key(settings: &Settings, store: Option<&dyn Store>) -> anyhow::
 }
 
 /// The generated key a shared store keeps: the stored one, or one generated and stored now.
-pub async fn shared_key(store: &dyn Store) -> anyhow::Result<SecretString> {
+pub(crate) async fn shared_key(store: &dyn Store) -> anyhow::Result<SecretString> {
     let candidate = generate_key();
     match store.shared_secret(SHARED_KEY_NAME, candidate.expose_secret()).await? {
         Some(shared) => Ok(SecretString::from(shared)),
@@ -53,7 +53,7 @@ const KEY_FILE: &str = "embedded-api-key";
 /// operating system) and written there, readable by its owner only, at the first start. A file
 /// readable by others is narrowed to its owner. An in-memory store gets a key for the life of
 /// the process.
-pub fn load_or_create_key(store_url: &StoreUrl) -> std::io::Result<SecretString> {
+pub(super) fn load_or_create_key(store_url: &StoreUrl) -> std::io::Result<SecretString> {
     let Some(path) = key_path(store_url) else {
         return Ok(generate_key());
     };
@@ -118,7 +118,7 @@ fn read_key(path: &std::path::Path) -> std::io::Result<Option<SecretString>> {
 }
 
 /// Where the generated key lives for a store URL (`sqlite://data/x.db` → `data/embedded-api-key`).
-pub fn key_path(store_url: &StoreUrl) -> Option<std::path::PathBuf> {
+pub(super) fn key_path(store_url: &StoreUrl) -> Option<std::path::PathBuf> {
     let path = store_url.sqlite_path()?;
     let dir = path.parent().unwrap_or(std::path::Path::new(""));
     Some(dir.join(KEY_FILE))

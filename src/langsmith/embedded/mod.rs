@@ -14,8 +14,7 @@ mod feedback;
 mod key;
 mod tokens;
 
-pub use key::{api_key, key_path, load_or_create_key, shared_key};
-pub use tokens::token_url;
+pub(crate) use key::{api_key, shared_key};
 
 use crate::store::Store;
 use axum::extract::State;

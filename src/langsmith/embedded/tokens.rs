@@ -35,7 +35,7 @@ fn token_json(t: &StoredToken, public_url: &url::Url) -> Value {
 }
 
 /// `public_url` + `/api/v1/feedback/tokens/<id>`, keeping any path prefix of `public_url`.
-pub fn token_url(public_url: &url::Url, id: uuid::Uuid) -> url::Url {
+pub(super) fn token_url(public_url: &url::Url, id: uuid::Uuid) -> url::Url {
     let mut u = public_url.clone();
     let path = format!(
         "{}/api/v1/feedback/tokens/{id}",

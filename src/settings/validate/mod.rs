@@ -353,7 +353,7 @@ impl Validator {
 }
 
 /// Parses `"90s"`, `"1h 30m"`, `"7d"`: humantime's units (`ms`, `s`, `m`, `h`, `d`, `w`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|_| {
         format!("{text:?} is not a duration (expected a number and a unit, e.g. \"90s\", \"15m\", \"7d\")")
     })

@@ -32,7 +32,11 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 /// Verifies `X-Slack-Signature` (HMAC-SHA256 of `v0:{timestamp}:{body}`, timestamp within five
 /// minutes), records a click's vote, and answers 200; 401 for a request Slack did not sign.
-pub async fn receive_interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+pub(crate) async fn receive_interaction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let Some(secret) = &state.settings.slack.signing_secret else {
         return (
             StatusCode::UNAUTHORIZED,

@@ -65,7 +65,7 @@ const JOBS_PER_INSERT: usize = 1_000;
 const PROBE_BYTES: i64 = 64 * 1024;
 
 /// The PostgreSQL store.
-pub struct PgStore {
+pub(crate) struct PgStore {
     pool: PgPool,
     /// A write failed and no insert has committed since: `/readyz` probes before answering.
     writes_failing: Arc<AtomicBool>,
@@ -77,7 +77,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:5432/db`; the password from the URL or
     /// `PGPASSWORD`) and runs the migrations. Replicas starting together are safe: sqlx takes
     /// an advisory lock for the migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
         let pool = pool_options().connect_with(connect_options(url)?).await?;
         MIGRATOR.run(&pool).await?;
         Ok(PgStore::on(pool))
@@ -86,12 +86,12 @@ impl PgStore {
     /// A store on `url` that connects when first used, for a database that cannot be reached
     /// at start: [`PgStore::migrate`] says when it answers, and until then every operation
     /// fails.
-    pub fn open_lazy(url: &str) -> Result<Self, StoreError> {
+    pub(crate) fn open_lazy(url: &str) -> Result<Self, StoreError> {
         Ok(PgStore::on(pool_options().connect_lazy_with(connect_options(url)?)))
     }
 
     /// Tries once to reach the database and runs the migrations (as [`PgStore::open`] does).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         // One connection of its own first: refused at once while nothing listens, where the
         // pool would retry until its acquire timeout.
         let options = self.pool.connect_options();

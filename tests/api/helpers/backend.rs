@@ -2,7 +2,7 @@
 //! `FEEDBACK_DISPATCH_TEST_STORE=postgres`, on the cluster `FEEDBACK_DISPATCH_TEST_POSTGRES`
 //! names (an admin URL). `scripts/test` starts a throwaway cluster and runs the suite on both.
 
-use feedback_dispatch::store::Store;
+use feedback_dispatch::Store;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +73,6 @@ pub fn fresh_database() -> String {
 
 /// Opens (and migrates) the store at `url`.
 pub async fn open_store(url: &str) -> Arc<dyn Store> {
-    let url = feedback_dispatch::domain::StoreUrl::parse(url).expect("a store URL");
-    feedback_dispatch::store::open(&url).await.expect("the store opens")
+    let url = feedback_dispatch::StoreUrl::parse(url).expect("a store URL");
+    feedback_dispatch::open_store(&url).await.expect("the store opens")
 }

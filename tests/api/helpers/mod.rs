@@ -14,10 +14,10 @@ pub mod wait;
 
 pub use wait::{wait_for, wait_for_every};
 
-use feedback_dispatch::settings::Settings;
-use feedback_dispatch::startup::Application;
-use feedback_dispatch::state::AppState;
-use feedback_dispatch::store::Store;
+use feedback_dispatch::AppState;
+use feedback_dispatch::Application;
+use feedback_dispatch::Settings;
+use feedback_dispatch::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -29,7 +29,7 @@ pub fn init() {
     INIT.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if std::env::var("TEST_LOG").is_ok() {
-            feedback_dispatch::telemetry::init(feedback_dispatch::settings::LogFormat::Text, "debug");
+            feedback_dispatch::init_telemetry(feedback_dispatch::LogFormat::Text, "debug");
         } else {
             // A global subscriber that keeps nothing but takes every callsite, so a test that
             // captures logs on its own thread (`leaks`, `content`) never loses an event to a
@@ -148,7 +148,7 @@ impl TestApp {
     pub async fn assert_nothing_queued_and_serving(&self) {
         let pending = self
             .store
-            .jobs_in_state(feedback_dispatch::store::JobState::Pending, 10)
+            .jobs_in_state(feedback_dispatch::JobState::Pending, 10)
             .await
             .expect("the store answers");
         assert!(pending.is_empty(), "queued: {pending:?}");

@@ -6,7 +6,7 @@
 use super::fakes::{FakeServer, Reply};
 use super::wait::wait_for;
 use super::{KEYS_TOML, TestApp};
-use feedback_dispatch::store::{Job, JobState};
+use feedback_dispatch::{Job, JobState};
 use hmac::Mac;
 use serde_json::{Value, json};
 use std::sync::Arc;

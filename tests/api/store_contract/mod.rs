@@ -13,8 +13,8 @@ mod shared;
 mod votes;
 
 use chrono::{DateTime, Duration as Days, Utc};
-use feedback_dispatch::domain::RunId;
-use feedback_dispatch::store::{
+use feedback_dispatch::RunId;
+use feedback_dispatch::{
     ConfirmLink, ConfirmVoter, DigestItem, JobKind, JobState, NewJob, NewVote, Prunable, Store, StoredFeedback,
     StoredToken,
 };
