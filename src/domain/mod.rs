@@ -19,7 +19,10 @@ mod vote;
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source, cut, excerpt};
 #[cfg(test)]
 pub(crate) use keys::thumbs_up_for_tests;
-pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+pub use keys::{
+    Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, MAX_REASON_CHARS, MAX_REASONS, Reasons,
+    ReasonsPick, format_score,
+};
 pub use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
 pub use mailbox::Mailbox;
 pub use redact::{RedactCounts, RedactKind, RedactRule, Redactor};
