@@ -354,3 +354,59 @@ fn check_config_refuses_bad_reasons_and_warns_when_nobody_is_asked() {
     let (_, out, err) = check(&interactive);
     assert!(!format!("{out}{err}").contains("nobody is there to ask"), "{out}{err}");
 }
+
+#[tokio::test]
+async fn a_native_thumbs_down_with_many_reasons_asks_with_checkboxes_and_joins_them_in_settings_order() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let keys = THUMBS_WITH_REASONS.replace("reasons_pick = \"one\"", "reasons_pick = \"many\"");
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n{keys}\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"native\" }}\n",
+        slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
+    )
+    .await;
+    let event = json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "x"}});
+    assert_eq!(app.post_json("/v1/events", &event).await.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let element = posted["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "context_actions")
+        .unwrap_or_else(|| panic!("native buttons: {posted}"))["elements"][0]
+        .clone();
+    let negative = element["negative_button"]["value"].as_str().unwrap().to_string();
+    let mut click = payload(&slack, "U2", &negative, "1700000002.000001");
+    click["actions"][0]["type"] = json!("feedback_buttons");
+    assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+    let opened = slack.wait_for("/api/views.open", 1, WAIT).await[0].json();
+    let reasons = opened["view"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["block_id"] == "fd_reasons")
+        .expect("a reasons block")
+        .clone();
+    assert_eq!(reasons["element"]["type"], "checkboxes");
+
+    let mut submission = submission(&opened, "U2", None, "");
+    let picked = |r: &str| json!({"text": {"type": "plain_text", "text": r}, "value": r});
+    submission["view"]["state"]["values"]["fd_reasons"] =
+        json!({"reasons": {"type": "checkboxes", "selected_options": [picked("Unsafe"), picked("Wrong answer")]}});
+    let res = post_interaction(&app, &form(&submission), None).await;
+    assert_eq!((res.status().as_u16(), res.text().await.unwrap()), (200, String::new()));
+    let rows = wait_for(WAIT, "one feedback row", || async {
+        let rows = feedback_on(&app, RUN).await;
+        if rows.is_empty() { Err(0) } else { Ok(rows) }
+    })
+    .await;
+    assert_eq!(
+        (rows[0]["score"].as_f64(), rows[0]["value"].as_str()),
+        (Some(0.0), Some("Wrong answer; Unsafe"))
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"outcome="recorded",reason="many"} 1"#), "{metrics}");
+}
