@@ -37,6 +37,7 @@ fn typical_keys() -> Vec<KeySpec> {
     vec![
         KeySpec {
             question: None,
+            reasons: None,
             key: key("thumbs"),
             feedback_config: None,
             buttons: vec![
@@ -46,6 +47,7 @@ fn typical_keys() -> Vec<KeySpec> {
         },
         KeySpec {
             question: None,
+            reasons: None,
             key: key("correctness"),
             feedback_config: None,
             buttons: vec![
@@ -61,6 +63,7 @@ fn typical_keys() -> Vec<KeySpec> {
 fn five_button_key() -> KeySpec {
     KeySpec {
         question: None,
+        reasons: None,
         key: key("user_score"),
         feedback_config: None,
         buttons: (1..=5)

@@ -138,6 +138,7 @@ mod tests {
     fn categorical_labels_are_percent_encoded() {
         let spec = KeySpec {
             question: None,
+            reasons: None,
             key: FeedbackKey::parse("correctness").unwrap(),
             feedback_config: None,
             buttons: vec![Button {

@@ -41,9 +41,10 @@ pub struct DeliveryLabel {
     pub outcome: &'static str,
 }
 
-/// Labels: a vote's channel, route, key and outcome (route and key are checked against the
-/// settings before they become labels, so their number stays that of the config).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Labels: a vote's channel, route, key and outcome, and its reason on a key with reasons
+/// (route, key and reason are checked against the settings before they become labels, so
+/// their number stays that of the config).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct VoteLabel {
     /// `slack` or `email`.
     pub channel: &'static str,
@@ -53,6 +54,24 @@ pub struct VoteLabel {
     pub key: String,
     /// `recorded`, `duplicate`, `expired`.
     pub outcome: &'static str,
+    /// On a key with reasons only: the reason picked (one of the settings'), `many` for
+    /// several, `none` for a choice that gave none. Keys without reasons carry no `reason`
+    /// label, so their series are what they were.
+    pub reason: Option<String>,
+}
+
+impl EncodeLabelSet for VoteLabel {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        ("channel", self.channel).encode(encoder.encode_label())?;
+        ("route", self.route.as_str()).encode(encoder.encode_label())?;
+        ("key", self.key.as_str()).encode(encoder.encode_label())?;
+        ("outcome", self.outcome).encode(encoder.encode_label())?;
+        if let Some(reason) = &self.reason {
+            ("reason", reason.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 /// Label: a route (from the settings).
@@ -273,12 +292,26 @@ impl Metrics {
 
     /// Counts a vote.
     pub fn vote(&self, channel: &'static str, route: &str, key: &str, outcome: &'static str) {
+        self.vote_with_reason(channel, route, key, outcome, None);
+    }
+
+    /// Counts a vote on a key with reasons; `reason` is one of the key's reasons, `many` or
+    /// `none` (the caller checked it against the settings), or `None` for a key without.
+    pub fn vote_with_reason(
+        &self,
+        channel: &'static str,
+        route: &str,
+        key: &str,
+        outcome: &'static str,
+        reason: Option<String>,
+    ) {
         self.votes
             .get_or_create(&VoteLabel {
                 channel,
                 route: route.to_string(),
                 key: key.to_string(),
                 outcome,
+                reason,
             })
             .inc();
     }

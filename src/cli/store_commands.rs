@@ -171,6 +171,7 @@ pub(super) async fn list_votes(
                     "key": v.key,
                     "label": v.label,
                     "score": v.score,
+                    "reasons": v.reasons,
                 })
             })
             .collect();
@@ -182,15 +183,15 @@ pub(super) async fn list_votes(
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  run",
-        "when (UTC)", "source", "who", "route", "key", "choice", "channel"
+        "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  {:<36}  reasons",
+        "when (UTC)", "source", "who", "route", "key", "choice", "channel", "run"
     );
     for v in &votes {
         let v = &v.vote;
         // Every column may hold text from a payload: none may reach the terminal raw.
         let shown = escape_controls;
         println!(
-            "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  {}",
+            "{:<20}  {:<6}  {:<24}  {:<16}  {:<16}  {:<20}  {:<12}  {:<36}  {}",
             v.at.format("%Y-%m-%d %H:%M:%S"),
             shown(&v.source),
             shown(&v.voter),
@@ -198,7 +199,12 @@ pub(super) async fn list_votes(
             shown(&v.key),
             shown(&v.label),
             shown(v.channel.as_deref().unwrap_or("-")),
-            v.run_id
+            v.run_id.to_string(),
+            if v.reasons.is_empty() {
+                "-".to_string()
+            } else {
+                shown(&v.reasons.join("; ")).into_owned()
+            }
         );
     }
     ExitCode::SUCCESS

@@ -141,12 +141,93 @@ pub struct KeySpec {
     /// readable); keys of a message that ask the same question share one row of buttons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question: Option<String>,
+    /// The reasons a negative choice asks for, where the service submits the rating itself
+    /// (`reasons`, `reasons_pick`, `show_reasons`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Reasons>,
+}
+
+/// Longest reason: Slack's option text holds 75 characters.
+pub const MAX_REASON_CHARS: usize = 75;
+
+/// Most reasons a key lists: Slack's radio buttons and checkboxes hold 10 options.
+pub const MAX_REASONS: usize = 10;
+
+/// How many reasons a voter picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasonsPick {
+    /// Exactly one (radio buttons).
+    #[default]
+    One,
+    /// One or more (checkboxes).
+    Many,
+}
+
+/// The reasons a key's negative choice asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reasons {
+    /// The reasons, in the order shown (validated: 1–10, unique, 1–75 characters, one line).
+    pub list: Vec<String>,
+    /// One or many.
+    #[serde(default)]
+    pub pick: ReasonsPick,
+    /// Whether the tally line under the key counts the reasons.
+    #[serde(default)]
+    pub show: bool,
+}
+
+impl Reasons {
+    /// The picked reasons in settings order, or what is wrong with them: each must be one of
+    /// the list, at least one is needed, and "one" takes exactly one.
+    pub fn check(&self, picked: &[String]) -> Result<Vec<String>, String> {
+        if let Some(bad) = picked.iter().find(|p| !self.list.contains(p)) {
+            return Err(format!(
+                "{:?} is not one of this key's reasons",
+                super::truncate_for_message(bad)
+            ));
+        }
+        let chosen: Vec<String> = self.list.iter().filter(|r| picked.contains(r)).cloned().collect();
+        match (self.pick, chosen.len()) {
+            (_, 0) => Err("pick a reason".into()),
+            (ReasonsPick::One, n) if n > 1 => Err("pick one reason".into()),
+            _ => Ok(chosen),
+        }
+    }
+
+    /// LangSmith's feedback `value` for checked reasons: the reason itself for "one"; for
+    /// "many", the reasons joined with "; " in settings order (validation keeps ";" out of
+    /// reasons, so the value splits back unambiguously).
+    pub fn value(chosen: &[String]) -> String {
+        chosen.join("; ")
+    }
 }
 
 impl KeySpec {
     /// The question shown above the key's buttons.
     pub fn question(&self) -> String {
         self.question.clone().unwrap_or_else(|| self.key.readable())
+    }
+
+    /// Whether `score` is a negative choice of this key: for a key of one button (a separate
+    /// `thumbs_down` key), a score of 0 or less; for two buttons, the lower score; on a wider
+    /// scale, a score in the lowest quarter of its range (≤ 2 on a 1–5 scale, ≤ 2.5 on 0–10).
+    /// The one place that decides it.
+    pub fn is_negative(&self, score: f64) -> bool {
+        let scores = self.buttons.iter().map(|b| b.score);
+        let lowest = scores.clone().fold(f64::INFINITY, f64::min);
+        let highest = scores.fold(f64::NEG_INFINITY, f64::max);
+        match self.buttons.len() {
+            0 => false,
+            1 => score <= 0.0,
+            2 => score <= lowest && highest > lowest,
+            _ => highest > lowest && score <= lowest + (highest - lowest) * 0.25,
+        }
+    }
+
+    /// The reasons a choice of `score` asks for: the key's, when the choice is negative.
+    pub fn reasons_for(&self, score: f64) -> Option<&Reasons> {
+        self.reasons.as_ref().filter(|_| self.is_negative(score))
     }
 }
 
@@ -173,6 +254,7 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
             comment: false,
         }],
         question: None,
+        reasons: None,
     }
 }
 
@@ -188,6 +270,63 @@ mod tests {
         assert!(FeedbackKey::parse("has space").unwrap_err().contains("' '"));
         assert!(FeedbackKey::parse("x?score=1").is_err());
         assert!(FeedbackKey::parse(&"k".repeat(200)).is_err());
+    }
+
+    fn key_of(scores: &[f64]) -> KeySpec {
+        let mut key = thumbs_up_for_tests();
+        key.buttons = scores
+            .iter()
+            .map(|&score| Button {
+                label: format_score(score),
+                score,
+                value: None,
+                style: ButtonStyle::Default,
+                comment: false,
+            })
+            .collect();
+        key
+    }
+
+    #[test]
+    fn the_negative_choice_is_the_lower_of_two_and_at_most_two_on_a_five_point_scale() {
+        let thumbs = key_of(&[1.0, 0.0]);
+        assert!(thumbs.is_negative(0.0));
+        assert!(!thumbs.is_negative(1.0));
+        let scale = key_of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let negative: Vec<bool> = [1.0, 2.0, 3.0, 4.0, 5.0].map(|s| scale.is_negative(s)).to_vec();
+        assert_eq!(negative, [true, true, false, false, false]);
+        let ten = key_of(&(0..=10).map(f64::from).collect::<Vec<_>>());
+        assert!(ten.is_negative(2.0) && !ten.is_negative(3.0));
+        // A key of its own for 👎 (one button scoring 0) is negative; one for 👍 is not; two
+        // alike have nothing lower.
+        assert!(key_of(&[0.0]).is_negative(0.0));
+        assert!(!key_of(&[1.0]).is_negative(1.0));
+        assert!(!key_of(&[0.0, 0.0]).is_negative(0.0));
+    }
+
+    #[test]
+    fn picked_reasons_must_be_listed_and_come_back_in_settings_order() {
+        let list: Vec<String> = ["Wrong answer", "Incomplete", "Off topic"].map(String::from).to_vec();
+        let one = Reasons {
+            list: list.clone(),
+            pick: ReasonsPick::One,
+            show: false,
+        };
+        let many = Reasons {
+            list,
+            pick: ReasonsPick::Many,
+            show: false,
+        };
+        assert_eq!(one.check(&["Incomplete".into()]), Ok(vec!["Incomplete".to_string()]));
+        assert!(one.check(&["Incomplete".into(), "Off topic".into()]).is_err());
+        assert!(one.check(&[]).is_err());
+        assert!(
+            one.check(&["Incomplete\u{7}".into()])
+                .unwrap_err()
+                .contains("not one of")
+        );
+        let chosen = many.check(&["Off topic".into(), "Wrong answer".into()]).unwrap();
+        assert_eq!(Reasons::value(&chosen), "Wrong answer; Off topic");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub(crate) use event::{cut, excerpt};
 #[cfg(test)]
 pub(crate) use keys::thumbs_up_for_tests;
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+pub(crate) use keys::{MAX_REASON_CHARS, MAX_REASONS, Reasons, ReasonsPick};
 pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
 pub(crate) use mailbox::Mailbox;
 pub(crate) use redact::RedactCounts;

@@ -9,9 +9,11 @@
 //! many confirmations arrive together (the vote is claimed before the submission).
 
 use super::content::DigestRun;
+use crate::domain::{Reasons, ReasonsPick};
 use crate::state::AppState;
 use crate::store::{ConfirmLink, ConfirmVoter, NewVote};
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -25,6 +27,10 @@ struct ConfirmPage<'a> {
     message: String,
     show_form: bool,
     button: String,
+    /// The reasons the form asks for (a negative choice of a key with reasons), else empty.
+    reasons: Vec<String>,
+    /// Checkboxes (`reasons_pick = "many"`) rather than radio buttons.
+    many: bool,
 }
 
 fn page(status: StatusCode, p: ConfirmPage<'_>) -> Response {
@@ -46,6 +52,8 @@ fn not_found() -> Response {
             message: "This feedback link is unknown or has expired.".into(),
             show_form: false,
             button: String::new(),
+            reasons: Vec::new(),
+            many: false,
         },
     )
 }
@@ -114,6 +122,7 @@ async fn show(state: &AppState, id: &str) -> Response {
         Ok(l) => l,
         Err(r) => return r,
     };
+    let asked = reasons_asked(state, &link);
     page(
         StatusCode::OK,
         ConfirmPage {
@@ -122,8 +131,49 @@ async fn show(state: &AppState, id: &str) -> Response {
             message: format!("Record “{}” for {}?", link.label, link.feedback_key),
             show_form: true,
             button: format!("Record {}", link.label),
+            reasons: asked.map(|r| r.list.clone()).unwrap_or_default(),
+            many: asked.is_some_and(|r| r.pick == ReasonsPick::Many),
         },
     )
+}
+
+/// The reasons a confirmation asks for: those of the link's key when its choice is negative
+/// (looked up in the settings, as the key's reasons are today).
+fn reasons_asked<'a>(state: &'a AppState, link: &ConfirmLink) -> Option<&'a Reasons> {
+    state
+        .settings
+        .keys
+        .iter()
+        .find(|k| k.key.as_str() == link.feedback_key)
+        .and_then(|k| k.reasons_for(link.score))
+}
+
+/// Longest comment a confirmation takes, as Slack's comment box.
+const MAX_COMMENT: usize = 3_000;
+
+/// What the confirmation form brought: `reason` (once, or once per box checked) and
+/// `comment`, checked against what the link's key asks; an error is the message of a 422.
+fn form_answer(body: &[u8], asked: Option<&Reasons>) -> Result<(Vec<String>, Option<String>), String> {
+    let mut picked = Vec::new();
+    let mut comment = None;
+    for (name, value) in url::form_urlencoded::parse(body) {
+        match name.as_ref() {
+            "reason" => picked.push(value.into_owned()),
+            "comment" => comment = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    if comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT) {
+        return Err(format!("A comment holds at most {MAX_COMMENT} characters."));
+    }
+    let reasons = match asked {
+        Some(asked) => asked.check(&picked)?,
+        None if picked.is_empty() => Vec::new(),
+        None => return Err("This rating takes no reason.".into()),
+    };
+    // A comment is taken only with reasons: the page offers a box only then.
+    let comment = comment.filter(|c| !c.is_empty() && asked.is_some());
+    Ok((reasons, comment))
 }
 
 /// The vote a confirmation is: one per recipient, run and key.
@@ -136,6 +186,7 @@ fn vote_of(link: &ConfirmLink, voter: &ConfirmVoter) -> NewVote {
         choice: 0,
         label: link.label.clone(),
         score: link.score,
+        reasons: Vec::new(),
         source: "email".into(),
         voter: voter.recipient.clone(),
         team: None,
@@ -159,6 +210,7 @@ pub(crate) async fn submit_confirmation(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if let Some(why) = from_another_site(&state.public_url, &headers) {
         tracing::warn!(reason = why, "a confirmation posted from another site was refused");
@@ -170,10 +222,12 @@ pub(crate) async fn submit_confirmation(
                 message: "This rating was not sent from its confirmation page; nothing was recorded. Open the link from your email again.".into(),
                 show_form: false,
                 button: String::new(),
+                reasons: Vec::new(),
+                many: false,
             },
         ));
     }
-    hardened(submit(&state, &id).await)
+    hardened(submit(&state, &id, &body).await)
 }
 
 fn already_recorded(link: &ConfirmLink, label: Option<&str>) -> Response {
@@ -195,21 +249,57 @@ fn already_recorded(link: &ConfirmLink, label: Option<&str>) -> Response {
             message,
             show_form: false,
             button: String::new(),
+            reasons: Vec::new(),
+            many: false,
         },
     )
 }
 
-async fn submit(state: &AppState, id: &str) -> Response {
+async fn submit(state: &AppState, id: &str, body: &[u8]) -> Response {
     let link = match load(state, id).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let vote = link.voter.as_ref().map(|v| vote_of(&link, v));
+    let asked = reasons_asked(state, &link);
+    // Checked before anything is claimed or sent: a reason the settings do not list records
+    // nothing.
+    let (reasons, comment) = match form_answer(body, asked) {
+        Ok(answer) => answer,
+        Err(why) => {
+            tracing::info!(key = %link.feedback_key, "a confirmation with reasons the key does not list was refused");
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ConfirmPage {
+                    title: "Pick one of the reasons",
+                    run_name: link.run_name.as_deref(),
+                    message: format!("{why} Nothing was recorded."),
+                    show_form: true,
+                    button: format!("Record {}", link.label),
+                    reasons: asked.map(|r| r.list.clone()).unwrap_or_default(),
+                    many: asked.is_some_and(|r| r.pick == ReasonsPick::Many),
+                },
+            );
+        }
+    };
+    let reason_label = asked.map(|_| match reasons.as_slice() {
+        [] => "none".to_string(),
+        [one] => one.clone(),
+        _ => "many".to_string(),
+    });
+    let metrics = |vote: &NewVote, outcome| {
+        state
+            .metrics
+            .vote_with_reason("email", &vote.route, &vote.key, outcome, reason_label.clone())
+    };
+    let vote = link.voter.as_ref().map(|v| NewVote {
+        reasons: reasons.clone(),
+        ..vote_of(&link, v)
+    });
     if let Some(vote) = &vote {
         match state.store.record_vote(vote, &[]).await {
             Ok(true) => {}
             Ok(false) => {
-                state.metrics.vote("email", &vote.route, &vote.key, "duplicate");
+                metrics(vote, "duplicate");
                 let earlier = match state.store.votes_for_job(vote.job_id).await {
                     Ok(votes) => votes
                         .into_iter()
@@ -237,7 +327,17 @@ async fn submit(state: &AppState, id: &str) -> Response {
             tracing::warn!(error = %e, "cannot give up the vote of a failed confirmation; the recipient cannot retry it");
         }
     };
-    let mut body = serde_json::json!({"score": link.score, "value": link.value});
+    // The reasons take LangSmith's `value` (check-config keeps them off keys whose buttons
+    // submit a categorical value).
+    let value = if reasons.is_empty() {
+        link.value.clone()
+    } else {
+        Some(Reasons::value(&reasons))
+    };
+    let mut body = serde_json::json!({"score": link.score, "value": value});
+    if let Some(comment) = &comment {
+        body["comment"] = serde_json::json!(comment);
+    }
     if let Some(voter) = &link.voter
         && !crate::links::extends_retention(&state.settings, &voter.route)
     {
@@ -254,7 +354,7 @@ async fn submit(state: &AppState, id: &str) -> Response {
                 tracing::warn!(error = %e, "cannot note a confirmation");
             }
             if let Some(vote) = &vote {
-                state.metrics.vote("email", &vote.route, &vote.key, "recorded");
+                metrics(vote, "recorded");
                 if let Some(feedback) = crate::langsmith::feedback_id(&answer)
                     && let Err(e) = state.store.set_vote_feedback(&vote.action_key, &feedback).await
                 {
@@ -270,13 +370,15 @@ async fn submit(state: &AppState, id: &str) -> Response {
                     message: format!("{}: {}. You can close this tab.", link.feedback_key, link.label),
                     show_form: false,
                     button: String::new(),
+                    reasons: Vec::new(),
+                    many: false,
                 },
             )
         }
         Err(crate::langsmith::LangSmithError::Status { status: 404, .. }) => {
             release().await;
             if let Some(vote) = &vote {
-                state.metrics.vote("email", &vote.route, &vote.key, "expired");
+                metrics(vote, "expired");
             }
             not_found()
         }
@@ -291,6 +393,8 @@ async fn submit(state: &AppState, id: &str) -> Response {
                     message: "LangSmith did not accept it just now. Please try again.".into(),
                     show_form: true,
                     button: format!("Try again: {}", link.label),
+                    reasons: asked.map(|r| r.list.clone()).unwrap_or_default(),
+                    many: asked.is_some_and(|r| r.pick == ReasonsPick::Many),
                 },
             )
         }

@@ -139,6 +139,10 @@ pub(super) struct RawKey {
     #[serde(default)]
     pub(super) buttons: Option<Vec<RawButton>>,
     pub(super) question: Option<String>,
+    pub(super) reasons: Option<Vec<String>>,
+    pub(super) reasons_pick: Option<String>,
+    #[serde(default)]
+    pub(super) show_reasons: bool,
 }
 
 #[derive(Deserialize)]

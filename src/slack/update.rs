@@ -69,11 +69,18 @@ impl SlackUpdates {
                     choice: v.vote.choice,
                     label: v.vote.label,
                     voter: v.vote.voter,
+                    reasons: v.vote.reasons,
                 })
                 .collect(),
             expired,
             buttons: target.map(|s| s.buttons).unwrap_or_default(),
             show_route: route.is_some_and(|r| r.show_route),
+            show_reasons: settings
+                .keys
+                .iter()
+                .filter(|k| k.reasons.as_ref().is_some_and(|r| r.show))
+                .map(|k| k.key.to_string())
+                .collect(),
         };
         let mut links = links_for_run(&settings.keys, &tokens);
         if !crate::links::extends_retention(settings, &message.route) {

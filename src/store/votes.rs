@@ -22,6 +22,9 @@ pub struct NewVote {
     pub label: String,
     /// The button's score.
     pub score: f64,
+    /// The reasons picked with a negative choice, in settings order (empty when none were
+    /// asked or given).
+    pub reasons: Vec<String>,
     /// `"slack"` or `"email"`.
     pub source: String,
     /// The Slack user id, or the email recipient.
@@ -40,6 +43,18 @@ pub struct NewVote {
     pub once_key: Option<String>,
     /// When it was recorded.
     pub at: DateTime<Utc>,
+}
+
+/// The `reasons` column: a JSON array of the reasons, NULL when there are none (as in every
+/// row stored before reasons were kept).
+pub(crate) fn reasons_column(reasons: &[String]) -> Option<String> {
+    (!reasons.is_empty()).then(|| serde_json::Value::from(reasons.to_vec()).to_string())
+}
+
+/// The reasons of a stored `reasons` column; a value that is not an array of strings reads as
+/// none (the column is only written by [`reasons_column`]).
+pub(crate) fn reasons_from_column(column: Option<String>) -> Vec<String> {
+    column.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default()
 }
 
 /// A recorded vote.

@@ -424,6 +424,7 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
         choice: 0,
         label: "👍".into(),
         score: 1.0,
+        reasons: Vec::new(),
         source: source.into(),
         voter: voter.into(),
         team: None,

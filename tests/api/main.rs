@@ -24,6 +24,7 @@ mod ops;
 mod outbox;
 mod pg_restart;
 mod properties;
+mod reasons;
 mod redaction_hostile;
 mod release_fixture;
 mod replicas;

@@ -96,6 +96,7 @@ fn token() -> MintedToken {
 fn links(buttons: Vec<Button>) -> KeyLinks {
     let spec = KeySpec {
         question: None,
+        reasons: None,
         key: FeedbackKey::parse("correctness").expect("a valid key"),
         feedback_config: None,
         buttons,

@@ -2,7 +2,10 @@
 
 use super::Validator;
 use crate::domain::slack_limits::MAX_BUTTON_TEXT;
-use crate::domain::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+use crate::domain::{
+    Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, MAX_REASON_CHARS, MAX_REASONS, Reasons,
+    ReasonsPick, format_score,
+};
 use crate::settings::raw::{RawButton, RawFeedbackConfig, RawKey};
 use std::collections::HashSet;
 
@@ -58,14 +61,89 @@ impl Validator {
                 }
                 q => q,
             };
+            let reasons = self.reasons(&at, key.reasons, key.reasons_pick, key.show_reasons, &buttons);
             out.push(KeySpec {
                 key: name,
                 feedback_config: config,
                 buttons,
                 question,
+                reasons,
             });
         }
         out
+    }
+
+    /// `reasons`, `reasons_pick`, `show_reasons`: 1–10 reasons, each one line of 1–75
+    /// characters (Slack's option text) without ";" (the separator of a "many" value), unique.
+    fn reasons(
+        &mut self,
+        at: &str,
+        list: Option<Vec<String>>,
+        pick: Option<String>,
+        show: bool,
+        buttons: &[Button],
+    ) -> Option<Reasons> {
+        let pick = match pick.as_deref() {
+            None | Some("one") => ReasonsPick::One,
+            Some("many") => ReasonsPick::Many,
+            Some(other) => {
+                self.fail(
+                    format!("{at}.reasons_pick"),
+                    format!("{other:?} is not a choice (expected \"one\" or \"many\")"),
+                );
+                ReasonsPick::One
+            }
+        };
+        let Some(list) = list else {
+            if show {
+                self.fail(
+                    format!("{at}.show_reasons"),
+                    "show_reasons needs reasons = [...] on the key",
+                );
+            }
+            return None;
+        };
+        let mut ok = true;
+        if list.is_empty() || list.len() > MAX_REASONS {
+            self.fail(
+                format!("{at}.reasons"),
+                format!("expected 1 to {MAX_REASONS} reasons (Slack shows at most {MAX_REASONS} options)"),
+            );
+            ok = false;
+        }
+        let mut seen = HashSet::new();
+        for (r, reason) in list.iter().enumerate() {
+            let bad = if reason.trim().is_empty() {
+                Some("is empty (expected a reason such as \"Incomplete\")".to_string())
+            } else if reason.trim() != reason || reason.chars().any(char::is_control) || reason.contains(';') {
+                Some(format!(
+                    "{:?} has surrounding spaces, a control character or \";\" (expected one line; \"; \" separates reasons in LangSmith's value)",
+                    crate::domain::truncate_for_message(reason)
+                ))
+            } else if reason.chars().count() > MAX_REASON_CHARS {
+                Some(format!(
+                    "{:?} is longer than {MAX_REASON_CHARS} characters (Slack's option text)",
+                    crate::domain::truncate_for_message(reason)
+                ))
+            } else if !seen.insert(reason.as_str()) {
+                Some(format!("{reason:?} is listed twice (expected unique reasons)"))
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                self.fail(format!("{at}.reasons[{r}]"), why);
+                ok = false;
+            }
+        }
+        let negative: Vec<&Button> = buttons.iter().filter(|b| b.value.is_some()).collect();
+        if !negative.is_empty() {
+            self.fail(
+                format!("{at}.reasons"),
+                "the key's buttons submit a categorical value, and reasons take LangSmith's value (expected reasons on a key whose buttons have no value)",
+            );
+            ok = false;
+        }
+        ok.then_some(Reasons { list, pick, show })
     }
 
     pub(super) fn feedback_config(&mut self, at: &str, raw: RawFeedbackConfig) -> Option<FeedbackConfig> {

@@ -97,6 +97,7 @@ impl Validator {
         }
         let redact = self.redact_rules("redact.rules", raw.redact.rules.unwrap_or_default());
         let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref(), &redact);
+        self.reasons_nobody_is_asked(&keys, &routes, email.as_ref());
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();
             if routes.iter().any(|r| r.slack.is_some()) {
@@ -374,6 +375,41 @@ pub fn normalize_endpoint(text: &str) -> Result<url::Url, String> {
             // It may carry a password, which is never printed.
             redact_url(text.trim())
         )),
+    }
+}
+
+impl Validator {
+    /// Warns of reasons no one is asked: the service asks only where it submits the rating
+    /// itself (interactive or native Slack buttons, email confirm pages); a link click reaches
+    /// LangSmith directly.
+    fn reasons_nobody_is_asked(
+        &mut self,
+        keys: &[crate::domain::KeySpec],
+        routes: &[crate::domain::Route],
+        email: Option<&crate::settings::EmailSettings>,
+    ) {
+        let confirm = email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm);
+        for (k, key) in keys.iter().enumerate() {
+            if key.reasons.is_none() {
+                continue;
+            }
+            let asked = routes
+                .iter()
+                .filter(|r| r.keys.as_ref().is_none_or(|ks| ks.contains(&key.key)))
+                .any(|r| r.slack.as_ref().is_some_and(|s| s.buttons.submits()) || (r.email.is_some() && confirm));
+            if !asked {
+                self.warnings.push(ConfigIssue {
+                    path: format!("keys[{k}].reasons"),
+                    message: "no route asks for them: a link-mode button reaches LangSmith directly, so nobody is there to ask (expected slack = { buttons = \"interactive\" } or email.links = \"confirm\" on a route with this key)".into(),
+                });
+            }
+            if !key.buttons.iter().any(|b| key.is_negative(b.score)) {
+                self.warnings.push(ConfigIssue {
+                    path: format!("keys[{k}].reasons"),
+                    message: "the key has no negative choice (a single button scoring 0 or less, the lower of two scores, or the lowest quarter of a scale: ≤ 2 on 1–5), so no one is asked".into(),
+                });
+            }
+        }
     }
 }
 

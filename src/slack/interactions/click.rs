@@ -1,7 +1,8 @@
 //! What a click claims: the parts of a `block_actions` payload a vote needs, read once, and
 //! the checks of what in it points elsewhere (its response URL, its channel).
 
-use super::modal::{COMMENT_VIEW, MAX_COMMENT, SignedClick};
+use super::NotCounted;
+use super::modal::{COMMENT_VIEW, MAX_COMMENT, REASONS_BLOCK, SignedClick};
 use crate::domain::ButtonValue;
 use crate::state::AppState;
 use secrecy::SecretString;
@@ -43,19 +44,32 @@ impl Click {
     }
 
     /// The click a comment modal was opened for (kept in its `private_metadata`, signed by
-    /// this service: [`SignedClick`]) and the comment typed into it. Metadata this service did
+    /// this service: [`SignedClick`]) and what was entered in it. Metadata this service did
     /// not sign, or that was changed, gives none.
-    pub(super) fn from_view(p: &Value, secret: &SecretString) -> Option<(Click, String)> {
+    pub(super) fn from_view(p: &Value, secret: &SecretString) -> Option<(Click, ModalAnswer)> {
         let click = SignedClick::verify(p["view"]["private_metadata"].as_str()?, secret)?;
         // The submitter is the voter the modal was opened for.
         if p["user"]["id"].as_str() != Some(click.user.as_str()) {
             return None;
         }
-        let comment = p["view"]["state"]["values"][COMMENT_VIEW]["comment"]["value"]
+        let values = &p["view"]["state"]["values"];
+        let comment = values[COMMENT_VIEW]["comment"]["value"]
             .as_str()
             .unwrap_or_default()
-            .trim();
-        Some((click, comment.chars().take(MAX_COMMENT).collect()))
+            .trim()
+            .to_string();
+        // Radio buttons answer `selected_option`, checkboxes `selected_options`; the reasons
+        // are checked against the key's once the click's key is known (`record`).
+        let picked = &values[REASONS_BLOCK]["reasons"];
+        let reasons = match (&picked["selected_option"], &picked["selected_options"]) {
+            (Value::Object(one), _) => vec![one.get("value")?.as_str()?.to_string()],
+            (_, Value::Array(many)) => many
+                .iter()
+                .map(|o| o["value"].as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        Some((click, ModalAnswer { comment, reasons }))
     }
 
     /// One Slack action: a payload Slack sends again has the same.
@@ -66,6 +80,28 @@ impl Click {
             self.user,
             self.action_ts
         )
+    }
+}
+
+/// What a voter entered in the modal, unchecked: the comment (trimmed) and the reasons picked.
+pub(super) struct ModalAnswer {
+    /// The comment; empty when none was typed.
+    pub(super) comment: String,
+    /// The option values picked, as Slack sent them.
+    pub(super) reasons: Vec<String>,
+}
+
+impl ModalAnswer {
+    /// The comment if it fits the modal's box (a longer one was not typed there), or the
+    /// validation error Slack shows under the box.
+    pub(super) fn checked_comment(&self) -> Result<Option<String>, NotCounted> {
+        if self.comment.chars().count() > MAX_COMMENT {
+            return Err(NotCounted::Invalid {
+                block: COMMENT_VIEW,
+                message: format!("A comment holds at most {MAX_COMMENT} characters."),
+            });
+        }
+        Ok((!self.comment.is_empty()).then(|| self.comment.clone()))
     }
 }
 

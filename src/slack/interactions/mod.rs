@@ -21,7 +21,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use click::Click;
 use modal::COMMENT_VIEW;
 use record::record;
@@ -32,71 +32,78 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 /// Verifies `X-Slack-Signature` (HMAC-SHA256 of `v0:{timestamp}:{body}`, timestamp within five
 /// minutes), records a click's vote, and answers 200; 401 for a request Slack did not sign.
-pub(crate) async fn receive_interaction(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
+pub(crate) async fn receive_interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    interaction(&state, &headers, &body).await
+}
+
+async fn interaction(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
     let Some(secret) = &state.settings.slack.signing_secret else {
         return (
             StatusCode::UNAUTHORIZED,
             "SLACK_SIGNING_SECRET is not set; interactions are refused",
-        );
+        )
+            .into_response();
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     let signature = header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER);
     let timestamp = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP);
-    let Ok(body) = std::str::from_utf8(&body) else {
-        return (StatusCode::UNAUTHORIZED, "invalid signature");
+    let Ok(body) = std::str::from_utf8(body) else {
+        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     };
     let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(secret.expose_secret().to_string()));
     if let Err(e) = verifier.verify(signature, body, timestamp) {
         tracing::warn!(reason = %e, "Slack interaction refused");
-        return (StatusCode::UNAUTHORIZED, "invalid signature");
+        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
     let Some(payload) = url::form_urlencoded::parse(body.as_bytes())
         .find(|(k, _)| k == "payload")
         .and_then(|(_, v)| serde_json::from_str::<Value>(&v).ok())
     else {
         tracing::warn!("a signed Slack interaction without a JSON payload; ignored");
-        return (StatusCode::OK, "");
+        return StatusCode::OK.into_response();
     };
     let (click, comment) = match payload["type"].as_str() {
         Some("block_actions") => match Click::read(&payload) {
             Some(click) => (click, None),
             None => {
                 tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
-                return (StatusCode::OK, "");
+                return StatusCode::OK.into_response();
             }
         },
         // The comment box of an interactive button: the click it was opened for, with the
         // comment. An empty body closes the modal.
         Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => {
             match Click::from_view(&payload, secret) {
-                Some((click, comment)) => (click, Some(comment)),
+                Some((click, answer)) => (click, Some(answer)),
                 None => {
                     tracing::warn!("a comment submission without its click; ignored");
-                    return (StatusCode::OK, "");
+                    return StatusCode::OK.into_response();
                 }
             }
         }
-        _ => return (StatusCode::OK, ""),
+        _ => return StatusCode::OK.into_response(),
     };
     // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
     let wait = state.settings.store.intake_wait;
-    match tokio::time::timeout(wait, record(&state, &click, comment)).await {
-        Ok(Ok(())) => (StatusCode::OK, ""),
+    match tokio::time::timeout(wait, record(state, &click, comment)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
         Ok(Err(NotCounted::Refused(why))) => {
             tracing::warn!(reason = %why, "a Slack click was not counted");
-            (StatusCode::OK, "")
+            StatusCode::OK.into_response()
+        }
+        // The modal stays open with the error under the block (Slack escapes the text: it is
+        // plain text, and names only what the settings list).
+        Ok(Err(NotCounted::Invalid { block, message })) => {
+            tracing::info!(block, "a modal submission was refused with a validation error");
+            axum::Json(serde_json::json!({"response_action": "errors", "errors": {block: message}})).into_response()
         }
         Ok(Err(NotCounted::Store(e))) => {
             tracing::error!(error = %e, "cannot record a vote");
-            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now").into_response()
         }
         Err(_) => {
             tracing::error!(wait = ?wait, "the store did not record a vote in time (store.intake_wait)");
-            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now")
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the vote right now").into_response()
         }
     }
 }
@@ -108,6 +115,14 @@ enum NotCounted {
     Refused(String),
     /// The store failed: a 503, so the voter sees that it did not work.
     Store(String),
+    /// A modal submission Slack should refuse in the modal: the block and the error shown
+    /// under it.
+    Invalid {
+        /// The block the error is shown under.
+        block: &'static str,
+        /// The error, in words for the voter.
+        message: String,
+    },
 }
 
 fn refused(why: String) -> NotCounted {

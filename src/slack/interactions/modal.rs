@@ -1,7 +1,10 @@
-//! The comment modal: opened with `views.open` for a button that asks for a comment, its
-//! click carried in `private_metadata` signed by this service and read back only as signed.
+//! The comment modal: opened with `views.open` for a button that asks for a comment or for a
+//! negative choice of a key with reasons (radio buttons for `reasons_pick = "one"`, checkboxes
+//! for "many", above the optional comment box), its click carried in `private_metadata` signed
+//! by this service and read back only as signed.
 
 use super::click::Click;
+use crate::domain::{Reasons, ReasonsPick};
 use crate::state::AppState;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -11,8 +14,11 @@ use slack_morphism::prelude::*;
 /// The `callback_id` of the comment modal.
 pub(super) const COMMENT_VIEW: &str = "fd_comment";
 
-/// Longest comment kept (the modal's box takes as much).
+/// Longest comment taken (the modal's box takes as much; a longer one was not typed there).
 pub(super) const MAX_COMMENT: usize = 3_000;
+
+/// The `block_id` of the modal's reasons (its element's `action_id` is `reasons`).
+pub(super) const REASONS_BLOCK: &str = "fd_reasons";
 
 /// A comment modal's `private_metadata`: the click it was opened for and `sig`, an HMAC-SHA256
 /// of the click's JSON. Slack hands the metadata back as it was given, but Slack's signature
@@ -65,9 +71,10 @@ impl SignedClick {
     }
 }
 
-/// The comment modal: the rating given, and an optional box for the comment, whose block and
-/// action ids are what [`Click::from_view`] reads back.
-fn comment_view(metadata: String, label: &str) -> SlackView {
+/// The comment modal: the rating given, the reasons when the choice asks for them, and an
+/// optional box for the comment, whose block and action ids are what [`Click::from_view`] reads
+/// back.
+fn comment_view(metadata: String, label: &str, reasons: Option<&Reasons>) -> Result<Value, String> {
     let plain = |text: &str| SlackBlockPlainTextOnly::from(text);
     let rating = SlackSectionBlock::new().with_text(SlackBlockText::Plain(format!("Your rating: {label}").into()));
     let comment = SlackInputBlock::new(
@@ -80,13 +87,45 @@ fn comment_view(metadata: String, label: &str) -> SlackView {
     )
     .with_block_id(SlackBlockId::new(COMMENT_VIEW.into()))
     .with_optional(true);
-    SlackView::Modal(
-        SlackModalView::new(plain("Add a comment"), vec![rating.into(), comment.into()])
+    let title = if reasons.is_some() {
+        "What went wrong?"
+    } else {
+        "Add a comment"
+    };
+    let view = SlackView::Modal(
+        SlackModalView::new(plain(title), vec![rating.into(), comment.into()])
             .with_callback_id(SlackCallbackId::new(COMMENT_VIEW.into()))
             .with_private_metadata(metadata)
             .with_submit(plain("Submit"))
             .with_close(plain("Cancel")),
-    )
+    );
+    let mut view = serde_json::to_value(view).map_err(|e| format!("cannot write the modal: {e}"))?;
+    if let Some(reasons) = reasons
+        && let Some(blocks) = view["blocks"].as_array_mut()
+    {
+        blocks.insert(1, reasons_block(reasons));
+    }
+    Ok(view)
+}
+
+/// The reasons as a required input: radio buttons for "one", checkboxes for "many"; each
+/// option's value is the reason itself (at most 75 characters, within Slack's 150).
+fn reasons_block(reasons: &Reasons) -> Value {
+    let options: Vec<Value> = reasons
+        .list
+        .iter()
+        .map(|r| serde_json::json!({"text": {"type": "plain_text", "text": r}, "value": r}))
+        .collect();
+    let (element, label) = match reasons.pick {
+        ReasonsPick::One => ("radio_buttons", "Reason"),
+        ReasonsPick::Many => ("checkboxes", "Reasons"),
+    };
+    serde_json::json!({
+        "type": "input",
+        "block_id": REASONS_BLOCK,
+        "label": {"type": "plain_text", "text": label},
+        "element": {"type": element, "action_id": "reasons", "options": options},
+    })
 }
 
 /// Opens the comment modal for a click (`views.open`, within the 3 s its trigger lasts); the
@@ -96,6 +135,7 @@ pub(super) async fn open_comment_box(
     trigger: &str,
     click: &Click,
     label: &str,
+    reasons: Option<&Reasons>,
 ) -> Result<(), String> {
     let slack = &state.settings.slack;
     let token = slack.bot_token.as_ref().ok_or("SLACK_BOT_TOKEN is not set")?;
@@ -105,7 +145,7 @@ pub(super) async fn open_comment_box(
         return Err("the click does not fit the modal's metadata".into());
     }
     let label: String = label.chars().filter(|c| !c.is_control()).take(200).collect();
-    let view = comment_view(metadata, &label);
+    let view = comment_view(metadata, &label, reasons)?;
     let url = format!("{}/views.open", slack.api_url.as_str().trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
@@ -164,7 +204,7 @@ mod tests {
 
     #[test]
     fn the_comment_modal_is_the_view_slack_is_sent() {
-        let view = serde_json::to_value(comment_view("{\"sig\":\"00\"}".into(), "👎 Not helpful")).unwrap();
+        let view = comment_view("{\"sig\":\"00\"}".into(), "👎 Not helpful", None).unwrap();
         let expected = serde_json::json!({
             "type": "modal",
             "callback_id": "fd_comment",

@@ -1,7 +1,7 @@
 //! Recording a click: the checks against the stored message, the vote with the jobs that
 //! answer it in one transaction, and the private notes to the voter.
 
-use super::click::{Click, is_channel_id, response_url};
+use super::click::{Click, ModalAnswer, is_channel_id, response_url};
 use super::submit::submit;
 use super::{NotCounted, refused};
 use crate::domain::RunId;
@@ -14,7 +14,7 @@ use chrono::Utc;
 /// Longest a click waits for its message's send to be recorded (well within Slack's 3 s).
 const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_millis(1_500);
 
-pub(super) async fn record(state: &AppState, click: &Click, comment: Option<String>) -> Result<(), NotCounted> {
+pub(super) async fn record(state: &AppState, click: &Click, entered: Option<ModalAnswer>) -> Result<(), NotCounted> {
     let settings = &state.settings;
     let value = click
         .value
@@ -128,8 +128,7 @@ pub(super) async fn record(state: &AppState, click: &Click, comment: Option<Stri
             .iter()
             .find(|t| t.feedback_key == spec.key)
             .ok_or_else(|| refused(format!("job {} has no token for {:?}", job.id, value.key)))?;
-        let button = &spec.buttons[value.choice.min(spec.buttons.len() - 1)];
-        return submit(&ctx, value, run_id, link, token, button, comment, after_vote).await;
+        return submit(&ctx, value, run_id, link, token, spec, entered, after_vote).await;
     }
     if key_links.expires_at <= Utc::now() {
         // The click reached LangSmith, which refused the expired token: no vote, and the
@@ -150,6 +149,7 @@ pub(super) async fn record(state: &AppState, click: &Click, comment: Option<Stri
         choice: value.choice as u32,
         label: link.label.clone(),
         score: link.score,
+        reasons: Vec::new(),
         source: "slack".into(),
         voter: click.user.clone(),
         team: click.team.clone(),

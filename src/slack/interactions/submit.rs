@@ -2,8 +2,10 @@
 //! durable job, after a comment box when the button asks for one.
 
 use super::NotCounted;
-use super::modal::open_comment_box;
+use super::click::ModalAnswer;
+use super::modal::{REASONS_BLOCK, open_comment_box};
 use super::record::Context;
+use crate::domain::Reasons;
 use crate::domain::{ButtonValue, RunId};
 use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key, to_json};
 use crate::store::{JobKind, NewJob, NewVote};
@@ -18,12 +20,42 @@ pub(super) async fn submit(
     run_id: RunId,
     link: &crate::links::FeedbackLink,
     token: &crate::langsmith::MintedToken,
-    button: &crate::domain::Button,
-    comment: Option<String>,
+    spec: &crate::domain::KeySpec,
+    answer: Option<ModalAnswer>,
     after_vote: crate::domain::AfterVote,
 ) -> Result<(), NotCounted> {
     let (state, click, job) = (ctx.state, ctx.click, ctx.job);
-    let metrics = |outcome| state.metrics.vote("slack", &job.route, &value.key, outcome);
+    let button = &spec.buttons[value.choice.min(spec.buttons.len() - 1)];
+    let asked = spec.reasons_for(button.score);
+    // What the modal brought, checked before anything is recorded: a reason the settings do
+    // not list (or a comment longer than the box) is shown in the modal, and nothing counts.
+    let (comment, reasons) = match &answer {
+        Some(answer) => {
+            let comment = answer.checked_comment()?;
+            let reasons = match asked {
+                Some(asked) => asked.check(&answer.reasons),
+                None if answer.reasons.is_empty() => Ok(Vec::new()),
+                None => Err("this rating takes no reason".into()),
+            }
+            .map_err(|message| NotCounted::Invalid {
+                block: REASONS_BLOCK,
+                message,
+            })?;
+            (comment, reasons)
+        }
+        None => (None, Vec::new()),
+    };
+    let reason_label = |reasons: &[String]| match (asked, reasons) {
+        (None, _) => None,
+        (Some(_), []) => Some("none".to_string()),
+        (Some(_), [one]) => Some(one.clone()),
+        (Some(_), _) => Some("many".to_string()),
+    };
+    let metrics = |outcome| {
+        state
+            .metrics
+            .vote_with_reason("slack", &job.route, &value.key, outcome, reason_label(&reasons))
+    };
     if token.expires_at <= Utc::now() {
         metrics("expired");
         return ctx
@@ -51,15 +83,15 @@ pub(super) async fn submit(
         metrics("duplicate");
         return ctx.note("already", format!("You rated this {label} already.")).await;
     }
-    if button.comment
-        && comment.is_none()
+    if (button.comment || asked.is_some())
+        && answer.is_none()
         && let Some(trigger) = &click.trigger_id
     {
-        match open_comment_box(state, trigger, click, &link.label).await {
+        match open_comment_box(state, trigger, click, &link.label, asked).await {
             Ok(()) => return Ok(()),
             // The rating is not lost for want of a comment box.
             Err(e) => {
-                tracing::warn!(error = %e, job = job.id, "cannot open the comment box; the rating is submitted without a comment")
+                tracing::warn!(error = %e, job = job.id, "cannot open the comment box; the rating is submitted without a comment or reason")
             }
         }
     }
@@ -81,8 +113,14 @@ pub(super) async fn submit(
             action_key: click.action_key(),
             token_url: token.url.clone(),
             score: link.score,
-            value: button.value.clone(),
-            comment: comment.filter(|c| !c.is_empty()),
+            // The reasons take LangSmith's `value` (check-config keeps them off keys whose
+            // buttons submit a categorical value).
+            value: if reasons.is_empty() {
+                button.value.clone()
+            } else {
+                Some(Reasons::value(&reasons))
+            },
+            comment,
             metadata,
             response_url: ctx.respond_to.clone(),
             extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
@@ -106,6 +144,7 @@ pub(super) async fn submit(
         choice: value.choice as u32,
         label: link.label.clone(),
         score: link.score,
+        reasons: reasons.clone(),
         source: "slack".into(),
         voter: click.user.clone(),
         team: click.team.clone(),

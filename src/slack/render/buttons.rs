@@ -24,7 +24,10 @@ pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView
     for (offset, key) in group.iter().enumerate() {
         let index = first + offset;
         let votes = view.latest(key.key.as_str());
-        let tally = (!votes.is_empty() && view.after_vote == AfterVote::Tally).then(|| note(tally_line(key, &votes)));
+        let tally = (!votes.is_empty() && view.after_vote == AfterVote::Tally).then(|| {
+            let reasons = view.show_reasons.iter().any(|k| k == key.key.as_str());
+            note(tally_line(key, &votes, reasons))
+        });
         if view.expired {
             after.extend(tally);
             continue;

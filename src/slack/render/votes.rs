@@ -25,6 +25,8 @@ pub struct VotesView {
     pub buttons: ButtonMode,
     /// Show the route's name (`show = { route = true }`).
     pub show_route: bool,
+    /// The keys whose tally counts the reasons given (`show_reasons = true`).
+    pub show_reasons: Vec<String>,
 }
 /// One vote as a tally shows it: who chose which button of which key. The caller builds it
 /// from whatever it stores, so rendering depends on no store row.
@@ -38,6 +40,8 @@ pub struct VoteView {
     pub label: String,
     /// The Slack user id, or the email recipient.
     pub voter: String,
+    /// The reasons given with the vote (from the settings' list when recorded).
+    pub reasons: Vec<String>,
 }
 impl VotesView {
     /// Each voter's latest vote on `key`, in the order voters first voted.
@@ -61,14 +65,32 @@ pub(super) fn mention(voter: &str) -> Option<String> {
         .then(|| format!("<@{voter}>"))
 }
 /// "👍 Helpful 2 · 👎 Not helpful 1 — <@U1>, <@U2>, <@U3>": counts per button (people, each
-/// with their latest choice), then who rated.
-pub(super) fn tally_line(key: &KeyLinks, votes: &[&VoteView]) -> String {
+/// with their latest choice), then who rated; with `reasons`, each count is followed by the
+/// reasons given with it, in the order first given: "👎 Not helpful 2 (Wrong answer 1,
+/// Incomplete 1)".
+pub(super) fn tally_line(key: &KeyLinks, votes: &[&VoteView], reasons: bool) -> String {
     let mut parts = Vec::new();
     for (choice, link) in key.links.iter().enumerate() {
-        let n = votes.iter().filter(|v| v.choice as usize == choice).count();
-        if n > 0 {
-            parts.push(format!("{} {n}", escape_mrkdwn(&one_line(&link.label))));
+        let chose: Vec<&&VoteView> = votes.iter().filter(|v| v.choice as usize == choice).collect();
+        if chose.is_empty() {
+            continue;
         }
+        let mut part = format!("{} {}", escape_mrkdwn(&one_line(&link.label)), chose.len());
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for reason in chose.iter().flat_map(|v| &v.reasons) {
+            match counts.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((reason, 1)),
+            }
+        }
+        if reasons && !counts.is_empty() {
+            let listed: Vec<String> = counts
+                .iter()
+                .map(|(r, n)| format!("{} {n}", escape_mrkdwn(&one_line(r))))
+                .collect();
+            part.push_str(&format!(" ({})", listed.join(", ")));
+        }
+        parts.push(part);
     }
     let mut who: Vec<String> = votes.iter().filter_map(|v| mention(&v.voter)).collect();
     if who.len() > MAX_VOTERS_SHOWN {

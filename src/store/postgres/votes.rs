@@ -18,6 +18,7 @@ fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
             choice: r.try_get::<i32, _>("choice")?.max(0) as u32,
             label: r.try_get("label")?,
             score: r.try_get("score")?,
+            reasons: crate::store::votes::reasons_from_column(r.try_get("reasons")?),
             source: r.try_get("source")?,
             voter: r.try_get("voter")?,
             team: r.try_get("team")?,
@@ -37,8 +38,8 @@ impl VoteStore for PgStore {
         let result = async {
             let mut tx = self.pool.begin().await?;
             let new = sqlx::query(
-                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
+                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at, reasons)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING",
             )
             .bind(v.job_id)
             .bind(v.run_id.as_uuid())
@@ -55,6 +56,7 @@ impl VoteStore for PgStore {
             .bind(&v.action_key)
             .bind(&v.once_key)
             .bind(v.at)
+            .bind(crate::store::votes::reasons_column(&v.reasons))
             .execute(&mut *tx)
             .await?
             .rows_affected()

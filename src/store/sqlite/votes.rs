@@ -20,6 +20,7 @@ fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
             choice: r.try_get::<i64, _>("choice")?.max(0) as u32,
             label: r.try_get("label")?,
             score: r.try_get("score")?,
+            reasons: crate::store::votes::reasons_from_column(r.try_get("reasons")?),
             source: r.try_get("source")?,
             voter: r.try_get("voter")?,
             team: r.try_get("team")?,
@@ -39,8 +40,8 @@ impl VoteStore for SqliteStore {
         let mut new = false;
         in_transaction!(self, |tx| {
             new = sqlx::query(
-                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at, reasons)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(v.job_id)
             .bind(v.run_id.to_string())
@@ -57,6 +58,7 @@ impl VoteStore for SqliteStore {
             .bind(&v.action_key)
             .bind(&v.once_key)
             .bind(ms(v.at))
+            .bind(crate::store::votes::reasons_column(&v.reasons))
             .execute(&mut *tx)
             .await?
             .rows_affected()

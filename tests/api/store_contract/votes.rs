@@ -30,6 +30,7 @@ contract_case! {
             choice: 0,
             label: "👍".into(),
             score: 1.0,
+            reasons: Vec::new(),
             source: "slack".into(),
             voter: voter.into(),
             team: Some("T1".into()),
