@@ -202,6 +202,7 @@ fn key(u: &mut Unstructured, index: usize) -> Result<KeyLinks> {
     };
     let spec = KeySpec {
         question: optional_text(u)?,
+        reasons: None,
         key,
         feedback_config: None,
         buttons,
@@ -226,6 +227,9 @@ fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<Vo
             choice: u.int_in_range(0..=key.links.len().saturating_sub(1) as u32)?,
             label: text(u)?,
             voter,
+            // Reasons are checked against the settings when recorded; the tally must still
+            // render whatever a stored row holds.
+            reasons: if u.arbitrary()? { vec![text(u)?] } else { Vec::new() },
         });
     }
     Ok(VotesView {
@@ -236,6 +240,12 @@ fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<Vo
         expired: u.arbitrary()?,
         buttons: *u.choose(&[ButtonMode::Link, ButtonMode::Interactive, ButtonMode::Native])?,
         show_route: u.arbitrary()?,
+        closed: u.arbitrary()?,
+        show_reasons: if u.arbitrary()? {
+            keys.iter().map(|k| k.key.to_string()).collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -69,9 +69,9 @@ slack = {{ channel = "C1" }}
     let killed = signal_and_wait(&mut child, "KILL");
     assert!(!killed.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (mut child, _address, _logs) = start_serve(dir.path(), &config, &env);
+    let (mut child, _address, logs) = start_serve(dir.path(), &config, &env);
 
-    let accepted = clients.finish().await;
+    let accepted = clients.finish_while(&mut child, &logs).await;
     assert_eq!(accepted.len(), RUNS, "every run got a 202 in the end (clients retry)");
 
     // Every accepted run reaches Slack.

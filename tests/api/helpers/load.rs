@@ -108,6 +108,29 @@ impl Clients {
         self.accepted.lock().unwrap().clone()
     }
 
+    /// [`Self::finish`], as long as `serve` keeps running: a `serve` that exits while the
+    /// clients still retry (each run up to 600 times) would hold the test for hours, so it fails
+    /// the test at once with the process's exit status and the end of its log.
+    pub async fn finish_while(
+        &mut self,
+        serve: &mut super::serve::Serve,
+        logs: &std::sync::mpsc::Receiver<String>,
+    ) -> HashSet<usize> {
+        while self.tasks.iter().any(|t| !t.is_finished()) {
+            if let Some(status) = serve.try_wait().unwrap() {
+                self.stop.store(true, Ordering::Relaxed);
+                let lines: Vec<String> = logs.try_iter().collect();
+                let tail = &lines[lines.len().saturating_sub(30)..];
+                panic!(
+                    "serve exited ({status}) while the clients were posting; its last log lines:\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.finish().await
+    }
+
     /// Tries that got no 202 (and were retried).
     pub fn failed_tries(&self) -> usize {
         self.failed_tries.load(Ordering::Relaxed)
