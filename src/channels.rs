@@ -7,6 +7,7 @@ use crate::delivery::Registry;
 use crate::email::deliver::EmailSender;
 use crate::email::digest::DigestWindows;
 use crate::email::send_digest::DigestEmails;
+use crate::slack::close::SlackCloses;
 use crate::slack::deliver::SlackSender;
 use crate::slack::message::SlackMessages;
 use crate::slack::submit::FeedbackSubmissions;
@@ -21,7 +22,8 @@ pub(crate) fn registry(state: &AppState) -> anyhow::Result<Registry> {
     let email = EmailSender::new(&state.settings)?;
     Ok(Registry::default()
         .register(SlackMessages::new(state, slack.clone()))
-        .register(SlackUpdates::new(state, slack))
+        .register(SlackUpdates::new(state, slack.clone()))
+        .register(SlackCloses::new(state, slack))
         .register(FeedbackSubmissions::new(state))
         .register(DigestEmails::new(state, email))
         .schedule(DigestWindows::new(state)))

@@ -21,6 +21,8 @@ pub enum JobKind {
     SlackUpdate,
     /// A rating the service submits through a presigned URL (interactive buttons).
     FeedbackSubmit,
+    /// A Slack message edited once its links expired: the final tally, no buttons.
+    SlackClose,
 }
 
 impl JobKind {
@@ -31,6 +33,7 @@ impl JobKind {
             JobKind::Digest => "digest",
             JobKind::SlackUpdate => "slack_update",
             JobKind::FeedbackSubmit => "feedback_submit",
+            JobKind::SlackClose => "slack_close",
         }
     }
 
@@ -41,6 +44,7 @@ impl JobKind {
             "digest" => Some(JobKind::Digest),
             "slack_update" => Some(JobKind::SlackUpdate),
             "feedback_submit" => Some(JobKind::FeedbackSubmit),
+            "slack_close" => Some(JobKind::SlackClose),
             _ => None,
         }
     }
@@ -106,6 +110,7 @@ payload_kinds! {
     Digest => DigestJobPayload,
     SlackUpdate => SlackUpdatePayload,
     FeedbackSubmit => SubmissionPayload,
+    SlackClose => SlackClosePayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -185,6 +190,25 @@ pub enum SlackReply {
 /// The idempotency key of the answer to one click.
 pub(crate) fn slack_update_key(action_key: &str) -> String {
     format!("slack-update:{action_key}")
+}
+
+/// What a close job carries: the message to edit, as Slack answered its post (a channel named
+/// by name is edited by its id; `chat.update` needs the `ts`, and a click's `response_url` has
+/// long expired by then).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackClosePayload {
+    /// The Slack job whose message this closes (its run, route, tokens and votes).
+    pub message_job: i64,
+    /// The channel id Slack answered for the post.
+    pub channel: String,
+    /// The message's timestamp, Slack's id of it.
+    pub ts: String,
+}
+
+/// The idempotency key of the close of one message job: a send repeated after a crash, or by a
+/// second replica, cannot enqueue a second one.
+pub fn slack_close_key(message_job: i64) -> String {
+    format!("slack-close:{message_job}")
 }
 
 /// What a submission job carries: a rating given through an interactive button, to submit
@@ -296,6 +320,12 @@ mod tests {
             response_url: None,
             extend_trace_retention: Some(false),
         });
+        round_trip(SlackClosePayload {
+            message_job: 3,
+            channel: "C1".into(),
+            ts: "1700000000.000100".into(),
+        });
+        assert_eq!(slack_close_key(3), "slack-close:3");
     }
 
     #[test]

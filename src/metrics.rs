@@ -155,6 +155,8 @@ pub struct Metrics {
     pub route_tokens: Family<RouteLabel, Counter>,
     /// Messages delivered, by route and channel (the funnel's second step).
     pub route_messages: Family<RouteChannelLabel, Counter>,
+    /// Slack messages closed with their final tally when their links expired, by route.
+    pub route_closed: Family<RouteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -184,6 +186,7 @@ impl Metrics {
         let votes = Family::default();
         let route_tokens = Family::default();
         let route_messages = Family::default();
+        let route_closed = Family::default();
         registry.register(
             "route_tokens_minted",
             "Presigned feedback tokens minted, by route",
@@ -193,6 +196,11 @@ impl Metrics {
             "route_messages_sent",
             "Slack messages and digest emails delivered, by route and channel",
             route_messages.clone(),
+        );
+        registry.register(
+            "route_messages_closed",
+            "Slack messages edited to their final tally when their links expired, by route",
+            route_closed.clone(),
         );
         registry.register(
             "votes",
@@ -268,6 +276,7 @@ impl Metrics {
             votes,
             route_tokens,
             route_messages,
+            route_closed,
         }
     }
 
@@ -286,6 +295,15 @@ impl Metrics {
             .get_or_create(&RouteChannelLabel {
                 route: route.to_string(),
                 channel,
+            })
+            .inc();
+    }
+
+    /// Counts a Slack message of `route` closed with its final tally.
+    pub fn route_closed(&self, route: &str) {
+        self.route_closed
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
             })
             .inc();
     }

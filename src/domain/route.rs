@@ -176,6 +176,10 @@ pub struct SlackTarget {
     /// How the buttons work.
     #[serde(default)]
     pub buttons: super::ButtonMode,
+    /// Edit the message once its links expire to show the final tally and no buttons
+    /// (`chat.update`: api mode only).
+    #[serde(default)]
+    pub close: bool,
 }
 
 /// How the destination of a Slack message is chosen.

@@ -168,6 +168,17 @@ pub enum SlackMode {
     Outbox,
 }
 
+impl SlackMode {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlackMode::Api => "api",
+            SlackMode::Webhook => "webhook",
+            SlackMode::Outbox => "outbox",
+        }
+    }
+}
+
 /// `[slack]`.
 #[derive(Debug, Clone)]
 pub struct SlackSettings {

@@ -230,6 +230,7 @@ pub(super) struct RawSlackTarget {
     pub(super) webhook_url: Option<String>,
     pub(super) after_vote: Option<String>,
     pub(super) buttons: Option<String>,
+    pub(super) close: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -116,7 +116,7 @@ pub fn summary(s: &Settings) -> String {
             .unwrap_or_else(|| "the event's feedback_keys".into());
         let mut targets = Vec::new();
         if let Some(t) = &r.slack {
-            targets.push(match &t.channel {
+            let channel = match &t.channel {
                 SlackChannel::Fixed(c) => format!("slack {c}"),
                 SlackChannel::FromEvent { path, fallback } => format!(
                     "slack from {path}{}",
@@ -124,7 +124,14 @@ pub fn summary(s: &Settings) -> String {
                 ),
                 SlackChannel::Webhook(_) => "slack webhook (route URL, redacted)".into(),
                 SlackChannel::Default => "slack default".into(),
-            });
+            };
+            // Said either way in api mode, where closing is on unless turned off.
+            let close = match (s.slack.mode, t.close) {
+                (_, true) => " (closed with its tally when the links expire)",
+                (crate::settings::SlackMode::Api, false) => " (not closed: close = false)",
+                _ => "",
+            };
+            targets.push(format!("{channel}{close}"));
         }
         if let Some(e) = &r.email {
             let when = match e.schedule.written() {

@@ -1,4 +1,5 @@
-//! Slack delivery: `api` (`chat.postMessage` with the bot token), `webhook` (incoming
+//! Slack delivery: `api` (`chat.postMessage` with the bot token, and `chat.update` to close a
+//! message), `webhook` (incoming
 //! webhooks), `outbox` (the exact request JSON written to a file). The message is
 //! slack-morphism's Block Kit content, serialized once per send straight into the request body;
 //! of Slack's answer only `ok`, `error` and `channel` are read (it echoes the whole message back).
@@ -100,12 +101,14 @@ impl SlackSender {
             (SlackMode::Api, Some(token)) => {
                 let base = slack.api_url.as_str().trim_end_matches('/');
                 let post_message = url::Url::parse(&format!("{base}/chat.postMessage"))?;
+                let update_message = url::Url::parse(&format!("{base}/chat.update"))?;
                 let mut authorization =
                     reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                         .map_err(|_| anyhow::anyhow!("slack.bot_token: not usable in an HTTP header"))?;
                 authorization.set_sensitive(true);
                 Some(WebApi {
                     post_message,
+                    update_message,
                     authorization,
                 })
             }
@@ -166,10 +169,41 @@ impl SlackSender {
         let body = serde_json::to_vec(&PostMessage::of(msg)).map_err(|e| SlackError::Permanent {
             code: format!("unserializable: {e}"),
         })?;
+        self.call_api(&api.post_message, &api.authorization, body).await
+    }
+
+    /// Edits the message `ts` in `channel` (the id Slack answered for the post) to `content`
+    /// with `chat.update` (api mode only: it needs the bot token). Errors are sorted as a post's
+    /// are: `message_not_found` and `cant_update_message` are permanent, 429 and 5xx retryable.
+    pub async fn update(&self, channel: &str, ts: &str, content: &SlackMessageContent) -> Result<(), SlackError> {
+        let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
+            code: "no_bot_token".into(),
+        })?;
+        let body = serde_json::to_vec(&UpdateMessage { channel, ts, content }).map_err(|e| SlackError::Permanent {
+            code: format!("unserializable: {e}"),
+        })?;
+        let updating = self.call_api(&api.update_message, &api.authorization, body);
+        // As for a post: a Slack that stops answering must not hold a worker past its lease.
+        match tokio::time::timeout(self.timeout, updating).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(SlackError::Transient(format!(
+                "Slack did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// POSTs a JSON `body` to a Web API method and sorts the answer.
+    async fn call_api(
+        &self,
+        method: &url::Url,
+        authorization: &reqwest::header::HeaderValue,
+        body: Vec<u8>,
+    ) -> Result<Delivered, SlackError> {
         let res = self
             .http
-            .post(api.post_message.clone())
-            .header(reqwest::header::AUTHORIZATION, api.authorization.clone())
+            .post(method.clone())
+            .header(reqwest::header::AUTHORIZATION, authorization.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
             .body(body)
             .send()
@@ -285,6 +319,8 @@ pub(crate) fn request_json(msg: &OutgoingMessage) -> Value {
 struct WebApi {
     /// `{slack.api_url}/chat.postMessage`.
     post_message: url::Url,
+    /// `{slack.api_url}/chat.update`.
+    update_message: url::Url,
     /// `Bearer {bot token}`, marked sensitive (never printed).
     authorization: reqwest::header::HeaderValue,
 }
@@ -326,6 +362,16 @@ impl<'a> PostMessage<'a> {
             ..PostMessage::content(&msg.content)
         }
     }
+}
+
+/// A `chat.update` request body: the message to edit and what it reads now (its blocks given
+/// in full: Slack keeps the old ones when `blocks` is left out).
+#[derive(Serialize)]
+struct UpdateMessage<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    #[serde(flatten)]
+    content: &'a SlackMessageContent,
 }
 
 /// What this service reads of a Web API answer (the rest, the echoed message, is skipped).

@@ -1,7 +1,9 @@
 //! Slack jobs: one message for one run, paced per channel, with the buttons of the tokens the
-//! worker minted for it. A channel named by name has its id kept for the clicks on it.
+//! worker minted for it. A channel named by name has its id kept for the clicks on it; a route
+//! that closes its messages gets a close job (`close.rs`) queued with each post.
 
-use super::deliver::{OutgoingMessage, SlackError, SlackSender};
+use super::close::close_job;
+use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
 use super::pacing::ChannelPace;
 use super::render::{VotesView, render_run_message_with};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
@@ -9,6 +11,7 @@ use crate::jobs::SlackJobPayload;
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::{MAX_INLINE_PACING_WAIT, longest_slack_send};
 use crate::links::links_for_run;
+use crate::retry;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::Job;
@@ -41,7 +44,50 @@ impl SlackMessages {
             slack,
         }
     }
+
+    /// Enqueues the close of the message just posted, due when its links expire, before the
+    /// send is recorded: a crash between the two leaves the close queued (a send repeated then
+    /// finds it by its key and enqueues no second). The store is tried a few times, since a
+    /// close lost here is lost for good: the message is not sent again for it.
+    async fn enqueue_close(&self, job: &Job, payload: &SlackJobPayload, tokens: &[MintedToken], delivered: &Delivered) {
+        let (Some(channel), Some(ts)) = (delivered.channel.as_deref(), delivered.ts.as_deref()) else {
+            tracing::warn!(job = job.id, route = %job.route, "Slack answered the post without its channel or ts; the message cannot be closed");
+            return;
+        };
+        let now = chrono::Utc::now();
+        let close = close_job(
+            job,
+            channel,
+            ts,
+            Duration::from_secs(payload.link_ttl_secs),
+            tokens,
+            now,
+        );
+        for attempt in 1..=CLOSE_ENQUEUE_ATTEMPTS {
+            match self.state.store.enqueue(std::slice::from_ref(&close), &[], now).await {
+                Ok(_) => {
+                    self.state.due_hint.note(close.due_at);
+                    return;
+                }
+                Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
+                    tracing::error!(job = job.id, route = %job.route, error = %e, "cannot queue the close of a sent message; it will keep its buttons after its links expire");
+                }
+                Err(_) => {
+                    tokio::time::sleep(retry::exponential(
+                        Duration::from_millis(100),
+                        attempt,
+                        Duration::from_secs(1),
+                    ))
+                    .await
+                }
+            }
+        }
+    }
 }
+
+/// Tries at enqueuing a message's close (100 ms, 200 ms, 400 ms apart): a store that fails
+/// longer than that fails the send's record too, and the message is then sent again anyway.
+const CLOSE_ENQUEUE_ATTEMPTS: u32 = 4;
 
 #[async_trait::async_trait]
 impl Deliver for SlackMessages {
@@ -59,9 +105,14 @@ impl Deliver for SlackMessages {
         token_requests(settings, &payload.event, &payload.keys, ttl)
     }
 
-    /// Kept for the message's re-rendering after a vote, when votes can come.
+    /// Kept for the message's re-rendering after a vote, when votes can come, and for its
+    /// closing (which shows each key's question and tally).
     fn keeps_tokens(&self, settings: &Settings) -> bool {
         settings.slack.signing_secret.is_some()
+            || settings
+                .routes
+                .iter()
+                .any(|r| r.slack.as_ref().is_some_and(|s| s.close))
     }
 
     async fn deliver(
@@ -122,12 +173,15 @@ impl Deliver for SlackMessages {
                 // A channel named by name (`#support`): the id Slack answered is what clicks on
                 // the message name, so it is kept (before the send is recorded, which a click
                 // waits for) for them to be checked against.
-                if let Some(id) = delivered.channel
+                if let Some(id) = &delivered.channel
                     && payload.channel.as_deref() != Some(id.as_str())
                     && settings.slack.signing_secret.is_some()
-                    && let Err(e) = self.state.store.keep_sent_channel(job.id, &id).await
+                    && let Err(e) = self.state.store.keep_sent_channel(job.id, id).await
                 {
                     tracing::warn!(job = job.id, error = %e, "cannot keep the channel id of a sent message; clicks on it will not count");
+                }
+                if route.and_then(|r| r.slack.as_ref()).is_some_and(|s| s.close) {
+                    self.enqueue_close(job, payload, tokens, &delivered).await;
                 }
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
                 Outcome::Sent

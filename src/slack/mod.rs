@@ -3,8 +3,9 @@
 //!
 //! Its kinds of job (`crate::delivery::Deliver`): `message.rs` (a run's message),
 //! `update.rs` (the answer to a click), `submit.rs` (a rating given by a click, submitted to
-//! LangSmith).
+//! LangSmith), `close.rs` (the message edited to its final tally once its links expire).
 
+pub(crate) mod close;
 pub(crate) mod deliver;
 pub(crate) mod interactions;
 pub(crate) mod message;

@@ -30,64 +30,69 @@ impl SlackUpdates {
             slack,
         }
     }
+}
 
-    /// The message of Slack job `id` as it should read now: its buttons with the stored tokens
-    /// (or a note once they expired) and the votes so far, as the route's `after_vote` shows
-    /// them.
-    async fn rerender(&self, id: i64) -> Result<slack_morphism::prelude::SlackMessageContent, Outcome> {
-        let message = match self.state.store.job(id).await {
-            Ok(Some(j)) if j.kind == JobKind::Slack => j,
-            Ok(_) => {
-                return Err(Outcome::Dead(DeliveryError::Gone(format!(
-                    "job {id} is not a Slack message any more"
-                ))));
-            }
-            Err(e) => return Err(Outcome::failed(e)),
-        };
-        let payload = SlackJobPayload::from_stored(message.payload)
-            .map_err(|e| Outcome::Dead(DeliveryError::Gone(format!("corrupt message payload: {e}"))))?;
-        let tokens: Vec<MintedToken> = message
-            .minted
-            .as_ref()
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-            .unwrap_or_default();
-        let now = chrono::Utc::now();
-        let expired = tokens.is_empty() || tokens.iter().any(|t| t.expires_at <= now);
-        let votes = self.state.store.votes_for_job(id).await.map_err(Outcome::failed)?;
-        let settings = &self.state.settings;
-        let route = settings.route(&message.route);
-        let target = route.and_then(|r| r.slack.as_ref());
-        let after_vote = target.and_then(|s| s.after_vote).unwrap_or(settings.slack.after_vote);
-        let view = VotesView {
-            job: Some(id),
-            route: Some(message.route.clone()),
-            after_vote,
-            votes: votes
-                .into_iter()
-                .map(|v| VoteView {
-                    key: v.vote.key,
-                    choice: v.vote.choice,
-                    label: v.vote.label,
-                    voter: v.vote.voter,
-                    reasons: v.vote.reasons,
-                })
-                .collect(),
-            expired,
-            buttons: target.map(|s| s.buttons).unwrap_or_default(),
-            show_route: route.is_some_and(|r| r.show_route),
-            show_reasons: settings
-                .keys
-                .iter()
-                .filter(|k| k.reasons.as_ref().is_some_and(|r| r.show))
-                .map(|k| k.key.to_string())
-                .collect(),
-        };
-        let mut links = links_for_run(&settings.keys, &tokens);
-        if !crate::links::extends_retention(settings, &message.route) {
-            crate::links::keep_trace_retention(&mut links);
+/// The message of Slack job `id` as it should read now: its buttons with the stored tokens (or
+/// a note once they expired) and the votes so far, as the route's `after_vote` shows them; or,
+/// `closed`, the final tally of each question and no buttons (`close.rs`).
+pub(super) async fn rerender(
+    state: &AppState,
+    id: i64,
+    closed: bool,
+) -> Result<slack_morphism::prelude::SlackMessageContent, Outcome> {
+    let message = match state.store.job(id).await {
+        Ok(Some(j)) if j.kind == JobKind::Slack => j,
+        Ok(_) => {
+            return Err(Outcome::Dead(DeliveryError::Gone(format!(
+                "job {id} is not a Slack message any more"
+            ))));
         }
-        Ok(render_run_message_with(&payload.event, &message.route, &links, &view))
+        Err(e) => return Err(Outcome::failed(e)),
+    };
+    let payload = SlackJobPayload::from_stored(message.payload)
+        .map_err(|e| Outcome::Dead(DeliveryError::Gone(format!("corrupt message payload: {e}"))))?;
+    let tokens: Vec<MintedToken> = message
+        .minted
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let now = chrono::Utc::now();
+    let expired = tokens.is_empty() || tokens.iter().any(|t| t.expires_at <= now);
+    let votes = state.store.votes_for_job(id).await.map_err(Outcome::failed)?;
+    let settings = &state.settings;
+    let route = settings.route(&message.route);
+    let target = route.and_then(|r| r.slack.as_ref());
+    let after_vote = target.and_then(|s| s.after_vote).unwrap_or(settings.slack.after_vote);
+    let view = VotesView {
+        job: Some(id),
+        route: Some(message.route.clone()),
+        after_vote,
+        votes: votes
+            .into_iter()
+            .map(|v| VoteView {
+                key: v.vote.key,
+                choice: v.vote.choice,
+                label: v.vote.label,
+                voter: v.vote.voter,
+                reasons: v.vote.reasons,
+            })
+            .collect(),
+        expired,
+        closed,
+        buttons: target.map(|s| s.buttons).unwrap_or_default(),
+        show_route: route.is_some_and(|r| r.show_route),
+        show_reasons: settings
+            .keys
+            .iter()
+            .filter(|k| k.reasons.as_ref().is_some_and(|r| r.show))
+            .map(|k| k.key.to_string())
+            .collect(),
+    };
+    let mut links = links_for_run(&settings.keys, &tokens);
+    if !crate::links::extends_retention(settings, &message.route) {
+        crate::links::keep_trace_retention(&mut links);
     }
+    Ok(render_run_message_with(&payload.event, &message.route, &links, &view))
 }
 
 #[async_trait::async_trait]
@@ -108,7 +113,7 @@ impl Deliver for SlackUpdates {
     ) -> Outcome {
         let content = match &update.reply {
             SlackReply::Private { .. } => None,
-            SlackReply::Replace => match self.rerender(update.message_job).await {
+            SlackReply::Replace => match rerender(&self.state, update.message_job, false).await {
                 Ok(content) => Some(content),
                 Err(outcome) => return outcome,
             },

@@ -3,6 +3,7 @@
 mod backfill;
 mod browser;
 mod check_config;
+mod closing;
 mod commands;
 mod content;
 mod crash;

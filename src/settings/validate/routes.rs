@@ -393,11 +393,23 @@ impl Validator {
                 _ => {}
             }
         }
+        // Only the Web API can edit a message later (`chat.update` with the bot token and the
+        // `ts` it answered); an incoming webhook answers no `ts` and an outbox is a file.
+        let api = slack.is_some_and(|s| s.mode == SlackMode::Api);
+        if raw.close == Some(true) && !api {
+            let mode = slack.map_or("outbox", |s| s.mode.as_str());
+            self.fail(
+                format!("{at}.close"),
+                format!("slack.mode is {mode:?}, which cannot edit a message once sent (expected close = false, or slack.mode = \"api\": closing edits the message with chat.update, which needs the bot token and the message's ts)"),
+            );
+            return None;
+        }
         Some(SlackTarget {
             channel: target,
             thread_ts_from,
             after_vote,
             buttons,
+            close: raw.close.unwrap_or(api),
         })
     }
 

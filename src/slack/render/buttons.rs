@@ -1,8 +1,9 @@
 //! The rows of feedback buttons: one question per row of keys asking it, link, interactive or
-//! native buttons with their values, and what replaces them once votes lock or tokens expire.
+//! native buttons with their values, and what replaces them once votes lock, tokens expire or
+//! the message is closed.
 
 use super::escape::{Escaped, chars, cut_chars, escape_cut, escape_mrkdwn, mrkdwn, one_line};
-use super::votes::{VotesView, mention, tally_line};
+use super::votes::{VotesView, closed_line, mention, tally_line};
 use crate::domain::slack_limits::*;
 use crate::domain::{AfterVote, ButtonMode, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE};
 use crate::links::KeyLinks;
@@ -18,6 +19,9 @@ pub(super) const MAX_FEEDBACK_BUTTON_TEXT: usize = 75;
 pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView) -> Vec<SlackBlock> {
     let note = |text: String| -> SlackBlock { SlackContextBlock::new(vec![mrkdwn(text).into()]).into() };
     let question = escape_cut(&one_line(&group[0].question), MAX_QUESTION_CHARS);
+    if view.closed {
+        return vec![note(format!("*{question}*")), note(closed_line(group, view))];
+    }
     let mut row: Vec<SlackActionBlockElement> = Vec::new();
     let mut after: Vec<SlackBlock> = Vec::new();
     let mut native: Option<SlackBlock> = None;

@@ -206,6 +206,40 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_closed_message_shows_each_questions_final_tally_and_no_buttons() {
+        let vote = |voter: &str, choice: u32| VoteView {
+            key: "thumbs_up".into(),
+            choice,
+            label: String::new(),
+            voter: voter.into(),
+        };
+        let view = VotesView {
+            job: Some(7),
+            route: Some("support".into()),
+            // U1 changed their mind: counted once, with the latest choice.
+            votes: vec![vote("U1", 0), vote("U2", 0), vote("U3", 1), vote("U1", 1)],
+            closed: true,
+            ..Default::default()
+        };
+        let content = render_run_message_with(&event(), "support", &[thumbs(1, 12)], &view);
+        assert!(actions(&content).is_empty(), "no buttons");
+        let texts = context_texts(&content);
+        assert!(texts.contains(&"Rating closed · 👍 1 · 👎 2".to_string()), "{texts:?}");
+        assert!(
+            !serde_json::to_string(&content).unwrap().contains(TOKEN_BASE),
+            "no links"
+        );
+
+        let nobody = VotesView { closed: true, ..view };
+        let nobody = VotesView {
+            votes: vec![],
+            ..nobody
+        };
+        let texts = context_texts(&render_run_message_with(&event(), "support", &[thumbs(1, 12)], &nobody));
+        assert!(texts.contains(&"Rating closed".to_string()), "{texts:?}");
+    }
+
     fn context_texts(content: &SlackMessageContent) -> Vec<String> {
         blocks(content)
             .iter()

@@ -21,6 +21,9 @@ pub struct VotesView {
     pub votes: Vec<VoteView>,
     /// The tokens have expired: the buttons give way to a note.
     pub expired: bool,
+    /// The message is closed (its links expired): the buttons give way to the final tally of
+    /// each question, whatever `after_vote` showed before.
+    pub closed: bool,
     /// How the buttons work.
     pub buttons: ButtonMode,
     /// Show the route's name (`show = { route = true }`).
@@ -64,11 +67,10 @@ pub(super) fn mention(voter: &str) -> Option<String> {
     (!voter.is_empty() && voter.len() <= 32 && voter.chars().all(|c| c.is_ascii_alphanumeric()))
         .then(|| format!("<@{voter}>"))
 }
-/// "👍 Helpful 2 · 👎 Not helpful 1 — <@U1>, <@U2>, <@U3>": counts per button (people, each
-/// with their latest choice), then who rated; with `reasons`, each count is followed by the
-/// reasons given with it, in the order first given: "👎 Not helpful 2 (Wrong answer 1,
-/// Incomplete 1)".
-pub(super) fn tally_line(key: &KeyLinks, votes: &[&VoteView], reasons: bool) -> String {
+/// "👍 Helpful 2", "👎 Not helpful 1 (Wrong answer 1)": the count of each button chosen
+/// (people, each with their latest choice), in the key's order; with `reasons`, each count is
+/// followed by the reasons given with it, in the order first given.
+pub(super) fn tally_counts(key: &KeyLinks, votes: &[&VoteView], reasons: bool) -> Vec<String> {
     let mut parts = Vec::new();
     for (choice, link) in key.links.iter().enumerate() {
         let chose: Vec<&&VoteView> = votes.iter().filter(|v| v.choice as usize == choice).collect();
@@ -92,6 +94,26 @@ pub(super) fn tally_line(key: &KeyLinks, votes: &[&VoteView], reasons: bool) -> 
         }
         parts.push(part);
     }
+    parts
+}
+/// "Rating closed · 👍 Helpful 5 · 👎 Not helpful 2 (Wrong answer 1, Incomplete 1)": the final
+/// counts of the keys of one question, with the reasons given, or "Rating closed" alone when nobody's rating was counted here (a link click
+/// reaches LangSmith without passing through this service).
+pub(super) fn closed_line(group: &[KeyLinks], view: &VotesView) -> String {
+    let parts: Vec<String> = group
+        .iter()
+        .flat_map(|key| tally_counts(key, &view.latest(key.key.as_str()), true))
+        .collect();
+    std::iter::once("Rating closed".to_string())
+        .chain(parts)
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+/// "👍 Helpful 2 · 👎 Not helpful 1 — <@U1>, <@U2>, <@U3>": counts per button (people, each
+/// with their latest choice), then who rated; with `reasons`, each count is followed by the
+/// reasons given with it: "👎 Not helpful 2 (Wrong answer 1, Incomplete 1)".
+pub(super) fn tally_line(key: &KeyLinks, votes: &[&VoteView], reasons: bool) -> String {
+    let parts = tally_counts(key, votes, reasons);
     let mut who: Vec<String> = votes.iter().filter_map(|v| mention(&v.voter)).collect();
     if who.len() > MAX_VOTERS_SHOWN {
         let more = who.len() - MAX_VOTERS_SHOWN;

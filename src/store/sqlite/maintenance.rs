@@ -21,11 +21,12 @@ impl SqliteStore {
     ) -> Result<Vec<(&'static str, u64)>, StoreError> {
         let limit = limit as i64;
         // Each statement deletes at most `limit` rows through an index, so the writer is held
-        // for one short statement at a time.
+        // for one short statement at a time. A sent message whose close is still queued is
+        // kept: the close re-renders it (links live as long as sent jobs are kept by default).
         let (table, sql, cutoff): (&'static str, &'static str, Cutoff) = match what {
             Prunable::SentJobs => (
                 "jobs",
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'sent' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.state = 'sent' AND j.updated_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.idempotency_key = 'slack-close:' || j.id AND c.state IN ('pending', 'leased')) ORDER BY j.updated_at LIMIT ?2)",
                 Cutoff::Ms,
             ),
             Prunable::DeadJobs => (
