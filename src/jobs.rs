@@ -48,6 +48,12 @@ impl JobKind {
             _ => None,
         }
     }
+
+    /// Whether jobs of this kind are follow-ups due later, stored `scheduled` rather than
+    /// `pending` until claimed (`store::JobState::Scheduled`).
+    pub fn is_follow_up(self) -> bool {
+        matches!(self, JobKind::SlackClose)
+    }
 }
 
 /// A payload type of one kind of job: the type names its kind, as River's `JobArgs` do.

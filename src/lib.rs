@@ -54,7 +54,7 @@ mod worker;
 
 // Starting the service (main.rs, tests).
 pub use cli::{Cli, run};
-pub use settings::{LogFormat, Settings, normalize_endpoint, summary as settings_summary};
+pub use settings::{LogFormat, Retention, Settings, normalize_endpoint, summary as settings_summary};
 pub use startup::Application;
 pub use state::AppState;
 pub use telemetry::{init as init_telemetry, text_subscriber};
@@ -70,7 +70,7 @@ pub use intake::{parse_agent_server, parse_generic, parse_rule_webhook};
 pub use routing::plan;
 
 // The kinds of job and their payloads, as a release wrote them (the release fixture test).
-pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, submission_key};
+pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_close_key, submission_key};
 
 // The store and its upkeep (tests, the store contract suite, the load tool).
 pub use retention::prune_once;

@@ -93,7 +93,7 @@ pub struct RouteChannelLabel {
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
-    /// `pending`, `leased`, `sent`, `dead`.
+    /// `pending`, `scheduled`, `leased`, `sent`, `dead`.
     pub state: &'static str,
 }
 
@@ -361,7 +361,13 @@ impl Metrics {
     /// The text exposition, with job gauges read from the store now.
     pub async fn render(&self, store: &dyn Store) -> String {
         if let Ok(counts) = store.job_counts().await {
-            for state in [JobState::Pending, JobState::Leased, JobState::Sent, JobState::Dead] {
+            for state in [
+                JobState::Pending,
+                JobState::Scheduled,
+                JobState::Leased,
+                JobState::Sent,
+                JobState::Dead,
+            ] {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);
             }

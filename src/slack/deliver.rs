@@ -33,6 +33,8 @@ pub(crate) struct OutgoingMessage {
 /// What Slack (or the outbox) gave back.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Delivered {
+    /// The message's timestamp (api mode): with the channel, what `chat.update` names it by.
+    pub ts: Option<String>,
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
 }
@@ -381,6 +383,7 @@ struct ApiAnswer {
     ok: bool,
     error: Option<String>,
     channel: Option<String>,
+    ts: Option<String>,
 }
 
 /// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
@@ -395,6 +398,7 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
             code: slack_code(200, &code),
         }),
         None if answer.ok => Ok(Delivered {
+            ts: answer.ts,
             channel: answer.channel,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),

@@ -188,6 +188,9 @@ pub(crate) fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
 pub enum JobState {
     /// Waiting for `next_attempt_at`.
     Pending,
+    /// A follow-up due later (a message's close when its links expire): claimed like a pending
+    /// job once due, but not work anybody waits on yet, so it is counted apart from `pending`.
+    Scheduled,
     /// Claimed by a worker until `lease_until`.
     Leased,
     /// Delivered.
@@ -201,14 +204,24 @@ impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",
+            JobState::Scheduled => "scheduled",
             JobState::Leased => "leased",
             JobState::Sent => "sent",
             JobState::Dead => "dead",
         }
     }
+    /// The state a new job of `kind` is stored in: `scheduled` for follow-ups, else `pending`.
+    pub(crate) fn new_job(kind: JobKind) -> JobState {
+        if kind.is_follow_up() {
+            JobState::Scheduled
+        } else {
+            JobState::Pending
+        }
+    }
     fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "pending" => Ok(JobState::Pending),
+            "scheduled" => Ok(JobState::Scheduled),
             "leased" => Ok(JobState::Leased),
             "sent" => Ok(JobState::Sent),
             "dead" => Ok(JobState::Dead),

@@ -8,7 +8,7 @@
 use crate::helpers::fakes::{FakeServer, Reply, fake_langsmith, fake_slack};
 use crate::helpers::slack::{CHANNEL, SECRET, button, form, payload, post_interaction, wait_for_state};
 use crate::helpers::{TestApp, env, spawn_app_in, wait_for};
-use feedback_dispatch::store::{Job, JobKind, JobState, NewJob};
+use feedback_dispatch::{Job, JobKind, JobState, NewJob};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,7 +80,13 @@ async fn post_run(app: &TestApp) {
 /// Every job of `kind` in any state.
 async fn jobs_of(app: &TestApp, kind: JobKind) -> Vec<Job> {
     let mut all = Vec::new();
-    for state in [JobState::Pending, JobState::Leased, JobState::Sent, JobState::Dead] {
+    for state in [
+        JobState::Pending,
+        JobState::Scheduled,
+        JobState::Leased,
+        JobState::Sent,
+        JobState::Dead,
+    ] {
         all.extend(app.store.jobs_in_state(state, 1000).await.unwrap());
     }
     all.into_iter().filter(|j| j.kind == kind).collect()
@@ -144,7 +150,7 @@ async fn a_message_is_closed_once_with_its_final_tally_and_no_buttons_when_its_l
     }
     let close = jobs_of(&app, JobKind::SlackClose).await;
     assert_eq!(close.len(), 1, "one close queued with the send: {close:?}");
-    assert_eq!(close[0].state, JobState::Pending, "not before the links expire");
+    assert_eq!(close[0].state, JobState::Scheduled, "not before the links expire");
 
     let update = slack.wait_for("/chat.update", 1, WAIT).await.remove(0);
     assert!(
@@ -294,7 +300,7 @@ fn only_api_mode_closes_messages_and_check_config_says_why_elsewhere() {
             dir.path().display()
         );
         std::fs::write(&path, toml).unwrap();
-        feedback_dispatch::settings::Settings::load(
+        feedback_dispatch::Settings::load(
             &path,
             &env(&[
                 ("SLACK_BOT_TOKEN", "xoxb-t"),
@@ -302,7 +308,7 @@ fn only_api_mode_closes_messages_and_check_config_says_why_elsewhere() {
             ]),
         )
     };
-    let close = |s: &feedback_dispatch::settings::Settings| s.routes[0].slack.as_ref().unwrap().close;
+    let close = |s: &feedback_dispatch::Settings| s.routes[0].slack.as_ref().unwrap().close;
     let api = "[slack]\nmode = \"api\"";
     assert!(
         close(&load(api, "channel = \"C1\"").unwrap()),
@@ -351,17 +357,17 @@ async fn a_sent_message_whose_close_is_queued_is_not_pruned_before_its_close() {
     store.mark_sent(&ids, &[], long_ago).await.unwrap();
     let (first, second) = (ids[0], ids[1]);
     let closes = [
-        job(JobKind::SlackClose, &feedback_dispatch::jobs::slack_close_key(first)),
-        job(JobKind::SlackClose, &feedback_dispatch::jobs::slack_close_key(second)),
+        job(JobKind::SlackClose, &feedback_dispatch::slack_close_key(first)),
+        job(JobKind::SlackClose, &feedback_dispatch::slack_close_key(second)),
     ];
     store.enqueue(&closes, &[], long_ago).await.unwrap();
-    let queued = store.jobs_in_state(JobState::Pending, 10).await.unwrap();
+    let queued = store.jobs_in_state(JobState::Scheduled, 10).await.unwrap();
     assert_eq!(queued.len(), 2);
     // The second message's close was sent; the first's is still queued.
     store.mark_sent(&[queued[1].id], &[], long_ago).await.unwrap();
 
-    let retention = feedback_dispatch::settings::Retention::default();
-    feedback_dispatch::retention::prune_once(store, &retention, chrono::Utc::now(), None)
+    let retention = feedback_dispatch::Retention::default();
+    feedback_dispatch::prune_once(store, &retention, chrono::Utc::now(), None)
         .await
         .unwrap();
     assert!(store.job(first).await.unwrap().is_some(), "kept for its queued close");

@@ -71,11 +71,12 @@ fn batch(first: usize, text: &str) -> serde_json::Value {
         .collect::<Vec<_>>())
 }
 
+/// The state of each run's message job (a run also has follow-ups: its message's close).
 async fn jobs_by_state(db: &Path) -> HashMap<String, String> {
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    sqlx::query_as::<_, (String, String)>("SELECT run_id, state FROM jobs WHERE run_id IS NOT NULL")
+    sqlx::query_as::<_, (String, String)>("SELECT run_id, state FROM jobs WHERE run_id IS NOT NULL AND kind = 'slack'")
         .fetch_all(&mut conn)
         .await
         .unwrap()

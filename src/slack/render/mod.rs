@@ -213,6 +213,7 @@ mod tests {
             choice,
             label: String::new(),
             voter: voter.into(),
+            reasons: if choice == 1 { vec!["Incomplete".into()] } else { vec![] },
         };
         let view = VotesView {
             job: Some(7),
@@ -225,7 +226,10 @@ mod tests {
         let content = render_run_message_with(&event(), "support", &[thumbs(1, 12)], &view);
         assert!(actions(&content).is_empty(), "no buttons");
         let texts = context_texts(&content);
-        assert!(texts.contains(&"Rating closed · 👍 1 · 👎 2".to_string()), "{texts:?}");
+        assert!(
+            texts.contains(&"Rating closed · 👍 1 · 👎 2 (Incomplete 2)".to_string()),
+            "{texts:?}"
+        );
         assert!(
             !serde_json::to_string(&content).unwrap().contains(TOKEN_BASE),
             "no links"

@@ -103,12 +103,17 @@ impl QueueStore for PgStore {
                  SELECT id, next_attempt_at AS due FROM jobs
                  WHERE state = 'pending' AND next_attempt_at <= $2
                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+             scheduled AS (
+                 SELECT id, next_attempt_at AS due FROM jobs
+                 WHERE state = 'scheduled' AND next_attempt_at <= $2
+                 ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
              expired AS (
                  SELECT id, lease_until AS due FROM jobs
                  WHERE state = 'leased' AND lease_until <= $2
                  ORDER BY lease_until, id LIMIT $3 FOR UPDATE SKIP LOCKED),
              picked AS (
-                 SELECT id FROM (SELECT id, due FROM pending UNION ALL SELECT id, due FROM expired) d
+                 SELECT id FROM (SELECT id, due FROM pending UNION ALL SELECT id, due FROM scheduled
+                               UNION ALL SELECT id, due FROM expired) d
                  ORDER BY due, id LIMIT $3)
              UPDATE jobs SET state = 'leased', lease_until = $1, attempts = jobs.attempts + 1, updated_at = $2
              FROM picked WHERE jobs.id = picked.id
@@ -267,6 +272,7 @@ impl QueueStore for PgStore {
         let row = sqlx::query(
             "SELECT LEAST(
                  (SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending'),
+                 (SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'scheduled'),
                  (SELECT MIN(lease_until) FROM jobs WHERE state = 'leased'),
                  (SELECT MIN(window_end) FROM digests WHERE state = 'open')) AS t",
         )

@@ -69,6 +69,11 @@ impl QueueStore for SqliteStore {
                          ORDER BY next_attempt_at, id LIMIT {limit})
                      UNION ALL
                      SELECT id, due FROM (
+                         SELECT id, next_attempt_at AS due FROM jobs
+                         WHERE state = 'scheduled' AND next_attempt_at <= ?2
+                         ORDER BY next_attempt_at, id LIMIT {limit})
+                     UNION ALL
+                     SELECT id, due FROM (
                          SELECT id, lease_until AS due FROM jobs
                          WHERE state = 'leased' AND lease_until <= ?2
                          ORDER BY lease_until, id LIMIT {limit}))
@@ -220,6 +225,7 @@ impl QueueStore for SqliteStore {
         let row = sqlx::query(
             "SELECT MIN(t) AS t FROM (
                  SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'pending'
+                 UNION ALL SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'scheduled'
                  UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased'
                  UNION ALL SELECT MIN(window_end) FROM digests WHERE state = 'open')",
         )

@@ -1,7 +1,7 @@
 //! Many jobs in one `INSERT … ON CONFLICT DO NOTHING RETURNING`.
 
 use super::rows::ms;
-use crate::store::{NewJob, StoreError};
+use crate::store::{JobState, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -31,7 +31,7 @@ where
             .push_bind(job.run_id.map(|r| r.to_string()))
             .push_bind(job.idempotency_key.clone())
             .push_bind(job.payload.to_string())
-            .push("'pending'")
+            .push_bind(JobState::new_job(job.kind).as_str())
             .push("0")
             .push_bind(ms(job.due_at))
             .push_bind(ms(now))
