@@ -240,6 +240,7 @@ fn votes_view(u: &mut Unstructured, keys: &[KeyLinks], route: &str) -> Result<Vo
         expired: u.arbitrary()?,
         buttons: *u.choose(&[ButtonMode::Link, ButtonMode::Interactive, ButtonMode::Native])?,
         show_route: u.arbitrary()?,
+        closed: u.arbitrary()?,
         show_reasons: if u.arbitrary()? {
             keys.iter().map(|k| k.key.to_string()).collect()
         } else {
