@@ -120,18 +120,39 @@ pub(super) fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Query parameters that carry a secret in a PostgreSQL connection URL (libpq's keywords).
+const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
 /// `url` with any password replaced by `***`, for logs and error messages (a store URL, or a
-/// LangSmith endpoint that may carry one).
+/// LangSmith endpoint that may carry one): the one in its user info and any given as a query
+/// parameter (`?password=…`, `?sslpassword=…`, as libpq accepts them).
 pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+        Ok(mut parsed) => {
+            let mut changed = false;
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+                changed = true;
+            }
+            let secret = |k: &str| SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k));
+            if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret(&k) { "***".to_string() } else { v.into_owned() };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+                changed = true;
+            }
+            if changed { parsed.to_string() } else { url.to_string() }
         }
-        Ok(_) => url.to_string(),
         // Not a URL the parser takes: keep the scheme and say nothing of the rest, which may
         // hold a password.
-        Err(_) if url.contains('@') => format!("{}://***", url.split("://").next().unwrap_or("")),
+        Err(_) if url.contains('@') || url.contains('?') => {
+            format!("{}://***", url.split("://").next().unwrap_or(""))
+        }
         Err(_) => url.to_string(),
     }
 }
@@ -148,6 +169,20 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://fd@db/feedback"), "postgres://fd@db/feedback");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn a_password_given_as_a_query_parameter_is_not_shown() {
+        assert_eq!(
+            redact_url("postgres://db/feedback?user=fd&password=s3cret&sslmode=require"),
+            "postgres://db/feedback?user=fd&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://fd:a@db/x?sslpassword=k3y&PassWord=p"),
+            "postgresql://fd:***@db/x?sslpassword=***&PassWord=***"
+        );
+        let store = StoreUrl::parse("postgres://db/feedback?password=s3cret").unwrap();
+        assert!(!format!("{store} {store:?}").contains("s3cret"), "{store} {store:?}");
         assert_eq!(redact_url("postgres://fd:p@ss@[bad/db"), "postgres://***");
         assert!(is_postgres("postgresql://db/x") && is_postgres("postgres://db/x") && !is_postgres("sqlite://x"));
     }
