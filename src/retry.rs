@@ -18,6 +18,30 @@ pub trait Retryable {
     }
 }
 
+/// The longest wait a `Retry-After` is taken for. A server asking for more (an error, or a hostile
+/// endpoint) is retried after this long: an hour keeps its wish in spirit, and an unbounded wait
+/// would overflow the clocks it is added to (`Instant + Duration` and `DateTime + Duration`
+/// panic past their range).
+pub(crate) const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` header's value in seconds (`"120"`, `"1.5"`), at most
+/// [`LONGEST_RETRY_AFTER`]; `None` for anything else (an HTTP date, a negative or non-finite
+/// number).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(LONGEST_RETRY_AFTER.as_secs_f64())))
+}
+
+/// `after` at most [`LONGEST_RETRY_AFTER`], for waits that did not come through
+/// [`parse_retry_after`].
+pub(crate) fn capped(after: Duration) -> Duration {
+    after.min(LONGEST_RETRY_AFTER)
+}
+
 /// The wait before try `attempt + 1` after `attempt` failures (counted from 1): `base`, doubling,
 /// at most `max`. Saturates instead of overflowing.
 pub(crate) fn exponential(base: Duration, attempt: u32, max: Duration) -> Duration {
@@ -58,6 +82,21 @@ pub(crate) fn tries_per_call(by: RetriedBy, client_attempts: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_past_an_hour_is_read_as_an_hour_and_never_overflows_a_clock() {
+        for huge in ["1e30", "18446744073709551615", "99999999999999", "1.7e308"] {
+            assert_eq!(parse_retry_after(huge), Some(LONGEST_RETRY_AFTER), "{huge}");
+        }
+        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1500)));
+        for bad in ["inf", "NaN", "-1", "Wed, 21 Oct 2026 07:28:00 GMT", ""] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
+        assert_eq!(capped(Duration::MAX), LONGEST_RETRY_AFTER);
+        // What the callers do with it must not panic.
+        let _ = std::time::Instant::now() + capped(Duration::MAX);
+        let _ = chrono::Utc::now() + chrono::Duration::from_std(capped(Duration::MAX)).unwrap();
+    }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 

@@ -232,7 +232,7 @@ impl LangSmithClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(crate::retry::parse_retry_after);
         let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if !(200..300).contains(&status) {
             let detail = error_detail(&body);
@@ -367,7 +367,7 @@ impl LangSmithClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(crate::retry::parse_retry_after);
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if !(200..300).contains(&status) {
             let detail = error_detail(&bytes);
@@ -501,15 +501,6 @@ fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, La
     })
 }
 
-/// `Retry-After` in seconds (HTTP dates are rare from APIs and are treated as absent).
-pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-}
-
 fn error_detail(body: &[u8]) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) => match v.get("detail").or_else(|| v.get("error")).or_else(|| v.get("message")) {
@@ -577,7 +568,7 @@ mod tests {
             let d = crate::retry::jittered(base, attempt);
             assert!(d >= top / 2 && d <= top, "{attempt}: {d:?}");
         }
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(crate::retry::parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(crate::retry::parse_retry_after("soon"), None);
     }
 }

@@ -410,8 +410,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(crate::retry::parse_retry_after)
 }
 
 /// Slack's error code as given, when it looks like one (it is logged and shown in

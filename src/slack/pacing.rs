@@ -113,7 +113,7 @@ impl Pacer {
         }
         let tolerance = self.interval * (self.burst - 1);
         let mut tat = self.tat.lock().expect("pacer lock");
-        let blocked = now + retry_after + tolerance;
+        let blocked = now + crate::retry::capped(retry_after) + tolerance;
         let entry = tat.entry(channel.to_string()).or_insert(blocked);
         *entry = (*entry).max(blocked);
     }
@@ -143,6 +143,14 @@ mod tests {
         p.back_off("C1", Duration::from_secs(5), t0);
         assert_eq!(p.try_acquire("C1", t0), Duration::from_secs(5));
         assert_eq!(p.try_acquire("C1", t0 + Duration::from_secs(5)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_retry_after_of_any_size_blocks_the_channel_for_at_most_an_hour() {
+        let p = Pacer::new(Duration::from_secs(1), 1);
+        let t0 = Instant::now();
+        p.back_off("C1", Duration::MAX, t0);
+        assert_eq!(p.try_acquire("C1", t0), crate::retry::LONGEST_RETRY_AFTER);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Workers {
                 Outcome::Retry { after, error } => {
                     let delay = crate::retry::jittered(w.retry_base, job.attempts)
                         .min(w.retry_max)
-                        .max(after.unwrap_or_default());
+                        .max(after.map(crate::retry::capped).unwrap_or_default());
                     tracing::warn!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, attempt = job.attempts, retry_in = ?delay, error = %error, "delivery failed, will retry");
                     let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.state.due_hint.note(at);

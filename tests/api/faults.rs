@@ -201,6 +201,38 @@ async fn slack_retry_after_sets_the_next_attempt() {
 }
 
 #[tokio::test]
+async fn a_retry_after_of_any_size_is_waited_out_for_at_most_an_hour_and_harms_nothing() {
+    // Past what `Instant + Duration` and `DateTime + Duration` can hold: such waits panicked.
+    for (from_langsmith, wait) in [
+        (true, "1e30"),
+        (true, "99999999999999"),
+        (false, "18446744073709551615"),
+        (false, "1.7e308"),
+    ] {
+        let (ls, slack) = (fake_langsmith().await, fake_slack().await);
+        if from_langsmith {
+            ls.push([Reply::json(429, json!({"detail": "rate limited"})).header("retry-after", wait)]);
+        } else {
+            slack.push([Reply::json(429, json!({"ok": false, "error": "ratelimited"})).header("retry-after", wait)]);
+        }
+        let app = app(&ls.address, &slack.address).await;
+        let before = chrono::Utc::now();
+        send_one(&app).await;
+        let retry = wait_for(Duration::from_secs(10), "the job's first attempt to fail", || async {
+            let pending = app.store.jobs_in_state(JobState::Pending, 1).await.unwrap();
+            pending.into_iter().find(|j| j.attempts >= 1)
+        })
+        .await;
+        let after = retry.next_attempt_at - before;
+        assert!(
+            after >= chrono::Duration::minutes(59) && after <= chrono::Duration::minutes(61),
+            "retried {after} later ({wait}, from LangSmith: {from_langsmith})"
+        );
+        assert_eq!(app.get("/healthz").await.status(), 200, "still serving");
+    }
+}
+
+#[tokio::test]
 async fn a_slack_that_hangs_is_timed_out_and_retried() {
     let (ls, slack) = (fake_langsmith().await, fake_slack().await);
     slack.push([Reply::json(

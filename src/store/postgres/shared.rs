@@ -46,7 +46,10 @@ impl SharedStore for PgStore {
         interval: Duration,
         burst: u32,
     ) -> Result<(), StoreError> {
-        let blocked = chrono::Duration::from_std(retry_after + interval * (burst.max(1) - 1)).unwrap_or_default();
+        let blocked = chrono::Duration::from_std(
+            crate::retry::capped(retry_after).saturating_add(interval.saturating_mul(burst.max(1) - 1)),
+        )
+        .unwrap_or_default();
         self.execute(
             sqlx::query(
                 "INSERT INTO channel_pace AS p (channel, tat) VALUES ($1, clock_timestamp() + $2)
