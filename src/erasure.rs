@@ -1,6 +1,7 @@
 //! `votes erase`: a person's (or a run's) votes deleted here and, with the LangSmith API key,
 //! the feedback rows this service submitted for them deleted in LangSmith
-//! (`DELETE /api/v1/feedback/{id}`). Interactive buttons and confirm links keep the id of the
+//! (`DELETE /api/v1/feedback/{id}`). A submission still queued goes with its vote, so it never
+//! reaches LangSmith later with the voter's id. Interactive buttons and confirm links keep the id of the
 //! row they submitted; a link-mode click went from the reader's browser to LangSmith directly,
 //! so its row cannot be told from anyone else's and stays there. What went is printed as counts
 //! and run/key rows, and logged as one audit line naming the count and the kind of selector,
@@ -73,6 +74,16 @@ pub(crate) async fn erase(
         }
     }
     erasure.votes_deleted = store.delete_votes(&gone).await.context("cannot delete the votes")?;
+    // A vote whose submission a worker is sending right now is kept (`delete_votes`): its
+    // feedback id arrives when the send ends, and running the command again deletes both.
+    let in_flight = gone.len() as u64 - erasure.votes_deleted.min(gone.len() as u64);
+    if failed.is_none() && in_flight > 0 {
+        anyhow::bail!(
+            "{in_flight} vote(s) are being submitted to LangSmith right now and are kept; run the command again in a minute to finish; {} vote(s) and {} feedback row(s) were deleted",
+            erasure.votes_deleted,
+            erasure.feedback_deleted
+        );
+    }
     if let Some(e) = failed {
         let kept = erasure.votes.len() - gone.len();
         return Err(anyhow::anyhow!(e).context(format!(

@@ -115,6 +115,9 @@ pub trait VoteStore: Send + Sync + 'static {
     /// Every vote `who` selects, oldest first.
     async fn votes_of(&self, who: &VoteSelector) -> Result<Vec<Vote>, StoreError>;
 
-    /// Deletes votes by row id; returns how many went.
+    /// Deletes votes by row id, each with its submission's job (`submission:<action key>`,
+    /// whose payload names the voter) unless that job is being sent right now: such a vote is
+    /// kept, so that an erasure run again later finds it with its feedback id. Returns how many
+    /// votes went.
     async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError>;
 }

@@ -493,6 +493,89 @@ async fn a_claimed_vote_is_released_unless_its_feedback_was_kept_and_erasure_sel
     assert_eq!(left, ["U2", "Ana@Example.com"]);
 }
 
+#[tokio::test]
+async fn erasing_a_vote_drops_its_queued_submission_and_keeps_a_vote_whose_submission_is_being_sent() {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::helpers::backend::open_store(&crate::helpers::backend::store_url(dir.path(), "erase")).await;
+    let s = store.as_ref();
+    let now = chrono::Utc::now();
+    let vote = |action: &str, n: u128| feedback_dispatch::NewVote {
+        job_id: 1,
+        run_id: uuid::Uuid::from_u128(0xe5a5e000_0000_4000_8000_000000000000 | n).into(),
+        route: "support".into(),
+        key: "thumbs_up".into(),
+        choice: 0,
+        label: "👍".into(),
+        score: 1.0,
+        reasons: Vec::new(),
+        source: "slack".into(),
+        voter: "U1".into(),
+        team: None,
+        channel: None,
+        message_ts: None,
+        action_key: action.into(),
+        once_key: Some(format!("once:{action}")),
+        at: now,
+    };
+    // Its payload names the voter, as a real submission's metadata does.
+    let submission = |action: &str, n: i64| feedback_dispatch::NewJob {
+        kind: JobKind::FeedbackSubmit,
+        route: "support".into(),
+        target: "langsmith".into(),
+        run_id: None,
+        idempotency_key: feedback_dispatch::submission_key(action),
+        payload: json!({"action_key": action, "metadata": {"slack_user_id": "U1"}}),
+        due_at: now - chrono::Duration::seconds(10 - n),
+    };
+    // "sending" is claimed first (due earliest), "queued" and "gaveup" are not; "gaveup" dies.
+    for (action, n) in [("sending", 1), ("queued", 2), ("gaveup-x", 3)] {
+        assert!(
+            s.record_vote(&vote(action, n), &[submission(action, n as i64)])
+                .await
+                .unwrap()
+        );
+    }
+    let claimed = s.claim_unread(now, Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].clone().read().unwrap().payload["action_key"], "sending");
+    let dead = s
+        .jobs_in_state(JobState::Pending, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.payload["action_key"] == "gaveup-x")
+        .unwrap();
+    s.mark_dead(dead.id, "gave up", now).await.unwrap();
+
+    let ids: Vec<i64> = s
+        .votes_of(&feedback_dispatch::VoteSelector::SlackUser("U1".into()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(s.delete_votes(&ids).await.unwrap(), 2, "the vote being sent is kept");
+    let left: Vec<String> = s
+        .votes_of(&feedback_dispatch::VoteSelector::SlackUser("U1".into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.vote.action_key)
+        .collect();
+    assert_eq!(left, ["sending"]);
+    let mut jobs = Vec::new();
+    for state in [JobState::Pending, JobState::Leased, JobState::Dead] {
+        jobs.extend(s.jobs_in_state(state, 10).await.unwrap());
+    }
+    let actions: Vec<&Value> = jobs.iter().map(|j| &j.payload["action_key"]).collect();
+    assert_eq!(
+        actions,
+        ["sending"],
+        "queued and dead submissions went with their votes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_erase_by_email_deletes_a_recipients_confirmations_and_their_feedback() {
     let app = spawn_app("").await;

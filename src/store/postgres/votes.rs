@@ -128,10 +128,24 @@ impl VoteStore for PgStore {
     }
 
     async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM votes WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(&self.pool)
-            .await;
+        // A submission a worker leases while this runs is not dropped (its state is checked
+        // again on the locked row), and then its vote is not deleted either: a vote goes when
+        // its submission's job went with it, or when it had none.
+        let done = sqlx::query(
+            "WITH target AS (
+                 SELECT id, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
+             dropped AS (
+                 DELETE FROM jobs j USING target t
+                 WHERE j.idempotency_key = t.submission AND j.kind = 'feedback_submit' AND j.state <> 'leased'
+                 RETURNING j.idempotency_key)
+             DELETE FROM votes v USING target t
+             WHERE v.id = t.id
+               AND (t.submission IN (SELECT idempotency_key FROM dropped)
+                    OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.idempotency_key = t.submission))",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await;
         Ok(self.wrote(done, |_| false)?.rows_affected())
     }
 }

@@ -129,6 +129,24 @@ impl VoteStore for SqliteStore {
         let mut deleted = 0;
         in_transaction!(self, |tx| {
             for id in ids {
+                // One writer: no worker claims the submission between these statements.
+                let in_flight = sqlx::query(
+                    "SELECT 1 FROM votes v JOIN jobs j ON j.idempotency_key = 'submission:' || v.action_key
+                     WHERE v.id = ? AND j.state = 'leased'",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if in_flight.is_some() {
+                    continue;
+                }
+                sqlx::query(
+                    "DELETE FROM jobs WHERE kind = 'feedback_submit'
+                     AND idempotency_key = (SELECT 'submission:' || action_key FROM votes WHERE id = ?)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 deleted += sqlx::query("DELETE FROM votes WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
