@@ -1,9 +1,11 @@
 //! Feedback submission jobs: a rating given through an interactive button, submitted through
 //! the run's presigned URL with who gave it. The voter is told privately, through the click's
-//! `response_url`, when the rating is delayed or its window closed.
+//! `response_url`, when the rating is delayed or its window closed. A rating that will not reach
+//! LangSmith (its token expired, LangSmith refused it, or every attempt failed) gives its vote up:
+//! the tally no longer counts it, the voter may rate again, and is told so.
 
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome};
-use crate::jobs::{JobKind, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, to_json};
+use crate::jobs::{JobKind, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key, to_json};
 use crate::langsmith::{LangSmithError, MintedToken};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -24,26 +26,58 @@ impl FeedbackSubmissions {
 
     /// Queues a private line to the voter of a submission (once per kind of note and click).
     async fn note(&self, job: &Job, s: &SubmissionPayload, what: &str, text: &str) {
-        let Some(url) = &s.response_url else {
+        let Some(note) = answer(
+            job,
+            s,
+            note_key(what, &s.action_key),
+            SlackReply::Private { text: text.into() },
+        ) else {
             return;
-        };
-        let note = NewJob {
-            kind: JobKind::SlackUpdate,
-            route: job.route.clone(),
-            target: job.target.clone(),
-            run_id: job.run_id,
-            idempotency_key: note_key(what, &s.action_key),
-            payload: to_json(&SlackUpdatePayload {
-                message_job: s.message_job,
-                response_url: url.clone(),
-                reply: SlackReply::Private { text: text.into() },
-            }),
-            due_at: chrono::Utc::now(),
         };
         if let Err(e) = self.state.store.enqueue(&[note], &[], chrono::Utc::now()).await {
             tracing::warn!(job = job.id, error = %e, "cannot queue a note to the voter");
         }
     }
+
+    /// The rating will not reach LangSmith: its vote is released (the tally stops counting it
+    /// and the voter may rate again), the message re-rendered without it, and the voter told
+    /// `text` privately. Released first, so the re-render cannot count it.
+    async fn give_up(&self, job: &Job, s: &SubmissionPayload, what: &str, text: &str) {
+        if let Err(e) = self.state.store.release_vote(&s.action_key).await {
+            tracing::warn!(job = job.id, error = %e, "cannot release the vote of a rating that was not recorded");
+            return;
+        }
+        let rerender = answer(
+            job,
+            s,
+            slack_update_key(&format!("released:{}", s.action_key)),
+            SlackReply::Replace,
+        );
+        if let Some(rerender) = rerender
+            && let Err(e) = self.state.store.enqueue(&[rerender], &[], chrono::Utc::now()).await
+        {
+            tracing::warn!(job = job.id, error = %e, "cannot queue the message's update after a rating was given up");
+        }
+        self.note(job, s, what, text).await;
+    }
+}
+
+/// An answer to the click of submission `s`, through its `response_url` (none without one).
+fn answer(job: &Job, s: &SubmissionPayload, idempotency_key: String, reply: SlackReply) -> Option<NewJob> {
+    let url = s.response_url.as_ref()?;
+    Some(NewJob {
+        kind: JobKind::SlackUpdate,
+        route: job.route.clone(),
+        target: job.target.clone(),
+        run_id: job.run_id,
+        idempotency_key,
+        payload: to_json(&SlackUpdatePayload {
+            message_job: s.message_job,
+            response_url: url.clone(),
+            reply,
+        }),
+        due_at: chrono::Utc::now(),
+    })
 }
 
 #[async_trait::async_trait]
@@ -87,7 +121,7 @@ impl Deliver for FeedbackSubmissions {
                 Outcome::Sent
             }
             Err(LangSmithError::Status { status: 404, .. }) => {
-                self.note(
+                self.give_up(
                     job,
                     s,
                     "closed",
@@ -100,7 +134,17 @@ impl Deliver for FeedbackSubmissions {
             }
             Err(e) => {
                 let outcome = Outcome::failed(DeliveryError::Submit(e));
-                if matches!(outcome, Outcome::Retry { .. }) && job.attempts == 1 {
+                // The queue makes a retry past `max_attempts` a dead letter (worker/record.rs).
+                let last = job.attempts >= self.state.settings.workers.max_attempts;
+                if matches!(outcome, Outcome::Dead(_)) || last {
+                    self.give_up(
+                        job,
+                        s,
+                        "failed",
+                        "Sorry: LangSmith did not take your rating, so it was not recorded. Please rate again.",
+                    )
+                    .await;
+                } else if matches!(outcome, Outcome::Retry { .. }) && job.attempts == 1 {
                     self.note(
                         job,
                         s,

@@ -630,6 +630,74 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
     assert_eq!(notes, 1, "the voter is told once");
 }
 
+#[tokio::test]
+async fn a_rating_langsmith_never_takes_gives_its_vote_up_and_the_voter_is_told() {
+    // The tokens' links point at a port where nothing listens: every attempt fails.
+    let port = crate::helpers::fakes::closed_port();
+    let langsmith = spawn_app_with(
+        KEYS_TOML,
+        env(&[
+            ("LANGSMITH_API_KEY", "lsv2_votes"),
+            (
+                "FEEDBACK_DISPATCH__SERVER__PUBLIC_URL",
+                &format!("http://127.0.0.1:{port}"),
+            ),
+        ]),
+    )
+    .await;
+    let slack = slack_with_responses(Arc::default()).await;
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nretry_max = \"100ms\"\nmax_attempts = 3\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\", buttons = \"interactive\" }}\n",
+        slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+            ("LANGSMITH_ENDPOINT", &langsmith.address),
+            ("LANGSMITH_API_KEY", "lsv2_votes"),
+        ]),
+    )
+    .await;
+    post_run(&app, RUN, "support-bot").await;
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let up = button(&posted, "👍 Helpful").unwrap().2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+
+    let dead = wait_for(WAIT, "the submission to die", || async {
+        let dead = app.store.jobs_in_state(JobState::Dead, 10).await.unwrap();
+        dead.into_iter().find(|j| j.kind == JobKind::FeedbackSubmit)
+    })
+    .await;
+    assert!(dead.last_error.unwrap_or_default().contains("gave up after 3 attempts"));
+    let told = wait_for_response(&slack, "the voter told", |m| {
+        m["text"].as_str().is_some_and(|t| t.contains("was not recorded"))
+    })
+    .await;
+    assert_eq!(told["response_type"], "ephemeral");
+    assert!(votes(&app, job.id).await.is_empty(), "the vote is given up");
+    // The message is shown again without the vote: its last replacement names nobody.
+    let replaced = wait_for(WAIT, "the message re-rendered without the vote", || async {
+        let replaced: Vec<Value> = responses(&slack)
+            .into_iter()
+            .filter(|m| m["replace_original"] == true)
+            .collect();
+        (replaced.len() >= 2).then(|| replaced.last().cloned().unwrap())
+    })
+    .await;
+    assert!(!replaced.to_string().contains("<@U1>"), "{replaced}");
+    // Given up, the voter may rate again.
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000002.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    wait_for(WAIT, "the second vote recorded", || async {
+        (votes(&app, job.id).await.len() == 1).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_ack_and_the_update_still_updates_the_message() {
     crate::helpers::init();
