@@ -63,6 +63,51 @@ fn submission(opened: &Value, user: &str, reason: Option<&str>, comment: &str) -
 }
 
 #[tokio::test]
+async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_three_seconds() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\n{THUMBS_WITH_REASONS}\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"interactive\" }}\n",
+        slack.address
+    );
+    // The store's wait is 1 s; Slack's views.open takes 1.5 s.
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+            ("FEEDBACK_DISPATCH__STORE__INTAKE_WAIT", "1s"),
+        ]),
+    )
+    .await;
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
+    slack.push([crate::helpers::fakes::Reply::json(200, json!({"ok": true})).delayed(Duration::from_millis(1500))]);
+    let mut click = payload(&slack, "U1", &down, "1700000001.000001");
+    click["trigger_id"] = json!("trigger-1");
+    let started = std::time::Instant::now();
+    let res = post_interaction(&app, &form(&click), None).await;
+    let took = started.elapsed();
+    assert_eq!(res.status(), 200, "acked, not refused for the store's wait");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "answered after views.open: {took:?}"
+    );
+    assert_eq!(slack.requests_to("/api/views.open").len(), 1);
+    // The modal is open: nothing counts until it is submitted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.store.votes_for_job(job.id).await.unwrap().is_empty());
+    assert!(feedback_on(&app, RUN).await.is_empty());
+}
+
+#[tokio::test]
 async fn an_interactive_thumbs_down_asks_for_a_listed_reason_and_submits_it_with_the_comment() {
     let slack = slack_with_responses(Arc::default()).await;
     let app = interactive_app(&slack).await;

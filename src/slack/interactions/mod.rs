@@ -83,10 +83,29 @@ async fn interaction(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Res
         }
         _ => return StatusCode::OK.into_response(),
     };
-    // The ack must come within Slack's 3 s: the store's wait is bounded like intake's.
+    // The ack must come within Slack's 3 s: the store's wait is bounded like intake's, and a
+    // modal is opened after it, in what is left of the 3 s, never inside the store's wait.
+    let received = tokio::time::Instant::now();
     let wait = state.settings.store.intake_wait;
-    match tokio::time::timeout(wait, record(state, &click, comment)).await {
+    let mut outcome = tokio::time::timeout(wait, record(state, &click, comment, true)).await;
+    if let Ok(Err(NotCounted::Ask(modal))) = outcome {
+        let left = SLACK_ACK_WITHIN.saturating_sub(received.elapsed());
+        let opened = match tokio::time::timeout(left, modal.open(state, &click)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(format!("views.open did not answer within {left:?}")),
+        };
+        match opened {
+            Ok(()) => return StatusCode::OK.into_response(),
+            // The rating is not lost for want of a comment box.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the comment box; the rating is submitted without a comment or reason");
+                outcome = tokio::time::timeout(wait, record(state, &click, None, false)).await;
+            }
+        }
+    }
+    match outcome {
         Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(NotCounted::Ask(_))) => StatusCode::OK.into_response(),
         Ok(Err(NotCounted::Refused(why))) => {
             tracing::warn!(reason = %why, "a Slack click was not counted");
             StatusCode::OK.into_response()
@@ -123,7 +142,14 @@ enum NotCounted {
         /// The error, in words for the voter.
         message: String,
     },
+    /// Not counted yet: the button asks for a comment or a reason first, in this modal
+    /// (opened by the handler once the store's part is done; the click counts when it is
+    /// submitted).
+    Ask(modal::ModalRequest),
 }
+
+/// How long Slack waits for the ack of an interaction, and a `trigger_id` stays usable.
+const SLACK_ACK_WITHIN: std::time::Duration = std::time::Duration::from_millis(2_800);
 
 fn refused(why: String) -> NotCounted {
     NotCounted::Refused(why)

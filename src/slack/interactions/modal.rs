@@ -128,6 +128,25 @@ fn reasons_block(reasons: &Reasons) -> Value {
     })
 }
 
+/// A modal to open for a click before it counts: its comment box and, for a negative choice of
+/// a key with reasons, the reasons.
+#[derive(Debug)]
+pub(crate) struct ModalRequest {
+    /// The click's `trigger_id`.
+    pub(super) trigger: String,
+    /// The button's label, shown in the modal.
+    pub(super) label: String,
+    /// The reasons to pick from, when asked.
+    pub(super) reasons: Option<Reasons>,
+}
+
+impl ModalRequest {
+    /// Opens it (`views.open`).
+    pub(super) async fn open(&self, state: &AppState, click: &Click) -> Result<(), String> {
+        open_comment_box(state, &self.trigger, click, &self.label, self.reasons.as_ref()).await
+    }
+}
+
 /// Opens the comment modal for a click (`views.open`, within the 3 s its trigger lasts); the
 /// click itself travels in the modal's `private_metadata` and comes back with the submission.
 pub(super) async fn open_comment_box(

@@ -14,7 +14,15 @@ use chrono::Utc;
 /// Longest a click waits for its message's send to be recorded (well within Slack's 3 s).
 const RECORDING_WAIT: std::time::Duration = std::time::Duration::from_millis(1_500);
 
-pub(super) async fn record(state: &AppState, click: &Click, entered: Option<ModalAnswer>) -> Result<(), NotCounted> {
+/// `may_ask`: whether a button that asks for a comment or reasons may answer
+/// [`NotCounted::Ask`]; `false` once its modal could not be opened (the rating then counts
+/// without them).
+pub(super) async fn record(
+    state: &AppState,
+    click: &Click,
+    entered: Option<ModalAnswer>,
+    may_ask: bool,
+) -> Result<(), NotCounted> {
     let settings = &state.settings;
     let value = click
         .value
@@ -121,6 +129,7 @@ pub(super) async fn record(state: &AppState, click: &Click, entered: Option<Moda
         click,
         job: &job,
         respond_to,
+        may_ask,
     };
     let answer = |reply: SlackReply| ctx.answer(reply, slack_update_key(&click.action_key()));
     if mode.submits() {
@@ -190,6 +199,8 @@ pub(super) struct Context<'a> {
     pub(super) click: &'a Click,
     pub(super) job: &'a crate::store::Job,
     pub(super) respond_to: Option<url::Url>,
+    /// Whether a modal may be asked for first (see [`record`]).
+    pub(super) may_ask: bool,
 }
 
 impl Context<'_> {

@@ -3,7 +3,7 @@
 
 use super::NotCounted;
 use super::click::ModalAnswer;
-use super::modal::{REASONS_BLOCK, open_comment_box};
+use super::modal::{ModalRequest, REASONS_BLOCK};
 use super::record::Context;
 use crate::domain::Reasons;
 use crate::domain::{ButtonValue, RunId};
@@ -85,15 +85,14 @@ pub(super) async fn submit(
     }
     if (button.comment || asked.is_some())
         && answer.is_none()
+        && ctx.may_ask
         && let Some(trigger) = &click.trigger_id
     {
-        match open_comment_box(state, trigger, click, &link.label, asked).await {
-            Ok(()) => return Ok(()),
-            // The rating is not lost for want of a comment box.
-            Err(e) => {
-                tracing::warn!(error = %e, job = job.id, "cannot open the comment box; the rating is submitted without a comment or reason")
-            }
-        }
+        return Err(NotCounted::Ask(ModalRequest {
+            trigger: trigger.clone(),
+            label: link.label.clone(),
+            reasons: asked.cloned(),
+        }));
     }
     let metadata = serde_json::json!({
         "slack_user_id": click.user,
