@@ -71,6 +71,15 @@ impl ButtonMode {
         }
     }
 
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ButtonMode::Link => "link",
+            ButtonMode::Interactive => "interactive",
+            ButtonMode::Native => "native",
+        }
+    }
+
     /// Whether clicks come only to the service, which submits the ratings.
     pub fn submits(self) -> bool {
         self != ButtonMode::Link

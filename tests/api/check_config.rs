@@ -334,3 +334,60 @@ fn the_old_names_of_renamed_settings_still_work_with_a_warning_and_both_at_once_
         "{stderr}"
     );
 }
+
+#[test]
+fn an_incoming_webhook_url_is_never_echoed_and_must_be_encrypted_to_another_host() {
+    let route = |url: &str| {
+        format!("[slack]\nmode = \"webhook\"\n{KEY}[[routes]]\nname = \"r\"\nslack = {{ webhook_url = \"{url}\" }}\n")
+    };
+    for (url, why) in [
+        ("hooks.slack.com/services/T0/B0/s3cretpart", "not a URL"),
+        ("http://hooks.slack.com/services/T0/B0/s3cretpart", "unencrypted"),
+    ] {
+        let (code, out, err) = check_config(&route(url), &[]);
+        assert_ne!(code, 0, "{url}: {out}{err}");
+        assert!(
+            err.contains("routes[0].slack.webhook_url") && err.contains(why),
+            "{url}: {err}"
+        );
+        assert!(
+            !format!("{out}{err}").contains("s3cretpart"),
+            "{url} echoed: {out}{err}"
+        );
+    }
+    let (code, out, err) = check_config(
+        &format!("[slack]\nmode = \"webhook\"\n{KEY}[[routes]]\nname = \"r\"\nslack = {{}}\n"),
+        &[("SLACK_WEBHOOK_URL", "http://hooks.slack.com/services/T0/B0/s3cretpart")],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("SLACK_WEBHOOK_URL") && err.contains("unencrypted"),
+        "{err}"
+    );
+    assert!(!format!("{out}{err}").contains("s3cretpart"), "{out}{err}");
+    // A local relay (or a test's fake) may be plain http.
+    let (code, out, err) = check_config(&route("http://127.0.0.1:9/services/T0/B0/x"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn interactive_buttons_need_a_channel_to_check_each_click_against() {
+    for slack in [
+        "webhook_url = \"https://hooks.slack.com/services/T0/B0/x\", buttons = \"interactive\"",
+        "buttons = \"native\"",
+    ] {
+        let toml = format!("[slack]\nmode = \"webhook\"\n{KEY}[[routes]]\nname = \"r\"\nslack = {{ {slack} }}\n");
+        let (code, out, err) = check_config(
+            &toml,
+            &[
+                ("SLACK_SIGNING_SECRET", "s"),
+                ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/y"),
+            ],
+        );
+        assert_ne!(code, 0, "{slack}: {out}{err}");
+        assert!(
+            err.contains("routes[0].slack.buttons") && err.contains("channel is not known"),
+            "{slack}: {err}"
+        );
+    }
+}

@@ -605,3 +605,29 @@ async fn votes_erase_by_email_deletes_a_recipients_confirmations_and_their_feedb
         "{out}{err}"
     );
 }
+
+#[tokio::test]
+async fn a_click_on_a_message_whose_channel_is_not_known_is_not_counted() {
+    // An incoming webhook answers no channel id: there is nothing to check a click against.
+    let slack = crate::helpers::fakes::fake_slack().await;
+    let toml = format!(
+        "[slack]\nmode = \"webhook\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n{}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ webhook_url = \"{}/services/T1/B1/own\" }}\n",
+        crate::helpers::KEYS_TOML,
+        slack.address
+    );
+    let app = spawn_app_with(&toml, env(&[("SLACK_SIGNING_SECRET", SECRET)])).await;
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "ok"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let posted = slack.wait_for("/services/T1/B1/own", 1, WAIT).await[0].json();
+    let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200, "acked: Slack shows nothing of a refusal");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(voters(&app, job.id).await.is_empty(), "not counted");
+}

@@ -174,13 +174,8 @@ impl Validator {
             );
         }
         let webhook_url = secret("SLACK_WEBHOOK_URL");
-        if let Some(w) = &webhook_url
-            && url::Url::parse(w.expose_secret()).is_err()
-        {
-            self.fail(
-                "slack",
-                "SLACK_WEBHOOK_URL is not a URL (expected https://hooks.slack.com/services/…)",
-            );
+        if let Some(w) = &webhook_url {
+            self.webhook_url("slack (SLACK_WEBHOOK_URL)", w.expose_secret());
         }
         let api_text = raw.api_url.unwrap_or_else(|| "https://slack.com/api".into());
         let api_url = self.url(

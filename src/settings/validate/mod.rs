@@ -342,6 +342,22 @@ impl Validator {
         }
     }
 
+    /// An incoming-webhook URL: a credential, so an error never shows it; `https`, or `http` to
+    /// this machine only (a local relay or a test's fake), since it travels with every message.
+    pub(super) fn webhook_url(&mut self, path: &str, value: &str) -> Option<url::Url> {
+        let why = match url::Url::parse(value.trim()) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => return Some(u),
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => return Some(u),
+            Ok(u) if u.scheme() == "http" => "plain http to another host would send the URL, a credential, unencrypted",
+            _ => "it is not a URL",
+        };
+        self.fail(
+            path,
+            format!("{why} (expected https://hooks.slack.com/services/…; the value is not shown: it is a credential)"),
+        );
+        None
+    }
+
     pub(super) fn url(&mut self, path: &str, value: &str, what: &str) -> Option<url::Url> {
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
@@ -350,6 +366,16 @@ impl Validator {
                 None
             }
         }
+    }
+}
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -345,11 +345,7 @@ impl Validator {
                 self.fail(format!("{at}.webhook_url"), "an incoming webhook posts to its own channel (expected webhook_url alone, without channel or channel_from)");
                 return None;
             }
-            let u = self.url(
-                &format!("{at}.webhook_url"),
-                &url,
-                "an incoming-webhook URL, https://hooks.slack.com/services/…",
-            )?;
+            let u = self.webhook_url(&format!("{at}.webhook_url"), &url)?;
             SlackChannel::Webhook(u)
         } else if let Some(path) = raw.channel_from {
             match FieldPath::parse(&path) {
@@ -367,6 +363,15 @@ impl Validator {
         } else {
             SlackChannel::Default
         };
+        // A click is counted only from the channel its message went to; an incoming webhook
+        // (and a route without a channel) never says which that is.
+        if buttons.submits() && matches!(target, SlackChannel::Webhook(_) | SlackChannel::Default) {
+            self.fail(
+                format!("{at}.buttons"),
+                format!("buttons = \"{}\" count a click only from the channel its message went to, and this route's channel is not known (an incoming webhook answers none): expected channel = \"C…\" (or channel_from) with slack.mode = \"api\", or buttons = \"link\"", buttons.as_str()),
+            );
+            return None;
+        }
         if let Some(slack) = slack {
             match (slack.mode, &target) {
                 (SlackMode::Api, SlackChannel::Default) => {

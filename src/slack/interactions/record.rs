@@ -86,7 +86,16 @@ pub(super) async fn record(
             kept
         }
     };
-    if sent_to.is_some_and(|id| id != clicked_in) {
+    // A message whose channel is not known (an incoming webhook answers no channel id) has no
+    // channel to check a click against: its clicks are not counted (check-config refuses
+    // interactive buttons there).
+    let Some(sent_to) = sent_to else {
+        return Err(refused(format!(
+            "job {} went to a channel whose id is not known (an incoming webhook answers none): its clicks are not counted",
+            job.id
+        )));
+    };
+    if sent_to != clicked_in {
         return Err(refused(format!(
             "job {} was not sent to the channel clicked in",
             job.id
