@@ -21,6 +21,11 @@ pub enum JobKind {
     SlackUpdate,
     /// A rating the service submits through a presigned URL (interactive buttons).
     FeedbackSubmit,
+    /// A run added to a LangSmith annotation queue after a negative vote (`on_negative.queue`).
+    ReviewQueue,
+    /// A Slack message in the triage channel about a negatively rated run, or a reply in its
+    /// thread (`on_negative.triage`).
+    SlackTriage,
 }
 
 impl JobKind {
@@ -31,6 +36,8 @@ impl JobKind {
             JobKind::Digest => "digest",
             JobKind::SlackUpdate => "slack_update",
             JobKind::FeedbackSubmit => "feedback_submit",
+            JobKind::ReviewQueue => "review_queue",
+            JobKind::SlackTriage => "slack_triage",
         }
     }
 
@@ -41,6 +48,8 @@ impl JobKind {
             "digest" => Some(JobKind::Digest),
             "slack_update" => Some(JobKind::SlackUpdate),
             "feedback_submit" => Some(JobKind::FeedbackSubmit),
+            "review_queue" => Some(JobKind::ReviewQueue),
+            "slack_triage" => Some(JobKind::SlackTriage),
             _ => None,
         }
     }
@@ -106,6 +115,8 @@ payload_kinds! {
     Digest => DigestJobPayload,
     SlackUpdate => SlackUpdatePayload,
     FeedbackSubmit => SubmissionPayload,
+    ReviewQueue => ReviewQueuePayload,
+    SlackTriage => TriagePayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -224,6 +235,58 @@ pub fn note_key(what: &str, action_key: &str) -> String {
     format!("slack-note:{what}:{action_key}")
 }
 
+/// What a review-queue job carries: the run to add to a LangSmith annotation queue after a
+/// negative vote. The run's project and start time are read when it is delivered (from the rated
+/// message's stored run, else from LangSmith).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReviewQueuePayload {
+    /// The job whose message was rated (a Slack message or a digest email).
+    pub message_job: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The annotation queue, by name (`on_negative.queue`).
+    pub queue: String,
+    /// Create the queue when LangSmith has none of that name.
+    pub create_queue: bool,
+}
+
+/// The idempotency key of a run's addition to a queue: once per run and queue, however many
+/// negative votes follow.
+pub(crate) fn review_queue_key(run: RunId, queue: &str) -> String {
+    format!("review-queue:{run}:{queue}")
+}
+
+/// What a triage job carries: one negative vote on a run, told in the triage channel (the
+/// run's first as a message, later ones as replies in its thread).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TriagePayload {
+    /// The job whose message was rated (a Slack message or a digest email).
+    pub message_job: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The triage channel id (`on_negative.triage`).
+    pub channel: String,
+    /// `"slack"` or `"email"`.
+    pub source: String,
+    /// Who rated: a Slack user id, an address (with `email.identify`), or `None` (not shown).
+    pub voter: Option<String>,
+    /// The label of the button chosen.
+    pub label: String,
+    /// The reasons picked, in settings order.
+    pub reasons: Vec<String>,
+    /// The comment given, if any.
+    pub comment: Option<String>,
+    /// The Slack channel of the rated message, for a link to it.
+    pub rated_channel: Option<String>,
+    /// The Slack timestamp of the rated message.
+    pub rated_ts: Option<String>,
+}
+
+/// The idempotency key of the triage of one vote (`action_key`) on a run in a channel.
+pub(crate) fn triage_key(channel: &str, run: RunId, action_key: &str) -> String {
+    format!("review-triage:{channel}:{run}:{action_key}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +358,24 @@ mod tests {
             metadata: serde_json::json!({"slack_user_id": "U1"}),
             response_url: None,
             extend_trace_retention: Some(false),
+        });
+        round_trip(ReviewQueuePayload {
+            message_job: 3,
+            run_id: event().run_id,
+            queue: "Support review".into(),
+            create_queue: true,
+        });
+        round_trip(TriagePayload {
+            message_job: 3,
+            run_id: event().run_id,
+            channel: "C0TRIAGE".into(),
+            source: "slack".into(),
+            voter: Some("U1".into()),
+            label: "👎".into(),
+            reasons: vec!["Incomplete".into()],
+            comment: Some("c".into()),
+            rated_channel: Some("C1".into()),
+            rated_ts: Some("1.2".into()),
         });
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct OutgoingMessage {
 pub(crate) struct Delivered {
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
+    /// Slack's timestamp of the message (api mode): what a reply in its thread names.
+    pub ts: Option<String>,
 }
 
 /// Why a message was not delivered.
@@ -335,6 +337,7 @@ struct ApiAnswer {
     ok: bool,
     error: Option<String>,
     channel: Option<String>,
+    ts: Option<String>,
 }
 
 /// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
@@ -350,6 +353,7 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
         }),
         None if answer.ok => Ok(Delivered {
             channel: answer.channel,
+            ts: answer.ts,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }

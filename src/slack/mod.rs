@@ -3,7 +3,7 @@
 //!
 //! Its kinds of job (`crate::delivery::Deliver`): `message.rs` (a run's message),
 //! `update.rs` (the answer to a click), `submit.rs` (a rating given by a click, submitted to
-//! LangSmith).
+//! LangSmith), `triage.rs` (a negative vote told in the triage channel, `on_negative.triage`).
 
 pub(crate) mod deliver;
 pub(crate) mod interactions;
@@ -11,4 +11,5 @@ pub(crate) mod message;
 pub(crate) mod pacing;
 pub(crate) mod render;
 pub(crate) mod submit;
+pub(crate) mod triage;
 pub(crate) mod update;
