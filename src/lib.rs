@@ -80,7 +80,7 @@ pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, subm
 pub use retention::prune_once;
 pub use store::{
     ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,
-    Store, StoreStats, StoredFeedback, StoredToken, Vote, VoteSelector, open as open_store,
+    Store, StoreStats, StoredFeedback, StoredToken, TriageThread, Vote, VoteSelector, open as open_store,
 };
 
 // LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).

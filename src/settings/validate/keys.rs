@@ -66,7 +66,7 @@ impl Validator {
                     self.fail(
                         format!("{at}.negative_below"),
                         format!(
-                            "no button of key {name:?} scores under {n} (expected a number above the lowest button's score, e.g. negative_below = 1 for 👍 1 / 👎 0)"
+                            "no button of key \"{name}\" scores under {n} (expected a number above the lowest button's score, e.g. negative_below = 1 for 👍 1 / 👎 0)"
                         ),
                     );
                     continue;
