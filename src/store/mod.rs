@@ -4,9 +4,10 @@
 //! [`QueueStore`] (`queue.rs`), [`DigestStore`] (`digests.rs`), [`VoteStore`] (`votes.rs`),
 //! [`EmbeddedStore`] (`embedded.rs`), [`SharedStore`] (`shared.rs`: pacing and secrets several
 //! processes share), [`ReviewStore`] (`review.rs`: triage threads) and [`MaintenanceStore`]
-//! (`maintenance.rs`). `sqlite/` is the embedded default, `postgres/` the one for several replicas ([`open`] picks one from the
-//! [`StoreUrl`]); each implements every role in a file of the same name (SQLite, one process,
-//! keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
+//! (`maintenance.rs`). `sqlite/` is the embedded default, `postgres/` the one for several
+//! replicas ([`open`] picks one from the [`StoreUrl`]); each implements every role in a file of
+//! the same name (SQLite, one process, keeps the defaults of [`SharedStore`]). Only this module
+//! uses sqlx.
 
 mod digests;
 mod embedded;
