@@ -114,9 +114,9 @@ impl Deliver for ReviewQueues {
     type Payload = ReviewQueuePayload;
     const CHANNEL: &'static str = "langsmith";
 
-    /// Up to four calls: read the run, find the queue, create it, add the run.
+    /// One call to LangSmith; the lease is held again before each further one.
     fn longest_send(&self, settings: &Settings) -> Duration {
-        settings.langsmith.timeout * 4
+        settings.langsmith.timeout
     }
 
     async fn deliver(
@@ -124,16 +124,25 @@ impl Deliver for ReviewQueues {
         job: &Job,
         p: &ReviewQueuePayload,
         _tokens: Option<&[MintedToken]>,
-        _lease: &mut dyn HoldLease,
+        lease: &mut dyn HoldLease,
     ) -> Outcome {
+        // Up to four calls (read the run, find the queue, create it, add the run): the lease
+        // is made to cover each before it is made, as the worker did for the first.
+        let one_call = self.state.settings.langsmith.timeout;
         let key = match self.run_key(p).await {
             Ok(key) => key,
             Err(outcome) => return outcome,
         };
+        if let Err(outcome) = lease.hold(one_call * 2).await {
+            return outcome;
+        }
         let queue_id = match self.queue_id(p).await {
             Ok(id) => id,
             Err(outcome) => return outcome,
         };
+        if let Err(outcome) = lease.hold(one_call).await {
+            return outcome;
+        }
         match self.state.langsmith.add_runs_to_queue(&queue_id, &[key]).await {
             Ok(()) => {
                 tracing::info!(job = job.id, run_id = %p.run_id, route = %job.route, queue = %p.queue, "run added to the annotation queue");
