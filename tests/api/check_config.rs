@@ -392,6 +392,14 @@ fn on_negative_and_negative_below_are_checked_and_the_negative_rule_is_shown() {
         }
     }
 
+    // Link buttons without Interactivity: no vote is recorded here, so nothing follows.
+    let (code, stdout, stderr) = check_config(&route("{ queue = \"q\" }"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("routes[0].on_negative: no vote on this route is recorded here"),
+        "{stdout}{stderr}"
+    );
+
     let toml = format!(
         "[slack]\nmode = \"api\"\n{THUMBS}[[keys]]\nname = \"stars\"\nfeedback_config = {{ type = \"continuous\", min = 1, max = 5 }}\n[[keys]]\nname = \"graded\"\nbuttons = [{{ label = \"a\", score = 1 }}, {{ label = \"b\", score = 0.5 }}, {{ label = \"c\", score = 0 }}]\nnegative_below = 0.75\n[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\non_negative = {{ queue = \"Support review\", create_queue = true, triage = \"C0TRIAGE1\", after = 2 }}\n"
     );

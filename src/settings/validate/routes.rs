@@ -109,6 +109,18 @@ impl Validator {
                 None => redact.clone(),
             };
             let on_negative = r.on_negative.and_then(|o| self.on_negative(&at, o, slack));
+            // Only votes recorded here are followed through: a link click without Interactivity
+            // reaches LangSmith alone, and so does an email link outside confirm mode.
+            let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
+            let confirm = email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm);
+            let votes_here = slack_target.as_ref().is_some_and(|s| s.buttons.submits() || tracked)
+                || (email_target.is_some() && confirm);
+            if on_negative.is_some() && !votes_here {
+                self.warnings.push(super::ConfigIssue {
+                    path: format!("{at}.on_negative"),
+                    message: "no vote on this route is recorded here, so none is followed through (expected slack = { buttons = \"interactive\" }, Interactivity with SLACK_SIGNING_SECRET, or email.links = \"confirm\")".into(),
+                });
+            }
             if let (Some(link_ttl), Some(matcher)) = (link_ttl, matcher) {
                 out.push(Route {
                     name,
