@@ -23,7 +23,7 @@ const QUEUE_PAGE: &str = "100";
 impl LangSmithClient {
     /// The id of the annotation queue named exactly `name`, if LangSmith has one (the oldest of
     /// namesakes, as listed first).
-    pub async fn find_queue(&self, name: &str) -> Result<Option<String>, LangSmithError> {
+    pub async fn find_queue(&self, name: &str) -> Result<Option<uuid::Uuid>, LangSmithError> {
         let answer = self
             .api_get(
                 "annotation-queues",
@@ -33,34 +33,40 @@ impl LangSmithClient {
         let list = answer
             .as_array()
             .ok_or_else(|| LangSmithError::InvalidResponse("the queue list is not an array".into()))?;
-        Ok(list
-            .iter()
+        list.iter()
             .find(|q| q["name"].as_str() == Some(name))
-            .and_then(|q| q["id"].as_str())
-            .map(str::to_string))
+            .map(|q| queue_id(&q["id"]))
+            .transpose()
     }
 
     /// Creates the annotation queue `name`; returns its id.
-    pub async fn create_queue(&self, name: &str) -> Result<String, LangSmithError> {
+    pub async fn create_queue(&self, name: &str) -> Result<uuid::Uuid, LangSmithError> {
         let body = serde_json::json!({
             "name": name,
             "id": uuid::Uuid::new_v4(),
             "description": "Runs rated negatively in Slack or email (feedback-dispatch on_negative).",
         });
         let answer = self.api_post("annotation-queues", &body).await?;
-        answer["id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| LangSmithError::InvalidResponse("the created queue has no id".into()))
+        queue_id(&answer["id"])
     }
 
-    /// Adds `runs` to the queue `queue_id` (`POST …/runs/by-key`).
-    pub async fn add_runs_to_queue(&self, queue_id: &str, runs: &[RunKey]) -> Result<(), LangSmithError> {
+    /// Adds `runs` to the queue `queue_id` (`POST …/runs/by-key`); `extend_trace_retention`
+    /// false keeps the traces' retention tier (the route's `extend_trace_retention`).
+    pub async fn add_runs_to_queue(
+        &self,
+        queue_id: uuid::Uuid,
+        runs: &[RunKey],
+        extend_trace_retention: bool,
+    ) -> Result<(), LangSmithError> {
         let body = serde_json::to_value(runs)
             .map_err(|e| LangSmithError::InvalidResponse(format!("cannot encode the runs: {e}")))?;
-        self.api_post(&format!("annotation-queues/{queue_id}/runs/by-key"), &body)
-            .await
-            .map(|_| ())
+        self.api_post_with(
+            &format!("annotation-queues/{queue_id}/runs/by-key"),
+            &[("extend_trace_retention", extend_trace_retention.to_string())],
+            &body,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Reads the project id and start time of `run` from LangSmith (`GET /runs/{id}`), for a
@@ -80,6 +86,13 @@ impl LangSmithClient {
             start_time: field("start_time")?,
         })
     }
+}
+
+/// A queue's id as LangSmith answered it: a UUID (it goes into later request paths).
+fn queue_id(id: &serde_json::Value) -> Result<uuid::Uuid, LangSmithError> {
+    id.as_str()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(|| LangSmithError::InvalidResponse("a queue without a UUID id".into()))
 }
 
 /// A start time as LangSmith writes it: naive UTC with microseconds (what its rule webhooks

@@ -20,7 +20,7 @@ pub(crate) struct ReviewQueues {
     /// The LangSmith client, the store (the rated run).
     state: AppState,
     /// Queue ids by name, as LangSmith answered them (dropped when a queue answers 404).
-    ids: Mutex<HashMap<String, String>>,
+    ids: Mutex<HashMap<String, uuid::Uuid>>,
 }
 
 impl ReviewQueues {
@@ -32,14 +32,14 @@ impl ReviewQueues {
         }
     }
 
-    fn cached(&self, name: &str) -> Option<String> {
-        self.ids.lock().ok().and_then(|ids| ids.get(name).cloned())
+    fn cached(&self, name: &str) -> Option<uuid::Uuid> {
+        self.ids.lock().ok().and_then(|ids| ids.get(name).copied())
     }
 
-    fn keep(&self, name: &str, id: Option<&str>) {
+    fn keep(&self, name: &str, id: Option<uuid::Uuid>) {
         if let Ok(mut ids) = self.ids.lock() {
             match id {
-                Some(id) => ids.insert(name.to_string(), id.to_string()),
+                Some(id) => ids.insert(name.to_string(), id),
                 None => ids.remove(name),
             };
         }
@@ -73,7 +73,7 @@ impl ReviewQueues {
     }
 
     /// The id of the queue `p` names: kept, found by name, or created (`create_queue`).
-    async fn queue_id(&self, p: &ReviewQueuePayload) -> Result<String, Outcome> {
+    async fn queue_id(&self, p: &ReviewQueuePayload) -> Result<uuid::Uuid, Outcome> {
         if let Some(id) = self.cached(&p.queue) {
             return Ok(id);
         }
@@ -104,7 +104,7 @@ impl ReviewQueues {
                 ))));
             }
         };
-        self.keep(&p.queue, Some(&id));
+        self.keep(&p.queue, Some(id));
         Ok(id)
     }
 }
@@ -143,7 +143,8 @@ impl Deliver for ReviewQueues {
         if let Err(outcome) = lease.hold(one_call).await {
             return outcome;
         }
-        match self.state.langsmith.add_runs_to_queue(&queue_id, &[key]).await {
+        let extend = crate::links::extends_retention(&self.state.settings, &job.route);
+        match self.state.langsmith.add_runs_to_queue(queue_id, &[key], extend).await {
             Ok(()) => {
                 tracing::info!(job = job.id, run_id = %p.run_id, route = %job.route, queue = %p.queue, "run added to the annotation queue");
                 Outcome::Sent

@@ -292,6 +292,8 @@ async fn a_thumbs_down_with_a_reason_queues_the_run_once_and_tells_the_triage_ch
         json!([{"run_id": run, "session_id": SESSION, "start_time": START}])
     );
     assert_eq!(added[0].header("x-api-key").as_deref(), Some("ls-key"));
+    // The route keeps LangSmith's default of extending the trace's retention.
+    assert_eq!(added[0].query.as_deref(), Some("extend_trace_retention=true"));
     // The triage message: the run, what was asked and answered, who, why, the links.
     let posts = wait_triage(&slack, 1).await;
     let text = posts[0].to_string();
