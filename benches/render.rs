@@ -38,6 +38,7 @@ fn typical_keys() -> Vec<KeySpec> {
         KeySpec {
             question: None,
             reasons: None,
+            negative_below: None,
             key: key("thumbs"),
             feedback_config: None,
             buttons: vec![
@@ -48,6 +49,7 @@ fn typical_keys() -> Vec<KeySpec> {
         KeySpec {
             question: None,
             reasons: None,
+            negative_below: None,
             key: key("correctness"),
             feedback_config: None,
             buttons: vec![
@@ -64,6 +66,7 @@ fn five_button_key() -> KeySpec {
     KeySpec {
         question: None,
         reasons: None,
+        negative_below: None,
         key: key("user_score"),
         feedback_config: None,
         buttons: (1..=5)

@@ -7,10 +7,12 @@ use crate::delivery::Registry;
 use crate::email::deliver::EmailSender;
 use crate::email::digest::DigestWindows;
 use crate::email::send_digest::DigestEmails;
+use crate::review::queue::ReviewQueues;
 use crate::slack::close::SlackCloses;
 use crate::slack::deliver::SlackSender;
 use crate::slack::message::SlackMessages;
 use crate::slack::submit::FeedbackSubmissions;
+use crate::slack::triage::SlackTriage;
 use crate::slack::update::SlackUpdates;
 use crate::state::AppState;
 use std::sync::Arc;
@@ -23,8 +25,10 @@ pub(crate) fn registry(state: &AppState) -> anyhow::Result<Registry> {
     Ok(Registry::default()
         .register(SlackMessages::new(state, slack.clone()))
         .register(SlackUpdates::new(state, slack.clone()))
-        .register(SlackCloses::new(state, slack))
+        .register(SlackCloses::new(state, slack.clone()))
+        .register(SlackTriage::new(state, slack))
         .register(FeedbackSubmissions::new(state))
+        .register(ReviewQueues::new(state))
         .register(DigestEmails::new(state, email))
         .schedule(DigestWindows::new(state)))
 }

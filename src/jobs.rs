@@ -23,6 +23,11 @@ pub enum JobKind {
     FeedbackSubmit,
     /// A Slack message edited once its links expired: the final tally, no buttons.
     SlackClose,
+    /// A run added to a LangSmith annotation queue after a negative vote (`on_negative.queue`).
+    ReviewQueue,
+    /// A Slack message in the triage channel about a negatively rated run, or a reply in its
+    /// thread (`on_negative.triage`).
+    SlackTriage,
 }
 
 impl JobKind {
@@ -34,6 +39,8 @@ impl JobKind {
             JobKind::SlackUpdate => "slack_update",
             JobKind::FeedbackSubmit => "feedback_submit",
             JobKind::SlackClose => "slack_close",
+            JobKind::ReviewQueue => "review_queue",
+            JobKind::SlackTriage => "slack_triage",
         }
     }
 
@@ -45,6 +52,8 @@ impl JobKind {
             "slack_update" => Some(JobKind::SlackUpdate),
             "feedback_submit" => Some(JobKind::FeedbackSubmit),
             "slack_close" => Some(JobKind::SlackClose),
+            "review_queue" => Some(JobKind::ReviewQueue),
+            "slack_triage" => Some(JobKind::SlackTriage),
             _ => None,
         }
     }
@@ -117,6 +126,8 @@ payload_kinds! {
     SlackUpdate => SlackUpdatePayload,
     FeedbackSubmit => SubmissionPayload,
     SlackClose => SlackClosePayload,
+    ReviewQueue => ReviewQueuePayload,
+    SlackTriage => TriagePayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -254,6 +265,58 @@ pub fn note_key(what: &str, action_key: &str) -> String {
     format!("slack-note:{what}:{action_key}")
 }
 
+/// What a review-queue job carries: the run to add to a LangSmith annotation queue after a
+/// negative vote. The run's project and start time are read when it is delivered (from the rated
+/// message's stored run, else from LangSmith).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReviewQueuePayload {
+    /// The job whose message was rated (a Slack message or a digest email).
+    pub message_job: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The annotation queue, by name (`on_negative.queue`).
+    pub queue: String,
+    /// Create the queue when LangSmith has none of that name.
+    pub create_queue: bool,
+}
+
+/// The idempotency key of a run's addition to a queue: once per run and queue, however many
+/// negative votes follow.
+pub(crate) fn review_queue_key(run: RunId, queue: &str) -> String {
+    format!("review-queue:{run}:{queue}")
+}
+
+/// What a triage job carries: one negative vote on a run, told in the triage channel (the
+/// run's first as a message, later ones as replies in its thread).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TriagePayload {
+    /// The job whose message was rated (a Slack message or a digest email).
+    pub message_job: i64,
+    /// The run.
+    pub run_id: RunId,
+    /// The triage channel id (`on_negative.triage`).
+    pub channel: String,
+    /// `"slack"` or `"email"`.
+    pub source: String,
+    /// Who rated: a Slack user id, an address (with `email.identify`), or `None` (not shown).
+    pub voter: Option<String>,
+    /// The label of the button chosen.
+    pub label: String,
+    /// The reasons picked, in settings order.
+    pub reasons: Vec<String>,
+    /// The comment given, if any.
+    pub comment: Option<String>,
+    /// The Slack channel of the rated message, for a link to it.
+    pub rated_channel: Option<String>,
+    /// The Slack timestamp of the rated message.
+    pub rated_ts: Option<String>,
+}
+
+/// The idempotency key of the triage of one vote (`action_key`) on a run in a channel.
+pub(crate) fn triage_key(channel: &str, run: RunId, action_key: &str) -> String {
+    format!("review-triage:{channel}:{run}:{action_key}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +395,24 @@ mod tests {
             ts: "1700000000.000100".into(),
         });
         assert_eq!(slack_close_key(3), "slack-close:3");
+        round_trip(ReviewQueuePayload {
+            message_job: 3,
+            run_id: event().run_id,
+            queue: "Support review".into(),
+            create_queue: true,
+        });
+        round_trip(TriagePayload {
+            message_job: 3,
+            run_id: event().run_id,
+            channel: "C0TRIAGE".into(),
+            source: "slack".into(),
+            voter: Some("U1".into()),
+            label: "👎".into(),
+            reasons: vec!["Incomplete".into()],
+            comment: Some("c".into()),
+            rated_channel: Some("C1".into()),
+            rated_ts: Some("1.2".into()),
+        });
     }
 
     #[test]

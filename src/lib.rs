@@ -16,7 +16,9 @@
 //! - `delivery`: the contract each kind of job implements in its channel's folder (`slack`,
 //!   `email`, with `links`: tokens × buttons → feedback URLs); `channels`: the registry of
 //!   kinds; `worker`: claim, mint (`langsmith`), dispatch by kind, record; `due`: when work
-//!   falls due between polls. See `docs/architecture.md`.
+//!   falls due between polls. `follow_through`: the jobs a negative vote enqueues
+//!   (`on_negative`), delivered by `review` (LangSmith annotation queues) and `slack`
+//!   (triage). See `docs/architecture.md`.
 //! - Wiring: `state` (what handlers and workers share), `server` (HTTP connections with
 //!   timeouts and a cap), `startup`, `cli`, `telemetry`, `metrics`, `preview`,
 //!   `erasure` (`votes erase`).
@@ -33,6 +35,7 @@ mod domain;
 mod due;
 mod email;
 mod erasure;
+mod follow_through;
 mod intake;
 mod jobs;
 mod langsmith;
@@ -42,6 +45,7 @@ mod metrics;
 mod preview;
 mod retention;
 mod retry;
+mod review;
 mod routing;
 mod server;
 mod settings;
@@ -76,7 +80,7 @@ pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slac
 pub use retention::prune_once;
 pub use store::{
     ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,
-    Store, StoreStats, StoredFeedback, StoredToken, Vote, VoteSelector, open as open_store,
+    Store, StoreStats, StoredFeedback, StoredToken, TriageThread, Vote, VoteSelector, open as open_store,
 };
 
 // LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).

@@ -139,6 +139,7 @@ mod tests {
         let spec = KeySpec {
             question: None,
             reasons: None,
+            negative_below: None,
             key: FeedbackKey::parse("correctness").unwrap(),
             feedback_config: None,
             buttons: vec![Button {

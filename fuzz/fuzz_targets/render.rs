@@ -203,6 +203,7 @@ fn key(u: &mut Unstructured, index: usize) -> Result<KeyLinks> {
     let spec = KeySpec {
         question: optional_text(u)?,
         reasons: None,
+        negative_below: None,
         key,
         feedback_config: None,
         buttons,

@@ -52,6 +52,15 @@ pub(crate) enum DeliveryError {
     /// Submitting a rating through its presigned URL failed.
     #[error("submitting a rating: {0}")]
     Submit(LangSmithError),
+    /// A LangSmith call other than minting or submitting failed (an annotation queue, reading a
+    /// run): what was being done, which names the queue or run, and LangSmith's error.
+    #[error("{doing}: {error}")]
+    LangSmith {
+        /// What was being done ("adding run … to annotation queue \"Support review\"").
+        doing: String,
+        /// LangSmith's answer.
+        error: LangSmithError,
+    },
     /// A channel's sender failed (Slack, SMTP, an outbox): its own error, which says whether to
     /// retry. Held as a trait object so this module names no channel.
     #[error("{0}")]
@@ -88,7 +97,9 @@ impl DeliveryError {
 impl Retryable for DeliveryError {
     fn is_retryable(&self) -> bool {
         match self {
-            DeliveryError::Mint(e) | DeliveryError::Submit(e) => e.is_retryable(),
+            DeliveryError::Mint(e) | DeliveryError::Submit(e) | DeliveryError::LangSmith { error: e, .. } => {
+                e.is_retryable()
+            }
             DeliveryError::Channel(e) => e.is_retryable(),
             DeliveryError::Store(e) | DeliveryError::Lease(e) => e.is_retryable(),
             DeliveryError::Again(_) => true,
@@ -98,7 +109,9 @@ impl Retryable for DeliveryError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            DeliveryError::Mint(e) | DeliveryError::Submit(e) => e.retry_after(),
+            DeliveryError::Mint(e) | DeliveryError::Submit(e) | DeliveryError::LangSmith { error: e, .. } => {
+                e.retry_after()
+            }
             DeliveryError::Channel(e) => e.retry_after(),
             _ => None,
         }

@@ -145,6 +145,10 @@ pub struct KeySpec {
     /// (`reasons`, `reasons_pick`, `show_reasons`); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Reasons>,
+    /// `negative_below`: a score under it is a negative choice (the follow-through of
+    /// `on_negative` and the reasons); `None` keeps the default rule of [`KeySpec::is_negative`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_below: Option<f64>,
 }
 
 /// Longest reason: Slack's option text holds 75 characters.
@@ -214,6 +218,9 @@ impl KeySpec {
     /// scale, a score in the lowest quarter of its range (≤ 2 on a 1–5 scale, ≤ 2.5 on 0–10).
     /// The one place that decides it.
     pub fn is_negative(&self, score: f64) -> bool {
+        if let Some(below) = self.negative_below {
+            return score < below;
+        }
         let scores = self.buttons.iter().map(|b| b.score);
         let lowest = scores.clone().fold(f64::INFINITY, f64::min);
         let highest = scores.fold(f64::NEG_INFINITY, f64::max);
@@ -222,6 +229,27 @@ impl KeySpec {
             1 => score <= 0.0,
             2 => score <= lowest && highest > lowest,
             _ => highest > lowest && score <= lowest + (highest - lowest) * 0.25,
+        }
+    }
+
+    /// What counts as negative, in words, for `check-config`'s summary: `negative_below` when
+    /// set, else the default rule made explicit for this key's buttons.
+    pub fn negative_rule(&self) -> String {
+        if let Some(below) = self.negative_below {
+            return format!("score < {}", format_score(below));
+        }
+        let scores = self.buttons.iter().map(|b| b.score);
+        let lowest = scores.clone().fold(f64::INFINITY, f64::min);
+        let highest = scores.fold(f64::NEG_INFINITY, f64::max);
+        match self.buttons.len() {
+            0 => "none".into(),
+            1 => "score ≤ 0 (default: a key of one button)".into(),
+            _ if highest <= lowest => "none (default: the buttons score alike)".into(),
+            2 => format!("score ≤ {} (default: the lower of two buttons)", format_score(lowest)),
+            _ => format!(
+                "score ≤ {} (default: the lowest quarter of the scale)",
+                format_score(lowest + (highest - lowest) * 0.25)
+            ),
         }
     }
 
@@ -255,6 +283,7 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
         }],
         question: None,
         reasons: None,
+        negative_below: None,
     }
 }
 

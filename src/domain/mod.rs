@@ -26,7 +26,9 @@ pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_hos
 pub(crate) use mailbox::Mailbox;
 pub(crate) use redact::RedactCounts;
 pub use redact::{RedactKind, RedactRule, Redactor};
-pub(crate) use route::{ChannelChoice, EmailTarget, FieldPath, Glob, Route, RouteMatch, SlackChannel, SlackTarget};
+pub(crate) use route::{
+    ChannelChoice, EmailTarget, FieldPath, Glob, OnNegative, Route, RouteMatch, SlackChannel, SlackTarget,
+};
 pub(crate) use schedule::{EmailSchedule, Schedule};
 pub(crate) use show::{RunParts, RunPath, Show, ShownField};
 pub use store_url::StoreUrl;

@@ -284,6 +284,24 @@ pub struct Route {
     /// What is redacted from its runs at intake: its own `redact`, else `[redact] rules`.
     #[serde(default)]
     pub redact: super::Redactor,
+    /// What follows a negative vote on its runs (`on_negative = { … }`); nothing by default.
+    #[serde(default)]
+    pub on_negative: Option<OnNegative>,
+}
+
+/// `on_negative = { queue, triage, after, create_queue }`: the follow-through on a negative
+/// vote (`KeySpec::is_negative`), each action a durable job of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnNegative {
+    /// The LangSmith annotation queue the run is added to, by name (once per run and queue).
+    pub queue: Option<String>,
+    /// The Slack channel id told about the run (api mode): one message per run, later
+    /// negative votes as replies in its thread.
+    pub triage: Option<String>,
+    /// Act from this negative vote on a run on (1: the first).
+    pub after: u32,
+    /// Create the queue when LangSmith has none of that name (else a dead letter naming it).
+    pub create_queue: bool,
 }
 
 #[cfg(test)]

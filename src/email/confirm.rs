@@ -355,6 +355,7 @@ async fn submit(state: &AppState, id: &str, body: &[u8]) -> Response {
             }
             if let Some(vote) = &vote {
                 metrics(vote, "recorded");
+                follow_through(state, vote, comment.as_deref()).await;
                 if let Some(feedback) = crate::langsmith::feedback_id(&answer)
                     && let Err(e) = state.store.set_vote_feedback(&vote.action_key, &feedback).await
                 {
@@ -398,6 +399,25 @@ async fn submit(state: &AppState, id: &str, body: &[u8]) -> Response {
                 },
             )
         }
+    }
+}
+
+/// Queues the follow-through of a confirmed vote (`on_negative`), once the rating is in
+/// LangSmith (a confirmation that fails gives its vote up, and must not have queued the run).
+/// The idempotency keys make a repeat a no-op; a store that fails here costs the
+/// follow-through, never the rating, which is recorded already.
+async fn follow_through(state: &AppState, vote: &NewVote, comment: Option<&str>) {
+    let jobs = match crate::follow_through::jobs_for_vote(&state.settings, &*state.store, vote, comment).await {
+        Ok(jobs) if jobs.is_empty() => return,
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot decide the follow-through of a confirmed vote; none is queued");
+            return;
+        }
+    };
+    match state.store.enqueue(&jobs, &[], Utc::now()).await {
+        Ok(_) => state.wake_workers.notify_one(),
+        Err(e) => tracing::warn!(error = %e, "cannot queue the follow-through of a confirmed vote"),
     }
 }
 

@@ -341,6 +341,19 @@ impl LangSmithClient {
         self.api_send(self.http.post(self.api_url(rel)).json(body)).await
     }
 
+    /// An authenticated POST of `body` to `rel` under the API root with `query`; returns the
+    /// JSON.
+    pub async fn api_post_with(
+        &self,
+        rel: &str,
+        query: &[(&str, String)],
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, LangSmithError> {
+        let mut url = self.api_url(rel);
+        url.query_pairs_mut().extend_pairs(query);
+        self.api_send(self.http.post(url).json(body)).await
+    }
+
     /// An authenticated DELETE of `rel` under the API root: true when it went, false when
     /// LangSmith has no such row (deleted already).
     pub async fn api_delete(&self, rel: &str) -> Result<bool, LangSmithError> {

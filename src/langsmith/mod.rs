@@ -1,10 +1,13 @@
-//! LangSmith: the token-minting client, the wire types it shares with the embedded service, and
-//! the embedded LangSmith-compatible token service itself. Only this module talks to LangSmith.
+//! LangSmith: the token-minting client, its annotation-queue calls (`queues.rs`), the wire types
+//! it shares with the embedded service, and the embedded LangSmith-compatible token service
+//! itself. Only this module talks to LangSmith.
 
 pub(crate) mod client;
 pub(crate) mod embedded;
+pub(crate) mod queues;
 pub(crate) mod wire;
 
 pub use client::{LangSmithClient, LangSmithError};
+pub use queues::{RunKey, start_time};
 pub(crate) use wire::feedback_id;
 pub use wire::{ExpiresIn, MintedToken, TokenRequest};

@@ -143,6 +143,7 @@ pub(super) struct RawKey {
     pub(super) reasons_pick: Option<String>,
     #[serde(default)]
     pub(super) show_reasons: bool,
+    pub(super) negative_below: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +189,17 @@ pub(super) struct RawRoute {
     pub(super) extend_trace_retention: Option<bool>,
     pub(super) show: Option<RawShow>,
     pub(super) redact: Option<Vec<serde_json::Value>>,
+    pub(super) on_negative: Option<RawOnNegative>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOnNegative {
+    pub(super) queue: Option<String>,
+    pub(super) triage: Option<String>,
+    pub(super) after: Option<i64>,
+    #[serde(default)]
+    pub(super) create_queue: bool,
 }
 
 #[derive(Deserialize)]

@@ -106,6 +106,7 @@ pub fn summary(s: &Settings) -> String {
             Some(FeedbackConfig::Freeform) => "freeform",
         };
         let _ = writeln!(out, "  {} ({kind}): {}", k.key, buttons.join(", "));
+        let _ = writeln!(out, "    negative: {}", k.negative_rule());
     }
     let _ = writeln!(out, "routes ({}):", s.routes.len());
     for r in &s.routes {
@@ -149,6 +150,24 @@ pub fn summary(s: &Settings) -> String {
             targets.join("; "),
             if r.continue_matching { "; continue" } else { "" }
         );
+        if let Some(o) = &r.on_negative {
+            let mut does = Vec::new();
+            if let Some(q) = &o.queue {
+                does.push(format!(
+                    "queue {q:?}{}",
+                    if o.create_queue { " (created when missing)" } else { "" }
+                ));
+            }
+            if let Some(t) = &o.triage {
+                does.push(format!("triage in {t}"));
+            }
+            let _ = writeln!(
+                out,
+                "    on a negative vote (from the {} on a run): {}",
+                ordinal(o.after),
+                does.join(", ")
+            );
+        }
         let mut shows = Vec::new();
         if let Some(p) = &r.show.input {
             shows.push(format!("input {p}"));
@@ -193,4 +212,14 @@ pub(super) fn redact_url(u: &url::Url) -> String {
     let mut shown = u.clone();
     let _ = shown.set_password(None);
     shown.to_string()
+}
+
+/// "first", "second", … "5th": how `after` reads in the summary.
+fn ordinal(n: u32) -> String {
+    match n {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        n => format!("{n}th"),
+    }
 }

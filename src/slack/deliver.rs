@@ -33,10 +33,11 @@ pub(crate) struct OutgoingMessage {
 /// What Slack (or the outbox) gave back.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Delivered {
-    /// The message's timestamp (api mode): with the channel, what `chat.update` names it by.
-    pub ts: Option<String>,
     /// The id of the channel the message went to (api mode), whatever the request named it.
     pub channel: Option<String>,
+    /// Slack's timestamp of the message (api mode): with the channel, what `chat.update`
+    /// names it by, and what a reply in its thread names.
+    pub ts: Option<String>,
 }
 
 /// Why a message was not delivered.
@@ -398,8 +399,8 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
             code: slack_code(200, &code),
         }),
         None if answer.ok => Ok(Delivered {
-            ts: answer.ts,
             channel: answer.channel,
+            ts: answer.ts,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }

@@ -3,7 +3,8 @@
 //!
 //! Its kinds of job (`crate::delivery::Deliver`): `message.rs` (a run's message),
 //! `update.rs` (the answer to a click), `submit.rs` (a rating given by a click, submitted to
-//! LangSmith), `close.rs` (the message edited to its final tally once its links expire).
+//! LangSmith), `close.rs` (the message edited to its final tally once its links expire),
+//! `triage.rs` (a negative vote told in the triage channel, `on_negative.triage`).
 
 pub(crate) mod close;
 pub(crate) mod deliver;
@@ -12,4 +13,5 @@ pub(crate) mod message;
 pub(crate) mod pacing;
 pub(crate) mod render;
 pub(crate) mod submit;
+pub(crate) mod triage;
 pub(crate) mod update;

@@ -3,10 +3,11 @@
 //! service's tokens and feedback. `Store` is split by role, one trait and its row types per file:
 //! [`QueueStore`] (`queue.rs`), [`DigestStore`] (`digests.rs`), [`VoteStore`] (`votes.rs`),
 //! [`EmbeddedStore`] (`embedded.rs`), [`SharedStore`] (`shared.rs`: pacing and secrets several
-//! processes share) and [`MaintenanceStore`] (`maintenance.rs`). `sqlite/` is the embedded
-//! default, `postgres/` the one for several replicas ([`open`] picks one from the
-//! [`StoreUrl`]); each implements every role in a file of the same name (SQLite, one process,
-//! keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
+//! processes share), [`ReviewStore`] (`review.rs`: triage threads) and [`MaintenanceStore`]
+//! (`maintenance.rs`). `sqlite/` is the embedded default, `postgres/` the one for several
+//! replicas ([`open`] picks one from the [`StoreUrl`]); each implements every role in a file of
+//! the same name (SQLite, one process, keeps the defaults of [`SharedStore`]). Only this module
+//! uses sqlx.
 
 mod digests;
 mod embedded;
@@ -14,6 +15,7 @@ pub(crate) mod group;
 mod maintenance;
 mod postgres;
 mod queue;
+mod review;
 mod shared;
 mod sqlite;
 mod votes;
@@ -26,6 +28,8 @@ pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
 pub use queue::{Job, NewJob, QueueStore};
+pub(crate) use review::ReviewStore;
+pub use review::TriageThread;
 pub(crate) use shared::SharedStore;
 pub(crate) use votes::VoteStore;
 pub use votes::{NewVote, Vote, VoteSelector};
@@ -234,9 +238,15 @@ impl JobState {
 /// of its own (as River splits its driver), which every backend implements in a file per role;
 /// `Store` is all of them, so callers hold one `Arc<dyn Store>` (whose methods need no import);
 /// code that holds a backend itself imports the roles it calls.
-pub trait Store: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
+pub trait Store:
+    QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore
+{
+}
 
-impl<T> Store for T where T: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
+impl<T> Store for T where
+    T: QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore
+{
+}
 
 #[cfg(test)]
 mod tests {

@@ -391,3 +391,83 @@ fn interactive_buttons_need_a_channel_to_check_each_click_against() {
         );
     }
 }
+
+#[test]
+fn on_negative_and_negative_below_are_checked_and_the_negative_rule_is_shown() {
+    const THUMBS: &str =
+        "[[keys]]\nname = \"helpful\"\nbuttons = [{ label = \"up\", score = 1 }, { label = \"down\", score = 0 }]\n";
+    let route = |on_negative: &str| {
+        format!("{THUMBS}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\non_negative = {on_negative}\n")
+    };
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "nothing to do",
+            route("{ after = 2 }"),
+            &["routes[0].on_negative:", "does nothing"],
+        ),
+        (
+            "a channel name",
+            route("{ triage = \"#triage\" }"),
+            &["routes[0].on_negative.triage", "not a Slack channel id"],
+        ),
+        (
+            "triage outside api mode",
+            route("{ triage = \"C0TRIAGE1\" }"),
+            &["routes[0].on_negative.triage", "mode = \"api\""],
+        ),
+        (
+            "after zero",
+            route("{ queue = \"q\", after = 0 }"),
+            &["routes[0].on_negative.after", "expected 1 to 100"],
+        ),
+        (
+            "create_queue without a queue",
+            route("{ triage = \"C0TRIAGE1\", create_queue = true }"),
+            &["routes[0].on_negative.create_queue", "needs queue"],
+        ),
+        (
+            "a queue name of two lines",
+            route("{ queue = \"a\\nb\" }"),
+            &["routes[0].on_negative.queue", "one line"],
+        ),
+        (
+            "an unknown field",
+            route("{ queue = \"q\", tirage = \"C1\" }"),
+            &["tirage"],
+        ),
+        (
+            "negative_below under every button",
+            format!("{THUMBS}negative_below = 0\n"),
+            &["keys[0].negative_below", "no button of key \"helpful\" scores under 0"],
+        ),
+    ];
+    for (what, toml, expected) in cases {
+        let (code, _, stderr) = check_config(&toml, &[]);
+        assert_eq!(code, 2, "{what}: {stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{what}: {part:?} in {stderr}");
+        }
+    }
+
+    // Link buttons without Interactivity: no vote is recorded here, so nothing follows.
+    let (code, stdout, stderr) = check_config(&route("{ queue = \"q\" }"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("routes[0].on_negative: no vote on this route is recorded here"),
+        "{stdout}{stderr}"
+    );
+
+    let toml = format!(
+        "[slack]\nmode = \"api\"\n{THUMBS}[[keys]]\nname = \"stars\"\nfeedback_config = {{ type = \"continuous\", min = 1, max = 5 }}\n[[keys]]\nname = \"graded\"\nbuttons = [{{ label = \"a\", score = 1 }}, {{ label = \"b\", score = 0.5 }}, {{ label = \"c\", score = 0 }}]\nnegative_below = 0.75\n[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\non_negative = {{ queue = \"Support review\", create_queue = true, triage = \"C0TRIAGE1\", after = 2 }}\n"
+    );
+    let (code, stdout, stderr) = check_config(&toml, &[("SLACK_BOT_TOKEN", "xoxb-t")]);
+    assert_eq!(code, 0, "{stderr}");
+    for part in [
+        "negative: score ≤ 0 (default: the lower of two buttons)",
+        "negative: score ≤ 2 (default: the lowest quarter of the scale)",
+        "negative: score < 0.75",
+        "on a negative vote (from the second on a run): queue \"Support review\" (created when missing), triage in C0TRIAGE1",
+    ] {
+        assert!(stdout.contains(part), "{part:?} in {stdout}");
+    }
+}

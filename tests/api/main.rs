@@ -11,6 +11,7 @@ mod disk_full;
 mod email;
 mod embedded;
 mod faults;
+mod follow_through;
 mod fuzz_regressions;
 mod hardening;
 mod hardening_client;

@@ -97,6 +97,7 @@ fn links(buttons: Vec<Button>) -> KeyLinks {
     let spec = KeySpec {
         question: None,
         reasons: None,
+        negative_below: None,
         key: FeedbackKey::parse("correctness").expect("a valid key"),
         feedback_config: None,
         buttons,

@@ -4,6 +4,9 @@
 //! Both path forms are served: `/api/v1/feedback/…` and `/feedback/…` (the SDK's form when its
 //! `api_url` has no `/api/v1`).
 //!
+//! It also keeps annotation queues in memory (`queues.rs`: list, create, add runs by key, list a
+//! queue's runs, read a run), for `on_negative.queue`.
+//!
 //! As on LangSmith, creating and listing tokens and listing and deleting feedback take the API key
 //! (`x-api-key`): a token id is the whole credential of its link. Only the submit endpoints
 //! (`GET`/`POST …/tokens/<id>`, what a reader's click reaches) and `/info` are open. The key is
@@ -12,6 +15,7 @@
 
 mod feedback;
 mod key;
+mod queues;
 mod tokens;
 
 pub(crate) use key::{api_key, shared_key};
@@ -56,6 +60,7 @@ pub fn router(state: EmbeddedState) -> Router {
         .route("/feedback", get(list_feedback))
         .route("/api/v1/feedback/{feedback_id}", delete(delete_feedback))
         .route("/feedback/{feedback_id}", delete(delete_feedback))
+        .merge(queues::router(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/api/v1/feedback/tokens/{token_id}", token.clone())

@@ -61,6 +61,18 @@ impl Validator {
                 }
                 q => q,
             };
+            let negative_below = match key.negative_below {
+                Some(n) if !n.is_finite() || !buttons.iter().any(|b| b.score < n) => {
+                    self.fail(
+                        format!("{at}.negative_below"),
+                        format!(
+                            "no button of key \"{name}\" scores under {n} (expected a number above the lowest button's score, e.g. negative_below = 1 for 👍 1 / 👎 0)"
+                        ),
+                    );
+                    continue;
+                }
+                n => n,
+            };
             let reasons = self.reasons(&at, key.reasons, key.reasons_pick, key.show_reasons, &buttons);
             out.push(KeySpec {
                 key: name,
@@ -68,6 +80,7 @@ impl Validator {
                 buttons,
                 question,
                 reasons,
+                negative_below,
             });
         }
         out

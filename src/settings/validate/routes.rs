@@ -4,14 +4,20 @@ use super::Validator;
 use super::parse_duration;
 use crate::domain::show::MAX_FIELDS;
 use crate::domain::{
-    EmailSchedule, EmailTarget, FeedbackKey, FieldPath, Glob, KeySpec, Mailbox, Route, RouteMatch, RunStatus, Schedule,
-    SlackChannel, SlackTarget, Source,
+    EmailSchedule, EmailTarget, FeedbackKey, FieldPath, Glob, KeySpec, Mailbox, OnNegative, Route, RouteMatch,
+    RunStatus, Schedule, SlackChannel, SlackTarget, Source,
 };
 use crate::domain::{RedactKind, RedactRule, Redactor, RunPath, Show};
-use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawRoute, RawShow, RawSlackTarget};
+use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget};
 use crate::settings::{EmailSettings, SlackMode, SlackSettings};
 use std::collections::HashSet;
 use std::time::Duration;
+
+/// Longest annotation-queue name taken: well over what a person types in LangSmith's form.
+const MAX_QUEUE_NAME: usize = 200;
+
+/// Largest `after`: past it, the follow-through would never come for most runs.
+const MAX_AFTER: u32 = 100;
 
 impl Validator {
     pub(super) fn routes(
@@ -102,6 +108,19 @@ impl Validator {
                 Some(rules) => self.redact_rules(&format!("{at}.redact"), rules),
                 None => redact.clone(),
             };
+            let on_negative = r.on_negative.and_then(|o| self.on_negative(&at, o, slack));
+            // Only votes recorded here are followed through: a link click without Interactivity
+            // reaches LangSmith alone, and so does an email link outside confirm mode.
+            let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
+            let confirm = email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm);
+            let votes_here = slack_target.as_ref().is_some_and(|s| s.buttons.submits() || tracked)
+                || (email_target.is_some() && confirm);
+            if on_negative.is_some() && !votes_here {
+                self.warnings.push(super::ConfigIssue {
+                    path: format!("{at}.on_negative"),
+                    message: "no vote on this route is recorded here, so none is followed through (expected slack = { buttons = \"interactive\" }, Interactivity with SLACK_SIGNING_SECRET, or email.links = \"confirm\")".into(),
+                });
+            }
             if let (Some(link_ttl), Some(matcher)) = (link_ttl, matcher) {
                 out.push(Route {
                     name,
@@ -115,10 +134,73 @@ impl Validator {
                     show_route,
                     show,
                     redact,
+                    on_negative,
                 });
             }
         }
         out
+    }
+
+    /// `on_negative = { queue, triage, after, create_queue }`: a queue name of one line, a
+    /// triage channel by id where the bot token posts (api mode), `after` from 1.
+    fn on_negative(&mut self, at: &str, raw: RawOnNegative, slack: Option<&SlackSettings>) -> Option<OnNegative> {
+        let at = format!("{at}.on_negative");
+        let before = self.issues.len();
+        let queue = raw.queue.map(|q| q.trim().to_string());
+        if let Some(q) = &queue
+            && (q.is_empty() || q.chars().count() > MAX_QUEUE_NAME || q.chars().any(char::is_control))
+        {
+            self.fail(
+                format!("{at}.queue"),
+                format!("expected the name of a LangSmith annotation queue: one line of 1 to {MAX_QUEUE_NAME} characters (e.g. \"Support review\")"),
+            );
+        }
+        let triage = raw.triage.map(|t| t.trim().to_string());
+        if let Some(t) = &triage {
+            let is_id = t.len() >= 2
+                && t.len() <= 24
+                && matches!(t.as_bytes()[0], b'C' | b'G')
+                && t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            if !is_id {
+                self.fail(
+                    format!("{at}.triage"),
+                    format!("{:?} is not a Slack channel id (expected one like \"C0TRIAGE1\": a name can be renamed, an id cannot)", crate::domain::truncate_for_message(t)),
+                );
+            }
+            match slack {
+                Some(s) if s.mode == SlackMode::Api && s.bot_token.is_some() => {}
+                _ => self.fail(
+                    format!("{at}.triage"),
+                    "triage posts with the bot token: it needs [slack] mode = \"api\" and SLACK_BOT_TOKEN",
+                ),
+            }
+        }
+        if queue.is_none() && triage.is_none() {
+            self.fail(
+                at.clone(),
+                "on_negative does nothing (expected queue = \"…\" and/or triage = \"C…\")",
+            );
+        }
+        if raw.create_queue && queue.is_none() {
+            self.fail(format!("{at}.create_queue"), "create_queue needs queue = \"…\"");
+        }
+        let after = match raw.after {
+            None => 1,
+            Some(n) if (1..=i64::from(MAX_AFTER)).contains(&n) => n as u32,
+            Some(n) => {
+                self.fail(
+                    format!("{at}.after"),
+                    format!("after = {n} (expected 1 to {MAX_AFTER}: act from that negative vote on a run on)"),
+                );
+                1
+            }
+        };
+        (self.issues.len() == before).then_some(OnNegative {
+            queue,
+            triage,
+            after,
+            create_queue: raw.create_queue,
+        })
     }
 
     /// `show = { route, input, output, fields }`.

@@ -177,7 +177,7 @@ pub(super) async fn record(
         once_key: None,
         at: Utc::now(),
     };
-    let then: Vec<NewJob> = match after_vote {
+    let mut then: Vec<NewJob> = match after_vote {
         crate::domain::AfterVote::Tally | crate::domain::AfterVote::Lock => answer(SlackReply::Replace),
         crate::domain::AfterVote::Private => answer(SlackReply::Private {
             text: format!("Thanks: your rating \"{}\" was recorded.", link.label),
@@ -186,6 +186,13 @@ pub(super) async fn record(
     }
     .into_iter()
     .collect();
+    // A tracked link click is a vote too: its follow-through goes in with it.
+    match crate::follow_through::jobs_for_vote(settings, &*state.store, &vote, None).await {
+        Ok(jobs) => then.extend(jobs),
+        Err(e) => {
+            tracing::warn!(job = job.id, error = %e, "cannot decide the follow-through of a vote; none is queued")
+        }
+    }
     match state.store.record_vote(&vote, &then).await {
         Ok(true) => {
             state.metrics.vote("slack", &job.route, &value.key, "recorded");

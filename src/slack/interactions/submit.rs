@@ -119,7 +119,7 @@ pub(super) async fn submit(
             } else {
                 Some(Reasons::value(&reasons))
             },
-            comment,
+            comment: comment.clone(),
             metadata,
             response_url: ctx.respond_to.clone(),
             extend_trace_retention: (!crate::links::extends_retention(&state.settings, &job.route)).then_some(false),
@@ -153,6 +153,14 @@ pub(super) async fn submit(
         once_key: Some(format!("slack:{}:{}:{}", job.id, value.key, click.user)),
         at: Utc::now(),
     };
+    // The follow-through of a negative vote goes in with it (one transaction); a store that
+    // cannot count the run's earlier votes costs the follow-through, never the vote.
+    match crate::follow_through::jobs_for_vote(&state.settings, &*state.store, &vote, comment.as_deref()).await {
+        Ok(jobs) => then.extend(jobs),
+        Err(e) => {
+            tracing::warn!(job = job.id, error = %e, "cannot decide the follow-through of a vote; none is queued")
+        }
+    }
     match state.store.record_vote(&vote, &then).await {
         Ok(true) => {
             metrics("recorded");

@@ -9,10 +9,12 @@ mod buttons;
 mod escape;
 mod limits;
 mod message;
+mod triage;
 mod votes;
 
 pub use escape::escape_mrkdwn;
 pub use limits::check_limits;
+pub(crate) use triage::{TriageView, render_triage, render_triage_reply};
 pub use votes::{VoteView, VotesView};
 
 use self::buttons::question_blocks;

@@ -23,6 +23,7 @@ mod digests;
 mod embedded;
 mod maintenance;
 mod queue;
+mod review;
 mod shared;
 mod votes;
 

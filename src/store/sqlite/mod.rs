@@ -10,6 +10,7 @@ mod digests;
 mod embedded;
 mod maintenance;
 mod queue;
+mod review;
 mod votes;
 
 use rows::*;

@@ -9,6 +9,7 @@ mod digests;
 mod embedded;
 mod maintenance;
 mod queue;
+mod review;
 mod shared;
 mod votes;
 
