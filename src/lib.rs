@@ -17,6 +17,8 @@
 //!   `email`, with `links`: tokens × buttons → feedback URLs); `channels`: the registry of
 //!   kinds; `worker`: claim, mint (`langsmith`), dispatch by kind, record; `due`: when work
 //!   falls due between polls. See `docs/architecture.md`.
+//! - `events`: the dispatchers that send the store's outbox of events (votes, messages sent,
+//!   dead letters) to `[events]`' URL and file.
 //! - Wiring: `state` (what handlers and workers share), `server` (HTTP connections with
 //!   timeouts and a cap), `startup`, `cli`, `telemetry`, `metrics`, `preview`,
 //!   `erasure` (`votes erase`).
@@ -33,6 +35,7 @@ mod domain;
 mod due;
 mod email;
 mod erasure;
+mod events;
 mod intake;
 mod jobs;
 mod langsmith;
@@ -73,6 +76,7 @@ pub use routing::plan;
 pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, submission_key};
 
 // The store and its upkeep (tests, the store contract suite, the load tool).
+pub use events::{SIGNATURE_HEADER as EVENTS_SIGNATURE_HEADER, signature as events_signature};
 pub use retention::prune_once;
 pub use store::{
     ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,

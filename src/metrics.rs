@@ -90,6 +90,13 @@ pub struct RouteChannelLabel {
     pub channel: &'static str,
 }
 
+/// Label: where events go.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// `url` or `file`.
+    pub sink: &'static str,
+}
+
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -155,6 +162,12 @@ pub struct Metrics {
     pub route_tokens: Family<RouteLabel, Counter>,
     /// Messages delivered, by route and channel (the funnel's second step).
     pub route_messages: Family<RouteChannelLabel, Counter>,
+    /// Events delivered to other systems, by sink.
+    pub events_delivered: Family<SinkLabel, Counter>,
+    /// Events whose delivery failed (each failed try of each event), by sink.
+    pub events_failed: Family<SinkLabel, Counter>,
+    /// Events still to deliver, by sink (refreshed at each scrape).
+    pub events_pending: Family<SinkLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -184,6 +197,24 @@ impl Metrics {
         let votes = Family::default();
         let route_tokens = Family::default();
         let route_messages = Family::default();
+        let events_delivered = Family::default();
+        let events_failed = Family::default();
+        let events_pending = Family::default();
+        registry.register(
+            "events_delivered",
+            "Events delivered to other systems ([events]), by sink",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Events whose delivery failed, counted per try, by sink",
+            events_failed.clone(),
+        );
+        registry.register(
+            "events_pending",
+            "Events still to deliver, by sink",
+            events_pending.clone(),
+        );
         registry.register(
             "route_tokens_minted",
             "Presigned feedback tokens minted, by route",
@@ -268,6 +299,9 @@ impl Metrics {
             votes,
             route_tokens,
             route_messages,
+            events_delivered,
+            events_failed,
+            events_pending,
         }
     }
 
@@ -340,6 +374,16 @@ impl Metrics {
         }
     }
 
+    /// `n` events delivered to `sink`.
+    pub fn events_delivered(&self, sink: &'static str, n: u64) {
+        self.events_delivered.get_or_create(&SinkLabel { sink }).inc_by(n);
+    }
+
+    /// `n` events not delivered to `sink` by one try.
+    pub fn events_failed(&self, sink: &'static str, n: u64) {
+        self.events_failed.get_or_create(&SinkLabel { sink }).inc_by(n);
+    }
+
     /// The text exposition, with job gauges read from the store now.
     pub async fn render(&self, store: &dyn Store) -> String {
         if let Ok(counts) = store.job_counts().await {
@@ -350,6 +394,17 @@ impl Metrics {
         }
         if let Ok(bytes) = store.used_bytes().await {
             self.store_bytes.set(bytes);
+        }
+        let sinks = store.event_sinks().on();
+        if !sinks.is_empty()
+            && let Ok(pending) = store.pending_events().await
+        {
+            for sink in sinks {
+                let n = pending.iter().find(|(s, _)| *s == sink).map_or(0, |(_, n)| *n);
+                self.events_pending
+                    .get_or_create(&SinkLabel { sink: sink.as_str() })
+                    .set(n);
+            }
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -3,13 +3,15 @@
 //! service's tokens and feedback. `Store` is split by role, one trait and its row types per file:
 //! [`QueueStore`] (`queue.rs`), [`DigestStore`] (`digests.rs`), [`VoteStore`] (`votes.rs`),
 //! [`EmbeddedStore`] (`embedded.rs`), [`SharedStore`] (`shared.rs`: pacing and secrets several
-//! processes share) and [`MaintenanceStore`] (`maintenance.rs`). `sqlite/` is the embedded
+//! processes share), [`MaintenanceStore`] (`maintenance.rs`) and [`EventStore`] (`events.rs`: the
+//! outbox of events for other systems). `sqlite/` is the embedded
 //! default, `postgres/` the one for several replicas ([`open`] picks one from the
 //! [`StoreUrl`]); each implements every role in a file of the same name (SQLite, one process,
 //! keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
 
 mod digests;
 mod embedded;
+pub(crate) mod events;
 pub(crate) mod group;
 mod maintenance;
 mod postgres;
@@ -22,6 +24,7 @@ pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
 pub use embedded::{StoredFeedback, StoredToken};
+pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, NewEvent};
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
@@ -221,9 +224,15 @@ impl JobState {
 /// of its own (as River splits its driver), which every backend implements in a file per role;
 /// `Store` is all of them, so callers hold one `Arc<dyn Store>` (whose methods need no import);
 /// code that holds a backend itself imports the roles it calls.
-pub trait Store: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
+pub trait Store:
+    QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
+{
+}
 
-impl<T> Store for T where T: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore {}
+impl<T> Store for T where
+    T: QueueStore + DigestStore + VoteStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
+{
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod crash;
 mod disk_full;
 mod email;
 mod embedded;
+mod events;
 mod faults;
 mod fuzz_regressions;
 mod hardening;

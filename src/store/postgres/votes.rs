@@ -1,9 +1,10 @@
 //! Votes on PostgreSQL: recorded with the jobs they trigger, listed, released and erased.
 
+use super::events::insert_events;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
 use crate::store::VoteStore;
-use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -65,6 +66,11 @@ impl VoteStore for PgStore {
                 insert_jobs(&mut tx, then, v.at).await?;
                 notify(&mut tx).await?;
             }
+            let sinks = self.events.get();
+            if new && sinks.any() {
+                let event = NewEvent::vote_recorded(v, sinks.email_voters);
+                insert_events(&mut tx, sinks, &[event]).await?;
+            }
             tx.commit().await?;
             Ok(new)
         }
@@ -94,11 +100,26 @@ impl VoteStore for PgStore {
     }
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
-            .bind(action_key)
-            .execute(&self.pool)
-            .await;
-        Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
+                .bind(action_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if gone {
+                // Its event reported a vote that is no longer kept: not sent, if not sent yet.
+                sqlx::query("DELETE FROM event_outbox WHERE source = $1 AND delivered_at IS NULL")
+                    .bind(format!("vote:{action_key}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(gone)
+        }
+        .await;
+        self.wrote(done, |_| false)
     }
 
     async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {

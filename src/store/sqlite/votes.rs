@@ -1,11 +1,12 @@
 //! Votes on SQLite: recorded with the jobs they trigger, listed, released and erased.
 
 use super::SqliteStore;
+use super::events::insert_events;
 use super::rows::{from_ms, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
 use crate::store::VoteStore;
-use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -65,6 +66,11 @@ impl VoteStore for SqliteStore {
                 == 1;
             if new {
                 insert_jobs(&mut *tx, then, v.at).await?;
+                let sinks = self.events.get();
+                if sinks.any() {
+                    let event = NewEvent::vote_recorded(v, sinks.email_voters);
+                    insert_events(&mut tx, sinks, &[event]).await?;
+                }
             }
             new
         })?;
@@ -92,10 +98,24 @@ impl VoteStore for SqliteStore {
     }
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
-        let done = self
-            .execute(sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL").bind(action_key))
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut gone = false;
+        in_transaction!(self, |tx| {
+            gone = sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL")
+                .bind(action_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if gone {
+                // Its event reported a vote that is no longer kept: not sent, if not sent yet.
+                sqlx::query("DELETE FROM event_outbox WHERE source = ? AND delivered_at IS NULL")
+                    .bind(format!("vote:{action_key}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            false
+        })?;
+        Ok(gone)
     }
 
     async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
