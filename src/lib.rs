@@ -79,8 +79,9 @@ pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, subm
 pub use events::{SIGNATURE_HEADER as EVENTS_SIGNATURE_HEADER, signature as events_signature};
 pub use retention::prune_once;
 pub use store::{
-    ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,
-    Store, StoreStats, StoredFeedback, StoredToken, Vote, VoteSelector, open as open_store,
+    ClaimedEvent, ConfirmLink, ConfirmVoter, DeadClass, DigestItem, EventSink, EventSinks, Job, JobKind, JobState,
+    NewEvent, NewJob, NewVote, Prunable, QueueStore, SqliteStore, Store, StoreStats, StoredFeedback, StoredToken, Vote,
+    VoteSelector, open as open_store,
 };
 
 // LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).

@@ -13,8 +13,7 @@ CREATE TABLE event_outbox (
     attempts     INTEGER     NOT NULL DEFAULT 0,
     delivered_at TIMESTAMPTZ                   -- NULL while it is still to send
 );
--- Event id first: retention looks up an event's other sinks by it.
-CREATE UNIQUE INDEX event_outbox_event ON event_outbox (event_id, sink);
+CREATE UNIQUE INDEX event_outbox_event ON event_outbox (sink, event_id);
 CREATE UNIQUE INDEX event_outbox_source ON event_outbox (sink, source);
 CREATE INDEX event_outbox_due ON event_outbox (sink, next_at, seq) WHERE delivered_at IS NULL;
 CREATE INDEX event_outbox_delivered ON event_outbox (delivered_at) WHERE delivered_at IS NOT NULL;

@@ -23,8 +23,8 @@ pub enum Prunable {
     /// Votes (who rated what), by when they were recorded: the users' data, kept like
     /// feedback.
     Votes,
-    /// Events every sink has delivered (`[events]`), by when they were delivered; kept like
-    /// delivered jobs. An event still to send is never pruned.
+    /// Events a sink has delivered (`[events]`, one row per sink), by when that sink delivered
+    /// them; kept like delivered jobs. An event still to send is never pruned.
     Events,
 }
 

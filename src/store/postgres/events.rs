@@ -94,7 +94,7 @@ impl EventStore for PgStore {
         let rows = sqlx::query(
             "UPDATE event_outbox o SET next_at = $1, attempts = o.attempts + 1
              FROM (SELECT seq FROM event_outbox WHERE sink = $2 AND delivered_at IS NULL AND next_at <= $3
-                   ORDER BY next_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) due
+                   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) due
              WHERE o.seq = due.seq
              RETURNING o.seq, o.event_id, o.body, o.attempts",
         )

@@ -41,12 +41,10 @@ impl PgStore {
                 "votes",
                 "DELETE FROM votes WHERE id IN (SELECT id FROM votes WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             ),
-            // One row per sink: an event goes once no sink still has it to send.
+            // One row per sink, each pruned once that sink delivered it; one still to send stays.
             Prunable::Events => (
                 "event_outbox",
-                "DELETE FROM event_outbox WHERE seq IN (SELECT seq FROM event_outbox o WHERE delivered_at < $1
-                 AND NOT EXISTS (SELECT 1 FROM event_outbox p WHERE p.event_id = o.event_id AND p.delivered_at IS NULL)
-                 ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                "DELETE FROM event_outbox WHERE seq IN (SELECT seq FROM event_outbox WHERE delivered_at < $1 ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };

@@ -99,7 +99,7 @@ impl EventStore for SqliteStore {
         let rows = sqlx::query(
             "UPDATE event_outbox SET next_at = ?1, attempts = attempts + 1
              WHERE seq IN (SELECT seq FROM event_outbox WHERE sink = ?2 AND delivered_at IS NULL AND next_at <= ?3
-                           ORDER BY next_at, seq LIMIT ?4)
+                           ORDER BY seq LIMIT ?4)
              RETURNING seq, event_id, body, attempts",
         )
         .bind(until)
