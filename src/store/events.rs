@@ -295,3 +295,79 @@ pub(crate) fn parse_sink(s: &str) -> Result<EventSink, StoreError> {
         .find(|k| k.as_str() == s)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown event sink {s:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn vote(source: &str, voter: &str) -> NewVote {
+        NewVote {
+            job_id: 7,
+            run_id: RunId::parse("a07e5000-0000-4000-8000-000000000001").unwrap(),
+            route: "support".into(),
+            key: "helpful".into(),
+            choice: 1,
+            label: "👎 Not helpful".into(),
+            score: 0.0,
+            reasons: vec!["Wrong answer".into(), "Incomplete".into()],
+            source: source.into(),
+            voter: voter.into(),
+            team: Some("T1".into()),
+            channel: Some("C1".into()),
+            message_ts: Some("1.2".into()),
+            action_key: "slack:T1:U1:1.2".into(),
+            once_key: None,
+            at: Utc.with_ymd_and_hms(2026, 12, 6, 13, 40, 2).unwrap(),
+        }
+    }
+
+    fn body(e: &NewEvent) -> Value {
+        serde_json::from_str(&e.body).unwrap()
+    }
+
+    #[test]
+    fn a_vote_event_names_the_voter_only_where_the_service_may() {
+        let slack = NewEvent::vote_recorded(&vote("slack", "U1"), false);
+        let b = body(&slack);
+        assert_eq!(b["id"], slack.id.as_str());
+        assert_eq!(b["type"], "vote.recorded");
+        assert_eq!(b["time"], "2026-12-06T13:40:02.000Z");
+        assert_eq!(b["voter"], json!({"slack_user_id": "U1", "slack_team_id": "T1"}));
+        assert_eq!(b["reasons"], json!(["Wrong answer", "Incomplete"]));
+        assert_eq!(
+            (b["key"].as_str(), b["choice"].as_u64(), b["score"].as_f64()),
+            (Some("helpful"), Some(1), Some(0.0))
+        );
+        assert_eq!(slack.source.as_deref(), Some("vote:slack:T1:U1:1.2"));
+        assert!(b.get("comment").is_none() && b.get("channel").is_none(), "{b}");
+
+        let email = |identify| body(&NewEvent::vote_recorded(&vote("email", "jane@example.com"), identify));
+        assert_eq!(email(true)["voter"], json!({"email": "jane@example.com"}));
+        assert_eq!(email(false)["voter"], Value::Null);
+        assert!(
+            !email(false).to_string().contains("jane"),
+            "an unidentified recipient is not named"
+        );
+    }
+
+    #[test]
+    fn only_messages_people_read_are_reported_sent_and_ids_are_not_reused() {
+        let at = Utc::now();
+        assert!(NewEvent::message_sent(1, JobKind::Slack, "r", None, at).is_some());
+        assert!(NewEvent::message_sent(1, JobKind::Digest, "r", None, at).is_some());
+        assert!(NewEvent::message_sent(1, JobKind::SlackUpdate, "r", None, at).is_none());
+        assert!(NewEvent::message_sent(1, JobKind::FeedbackSubmit, "r", None, at).is_none());
+        let dead = NewEvent::delivery_dead(3, JobKind::FeedbackSubmit, "r", None, DeadClass::AttemptsExhausted, at);
+        assert_eq!(body(&dead)["error_class"], "attempts_exhausted");
+        assert_eq!(body(&dead)["kind"], "feedback_submit");
+        let run = RunId::parse("a07e5000-0000-4000-8000-000000000001").unwrap();
+        let (a, b) = (
+            NewEvent::queued_for_review(run, "r", "Support review", at),
+            NewEvent::queued_for_review(run, "r", "Support review", at),
+        );
+        assert_ne!(a.id, b.id, "each event its own id");
+        assert_eq!(a.source, b.source, "one source: the store writes it once");
+        assert_eq!(body(&a)["queue"], "Support review");
+    }
+}
