@@ -199,7 +199,7 @@ async fn dispatch(
 ) {
     let mut store_failures = 0;
     while !*stop.borrow() {
-        let wait = match turn(&*store, sink, &sender, &settings, &workers, &metrics).await {
+        let wait = match turn(&*store, sink, &sender, &settings, &workers, &metrics, stop.clone()).await {
             Ok(Some(wait)) => {
                 store_failures = 0;
                 wait
@@ -229,6 +229,7 @@ async fn turn(
     settings: &EventsSettings,
     workers: &WorkerSettings,
     metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<Option<Duration>, crate::store::StoreError> {
     let now = Utc::now();
     // A read first, so an idle dispatcher does not take SQLite's writer every turn.
@@ -244,7 +245,13 @@ async fn turn(
         return Ok(Some(IDLE));
     }
     let seqs: Vec<i64> = claimed.iter().map(|e| e.seq).collect();
-    match sender.send(&claimed).await {
+    // Shutdown does not wait for a slow receiver: the batch stays leased, and is sent again
+    // (same ids) once the lease ends, by this replica's next start or another.
+    let sent = tokio::select! {
+        sent = sender.send(&claimed) => sent,
+        _ = stop.changed() => return Ok(Some(IDLE)),
+    };
+    match sent {
         Ok(()) => {
             store.events_delivered(&seqs, Utc::now()).await?;
             metrics.events_delivered(sink.as_str(), claimed.len() as u64);

@@ -38,7 +38,7 @@ async fn slack() -> FakeServer {
     .await
 }
 
-fn settings(slack: &FakeServer, receiver: &FakeServer, file: &std::path::Path) -> String {
+fn settings(slack: &FakeServer, receiver: &FakeServer, file: &std::path::Path, events_timeout: &str) -> String {
     format!(
         r#"
 [slack]
@@ -54,7 +54,7 @@ lease = "8s"
 [events]
 url = "{receiver}/hooks/votes?{RECEIVER_QUERY}"
 file = "{file}"
-timeout = "2s"
+timeout = "{events_timeout}"
 {KEYS_TOML}
 [[routes]]
 name = "dead"
@@ -76,7 +76,7 @@ slack = {{ channel = "{CHANNEL}" }}
 async fn start(dir: &Arc<tempfile::TempDir>, slack: &FakeServer, receiver: &FakeServer) -> TestApp {
     spawn_app_in(
         dir.clone(),
-        &settings(slack, receiver, &dir.path().join("events.jsonl")),
+        &settings(slack, receiver, &dir.path().join("events.jsonl"), "2s"),
         env(&[
             ("SLACK_BOT_TOKEN", "xoxb-t"),
             ("SLACK_SIGNING_SECRET", SECRET),
@@ -494,6 +494,33 @@ async fn two_replicas_on_postgres_post_every_event() {
     assert_eq!(votes.len(), clicks, "one vote per message");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_does_not_hold_up_shutdown() {
+    let slack = slack().await;
+    let receiver = FakeServer::start(|_| Reply::json(200, json!({})).delayed(Duration::from_secs(60))).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    // A POST may take 50 s; the receiver takes 60.
+    let app = spawn_app_in(
+        dir.clone(),
+        &settings(&slack, &receiver, &dir.path().join("events.jsonl"), "50s"),
+        env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+            ("FEEDBACK_DISPATCH_EVENTS_SECRET", EVENTS_SECRET),
+        ]),
+    )
+    .await;
+    post_run(&app, RUN, "support-bot").await;
+    receiver.wait_for("/hooks/votes", 1, WAIT).await;
+    let started = Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
 }
 
 /// `check-config` through the real binary.
