@@ -107,6 +107,10 @@ impl PgStore {
                 "ls_feedback",
                 "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM ls_feedback",
             ),
+            (
+                "event_outbox",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
+            ),
         ] {
             for r in sqlx::query(sql).fetch_all(&self.pool).await? {
                 let oldest: Option<DateTime<Utc>> = r.try_get("oldest")?;

@@ -150,6 +150,10 @@ impl SqliteStore {
                 "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM confirm_links",
             ),
             ("votes", "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM votes"),
+            (
+                "event_outbox",
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
+            ),
         ] {
             let r = sqlx::query(sql).fetch_one(&self.reader).await?;
             rows.push((table.to_string(), String::new(), r.try_get("n")?, r.try_get("oldest")?));

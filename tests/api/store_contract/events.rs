@@ -74,6 +74,10 @@ contract_case! {
         assert!(s.release_vote("e1").await.unwrap());
         assert_eq!(pending(s).await, (4, 4));
 
+        let stats = s.stats().await.unwrap();
+        let outbox: i64 = stats.rows.iter().filter(|r| r.0 == "event_outbox").map(|r| r.2).sum();
+        assert_eq!(outbox, 8, "store stats counts the outbox: {stats:?}");
+
         // Two claimers on one database never hold the same event; the file claims its own.
         let other = crate::helpers::backend::open_store(&c.url).await;
         let first = s.claim_events(EventSink::Url, at(10), Duration::from_secs(30), 3).await.unwrap();
