@@ -19,6 +19,8 @@
 //!   falls due between polls. `follow_through`: the jobs a negative vote enqueues
 //!   (`on_negative`), delivered by `review` (LangSmith annotation queues) and `slack`
 //!   (triage). See `docs/architecture.md`.
+//! - `events`: the dispatchers that send the store's outbox of events (votes, messages sent,
+//!   dead letters) to `[events]`' URL and file.
 //! - Wiring: `state` (what handlers and workers share), `server` (HTTP connections with
 //!   timeouts and a cap), `startup`, `cli`, `telemetry`, `metrics`, `preview`,
 //!   `erasure` (`votes erase`).
@@ -35,6 +37,7 @@ mod domain;
 mod due;
 mod email;
 mod erasure;
+mod events;
 mod follow_through;
 mod intake;
 mod jobs;
@@ -77,10 +80,12 @@ pub use routing::plan;
 pub use jobs::{SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_close_key, submission_key};
 
 // The store and its upkeep (tests, the store contract suite, the load tool).
+pub use events::{SIGNATURE_HEADER as EVENTS_SIGNATURE_HEADER, signature as events_signature};
 pub use retention::prune_once;
 pub use store::{
-    ConfirmLink, ConfirmVoter, DigestItem, Job, JobKind, JobState, NewJob, NewVote, Prunable, QueueStore, SqliteStore,
-    Store, StoreStats, StoredFeedback, StoredToken, TriageThread, Vote, VoteSelector, open as open_store,
+    ClaimedEvent, ConfirmLink, ConfirmVoter, DeadClass, DigestItem, EventSink, EventSinks, Job, JobKind, JobState,
+    NewEvent, NewJob, NewVote, Prunable, QueueStore, SqliteStore, Store, StoreStats, StoredFeedback, StoredToken,
+    TriageThread, Vote, VoteSelector, open as open_store,
 };
 
 // LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).

@@ -90,6 +90,22 @@ pub struct RouteChannelLabel {
     pub channel: &'static str,
 }
 
+/// Labels: a route and what its follow-through on negative votes did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteActionLabel {
+    /// The route.
+    pub route: String,
+    /// `queued` (a run added to an annotation queue) or `triaged` (a triage message or reply).
+    pub action: &'static str,
+}
+
+/// Label: where events go.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// `url` or `file`.
+    pub sink: &'static str,
+}
+
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -157,6 +173,14 @@ pub struct Metrics {
     pub route_messages: Family<RouteChannelLabel, Counter>,
     /// Slack messages closed with their final tally when their links expired, by route.
     pub route_closed: Family<RouteLabel, Counter>,
+    /// Follow-through on negative votes done, by route and action.
+    pub route_follow_through: Family<RouteActionLabel, Counter>,
+    /// Events delivered to other systems, by sink.
+    pub events_delivered: Family<SinkLabel, Counter>,
+    /// Events whose delivery failed (each failed try of each event), by sink.
+    pub events_failed: Family<SinkLabel, Counter>,
+    /// Events still to deliver, by sink (refreshed at each scrape).
+    pub events_pending: Family<SinkLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -187,6 +211,25 @@ impl Metrics {
         let route_tokens = Family::default();
         let route_messages = Family::default();
         let route_closed = Family::default();
+        let route_follow_through = Family::default();
+        let events_delivered = Family::default();
+        let events_failed = Family::default();
+        let events_pending = Family::default();
+        registry.register(
+            "events_delivered",
+            "Events delivered to other systems ([events]), by sink",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Events whose delivery failed, counted per try, by sink",
+            events_failed.clone(),
+        );
+        registry.register(
+            "events_pending",
+            "Events still to deliver, by sink",
+            events_pending.clone(),
+        );
         registry.register(
             "route_tokens_minted",
             "Presigned feedback tokens minted, by route",
@@ -201,6 +244,11 @@ impl Metrics {
             "route_messages_closed",
             "Slack messages edited to their final tally when their links expired, by route",
             route_closed.clone(),
+        );
+        registry.register(
+            "route_follow_through",
+            "Follow-through on negative votes: runs added to an annotation queue (queued) and triage messages posted (triaged), by route",
+            route_follow_through.clone(),
         );
         registry.register(
             "votes",
@@ -277,6 +325,10 @@ impl Metrics {
             route_tokens,
             route_messages,
             route_closed,
+            route_follow_through,
+            events_delivered,
+            events_failed,
+            events_pending,
         }
     }
 
@@ -304,6 +356,16 @@ impl Metrics {
         self.route_closed
             .get_or_create(&RouteLabel {
                 route: route.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a follow-through `action` (`queued`, `triaged`) of `route`.
+    pub fn follow_through(&self, route: &str, action: &'static str) {
+        self.route_follow_through
+            .get_or_create(&RouteActionLabel {
+                route: route.to_string(),
+                action,
             })
             .inc();
     }
@@ -358,6 +420,16 @@ impl Metrics {
         }
     }
 
+    /// `n` events delivered to `sink`.
+    pub fn events_delivered(&self, sink: &'static str, n: u64) {
+        self.events_delivered.get_or_create(&SinkLabel { sink }).inc_by(n);
+    }
+
+    /// `n` events not delivered to `sink` by one try.
+    pub fn events_failed(&self, sink: &'static str, n: u64) {
+        self.events_failed.get_or_create(&SinkLabel { sink }).inc_by(n);
+    }
+
     /// The text exposition, with job gauges read from the store now.
     pub async fn render(&self, store: &dyn Store) -> String {
         if let Ok(counts) = store.job_counts().await {
@@ -374,6 +446,17 @@ impl Metrics {
         }
         if let Ok(bytes) = store.used_bytes().await {
             self.store_bytes.set(bytes);
+        }
+        let sinks = store.event_sinks().on();
+        if !sinks.is_empty()
+            && let Ok(pending) = store.pending_events().await
+        {
+            for sink in sinks {
+                let n = pending.iter().find(|(s, _)| *s == sink).map_or(0, |(_, n)| *n);
+                self.events_pending
+                    .get_or_create(&SinkLabel { sink: sink.as_str() })
+                    .set(n);
+            }
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

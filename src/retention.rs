@@ -42,7 +42,7 @@ impl Pruned {
 /// The time before which a row of `what` is pruned at `now`, or `None` when it is kept for good.
 pub(crate) fn cutoff(retention: &Retention, what: Prunable, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let keep = match what {
-        Prunable::SentJobs => retention.sent,
+        Prunable::SentJobs | Prunable::Events => retention.sent,
         Prunable::DeadJobs => retention.dead,
         Prunable::Digests => retention.digests,
         Prunable::ConfirmLinks | Prunable::Tokens => retention.links,

@@ -98,6 +98,8 @@ impl Application {
                 .context("cannot read or create the embedded LangSmith service's API key")?,
         };
         let langsmith = langsmith_client(&settings, &base, embedded_key.clone(), &metrics)?;
+        // From here on, what the store records writes its events (none without `[events]`).
+        store.record_events(settings.events.sinks(settings.email.identify));
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -172,6 +174,13 @@ impl Application {
             self.state.metrics.clone(),
             stop_rx.clone(),
         ));
+        let events = tokio::spawn(crate::events::run(
+            self.state.store.clone(),
+            self.state.settings.events.clone(),
+            self.state.settings.workers.clone(),
+            self.state.metrics.clone(),
+            stop_rx.clone(),
+        ));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
         let server = &self.state.settings.server;
         let limits = crate::server::Limits {
@@ -183,6 +192,7 @@ impl Application {
         crate::server::serve(self.listener, app, limits, stop_rx).await;
         workers.await.context("the workers panicked")?;
         pruner.await.context("the pruner panicked")?;
+        events.await.context("the event dispatchers panicked")?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }

@@ -147,6 +147,15 @@ impl Deliver for ReviewQueues {
         match self.state.langsmith.add_runs_to_queue(queue_id, &[key], extend).await {
             Ok(()) => {
                 tracing::info!(job = job.id, run_id = %p.run_id, route = %job.route, queue = %p.queue, "run added to the annotation queue");
+                // Written before the job is recorded done: a crash between the two adds the run
+                // again (LangSmith keeps it once) rather than lose the event, which is written
+                // once per run, route and queue.
+                let event =
+                    crate::store::NewEvent::queued_for_review(p.run_id, &job.route, &p.queue, chrono::Utc::now());
+                if let Err(e) = self.state.store.add_event(&event).await {
+                    return Outcome::failed(e);
+                }
+                self.state.metrics.follow_through(&job.route, "queued");
                 Outcome::Sent
             }
             Err(LangSmithError::Status { status: 404, .. }) => {

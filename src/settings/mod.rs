@@ -55,6 +55,37 @@ pub struct Settings {
     pub keys: Vec<KeySpec>,
     /// Routes, in file order (the first match wins unless `continue`).
     pub routes: Vec<Route>,
+    /// Events out to other systems.
+    pub events: EventsSettings,
+}
+
+/// `[events]`: what the service reports (votes, messages sent, dead letters, runs queued for
+/// review) out to other systems, through an outbox (docs/events.md). Off when neither `url` nor
+/// `file` is set.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    /// Where signed batches are POSTed (https, or http to this machine); it may carry a
+    /// secret of the receiver's in its path or query, so only its origin is ever printed.
+    pub url: Option<url::Url>,
+    /// `FEEDBACK_DISPATCH_EVENTS_SECRET`: the HMAC key of each POST's signature.
+    pub secret: Option<secrecy::SecretString>,
+    /// The file events are appended to, one JSON object a line.
+    pub file: Option<PathBuf>,
+    /// Longest one POST may take before it counts as failed (and is retried).
+    pub timeout: Duration,
+    /// Most events in one POST (or one write to the file).
+    pub batch: usize,
+}
+
+impl EventsSettings {
+    /// The sinks the store writes events for.
+    pub fn sinks(&self, email_voters: bool) -> crate::store::EventSinks {
+        crate::store::EventSinks {
+            url: self.url.is_some(),
+            file: self.file.is_some(),
+            email_voters,
+        }
+    }
 }
 
 /// `[server]`.

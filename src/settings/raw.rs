@@ -28,6 +28,18 @@ pub(super) struct RawSettings {
     pub(super) routes: Vec<RawRoute>,
     #[serde(default)]
     pub(super) redact: RawRedact,
+    #[serde(default)]
+    pub(super) events: RawEvents,
+}
+
+/// `[events]`: votes and deliveries out to other systems.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    pub(super) url: Option<String>,
+    pub(super) file: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) batch: Option<u32>,
 }
 
 /// `[redact]`: the rules every route uses unless it has its own.

@@ -92,6 +92,31 @@ pub fn summary(s: &Settings) -> String {
         "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}",
         set(&s.intake.secret)
     );
+    if s.events.url.is_some() || s.events.file.is_some() {
+        // Only the URL's origin: its path or query may hold the receiver's secret.
+        let url = s.events.url.as_ref().map_or_else(
+            || "none".to_string(),
+            |u| {
+                format!(
+                    "{}/… (timeout {})",
+                    u.origin().ascii_serialization(),
+                    humantime::format_duration(s.events.timeout)
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "events: url {url}, file {}, batches of {}, FEEDBACK_DISPATCH_EVENTS_SECRET {}",
+            s.events
+                .file
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |f| f.display().to_string()),
+            s.events.batch,
+            set(&s.events.secret)
+        );
+    } else {
+        let _ = writeln!(out, "events: off (no [events] url or file)");
+    }
     let _ = writeln!(out, "keys ({}):", s.keys.len());
     for k in &s.keys {
         let buttons: Vec<String> = k

@@ -103,6 +103,7 @@ impl Deliver for SlackTriage {
                     }
                 }
                 tracing::info!(job = job.id, run_id = %p.run_id, route = %job.route, channel = %p.channel, reply = (thread != TriageThread::Start), "triage sent to Slack");
+                self.state.metrics.follow_through(&job.route, "triaged");
                 Outcome::Sent
             }
             Err(e) => Outcome::failed(DeliveryError::channel(e)),

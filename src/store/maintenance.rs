@@ -23,11 +23,14 @@ pub enum Prunable {
     /// Votes (who rated what), by when they were recorded: the users' data, kept like
     /// feedback.
     Votes,
+    /// Events a sink has delivered (`[events]`, one row per sink), by when that sink delivered
+    /// them; kept like delivered jobs. An event still to send is never pruned.
+    Events,
 }
 
 impl Prunable {
     /// Every kind, in the order the pruner goes through them.
-    pub const ALL: [Prunable; 7] = [
+    pub const ALL: [Prunable; 8] = [
         Prunable::SentJobs,
         Prunable::DeadJobs,
         Prunable::Digests,
@@ -35,6 +38,7 @@ impl Prunable {
         Prunable::Tokens,
         Prunable::Feedback,
         Prunable::Votes,
+        Prunable::Events,
     ];
 }
 

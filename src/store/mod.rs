@@ -3,14 +3,15 @@
 //! service's tokens and feedback. `Store` is split by role, one trait and its row types per file:
 //! [`QueueStore`] (`queue.rs`), [`DigestStore`] (`digests.rs`), [`VoteStore`] (`votes.rs`),
 //! [`EmbeddedStore`] (`embedded.rs`), [`SharedStore`] (`shared.rs`: pacing and secrets several
-//! processes share), [`ReviewStore`] (`review.rs`: triage threads) and [`MaintenanceStore`]
-//! (`maintenance.rs`). `sqlite/` is the embedded default, `postgres/` the one for several
-//! replicas ([`open`] picks one from the [`StoreUrl`]); each implements every role in a file of
-//! the same name (SQLite, one process, keeps the defaults of [`SharedStore`]). Only this module
-//! uses sqlx.
+//! processes share), [`ReviewStore`] (`review.rs`: triage threads), [`MaintenanceStore`]
+//! (`maintenance.rs`) and [`EventStore`] (`events.rs`: the outbox of events for other systems).
+//! `sqlite/` is the embedded default, `postgres/` the one for several replicas ([`open`] picks
+//! one from the [`StoreUrl`]); each implements every role in a file of the same name (SQLite,
+//! one process, keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
 
 mod digests;
 mod embedded;
+pub(crate) mod events;
 pub(crate) mod group;
 mod maintenance;
 mod postgres;
@@ -24,6 +25,7 @@ pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
 pub use embedded::{StoredFeedback, StoredToken};
+pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, NewEvent};
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
@@ -239,12 +241,12 @@ impl JobState {
 /// `Store` is all of them, so callers hold one `Arc<dyn Store>` (whose methods need no import);
 /// code that holds a backend itself imports the roles it calls.
 pub trait Store:
-    QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore
+    QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
 {
 }
 
 impl<T> Store for T where
-    T: QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore
+    T: QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
 {
 }
 

@@ -118,7 +118,8 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Marks jobs delivered, in one statement, keeping with each the tokens in `minted` (JSON,
     /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
-    /// re-renders it with.
+    /// re-renders it with. With events on, the messages among them get their `message.sent`
+    /// in the same transaction.
     async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>)
     -> Result<(), StoreError>;
 
@@ -143,8 +144,21 @@ pub trait QueueStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Makes a job a dead letter with its reason.
-    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Makes a job a dead letter with its reason (reported, with events on, as a permanent
+    /// error).
+    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.mark_dead_as(job_id, error, super::DeadClass::Permanent, now).await
+    }
+
+    /// Makes a job a dead letter with its reason and, with events on, writes its
+    /// `delivery.dead` (saying `class`, never the reason) in the same transaction.
+    async fn mark_dead_as(
+        &self,
+        job_id: i64,
+        error: &str,
+        class: super::DeadClass,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Jobs in a state, oldest first.
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError>;

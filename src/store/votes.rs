@@ -95,8 +95,9 @@ impl VoteSelector {
 #[async_trait::async_trait]
 pub trait VoteStore: Send + Sync + 'static {
     /// Records a vote and, in the same transaction, enqueues `then` (the message update, the
-    /// submission); returns false, enqueuing nothing, when the action was recorded already or
-    /// the voter has a vote under the same `once_key`.
+    /// submission) and, with events on, writes its `vote.recorded`; returns false, enqueuing
+    /// nothing, when the action was recorded already or the voter has a vote under the same
+    /// `once_key`.
     async fn record_vote(&self, vote: &NewVote, then: &[NewJob]) -> Result<bool, StoreError>;
 
     /// The votes on one job's message, oldest first.
@@ -106,7 +107,8 @@ pub trait VoteStore: Send + Sync + 'static {
     async fn votes(&self, run: Option<RunId>, route: Option<&str>, limit: usize) -> Result<Vec<Vote>, StoreError>;
 
     /// Gives up a vote claimed before its submission, which then failed, so the voter may try
-    /// again: the row of `action_key` goes unless a feedback id was kept for it; true when it went.
+    /// again: the row of `action_key` goes unless a feedback id was kept for it, and with it its
+    /// `vote.recorded` if not yet delivered; true when it went.
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError>;
 
     /// Keeps the id of the LangSmith feedback row submitted for the vote of `action_key`.

@@ -147,7 +147,9 @@ impl Workers {
                 Outcome::Retry { error, .. } if job.attempts >= w.max_attempts => {
                     let reason = format!("gave up after {} attempts: {error}", job.attempts);
                     tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
-                    store.mark_dead(job.id, &reason, now).await
+                    store
+                        .mark_dead_as(job.id, &reason, crate::store::DeadClass::AttemptsExhausted, now)
+                        .await
                 }
                 Outcome::Retry { after, error } => {
                     let delay = crate::retry::jittered(w.retry_base, job.attempts)
@@ -162,7 +164,9 @@ impl Workers {
                 }
                 Outcome::Dead(reason) => {
                     tracing::error!(job = job.id, run_id = ?job.run_id, route = %job.route, target = %job.target, reason = %reason, "dead letter");
-                    store.mark_dead(job.id, &reason.to_string(), now).await
+                    store
+                        .mark_dead_as(job.id, &reason.to_string(), crate::store::DeadClass::Permanent, now)
+                        .await
                 }
             };
             if let Err(e) = result {

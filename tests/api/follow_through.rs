@@ -162,20 +162,29 @@ async fn wait_triage(slack: &FakeServer, n: usize) -> Vec<Value> {
 
 /// An interactive app on `ls` and `slack` with `keys` and the route's `on_negative`.
 async fn app(ls: &FakeLangSmith, slack: &FakeServer, keys: &str, on_negative: &str) -> TestApp {
+    app_with(ls, slack, keys, on_negative, &[]).await
+}
+
+/// [`app`] with more environment.
+async fn app_with(
+    ls: &FakeLangSmith,
+    slack: &FakeServer,
+    keys: &str,
+    on_negative: &str,
+    more: &[(&str, &str)],
+) -> TestApp {
     let toml = format!(
         "[langsmith]\nendpoint = \"{ls}\"\n[slack]\nmode = \"api\"\napi_url = \"{slack}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\nlease = \"8s\"\nmax_attempts = 4\n{keys}\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"interactive\" }}\non_negative = {on_negative}\n",
         ls = ls.server.address,
         slack = slack.address,
     );
-    spawn_app_with(
-        &toml,
-        env(&[
-            ("SLACK_BOT_TOKEN", "xoxb-t"),
-            ("SLACK_SIGNING_SECRET", SECRET),
-            ("LANGSMITH_API_KEY", "ls-key"),
-        ]),
-    )
-    .await
+    let mut vars = env(&[
+        ("SLACK_BOT_TOKEN", "xoxb-t"),
+        ("SLACK_SIGNING_SECRET", SECRET),
+        ("LANGSMITH_API_KEY", "ls-key"),
+    ]);
+    vars.extend(env(more));
+    spawn_app_with(&toml, vars).await
 }
 
 /// Posts a run (with its project id and start time when `keyed`) and returns the value of
@@ -322,6 +331,13 @@ async fn a_thumbs_down_with_a_reason_queues_the_run_once_and_tells_the_triage_ch
     assert_eq!(ls.additions().len(), 1, "queued once per run and queue");
     assert_eq!(triage_posts(&slack).len(), 2);
     assert_eq!(jobs_of(&app, JobKind::ReviewQueue).await.len(), 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"feedback_dispatch_route_follow_through_total{route="support",action="queued"} 1"#,
+        r#"feedback_dispatch_route_follow_through_total{route="support",action="triaged"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -562,4 +578,47 @@ async fn an_email_confirmation_of_thumbs_down_queues_the_run_in_the_embedded_ser
         assert_eq!(queues[0]["run_id"], "a07e5000-0000-4000-8000-000000000110");
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_run_queued_for_review_is_one_event_however_many_tries_the_queue_took() {
+    let ls = FakeLangSmith::start(true).await;
+    ls.add_statuses.lock().unwrap().extend([503, 503]);
+    let slack = fake_slack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let app = app_with(
+        &ls,
+        &slack,
+        PLAIN,
+        &format!("{{ queue = \"{QUEUE}\" }}"),
+        &[("FEEDBACK_DISPATCH__EVENTS__FILE", file.to_str().unwrap())],
+    )
+    .await;
+    let run = "a07e5000-0000-4000-8000-000000000109";
+    let (_, down) = post_run(&app, &slack, run, true).await;
+    click(&app, &slack, "U1", &down, "1700000001.000001").await;
+    click(&app, &slack, "U2", &down, "1700000002.000001").await;
+    ls.server.wait_for("/runs/by-key", 3, WAIT).await;
+    let read_queued = || -> Vec<Value> {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["type"] == "run.queued_for_review")
+            .collect()
+    };
+    wait_for(WAIT, "the run.queued_for_review event in the file", || async {
+        (!read_queued().is_empty()).then_some(())
+    })
+    .await;
+    // The second 👎 and the failed tries add none.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = read_queued();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let text = queued[0].to_string();
+    assert!(
+        text.contains(run) && text.contains(QUEUE) && text.contains("support"),
+        "{text}"
+    );
 }

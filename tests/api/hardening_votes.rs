@@ -529,12 +529,20 @@ async fn erasing_a_vote_drops_its_queued_submission_and_keeps_a_vote_whose_submi
         due_at: now - chrono::Duration::seconds(10 - n),
     };
     // "sending" is claimed first (due earliest), "queued" and "gaveup" are not; "gaveup" dies.
+    // "queued" also set a triage message going, which names the voter too.
+    let triage = feedback_dispatch::NewJob {
+        kind: JobKind::SlackTriage,
+        idempotency_key: format!("review-triage:C0TRIAGE:{}:queued", vote("queued", 2).run_id),
+        payload: json!({"action_key": "queued-triage", "voter": "U1"}),
+        due_at: now + chrono::Duration::hours(1),
+        ..submission("queued", 2)
+    };
     for (action, n) in [("sending", 1), ("queued", 2), ("gaveup-x", 3)] {
-        assert!(
-            s.record_vote(&vote(action, n), &[submission(action, n as i64)])
-                .await
-                .unwrap()
-        );
+        let mut then = vec![submission(action, n as i64)];
+        if action == "queued" {
+            then.push(triage.clone());
+        }
+        assert!(s.record_vote(&vote(action, n), &then).await.unwrap());
     }
     let claimed = s.claim_unread(now, Duration::from_secs(60), 1).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -572,7 +580,7 @@ async fn erasing_a_vote_drops_its_queued_submission_and_keeps_a_vote_whose_submi
     assert_eq!(
         actions,
         ["sending"],
-        "queued and dead submissions went with their votes"
+        "queued and dead submissions, and the triage message, went with their votes"
     );
 }
 

@@ -10,6 +10,7 @@ mod crash;
 mod disk_full;
 mod email;
 mod embedded;
+mod events;
 mod faults;
 mod follow_through;
 mod fuzz_regressions;

@@ -3,10 +3,10 @@
 use super::Validator;
 use super::normalize_endpoint;
 use crate::domain::Mailbox;
-use crate::settings::raw::{RawEmail, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
+use crate::settings::raw::{RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
 use crate::settings::{
-    EmailLinks, EmailMode, EmailSettings, Env, LangSmithEndpoint, LangSmithSettings, LogFormat, LogSettings,
-    ServerSettings, SlackMode, SlackSettings, WorkerSettings,
+    EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint, LangSmithSettings, LogFormat,
+    LogSettings, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -340,5 +340,67 @@ impl Validator {
             format: format?,
             level: raw.level.unwrap_or_else(|| "info".into()),
         })
+    }
+
+    /// `[events]`: a URL (https, or http to this machine) with its secret, and/or a file.
+    pub(super) fn events(&mut self, raw: RawEvents, env: &dyn Env) -> Option<EventsSettings> {
+        let url = raw.url.and_then(|text| match url::Url::parse(text.trim()) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Some(u),
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => Some(u),
+            Ok(u) if u.scheme() == "http" => {
+                self.fail(
+                    "events.url",
+                    format!(
+                        "plain http to {} would send votes unencrypted (expected https://…, or http only to localhost or 127.0.0.1)",
+                        u.host_str().unwrap_or("")
+                    ),
+                );
+                None
+            }
+            // The value is not echoed: a receiver's URL may hold its own secret.
+            _ => {
+                self.fail("events.url", "not an https URL (expected \"https://host/path\")");
+                None
+            }
+        });
+        let secret = env.var("FEEDBACK_DISPATCH_EVENTS_SECRET").map(SecretString::from);
+        if url.is_some() && secret.is_none() {
+            self.fail(
+                "events.url",
+                "events are signed: set FEEDBACK_DISPATCH_EVENTS_SECRET (the key the receiver checks X-Feedback-Dispatch-Signature with)",
+            );
+        }
+        let file = match raw.file {
+            Some(f) if f.trim().is_empty() => {
+                self.fail("events.file", "empty (expected a file path, e.g. \"events.jsonl\")");
+                None
+            }
+            f => f.map(PathBuf::from),
+        };
+        let timeout = self.duration("events.timeout", raw.timeout, "10s");
+        if timeout.is_some_and(|t| t < Duration::from_millis(100) || t > Duration::from_secs(300)) {
+            self.fail("events.timeout", "out of range (expected \"100ms\" to \"5m\")");
+        }
+        let batch = raw.batch.unwrap_or(100);
+        if !(1..=1000).contains(&batch) {
+            self.fail("events.batch", format!("{batch} is out of range (expected 1 to 1000)"));
+        }
+        Some(EventsSettings {
+            url,
+            secret,
+            file,
+            timeout: timeout?,
+            batch: batch as usize,
+        })
+    }
+}
+
+/// Whether `u` names this machine: plain http is taken only there (tests, a local relay).
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }

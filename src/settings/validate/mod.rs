@@ -119,6 +119,7 @@ impl Validator {
             }
             self.check_lease(w.lease, &sends);
         }
+        let events = self.events(raw.events, env);
         let links = LinkSettings {
             trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &allowed_hosts),
             allowed_hosts,
@@ -139,6 +140,7 @@ impl Validator {
             links,
             keys,
             routes,
+            events: events?,
         })
     }
 

@@ -41,6 +41,11 @@ impl PgStore {
                 "votes",
                 "DELETE FROM votes WHERE id IN (SELECT id FROM votes WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             ),
+            // One row per sink, each pruned once that sink delivered it; one still to send stays.
+            Prunable::Events => (
+                "event_outbox",
+                "DELETE FROM event_outbox WHERE seq IN (SELECT seq FROM event_outbox WHERE delivered_at < $1 ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
         let done = self.execute(sqlx::query(sql).bind(before).bind(limit)).await?;
@@ -101,6 +106,10 @@ impl PgStore {
             (
                 "ls_feedback",
                 "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM ls_feedback",
+            ),
+            (
+                "event_outbox",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
             ),
         ] {
             for r in sqlx::query(sql).fetch_all(&self.pool).await? {

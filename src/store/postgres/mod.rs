@@ -21,6 +21,7 @@
 mod rows;
 mod digests;
 mod embedded;
+mod events;
 mod maintenance;
 mod queue;
 mod review;
@@ -72,6 +73,8 @@ pub(crate) struct PgStore {
     writes_failing: Arc<AtomicBool>,
     /// The room a failed intake commit wanted (`/readyz`).
     intake_room: Arc<super::IntakeRoom>,
+    /// The sinks events are written for (none until start-up says).
+    events: Arc<super::events::EventSwitch>,
 }
 
 impl PgStore {
@@ -112,6 +115,7 @@ impl PgStore {
             pool,
             writes_failing: Arc::default(),
             intake_room: Arc::default(),
+            events: Arc::default(),
         }
     }
 

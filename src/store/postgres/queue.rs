@@ -2,7 +2,9 @@
 //! leases, outcomes, dead letters, the readiness probe and the listener for other replicas'
 //! enqueues.
 
+use super::events::{insert_events, jobs_not_in};
 use super::*;
+use crate::store::{DeadClass, NewEvent};
 
 #[async_trait::async_trait]
 impl QueueStore for PgStore {
@@ -152,18 +154,31 @@ impl QueueStore for PgStore {
             return Ok(());
         }
         let minted: Vec<Option<String>> = (0..job_ids.len()).map(|i| minted.get(i).cloned().flatten()).collect();
-        self.execute(
-            sqlx::query(
-                "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = $1, updated_at = $1,
-                 minted = COALESCE(v.minted, jobs.minted)
-                 FROM unnest($2::BIGINT[], $3::TEXT[]) AS v(id, minted) WHERE jobs.id = v.id",
-            )
-            .bind(now)
-            .bind(job_ids)
-            .bind(minted),
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = $1, updated_at = $1,
+             minted = COALESCE(v.minted, jobs.minted)
+             FROM unnest($2::BIGINT[], $3::TEXT[]) AS v(id, minted) WHERE jobs.id = v.id",
         )
-        .await
-        .map(|_| ())
+        .bind(now)
+        .bind(job_ids)
+        .bind(minted);
+        let sinks = self.events.get();
+        if !sinks.any() {
+            return self.execute(update).await.map(|_| ());
+        }
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let events: Vec<NewEvent> = jobs_not_in(&mut tx, job_ids, "sent")
+                .await?
+                .into_iter()
+                .filter_map(|(id, kind, route, run)| NewEvent::message_sent(id, kind, &route, run, now))
+                .collect();
+            insert_events(&mut tx, sinks, &events).await?;
+            update.execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await;
+        self.wrote(done, |_| false)
     }
 
     async fn mark_retry(
@@ -211,17 +226,36 @@ impl QueueStore for PgStore {
         .map(|_| ())
     }
 
-    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query(
-                "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3",
-            )
-            .bind(error)
-            .bind(now)
-            .bind(job_id),
+    async fn mark_dead_as(
+        &self,
+        job_id: i64,
+        error: &str,
+        class: DeadClass,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3",
         )
-        .await
-        .map(|_| ())
+        .bind(error)
+        .bind(now)
+        .bind(job_id);
+        let sinks = self.events.get();
+        if !sinks.any() {
+            return self.execute(update).await.map(|_| ());
+        }
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let events: Vec<NewEvent> = jobs_not_in(&mut tx, &[job_id], "dead")
+                .await?
+                .into_iter()
+                .map(|(id, kind, route, run)| NewEvent::delivery_dead(id, kind, &route, run, class, now))
+                .collect();
+            insert_events(&mut tx, sinks, &events).await?;
+            update.execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await;
+        self.wrote(done, |_| false)
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {

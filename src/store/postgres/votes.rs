@@ -1,9 +1,10 @@
 //! Votes on PostgreSQL: recorded with the jobs they trigger, listed, released and erased.
 
+use super::events::insert_events;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
 use crate::store::VoteStore;
-use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -65,6 +66,11 @@ impl VoteStore for PgStore {
                 insert_jobs(&mut tx, then, v.at).await?;
                 notify(&mut tx).await?;
             }
+            let sinks = self.events.get();
+            if new && sinks.any() {
+                let event = NewEvent::vote_recorded(v, sinks.email_voters);
+                insert_events(&mut tx, sinks, &[event]).await?;
+            }
             tx.commit().await?;
             Ok(new)
         }
@@ -94,11 +100,28 @@ impl VoteStore for PgStore {
     }
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
-            .bind(action_key)
-            .execute(&self.pool)
-            .await;
-        Ok(self.wrote(done, |_| false)?.rows_affected() == 1)
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
+                .bind(action_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if gone {
+                // Its event reported a vote that is no longer kept: not sent, if not sent yet;
+                // nor its triage message.
+                sqlx::query("DELETE FROM event_outbox WHERE source = $1 AND delivered_at IS NULL")
+                    .bind(format!("vote:{action_key}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(TRIAGE_OF_VOTE).bind(action_key).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(gone)
+        }
+        .await;
+        self.wrote(done, |_| false)
     }
 
     async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
@@ -133,11 +156,18 @@ impl VoteStore for PgStore {
         // its submission's job went with it, or when it had none.
         let done = sqlx::query(
             "WITH target AS (
-                 SELECT id, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
+                 SELECT id, action_key, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
              dropped AS (
                  DELETE FROM jobs j USING target t
                  WHERE j.idempotency_key = t.submission AND j.kind = 'feedback_submit' AND j.state <> 'leased'
-                 RETURNING j.idempotency_key)
+                 RETURNING j.idempotency_key),
+             -- What names the voter: the triage messages not under way, every copy of the events.
+             triage AS (
+                 DELETE FROM jobs j USING target t
+                 WHERE j.kind = 'slack_triage' AND j.state <> 'leased' AND j.idempotency_key LIKE 'review-triage:%'
+                   AND right(j.idempotency_key, length(t.action_key) + 1) = ':' || t.action_key),
+             events AS (
+                 DELETE FROM event_outbox e USING target t WHERE e.source = 'vote:' || t.action_key)
              DELETE FROM votes v USING target t
              WHERE v.id = t.id
                AND (t.submission IN (SELECT idempotency_key FROM dropped)
@@ -149,3 +179,8 @@ impl VoteStore for PgStore {
         Ok(self.wrote(done, |_| false)?.rows_affected())
     }
 }
+
+/// A vote's triage message not under way (`review-triage:<channel>:<run>:<action key>`): it
+/// names the voter, and goes when the vote does.
+const TRIAGE_OF_VOTE: &str = "DELETE FROM jobs WHERE kind = 'slack_triage' AND state <> 'leased'
+     AND idempotency_key LIKE 'review-triage:%' AND right(idempotency_key, length($1) + 1) = ':' || $1";

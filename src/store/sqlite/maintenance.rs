@@ -54,6 +54,12 @@ impl SqliteStore {
                 "DELETE FROM votes WHERE id IN (SELECT id FROM votes WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
                 Cutoff::Ms,
             ),
+            // One row per sink, each pruned once that sink delivered it; one still to send stays.
+            Prunable::Events => (
+                "event_outbox",
+                "DELETE FROM event_outbox WHERE seq IN (SELECT seq FROM event_outbox WHERE delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)",
+                Cutoff::Ms,
+            ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
         let query = match cutoff {
@@ -145,6 +151,10 @@ impl SqliteStore {
                 "SELECT COUNT(*) AS n, MIN(expires_at) AS oldest FROM confirm_links",
             ),
             ("votes", "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM votes"),
+            (
+                "event_outbox",
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
+            ),
         ] {
             let r = sqlx::query(sql).fetch_one(&self.reader).await?;
             rows.push((table.to_string(), String::new(), r.try_get("n")?, r.try_get("oldest")?));

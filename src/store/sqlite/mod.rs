@@ -8,6 +8,7 @@ mod statements;
 mod writer;
 mod digests;
 mod embedded;
+mod events;
 mod maintenance;
 mod queue;
 mod review;
@@ -65,6 +66,8 @@ pub struct SqliteStore {
     intake_room: Arc<super::IntakeRoom>,
     /// The database file (`None` in memory), for its size on disk.
     path: Option<std::path::PathBuf>,
+    /// The sinks events are written for (none until start-up says).
+    events: Arc<super::events::EventSwitch>,
 }
 
 impl SqliteStore {
@@ -129,6 +132,7 @@ impl SqliteStore {
             writes_failing: Arc::default(),
             intake_room: Arc::default(),
             path,
+            events: Arc::default(),
         })
     }
 

@@ -1,7 +1,9 @@
 //! The job queue on SQLite: intake's enqueue, claims and leases, outcomes, dead letters, and
 //! the readiness probe.
 
+use super::events::{insert_events, jobs_not_in};
 use super::*;
+use crate::store::{DeadClass, NewEvent};
 
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
@@ -138,7 +140,20 @@ impl QueueStore for SqliteStore {
             ids.push_bind(*id);
         }
         qb.push(")");
-        self.execute(qb.build()).await.map(|_| ())
+        let sinks = self.events.get();
+        if !sinks.any() {
+            return self.execute(qb.build()).await.map(|_| ());
+        }
+        in_transaction!(self, |tx| {
+            let events: Vec<NewEvent> = jobs_not_in(&mut tx, job_ids, "sent")
+                .await?
+                .into_iter()
+                .filter_map(|(id, kind, route, run)| NewEvent::message_sent(id, kind, &route, run, now))
+                .collect();
+            insert_events(&mut tx, sinks, &events).await?;
+            qb.build().execute(&mut *tx).await?;
+            false
+        })
     }
 
     async fn mark_retry(
@@ -173,17 +188,33 @@ impl QueueStore for SqliteStore {
             .await.map(|_| ())
     }
 
-    async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query(
-                "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(error)
-            .bind(ms(now))
-            .bind(job_id),
+    async fn mark_dead_as(
+        &self,
+        job_id: i64,
+        error: &str,
+        class: DeadClass,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
         )
-        .await
-        .map(|_| ())
+        .bind(error)
+        .bind(ms(now))
+        .bind(job_id);
+        let sinks = self.events.get();
+        if !sinks.any() {
+            return self.execute(update).await.map(|_| ());
+        }
+        in_transaction!(self, |tx| {
+            let events: Vec<NewEvent> = jobs_not_in(&mut tx, &[job_id], "dead")
+                .await?
+                .into_iter()
+                .map(|(id, kind, route, run)| NewEvent::delivery_dead(id, kind, &route, run, class, now))
+                .collect();
+            insert_events(&mut tx, sinks, &events).await?;
+            update.execute(&mut *tx).await?;
+            false
+        })
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {

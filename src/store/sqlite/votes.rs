@@ -1,11 +1,12 @@
 //! Votes on SQLite: recorded with the jobs they trigger, listed, released and erased.
 
 use super::SqliteStore;
+use super::events::insert_events;
 use super::rows::{from_ms, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
 use crate::store::VoteStore;
-use crate::store::{NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -65,6 +66,11 @@ impl VoteStore for SqliteStore {
                 == 1;
             if new {
                 insert_jobs(&mut *tx, then, v.at).await?;
+                let sinks = self.events.get();
+                if sinks.any() {
+                    let event = NewEvent::vote_recorded(v, sinks.email_voters);
+                    insert_events(&mut tx, sinks, &[event]).await?;
+                }
             }
             new
         })?;
@@ -92,10 +98,22 @@ impl VoteStore for SqliteStore {
     }
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
-        let done = self
-            .execute(sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL").bind(action_key))
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut gone = false;
+        in_transaction!(self, |tx| {
+            gone = sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL")
+                .bind(action_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if gone {
+                // Its event reported a vote that is no longer kept: not sent, if not sent yet;
+                // nor its triage message.
+                forget_vote_follow_ups(&mut tx, action_key, false).await?;
+            }
+            false
+        })?;
+        Ok(gone)
     }
 
     async fn set_vote_feedback(&self, action_key: &str, feedback_id: &str) -> Result<(), StoreError> {
@@ -129,24 +147,26 @@ impl VoteStore for SqliteStore {
         let mut deleted = 0;
         in_transaction!(self, |tx| {
             for id in ids {
+                let Some(action): Option<String> = sqlx::query_scalar("SELECT action_key FROM votes WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    continue;
+                };
                 // One writer: no worker claims the submission between these statements.
-                let in_flight = sqlx::query(
-                    "SELECT 1 FROM votes v JOIN jobs j ON j.idempotency_key = 'submission:' || v.action_key
-                     WHERE v.id = ? AND j.state = 'leased'",
-                )
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let in_flight = sqlx::query("SELECT 1 FROM jobs WHERE idempotency_key = ? AND state = 'leased'")
+                    .bind(format!("submission:{action}"))
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 if in_flight.is_some() {
                     continue;
                 }
-                sqlx::query(
-                    "DELETE FROM jobs WHERE kind = 'feedback_submit'
-                     AND idempotency_key = (SELECT 'submission:' || action_key FROM votes WHERE id = ?)",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("DELETE FROM jobs WHERE kind = 'feedback_submit' AND idempotency_key = ?")
+                    .bind(format!("submission:{action}"))
+                    .execute(&mut *tx)
+                    .await?;
+                forget_vote_follow_ups(&mut tx, &action, true).await?;
                 deleted += sqlx::query("DELETE FROM votes WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
@@ -157,4 +177,31 @@ impl VoteStore for SqliteStore {
         })?;
         Ok(deleted)
     }
+}
+
+/// Drops what a vote set in motion that names its voter and is not under way: its triage
+/// message (`review-triage:<channel>:<run>:<action key>`) and its event — the unsent one, or,
+/// `erasing`, every copy kept here (a delivered event's row is only a local copy).
+async fn forget_vote_follow_ups(
+    tx: &mut sqlx::SqliteConnection,
+    action_key: &str,
+    erasing: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM jobs WHERE kind = 'slack_triage' AND state <> 'leased'
+         AND idempotency_key LIKE 'review-triage:%' AND substr(idempotency_key, -length(?1) - 1) = ':' || ?1",
+    )
+    .bind(action_key)
+    .execute(&mut *tx)
+    .await?;
+    let events = if erasing {
+        "DELETE FROM event_outbox WHERE source = ?"
+    } else {
+        "DELETE FROM event_outbox WHERE source = ? AND delivered_at IS NULL"
+    };
+    sqlx::query(events)
+        .bind(format!("vote:{action_key}"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod digests;
 mod embedded;
+mod events;
 mod maintenance;
 mod queue;
 mod review;
