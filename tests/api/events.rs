@@ -426,8 +426,9 @@ async fn without_events_settings_nothing_is_written_to_the_outbox() {
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
     let (_, _, up) = button(&posted, "👍 Helpful").unwrap();
-    click(&app, &slack, "U1", &up, "1700000002.000001").await;
+    // Clicked once the store has the message sent (a click waits only so long for that).
     crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await;
+    click(&app, &slack, "U1", &up, "1700000002.000001").await;
     assert_eq!(app.store.votes(None, None, 10).await.unwrap().len(), 1);
     assert!(
         app.store.pending_events().await.unwrap().is_empty(),
@@ -459,6 +460,8 @@ async fn two_replicas_on_postgres_post_every_event() {
         .await;
     }
     let posted = slack.wait_for("/chat.postMessage", RUNS, WAIT).await;
+    // Clicked once the store has the messages sent (a click waits only so long for that).
+    crate::helpers::slack::wait_for_state(&a, JobState::Sent, RUNS).await;
     let mut clicks = 0;
     for (n, message) in posted.iter().enumerate() {
         let (_, _, up) = button(&message.json(), "👍 Helpful").unwrap();
@@ -614,6 +617,8 @@ async fn the_file_gets_events_while_the_url_fails_and_retention_prunes_only_what
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
     let (_, _, up) = button(&posted, "👍 Helpful").unwrap();
+    // Clicked once the store has the message sent (a click waits only so long for that).
+    crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await;
     click(&app, &slack, "U1", &up, "1700000004.000001").await;
 
     // The file sink does not wait for the failing URL.

@@ -191,6 +191,7 @@ async fn app_with(
 /// its 👍 and 👎 buttons.
 async fn post_run(app: &TestApp, slack: &FakeServer, run: &str, keyed: bool) -> (String, String) {
     let before = slack.requests_to("/chat.postMessage").len();
+    let sent_before = sent_messages(app).await;
     let mut event = json!({"run_id": run, "run_name": "answer", "project": "support-bot",
                            "inputs": {"question": "How do I reset it?"}, "outputs": {"answer": "Reset it."},
                            "run_url": RUN_URL});
@@ -205,10 +206,22 @@ async fn post_run(app: &TestApp, slack: &FakeServer, run: &str, keyed: bool) -> 
         .map(Recorded::json)
         .rfind(|m| m["channel"] == CHANNEL)
         .unwrap();
+    // Clicked once the store has the message sent (a click waits only so long for that).
+    wait_for(WAIT, "the message recorded sent", || async {
+        let sent = sent_messages(app).await;
+        if sent > sent_before { Ok(()) } else { Err(sent) }
+    })
+    .await;
     (
         button(&message, "👍 Helpful").unwrap().2,
         button(&message, "👎 Not helpful").unwrap().2,
     )
+}
+
+/// How many run messages the store has recorded sent.
+async fn sent_messages(app: &TestApp) -> usize {
+    let sent = app.store.jobs_in_state(JobState::Sent, 1000).await.unwrap();
+    sent.iter().filter(|j| j.kind == JobKind::Slack).count()
 }
 
 /// A click by `user` on the button of `value` (a distinct action per user and button).

@@ -159,24 +159,7 @@ pub(super) async fn record(
         state.wake_workers.notify_one();
         return Ok(());
     }
-    let vote = NewVote {
-        job_id: job.id,
-        run_id,
-        route: job.route.clone(),
-        key: value.key.clone(),
-        choice: value.choice as u32,
-        label: link.label.clone(),
-        score: link.score,
-        reasons: Vec::new(),
-        source: "slack".into(),
-        voter: click.user.clone(),
-        team: click.team.clone(),
-        channel: click.channel.clone(),
-        message_ts: click.message_ts.clone(),
-        action_key: click.action_key(),
-        once_key: None,
-        at: Utc::now(),
-    };
+    let vote = ctx.vote(value, run_id, link, Vec::new(), None);
     let mut then: Vec<NewJob> = match after_vote {
         crate::domain::AfterVote::Tally | crate::domain::AfterVote::Lock => answer(SlackReply::Replace),
         crate::domain::AfterVote::Private => answer(SlackReply::Private {
@@ -220,6 +203,36 @@ pub(super) struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The vote this click gives: `link` of `value`'s key on run `run_id`, with the reasons
+    /// picked, kept once per person where `once_key` says so (interactive buttons).
+    pub(super) fn vote(
+        &self,
+        value: &crate::domain::ButtonValue,
+        run_id: crate::domain::RunId,
+        link: &crate::links::FeedbackLink,
+        reasons: Vec<String>,
+        once_key: Option<String>,
+    ) -> NewVote {
+        NewVote {
+            job_id: self.job.id,
+            run_id,
+            route: self.job.route.clone(),
+            key: value.key.clone(),
+            choice: value.choice as u32,
+            label: link.label.clone(),
+            score: link.score,
+            reasons,
+            source: "slack".into(),
+            voter: self.click.user.clone(),
+            team: self.click.team.clone(),
+            channel: self.click.channel.clone(),
+            message_ts: self.click.message_ts.clone(),
+            action_key: self.click.action_key(),
+            once_key,
+            at: Utc::now(),
+        }
+    }
+
     /// The answer job to this click (none when its response URL is not Slack's).
     pub(super) fn answer(&self, reply: SlackReply, key: String) -> Option<NewJob> {
         self.respond_to.clone().map(|url| NewJob {

@@ -8,7 +8,7 @@ use super::record::Context;
 use crate::domain::Reasons;
 use crate::domain::{ButtonValue, RunId};
 use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key, to_json};
-use crate::store::{JobKind, NewJob, NewVote};
+use crate::store::{JobKind, NewJob};
 use chrono::Utc;
 
 /// An interactive button's click: one rating per person and key, submitted by the service
@@ -135,24 +135,8 @@ pub(super) async fn submit(
     };
     let mut then = vec![submission];
     then.extend(reply.and_then(|r| ctx.answer(r, slack_update_key(&click.action_key()))));
-    let vote = NewVote {
-        job_id: job.id,
-        run_id,
-        route: job.route.clone(),
-        key: value.key.clone(),
-        choice: value.choice as u32,
-        label: link.label.clone(),
-        score: link.score,
-        reasons: reasons.clone(),
-        source: "slack".into(),
-        voter: click.user.clone(),
-        team: click.team.clone(),
-        channel: click.channel.clone(),
-        message_ts: click.message_ts.clone(),
-        action_key: click.action_key(),
-        once_key: Some(format!("slack:{}:{}:{}", job.id, value.key, click.user)),
-        at: Utc::now(),
-    };
+    let once = format!("slack:{}:{}:{}", job.id, value.key, click.user);
+    let vote = ctx.vote(value, run_id, link, reasons.clone(), Some(once));
     // The follow-through of a negative vote goes in with it (one transaction); a store that
     // cannot count the run's earlier votes costs the follow-through, never the vote.
     match crate::follow_through::jobs_for_vote(&state.settings, &*state.store, &vote, comment.as_deref()).await {
