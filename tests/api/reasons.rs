@@ -27,15 +27,18 @@ show_reasons = true
 "#;
 
 async fn interactive_app(slack: &crate::helpers::fakes::FakeServer) -> TestApp {
+    interactive_app_with(slack, &[]).await
+}
+
+/// [`interactive_app`] with more environment.
+async fn interactive_app_with(slack: &crate::helpers::fakes::FakeServer, more: &[(&str, &str)]) -> TestApp {
     let toml = format!(
         "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nlease = \"8s\"\n{THUMBS_WITH_REASONS}\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"interactive\" }}\n",
         slack.address
     );
-    spawn_app_with(
-        &toml,
-        env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]),
-    )
-    .await
+    let mut vars = env(&[("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)]);
+    vars.extend(env(more));
+    spawn_app_with(&toml, vars).await
 }
 
 /// The embedded service's feedback rows on `run`.
@@ -65,20 +68,8 @@ fn submission(opened: &Value, user: &str, reason: Option<&str>, comment: &str) -
 #[tokio::test]
 async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_three_seconds() {
     let slack = slack_with_responses(Arc::default()).await;
-    let toml = format!(
-        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\n{THUMBS_WITH_REASONS}\n[[routes]]\nname = \"support\"\nkeys = [\"helpful\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"interactive\" }}\n",
-        slack.address
-    );
     // The store's wait is 1 s; Slack's views.open takes 1.5 s.
-    let app = spawn_app_with(
-        &toml,
-        env(&[
-            ("SLACK_BOT_TOKEN", "xoxb-t"),
-            ("SLACK_SIGNING_SECRET", SECRET),
-            ("FEEDBACK_DISPATCH__STORE__INTAKE_WAIT", "1s"),
-        ]),
-    )
-    .await;
+    let app = interactive_app_with(&slack, &[("FEEDBACK_DISPATCH__STORE__INTAKE_WAIT", "1s")]).await;
     let res = app
         .post_json(
             "/v1/events",

@@ -579,10 +579,10 @@ async fn after_the_links_expire_a_click_shows_so_instead_of_dead_buttons() {
     assert!(feedback(&app).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_recorded() {
-    // The tokens' links point at a port where nothing listens yet: submissions fail (a
-    // refused connection) until a proxy to the LangSmith service opens there.
+/// An interactive app whose tokens' links point at a port where nothing listens (submissions
+/// fail, a refused connection, until something opens there), with these `[workers]` settings:
+/// the port, the LangSmith service that minted the tokens, the fake Slack and the app.
+async fn unreachable_langsmith(workers: &str) -> (u16, TestApp, FakeServer, TestApp) {
     let port = crate::helpers::fakes::closed_port();
     let langsmith = spawn_app_with(
         KEYS_TOML,
@@ -597,7 +597,7 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
     .await;
     let slack = slack_with_responses(Arc::default()).await;
     let toml = format!(
-        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"200ms\"\nretry_max = \"400ms\"\nmax_attempts = 50\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\", buttons = \"interactive\" }}\n",
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\n{workers}\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\", buttons = \"interactive\" }}\n",
         slack.address
     );
     let app = spawn_app_with(
@@ -610,6 +610,15 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
         ]),
     )
     .await;
+    (port, langsmith, slack, app)
+}
+
+#[tokio::test]
+async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_recorded() {
+    // The tokens' links point at a port where nothing listens yet: submissions fail (a
+    // refused connection) until a proxy to the LangSmith service opens there.
+    let (port, langsmith, slack, app) =
+        unreachable_langsmith("retry_base = \"200ms\"\nretry_max = \"400ms\"\nmax_attempts = 50").await;
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
     let up = button(&posted, "👍 Helpful").unwrap().2;
@@ -633,33 +642,8 @@ async fn a_submission_langsmith_fails_is_retried_and_the_voter_told_it_is_being_
 #[tokio::test]
 async fn a_rating_langsmith_never_takes_gives_its_vote_up_and_the_voter_is_told() {
     // The tokens' links point at a port where nothing listens: every attempt fails.
-    let port = crate::helpers::fakes::closed_port();
-    let langsmith = spawn_app_with(
-        KEYS_TOML,
-        env(&[
-            ("LANGSMITH_API_KEY", "lsv2_votes"),
-            (
-                "FEEDBACK_DISPATCH__SERVER__PUBLIC_URL",
-                &format!("http://127.0.0.1:{port}"),
-            ),
-        ]),
-    )
-    .await;
-    let slack = slack_with_responses(Arc::default()).await;
-    let toml = format!(
-        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nretry_max = \"100ms\"\nmax_attempts = 3\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C0123456789\", buttons = \"interactive\" }}\n",
-        slack.address
-    );
-    let app = spawn_app_with(
-        &toml,
-        env(&[
-            ("SLACK_BOT_TOKEN", "xoxb-t"),
-            ("SLACK_SIGNING_SECRET", SECRET),
-            ("LANGSMITH_ENDPOINT", &langsmith.address),
-            ("LANGSMITH_API_KEY", "lsv2_votes"),
-        ]),
-    )
-    .await;
+    let (_port, _langsmith, slack, app) =
+        unreachable_langsmith("retry_base = \"50ms\"\nretry_max = \"100ms\"\nmax_attempts = 3").await;
     post_run(&app, RUN, "support-bot").await;
     let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
     let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
