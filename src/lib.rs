@@ -50,6 +50,7 @@ mod retention;
 mod retry;
 mod review;
 mod routing;
+mod schema_watch;
 mod server;
 mod settings;
 mod slack;

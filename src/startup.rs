@@ -112,6 +112,7 @@ impl Application {
             metrics,
             embedded_key,
             intake_commit: Arc::default(),
+            drift_gate: Arc::default(),
         };
         // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
         if lazy.is_none() {
@@ -174,6 +175,7 @@ impl Application {
             self.state.metrics.clone(),
             stop_rx.clone(),
         ));
+        let schema = tokio::spawn(crate::schema_watch::run(self.state.clone(), stop_rx.clone()));
         let events = tokio::spawn(crate::events::run(
             self.state.store.clone(),
             self.state.settings.events.clone(),
@@ -193,6 +195,7 @@ impl Application {
         workers.await.context("the workers panicked")?;
         pruner.await.context("the pruner panicked")?;
         events.await.context("the event dispatchers panicked")?;
+        schema.await.context("the schema check panicked")?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
