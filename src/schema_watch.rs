@@ -1,4 +1,4 @@
-//! `serve`'s schema check: at start and every `langsmith.schema_check`, the keys' feedback
+//! `serve`'s schema check: at start (once the workers run) and every `langsmith.schema_check`, the keys' feedback
 //! configs are compared with LangSmith's (`langsmith::configs`). A change is logged once (a
 //! drift, a key missing in LangSmith, a drift mended), each key's state is exported as
 //! `feedback_dispatch_schema_drift{key}`, and with `langsmith.on_drift = "refuse"` the keys that
@@ -10,6 +10,10 @@ use crate::settings::OnDrift;
 use crate::state::AppState;
 use std::collections::HashMap;
 use tokio::sync::watch;
+
+/// How often the check looks whether the workers run yet: a start is not timed to the
+/// millisecond, and a tenth of a second costs nothing.
+const WORKERS_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the check last saw, so each change is logged once.
 #[derive(Default)]
@@ -28,6 +32,14 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     };
     if state.settings.keys.iter().all(|k| k.feedback_config.is_none()) {
         return;
+    }
+    // The first check waits for the workers, who start once the store answers: a PostgreSQL
+    // that comes up late would otherwise fail it (the embedded service answers 503 until then).
+    while !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::select! {
+            _ = tokio::time::sleep(WORKERS_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
     }
     let mut seen = Seen::default();
     loop {
