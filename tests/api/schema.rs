@@ -471,3 +471,32 @@ async fn serve_with_the_default_warn_keeps_minting_a_drifted_key() {
     );
     app.stop().await;
 }
+
+#[test]
+fn check_config_shows_the_schema_check_and_names_a_bad_value_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings_file(&dir, "[langsmith]\nschema_check = \"30m\"\non_drift = \"refuse\"\n");
+    let (code, out, err) = cli(&config, &[], &["check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("langsmith: schema check every 30m, on_drift refuse"),
+        "{out}"
+    );
+    let config = settings_file(&dir, "[langsmith]\nschema_check = \"off\"\n");
+    let (_, out, _) = cli(&config, &[], &["check-config"]);
+    assert!(out.contains("langsmith: schema check off, on_drift warn"), "{out}");
+
+    for (setting, says) in [
+        ("schema_check = \"soon\"", "langsmith.schema_check: "),
+        ("schema_check = \"100ms\"", "langsmith.schema_check: 100ms is too often"),
+        (
+            "on_drift = \"block\"",
+            "langsmith.on_drift: \"block\" is not a choice (expected \"warn\" or \"refuse\")",
+        ),
+    ] {
+        let config = settings_file(&dir, &format!("[langsmith]\n{setting}\n"));
+        let (code, _, err) = cli(&config, &[], &["check-config"]);
+        assert_eq!(code, 2, "{setting}: {err}");
+        assert!(err.contains(says), "{setting}: {err}");
+    }
+}
