@@ -500,3 +500,55 @@ fn check_config_shows_the_schema_check_and_names_a_bad_value_with_its_path() {
         assert!(err.contains(says), "{setting}: {err}");
     }
 }
+
+#[tokio::test]
+async fn with_refuse_a_digest_of_a_drifted_key_mints_nothing_and_ends_as_a_dead_letter_naming_it() {
+    let langsmith = drifted_langsmith().await;
+    let toml = format!(
+        r#"
+[langsmith]
+on_drift = "refuse"
+
+[workers]
+retry_base = "100ms"
+retry_max = "200ms"
+poll_interval = "50ms"
+max_attempts = 3
+
+{SCHEMA_KEYS}
+
+[[routes]]
+name = "reviewers"
+keys = ["rating"]
+email = {{ to = ["ana@example.com"], every = "1h" }}
+"#
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("LANGSMITH_ENDPOINT", &langsmith.address),
+            ("LANGSMITH_API_KEY", "lsv2_k"),
+            ("FEEDBACK_DISPATCH__LANGSMITH__SCHEMA_CHECK", "1s"),
+        ]),
+    )
+    .await;
+    langsmith
+        .wait_for("/feedback-configs", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        app.post_json("/v1/events", &fixture("generic-event.json"))
+            .await
+            .status(),
+        202
+    );
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    assert!(
+        feedback_dispatch::close_due(&app.state, later).await.unwrap() >= 1,
+        "a digest was due"
+    );
+    let dead = wait_for_state(&app, JobState::Dead, 1).await;
+    let reason = dead[0].last_error.clone().unwrap_or_default();
+    assert!(reason.contains("key \"rating\" is not minted"), "{reason}");
+    assert!(langsmith.requests_to("/feedback/tokens").is_empty(), "no token minted");
+    app.stop().await;
+}
