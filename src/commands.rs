@@ -40,8 +40,31 @@ pub(crate) struct CreateTokens {
     pub expires: Option<Duration>,
     /// Absolute expiry.
     pub expires_at: Option<DateTime<Utc>>,
-    /// LangSmith `feedback_config`, the same for every key.
-    pub feedback_config: Option<FeedbackConfig>,
+    /// LangSmith `feedback_config` of each key, in the order of `keys` (see [`key_configs`]).
+    pub feedback_configs: Vec<Option<FeedbackConfig>>,
+}
+
+/// Each key's `feedback_config` for `tokens create`: `--feedback-config` for every key when
+/// given, none with `--unconstrained`, else the key's in the settings — so a token carries its
+/// key's schema unless asked otherwise. A key the settings lack needs one of the two flags: the
+/// error names it (a usage error).
+pub(crate) fn key_configs(
+    settings: &Settings,
+    keys: &[FeedbackKey],
+    given: Option<&FeedbackConfig>,
+    unconstrained: bool,
+) -> Result<Vec<Option<FeedbackConfig>>, String> {
+    keys.iter()
+        .map(|key| match (given, unconstrained, settings.key(key)) {
+            (Some(c), _, _) => Ok(Some(c.clone())),
+            (None, true, _) => Ok(None),
+            (None, false, Some(spec)) => Ok(spec.feedback_config.clone()),
+            (None, false, None) => Err(format!(
+                "--key {}: not a key in the settings, so it has no feedback_config to mint with (expected --feedback-config JSON or --unconstrained)",
+                escape_controls(key.as_str())
+            )),
+        })
+        .collect()
 }
 
 /// What a command prints: rows for people, a JSON value for scripts.
@@ -102,12 +125,13 @@ pub(crate) async fn create_tokens(client: &LangSmithClient, req: &CreateTokens) 
     let requests: Vec<TokenRequest> = req
         .keys
         .iter()
-        .map(|key| TokenRequest {
+        .zip(&req.feedback_configs)
+        .map(|(key, config)| TokenRequest {
             run_id: req.run,
             feedback_key: key.clone(),
             expires_in: req.expires.map(ExpiresIn::from_duration),
             expires_at: req.expires_at,
-            feedback_config: req.feedback_config.clone(),
+            feedback_config: config.clone(),
         })
         .collect();
     let tokens = client.mint(&requests).await.map_err(refused)?;

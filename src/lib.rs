@@ -21,6 +21,8 @@
 //!   (triage). See `docs/architecture.md`.
 //! - `events`: the dispatchers that send the store's outbox of events (votes, messages sent,
 //!   dead letters) to `[events]`' URL and file.
+//! - `schema_watch`: `serve`'s comparison of the keys' feedback configs with LangSmith's
+//!   (`langsmith::configs`), logged, exported, and refusing minting with `on_drift = "refuse"`.
 //! - Wiring: `state` (what handlers and workers share), `server` (HTTP connections with
 //!   timeouts and a cap), `startup`, `cli`, `telemetry`, `metrics`, `preview`,
 //!   `erasure` (`votes erase`).
@@ -50,6 +52,7 @@ mod retention;
 mod retry;
 mod review;
 mod routing;
+mod schema_watch;
 mod server;
 mod settings;
 mod slack;

@@ -106,6 +106,13 @@ pub struct SinkLabel {
     pub sink: &'static str,
 }
 
+/// Label: a feedback key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    /// The key's name (from the settings, so the label set is bounded).
+    pub key: String,
+}
+
 /// Label: a job state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -181,6 +188,9 @@ pub struct Metrics {
     pub events_failed: Family<SinkLabel, Counter>,
     /// Events still to deliver, by sink (refreshed at each scrape).
     pub events_pending: Family<SinkLabel, Gauge>,
+    /// 1 for a key whose LangSmith feedback config differs from ours, 0 when it agrees (set by
+    /// `serve`'s schema check).
+    pub schema_drift: Family<KeyLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -215,6 +225,12 @@ impl Metrics {
         let events_delivered = Family::default();
         let events_failed = Family::default();
         let events_pending = Family::default();
+        let schema_drift = Family::default();
+        registry.register(
+            "schema_drift",
+            "1 where a key's LangSmith feedback config differs from the settings' (langsmith.schema_check), else 0",
+            schema_drift.clone(),
+        );
         registry.register(
             "events_delivered",
             "Events delivered to other systems ([events]), by sink",
@@ -329,6 +345,7 @@ impl Metrics {
             events_delivered,
             events_failed,
             events_pending,
+            schema_drift,
         }
     }
 

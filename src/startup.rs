@@ -112,6 +112,7 @@ impl Application {
             metrics,
             embedded_key,
             intake_commit: Arc::default(),
+            drift_gate: Arc::default(),
         };
         // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
         if lazy.is_none() {
@@ -153,6 +154,7 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        let store_answers = self.waiting.is_none();
         let (app, workers) = match self.waiting {
             None => (
                 router(self.state.clone()),
@@ -174,6 +176,8 @@ impl Application {
             self.state.metrics.clone(),
             stop_rx.clone(),
         ));
+        // Waiting for the database, the check starts with the workers (its state has the key).
+        let schema = store_answers.then(|| tokio::spawn(crate::schema_watch::run(self.state.clone(), stop_rx.clone())));
         let events = tokio::spawn(crate::events::run(
             self.state.store.clone(),
             self.state.settings.events.clone(),
@@ -193,6 +197,9 @@ impl Application {
         workers.await.context("the workers panicked")?;
         pruner.await.context("the pruner panicked")?;
         events.await.context("the event dispatchers panicked")?;
+        if let Some(schema) = schema {
+            schema.await.context("the schema check panicked")?;
+        }
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
@@ -363,9 +370,13 @@ async fn serve_once_connected(
     };
     match workers {
         Ok(workers) => {
+            let schema = tokio::spawn(crate::schema_watch::run(state.clone(), stopped.clone()));
             *current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router(state);
             tracing::info!("connected to the database; serving every route");
             workers.run(stopped).await;
+            if schema.await.is_err() {
+                tracing::error!("the schema check panicked");
+            }
         }
         // Checked at start with the same settings: not expected.
         Err(e) => tracing::error!("cannot start the workers once the database answered: {e:#}"),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub embedded_key: Option<secrecy::SecretString>,
     /// Intake's group commit: requests that arrive together share one transaction.
     pub intake_commit: Arc<crate::store::group::GroupEnqueue>,
+    /// Keys minted for no more (schema drift with `langsmith.on_drift = "refuse"`).
+    pub drift_gate: Arc<crate::langsmith::DriftGate>,
 }
 
 impl FromRef<AppState> for Arc<Settings> {

@@ -23,9 +23,12 @@ pub enum TokensAction {
         /// When the tokens stop working (RFC 3339).
         #[arg(long, value_parser = time_arg)]
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
-        /// LangSmith feedback_config (JSON) for every key.
+        /// LangSmith feedback_config (JSON) for every key, instead of each key's in the settings.
         #[arg(long, value_parser = config_arg)]
         feedback_config: Option<crate::domain::FeedbackConfig>,
+        /// Mint without any feedback_config (LangSmith then takes any score).
+        #[arg(long, conflicts_with = "feedback_config")]
+        unconstrained: bool,
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -107,14 +110,23 @@ pub(super) async fn langsmith_command(path: &std::path::Path, call: Call) -> Exi
             expires,
             expires_at,
             feedback_config,
+            unconstrained,
             json,
         }) => {
+            let feedback_configs =
+                match commands::key_configs(&settings, &keys, feedback_config.as_ref(), unconstrained) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             let req = commands::CreateTokens {
                 run,
                 keys,
                 expires,
                 expires_at,
-                feedback_config,
+                feedback_configs,
             };
             (commands::create_tokens(&client, &req).await, json)
         }

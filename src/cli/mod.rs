@@ -1,11 +1,13 @@
 //! The command line: the clap definitions, the dispatch of each command, `serve`,
 //! `check-config` and `preview`, and what every command shares (loading settings, opening the
 //! store, printing an error). The store's commands live in `store_commands`, LangSmith's in
-//! `langsmith_commands`.
+//! `langsmith_commands` and `keys_commands` (feedback configs).
 
+mod keys_commands;
 mod langsmith_commands;
 mod store_commands;
 
+pub(crate) use keys_commands::KeysAction;
 pub(crate) use langsmith_commands::{FeedbackAction, TokensAction};
 pub(crate) use store_commands::{DeadLetterAction, StoreAction, VotesAction};
 
@@ -80,6 +82,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: TokensAction,
+    },
+    /// The keys' feedback configs against LangSmith's: `diff` (exit 1 on drift), `sync`.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Feedback through a token, and a run's feedback.
     Feedback {
@@ -210,6 +218,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             erase_votes(&cli.config, cli.log_format, &who, dry_run).await
         }
         Command::Tokens { action } => langsmith_command(&cli.config, Call::Tokens(action)).await,
+        Command::Keys { action } => keys_commands::keys(&cli.config, action).await,
         Command::Feedback { action } => langsmith_command(&cli.config, Call::Feedback(action)).await,
         Command::Backfill {
             project,

@@ -11,7 +11,7 @@ mod outcome;
 mod tokens;
 
 pub(crate) use outcome::{DeliveryError, Outcome};
-pub(crate) use tokens::{token_requests, tokens_json, usable_tokens};
+pub(crate) use tokens::{refused_by_drift, token_requests, tokens_json, usable_tokens};
 
 use crate::jobs::{JobKind, JobPayload, KindPayload};
 use crate::langsmith::{MintedToken, TokenRequest};

@@ -27,6 +27,23 @@ pub(crate) fn token_requests(
         .collect()
 }
 
+/// Why `requests` may not be minted: one names a key refused for schema drift
+/// (`langsmith.on_drift = "refuse"`). A retryable error, so the job waits for the drift to be
+/// mended, and past `workers.max_attempts` is a dead letter naming the key and the difference.
+pub(crate) fn refused_by_drift(
+    gate: &crate::langsmith::DriftGate,
+    requests: &[TokenRequest],
+) -> Option<super::DeliveryError> {
+    requests.iter().find_map(|r| {
+        gate.refused(&r.feedback_key).map(|difference| {
+            super::DeliveryError::Again(format!(
+                "key {:?} is not minted: LangSmith's feedback config differs from ours ({difference}; langsmith.on_drift = \"refuse\"; keys diff shows it, keys sync --force mends it)",
+                r.feedback_key.as_str()
+            ))
+        })
+    })
+}
+
 /// Stored tokens, unless unreadable or expiring within the hour (a link that dies while the
 /// message is read is worse than minting again).
 pub(crate) fn usable_tokens(value: &serde_json::Value) -> Option<Vec<MintedToken>> {

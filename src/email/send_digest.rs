@@ -214,6 +214,9 @@ impl DigestEmails {
                 .iter()
                 .flat_map(|(p, _)| token_requests(&self.state.settings, &p.event, &p.keys, ttl))
                 .collect();
+            if let Some(error) = crate::delivery::refused_by_drift(&self.state.drift_gate, &requests) {
+                return Err(Outcome::failed(error));
+            }
             tokens.extend(
                 self.state
                     .langsmith

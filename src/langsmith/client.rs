@@ -354,6 +354,39 @@ impl LangSmithClient {
         self.api_send(self.http.post(url).json(body)).await
     }
 
+    /// An authenticated PATCH of `body` to `rel` under the API root; returns the JSON.
+    pub async fn api_patch(&self, rel: &str, body: &serde_json::Value) -> Result<serde_json::Value, LangSmithError> {
+        self.api_send(self.http.patch(self.api_url(rel)).json(body)).await
+    }
+
+    /// Runs `call` up to `langsmith.max_attempts` times while its error is retryable, waiting as
+    /// minting does (jittered backoff, or Retry-After up to `MAX_INLINE_WAIT`): for reads a
+    /// person or a periodic check waits on, with no queue behind them.
+    pub(crate) async fn tried<T, F, Fut>(&self, call: F) -> Result<T, LangSmithError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, LangSmithError>>,
+    {
+        let tries = crate::retry::tries_per_call(crate::retry::RetriedBy::Client, self.max_attempts);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call().await {
+                Err(e) if e.is_retryable() && attempt < tries => {
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or_else(|| crate::retry::jittered(self.backoff_base, attempt));
+                    if wait > MAX_INLINE_WAIT {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, attempt, wait = ?wait, "a LangSmith call failed, retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// An authenticated DELETE of `rel` under the API root: true when it went, false when
     /// LangSmith has no such row (deleted already).
     pub async fn api_delete(&self, rel: &str) -> Result<bool, LangSmithError> {

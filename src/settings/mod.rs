@@ -186,6 +186,30 @@ pub struct LangSmithSettings {
     pub api_key: Option<SecretString>,
     /// `LANGSMITH_WORKSPACE_ID`, sent as `X-Tenant-Id`.
     pub workspace_id: Option<String>,
+    /// How often `serve` compares the keys' feedback configs with LangSmith's (and once at
+    /// start); `None` ("off") never.
+    pub schema_check: Option<Duration>,
+    /// What a key whose LangSmith config differs from ours does to minting.
+    pub on_drift: OnDrift,
+}
+
+/// `langsmith.on_drift`: what `serve` does with a key whose LangSmith config differs from ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDrift {
+    /// Log it and export it; keep minting with our config.
+    Warn,
+    /// Also mint nothing for the key: its jobs wait, then become dead letters naming it.
+    Refuse,
+}
+
+impl OnDrift {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Warn => "warn",
+            OnDrift::Refuse => "refuse",
+        }
+    }
 }
 
 /// How Slack messages leave.

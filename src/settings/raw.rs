@@ -96,6 +96,8 @@ pub(super) struct RawLangSmith {
     pub(super) timeout: Option<String>,
     pub(super) max_attempts: Option<u32>,
     pub(super) batch_runs: Option<u32>,
+    pub(super) schema_check: Option<String>,
+    pub(super) on_drift: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -48,6 +48,15 @@ pub fn summary(s: &Settings) -> String {
     };
     let _ = writeln!(
         out,
+        "langsmith: schema check {}, on_drift {}",
+        s.langsmith.schema_check.map_or_else(
+            || "off".to_string(),
+            |d| format!("every {}", humantime::format_duration(d))
+        ),
+        s.langsmith.on_drift.as_str()
+    );
+    let _ = writeln!(
+        out,
         "langsmith: {endpoint}, batch_runs {}, timeout {}, LANGSMITH_API_KEY {}, LANGSMITH_WORKSPACE_ID {}",
         s.langsmith.batch_runs,
         humantime::format_duration(s.langsmith.timeout),

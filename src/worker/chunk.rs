@@ -58,6 +58,10 @@ impl Workers {
                         done.push((claimed, Outcome::Dead(DeliveryError::Gone(reason.into()))));
                         continue;
                     }
+                    if let Some(error) = crate::delivery::refused_by_drift(&self.state.drift_gate, &reqs) {
+                        done.push((claimed, Outcome::Retry { error, after: None }));
+                        continue;
+                    }
                     owners.extend(std::iter::repeat_n(work.len(), reqs.len()));
                     requests.extend(reqs);
                 }

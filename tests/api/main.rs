@@ -32,6 +32,7 @@ mod redaction_hostile;
 mod release_fixture;
 mod replicas;
 mod retention;
+mod schema;
 mod sdk;
 mod serve;
 mod slack;

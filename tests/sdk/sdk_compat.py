@@ -156,6 +156,34 @@ def main() -> None:
     model_rows = list(client.list_feedback(run_ids=[run_id], feedback_source_type=["model"]))
     check(model_rows == [], f"list_feedback(feedback_source_type=[model]) -> {model_rows}, expected none")
     step("list_feedback(feedback_source_type=...) -> 2 rows for [api], none for [model]")
+
+    # Feedback configs with versions (langsmith 0.15's calls; `keys diff|sync` read the same).
+    scale = {"type": "continuous", "min": 1, "max": 5}
+    first = client.create_feedback_config("sdk_scale", feedback_config=scale)
+    check(first.is_first and not first.is_enforced, f"the first config: {first}")
+    again = client.create_feedback_config("sdk_scale", feedback_config=scale)
+    check(again.id == first.id, "an identical config is not returned unchanged")
+    wide = client.create_feedback_config(
+        "sdk_scale", feedback_config={"type": "continuous", "min": 0, "max": 10}, is_enforced=True
+    )
+    check(wide.is_enforced and wide.id != first.id, f"the enforced version: {wide}")
+    try:
+        client.create_feedback_config("sdk_scale", feedback_config={"type": "continuous", "min": 0, "max": 3})
+        fail("a third config was added beside an enforced one")
+    except LangSmithError as e:
+        check("400" in str(e), f"a config beside an enforced one got {e!r}, expected a 400")
+    one = [c.id for c in client.list_feedback_configs(feedback_key=["sdk_scale"])]
+    check(one == [wide.id], f"list_feedback_configs -> {one}, expected the enforced one only")
+    every = list(client.list_feedback_configs(feedback_key=["sdk_scale"], include_all_configs=True))
+    check(len(every) == 2, f"include_all_configs -> {len(every)} configs, expected 2")
+    updated = client.update_feedback_config("sdk_scale", feedback_config=scale)
+    check(updated.id == wide.id and updated.feedback_config["max"] == 5, f"update_feedback_config -> {updated}")
+    by_id = client.update_feedback_config("sdk_scale", config_id=first.id, is_lower_score_better=True)
+    check(by_id.id == first.id and by_id.is_lower_score_better, f"update by config_id -> {by_id}")
+    client.delete_feedback_config("sdk_scale")
+    gone = list(client.list_feedback_configs(feedback_key=["sdk_scale"]))
+    check(gone == [], f"after delete_feedback_config: {gone}")
+    step("feedback configs: create (identical returned, enforced version, 400 beside it), list, update, delete")
     client.cleanup()
 
     # A self-hosted user sets api_url to https://host/api/v1: the SDK then calls /api/v1/feedback/…

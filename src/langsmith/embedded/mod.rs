@@ -5,7 +5,8 @@
 //! `api_url` has no `/api/v1`).
 //!
 //! It also keeps annotation queues in memory (`queues.rs`: list, create, add runs by key, list a
-//! queue's runs, read a run), for `on_negative.queue`.
+//! queue's runs, read a run), for `on_negative.queue`, and feedback configs with their versions
+//! (`configs.rs`: list, create, update, delete), for `keys diff|sync` and the drift watch.
 //!
 //! As on LangSmith, creating and listing tokens and listing and deleting feedback take the API key
 //! (`x-api-key`): a token id is the whole credential of its link. Only the submit endpoints
@@ -13,6 +14,7 @@
 //! `LANGSMITH_API_KEY`, or one `serve` generates at its first start and keeps beside the
 //! database ([`load_or_create_key`]).
 
+mod configs;
 mod feedback;
 mod key;
 mod queues;
@@ -61,6 +63,7 @@ pub fn router(state: EmbeddedState) -> Router {
         .route("/api/v1/feedback/{feedback_id}", delete(delete_feedback))
         .route("/feedback/{feedback_id}", delete(delete_feedback))
         .merge(queues::router(state.clone()))
+        .merge(configs::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/api/v1/feedback/tokens/{token_id}", token.clone())

@@ -6,12 +6,16 @@ use crate::domain::Mailbox;
 use crate::settings::raw::{RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
 use crate::settings::{
     EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint, LangSmithSettings, LogFormat,
-    LogSettings, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
+    LogSettings, OnDrift, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Most often `serve` may compare feedback configs: each check is a LangSmith request, and a
+/// schema changes by hand, not by the second.
+const MIN_SCHEMA_CHECK: Duration = Duration::from_secs(1);
 
 impl Validator {
     pub(super) fn server(&mut self, raw: RawServer) -> Option<ServerSettings> {
@@ -141,7 +145,42 @@ impl Validator {
                 format!("{batch_runs} is out of range (expected 1 to 100)"),
             );
         }
+        let schema_check = match raw.schema_check.as_deref().map(str::trim) {
+            Some("off") => Some(None),
+            other => self
+                .duration("langsmith.schema_check", other.map(str::to_string), "1h")
+                .and_then(|d| {
+                    if d < MIN_SCHEMA_CHECK {
+                        self.fail(
+                            "langsmith.schema_check",
+                            format!(
+                                "{} is too often (expected at least 1s, e.g. \"1h\", or \"off\")",
+                                humantime::format_duration(d)
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(Some(d))
+                    }
+                }),
+        };
+        let on_drift = match raw.on_drift.as_deref().unwrap_or("warn") {
+            "warn" => Some(OnDrift::Warn),
+            "refuse" => Some(OnDrift::Refuse),
+            other => {
+                self.fail(
+                    "langsmith.on_drift",
+                    format!(
+                        "{:?} is not a choice (expected \"warn\" or \"refuse\")",
+                        crate::domain::truncate_for_message(other)
+                    ),
+                );
+                None
+            }
+        };
         Some(LangSmithSettings {
+            schema_check: schema_check?,
+            on_drift: on_drift?,
             endpoint: endpoint?,
             ui_url: ui_url?,
             timeout: timeout?,

@@ -208,6 +208,10 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     init();
     // Outboxes live in the app's folder (through the environment, so `extra` may have its own
     // [slack] and [email] sections).
+    // The schema check at start asks LangSmith's feedback configs: off unless a test turns it on
+    // (tests/api/schema.rs), so fakes that script their replies see only what they did before.
+    env.entry("FEEDBACK_DISPATCH__LANGSMITH__SCHEMA_CHECK".to_string())
+        .or_insert_with(|| "off".to_string());
     for (var, sub) in [
         ("FEEDBACK_DISPATCH__SLACK__OUTBOX_DIR", "outbox/slack"),
         ("FEEDBACK_DISPATCH__EMAIL__OUTBOX_DIR", "outbox/mail"),
