@@ -639,3 +639,30 @@ async fn a_click_on_a_message_whose_channel_is_not_known_is_not_counted() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(voters(&app, job.id).await.is_empty(), "not counted");
 }
+
+// SQLite's plan (PostgreSQL picks by its statistics, so a small table says nothing there).
+#[tokio::test]
+async fn erasure_by_address_reads_the_email_votes_index_not_the_table() {
+    if crate::helpers::backend::on_postgres() {
+        return;
+    }
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::backend::store_url(dir.path(), "plan");
+    let _store = crate::helpers::backend::open_store(&url).await;
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT * FROM votes WHERE source = 'email' AND lower(voter) = lower(?) ORDER BY id",
+    )
+    .bind("ana@example.com")
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+    assert!(
+        plan.iter().any(|step| step.contains("USING INDEX votes_email_voter")),
+        "{plan:?}"
+    );
+}
