@@ -223,6 +223,24 @@ async fn an_interactive_thumbs_down_asks_for_a_listed_reason_and_submits_it_with
     assert_eq!(again.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(feedback_on(&app, RUN).await.len(), 1);
+    // A second 👎 click of the same person is refused before any reason is asked: it counts
+    // as a duplicate with no reason, not as a rating given without one.
+    let mut twice = payload(&slack, "U1", &down, "1700000009.000001");
+    twice["trigger_id"] = json!("trigger-9");
+    assert_eq!(post_interaction(&app, &form(&twice), None).await.status(), 200);
+    let metrics = wait_for(WAIT, "the duplicate counted", || async {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        metrics.contains(r#"outcome="duplicate""#).then_some(metrics)
+    })
+    .await;
+    let duplicate: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains(r#"outcome="duplicate""#))
+        .collect();
+    assert!(
+        duplicate.iter().all(|l| !l.contains(r#"reason="none""#)),
+        "{duplicate:?}"
+    );
 }
 
 /// Spawns an app mailing `helpful` (with reasons) in confirm mode to the outbox, sends one run

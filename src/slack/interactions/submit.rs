@@ -51,10 +51,18 @@ pub(super) async fn submit(
         (Some(_), [one]) => Some(one.clone()),
         (Some(_), _) => Some("many".to_string()),
     };
-    let metrics = |outcome| {
+    // A click refused before its reasons were asked (expired, a second vote) has none to
+    // count: `none` means a rating recorded without a reason.
+    let answered = answer.is_some();
+    let metrics = |outcome: &'static str| {
+        let reason = if answered || outcome == "recorded" {
+            reason_label(&reasons)
+        } else {
+            None
+        };
         state
             .metrics
-            .vote_with_reason("slack", &job.route, &value.key, outcome, reason_label(&reasons))
+            .vote_with_reason("slack", &job.route, &value.key, outcome, reason)
     };
     if token.expires_at <= Utc::now() {
         metrics("expired");
