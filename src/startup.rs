@@ -55,6 +55,11 @@ impl Application {
     /// Opens the store, binds `server.listen` and wires the routes. A PostgreSQL database that
     /// cannot be reached is waited for by [`Application::run_until_stopped`] (see the module).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Socket Mode is described in the manifest and checked by check-config, but this build
+        // opens no socket yet: refuse it rather than start with clicks that reach nothing.
+        if settings.slack.ingress == crate::settings::SlackIngress::Socket {
+            anyhow::bail!("slack.ingress = \"socket\" is not served by this build yet (expected \"http\")");
+        }
         let url = &settings.store.url;
         let (store, lazy): (Arc<dyn Store>, _) = match crate::store::open(url).await {
             Ok(store) => (store, None),

@@ -5,10 +5,12 @@
 //! `update.rs` (the answer to a click), `submit.rs` (a rating given by a click, submitted to
 //! LangSmith), `close.rs` (the message edited to its final tally once its links expire),
 //! `triage.rs` (a negative vote told in the triage channel, `on_negative.triage`).
+//! `manifest.rs` describes the Slack app the settings need (`slack manifest`).
 
 pub(crate) mod close;
 pub(crate) mod deliver;
 pub(crate) mod interactions;
+pub(crate) mod manifest;
 pub(crate) mod message;
 pub(crate) mod pacing;
 pub(crate) mod render;

@@ -35,6 +35,7 @@ mod retention;
 mod sdk;
 mod serve;
 mod slack;
+mod slack_setup;
 mod store_contract;
 mod votes;
 
