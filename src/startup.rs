@@ -55,11 +55,6 @@ impl Application {
     /// Opens the store, binds `server.listen` and wires the routes. A PostgreSQL database that
     /// cannot be reached is waited for by [`Application::run_until_stopped`] (see the module).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        // Socket Mode is described in the manifest and checked by check-config, but this build
-        // opens no socket yet: refuse it rather than start with clicks that reach nothing.
-        if settings.slack.ingress == crate::settings::SlackIngress::Socket {
-            anyhow::bail!("slack.ingress = \"socket\" is not served by this build yet (expected \"http\")");
-        }
         let url = &settings.store.url;
         let (store, lazy): (Arc<dyn Store>, _) = match crate::store::open(url).await {
             Ok(store) => (store, None),
@@ -114,6 +109,7 @@ impl Application {
             due_hint: Arc::default(),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             store_unready: Arc::default(),
+            slack_sockets: Arc::default(),
             metrics,
             embedded_key,
             intake_commit: Arc::default(),
@@ -186,6 +182,7 @@ impl Application {
             self.state.metrics.clone(),
             stop_rx.clone(),
         ));
+        let sockets = tokio::spawn(crate::slack::socket::run(self.state.clone(), stop_rx.clone()));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
         let server = &self.state.settings.server;
         let limits = crate::server::Limits {
@@ -198,6 +195,7 @@ impl Application {
         workers.await.context("the workers panicked")?;
         pruner.await.context("the pruner panicked")?;
         events.await.context("the event dispatchers panicked")?;
+        sockets.await.context("the Slack sockets panicked")?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
@@ -409,6 +407,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "workers not running");
+    }
+    // With Socket Mode, no open connection means no click reaches the service.
+    if state.settings.slack.ingress == crate::settings::SlackIngress::Socket
+        && state.slack_sockets.load(std::sync::atomic::Ordering::SeqCst) == 0
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no Slack socket open");
     }
     use std::sync::atomic::Ordering;
     match state.store.ping().await {

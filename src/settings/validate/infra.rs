@@ -227,6 +227,12 @@ impl Validator {
                 ),
                 Some(_) => {}
             }
+            if env.var("SLACK_SIGNING_SECRET").is_none() {
+                self.fail(
+                    "slack.ingress",
+                    "ingress \"socket\" also needs SLACK_SIGNING_SECRET (Basic Information → Signing Secret): it signs the comment modal's metadata",
+                );
+            }
         }
         let app_name = raw.app_name.unwrap_or_else(|| DEFAULT_APP_NAME.into());
         // Slack's manifest limits: a name of at most 35 characters, a description of at most 140.
