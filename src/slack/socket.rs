@@ -113,9 +113,13 @@ impl Connection {
             if *stop.borrow() {
                 return;
             }
-            let ended = self.once(&mut stop).await;
+            let (ended, was_open) = self.once(&mut stop).await;
             if ended == Ended::Stopping {
                 return;
+            }
+            // A connection that served counts as a success: its drop starts the backoff afresh.
+            if was_open {
+                failures = 0;
             }
             self.state
                 .metrics
@@ -154,13 +158,13 @@ impl Connection {
         }
     }
 
-    /// Opens one connection and serves it until it ends.
-    async fn once(&self, stop: &mut watch::Receiver<bool>) -> Ended {
+    /// Opens one connection and serves it until it ends; whether it was open (said `hello`).
+    async fn once(&self, stop: &mut watch::Receiver<bool>) -> (Ended, bool) {
         let url = match self.open_url().await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(connection = self.n, error = %e, "apps.connections.open failed");
-                return Ended::OpenFailed;
+                return (Ended::OpenFailed, false);
             }
         };
         let socket = match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())).await {
@@ -168,7 +172,7 @@ impl Connection {
             // The error may quote the URL, which holds the connection's ticket.
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!(connection = self.n, "cannot open the Slack socket");
-                return Ended::OpenFailed;
+                return (Ended::OpenFailed, false);
             }
         };
         let (mut sink, mut source) = socket.split();
@@ -201,7 +205,7 @@ impl Connection {
             self.state.slack_sockets.fetch_sub(1, Ordering::SeqCst);
             self.state.metrics.slack_socket_connections.dec();
         }
-        ended
+        (ended, open)
     }
 
     /// Reads one frame; `Some` when the connection should end.
