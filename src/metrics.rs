@@ -12,6 +12,27 @@ use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 /// Label: where an event came from.
+/// Why a Slack socket reconnected.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `refresh_requested`, `warning`, `link_disabled`, `dropped`, `open_failed`.
+    pub reason: String,
+}
+
+/// A Socket Mode envelope's type (the label is `type`, a keyword in Rust).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct EnvelopeLabel {
+    /// `interactive`, `events_api`, `slash_commands` or `other`.
+    pub kind: &'static str,
+}
+
+impl EncodeLabelSet for EnvelopeLabel {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        ("type", self.kind).encode(encoder.encode_label())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
     /// `langsmith_rule`, `agent_server`, `generic`.
@@ -146,6 +167,12 @@ pub struct Metrics {
     registry: Registry,
     /// Events received, by source.
     pub events: Family<SourceLabel, Counter>,
+    /// Slack Socket Mode connections open now.
+    pub slack_socket_connections: Gauge,
+    /// Slack Socket Mode reconnections, by reason.
+    pub slack_socket_reconnects: Family<ReasonLabel, Counter>,
+    /// Slack Socket Mode envelopes received, by type.
+    pub slack_socket_envelopes: Family<EnvelopeLabel, Counter>,
     /// Runs by routing outcome.
     pub runs: Family<RoutingLabel, Counter>,
     /// Jobs by state (refreshed from the store at each scrape).
@@ -211,6 +238,9 @@ impl Metrics {
         let langsmith_requests = Family::default();
         let langsmith_seconds = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
         let slack_seconds = latency_histogram();
+        let slack_socket_connections = Gauge::default();
+        let slack_socket_reconnects = Family::<ReasonLabel, Counter>::default();
+        let slack_socket_envelopes = Family::<EnvelopeLabel, Counter>::default();
         let smtp_seconds = latency_histogram();
         let dead_letters = Counter::default();
         let refused_channels = Counter::default();
@@ -299,6 +329,21 @@ impl Metrics {
             langsmith_seconds.clone(),
         );
         registry.register("slack_request_seconds", "Slack request latency", slack_seconds.clone());
+        registry.register(
+            "slack_socket_connections",
+            "Slack Socket Mode connections open now",
+            slack_socket_connections.clone(),
+        );
+        registry.register(
+            "slack_socket_reconnects",
+            "Slack Socket Mode reconnections, by reason",
+            slack_socket_reconnects.clone(),
+        );
+        registry.register(
+            "slack_socket_envelopes",
+            "Slack Socket Mode envelopes received, by type",
+            slack_socket_envelopes.clone(),
+        );
         registry.register("smtp_send_seconds", "SMTP send latency", smtp_seconds.clone());
         registry.register("dead_letters", "Jobs that became dead letters", dead_letters.clone());
         registry.register(
@@ -331,6 +376,9 @@ impl Metrics {
             langsmith_requests,
             langsmith_seconds,
             slack_seconds,
+            slack_socket_connections,
+            slack_socket_reconnects,
+            slack_socket_envelopes,
             smtp_seconds,
             dead_letters,
             refused_channels,

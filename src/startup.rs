@@ -109,6 +109,7 @@ impl Application {
             due_hint: Arc::default(),
             workers_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             store_unready: Arc::default(),
+            slack_sockets: Arc::default(),
             metrics,
             embedded_key,
             intake_commit: Arc::default(),
@@ -185,6 +186,7 @@ impl Application {
             self.state.metrics.clone(),
             stop_rx.clone(),
         ));
+        let sockets = tokio::spawn(crate::slack::socket::run(self.state.clone(), stop_rx.clone()));
         tracing::info!(address = %self.addr, public_url = %self.state.public_url, "feedback-dispatch listening");
         let server = &self.state.settings.server;
         let limits = crate::server::Limits {
@@ -200,6 +202,7 @@ impl Application {
         if let Some(schema) = schema {
             schema.await.context("the schema check panicked")?;
         }
+        sockets.await.context("the Slack sockets panicked")?;
         tracing::info!("feedback-dispatch stopped");
         Ok(())
     }
@@ -415,6 +418,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "workers not running");
+    }
+    // With Socket Mode, no open connection means no click reaches the service.
+    if state.settings.slack.ingress == crate::settings::SlackIngress::Socket
+        && state.slack_sockets.load(std::sync::atomic::Ordering::SeqCst) == 0
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no Slack socket open");
     }
     use std::sync::atomic::Ordering;
     match state.store.ping().await {

@@ -29,6 +29,8 @@ pub struct AppState {
     /// True while `/readyz` finds the store not answering, so it logs changes, not every
     /// probe of a load balancer.
     pub store_unready: Arc<std::sync::atomic::AtomicBool>,
+    /// Slack Socket Mode connections open now (`slack.ingress = "socket"`: none → not ready).
+    pub slack_sockets: Arc<std::sync::atomic::AtomicUsize>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The embedded LangSmith service's API key (`LANGSMITH_API_KEY`, or generated beside the

@@ -125,12 +125,41 @@ pub enum Command {
         #[arg(long, default_value_t = crate::backfill::DEFAULT_MAX_PAGES, value_parser = pages_arg)]
         max_pages: usize,
     },
+    /// Set up the Slack side.
+    Slack {
+        /// What to do.
+        #[command(subcommand)]
+        action: SlackAction,
+    },
     /// Look into the database.
     Store {
         /// What to show.
         #[command(subcommand)]
         action: StoreAction,
     },
+}
+
+/// `slack` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SlackAction {
+    /// Print the Slack app manifest these settings need (scopes, Interactivity or Socket Mode).
+    Manifest {
+        /// YAML (with a comment on each scope) or JSON.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: ManifestFormat,
+        /// Print the link that opens Slack's "create an app" page prefilled with it instead.
+        #[arg(long)]
+        create_url: bool,
+    },
+}
+
+/// `--format` values of `slack manifest`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ManifestFormat {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
 }
 
 fn pages_arg(s: &str) -> Result<usize, String> {
@@ -250,6 +279,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
+        Command::Slack {
+            action: SlackAction::Manifest { format, create_url },
+        } => slack_manifest(&cli.config, format, create_url),
     }
 }
 
@@ -294,6 +326,36 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
         }
         Err(code) => code,
     }
+}
+
+/// `slack manifest`: needs only valid settings (its secrets' presence, never their values).
+fn slack_manifest(path: &std::path::Path, format: ManifestFormat, create_url: bool) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let manifest = crate::slack::manifest::Manifest::of(&settings);
+    if manifest.interactivity == crate::slack::manifest::Interactivity::Off {
+        eprintln!(
+            "warning: Interactivity is off in this manifest (no server.public_url, slack.ingress = \"http\"): \
+             votes from Slack clicks, interactive and native buttons and modals need it"
+        );
+    }
+    if create_url {
+        println!("{}", manifest.create_url());
+    } else {
+        match format {
+            ManifestFormat::Yaml => print!("{}", manifest.to_yaml()),
+            ManifestFormat::Json => match serde_json::to_string_pretty(&manifest.to_json()) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("error: cannot write the manifest as JSON: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn preview(path: &std::path::Path, opts: &crate::preview::PreviewOptions) -> ExitCode {

@@ -257,6 +257,33 @@ pub struct SlackSettings {
     pub timeout: Duration,
     /// What readers see after a vote (routes may override it).
     pub after_vote: crate::domain::AfterVote,
+    /// How Slack's Interactivity payloads (clicks, modal submissions) reach the service.
+    pub ingress: SlackIngress,
+    /// `SLACK_APP_TOKEN` (`xapp-…`), for Socket Mode.
+    pub app_token: Option<SecretString>,
+    /// The Slack app's name in its manifest (`slack manifest`).
+    pub app_name: String,
+    /// The Slack app's one-line description in its manifest.
+    pub app_description: String,
+}
+
+/// How Slack's Interactivity payloads reach the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackIngress {
+    /// Slack POSTs them to `server.public_url` + `/v1/slack/interactions` (signed).
+    Http,
+    /// The service opens Socket Mode WebSockets to Slack (`SLACK_APP_TOKEN`): no public URL.
+    Socket,
+}
+
+impl SlackIngress {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlackIngress::Http => "http",
+            SlackIngress::Socket => "socket",
+        }
+    }
 }
 
 /// `[workers]`.

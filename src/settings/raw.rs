@@ -110,6 +110,9 @@ pub(super) struct RawSlack {
     pub(super) burst: Option<u32>,
     pub(super) timeout: Option<String>,
     pub(super) after_vote: Option<String>,
+    pub(super) ingress: Option<String>,
+    pub(super) app_name: Option<String>,
+    pub(super) app_description: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -79,6 +79,23 @@ pub fn summary(s: &Settings) -> String {
         set(&s.slack.webhook_url),
         set(&s.slack.signing_secret)
     );
+    let interactivity = match s.slack.ingress {
+        crate::settings::SlackIngress::Socket => "Socket Mode".to_string(),
+        crate::settings::SlackIngress::Http if s.slack.signing_secret.is_some() => {
+            "POST /v1/slack/interactions".to_string()
+        }
+        crate::settings::SlackIngress::Http => "off: votes from Slack clicks, interactive and native buttons, \
+             comment and reasons modals and follow-through on Slack votes need it (set SLACK_SIGNING_SECRET \
+             with server.public_url, or slack.ingress = \"socket\" with SLACK_APP_TOKEN)"
+            .to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "slack interactivity: ingress {}, SLACK_APP_TOKEN {}, app {:?}: {interactivity}",
+        s.slack.ingress.as_str(),
+        set(&s.slack.app_token),
+        s.slack.app_name,
+    );
     let _ = writeln!(
         out,
         "email: mode {:?}, links {:?}, from {}, smtp {}, outbox {}, SMTP_PASSWORD {}",

@@ -36,6 +36,7 @@ mod schema;
 mod sdk;
 mod serve;
 mod slack;
+mod slack_setup;
 mod store_contract;
 mod votes;
 

@@ -2,14 +2,15 @@
 //! claim in `src/langsmith/embedded/`, proven with the real client rather than our reading of it.
 //!
 //! The interpreter is `$FD_TEST_PYTHON` or `.venv-test/bin/python` (made by `scripts/test`, with
-//! the pinned `langsmith`). A missing interpreter fails the test: skipping would let the claim rot.
+//! the pinned `langsmith` and PyYAML). A missing interpreter fails the test: skipping would let the claim rot.
 
 use crate::helpers::spawn_app;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn python() -> PathBuf {
+/// The test interpreter: the pinned SDK, and PyYAML (which `slack_setup` reads manifests with).
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("FD_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }

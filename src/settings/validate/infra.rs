@@ -6,7 +6,7 @@ use crate::domain::Mailbox;
 use crate::settings::raw::{RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
 use crate::settings::{
     EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint, LangSmithSettings, LogFormat,
-    LogSettings, OnDrift, ServerSettings, SlackMode, SlackSettings, WorkerSettings,
+    LogSettings, OnDrift, ServerSettings, SlackIngress, SlackMode, SlackSettings, WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -16,6 +16,10 @@ use std::time::Duration;
 /// Most often `serve` may compare feedback configs: each check is a LangSmith request, and a
 /// schema changes by hand, not by the second.
 const MIN_SCHEMA_CHECK: Duration = Duration::from_secs(1);
+/// The app's name in `slack manifest` unless `slack.app_name` says otherwise.
+const DEFAULT_APP_NAME: &str = "Feedback Dispatch";
+/// The app's description in `slack manifest` unless `slack.app_description` says otherwise.
+const DEFAULT_APP_DESCRIPTION: &str = "Asks for feedback on agent answers and records who rated what in LangSmith";
 
 impl Validator {
     pub(super) fn server(&mut self, raw: RawServer) -> Option<ServerSettings> {
@@ -236,7 +240,58 @@ impl Validator {
                 None
             }
         };
+        let ingress = match raw.ingress.as_deref().unwrap_or("http") {
+            "http" => Some(SlackIngress::Http),
+            "socket" => Some(SlackIngress::Socket),
+            other => {
+                self.fail(
+                    "slack.ingress",
+                    format!("unknown ingress {other:?} (expected \"http\" or \"socket\")"),
+                );
+                None
+            }
+        };
+        let app_token = secret("SLACK_APP_TOKEN");
+        if ingress == Some(SlackIngress::Socket) {
+            match &app_token {
+                None => self.fail(
+                    "slack.ingress",
+                    "ingress \"socket\" needs an app-level token: set SLACK_APP_TOKEN (xapp-…, scope connections:write)",
+                ),
+                // The value is a credential: say what it starts with, never echo it.
+                Some(t) if !t.expose_secret().starts_with("xapp-") => self.fail(
+                    "slack.ingress",
+                    "SLACK_APP_TOKEN is not an app-level token (expected one starting with \"xapp-\", from Basic Information → App-Level Tokens)",
+                ),
+                Some(_) => {}
+            }
+            if env.var("SLACK_SIGNING_SECRET").is_none() {
+                self.fail(
+                    "slack.ingress",
+                    "ingress \"socket\" also needs SLACK_SIGNING_SECRET (Basic Information → Signing Secret): it signs the comment modal's metadata",
+                );
+            }
+        }
+        let app_name = raw.app_name.unwrap_or_else(|| DEFAULT_APP_NAME.into());
+        // Slack's manifest limits: a name of at most 35 characters, a description of at most 140.
+        if app_name.trim().is_empty() || app_name.chars().count() > 35 || app_name.chars().any(char::is_control) {
+            self.fail(
+                "slack.app_name",
+                "expected 1 to 35 characters on one line (Slack's limit for an app's name)",
+            );
+        }
+        let app_description = raw.app_description.unwrap_or_else(|| DEFAULT_APP_DESCRIPTION.into());
+        if app_description.chars().count() > 140 || app_description.chars().any(char::is_control) {
+            self.fail(
+                "slack.app_description",
+                "expected at most 140 characters on one line (Slack's limit for a short description)",
+            );
+        }
         Some(SlackSettings {
+            ingress: ingress?,
+            app_token,
+            app_name,
+            app_description,
             after_vote: after_vote?,
             mode: mode?,
             api_url: api_url?,

@@ -62,8 +62,17 @@ async fn interaction(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Res
         tracing::warn!("a signed Slack interaction without a JSON payload; ignored");
         return StatusCode::OK.into_response();
     };
+    handle_payload(state, &payload, secret).await
+}
+
+/// What an interaction payload does, whichever transport brought it: after the signature check
+/// of `POST /v1/slack/interactions`, or from a Socket Mode envelope (the socket is
+/// authenticated by the app token). `secret` keys the comment modal's signed metadata. The
+/// answer is the HTTP one: a 2xx is acknowledged (its JSON body, if any, is Slack's answer to
+/// a modal submission), a 503 is not, so that Slack delivers the payload again.
+pub(crate) async fn handle_payload(state: &AppState, payload: &Value, secret: &secrecy::SecretString) -> Response {
     let (click, comment) = match payload["type"].as_str() {
-        Some("block_actions") => match Click::read(&payload) {
+        Some("block_actions") => match Click::read(payload) {
             Some(click) => (click, None),
             None => {
                 tracing::warn!("a Slack click without a user, an action or a response URL; ignored");
@@ -73,7 +82,7 @@ async fn interaction(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Res
         // The comment box of an interactive button: the click it was opened for, with the
         // comment. An empty body closes the modal.
         Some("view_submission") if payload["view"]["callback_id"] == COMMENT_VIEW => {
-            match Click::from_view(&payload, secret) {
+            match Click::from_view(payload, secret) {
                 Some((click, answer)) => (click, Some(answer)),
                 None => {
                     tracing::warn!("a comment submission without its click; ignored");

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod serve;
 pub mod slack;
 pub mod smtp;
+pub mod socket;
 pub mod wait;
 
 pub use wait::{wait_for, wait_for_every};
