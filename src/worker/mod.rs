@@ -34,9 +34,10 @@ pub(crate) struct Workers {
     /// Jobs claimed and not yet recorded, with what became of them so far, to record if
     /// shutdown cuts their chunk short.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<i64, Progress>>>,
-    /// Jobs delivered whose outcome could not be stored (the store failed writes): recorded
-    /// again on every turn of the claim loop, and never sent again if claimed meanwhile.
-    unrecorded: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
+    /// Jobs delivered whose outcome could not be stored (the store failed writes), with the
+    /// tokens to keep with each: recorded again on every turn of the claim loop, and never sent
+    /// again if claimed meanwhile.
+    unrecorded: Arc<std::sync::Mutex<std::collections::BTreeMap<i64, Option<String>>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -197,7 +198,10 @@ impl Workers {
             let now = Utc::now();
             let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
             // Recorded below, with any the store refused earlier.
-            self.unrecorded.lock().expect("unrecorded set").extend(&sent);
+            self.unrecorded
+                .lock()
+                .expect("unrecorded set")
+                .extend(sent.iter().map(|id| (*id, None)));
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
                 let minted = progress.minted.as_deref().map(crate::delivery::tokens_json);
                 if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {

@@ -27,7 +27,10 @@ impl Workers {
         }
         // Held as delivered before the store is asked, so a claim that races a slow, failing
         // write cannot take them for unsent.
-        self.unrecorded.lock().expect("unrecorded set").extend(&sent);
+        self.unrecorded
+            .lock()
+            .expect("unrecorded set")
+            .extend(sent.iter().copied().zip(minted.iter().cloned()));
         match self.state.store.mark_sent(&sent, &minted, Utc::now()).await {
             Ok(()) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
@@ -46,18 +49,26 @@ impl Workers {
         self.unrecorded
             .lock()
             .expect("unrecorded set")
-            .iter()
+            .keys()
             .copied()
             .collect()
     }
 
     /// Records the delivered jobs whose outcome the store refused earlier.
     pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
-        let ids = self.unrecorded_ids();
+        let (ids, minted): (Vec<i64>, Vec<Option<String>>) = self
+            .unrecorded
+            .lock()
+            .expect("unrecorded set")
+            .iter()
+            .map(|(id, minted)| (*id, minted.clone()))
+            .unzip();
         if ids.is_empty() {
             return Ok(());
         }
-        self.state.store.mark_sent(&ids, &[], Utc::now()).await?;
+        // With the tokens the first try would have kept: a later click re-renders the message
+        // from them (without, it would read as expired).
+        self.state.store.mark_sent(&ids, &minted, Utc::now()).await?;
         let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
         for id in &ids {
             unrecorded.remove(id);
@@ -78,7 +89,7 @@ impl Workers {
         }
         jobs.into_iter()
             .filter(|UnreadJob { job: j, .. }| {
-                let held = unrecorded.contains(&j.id) || in_flight.contains_key(&j.id);
+                let held = unrecorded.contains_key(&j.id) || in_flight.contains_key(&j.id);
                 if held {
                     tracing::info!(
                         job = j.id,

@@ -202,6 +202,17 @@ slack = {{ channel = "C1" }}
     );
     let unsent: Vec<_> = accepted.iter().filter(|r| rows[*r] != "sent").collect();
     assert!(unsent.is_empty(), "accepted runs not recorded as sent: {unsent:?}");
+    // Those recorded only after the disk had room again keep their tokens too (a click or the
+    // close re-renders the message from them).
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let tokenless: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'slack' AND state = 'sent' AND minted IS NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(tokenless, 0, "sent messages recorded without their tokens");
     println!(
         "disk-full test: {full_at} runs accepted before the disk filled, {} after; {} delivered, {duplicates} duplicates",
         accepted.len() - full_at,
