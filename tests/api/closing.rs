@@ -6,9 +6,9 @@
 //! a `link_ttl` of seconds is allowed here (the embedded service asks for a minute at least).
 
 use crate::helpers::fakes::{FakeServer, Reply, fake_langsmith, fake_slack};
-use crate::helpers::slack::{CHANNEL, SECRET, button, form, payload, post_interaction, wait_for_state};
+use crate::helpers::slack::{CHANNEL, SECRET, button, form, jobs_of, payload, post_interaction, wait_for_state};
 use crate::helpers::{TestApp, env, spawn_app_in, wait_for};
-use feedback_dispatch::{Job, JobKind, JobState, NewJob};
+use feedback_dispatch::{JobKind, JobState, NewJob};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,21 +75,6 @@ async fn post_run(app: &TestApp) {
         )
         .await;
     assert_eq!(res.status(), 202);
-}
-
-/// Every job of `kind` in any state.
-async fn jobs_of(app: &TestApp, kind: JobKind) -> Vec<Job> {
-    let mut all = Vec::new();
-    for state in [
-        JobState::Pending,
-        JobState::Scheduled,
-        JobState::Leased,
-        JobState::Sent,
-        JobState::Dead,
-    ] {
-        all.extend(app.store.jobs_in_state(state, 1000).await.unwrap());
-    }
-    all.into_iter().filter(|j| j.kind == kind).collect()
 }
 
 /// The text of every context block of a message.

@@ -5,7 +5,7 @@
 //! annotation-queue calls, and a fake Slack.
 
 use crate::helpers::fakes::{FakeServer, Recorded, Reply};
-use crate::helpers::slack::{CHANNEL, SECRET, button, form, payload, post_interaction, wait_for_state};
+use crate::helpers::slack::{CHANNEL, SECRET, button, form, jobs_of, payload, post_interaction, wait_for_state};
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
 use chrono::{Duration as Days, Utc};
 use feedback_dispatch::{JobKind, JobState, close_due};
@@ -237,15 +237,6 @@ async fn wait_submissions(ls: &FakeLangSmith, n: usize) -> Vec<Value> {
         if s.len() >= n { Ok(s) } else { Err(s.len()) }
     })
     .await
-}
-
-/// Every job of `kind`, whatever its state.
-async fn jobs_of(app: &TestApp, kind: JobKind) -> Vec<feedback_dispatch::Job> {
-    let mut all = Vec::new();
-    for state in [JobState::Pending, JobState::Leased, JobState::Sent, JobState::Dead] {
-        all.extend(app.store.jobs_in_state(state, 1000).await.unwrap());
-    }
-    all.into_iter().filter(|j| j.kind == kind).collect()
 }
 
 fn submission(opened: &Value, user: &str, reason: &str, comment: &str) -> Value {

@@ -88,7 +88,7 @@ fn vote_lines(v: &TriageView<'_>) -> String {
 }
 
 /// The context line: the run's link (under the trust rule) and the rated message's.
-fn links_block(v: &TriageView<'_>) -> Option<SlackBlock> {
+fn links_block(v: &TriageView<'_>) -> SlackBlock {
     let mut elements: Vec<SlackContextBlockElement> = Vec::new();
     if let Some((url, label)) = v
         .event
@@ -101,7 +101,7 @@ fn links_block(v: &TriageView<'_>) -> Option<SlackBlock> {
         elements.push(mrkdwn(link).into());
     }
     elements.push(mrkdwn(format!("Run `{}`", v.run_id)).into());
-    Some(SlackContextBlock::new(elements).into())
+    SlackContextBlock::new(elements).into()
 }
 
 /// The run's name and project, one line, escaped.
@@ -140,7 +140,7 @@ pub(crate) fn render_triage(v: &TriageView<'_>) -> SlackMessageContent {
         }
     }
     blocks.push(SlackSectionBlock::new().with_text(mrkdwn(vote_lines(v)).into()).into());
-    blocks.extend(links_block(v));
+    blocks.push(links_block(v));
     SlackMessageContent::new()
         .with_text(format!("Rated negatively: {title}"))
         .with_blocks(blocks)
@@ -149,7 +149,7 @@ pub(crate) fn render_triage(v: &TriageView<'_>) -> SlackMessageContent {
 /// A later negative vote on the run, as a reply in the triage message's thread.
 pub(crate) fn render_triage_reply(v: &TriageView<'_>) -> SlackMessageContent {
     let mut blocks: Vec<SlackBlock> = vec![SlackSectionBlock::new().with_text(mrkdwn(vote_lines(v)).into()).into()];
-    blocks.extend(links_block(v));
+    blocks.push(links_block(v));
     SlackMessageContent::new()
         .with_text(format!("Also rated negatively: {}", run_title(v)))
         .with_blocks(blocks)

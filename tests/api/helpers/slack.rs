@@ -78,6 +78,21 @@ pub fn buttons(message: &Value) -> Vec<(String, String)> {
 }
 
 /// Waits until at least `n` jobs are in `state` and returns them all.
+/// Every job of `kind`, whatever its state.
+pub async fn jobs_of(app: &TestApp, kind: feedback_dispatch::JobKind) -> Vec<Job> {
+    let mut all = Vec::new();
+    for state in [
+        JobState::Pending,
+        JobState::Scheduled,
+        JobState::Leased,
+        JobState::Sent,
+        JobState::Dead,
+    ] {
+        all.extend(app.store.jobs_in_state(state, 1000).await.unwrap());
+    }
+    all.into_iter().filter(|j| j.kind == kind).collect()
+}
+
 pub async fn wait_for_state(app: &TestApp, state: JobState, n: usize) -> Vec<Job> {
     wait_for(WAIT, &format!("{n} jobs in state {state:?}"), || async {
         let jobs = app.store.jobs_in_state(state, 1000).await.unwrap();
