@@ -22,7 +22,7 @@ pub struct ReasonLabel {
 /// A Socket Mode envelope's type (the label is `type`, a keyword in Rust).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct EnvelopeLabel {
-    /// `interactive`, `events_api`, `slash_commands` or `other`.
+    /// `interactive`, `events_api`, `slash_commands`, `other`, or `too_large` (refused unread).
     pub kind: &'static str,
 }
 

@@ -167,7 +167,14 @@ impl Connection {
                 return (Ended::OpenFailed, false);
             }
         };
-        let socket = match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())).await {
+        // An envelope over `server.max_body_bytes` is refused like an HTTP body over it (see
+        // `frame`); one over twice that is not even buffered: the library ends the connection.
+        let limit = self.state.settings.server.max_body_bytes;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(limit.saturating_mul(2)))
+            .max_frame_size(Some(limit.saturating_mul(2)));
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+        let socket = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok((socket, _))) => socket,
             // The error may quote the URL, which holds the connection's ticket.
             Ok(Err(_)) | Err(_) => {
@@ -210,6 +217,24 @@ impl Connection {
 
     /// Reads one frame; `Some` when the connection should end.
     fn frame(&self, text: &str, acks: &mpsc::Sender<String>, open: &mut bool) -> Option<Ended> {
+        if text.len() > self.state.settings.server.max_body_bytes {
+            // As `POST /v1/slack/interactions` answers 413 to a body over the limit: not
+            // handled. Acked (when it has a plain id), so that Slack does not send it again.
+            tracing::warn!(
+                connection = self.n,
+                bytes = text.len(),
+                "a Slack socket frame over server.max_body_bytes; refused"
+            );
+            self.state
+                .metrics
+                .slack_socket_envelopes
+                .get_or_create(&crate::metrics::EnvelopeLabel { kind: "too_large" })
+                .inc();
+            if let Some(id) = envelope_id_only(text) {
+                let _ = acks.try_send(json!({"envelope_id": id}).to_string());
+            }
+            return None;
+        }
         let Ok(frame) = serde_json::from_str::<Value>(text) else {
             tracing::warn!(connection = self.n, "a Slack socket frame that is not JSON; ignored");
             return None;
@@ -322,4 +347,38 @@ async fn answer(
         ack["payload"] = answer;
     }
     Some(ack.to_string())
+}
+
+/// The `envelope_id` of a frame too large to handle, read without building its payload (serde
+/// skips the other fields), when it looks like an id (letters, digits, `-`, `_`; at most 64).
+fn envelope_id_only(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        envelope_id: Option<String>,
+    }
+    let id = serde_json::from_str::<Head>(text).ok()?.envelope_id?;
+    let plain =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envelope_id_only;
+
+    #[test]
+    fn the_id_of_a_frame_too_large_to_handle_is_read_only_when_it_looks_like_one() {
+        let id = |s: &str| envelope_id_only(s);
+        assert_eq!(
+            id(r#"{"payload": {"a": [1, 2]}, "envelope_id": "e-1_A"}"#).as_deref(),
+            Some("e-1_A")
+        );
+        assert_eq!(id(r#"{"envelope_id": "a\"b"}"#), None);
+        assert_eq!(id(r#"{"envelope_id": "has space"}"#), None);
+        assert_eq!(id(&format!(r#"{{"envelope_id": "{}"}}"#, "a".repeat(65))), None);
+        assert_eq!(id(r#"{"envelope_id": ""}"#), None);
+        assert_eq!(id(r#"{"envelope_id": 7}"#), None);
+        assert_eq!(id(r#"{"payload": {}}"#), None);
+        assert_eq!(id("not json"), None);
+    }
 }

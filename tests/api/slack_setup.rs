@@ -387,14 +387,22 @@ async fn a_comment_modal_goes_through_the_socket_and_hostile_payloads_are_refuse
         }
     };
 
-    // Hostile payloads, as the HTTP endpoint's tests send them: acknowledged (Slack would only
-    // send them again) and not counted.
+    // Hostile payloads, as the HTTP endpoint's tests (votes::hostile_clicks_are_refused…,
+    // hardening_votes) send them: acknowledged (Slack would only send them again) and not
+    // counted. Signature cases (unsigned, tampered, stale) have no socket form: the socket is
+    // authenticated by the app token when it opens.
+    let value = |v: Value| {
+        let mut p = payload(&fake.slack, "U9", &up, "1700000009.000100");
+        p["actions"][0]["value"] = json!(v.to_string());
+        p
+    };
     let mut other_channel = payload(&fake.slack, "U9", &up, "1700000009.000001");
     other_channel["channel"]["id"] = json!("C0OTHER");
     other_channel["container"]["channel_id"] = json!("C0OTHER");
-    let mut forged_value = payload(&fake.slack, "U9", &up, "1700000009.000002");
-    forged_value["actions"][0]["value"] =
-        json!(json!({"j": job.id + 1000, "r": "support", "k": "thumbs_up", "c": 0}).to_string());
+    let mut unknown_value = payload(&fake.slack, "U9", &up, "1700000009.000004");
+    unknown_value["actions"][0]["value"] = json!("not-ours");
+    let mut empty_value = payload(&fake.slack, "U9", &up, "1700000009.000005");
+    empty_value["actions"][0]["value"] = json!("");
     let mut no_user = payload(&fake.slack, "U9", &up, "1700000009.000003");
     no_user.as_object_mut().unwrap().remove("user");
     let forged_modal = json!({
@@ -402,21 +410,68 @@ async fn a_comment_modal_goes_through_the_socket_and_hostile_payloads_are_refuse
         "user": {"id": "U9", "team_id": "T0001"},
         "view": {"callback_id": "fd_comment", "private_metadata": "{\"j\":1}", "state": {"values": {}}}
     });
-    let hostile: [(&'static str, Value); 5] = [
+    let hostile: Vec<(&'static str, Value)> = vec![
         ("h-channel", other_channel),
-        ("h-value", forged_value),
+        (
+            "h-value",
+            value(json!({"j": job.id + 1000, "r": "support", "k": "thumbs_up", "c": 0})),
+        ),
+        (
+            "h-route",
+            value(json!({"j": job.id, "r": "other", "k": "thumbs_up", "c": 0})),
+        ),
+        (
+            "h-key",
+            value(json!({"j": job.id, "r": "support", "k": "user_score", "c": 0})),
+        ),
+        (
+            "h-choice",
+            value(json!({"j": job.id, "r": "support", "k": "thumbs_up", "c": 7})),
+        ),
+        (
+            "h-extra",
+            value(json!({"j": job.id, "r": "support", "k": "thumbs_up", "c": 0, "x": 1})),
+        ),
+        ("h-unknown", unknown_value),
+        ("h-empty", empty_value),
         ("h-user", no_user),
         ("h-modal", forged_modal),
         ("h-junk", json!("not a payload")),
+        ("h-broken", json!("{not-json")),
+        ("h-untyped", json!({"user": {"id": "U9"}})),
     ];
     for (id, p) in hostile {
         let sent = fake.send_interactive(id, &p, true);
         assert_eq!(acked(id, sent).await, json!({"envelope_id": id}), "{id}");
     }
+    // Over `server.max_body_bytes` (2 MiB by default), as the HTTP endpoint answers 413: acked
+    // unread. The connection stays up: the next envelope is handled.
+    let mut huge = payload(&fake.slack, "U9", &up, "1700000009.000006");
+    huge["message"]["text"] = json!("x".repeat(3_000_000));
+    let sent = fake.send_interactive("h-huge", &huge, false);
+    assert_eq!(acked("h-huge", sent).await, json!({"envelope_id": "h-huge"}));
     assert!(
         app.store.votes_for_job(job.id).await.unwrap().is_empty(),
         "a hostile payload counted"
     );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("feedback_dispatch_slack_socket_envelopes_total{type=\"too_large\"} 1"),
+        "{metrics}"
+    );
+    // A response_url that is not Slack's: the vote counts (it is genuine), the URL is never called.
+    let elsewhere =
+        crate::helpers::fakes::FakeServer::start(|_| crate::helpers::fakes::Reply::json(200, json!({}))).await;
+    let mut foreign = payload(&fake.slack, "U5", &up, "1700000009.000007");
+    foreign["response_url"] = json!(format!("{}/not-slack/hook", elsewhere.address));
+    let sent = fake.send_interactive("h-foreign", &foreign, false);
+    acked("h-foreign", sent).await;
+    let voters = wait_for(WAIT, "the vote with a foreign response_url", || async {
+        let votes = app.store.votes_for_job(job.id).await.unwrap();
+        if votes.is_empty() { Err(0) } else { Ok(votes) }
+    })
+    .await;
+    assert_eq!(voters.iter().map(|v| v.vote.voter.as_str()).collect::<Vec<_>>(), ["U5"]);
 
     // 👎 asks for a comment: the modal opens through views.open, its submission comes back
     // through the socket (its ack may carry Slack's answer) and records the comment.
@@ -451,15 +506,25 @@ async fn a_comment_modal_goes_through_the_socket_and_hostile_payloads_are_refuse
     let rows = wait_for(WAIT, "the comment in LangSmith", || async {
         let rows = app.get_json(&format!("/api/v1/feedback?run={RUN}")).await;
         let rows = rows.as_array().unwrap().clone();
-        if rows.is_empty() { Err(0) } else { Ok(rows) }
+        if rows.iter().any(|r| r["key"] == "thumbs_down") {
+            Ok(rows)
+        } else {
+            Err(rows.len())
+        }
     })
     .await;
-    assert_eq!(rows.len(), 1);
+    let down_rows: Vec<&Value> = rows.iter().filter(|r| r["key"] == "thumbs_down").collect();
+    assert_eq!(down_rows.len(), 1, "{rows:?}");
+    assert_eq!(down_rows[0]["score"].as_f64(), Some(0.0));
+    assert_eq!(down_rows[0]["comment"], "It cited the wrong page.");
+    assert_eq!(down_rows[0]["feedback_source"]["metadata"]["slack_user_id"], "U3");
     assert_eq!(
-        (rows[0]["key"].as_str(), rows[0]["score"].as_f64()),
-        (Some("thumbs_down"), Some(0.0))
+        app.store.votes_for_job(job.id).await.unwrap().len(),
+        2,
+        "U5's 👍 and U3's 👎"
     );
-    assert_eq!(rows[0]["comment"], "It cited the wrong page.");
-    assert_eq!(rows[0]["feedback_source"]["metadata"]["slack_user_id"], "U3");
-    assert_eq!(app.store.votes_for_job(job.id).await.unwrap().len(), 1);
+    assert!(
+        elsewhere.requests_to("/not-slack/hook").is_empty(),
+        "a response_url that is not Slack's was called"
+    );
 }
