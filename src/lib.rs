@@ -34,6 +34,7 @@ mod backfill;
 mod channels;
 mod cli;
 mod commands;
+mod console;
 mod delivery;
 mod domain;
 mod due;

@@ -346,3 +346,37 @@ pub(crate) fn lint_routes(settings: &Settings) -> Vec<(String, String)> {
     }
     problems
 }
+
+/// The `chat.postMessage` request a stored Slack job sends, rebuilt from its payload with
+/// placeholder links (the console draws it; a page never carries a presigned URL). `None` for
+/// another kind of job or a payload this build cannot read.
+pub(crate) fn slack_request_for_job(settings: &Settings, job: &crate::store::Job) -> Option<Value> {
+    let payload: crate::jobs::SlackJobPayload = serde_json::from_value(job.payload.clone()).ok()?;
+    let specs: Vec<&KeySpec> = payload.keys.iter().filter_map(|k| settings.key(k)).collect();
+    let tokens = placeholder_tokens(
+        payload.event.run_id,
+        &specs,
+        std::time::Duration::from_secs(payload.link_ttl_secs),
+    );
+    let links = links_for_run(&settings.keys, &tokens);
+    let route = settings.route(&job.route);
+    let view = crate::slack::render::VotesView {
+        job: Some(job.id),
+        route: Some(job.route.clone()),
+        buttons: route
+            .and_then(|r| r.slack.as_ref())
+            .map(|s| s.buttons)
+            .unwrap_or_default(),
+        show_route: route.is_some_and(|r| r.show_route),
+        ..Default::default()
+    };
+    let content = crate::slack::render::render_run_message_with(&payload.event, &job.route, &links, &view);
+    let msg = OutgoingMessage {
+        route: job.route.clone(),
+        channel: payload.channel.clone(),
+        thread_ts: payload.thread_ts.clone(),
+        content,
+        file_stem: String::new(),
+    };
+    Some(request_json(&msg))
+}

@@ -89,13 +89,13 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, limits: Limits, mu
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 if accept_failures > 0 {
                     tracing::info!(failures = accept_failures, "accepting connections again");
                     accept_failures = 0;
                 }
-                stream
+                (stream, peer)
             }
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
@@ -128,7 +128,9 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, limits: Limits, mu
                 id,
                 connections: registry.clone(),
             };
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                // The peer, for what trusts a proxy by its address (the console's SSO header).
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 let app = app.clone();
                 let registry = registry.clone();
                 async move {

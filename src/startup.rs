@@ -36,6 +36,8 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    /// The console's own listener (`console.listen`).
+    console: Option<(tokio::net::TcpListener, SocketAddr)>,
     state: AppState,
     workers: Workers,
     /// A PostgreSQL database that could not be reached at start: `run_until_stopped` waits for
@@ -76,6 +78,16 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
+        let console = match settings.console.listen.filter(|_| settings.console.enabled) {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (console.listen)"))?;
+                let a = l.local_addr().context("cannot read the console's bound address")?;
+                Some((l, a))
+            }
+            None => None,
+        };
         let loopback = if addr.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
         } else {
@@ -128,6 +140,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            console,
             state,
             workers,
             waiting: lazy.map(|store| Waiting {
@@ -140,6 +153,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The console's own bound address (`console.listen`), if it has one.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(|(_, a)| *a)
     }
 
     /// The shared state (tests use its store).
@@ -195,7 +213,19 @@ impl Application {
             max_connections: server.max_connections,
             shutdown_grace: self.state.settings.workers.shutdown_grace,
         };
+        let console = self.console.map(|(listener, at)| {
+            tracing::info!(address = %at, "the console listening");
+            tokio::spawn(crate::server::serve(
+                listener,
+                crate::console::router(self.state.clone()),
+                limits,
+                stop_rx.clone(),
+            ))
+        });
         crate::server::serve(self.listener, app, limits, stop_rx).await;
+        if let Some(console) = console {
+            console.await.context("the console's server panicked")?;
+        }
         workers.await.context("the workers panicked")?;
         pruner.await.context("the pruner panicked")?;
         events.await.context("the event dispatchers panicked")?;
@@ -224,6 +254,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .merge(crate::intake::router())
         .with_state(state.clone());
+    let console = &state.settings.console;
+    if console.enabled && console.listen.is_none() {
+        app = app.merge(crate::console::router(state.clone()));
+    }
     if state.settings.langsmith.endpoint == LangSmithEndpoint::Embedded {
         app = app.merge(embedded::router(embedded::EmbeddedState {
             store: state.store.clone(),
@@ -416,28 +450,36 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if !state.workers_running.load(std::sync::atomic::Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "workers not running");
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// Whether the service is ready (`/readyz`, the console's overview), or why not.
+pub(crate) async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    use std::sync::atomic::Ordering;
+    if !state.workers_running.load(Ordering::SeqCst) {
+        return Err("workers not running");
     }
     // With Socket Mode, no open connection means no click reaches the service.
     if state.settings.slack.ingress == crate::settings::SlackIngress::Socket
-        && state.slack_sockets.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && state.slack_sockets.load(Ordering::SeqCst) == 0
     {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no Slack socket open");
+        return Err("no Slack socket open");
     }
-    use std::sync::atomic::Ordering;
     match state.store.ping().await {
         Ok(()) => {
             if state.store_unready.swap(false, Ordering::SeqCst) {
                 tracing::info!("the store answers again; ready");
             }
-            (StatusCode::OK, "ready")
+            Ok(())
         }
         Err(e) => {
             if !state.store_unready.swap(true, Ordering::SeqCst) {
                 tracing::warn!(error = %e, "store is not answering; not ready until it does");
             }
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            Err("store unavailable")
         }
     }
 }

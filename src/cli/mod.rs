@@ -131,6 +131,12 @@ pub enum Command {
         #[command(subcommand)]
         action: SlackAction,
     },
+    /// The web console.
+    Console {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConsoleAction,
+    },
     /// Look into the database.
     Store {
         /// What to show.
@@ -151,6 +157,14 @@ pub enum SlackAction {
         #[arg(long)]
         create_url: bool,
     },
+}
+
+/// `console` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConsoleAction {
+    /// Read a password on stdin (one line) and print its argon2id hash, for
+    /// FEEDBACK_DISPATCH_CONSOLE_USERS entries `name:<hash>:admin|read`.
+    HashPassword,
 }
 
 /// `--format` values of `slack manifest`.
@@ -282,6 +296,35 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Slack {
             action: SlackAction::Manifest { format, create_url },
         } => slack_manifest(&cli.config, format, create_url),
+        Command::Console {
+            action: ConsoleAction::HashPassword,
+        } => hash_password(),
+    }
+}
+
+/// `console hash-password`: a password from stdin (its trailing newline dropped), its hash on
+/// stdout. Nothing else is printed there, so `$(… console hash-password)` captures the hash.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("error: the password is empty (expected one line on stdin)");
+        return ExitCode::from(2);
+    }
+    match crate::console::users::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot hash the password: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

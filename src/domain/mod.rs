@@ -3,6 +3,7 @@
 
 mod event;
 mod fold;
+mod ip_block;
 mod keys;
 mod link;
 mod mailbox;
@@ -18,6 +19,7 @@ mod vote;
 
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source};
 pub(crate) use event::{cut, excerpt};
+pub use ip_block::IpBlock;
 #[cfg(test)]
 pub(crate) use keys::thumbs_up_for_tests;
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};

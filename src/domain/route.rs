@@ -110,38 +110,48 @@ pub struct RouteMatch {
 impl RouteMatch {
     /// Whether `event` passes every condition, sampling included.
     pub fn matches(&self, event: &RunEvent) -> bool {
+        self.why_not(event).is_none()
+    }
+
+    /// The first condition `event` fails, in words (the console's run page), or `None` when it
+    /// passes them all.
+    pub fn why_not(&self, event: &RunEvent) -> Option<&'static str> {
         if self.source.is_some_and(|s| s != event.source) {
-            return false;
+            return Some("another source");
         }
         if let Some(glob) = &self.project
             && !event.project.as_deref().is_some_and(|p| glob.matches(p))
         {
-            return false;
+            return Some("another project");
         }
         if let Some(id) = &self.project_id
             && event.project_id.as_deref() != Some(id.as_str())
         {
-            return false;
+            return Some("another project id");
         }
         if let Some(glob) = &self.run_name
             && !event.run_name.as_deref().is_some_and(|n| glob.matches(n))
         {
-            return false;
+            return Some("another run name");
         }
         if !self.status.is_empty() && !self.status.contains(&event.status) {
-            return false;
+            return Some("another status");
         }
         if !self.tags.iter().all(|t| event.tags.contains(t)) {
-            return false;
+            return Some("a tag is missing");
         }
         if !self
             .metadata
             .iter()
             .all(|(k, v)| event.metadata.get(k).is_some_and(|ev| metadata_equal(ev, v)))
         {
-            return false;
+            return Some("metadata differs");
         }
-        self.sample >= 1.0 || sample_point(event) < self.sample
+        if self.sample >= 1.0 || sample_point(event) < self.sample {
+            None
+        } else {
+            Some("not in the sample")
+        }
     }
 }
 

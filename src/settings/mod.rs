@@ -57,6 +57,69 @@ pub struct Settings {
     pub routes: Vec<Route>,
     /// Events out to other systems.
     pub events: EventsSettings,
+    /// The web console.
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`: the web console for operators and the team (docs/console.md). Off by default.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleSettings {
+    /// Whether `/console` is served.
+    pub enabled: bool,
+    /// A listener of its own; `None` serves it on `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// `FEEDBACK_DISPATCH_CONSOLE_USERS`: who may sign in with HTTP Basic.
+    pub users: Vec<ConsoleUser>,
+    /// A header an SSO proxy sets to the signed-in user's name (`X-Forwarded-User`), taken only
+    /// from `trusted_proxies`.
+    pub trusted_header: Option<axum::http::HeaderName>,
+    /// Peers whose `trusted_header` is believed: addresses or CIDR blocks.
+    pub trusted_proxies: Vec<crate::domain::IpBlock>,
+    /// The role of a name from `trusted_header` that `users` does not list.
+    pub trusted_role: ConsoleRole,
+    /// How often the overview reloads itself (its one small script).
+    pub refresh: Duration,
+}
+
+/// One console user.
+#[derive(Clone)]
+pub struct ConsoleUser {
+    /// The name signed in with.
+    pub name: String,
+    /// The argon2id hash of the password, as a PHC string.
+    pub hash: String,
+    /// What the user may do.
+    pub role: ConsoleRole,
+}
+
+impl fmt::Debug for ConsoleUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash stays out of debug output, as a secret would.
+        f.debug_struct("ConsoleUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleRole {
+    /// Everything, including retrying and discarding dead letters.
+    Admin,
+    /// Reading only: no buttons, and POSTs get 403.
+    #[default]
+    Read,
+}
+
+impl ConsoleRole {
+    /// The spelling in settings and pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleRole::Admin => "admin",
+            ConsoleRole::Read => "read",
+        }
+    }
 }
 
 /// `[events]`: what the service reports (votes, messages sent, dead letters, runs queued for

@@ -30,6 +30,20 @@ pub(super) struct RawSettings {
     pub(super) redact: RawRedact,
     #[serde(default)]
     pub(super) events: RawEvents,
+    #[serde(default)]
+    pub(super) console: RawConsole,
+}
+
+/// `[console]`: the web console (`/console`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    pub(super) enabled: Option<bool>,
+    pub(super) listen: Option<String>,
+    pub(super) trusted_header: Option<String>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) trusted_role: Option<String>,
+    pub(super) refresh: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.

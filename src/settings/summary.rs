@@ -118,6 +118,35 @@ pub fn summary(s: &Settings) -> String {
         "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}",
         set(&s.intake.secret)
     );
+    if s.console.enabled {
+        let c = &s.console;
+        let at = c
+            .listen
+            .map_or_else(|| format!("{} (server.listen)", s.server.listen), |a| a.to_string());
+        let access = match (&c.trusted_header, c.users.is_empty()) {
+            (Some(h), _) => format!(
+                "{} user(s), or {h} from {} (others: {})",
+                c.users.len(),
+                c.trusted_proxies
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                c.trusted_role.as_str()
+            ),
+            (None, false) => format!(
+                "{} user(s) by HTTP Basic: {}",
+                c.users.len(),
+                c.users
+                    .iter()
+                    .map(|u| format!("{} ({})", u.name, u.role.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, true) => "anyone on this machine (loopback, no users)".to_string(),
+        };
+        let _ = writeln!(out, "console: /console on {at}; {access}");
+    }
     if s.events.url.is_some() || s.events.file.is_some() {
         // Only the URL's origin: its path or query may hold the receiver's secret.
         let url = s.events.url.as_ref().map_or_else(

@@ -9,6 +9,7 @@
 //! one from the [`StoreUrl`]); each implements every role in a file of the same name (SQLite,
 //! one process, keeps the defaults of [`SharedStore`]). Only this module uses sqlx.
 
+mod console;
 mod digests;
 mod embedded;
 pub(crate) mod events;
@@ -21,6 +22,7 @@ mod shared;
 mod sqlite;
 mod votes;
 
+pub use console::{ConsoleJob, ConsoleStore, VoteFilter, VoteTally};
 pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
@@ -241,12 +243,28 @@ impl JobState {
 /// `Store` is all of them, so callers hold one `Arc<dyn Store>` (whose methods need no import);
 /// code that holds a backend itself imports the roles it calls.
 pub trait Store:
-    QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
+    QueueStore
+    + DigestStore
+    + VoteStore
+    + ReviewStore
+    + EmbeddedStore
+    + SharedStore
+    + MaintenanceStore
+    + EventStore
+    + ConsoleStore
 {
 }
 
 impl<T> Store for T where
-    T: QueueStore + DigestStore + VoteStore + ReviewStore + EmbeddedStore + SharedStore + MaintenanceStore + EventStore
+    T: QueueStore
+        + DigestStore
+        + VoteStore
+        + ReviewStore
+        + EmbeddedStore
+        + SharedStore
+        + MaintenanceStore
+        + EventStore
+        + ConsoleStore
 {
 }
 

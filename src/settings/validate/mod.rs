@@ -2,6 +2,7 @@
 //! settings when there are none. Sections: `infra` (server, store, LangSmith, Slack, workers,
 //! email, log, links), `keys`, `routes`.
 
+mod console;
 mod infra;
 mod keys;
 mod routes;
@@ -120,6 +121,7 @@ impl Validator {
             self.check_lease(w.lease, &sends);
         }
         let events = self.events(raw.events, env);
+        let console = self.console(raw.console, env, server.as_ref().map(|s| s.listen));
         let links = LinkSettings {
             trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &allowed_hosts),
             allowed_hosts,
@@ -141,6 +143,7 @@ impl Validator {
             keys,
             routes,
             events: events?,
+            console: console?,
         })
     }
 

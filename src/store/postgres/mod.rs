@@ -19,6 +19,7 @@
 
 #[macro_use]
 mod rows;
+mod console;
 mod digests;
 mod embedded;
 mod events;

@@ -8,7 +8,7 @@ use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
+pub(super) fn vote_from_row(r: &PgRow) -> Result<Vote, StoreError> {
     Ok(Vote {
         id: r.try_get("id")?,
         vote: NewVote {

@@ -6,6 +6,7 @@ mod rows;
 mod statements;
 #[macro_use]
 mod writer;
+mod console;
 mod digests;
 mod embedded;
 mod events;

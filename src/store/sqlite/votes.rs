@@ -10,7 +10,7 @@ use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
+pub(super) fn vote_from_row(r: &SqliteRow) -> Result<Vote, StoreError> {
     Ok(Vote {
         id: r.try_get("id")?,
         vote: NewVote {

@@ -1,0 +1,265 @@
+//! The web console (`[console] enabled = true`, docs/console.md): what was asked, what people
+//! answered, what is stuck. Server-rendered pages (askama templates and one CSS file compiled
+//! into the binary), each usable without JavaScript; the overview's one small script only
+//! reloads it. Read-only users see no buttons and their POSTs get 403; every POST carries a
+//! CSRF token (double-submit cookie) and is refused from another origin; every answer carries a
+//! strict Content-Security-Policy and cannot be framed.
+
+mod auth;
+mod charts;
+mod dead;
+mod overview;
+mod run;
+mod settings_page;
+mod slack_view;
+pub(crate) mod users;
+mod votes;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(crate) use auth::Viewer;
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub(crate) struct ConsoleState {
+    /// The service.
+    pub app: AppState,
+    /// When the service started (uptime).
+    pub started: Instant,
+    /// Sign-in failures and verified credentials.
+    gate: Arc<auth::Gate>,
+    /// A hash checked for unknown names, so that they cost what known ones do.
+    dummy_hash: String,
+}
+
+/// The console's routes, under `/console`.
+pub(crate) fn router(app: AppState) -> Router {
+    let state = ConsoleState {
+        app,
+        started: Instant::now(),
+        gate: Arc::new(auth::Gate::new()),
+        dummy_hash: users::hash_password("not a password of anyone's").unwrap_or_default(),
+    };
+    let pages = Router::new()
+        .route("/console", get(overview::page))
+        .route("/console/", get(overview::page))
+        .route("/console/votes", get(votes::page))
+        .route("/console/votes.csv", get(votes::csv))
+        .route("/console/dead", get(dead::page))
+        .route("/console/dead/retry", post(dead::retry))
+        .route("/console/dead/retry-group", post(dead::retry_group))
+        .route("/console/dead/discard", post(dead::discard))
+        .route("/console/runs/{run}", get(run::page))
+        .route("/console/settings", get(settings_page::page))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), csrf_cookie))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .with_state(state);
+    Router::new()
+        .route("/console/assets/console.css", get(css))
+        .route("/console/assets/refresh.js", get(script))
+        .merge(pages)
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// The stylesheet, compiled in.
+const CSS: &str = include_str!("../../templates/console/console.css");
+/// The overview's reload, compiled in.
+const SCRIPT: &str = include_str!("../../templates/console/refresh.js");
+
+async fn css() -> Response {
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The policy of every console answer: its own CSS and script only, no inline script or style,
+/// forms only to itself, never in a frame.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let is_asset = req.uri().path().starts_with("/console/assets/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !is_asset {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// The CSRF cookie's name.
+const CSRF_COOKIE: &str = "fd_console_csrf";
+
+/// This request's CSRF token: the cookie's, or a new one the answer sets.
+#[derive(Debug, Clone)]
+pub(crate) struct Csrf(pub String);
+
+fn csrf_from_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == CSRF_COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+async fn csrf_cookie(State(state): State<ConsoleState>, mut req: Request, next: Next) -> Response {
+    let (token, fresh) = match csrf_from_cookie(req.headers()) {
+        Some(t) => (t, false),
+        None => (
+            format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
+            true,
+        ),
+    };
+    let secure = state.app.public_url.scheme() == "https";
+    req.extensions_mut().insert(Csrf(token.clone()));
+    let mut res = next.run(req).await;
+    if fresh {
+        let cookie = format!(
+            "{CSRF_COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict{}",
+            if secure { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+/// Checks a POST: an admin, the form's token equal to the cookie's, and no other origin.
+pub(crate) fn check_post(
+    state: &ConsoleState,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    form_token: &str,
+) -> Result<(), Box<Response>> {
+    if !viewer.is_admin() {
+        return Err(Box::new(refused(
+            StatusCode::FORBIDDEN,
+            "Read-only users cannot change anything.",
+        )));
+    }
+    let cookie = csrf_from_cookie(headers).unwrap_or_default();
+    let same = !cookie.is_empty()
+        && cookie.len() == form_token.len()
+        && subtle::ConstantTimeEq::ct_eq(cookie.as_bytes(), form_token.as_bytes()).into();
+    if !same {
+        return Err(Box::new(refused(
+            StatusCode::FORBIDDEN,
+            "The form's security token is missing or stale: reload the page and try again.",
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != "null"
+        && !same_origin(state, headers, origin)
+    {
+        return Err(Box::new(refused(
+            StatusCode::FORBIDDEN,
+            "A form from another site was refused.",
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `origin` is this console's: the public URL's, or the Host the request came to.
+fn same_origin(state: &ConsoleState, headers: &HeaderMap, origin: &str) -> bool {
+    let public = state.app.public_url.origin().ascii_serialization();
+    if origin == public {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin == format!("http://{host}") || origin == format!("https://{host}")
+}
+
+/// A plain page saying why a request was refused.
+pub(crate) fn refused(status: StatusCode, message: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
+}
+
+/// An HTML answer from a template, or a 500 that says so.
+pub(crate) fn html(rendered: Result<String, askama::Error>) -> Response {
+    match rendered {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page failed to render");
+            refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page failed to render; see the log.",
+            )
+        }
+    }
+}
+
+/// A store failure, as a page.
+pub(crate) fn store_failed(e: crate::store::StoreError) -> Response {
+    tracing::warn!(error = %e, "a console page cannot read the store");
+    refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The database cannot be read right now; try again shortly.",
+    )
+}
+
+/// What every page's frame shows: the title, the tab, who is signed in, the CSRF token.
+pub(crate) struct Frame {
+    /// The page's title.
+    pub title: String,
+    /// Which tab is current (`overview`, `votes`, `dead`, `settings`, or none).
+    pub tab: &'static str,
+    /// Who is signed in.
+    pub viewer: Viewer,
+    /// The CSRF token forms carry.
+    pub csrf: String,
+    /// Seconds between reloads (the overview), or 0.
+    pub refresh: u64,
+}
+
+impl Frame {
+    pub(crate) fn new(title: impl Into<String>, tab: &'static str, viewer: &Viewer, csrf: &Csrf) -> Self {
+        Self {
+            title: title.into(),
+            tab,
+            viewer: viewer.clone(),
+            csrf: csrf.0.clone(),
+            refresh: 0,
+        }
+    }
+}
+
+/// The settings of the key named `key` (as a vote stores it).
+pub(crate) fn key_spec<'a>(settings: &'a crate::settings::Settings, key: &str) -> Option<&'a crate::domain::KeySpec> {
+    settings.keys.iter().find(|k| k.key.to_string() == key)
+}

@@ -1,0 +1,217 @@
+//! The console's reads on SQLite (times are unix milliseconds).
+
+use super::SqliteStore;
+use super::rows::{from_ms, job_from_row, ms};
+use super::votes::vote_from_row;
+use crate::domain::RunId;
+use crate::store::{ConsoleJob, ConsoleStore, StoreError, Vote, VoteFilter, VoteTally};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+fn console_job(row: &SqliteRow) -> Result<ConsoleJob, StoreError> {
+    Ok(ConsoleJob {
+        job: job_from_row(row)?,
+        updated_at: from_ms(row.try_get("updated_at")?),
+        sent_at: row.try_get::<Option<i64>, _>("sent_at")?.map(from_ms),
+    })
+}
+
+/// Adds ` AND kind IN (…)`; no kinds means every kind.
+fn push_kinds(qb: &mut QueryBuilder<Sqlite>, kinds: &[&str]) {
+    if kinds.is_empty() {
+        return;
+    }
+    qb.push(" AND kind IN (");
+    let mut list = qb.separated(", ");
+    for k in kinds {
+        list.push_bind(k.to_string());
+    }
+    qb.push(")");
+}
+
+#[async_trait::async_trait]
+impl ConsoleStore for SqliteStore {
+    async fn sent_per_minute(&self, kinds: &[&str], since: DateTime<Utc>) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT sent_at / 60000 AS minute, COUNT(*) AS n FROM jobs WHERE sent_at >= ");
+        qb.push_bind(ms(since));
+        push_kinds(&mut qb, kinds);
+        qb.push(" GROUP BY minute ORDER BY minute");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("minute")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn sent_per_route(&self, kinds: &[&str], since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT route, COUNT(*) AS n FROM jobs WHERE sent_at >= ");
+        qb.push_bind(ms(since));
+        push_kinds(&mut qb, kinds);
+        qb.push(" GROUP BY route");
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("route")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn digest_runs_per_route(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.route, COUNT(*) AS n FROM digests d JOIN digest_runs r ON r.digest_id = d.id
+             WHERE d.state = 'closed' AND d.closed_at >= ? GROUP BY r.route",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("route")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn retrying_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state = 'pending' AND attempts > 0")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn vote_tallies(&self, since: DateTime<Utc>) -> Result<Vec<VoteTally>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT route, feedback_key, score, COUNT(*) AS n FROM votes WHERE created_at >= ?
+             GROUP BY route, feedback_key, score",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VoteTally {
+                    route: r.try_get("route")?,
+                    key: r.try_get("feedback_key")?,
+                    score: r.try_get("score")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn first_vote_delays(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.route, (MIN(v.created_at) - j.sent_at) / 1000.0 AS secs
+             FROM votes v JOIN jobs j ON j.id = v.job_id
+             WHERE v.created_at >= ? AND j.sent_at IS NOT NULL
+             GROUP BY v.job_id ORDER BY MAX(v.id) DESC LIMIT ?",
+        )
+        .bind(ms(since))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("route")?, r.try_get::<f64, _>("secs")?.max(0.0))))
+            .collect()
+    }
+
+    async fn filtered_votes(&self, f: &VoteFilter) -> Result<Vec<(Vote, Option<ConsoleJob>)>, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT * FROM votes WHERE 1 = 1");
+        if let Some(route) = &f.route {
+            qb.push(" AND route = ").push_bind(route.clone());
+        }
+        if let Some(key) = &f.key {
+            qb.push(" AND feedback_key = ").push_bind(key.clone());
+        }
+        if let Some(reason) = &f.reason {
+            // The column is a JSON array of strings: look for the reason as JSON spells it.
+            let quoted = serde_json::Value::from(reason.as_str()).to_string();
+            qb.push(" AND instr(reasons, ").push_bind(quoted).push(") > 0");
+        }
+        if let Some(voter) = &f.voter {
+            qb.push(" AND voter = ").push_bind(voter.clone());
+        }
+        if let Some(since) = f.since {
+            qb.push(" AND created_at >= ").push_bind(ms(since));
+        }
+        if let Some(until) = f.until {
+            qb.push(" AND created_at < ").push_bind(ms(until));
+        }
+        if let Some(before) = f.before_id {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
+        let rows = qb.build().fetch_all(&self.reader).await?;
+        let votes: Vec<Vote> = rows.iter().map(vote_from_row).collect::<Result<_, _>>()?;
+        let mut jobs = std::collections::HashMap::new();
+        let mut ids: Vec<i64> = votes.iter().map(|v| v.vote.job_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            let mut qb = QueryBuilder::new("SELECT * FROM jobs WHERE id IN (");
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.reader).await? {
+                let job = console_job(&row)?;
+                jobs.insert(job.job.id, job);
+            }
+        }
+        Ok(votes
+            .into_iter()
+            .map(|v| {
+                let job = jobs.get(&v.vote.job_id).cloned();
+                (v, job)
+            })
+            .collect())
+    }
+
+    async fn votes_per_day(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT route, created_at / 86400000 AS day, COUNT(*) AS n FROM votes WHERE created_at >= ?
+             GROUP BY route, day ORDER BY day",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("route")?, r.try_get("day")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn dead_jobs(&self, limit: usize) -> Result<Vec<ConsoleJob>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(console_job).collect()
+    }
+
+    async fn discard_dead(&self, id: i64) -> Result<bool, StoreError> {
+        self.execute(sqlx::query("DELETE FROM jobs WHERE id = ? AND state = 'dead'").bind(id))
+            .await
+            .map(|done| done.rows_affected() == 1)
+    }
+
+    async fn jobs_of_run(&self, run: RunId) -> Result<Vec<ConsoleJob>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE run_id = ? ORDER BY id LIMIT 500")
+            .bind(run.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(console_job).collect()
+    }
+
+    async fn digest_run_payload(&self, route: &str, run: RunId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT payload FROM digest_runs WHERE route = ? AND run_id = ?")
+            .bind(route)
+            .bind(run.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.try_get("payload")).transpose()?)
+    }
+
+    async fn console_job(&self, id: i64) -> Result<Option<ConsoleJob>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(console_job).transpose()
+    }
+}
