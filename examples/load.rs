@@ -29,6 +29,10 @@
 //!    the replicas, and peak RSS per replica. The cluster is `--postgres URL` (an admin URL),
 //!    or a throwaway one `scripts/postgres` starts and stops.
 //!
+//! `--only-console` runs a phase of its own: the console's pages (overview, votes, a filtered
+//! votes page, dead letters, a run) over a SQLite store filled with `--console-jobs` jobs and
+//! `--console-votes` votes, each fetched `--console-rounds` times (median and slowest).
+//!
 //! `--only-redaction` runs a phase of its own instead: hostile run text against a route that
 //! redacts every built-in kind. Digit groups that start a card everywhere and finish one nowhere
 //! (`1 1 1 …`): one run of 1 MB posted alone, a 30-run webhook of 12 KB runs, and `/healthz`
@@ -142,6 +146,20 @@ struct Args {
     /// Rounds of each measurement of the redaction phase (the slowest is reported).
     #[arg(long, default_value_t = 5)]
     redaction_rounds: usize,
+    /// Run only the console phase: the console's pages over a store of `--console-jobs` jobs
+    /// and `--console-votes` votes (written straight into the SQLite file), each page fetched
+    /// `--console-rounds` times.
+    #[arg(long)]
+    only_console: bool,
+    /// Jobs in the console phase's store.
+    #[arg(long, default_value_t = 100_000)]
+    console_jobs: usize,
+    /// Votes in the console phase's store.
+    #[arg(long, default_value_t = 200_000)]
+    console_votes: usize,
+    /// Fetches of each page in the console phase.
+    #[arg(long, default_value_t = 20)]
+    console_rounds: usize,
 }
 
 #[tokio::main]
@@ -198,6 +216,11 @@ async fn main() -> anyhow::Result<()> {
     if args.only_redaction {
         let hostile = redaction_phase(&bin, work.path(), &args, &client, &slack, &langsmith).await?;
         println!("{}", hostile.markdown());
+        return Ok(());
+    }
+    if args.only_console {
+        let pages = console_phase(&bin, work.path(), &args, &client, &slack, &langsmith).await?;
+        println!("{}", pages.markdown());
         return Ok(());
     }
     if args.only_retention {
@@ -1733,4 +1756,159 @@ impl Drop for Cluster {
                 .status();
         }
     }
+}
+
+/// The console phase: a store of `args.console_jobs` jobs (most sent over the last week, some
+/// scheduled, pending and dead) and `args.console_votes` votes over 30 days, written straight
+/// into the app's SQLite file while it is stopped; then each page's time.
+async fn console_phase(
+    bin: &Path,
+    work: &Path,
+    args: &Args,
+    client: &reqwest::Client,
+    slack: &FakeSlack,
+    langsmith: &FakeLangSmith,
+) -> anyhow::Result<Report> {
+    let dir = work.join("console");
+    let config = AppConfig {
+        batch_runs: None,
+        concurrency: args.concurrency,
+        slack_timeout: "15s",
+        lease: "60s",
+        extra: "[console]\nenabled = true\n[[routes]]\nname = \"billing\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = { channel = \"C0BILLING\" }\n",
+        store: None,
+    };
+    // Started once so that it creates and migrates the database, then stopped.
+    App::start(bin, &dir, &config, slack, langsmith)?.stop()?;
+    eprintln!(
+        "console phase: writing {} jobs and {} votes",
+        args.console_jobs, args.console_votes
+    );
+    let db = dir.join("db/load.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display())).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let event = |run: &str, i: usize| -> anyhow::Result<String> {
+        let body = json!({"run_id": run, "run_name": "answer", "project": "support-bot",
+            "inputs": {"question": format!("Question {i}: how do I export my data as CSV?")},
+            "outputs": {"answer": format!("Answer {i}: open Reports, choose Export, then CSV. Large exports arrive by email.")},
+            "tags": ["prod"]});
+        let events = feedback_dispatch::parse_generic(&body).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let payload = json!({"event": serde_json::to_value(&events[0])?, "keys": ["thumbs_up", "thumbs_down"],
+            "channel": "C0LOAD", "thread_ts": null, "link_ttl_secs": 604_800});
+        Ok(payload.to_string())
+    };
+    let routes = ["load", "billing"];
+    let errors = [
+        "the channel refused: channel_not_found",
+        "the channel refused: is_archived",
+        "gave up after 5 attempts: Slack answered 503",
+    ];
+    let started = Instant::now();
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    let mut sent_ids = Vec::new();
+    let mut runs = Vec::new();
+    for i in 0..args.console_jobs {
+        let run = uuid::Uuid::from_u128(0xC0_0000_0000_0000_0000 + i as u128).to_string();
+        let (state, sent_at, error) = match i % 100 {
+            0..=94 => ("sent", Some(now - (i as i64 * 6_000) % (7 * 86_400_000)), None),
+            95..=97 => ("scheduled", None, None),
+            98 => ("pending", None, None),
+            _ => ("dead", None, Some(errors[i % errors.len()])),
+        };
+        let created = sent_at.unwrap_or(now) - 500;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, last_error, created_at, updated_at, sent_at)
+             VALUES ('slack', ?, 'C0LOAD', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(routes[i % 2])
+        .bind(&run)
+        .bind(format!("load-console:{i}"))
+        .bind(event(&run, i)?)
+        .bind(state)
+        .bind(now + 3_600_000)
+        .bind(error)
+        .bind(created)
+        .bind(sent_at.unwrap_or(created))
+        .bind(sent_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        if state == "sent" {
+            sent_ids.push((id, run.clone(), routes[i % 2]));
+        }
+        runs.push(run);
+    }
+    for v in 0..args.console_votes {
+        let (job, run, route) = &sent_ids[(v * 7_919) % sent_ids.len()];
+        let up = v % 3 != 0;
+        sqlx::query(
+            "INSERT INTO votes (job_id, run_id, route, feedback_key, choice, label, score, source, voter, team, channel, message_ts, action_key, once_key, created_at, reasons)
+             VALUES (?, ?, ?, ?, 0, ?, ?, 'slack', ?, 'T0001', 'C0LOAD', '1700000000.000100', ?, NULL, ?, ?)",
+        )
+        .bind(job)
+        .bind(run)
+        .bind(route)
+        .bind(if up { "thumbs_up" } else { "thumbs_down" })
+        .bind(if up { "👍 Helpful" } else { "👎 Not helpful" })
+        .bind(if up { 1.0 } else { 0.0 })
+        .bind(format!("U{:05}", v % 500))
+        .bind(format!("load-console-vote:{v}"))
+        .bind(now - (v as i64 * 12_960) % (30 * 86_400_000))
+        .bind((!up).then(|| if v % 2 == 0 { r#"["Incomplete"]"# } else { r#"["Wrong", "Too slow"]"# }))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    drop(conn);
+    eprintln!("console phase: written in {:.1} s", started.elapsed().as_secs_f64());
+    let app = App::start(bin, &dir, &config, slack, langsmith)?;
+    let run = &runs[runs.len() / 2];
+    let pages = [
+        ("overview", "/console".to_string()),
+        ("votes, newest 50", "/console/votes".to_string()),
+        (
+            "votes of a route with a reason",
+            "/console/votes?route=billing&reason=Incomplete".to_string(),
+        ),
+        (
+            "votes.csv of a route and a day",
+            format!(
+                "/console/votes.csv?route=load&since={}",
+                chrono::Utc::now().format("%Y-%m-%d")
+            ),
+        ),
+        ("dead letters", "/console/dead".to_string()),
+        ("a run", format!("/console/runs/{run}")),
+    ];
+    let mut report = Report::default();
+    for (name, path) in pages {
+        let url = format!("{}{path}", app.url);
+        // One fetch first, so that the figures are of a warm page cache.
+        let first = client.get(&url).send().await?;
+        anyhow::ensure!(first.status().is_success(), "{path} answered {}", first.status());
+        let bytes = first.bytes().await?.len();
+        let mut times = Vec::with_capacity(args.console_rounds);
+        for _ in 0..args.console_rounds.max(1) {
+            let t = Instant::now();
+            let res = client.get(&url).send().await?;
+            anyhow::ensure!(res.status().is_success(), "{path} answered {}", res.status());
+            res.bytes().await?;
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        let median = percentile(&times, 0.5);
+        let worst = *times.last().unwrap_or(&Duration::ZERO);
+        report.row(
+            format!(
+                "{name} ({} jobs, {} votes; {} KiB)",
+                args.console_jobs,
+                args.console_votes,
+                bytes / 1024
+            ),
+            format!("median {}, slowest {}", ms(median), ms(worst)),
+            "well under 100 ms",
+            Some(median < Duration::from_millis(100)),
+        );
+    }
+    app.stop()?;
+    Ok(report)
 }

@@ -32,7 +32,7 @@ pub(crate) struct PreviewOptions {
     pub out: Option<PathBuf>,
     /// Mint real tokens instead of placeholders.
     pub mint: bool,
-    /// Also a PNG of each email (needs Chromium).
+    /// Also a PNG of each email and Slack message (needs Chromium).
     pub screenshot: bool,
 }
 
@@ -190,6 +190,15 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
                         let path = dir.join(format!("slack-{stem}.json"));
                         std::fs::write(&path, &pretty)?;
                         let _ = writeln!(report, "  slack request: {}", path.display());
+                        // The message drawn as Slack shows it, as the console draws it.
+                        let html = dir.join(format!("slack-{stem}.html"));
+                        std::fs::write(&html, crate::console::slack_page(&request, &settings.slack.app_name))?;
+                        let _ = writeln!(report, "  slack message drawn: {}", html.display());
+                        if opts.screenshot {
+                            let png = dir.join(format!("slack-{stem}.png"));
+                            screenshot(&html, &png)?;
+                            let _ = writeln!(report, "  slack screenshot: {}", png.display());
+                        }
                     }
                     None => {
                         let _ = writeln!(report, "  slack request (chat.postMessage):\n{pretty}");

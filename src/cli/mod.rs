@@ -67,7 +67,8 @@ pub enum Command {
         /// placeholders that point nowhere.
         #[arg(long)]
         mint: bool,
-        /// Also render each email to a PNG with headless Chromium (needs --out).
+        /// Also render each email and each Slack message (drawn as Slack shows it) to a PNG with
+        /// headless Chromium (needs --out).
         #[arg(long, requires = "out")]
         screenshot: bool,
     },

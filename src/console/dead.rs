@@ -16,6 +16,8 @@ use serde::Deserialize;
 const MAX_DEAD: usize = 2_000;
 /// Jobs one group's retry takes at most.
 const MAX_GROUP: usize = 500;
+/// Jobs a group lists at most (its retry still takes up to [`MAX_GROUP`]).
+const LISTED: usize = 50;
 
 /// One dead job as listed.
 pub(crate) struct DeadRow {
@@ -32,9 +34,13 @@ pub(crate) struct DeadRow {
 pub(crate) struct DeadGroup {
     pub error: String,
     pub count: usize,
+    /// Jobs not listed (past [`LISTED`]).
+    pub more: usize,
     pub first_seen: String,
     pub last_seen: String,
     pub ids: String,
+    /// Every job's id, for the group's retry.
+    pub ids_all: Vec<i64>,
     pub jobs: Vec<DeadRow>,
 }
 
@@ -82,11 +88,18 @@ pub(super) async fn page(
             Some(g) => {
                 g.count += 1;
                 g.first_seen = died;
-                g.jobs.push(row);
+                g.ids_all.push(row.id);
+                if g.jobs.len() < LISTED {
+                    g.jobs.push(row);
+                } else {
+                    g.more += 1;
+                }
             }
             None => groups.push(DeadGroup {
+                ids_all: vec![row.id],
                 error,
                 count: 1,
+                more: 0,
                 first_seen: died.clone(),
                 last_seen: died,
                 ids: String::new(),
@@ -96,10 +109,10 @@ pub(super) async fn page(
     }
     for g in &mut groups {
         g.ids = g
-            .jobs
+            .ids_all
             .iter()
             .take(MAX_GROUP)
-            .map(|j| j.id.to_string())
+            .map(|id| id.to_string())
             .collect::<Vec<_>>()
             .join(",");
     }

@@ -38,6 +38,48 @@ pub(crate) struct ConsoleState {
     gate: Arc<auth::Gate>,
     /// A hash checked for unknown names, so that they cost what known ones do.
     dummy_hash: String,
+    /// The overview's per-route funnels, computed at most every [`FIGURES_TTL`].
+    pub funnels: Arc<Cached<Vec<overview::RouteFunnel>>>,
+    /// The votes page's votes per day and route, likewise.
+    pub per_day: Arc<Cached<votes::PerDay>>,
+}
+
+/// How long the figures that read a window of rows (a route's funnel over 7 days, votes per
+/// day over 30) are reused: each counts up to hundreds of thousands of rows, which a page
+/// reloaded by several people should not repeat every time.
+pub(crate) const FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A value computed at most once per [`FIGURES_TTL`] (per replica); concurrent requests wait
+/// for one computation.
+pub(crate) struct Cached<T> {
+    slot: tokio::sync::Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Cached<T> {
+    /// The value, computed by `make` when there is none younger than [`FIGURES_TTL`].
+    pub(crate) async fn get<F, Fut>(&self, make: F) -> Result<Arc<T>, crate::store::StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref()
+            && at.elapsed() < FIGURES_TTL
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(make().await?);
+        *slot = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
 }
 
 /// The console's routes, under `/console`.
@@ -47,6 +89,8 @@ pub(crate) fn router(app: AppState) -> Router {
         started: Instant::now(),
         gate: Arc::new(auth::Gate::new()),
         dummy_hash: users::hash_password("not a password of anyone's").unwrap_or_default(),
+        funnels: Arc::default(),
+        per_day: Arc::default(),
     };
     let pages = Router::new()
         .route("/console", get(overview::page))
@@ -262,4 +306,13 @@ impl Frame {
 /// The settings of the key named `key` (as a vote stores it).
 pub(crate) fn key_spec<'a>(settings: &'a crate::settings::Settings, key: &str) -> Option<&'a crate::domain::KeySpec> {
     settings.keys.iter().find(|k| k.key.to_string() == key)
+}
+
+/// A page of its own holding a Slack message drawn as the console draws it (`preview --out`):
+/// the stylesheet inline, so that the file opens anywhere.
+pub(crate) fn slack_page(request: &serde_json::Value, bot_name: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Slack message preview</title>\n<style>\n{CSS}\nbody {{ padding: 1rem; }}\n</style>\n</head>\n<body>\n{}\n</body>\n</html>\n",
+        slack_view::draw(request, bot_name)
+    )
 }

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::{Duration, Utc};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The job kinds that ask people (one message per run); digests count their runs.
 pub(crate) const ASKING_KINDS: [&str; 1] = ["slack"];
@@ -36,7 +37,7 @@ struct OverviewPage {
     retention: Vec<(&'static str, String)>,
     version: &'static str,
     uptime: String,
-    routes: Vec<RouteFunnel>,
+    routes: Arc<Vec<RouteFunnel>>,
 }
 
 /// One route's funnel.
@@ -118,7 +119,7 @@ async fn build(state: &ConsoleState, viewer: &Viewer, csrf: &Csrf) -> Result<Ove
         ("links", fmt(r.links)),
         ("feedback", r.feedback.map_or_else(|| "kept".into(), fmt)),
     ];
-    let routes = funnels(state, now).await?;
+    let routes = state.funnels.get(|| funnels(state, now)).await?;
     Ok(OverviewPage {
         frame: Frame {
             refresh: app.settings.console.refresh.as_secs(),

@@ -201,7 +201,14 @@ fn job_steps(j: &ConsoleJob) -> Vec<Step> {
     let error = job
         .last_error
         .as_deref()
-        .map(|e| format!(" · last error: {}", clean(e, 400)))
+        .map(|e| {
+            let which = if job.state == JobState::Sent {
+                "the attempt before failed"
+            } else {
+                "last error"
+            };
+            format!(" · {which}: {}", clean(e, 400))
+        })
         .unwrap_or_default();
     let (title, at, bad) = match job.state {
         JobState::Sent => (format!("Sent: {what}"), j.sent_at.unwrap_or(j.updated_at), false),

@@ -33,8 +33,8 @@ pub(super) struct VoteQuery {
     since: Option<String>,
     /// Last day (YYYY-MM-DD, UTC), inclusive.
     until: Option<String>,
-    /// Votes older than this id (the next page).
-    before: Option<i64>,
+    /// The last vote of the page before (`<unix ms>_<id>`): the next page starts after it.
+    before: Option<String>,
 }
 
 fn set(v: &Option<String>) -> Option<String> {
@@ -62,7 +62,18 @@ impl VoteQuery {
             voter: set(&self.voter),
             since: day("since", &self.since)?,
             until: day("until", &self.until)?.map(|d| d + Duration::days(1)),
-            before_id: self.before,
+            before: match set(&self.before) {
+                None => None,
+                Some(text) => Some(
+                    text.split_once('_')
+                        .and_then(|(at, id)| {
+                            Some((DateTime::from_timestamp_millis(at.parse().ok()?)?, id.parse().ok()?))
+                        })
+                        .ok_or(
+                            "before is not a page cursor (expected <unix ms>_<id>, as the \"Older votes\" link has it)",
+                        )?,
+                ),
+            },
             limit,
         })
     }
@@ -89,6 +100,8 @@ impl VoteQuery {
 /// One vote as shown.
 pub(crate) struct VoteRow {
     pub id: i64,
+    /// When, in unix milliseconds (the page cursor).
+    pub at_ms: i64,
     pub at: String,
     pub route: String,
     pub key: String,
@@ -166,24 +179,27 @@ pub(super) async fn page(
                 && let Some(last) = rows.last()
             {
                 let sep = if qs.is_empty() { "" } else { "&" };
-                page.next = Some(format!("/console/votes?{qs}{sep}before={}", last.id));
+                page.next = Some(format!("/console/votes?{qs}{sep}before={}_{}", last.at_ms, last.id));
             }
             page.rows = rows;
         }
         Err(e) => return store_failed(e),
     }
-    match chart(&state).await {
-        Ok((svg, legend)) => {
-            page.chart_svg = svg;
-            page.legend = legend;
+    match state.per_day.get(|| chart(&state)).await {
+        Ok(drawn) => {
+            page.chart_svg = drawn.0.clone();
+            page.legend = drawn.1.clone();
         }
         Err(e) => return store_failed(e),
     }
     html(page.render())
 }
 
+/// The votes-per-day chart as SVG, and its legend (palette index, route).
+pub(crate) type PerDay = (String, Vec<(usize, String)>);
+
 /// Votes per day and route over the last [`CHART_DAYS`] days.
-async fn chart(state: &ConsoleState) -> Result<(String, Vec<(usize, String)>), StoreError> {
+async fn chart(state: &ConsoleState) -> Result<PerDay, StoreError> {
     let today = Utc::now().timestamp().div_euclid(86_400);
     let first = today - CHART_DAYS + 1;
     let since = DateTime::from_timestamp(first * 86_400, 0).unwrap_or_default();
@@ -263,6 +279,7 @@ fn row(state: &ConsoleState, vote: &Vote, event: Option<&RunEvent>) -> VoteRow {
     let negative = super::key_spec(&state.app.settings, &v.key).is_some_and(|k| k.is_negative(v.score));
     VoteRow {
         id: vote.id,
+        at_ms: v.at.timestamp_millis(),
         at: v.at.format("%Y-%m-%d %H:%M UTC").to_string(),
         route: clean(&v.route, 200),
         key: clean(&v.key, 200),

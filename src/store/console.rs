@@ -34,8 +34,8 @@ pub struct VoteFilter {
     pub since: Option<DateTime<Utc>>,
     /// Only votes before.
     pub until: Option<DateTime<Utc>>,
-    /// Only votes older than this id (the next page).
-    pub before_id: Option<i64>,
+    /// Only votes after this one (time and id) in newest-first order: the next page.
+    pub before: Option<(DateTime<Utc>, i64)>,
     /// At most this many.
     pub limit: usize,
 }
@@ -72,11 +72,12 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// Votes cast since `since`, per route, key and score.
     async fn vote_tallies(&self, since: DateTime<Utc>) -> Result<Vec<VoteTally>, StoreError>;
 
-    /// For messages rated since `since`: the route and the seconds from the message's delivery
-    /// to its first vote; the newest `limit`.
+    /// For messages delivered and rated since `since`: the route and the seconds from the
+    /// message's delivery to its first vote; the `limit` most recently first rated.
     async fn first_vote_delays(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<(String, f64)>, StoreError>;
 
-    /// Votes by `filter`, newest first, each with its job when the job is still stored.
+    /// Votes by `filter`, newest first (by time, then id), each with its job when the job is
+    /// still stored.
     async fn filtered_votes(&self, filter: &VoteFilter) -> Result<Vec<(Vote, Option<ConsoleJob>)>, StoreError>;
 
     /// Votes since `since` per route and day (unix days, UTC).

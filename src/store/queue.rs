@@ -45,7 +45,7 @@ pub struct Job {
     pub attempts: u32,
     /// Tokens minted for it by an earlier attempt.
     pub minted: Option<serde_json::Value>,
-    /// The last failure.
+    /// The last failure (kept once the job is sent after it).
     pub last_error: Option<String>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,

@@ -2,101 +2,14 @@
 //! `target/test-artifacts/`), then, driven through chromedriver, clicks a button whose link
 //! records the feedback in the embedded LangSmith service.
 
+use crate::helpers::browser::{CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, Driver, artifacts, require};
 use crate::helpers::slack::wait_for_state;
 use crate::helpers::smtp::Received;
-use crate::helpers::{env, spawn_app_with, wait_for, wait_for_every};
+use crate::helpers::{env, spawn_app_with, wait_for};
 use feedback_dispatch::JobState;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// Flags for Chromium on a machine without a display, a sandbox or a network.
-const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-];
-
-fn require(path: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: run scripts/test, which installs chromium and chromium-driver"
-    );
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Driver {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Driver {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        wait_for_every(
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            "chromedriver to start",
-            || async {
-                match driver.http.get(format!("{}/status", driver.base)).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(r.status().to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            },
-        )
-        .await;
-        driver
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(res["value"].get("error").is_none(), "WebDriver {path}: {res}");
-        res["value"].clone()
-    }
-}
 
 #[tokio::test]
 async fn a_digest_renders_in_chromium_and_a_click_on_a_button_records_feedback() {

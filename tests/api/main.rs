@@ -5,6 +5,7 @@ mod browser;
 mod check_config;
 mod closing;
 mod commands;
+mod console;
 mod content;
 mod crash;
 mod disk_full;

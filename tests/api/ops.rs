@@ -236,6 +236,16 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
             .contains("https://langsmith.invalid/api/v1/feedback/tokens/"),
         "placeholder links"
     );
+    // The message drawn as Slack shows it (the console's drawing), without its links.
+    let drawn = std::fs::read_to_string(out.join("slack-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.html")).unwrap();
+    assert!(
+        drawn.contains("class=\"slack\"") && drawn.contains("class=\"btn primary\""),
+        "{drawn}"
+    );
+    assert!(
+        !drawn.contains("/feedback/tokens/"),
+        "no link is drawn with its address"
+    );
     let html = std::fs::read_to_string(out.join("email-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.html")).unwrap();
     assert!(html.contains("Yes: open Reports"));
     assert!(
@@ -252,6 +262,21 @@ async fn preview_writes_the_slack_request_and_the_email_without_sending() {
             store.job_counts().await.unwrap().is_empty()
         }
     );
+
+    // --screenshot: the Slack message as a picture too (the suite installs Chromium).
+    crate::helpers::browser::require(crate::helpers::browser::CHROMIUM);
+    let res = run(&[
+        "preview",
+        "--event",
+        &fixture_path,
+        "--out",
+        out.to_str().unwrap(),
+        "--screenshot",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let png = out.join("slack-support-c4b1e9a7-5d3f-4c2e-a8b6-7f1d0e9c3b52.png");
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 5_000, "a picture of the Slack message ({size} bytes)");
 
     let res = run(&["preview", "--event", &fixture_path, "--route", "nope"]);
     assert!(!res.status.success());

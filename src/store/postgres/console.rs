@@ -98,10 +98,10 @@ impl ConsoleStore for PgStore {
 
     async fn first_vote_delays(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT j.route, extract(epoch FROM (MIN(v.created_at) - j.sent_at))::FLOAT8 AS secs
-             FROM votes v JOIN jobs j ON j.id = v.job_id
-             WHERE v.created_at >= $1 AND j.sent_at IS NOT NULL
-             GROUP BY v.job_id, j.route, j.sent_at ORDER BY MAX(v.id) DESC LIMIT $2",
+            "SELECT j.route, extract(epoch FROM (f.first - j.sent_at))::FLOAT8 AS secs FROM (
+                 SELECT job_id, MIN(created_at) AS first FROM votes WHERE created_at >= $1
+                 GROUP BY job_id ORDER BY first DESC LIMIT $2) f
+             JOIN jobs j ON j.id = f.job_id WHERE j.sent_at >= $1",
         )
         .bind(since)
         .bind(limit as i64)
@@ -134,10 +134,15 @@ impl ConsoleStore for PgStore {
         if let Some(until) = f.until {
             qb.push(" AND created_at < ").push_bind(until);
         }
-        if let Some(before) = f.before_id {
-            qb.push(" AND id < ").push_bind(before);
+        if let Some((at, id)) = f.before {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
         }
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit as i64);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let votes: Vec<Vote> = rows.iter().map(vote_from_row).collect::<Result<_, _>>()?;
         let mut jobs = std::collections::HashMap::new();

@@ -154,8 +154,10 @@ impl QueueStore for PgStore {
             return Ok(());
         }
         let minted: Vec<Option<String>> = (0..job_ids.len()).map(|i| minted.get(i).cloned().flatten()).collect();
+        // `last_error` is kept: a job delivered after a failure still says what failed (the
+        // console's run timeline).
         let update = sqlx::query(
-            "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = $1, updated_at = $1,
+            "UPDATE jobs SET state = 'sent', lease_until = NULL, sent_at = $1, updated_at = $1,
              minted = COALESCE(v.minted, jobs.minted)
              FROM unnest($2::BIGINT[], $3::TEXT[]) AS v(id, minted) WHERE jobs.id = v.id",
         )

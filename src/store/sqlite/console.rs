@@ -96,10 +96,10 @@ impl ConsoleStore for SqliteStore {
 
     async fn first_vote_delays(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT j.route, (MIN(v.created_at) - j.sent_at) / 1000.0 AS secs
-             FROM votes v JOIN jobs j ON j.id = v.job_id
-             WHERE v.created_at >= ? AND j.sent_at IS NOT NULL
-             GROUP BY v.job_id ORDER BY MAX(v.id) DESC LIMIT ?",
+            "SELECT j.route, (f.first - j.sent_at) / 1000.0 AS secs FROM (
+                 SELECT job_id, MIN(created_at) AS first FROM votes WHERE created_at >= ?1
+                 GROUP BY job_id ORDER BY first DESC LIMIT ?2) f
+             JOIN jobs j ON j.id = f.job_id WHERE j.sent_at >= ?1",
         )
         .bind(ms(since))
         .bind(limit as i64)
@@ -132,10 +132,17 @@ impl ConsoleStore for SqliteStore {
         if let Some(until) = f.until {
             qb.push(" AND created_at < ").push_bind(ms(until));
         }
-        if let Some(before) = f.before_id {
-            qb.push(" AND id < ").push_bind(before);
+        if let Some((at, id)) = f.before {
+            qb.push(" AND (created_at < ")
+                .push_bind(ms(at))
+                .push(" OR (created_at = ")
+                .push_bind(ms(at))
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
         }
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit as i64);
         let rows = qb.build().fetch_all(&self.reader).await?;
         let votes: Vec<Vote> = rows.iter().map(vote_from_row).collect::<Result<_, _>>()?;
         let mut jobs = std::collections::HashMap::new();

@@ -118,9 +118,9 @@ impl QueueStore for SqliteStore {
         if job_ids.is_empty() {
             return Ok(());
         }
-        let mut qb = sqlx::QueryBuilder::new(
-            "UPDATE jobs SET state = 'sent', lease_until = NULL, last_error = NULL, sent_at = ",
-        );
+        // `last_error` is kept: a job delivered after a failure still says what failed (the
+        // console's run timeline).
+        let mut qb = sqlx::QueryBuilder::new("UPDATE jobs SET state = 'sent', lease_until = NULL, sent_at = ");
         qb.push_bind(ms(now)).push(", updated_at = ").push_bind(ms(now));
         let kept: Vec<(i64, &String)> = job_ids
             .iter()

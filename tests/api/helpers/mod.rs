@@ -4,6 +4,7 @@
 //! store the suite runs on (`backend`) and the one poller (`wait`) in their own files.
 
 pub mod backend;
+pub mod browser;
 pub mod fakes;
 pub mod load;
 pub mod logs;
@@ -63,6 +64,8 @@ feedback_config = { type = "categorical", categories = [{ value = 1, label = "co
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// The console's own listener (`console.listen`), `http://127.0.0.1:PORT`.
+    pub console_address: Option<String>,
     /// Holds the database and outboxes; removed on drop.
     pub dir: Arc<tempfile::TempDir>,
     /// An HTTP client that sends the embedded LangSmith service's API key (`x-api-key`), as
@@ -226,6 +229,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     let settings = Settings::load(&path, &env).unwrap_or_else(|e| panic!("test settings invalid:\n{e}"));
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://{}", app.local_addr());
+    let console_address = app.console_addr().map(|a| format!("http://{a}"));
     let store = app.state().store.clone();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -242,6 +246,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     }
     TestApp {
         address,
+        console_address,
         dir,
         http: reqwest::Client::builder()
             .default_headers(headers)
