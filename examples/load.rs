@@ -1853,7 +1853,7 @@ async fn console_phase(
         .bind(format!("U{:05}", v % 500))
         .bind(format!("load-console-vote:{v}"))
         .bind(now - (v as i64 * 12_960) % (30 * 86_400_000))
-        .bind((!up).then(|| if v % 2 == 0 { r#"["Incomplete"]"# } else { r#"["Wrong", "Too slow"]"# }))
+        .bind((!up).then_some(if v % 2 == 0 { r#"["Incomplete"]"# } else { r#"["Wrong", "Too slow"]"# }))
         .execute(&mut *tx)
         .await?;
     }
