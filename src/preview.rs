@@ -389,3 +389,48 @@ pub(crate) fn slack_request_for_job(settings: &Settings, job: &crate::store::Job
     };
     Some(request_json(&msg))
 }
+
+/// A stored digest run as its digest shows it (one run, placeholder links), for the console:
+/// the HTML with every link's address removed, so that no URL from a message reaches a page.
+/// `None` when the route has no email target or the payload cannot be read.
+pub(crate) fn digest_card_for_run(settings: &Settings, route: &str, payload: &str) -> Option<String> {
+    let email = settings.route(route)?.email.as_ref()?;
+    let run: DigestRunPayload = serde_json::from_str(payload).ok()?;
+    let specs: Vec<&KeySpec> = run.keys.iter().filter_map(|k| settings.key(k)).collect();
+    let ttl = settings.route(route).map(|r| r.link_ttl).unwrap_or_default();
+    let tokens = placeholder_tokens(run.event.run_id, &specs, ttl);
+    let now = Utc::now();
+    let shown = select_runs(vec![(run, now)], email.max_runs);
+    let mut content = compose(
+        route,
+        email,
+        "reader@example.com",
+        &shown,
+        &tokens,
+        &settings.keys,
+        (now, now),
+    );
+    let rendered = render_digest_within(&mut content, MAX_HTML_BYTES).ok()?;
+    Some(strip_hrefs(&rendered.html))
+}
+
+/// `html` with the value of every `href` attribute emptied.
+fn strip_hrefs(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find("href=\"") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 6..];
+        match after.find('"') {
+            Some(end) => {
+                out.push_str("href=\"#\"");
+                rest = &after[end + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}

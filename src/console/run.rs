@@ -43,6 +43,8 @@ struct RunPage {
     routed: Vec<Routed>,
     steps: Vec<Step>,
     slack_html: Option<String>,
+    /// The route whose digest holds the run (its card is framed from `…/email/<route>`).
+    digest_route: Option<String>,
 }
 
 fn when(t: DateTime<Utc>) -> String {
@@ -74,12 +76,12 @@ async fn build(state: &ConsoleState, run: RunId, viewer: &Viewer, csrf: &Csrf) -
     let jobs = store.jobs_of_run(run).await?;
     let votes = store.votes(Some(run), None, 500).await?;
     let mut event: Option<RunEvent> = jobs.iter().find_map(|j| event_of_job(Some(j)));
-    if event.is_none() {
-        for route in settings.routes.iter().filter(|r| r.email.is_some()) {
-            if let Some(e) = digest_event(state, &route.name, run).await? {
-                event = Some(e);
-                break;
-            }
+    let mut digest_route = None;
+    for route in settings.routes.iter().filter(|r| r.email.is_some()) {
+        if let Some(e) = digest_event(state, &route.name, run).await? {
+            event.get_or_insert(e);
+            digest_route = Some(route.name.clone());
+            break;
         }
     }
     if jobs.is_empty() && votes.is_empty() && event.is_none() {
@@ -171,7 +173,38 @@ async fn build(state: &ConsoleState, run: RunId, viewer: &Viewer, csrf: &Csrf) -
         routed,
         steps,
         slack_html,
+        digest_route,
     }))
+}
+
+/// The run's card as its route's digest shows it, for the run page's frame: the digest's own
+/// HTML (inline styles, as email needs), its links without addresses, under a policy of its own
+/// that allows those styles and nothing else, framed only by the console.
+pub(super) async fn email(State(state): State<ConsoleState>, Path((run, route)): Path<(String, String)>) -> Response {
+    let Ok(run) = RunId::parse(run.trim()) else {
+        return refused(StatusCode::NOT_FOUND, "Not a run id (expected a UUID).");
+    };
+    let payload = match state.app.store.digest_run_payload(&route, run).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refused(StatusCode::NOT_FOUND, "No digest of this route holds this run."),
+        Err(e) => return store_failed(e),
+    };
+    let Some(html) = crate::preview::digest_card_for_run(&state.app.settings, &route, &payload) else {
+        return refused(StatusCode::NOT_FOUND, "This route sends no digest.");
+    };
+    let mut res = super::html(Ok(html));
+    let h = res.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        axum::http::header::X_FRAME_OPTIONS,
+        axum::http::HeaderValue::from_static("SAMEORIGIN"),
+    );
+    res
 }
 
 /// A job's steps: queued, and where it ended (or stands).

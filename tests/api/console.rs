@@ -926,3 +926,56 @@ async fn the_votes_page_pages_through_older_votes_and_filters_by_route_key_voter
     let page = app.get("/console/votes?before=junk").await;
     assert_eq!(page.status(), 400);
 }
+
+#[tokio::test]
+async fn a_run_in_a_digest_shows_its_card_as_the_digest_does_without_its_links() {
+    let toml = format!(
+        "{}\n[console]\nenabled = true\n[[routes]]\nname = \"reviewers\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nemail = {{ to = [\"ana@example.com\"], every = \"1h\" }}\n",
+        crate::helpers::KEYS_TOML
+    );
+    let app = spawn_app_with(&toml, env(&[])).await;
+    let run = run_id(500);
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": run, "run_name": "answer", "project": "support-bot",
+                    "inputs": {"question": "How do I <export> my data?"}, "outputs": {"answer": "Open Reports."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let page = app.get(&format!("/console/runs/{run}")).await.text().await.unwrap();
+    assert!(page.contains("In the digest of reviewers"), "{page}");
+    let src = format!("/console/runs/{run}/email/reviewers");
+    assert!(page.contains(&format!("src=\"{src}\"")), "{page}");
+    let res = app.get(&src).await;
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("style-src 'unsafe-inline'") && csp.contains("frame-ancestors 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("script-src"), "no script in the card: {csp}");
+    assert_eq!(res.headers()["x-frame-options"], "SAMEORIGIN");
+    let card = res.text().await.unwrap();
+    assert!(
+        card.contains("How do I &lt;export&gt; my data?") || card.contains("How do I &#60;export&#62; my data?"),
+        "{card}"
+    );
+    assert!(card.contains("👍 Helpful"), "the buttons are drawn");
+    assert!(
+        !card.contains("/feedback/tokens/") && !card.contains("langsmith.invalid"),
+        "no link keeps its address"
+    );
+    assert_eq!(app.get(&format!("/console/runs/{run}/email/nope")).await.status(), 404);
+    // The page that frames it, in the browser: the frame loads under the console's policy.
+    let browser = Session::start(1280, 1400).await;
+    browser.open(&format!("{}/console/runs/{run}", app.address)).await;
+    let frame = browser.find("iframe.email-frame").await;
+    let png = browser.screenshot(Some(&frame)).await;
+    assert!(
+        png.len() > 10_000,
+        "the digest card is drawn in its frame ({} bytes)",
+        png.len()
+    );
+    browser.quit().await;
+}
