@@ -45,6 +45,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     /// Email delivery.
     pub email: EmailSettings,
+    /// Microsoft Teams delivery (Workflows webhooks).
+    pub teams: TeamsSettings,
     /// Intake authentication.
     pub intake: IntakeSettings,
     /// Which run links are trusted.
@@ -334,6 +336,43 @@ pub struct EmailSettings {
     /// In confirm mode, whether a confirmation tells LangSmith who rated
     /// (`metadata.email`).
     pub identify: bool,
+}
+
+/// How Teams cards leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamsMode {
+    /// POSTed to each route's Workflows webhook (the URL from its `webhook_env`).
+    Webhook,
+    /// The exact request JSON written to a file in `outbox_dir`.
+    Outbox,
+}
+
+impl TeamsMode {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamsMode::Webhook => "webhook",
+            TeamsMode::Outbox => "outbox",
+        }
+    }
+}
+
+/// `[teams]`: how the routes' `teams = { webhook_env }` targets are reached.
+#[derive(Debug, Clone)]
+pub struct TeamsSettings {
+    /// Delivery mode.
+    pub mode: TeamsMode,
+    /// Outbox folder.
+    pub outbox_dir: PathBuf,
+    /// Least time between cards to one webhook (zero = no pacing).
+    pub pace_per_webhook: Duration,
+    /// Cards a quiet webhook may take at once.
+    pub burst: u32,
+    /// Longest wait for one POST.
+    pub timeout: Duration,
+    /// The webhook URL of each variable the routes name (`webhook_env`), read from the
+    /// environment in webhook mode. A URL is a credential: never printed, logged or stored.
+    pub webhooks: std::collections::BTreeMap<String, SecretString>,
 }
 
 /// Where the buttons of an email point.

@@ -19,6 +19,8 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) email: RawEmail,
     #[serde(default)]
+    pub(super) teams: RawTeams,
+    #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) links: RawLinks,
@@ -141,6 +143,17 @@ pub(super) struct RawEmail {
     pub(super) identify: Option<bool>,
 }
 
+/// `[teams]`: Microsoft Teams delivery.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTeams {
+    pub(super) mode: Option<String>,
+    pub(super) outbox_dir: Option<String>,
+    pub(super) pace_per_webhook: Option<String>,
+    pub(super) burst: Option<u32>,
+    pub(super) timeout: Option<String>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
@@ -203,6 +216,7 @@ pub(super) struct RawRoute {
     pub(super) continue_matching: bool,
     pub(super) slack: Option<RawSlackTarget>,
     pub(super) email: Option<RawEmailTarget>,
+    pub(super) teams: Option<RawTeamsTarget>,
     pub(super) extend_trace_retention: Option<bool>,
     pub(super) show: Option<RawShow>,
     pub(super) redact: Option<Vec<serde_json::Value>>,
@@ -260,6 +274,14 @@ pub(super) struct RawSlackTarget {
     pub(super) after_vote: Option<String>,
     pub(super) buttons: Option<String>,
     pub(super) close: Option<bool>,
+}
+
+/// A route's `teams = { webhook_env, voting }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTeamsTarget {
+    pub(super) webhook_env: Option<String>,
+    pub(super) voting: Option<String>,
 }
 
 #[derive(Deserialize)]

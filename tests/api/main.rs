@@ -38,6 +38,7 @@ mod serve;
 mod slack;
 mod slack_setup;
 mod store_contract;
+mod teams;
 mod votes;
 
 // The old paths of the helpers that moved into `helpers/`, for test files written on branches

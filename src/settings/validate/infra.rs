@@ -3,10 +3,13 @@
 use super::Validator;
 use super::normalize_endpoint;
 use crate::domain::Mailbox;
-use crate::settings::raw::{RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
+use crate::settings::raw::{
+    RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawTeams, RawWorkers,
+};
 use crate::settings::{
     EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint, LangSmithSettings, LogFormat,
-    LogSettings, OnDrift, ServerSettings, SlackIngress, SlackMode, SlackSettings, WorkerSettings,
+    LogSettings, OnDrift, ServerSettings, SlackIngress, SlackMode, SlackSettings, TeamsMode, TeamsSettings,
+    WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -415,6 +418,36 @@ impl Validator {
             password,
             links: links?,
             identify: raw.identify.unwrap_or(false),
+        })
+    }
+
+    /// `[teams]`: the mode, outbox, pace and timeout; the routes' webhooks are read with them.
+    pub(super) fn teams(&mut self, raw: RawTeams) -> Option<TeamsSettings> {
+        let mode = match raw.mode.as_deref().unwrap_or("outbox") {
+            "webhook" => Some(TeamsMode::Webhook),
+            "outbox" => Some(TeamsMode::Outbox),
+            other => {
+                self.fail(
+                    "teams.mode",
+                    format!("unknown mode {other:?} (expected \"webhook\" or \"outbox\")"),
+                );
+                None
+            }
+        };
+        // Teams throttles a webhook past four requests a second; one a second leaves room.
+        let pace = self.duration("teams.pace_per_webhook", raw.pace_per_webhook, "1s");
+        let timeout = self.duration("teams.timeout", raw.timeout, "15s");
+        let burst = raw.burst.unwrap_or(3);
+        if !(1..=100).contains(&burst) {
+            self.fail("teams.burst", format!("{burst} is out of range (expected 1 to 100)"));
+        }
+        Some(TeamsSettings {
+            mode: mode?,
+            outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/teams".into())),
+            pace_per_webhook: pace?,
+            burst,
+            timeout: timeout?,
+            webhooks: Default::default(),
         })
     }
 
