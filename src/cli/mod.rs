@@ -9,10 +9,10 @@ mod store_commands;
 
 pub(crate) use keys_commands::KeysAction;
 pub(crate) use langsmith_commands::{FeedbackAction, TokensAction};
-pub(crate) use store_commands::{DeadLetterAction, StoreAction, VotesAction};
+pub(crate) use store_commands::{DeadLetterAction, EmailAction, StoreAction, VotesAction};
 
 use langsmith_commands::{Call, backfill, langsmith_command};
-use store_commands::{dead_letters, erase_votes, list_votes, store_stats};
+use store_commands::{dead_letters, erase_votes, list_votes, resubscribe, store_stats};
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings, StoreSettings};
 use crate::startup::{Application, shutdown_signal};
@@ -130,6 +130,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: SlackAction,
+    },
+    /// Email digests' recipients: undo a one-click unsubscribe.
+    Email {
+        /// What to do.
+        #[command(subcommand)]
+        action: EmailAction,
     },
     /// Look into the database.
     Store {
@@ -279,6 +285,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
+        Command::Email {
+            action: EmailAction::Resubscribe { route, to },
+        } => resubscribe(&cli.config, &route, &to).await,
         Command::Slack {
             action: SlackAction::Manifest { format, create_url },
         } => slack_manifest(&cli.config, format, create_url),

@@ -5,6 +5,7 @@
 
 use super::render::RenderedEmail;
 use crate::settings::{EmailMode, Settings};
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -84,17 +85,37 @@ impl EmailSender {
         })
     }
 
-    /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`.
-    pub(crate) fn message(&self, to: &str, email: &RenderedEmail, message_id: &str) -> Result<Message, EmailError> {
+    /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`, and with
+    /// `unsubscribe` the RFC 8058 headers (`List-Unsubscribe: <url>`,
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`).
+    pub(crate) fn message(
+        &self,
+        to: &str,
+        email: &RenderedEmail,
+        message_id: &str,
+        unsubscribe: Option<&url::Url>,
+    ) -> Result<Message, EmailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| EmailError::Permanent(format!("recipient {to:?}: {e}")))?;
-        Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
             .message_id(Some(message_id.to_string()))
-            .date_now()
+            .date_now();
+        if let Some(url) = unsubscribe {
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+        }
+        builder
             .multipart(MultiPart::alternative_plain_html(
                 email.text.clone(),
                 email.html.clone(),
@@ -108,9 +129,10 @@ impl EmailSender {
         to: &str,
         email: &RenderedEmail,
         message_id: &str,
+        unsubscribe: Option<&url::Url>,
         file_stem: &str,
     ) -> Result<(), EmailError> {
-        let message = self.message(to, email, message_id)?;
+        let message = self.message(to, email, message_id, unsubscribe)?;
         match (self.mode, &self.transport) {
             (EmailMode::Smtp, Some(transport)) => {
                 // lettre's timeout covers each socket operation; this bounds the whole exchange,

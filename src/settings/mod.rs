@@ -336,6 +336,10 @@ pub struct EmailSettings {
     /// In confirm mode, whether a confirmation tells LangSmith who rated
     /// (`metadata.email`).
     pub identify: bool,
+    /// RFC 8058 one-click unsubscribe: digests carry `List-Unsubscribe` and
+    /// `List-Unsubscribe-Post` and a footer link to this service's unsubscribe page
+    /// (`server.public_url`).
+    pub unsubscribe: bool,
 }
 
 /// How Teams cards leave.

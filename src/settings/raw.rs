@@ -141,6 +141,7 @@ pub(super) struct RawEmail {
     pub(super) links: Option<String>,
     pub(super) voting: Option<String>,
     pub(super) identify: Option<bool>,
+    pub(super) unsubscribe: Option<bool>,
 }
 
 /// `[teams]`: Microsoft Teams delivery.

@@ -106,6 +106,12 @@ pub fn summary(s: &Settings) -> String {
         s.email.outbox_dir.display(),
         set(&s.email.password)
     );
+    if s.email.unsubscribe {
+        let _ = writeln!(
+            out,
+            "email: one-click unsubscribe on (List-Unsubscribe, POST /v1/email/unsubscribe/<signed id>)"
+        );
+    }
     let _ = writeln!(
         out,
         "workers: {} at once, lease {}, {} attempts",

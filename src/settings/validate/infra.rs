@@ -418,6 +418,7 @@ impl Validator {
             password,
             links: links?,
             identify: raw.identify.unwrap_or(false),
+            unsubscribe: raw.unsubscribe.unwrap_or(false),
         })
     }
 

@@ -79,6 +79,17 @@ impl Validator {
         let workers = self.workers(raw.workers);
         let email = self.email(raw.email, secret("SMTP_PASSWORD"));
         let mut teams = self.teams(raw.teams);
+        // A mailbox provider POSTs to the unsubscribe URL from anywhere: the address the
+        // service binds is no such URL.
+        if let (Some(e), Some(s)) = (&email, &server)
+            && e.unsubscribe
+            && s.public_url.is_none()
+        {
+            self.fail(
+                "email.unsubscribe",
+                "one-click unsubscribe links point at this service: set server.public_url (expected the https URL mailbox providers can reach, e.g. \"https://feedback.example.com\")",
+            );
+        }
         let log = self.log(raw.log);
         let keys = self.keys(raw.keys);
         // A comment box is a Slack modal, opened with the bot token.
