@@ -319,6 +319,10 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
                 eprintln!("{}: store.url: {e}", path.display());
                 return ExitCode::FAILURE;
             }
+            if let Some(problem) = crate::email::deliver::dkim_problem(&s) {
+                eprintln!("{}: email.dkim: {problem}", path.display());
+                return ExitCode::from(2);
+            }
             let problems = crate::preview::lint_routes(&s);
             if !problems.is_empty() {
                 for (at, problem) in problems {

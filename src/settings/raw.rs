@@ -142,6 +142,15 @@ pub(super) struct RawEmail {
     pub(super) voting: Option<String>,
     pub(super) identify: Option<bool>,
     pub(super) unsubscribe: Option<bool>,
+    pub(super) dkim: Option<RawDkim>,
+}
+
+/// `email.dkim = { domain, selector }` (the key is `FEEDBACK_DISPATCH_DKIM_KEY`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDkim {
+    pub(super) domain: Option<String>,
+    pub(super) selector: Option<String>,
 }
 
 /// `[teams]`: Microsoft Teams delivery.

@@ -106,6 +106,17 @@ pub fn summary(s: &Settings) -> String {
         s.email.outbox_dir.display(),
         set(&s.email.password)
     );
+    if let Some(d) = &s.email.dkim {
+        let _ = writeln!(
+            out,
+            "email: DKIM d={} s={} ({} key; publish it at {}._domainkey.{}), FEEDBACK_DISPATCH_DKIM_KEY set",
+            d.domain,
+            d.selector,
+            d.algorithm.as_str(),
+            d.selector,
+            d.domain
+        );
+    }
     if s.email.unsubscribe {
         let _ = writeln!(
             out,

@@ -2,7 +2,10 @@
 //! carries `List-Unsubscribe` and `List-Unsubscribe-Post` and a footer link; a mailbox
 //! provider's POST to the URL answers 200 in place and the next digest skips that recipient (the
 //! others still get it); a GET records nothing; an altered id is a 404; the key survives a
-//! restart; `store stats` counts the unsubscribes; `email resubscribe` undoes one.
+//! restart; `store stats` counts the unsubscribes; `email resubscribe` undoes one. With
+//! `email.dkim` each digest is signed, `h=` covers both unsubscribe headers, and the Python
+//! package `dkimpy` (pinned in `.venv-test` by `scripts/test`) verifies it against the test key's
+//! DNS record; `check-config` names what is wrong with a key.
 
 use crate::helpers::serve::cli;
 use crate::helpers::smtp::{Received, SmtpSink};
@@ -297,4 +300,185 @@ async fn check_config_refuses_unsubscribe_without_a_public_url() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("one-click unsubscribe on"), "{out}");
+}
+
+/// A fresh RSA key made with `openssl` as docs/email.md says: (PKCS#1 PEM, the public key as
+/// a DKIM DNS record).
+fn rsa_key(dir: &std::path::Path) -> (String, String) {
+    let pem = dir.join("dkim.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&["genrsa", "-traditional", "-out", pem.to_str().unwrap(), "2048"]);
+    let public = run(&["rsa", "-in", pem.to_str().unwrap(), "-pubout", "-outform", "DER"]);
+    use base64_free::encode;
+    (
+        std::fs::read_to_string(&pem).unwrap(),
+        format!("v=DKIM1; k=rsa; p={}", encode(&public)),
+    )
+}
+
+/// Standard base64, for the DNS record (the test suite has no base64 crate of its own).
+mod base64_free {
+    pub fn encode(bytes: &[u8]) -> String {
+        const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether dkimpy verifies `message` with `record` as the selector's DNS TXT record.
+fn dkimpy_verifies(message: &[u8], record: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let (msg, txt) = (dir.path().join("m.eml"), dir.path().join("txt"));
+    std::fs::write(&msg, message).unwrap();
+    std::fs::write(&txt, record).unwrap();
+    let script = "import sys, dkim\n\
+        msg = open(sys.argv[1], 'rb').read()\n\
+        txt = open(sys.argv[2], 'rb').read()\n\
+        def dns(name, timeout=5):\n    assert name == b's1._domainkey.example.com.', name\n    return txt\n\
+        sys.exit(0 if dkim.verify(msg, dnsfunc=dns) else 1)\n";
+    let out = std::process::Command::new(crate::sdk::python())
+        .args(["-c", script, msg.to_str().unwrap(), txt.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if !out.status.success() && !out.stderr.is_empty() {
+        eprintln!("dkimpy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
+#[tokio::test]
+async fn every_digest_is_dkim_signed_over_both_unsubscribe_headers_and_dkimpy_verifies_it() {
+    let sink = SmtpSink::start();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (pem, record) = rsa_key(dir.path());
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let toml = settings(&sink).replace(
+        "unsubscribe = true",
+        "unsubscribe = true\ndkim = { domain = \"example.com\", selector = \"s1\" }",
+    );
+    let app = spawn_app_in(
+        dir.clone(),
+        &toml,
+        env(&[
+            ("FEEDBACK_DISPATCH__SERVER__LISTEN", &address),
+            ("FEEDBACK_DISPATCH__SERVER__PUBLIC_URL", &format!("http://{address}")),
+            ("FEEDBACK_DISPATCH_DKIM_KEY", &pem),
+        ]),
+    )
+    .await;
+    one_digest(&app, 1).await;
+    let messages = sink.wait_for(2, WAIT).await;
+    let message = to_ana(&messages);
+    unsubscribe_url(message);
+    let signature = raw_header(message, "DKIM-Signature").expect("a DKIM-Signature");
+    let tag = |name: &str| {
+        signature
+            .split(';')
+            .find_map(|t| {
+                t.trim()
+                    .strip_prefix(&format!("{name}="))
+                    .map(|v| v.replace([' ', '\t'], ""))
+            })
+            .unwrap_or_else(|| panic!("no {name}= in {signature}"))
+    };
+    assert_eq!(tag("d"), "example.com");
+    assert_eq!(tag("s"), "s1");
+    let signed: Vec<String> = tag("h").split(':').map(|h| h.to_ascii_lowercase()).collect();
+    for h in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ] {
+        assert!(signed.iter().any(|s| s == h), "{h} not in h={signed:?}");
+    }
+    assert!(dkimpy_verifies(&message.data, &record), "dkimpy verifies the signature");
+
+    // The signature holds the unsubscribe header: an edited one fails.
+    let text = String::from_utf8(message.data.clone()).unwrap();
+    let url = unsubscribe_url(message);
+    let edited = text.replacen(&url, &url.replace("/unsubscribe/", "/unsubscribe/0"), 1);
+    assert_ne!(edited, text);
+    assert!(
+        !dkimpy_verifies(edited.as_bytes(), &record),
+        "an edited List-Unsubscribe fails"
+    );
+}
+
+#[tokio::test]
+async fn check_config_says_what_is_wrong_with_a_dkim_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}/c.db\"\n[email]\ndkim = {{ domain = \"example.com\", selector = \"s1\" }}\n{KEYS_TOML}\n[[routes]]\nname = \"r\"\nkeys = [\"thumbs_up\"]\nemail = {{ to = [\"a@example.com\"], every = \"1h\" }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&config, &[], &["check-config"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("email.dkim: set FEEDBACK_DISPATCH_DKIM_KEY"), "{err}");
+
+    // What OpenSSL 3 writes by default: PKCS#8.
+    let pkcs8 = dir.path().join("pkcs8.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            pkcs8.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pkcs8 = std::fs::read_to_string(&pkcs8).unwrap();
+    let (code, _, err) = cli(&config, &[("FEEDBACK_DISPATCH_DKIM_KEY", &pkcs8)], &["check-config"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("PKCS#8") && err.contains("openssl rsa -in key.pem -traditional"),
+        "{err}"
+    );
+    assert!(!err.contains("MII"), "the key is never printed: {err}");
+
+    // A PKCS#1 header over a damaged body: loaded as the service would, and refused.
+    let damaged = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----\n";
+    let (code, _, err) = cli(&config, &[("FEEDBACK_DISPATCH_DKIM_KEY", damaged)], &["check-config"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a usable rsa key"), "{err}");
+
+    let (pem, _) = rsa_key(dir.path());
+    let (code, out, err) = cli(&config, &[("FEEDBACK_DISPATCH_DKIM_KEY", &pem)], &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("DKIM d=example.com s=s1 (rsa key"), "{out}");
 }

@@ -77,7 +77,7 @@ impl Validator {
         let langsmith = self.langsmith(raw.langsmith, env);
         let slack = self.slack(raw.slack, env);
         let workers = self.workers(raw.workers);
-        let email = self.email(raw.email, secret("SMTP_PASSWORD"));
+        let email = self.email(raw.email, secret("SMTP_PASSWORD"), secret("FEEDBACK_DISPATCH_DKIM_KEY"));
         let mut teams = self.teams(raw.teams);
         // A mailbox provider POSTs to the unsubscribe URL from anywhere: the address the
         // service binds is no such URL.
