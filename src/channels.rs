@@ -15,6 +15,8 @@ use crate::slack::submit::FeedbackSubmissions;
 use crate::slack::triage::SlackTriage;
 use crate::slack::update::SlackUpdates;
 use crate::state::AppState;
+use crate::teams::deliver::TeamsSender;
+use crate::teams::message::TeamsMessages;
 use std::sync::Arc;
 
 /// Every kind of job with its deliverer, built from `state`'s settings (fails on settings a
@@ -30,5 +32,6 @@ pub(crate) fn registry(state: &AppState) -> anyhow::Result<Registry> {
         .register(FeedbackSubmissions::new(state))
         .register(ReviewQueues::new(state))
         .register(DigestEmails::new(state, email))
+        .register(TeamsMessages::new(state, TeamsSender::new(&state.settings)?))
         .schedule(DigestWindows::new(state)))
 }

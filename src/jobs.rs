@@ -28,6 +28,8 @@ pub enum JobKind {
     /// A Slack message in the triage channel about a negatively rated run, or a reply in its
     /// thread (`on_negative.triage`).
     SlackTriage,
+    /// One Microsoft Teams card for one run (a route's `teams = { webhook_env }`).
+    Teams,
 }
 
 impl JobKind {
@@ -41,6 +43,7 @@ impl JobKind {
             JobKind::SlackClose => "slack_close",
             JobKind::ReviewQueue => "review_queue",
             JobKind::SlackTriage => "slack_triage",
+            JobKind::Teams => "teams",
         }
     }
 
@@ -54,6 +57,7 @@ impl JobKind {
             "slack_close" => Some(JobKind::SlackClose),
             "review_queue" => Some(JobKind::ReviewQueue),
             "slack_triage" => Some(JobKind::SlackTriage),
+            "teams" => Some(JobKind::Teams),
             _ => None,
         }
     }
@@ -128,6 +132,7 @@ payload_kinds! {
     SlackClose => SlackClosePayload,
     ReviewQueue => ReviewQueuePayload,
     SlackTriage => TriagePayload,
+    Teams => TeamsJobPayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -148,6 +153,23 @@ pub(crate) struct SlackJobPayload {
     pub thread_ts: Option<String>,
     /// Token lifetime from sending.
     pub link_ttl_secs: u64,
+}
+
+/// What a Teams job carries: the run as its route shows it, fixed at intake. Where it goes is
+/// the route's `webhook_env`, read when it is sent (the URL itself is never stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TeamsJobPayload {
+    /// The run.
+    pub event: RunEvent,
+    /// Keys to mint, resolved at intake.
+    pub keys: Vec<FeedbackKey>,
+    /// Token lifetime from sending.
+    pub link_ttl_secs: u64,
+}
+
+/// The idempotency key of a run's Teams card on a route.
+pub(crate) fn teams_key(route: &str, run: RunId) -> String {
+    format!("teams:{route}:{run}")
 }
 
 /// What a digest run carries: the event and the keys fixed at intake.
@@ -364,6 +386,11 @@ mod tests {
             thread_ts: Some("1.2".into()),
             link_ttl_secs: 3600,
         });
+        round_trip(TeamsJobPayload {
+            event: event(),
+            keys: vec![FeedbackKey::parse("thumbs_up").unwrap()],
+            link_ttl_secs: 3600,
+        });
         round_trip(DigestJobPayload {
             digest_id: 7,
             recipient: "a@b.example".into(),
@@ -422,6 +449,6 @@ mod tests {
         assert!(JobPayload::decode(JobKind::Digest, "{not json").is_err());
         let decoded = JobPayload::decode(JobKind::Digest, digest).unwrap();
         assert!(SlackJobPayload::of(&decoded).is_none());
-        assert_eq!(JobKind::parse("teams"), None);
+        assert_eq!(JobKind::parse("matrix"), None);
     }
 }

@@ -14,7 +14,8 @@
 //!   job, their payloads, idempotency keys) → `store` (`store::open(url)`: SQLite; the job
 //!   queue and the embedded token service's data), kept bounded by `retention`.
 //! - `delivery`: the contract each kind of job implements in its channel's folder (`slack`,
-//!   `email`, with `links`: tokens × buttons → feedback URLs); `channels`: the registry of
+//!   `email`, `teams`, with `links`: tokens × buttons → feedback URLs, and `pacing`: send slots
+//!   per destination); `channels`: the registry of
 //!   kinds; `worker`: claim, mint (`langsmith`), dispatch by kind, record; `due`: when work
 //!   falls due between polls. `follow_through`: the jobs a negative vote enqueues
 //!   (`on_negative`), delivered by `review` (LangSmith annotation queues) and `slack`
@@ -48,6 +49,7 @@ mod langsmith;
 mod lease;
 mod links;
 mod metrics;
+mod pacing;
 mod preview;
 mod retention;
 mod retry;
@@ -60,6 +62,7 @@ mod slack;
 mod startup;
 mod state;
 mod store;
+mod teams;
 mod telemetry;
 mod worker;
 

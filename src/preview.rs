@@ -1,5 +1,6 @@
 //! `preview`: what each matching route would send for an event, without sending anything —
-//! the Slack request JSON (with a Block Kit Builder link), the email HTML and text — and the
+//! the Slack request JSON (with a Block Kit Builder link), the Teams card JSON, the email HTML and
+//! text — and the
 //! lint `check-config` runs on the rendered output of a built-in sample event.
 
 use crate::domain::{KeySpec, Route, RunEvent, RunId};
@@ -207,6 +208,22 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
                 if !opts.mint {
                     // With real tokens the link would carry presigned URLs to a third party.
                     let _ = writeln!(report, "  Block Kit Builder: {}", block_kit_builder_link(&request));
+                }
+            }
+            if route.teams.is_some() {
+                // The presigned links, even for a route that votes through confirm pages: a
+                // preview stores no confirm page to open.
+                let card = crate::teams::render::render_card(event, &route.name, &links, route.show_route);
+                let pretty = serde_json::to_string_pretty(&card)?;
+                match &opts.out {
+                    Some(dir) => {
+                        let path = dir.join(format!("teams-{stem}.json"));
+                        std::fs::write(&path, &pretty)?;
+                        let _ = writeln!(report, "  teams card: {}", path.display());
+                    }
+                    None => {
+                        let _ = writeln!(report, "  teams card (Workflows webhook POST):\n{pretty}");
+                    }
                 }
             }
             if let Some(email) = &route.email {

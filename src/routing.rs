@@ -3,7 +3,7 @@
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
 use crate::domain::{ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel};
-use crate::jobs::{DigestRunPayload, SlackJobPayload};
+use crate::jobs::{DigestRunPayload, SlackJobPayload, TeamsJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
@@ -194,6 +194,24 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     target,
                     run_id: Some(event.run_id),
                     payload: crate::jobs::to_json(&payload),
+                    due_at: now,
+                });
+                plan.job_event.push(i);
+            }
+            if let Some(teams) = &route.teams {
+                // The target names the webhook by its variable: the URL is a credential.
+                let target = format!("teams:{}", teams.webhook_env);
+                plan.jobs.push(NewJob {
+                    kind: JobKind::Teams,
+                    route: route.name.clone(),
+                    idempotency_key: crate::jobs::teams_key(&route.name, event.run_id),
+                    target,
+                    run_id: Some(event.run_id),
+                    payload: crate::jobs::to_json(&TeamsJobPayload {
+                        event: event.clone(),
+                        keys: keys.clone(),
+                        link_ttl_secs: route.link_ttl.as_secs(),
+                    }),
                     due_at: now,
                 });
                 plan.job_event.push(i);

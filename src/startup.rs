@@ -249,6 +249,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(crate::email::confirm::show_confirmation).post(crate::email::confirm::submit_confirmation),
         )
         .route(
+            "/v1/email/unsubscribe/{id}",
+            get(crate::email::unsubscribe::show_unsubscribe).post(crate::email::unsubscribe::confirm_unsubscribe),
+        )
+        .route(
             "/v1/slack/interactions",
             axum::routing::post(crate::slack::interactions::receive_interaction),
         )

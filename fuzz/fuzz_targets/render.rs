@@ -137,6 +137,10 @@ fn input(u: &mut Unstructured) -> Result<(Vec<DigestRun>, String, DigestContent)
         window_start: time(u)?,
         window_end: time(u)?,
         subject: optional_text(u)?,
+        // The service's own page (`server.public_url`), never a run's text.
+        unsubscribe_url: u
+            .arbitrary::<bool>()?
+            .then(|| "https://feedback.example/v1/email/unsubscribe/72.0f".to_string()),
     };
     Ok((runs, route, digest))
 }

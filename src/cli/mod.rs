@@ -9,10 +9,10 @@ mod store_commands;
 
 pub(crate) use keys_commands::KeysAction;
 pub(crate) use langsmith_commands::{FeedbackAction, TokensAction};
-pub(crate) use store_commands::{DeadLetterAction, StoreAction, VotesAction};
+pub(crate) use store_commands::{DeadLetterAction, EmailAction, StoreAction, VotesAction};
 
 use langsmith_commands::{Call, backfill, langsmith_command};
-use store_commands::{dead_letters, erase_votes, list_votes, store_stats};
+use store_commands::{dead_letters, erase_votes, list_votes, resubscribe, store_stats};
 
 use crate::settings::{self, DEFAULT_CONFIG_PATH, ProcessEnv, Settings, StoreSettings};
 use crate::startup::{Application, shutdown_signal};
@@ -137,6 +137,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ConsoleAction,
+    },
+    /// Email digests' recipients: undo a one-click unsubscribe.
+    Email {
+        /// What to do.
+        #[command(subcommand)]
+        action: EmailAction,
     },
     /// Look into the database.
     Store {
@@ -294,6 +300,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Store {
             action: StoreAction::Stats,
         } => store_stats(&cli.config).await,
+        Command::Email {
+            action: EmailAction::Resubscribe { route, to },
+        } => resubscribe(&cli.config, &route, &to).await,
         Command::Slack {
             action: SlackAction::Manifest { format, create_url },
         } => slack_manifest(&cli.config, format, create_url),
@@ -353,6 +362,10 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
             {
                 eprintln!("{}: store.url: {e}", path.display());
                 return ExitCode::FAILURE;
+            }
+            if let Some(problem) = crate::email::deliver::dkim_problem(&s) {
+                eprintln!("{}: email.dkim: {problem}", path.display());
+                return ExitCode::from(2);
             }
             let problems = crate::preview::lint_routes(&s);
             if !problems.is_empty() {

@@ -15,6 +15,20 @@ pub enum StoreAction {
     Stats,
 }
 
+/// `email` actions.
+#[derive(Debug, Subcommand)]
+pub enum EmailAction {
+    /// Undo a one-click unsubscribe: ADDRESS gets the route's digests again.
+    Resubscribe {
+        /// The route, by name.
+        #[arg(long)]
+        route: String,
+        /// The recipient's address.
+        #[arg(long)]
+        to: String,
+    },
+}
+
 /// `dead-letters` actions.
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterAction {
@@ -72,6 +86,41 @@ pub enum VotesAction {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `email resubscribe`: removes the recipient's unsubscribe from the route, if there is one.
+pub(super) async fn resubscribe(path: &std::path::Path, route: &str, to: &str) -> ExitCode {
+    let settings = match load_store_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let address = match crate::domain::Mailbox::parse(to) {
+        Ok(m) => m.address().to_string(),
+        Err(e) => {
+            eprintln!("error: --to: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match open_store_at(&settings).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Both are printed, and came from the command line: escaped as log values are.
+    let (shown_route, shown_to) = (escape_controls(route), escape_controls(&address));
+    match store.resubscribe(route, &address).await {
+        Ok(true) => {
+            println!("{shown_to} gets the {shown_route} route's digests again");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("{shown_to} was not unsubscribed from the {shown_route} route; nothing changed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write the store at {}: {e}", settings.url.redacted());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub(super) async fn store_stats(path: &std::path::Path) -> ExitCode {
@@ -296,6 +345,7 @@ pub(super) async fn dead_letters(path: &std::path::Path, action: DeadLetterActio
                     JobKind::SlackClose => "close",
                     JobKind::ReviewQueue => "review",
                     JobKind::SlackTriage => "triage",
+                    JobKind::Teams => "teams",
                 };
                 let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
                 let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200);

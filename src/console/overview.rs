@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The job kinds that ask people (one message per run); digests count their runs.
-pub(crate) const ASKING_KINDS: [&str; 1] = ["slack"];
+pub(crate) const ASKING_KINDS: [&str; 2] = ["slack", "teams"];
 
 /// The states shown, in the order a job moves through them.
 pub(crate) const STATES: [JobState; 5] = [

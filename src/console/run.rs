@@ -218,6 +218,7 @@ fn job_steps(j: &ConsoleJob) -> Vec<Step> {
         JobKind::SlackClose => "message closed when its links expire",
         JobKind::ReviewQueue => "follow-through: annotation queue",
         JobKind::SlackTriage => "follow-through: triage message",
+        JobKind::Teams => "Teams card",
     };
     let target = clean(&job.target, 200);
     let mut steps = vec![Step {

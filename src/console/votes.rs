@@ -251,10 +251,10 @@ async fn rows(state: &ConsoleState, filter: &VoteFilter) -> Result<Vec<VoteRow>,
     Ok(out)
 }
 
-/// The run a per-run job (a Slack message) was about.
+/// The run a per-run job (a Slack message, a Teams card) was about.
 pub(crate) fn event_of_job(job: Option<&ConsoleJob>) -> Option<RunEvent> {
     let job = job?;
-    if job.job.kind != JobKind::Slack {
+    if !matches!(job.job.kind, JobKind::Slack | JobKind::Teams) {
         return None;
     }
     serde_json::from_value(job.job.payload.get("event")?.clone()).ok()

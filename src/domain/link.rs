@@ -72,6 +72,18 @@ pub(crate) fn run_link_label(url: &url::Url, trusted: bool) -> String {
     }
 }
 
+/// A run's URL when it may be linked at all: an absolute http(s) URL with a host, no control
+/// characters, and never a feedback-token endpoint (a fetch of it would record feedback). The
+/// Slack renderer applies the same rule inside its link syntax; the Teams card uses this.
+pub(crate) fn linkable_run_url(raw: &str) -> Option<url::Url> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && !url.path().contains("/feedback/tokens")
+        && !url.as_str().chars().any(char::is_control);
+    ok.then_some(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,14 @@ impl Mailbox {
         &self.0
     }
 
+    /// The bare address (`a@b.example` of `Name <a@b.example>`): what an unsubscribe names.
+    pub fn address(&self) -> &str {
+        match (self.0.rfind('<'), self.0.ends_with('>')) {
+            (Some(start), true) => &self.0[start + 1..self.0.len() - 1],
+            _ => &self.0,
+        }
+    }
+
     /// The domain of the address (`b.example` of `Name <a@b.example>`).
     pub fn domain(&self) -> &str {
         self.0.rsplit('@').next().unwrap_or("localhost").trim_end_matches('>')

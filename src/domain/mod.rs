@@ -24,12 +24,12 @@ pub use ip_block::IpBlock;
 pub(crate) use keys::thumbs_up_for_tests;
 pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
 pub(crate) use keys::{MAX_REASON_CHARS, MAX_REASONS, Reasons, ReasonsPick};
-pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_host, run_link_label};
+pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_host, linkable_run_url, run_link_label};
 pub(crate) use mailbox::Mailbox;
 pub(crate) use redact::RedactCounts;
 pub use redact::{RedactKind, RedactRule, Redactor};
 pub(crate) use route::{
-    ChannelChoice, EmailTarget, FieldPath, Glob, OnNegative, Route, RouteMatch, SlackChannel, SlackTarget,
+    ChannelChoice, EmailTarget, FieldPath, Glob, OnNegative, Route, RouteMatch, SlackChannel, SlackTarget, TeamsTarget,
 };
 pub(crate) use schedule::{EmailSchedule, Schedule};
 pub(crate) use show::{RunParts, RunPath, Show, ShownField};

@@ -250,6 +250,19 @@ impl SlackChannel {
     }
 }
 
+/// Where a route's Microsoft Teams cards go: a Workflows webhook whose URL is read from the
+/// environment variable `webhook_env` (the URL is a credential; only the variable's name is
+/// kept here, stored in jobs and printed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamsTarget {
+    /// The name of the environment variable holding the webhook URL.
+    pub webhook_env: String,
+    /// The card's buttons open this service's confirm pages (a button submits there) rather
+    /// than the presigned links themselves: `voting = "confirm"`, or `email.voting`'s.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
 /// Where and how often a route's email digest goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmailTarget {
@@ -281,6 +294,9 @@ pub struct Route {
     pub slack: Option<SlackTarget>,
     /// Email digest destination.
     pub email: Option<EmailTarget>,
+    /// Microsoft Teams destination.
+    #[serde(default)]
+    pub teams: Option<TeamsTarget>,
     /// When false, links and submissions carry `extend_trace_retention=false`, so feedback does
     /// not move the trace to LangSmith's longer (and dearer) retention tier.
     #[serde(default = "super::yes")]

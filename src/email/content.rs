@@ -34,4 +34,6 @@ pub struct DigestContent {
     pub window_end: DateTime<Utc>,
     /// The route's subject override; see `render::render_digest` for how it is used.
     pub subject: Option<String>,
+    /// The recipient's unsubscribe page (`email.unsubscribe`), linked from the footer.
+    pub unsubscribe_url: Option<String>,
 }

@@ -1,10 +1,16 @@
 //! Email delivery with lettre: `smtp` (`smtps://` implicit TLS, `smtp://…?tls=required`
 //! STARTTLS, plain `smtp://` only for loopback hosts, as settings validation enforces) with a
 //! pooled async transport, or `outbox` (`.eml` files). One message per recipient, so a refused
-//! address never blocks the others.
+//! address never blocks the others. With `email.dkim` every message is signed (lettre's DKIM,
+//! relaxed/relaxed) once all its headers are final, the unsubscribe headers among those signed.
 
 use super::render::RenderedEmail;
+use crate::settings::{DkimAlgorithm, DkimSettings};
 use crate::settings::{EmailMode, Settings};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+};
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -29,9 +35,68 @@ impl crate::retry::Retryable for EmailError {
     }
 }
 
+/// The headers a signature covers (`h=`). Every name listed is signed even where a message
+/// lacks it, so a relay adding one later breaks the signature: each message has all of these
+/// (its `Message-ID` is set before signing). Relaxed header canonicalization survives relays
+/// that re-fold lines.
+const SIGNED_HEADERS: [&str; 5] = ["From", "To", "Subject", "Date", "Message-ID"];
+
+/// RFC 8058 §4: a one-click unsubscribe counts only under a signature that covers both.
+const UNSUBSCRIBE_HEADERS: [&str; 2] = ["List-Unsubscribe", "List-Unsubscribe-Post"];
+
+/// The DKIM signers: lettre's config holds the header list, so one per set of headers.
+struct Dkim {
+    /// For messages without the unsubscribe headers.
+    plain: DkimConfig,
+    /// For messages with them.
+    with_unsubscribe: DkimConfig,
+}
+
+impl Dkim {
+    fn new(d: &DkimSettings) -> Result<Self, String> {
+        let config = |names: &[&'static str]| -> Result<DkimConfig, String> {
+            let algorithm = match d.algorithm {
+                DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+                DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+            };
+            // The parser's error names what failed, never the key's text.
+            let key = DkimSigningKey::new(d.key.expose_secret(), algorithm).map_err(|e| {
+                format!(
+                    "FEEDBACK_DISPATCH_DKIM_KEY is not a usable {} key ({e}); expected a PKCS#1 RSA PEM from `openssl genrsa -traditional 2048`, or the base64 of a raw 32-byte Ed25519 secret",
+                    d.algorithm.as_str()
+                )
+            })?;
+            Ok(DkimConfig::new(
+                d.selector.clone(),
+                d.domain.clone(),
+                key,
+                names.iter().map(|n| HeaderName::new_from_ascii_str(n)).collect(),
+                DkimCanonicalization {
+                    header: DkimCanonicalizationType::Relaxed,
+                    body: DkimCanonicalizationType::Relaxed,
+                },
+            ))
+        };
+        let mut all = SIGNED_HEADERS.to_vec();
+        all.extend(UNSUBSCRIBE_HEADERS);
+        Ok(Dkim {
+            plain: config(&SIGNED_HEADERS)?,
+            with_unsubscribe: config(&all)?,
+        })
+    }
+}
+
+/// What is wrong with the DKIM key of `settings`, if anything: `check-config` loads it as the
+/// service will.
+pub(crate) fn dkim_problem(settings: &Settings) -> Option<String> {
+    Dkim::new(settings.email.dkim.as_ref()?).err()
+}
+
 /// Sends rendered digests.
 pub(crate) struct EmailSender {
     mode: EmailMode,
+    /// Signs every message, when `email.dkim` is set.
+    dkim: Option<Dkim>,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
     outbox_dir: PathBuf,
@@ -75,7 +140,12 @@ impl EmailSender {
                 Some(builder.timeout(Some(e.timeout)).build())
             }
         };
+        let dkim = match &e.dkim {
+            Some(d) => Some(Dkim::new(d).map_err(|m| anyhow::anyhow!("email.dkim: {m}"))?),
+            None => None,
+        };
         Ok(EmailSender {
+            dkim,
             mode: e.mode,
             transport,
             from,
@@ -84,22 +154,51 @@ impl EmailSender {
         })
     }
 
-    /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`.
-    pub(crate) fn message(&self, to: &str, email: &RenderedEmail, message_id: &str) -> Result<Message, EmailError> {
+    /// Builds the MIME message: text and HTML alternatives, a stable `Message-ID`, and with
+    /// `unsubscribe` the RFC 8058 headers (`List-Unsubscribe: <url>`,
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`).
+    pub(crate) fn message(
+        &self,
+        to: &str,
+        email: &RenderedEmail,
+        message_id: &str,
+        unsubscribe: Option<&url::Url>,
+    ) -> Result<Message, EmailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| EmailError::Permanent(format!("recipient {to:?}: {e}")))?;
-        Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
             .message_id(Some(message_id.to_string()))
-            .date_now()
+            .date_now();
+        if let Some(url) = unsubscribe {
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+        }
+        let mut message = builder
             .multipart(MultiPart::alternative_plain_html(
                 email.text.clone(),
                 email.html.clone(),
             ))
-            .map_err(|e| EmailError::Permanent(format!("cannot build the message: {e}")))
+            .map_err(|e| EmailError::Permanent(format!("cannot build the message: {e}")))?;
+        // Last: the signature covers the headers as they are sent.
+        if let Some(dkim) = &self.dkim {
+            message.sign(if unsubscribe.is_some() {
+                &dkim.with_unsubscribe
+            } else {
+                &dkim.plain
+            });
+        }
+        Ok(message)
     }
 
     /// Sends one message to one recipient.
@@ -108,9 +207,10 @@ impl EmailSender {
         to: &str,
         email: &RenderedEmail,
         message_id: &str,
+        unsubscribe: Option<&url::Url>,
         file_stem: &str,
     ) -> Result<(), EmailError> {
-        let message = self.message(to, email, message_id)?;
+        let message = self.message(to, email, message_id, unsubscribe)?;
         match (self.mode, &self.transport) {
             (EmailMode::Smtp, Some(transport)) => {
                 // lettre's timeout covers each socket operation; this bounds the whole exchange,

@@ -46,6 +46,7 @@ pub(crate) fn compose(
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> DigestContent {
     DigestContent {
+        unsubscribe_url: None,
         route: route.to_string(),
         recipient: recipient.to_string(),
         more: shown.more,
@@ -89,10 +90,19 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
     let due = state.store.due_digests(cutoff).await?;
     for digest in &due {
         let route = state.settings.route(&digest.route);
-        let recipients = route
+        let mut recipients = route
             .and_then(|r| r.email.as_ref())
             .map(|e| e.to.clone())
             .unwrap_or_default();
+        // Those who unsubscribed (one click in their mail) get no more of the route's digests.
+        if state.settings.email.unsubscribe {
+            let gone = state.store.unsubscribed(&digest.route).await?;
+            let before = recipients.len();
+            recipients.retain(|to| !gone.contains(&to.address().to_lowercase()));
+            if recipients.len() < before {
+                tracing::info!(route = %digest.route, digest = digest.id, skipped = before - recipients.len(), "unsubscribed recipients skipped");
+            }
+        }
         if recipients.is_empty() {
             tracing::warn!(route = %digest.route, digest = digest.id, "the route no longer has email recipients; digest closed unsent");
         }

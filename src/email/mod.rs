@@ -9,4 +9,5 @@ pub(crate) mod deliver;
 pub(crate) mod digest;
 pub(crate) mod render;
 pub(crate) mod send_digest;
+pub(crate) mod unsubscribe;
 mod view;

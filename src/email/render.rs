@@ -226,6 +226,7 @@ pub fn sample_content() -> DigestContent {
     );
 
     DigestContent {
+        unsubscribe_url: None,
         route: "support-bot".into(),
         recipient: "reviewers@example.com".into(),
         runs: vec![
@@ -304,6 +305,7 @@ mod tests {
 
     fn content(runs: Vec<DigestRun>) -> DigestContent {
         DigestContent {
+            unsubscribe_url: None,
             runs,
             more: 0,
             subject: None,
@@ -402,6 +404,7 @@ mod tests {
         ];
         for (shown, more, custom, expected) in cases {
             let d = DigestContent {
+                unsubscribe_url: None,
                 more,
                 subject: custom.map(str::to_string),
                 ..content((0..shown).map(run).collect())
@@ -413,6 +416,7 @@ mod tests {
     #[test]
     fn a_subject_cannot_start_a_new_header_line() {
         let d = DigestContent {
+            unsubscribe_url: None,
             route: "support\r\nBcc: x@evil".into(),
             subject: Some("Review\r\nBcc: x@evil\u{0}\u{7}\u{202E}".into()),
             ..sample_content()
@@ -427,6 +431,7 @@ mod tests {
         );
 
         let long = DigestContent {
+            unsubscribe_url: None,
             subject: Some("x".repeat(10_000)),
             ..sample_content()
         };
@@ -448,6 +453,7 @@ mod tests {
         e.output = Some("A".repeat(60_000));
         e.tags = vec![breakout.into()];
         let d = DigestContent {
+            unsubscribe_url: None,
             route: script.into(),
             recipient: breakout.into(),
             ..content(vec![DigestRun { event: e, keys: vec![] }])
@@ -470,6 +476,7 @@ mod tests {
     #[test]
     fn runs_left_out_are_counted_and_linked_to_the_project() {
         let d = DigestContent {
+            unsubscribe_url: None,
             more: 47,
             ..sample_content()
         };
@@ -481,6 +488,7 @@ mod tests {
         assert!(mail.text.contains(&format!("47 more runs in LangSmith: {project}")));
 
         let unknown = DigestContent {
+            unsubscribe_url: None,
             more: 1,
             project_url: None,
             ..sample_content()

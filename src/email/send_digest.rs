@@ -125,6 +125,19 @@ impl Deliver for DigestEmails {
                 return Outcome::failed(e);
             }
         }
+        let unsubscribe = if settings.email.unsubscribe {
+            // The bare address: "Ana <ana@example.com>" and "ana@example.com" are one reader.
+            let address = crate::domain::Mailbox::parse(&payload.recipient)
+                .map(|m| m.address().to_string())
+                .unwrap_or_else(|_| payload.recipient.clone());
+            match super::unsubscribe::unsubscribe_url(&self.state, &route.name, &address).await {
+                Ok(url) => Some(url),
+                Err(e) => return Outcome::failed(e),
+            }
+        } else {
+            None
+        };
+        content.unsubscribe_url = unsubscribe.as_ref().map(|u| u.to_string());
         let runs_to_show = content.runs.len();
         let rendered = match render_digest_within(&mut content, MAX_HTML_BYTES) {
             Ok(r) => r,
@@ -147,7 +160,13 @@ impl Deliver for DigestEmails {
         let started = Instant::now();
         let sent = self
             .email
-            .send(&payload.recipient, &rendered, &message_id, &file_stem)
+            .send(
+                &payload.recipient,
+                &rendered,
+                &message_id,
+                unsubscribe.as_ref(),
+                &file_stem,
+            )
             .await;
         self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
         match sent {

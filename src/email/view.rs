@@ -44,6 +44,8 @@ pub(super) struct DigestView {
     /// "Feedback links expire in 7 days, on 2026-12-07 09:00 UTC."
     pub(super) expiry: Option<String>,
     pub(super) recipient: String,
+    /// The recipient's unsubscribe page on this service (`email.unsubscribe`).
+    pub(super) unsubscribe: Option<String>,
 }
 
 /// One run's card.
@@ -184,6 +186,11 @@ impl DigestView {
             project_url: d.project_url.as_deref().and_then(|u| web_url(u, true)).map(|(u, _)| u),
             expiry: expires_at.map(|at| expiry_text(at, d.window_end)),
             recipient: cut(&one_line(&d.recipient), MAX_RECIPIENT_CHARS),
+            // This service's own page; anything but an http(s) URL is not linked.
+            unsubscribe: d
+                .unsubscribe_url
+                .clone()
+                .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
             heading,
             route,
             cards,

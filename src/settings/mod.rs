@@ -45,6 +45,8 @@ pub struct Settings {
     pub workers: WorkerSettings,
     /// Email delivery.
     pub email: EmailSettings,
+    /// Microsoft Teams delivery (Workflows webhooks).
+    pub teams: TeamsSettings,
     /// Intake authentication.
     pub intake: IntakeSettings,
     /// Which run links are trusted.
@@ -397,6 +399,106 @@ pub struct EmailSettings {
     /// In confirm mode, whether a confirmation tells LangSmith who rated
     /// (`metadata.email`).
     pub identify: bool,
+    /// RFC 8058 one-click unsubscribe: digests carry `List-Unsubscribe` and
+    /// `List-Unsubscribe-Post` and a footer link to this service's unsubscribe page
+    /// (`server.public_url`).
+    pub unsubscribe: bool,
+    /// DKIM signing of every message (`email.dkim`), if on.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// `email.dkim = { domain, selector }` with its key from `FEEDBACK_DISPATCH_DKIM_KEY`.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    /// The signing domain (`d=`), whose DNS publishes the public key.
+    pub domain: String,
+    /// The selector (`s=`): the key's record is `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// The private key's kind, told from its text.
+    pub algorithm: DkimAlgorithm,
+    /// The private key: a PKCS#1 RSA PEM, or the base64 of a raw Ed25519 secret.
+    pub key: SecretString,
+}
+
+/// The kind of a DKIM key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    /// `rsa-sha256`, from a PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`).
+    Rsa,
+    /// `ed25519-sha256`, from the base64 of the 32-byte secret.
+    Ed25519,
+}
+
+impl DkimAlgorithm {
+    /// The key type as a DNS record names it (`k=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimAlgorithm::Rsa => "rsa",
+            DkimAlgorithm::Ed25519 => "ed25519",
+        }
+    }
+
+    /// The kind of `key`'s text, or what is wrong with it and how to make a usable one. The
+    /// value itself is never quoted: it is a secret.
+    pub fn of_key(key: &str) -> Result<Self, String> {
+        let key = key.trim();
+        let pem = |label: &str| key.contains(&format!("-----BEGIN {label}-----"));
+        if pem("RSA PRIVATE KEY") {
+            Ok(DkimAlgorithm::Rsa)
+        } else if pem("PRIVATE KEY") {
+            Err("the key is PKCS#8 PEM (BEGIN PRIVATE KEY), which the signer does not read: for an RSA key convert it to PKCS#1 with `openssl rsa -in key.pem -traditional -out key.rsa.pem`; for an Ed25519 key give the base64 of its 32-byte secret: `openssl pkey -in key.pem -outform DER | tail -c 32 | base64`".into())
+        } else if pem("ENCRYPTED PRIVATE KEY") {
+            Err("the key is encrypted (BEGIN ENCRYPTED PRIVATE KEY): decrypt it and convert it to PKCS#1 with `openssl rsa -in key.pem -traditional -out key.rsa.pem`".into())
+        } else if key.starts_with("-----BEGIN") {
+            Err("the key is a PEM of a kind the signer does not read (expected BEGIN RSA PRIVATE KEY, or the base64 of a raw Ed25519 secret; OpenSSH and EC keys are not supported)".into())
+        } else if (43..=44).contains(&key.len())
+            && key
+                .trim_end_matches('=')
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        {
+            Ok(DkimAlgorithm::Ed25519)
+        } else {
+            Err("the key is neither a PKCS#1 RSA PEM (BEGIN RSA PRIVATE KEY, from `openssl genrsa -traditional 2048`) nor the base64 of a 32-byte Ed25519 secret".into())
+        }
+    }
+}
+
+/// How Teams cards leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamsMode {
+    /// POSTed to each route's Workflows webhook (the URL from its `webhook_env`).
+    Webhook,
+    /// The exact request JSON written to a file in `outbox_dir`.
+    Outbox,
+}
+
+impl TeamsMode {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamsMode::Webhook => "webhook",
+            TeamsMode::Outbox => "outbox",
+        }
+    }
+}
+
+/// `[teams]`: how the routes' `teams = { webhook_env }` targets are reached.
+#[derive(Debug, Clone)]
+pub struct TeamsSettings {
+    /// Delivery mode.
+    pub mode: TeamsMode,
+    /// Outbox folder.
+    pub outbox_dir: PathBuf,
+    /// Least time between cards to one webhook (zero = no pacing).
+    pub pace_per_webhook: Duration,
+    /// Cards a quiet webhook may take at once.
+    pub burst: u32,
+    /// Longest wait for one POST.
+    pub timeout: Duration,
+    /// The webhook URL of each variable the routes name (`webhook_env`), read from the
+    /// environment in webhook mode. A URL is a credential: never printed, logged or stored.
+    pub webhooks: std::collections::BTreeMap<String, SecretString>,
 }
 
 /// Where the buttons of an email point.
@@ -560,4 +662,40 @@ fn friendlier_serde_message(msg: &str) -> String {
         return format!("unknown key {rest}");
     }
     msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DkimAlgorithm;
+
+    #[test]
+    fn a_dkim_key_is_told_by_its_text_and_a_wrong_one_says_how_to_make_a_right_one() {
+        let rsa = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        assert_eq!(DkimAlgorithm::of_key(rsa), Ok(DkimAlgorithm::Rsa));
+        let ed25519 = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+        assert_eq!(DkimAlgorithm::of_key(ed25519), Ok(DkimAlgorithm::Ed25519));
+        let cases = [
+            (
+                "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+                "-traditional",
+            ),
+            (
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----",
+                "decrypt it",
+            ),
+            (
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----",
+                "OpenSSH",
+            ),
+            ("secret-ish", "neither a PKCS#1 RSA PEM"),
+        ];
+        for (key, says) in cases {
+            let error = DkimAlgorithm::of_key(key).unwrap_err();
+            assert!(error.contains(says), "{key}: {error}");
+            assert!(
+                !error.contains(key.lines().nth(1).unwrap_or(key)),
+                "the key is never quoted: {error}"
+            );
+        }
+    }
 }

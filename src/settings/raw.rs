@@ -19,6 +19,8 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) email: RawEmail,
     #[serde(default)]
+    pub(super) teams: RawTeams,
+    #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) links: RawLinks,
@@ -153,6 +155,27 @@ pub(super) struct RawEmail {
     pub(super) links: Option<String>,
     pub(super) voting: Option<String>,
     pub(super) identify: Option<bool>,
+    pub(super) unsubscribe: Option<bool>,
+    pub(super) dkim: Option<RawDkim>,
+}
+
+/// `email.dkim = { domain, selector }` (the key is `FEEDBACK_DISPATCH_DKIM_KEY`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDkim {
+    pub(super) domain: Option<String>,
+    pub(super) selector: Option<String>,
+}
+
+/// `[teams]`: Microsoft Teams delivery.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTeams {
+    pub(super) mode: Option<String>,
+    pub(super) outbox_dir: Option<String>,
+    pub(super) pace_per_webhook: Option<String>,
+    pub(super) burst: Option<u32>,
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +240,7 @@ pub(super) struct RawRoute {
     pub(super) continue_matching: bool,
     pub(super) slack: Option<RawSlackTarget>,
     pub(super) email: Option<RawEmailTarget>,
+    pub(super) teams: Option<RawTeamsTarget>,
     pub(super) extend_trace_retention: Option<bool>,
     pub(super) show: Option<RawShow>,
     pub(super) redact: Option<Vec<serde_json::Value>>,
@@ -274,6 +298,14 @@ pub(super) struct RawSlackTarget {
     pub(super) after_vote: Option<String>,
     pub(super) buttons: Option<String>,
     pub(super) close: Option<bool>,
+}
+
+/// A route's `teams = { webhook_env, voting }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTeamsTarget {
+    pub(super) webhook_env: Option<String>,
+    pub(super) voting: Option<String>,
 }
 
 #[derive(Deserialize)]

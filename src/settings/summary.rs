@@ -106,6 +106,23 @@ pub fn summary(s: &Settings) -> String {
         s.email.outbox_dir.display(),
         set(&s.email.password)
     );
+    if let Some(d) = &s.email.dkim {
+        let _ = writeln!(
+            out,
+            "email: DKIM d={} s={} ({} key; publish it at {}._domainkey.{}), FEEDBACK_DISPATCH_DKIM_KEY set",
+            d.domain,
+            d.selector,
+            d.algorithm.as_str(),
+            d.selector,
+            d.domain
+        );
+    }
+    if s.email.unsubscribe {
+        let _ = writeln!(
+            out,
+            "email: one-click unsubscribe on (List-Unsubscribe, POST /v1/email/unsubscribe/<signed id>)"
+        );
+    }
     let _ = writeln!(
         out,
         "workers: {} at once, lease {}, {} attempts",
@@ -113,6 +130,37 @@ pub fn summary(s: &Settings) -> String {
         humantime::format_duration(s.workers.lease),
         s.workers.max_attempts
     );
+    if s.routes.iter().any(|r| r.teams.is_some()) {
+        // The webhooks by their variables, set or unset: each URL is a credential.
+        let webhooks: Vec<String> = s
+            .routes
+            .iter()
+            .filter_map(|r| r.teams.as_ref())
+            .map(|t| t.webhook_env.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|v| {
+                format!(
+                    "{v} {}",
+                    if s.teams.webhooks.contains_key(v) {
+                        "set"
+                    } else {
+                        "unset"
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "teams: mode {}, outbox {}, pace {} per webhook (burst {}), timeout {}, webhooks: {}",
+            s.teams.mode.as_str(),
+            s.teams.outbox_dir.display(),
+            humantime::format_duration(s.teams.pace_per_webhook),
+            s.teams.burst,
+            humantime::format_duration(s.teams.timeout),
+            webhooks.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "intake: FEEDBACK_DISPATCH_WEBHOOK_SECRET {}",
@@ -221,6 +269,13 @@ pub fn summary(s: &Settings) -> String {
             };
             let to: Vec<&str> = e.to.iter().map(Mailbox::as_str).collect();
             targets.push(format!("email {} ({when}, up to {} runs)", to.join(", "), e.max_runs));
+        }
+        if let Some(t) = &r.teams {
+            targets.push(format!(
+                "teams webhook ${} ({} links)",
+                t.webhook_env,
+                if t.confirm { "confirm-page" } else { "presigned" }
+            ));
         }
         let _ = writeln!(
             out,

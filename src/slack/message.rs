@@ -4,13 +4,13 @@
 
 use super::close::close_job;
 use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
-use super::pacing::ChannelPace;
 use super::render::{VotesView, render_run_message_with};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
 use crate::jobs::SlackJobPayload;
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::{MAX_INLINE_PACING_WAIT, longest_slack_send};
 use crate::links::links_for_run;
+use crate::pacing::ChannelPace;
 use crate::retry;
 use crate::settings::Settings;
 use crate::state::AppState;

@@ -13,7 +13,6 @@ pub(crate) mod deliver;
 pub(crate) mod interactions;
 pub(crate) mod manifest;
 pub(crate) mod message;
-pub(crate) mod pacing;
 pub(crate) mod render;
 pub(crate) mod socket;
 pub(crate) mod submit;

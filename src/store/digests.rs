@@ -117,4 +117,17 @@ pub trait DigestStore: Send + Sync + 'static {
 
     /// Notes that a confirm link was used.
     async fn mark_confirmed(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The service's key named `name`: the one stored, or `fresh` stored now if there was none
+    /// (the first process to ask wins; every other gets the same key).
+    async fn service_key(&self, name: &str, fresh: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, StoreError>;
+
+    /// Unsubscribes `address` (lowercased) from `route`'s digests; false when it was already.
+    async fn unsubscribe(&self, route: &str, address: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Undoes an unsubscribe; false when `address` was not unsubscribed from `route`.
+    async fn resubscribe(&self, route: &str, address: &str) -> Result<bool, StoreError>;
+
+    /// The (lowercased) addresses unsubscribed from `route`'s digests.
+    async fn unsubscribed(&self, route: &str) -> Result<Vec<String>, StoreError>;
 }

@@ -39,6 +39,8 @@ mod serve;
 mod slack;
 mod slack_setup;
 mod store_contract;
+mod teams;
+mod unsubscribe;
 mod votes;
 
 // The old paths of the helpers that moved into `helpers/`, for test files written on branches

@@ -3,10 +3,13 @@
 use super::Validator;
 use super::normalize_endpoint;
 use crate::domain::Mailbox;
-use crate::settings::raw::{RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawWorkers};
+use crate::settings::raw::{
+    RawDkim, RawEmail, RawEvents, RawLangSmith, RawLinks, RawLog, RawServer, RawSlack, RawTeams, RawWorkers,
+};
 use crate::settings::{
-    EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint, LangSmithSettings, LogFormat,
-    LogSettings, OnDrift, ServerSettings, SlackIngress, SlackMode, SlackSettings, WorkerSettings,
+    DkimAlgorithm, DkimSettings, EmailLinks, EmailMode, EmailSettings, Env, EventsSettings, LangSmithEndpoint,
+    LangSmithSettings, LogFormat, LogSettings, OnDrift, ServerSettings, SlackIngress, SlackMode, SlackSettings,
+    TeamsMode, TeamsSettings, WorkerSettings,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -342,7 +345,12 @@ impl Validator {
         })
     }
 
-    pub(super) fn email(&mut self, raw: RawEmail, password: Option<SecretString>) -> Option<EmailSettings> {
+    pub(super) fn email(
+        &mut self,
+        raw: RawEmail,
+        password: Option<SecretString>,
+        dkim_key: Option<SecretString>,
+    ) -> Option<EmailSettings> {
         let mode = match raw.mode.as_deref().unwrap_or("outbox") {
             "smtp" => Some(EmailMode::Smtp),
             "outbox" => Some(EmailMode::Outbox),
@@ -415,6 +423,93 @@ impl Validator {
             password,
             links: links?,
             identify: raw.identify.unwrap_or(false),
+            unsubscribe: raw.unsubscribe.unwrap_or(false),
+            dkim: match raw.dkim {
+                None => None,
+                Some(d) => Some(self.dkim(d, dkim_key)?),
+            },
+        })
+    }
+
+    /// `email.dkim = { domain, selector }` and `FEEDBACK_DISPATCH_DKIM_KEY`: a host name, a
+    /// selector of DNS labels, and a key of a kind the signer reads (checked whole by
+    /// `check-config`, which loads it).
+    fn dkim(&mut self, raw: RawDkim, key: Option<SecretString>) -> Option<DkimSettings> {
+        let domain = raw.domain.as_deref().and_then(crate::domain::link_host);
+        if domain.is_none() {
+            self.fail(
+                "email.dkim.domain",
+                "expected the signing domain, e.g. domain = \"example.com\" (its DNS publishes the public key)",
+            );
+        }
+        let selector = raw.selector.map(|s| s.trim().to_string()).filter(|s| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.split('.')
+                    .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        });
+        if selector.is_none() {
+            self.fail(
+                "email.dkim.selector",
+                "expected a selector of letters, digits and hyphens, e.g. selector = \"s1\" (the record is s1._domainkey.<domain>)",
+            );
+        }
+        let Some(key) = key else {
+            self.fail(
+                "email.dkim",
+                "set FEEDBACK_DISPATCH_DKIM_KEY to the private key (a PKCS#1 RSA PEM, or the base64 of a raw Ed25519 secret)",
+            );
+            return None;
+        };
+        // A PEM in a one-line variable is often written with `\n` for its line breaks.
+        let text = key.expose_secret();
+        let key = if !text.contains('\n') && text.contains("\\n") {
+            SecretString::from(text.replace("\\n", "\n"))
+        } else {
+            key
+        };
+        let algorithm = match DkimAlgorithm::of_key(key.expose_secret()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.fail("email.dkim (FEEDBACK_DISPATCH_DKIM_KEY)", e);
+                None
+            }
+        };
+        Some(DkimSettings {
+            domain: domain?,
+            selector: selector?,
+            algorithm: algorithm?,
+            key,
+        })
+    }
+
+    /// `[teams]`: the mode, outbox, pace and timeout; the routes' webhooks are read with them.
+    pub(super) fn teams(&mut self, raw: RawTeams) -> Option<TeamsSettings> {
+        let mode = match raw.mode.as_deref().unwrap_or("outbox") {
+            "webhook" => Some(TeamsMode::Webhook),
+            "outbox" => Some(TeamsMode::Outbox),
+            other => {
+                self.fail(
+                    "teams.mode",
+                    format!("unknown mode {other:?} (expected \"webhook\" or \"outbox\")"),
+                );
+                None
+            }
+        };
+        // Teams throttles a webhook past four requests a second; one a second leaves room.
+        let pace = self.duration("teams.pace_per_webhook", raw.pace_per_webhook, "1s");
+        let timeout = self.duration("teams.timeout", raw.timeout, "15s");
+        let burst = raw.burst.unwrap_or(3);
+        if !(1..=100).contains(&burst) {
+            self.fail("teams.burst", format!("{burst} is out of range (expected 1 to 100)"));
+        }
+        Some(TeamsSettings {
+            mode: mode?,
+            outbox_dir: PathBuf::from(raw.outbox_dir.unwrap_or_else(|| "outbox/teams".into())),
+            pace_per_webhook: pace?,
+            burst,
+            timeout: timeout?,
+            webhooks: Default::default(),
         })
     }
 

@@ -78,7 +78,19 @@ impl Validator {
         let langsmith = self.langsmith(raw.langsmith, env);
         let slack = self.slack(raw.slack, env);
         let workers = self.workers(raw.workers);
-        let email = self.email(raw.email, secret("SMTP_PASSWORD"));
+        let email = self.email(raw.email, secret("SMTP_PASSWORD"), secret("FEEDBACK_DISPATCH_DKIM_KEY"));
+        let mut teams = self.teams(raw.teams);
+        // A mailbox provider POSTs to the unsubscribe URL from anywhere: the address the
+        // service binds is no such URL.
+        if let (Some(e), Some(s)) = (&email, &server)
+            && e.unsubscribe
+            && s.public_url.is_none()
+        {
+            self.fail(
+                "email.unsubscribe",
+                "one-click unsubscribe links point at this service: set server.public_url (expected the https URL mailbox providers can reach, e.g. \"https://feedback.example.com\")",
+            );
+        }
         let log = self.log(raw.log);
         let keys = self.keys(raw.keys);
         // A comment box is a Slack modal, opened with the bot token.
@@ -97,7 +109,24 @@ impl Validator {
             }
         }
         let redact = self.redact_rules("redact.rules", raw.redact.rules.unwrap_or_default());
-        let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref(), &redact);
+        let routes = self.routes(
+            raw.routes,
+            &keys,
+            (slack.as_ref(), email.as_ref(), teams.as_ref()),
+            &redact,
+            env,
+        );
+        if let Some(t) = &mut teams
+            && t.mode == crate::settings::TeamsMode::Webhook
+        {
+            // Checked per route (`teams_target`); kept here by variable, never by route, so
+            // two routes on one webhook share its pace.
+            for r in routes.iter().filter_map(|r| r.teams.as_ref()) {
+                if let Some(url) = env.var(&r.webhook_env) {
+                    t.webhooks.insert(r.webhook_env.clone(), SecretString::from(url));
+                }
+            }
+        }
         self.reasons_nobody_is_asked(&keys, &routes, email.as_ref());
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();
@@ -106,6 +135,17 @@ impl Validator {
                 let why = format!(
                     "slack.timeout {} plus up to {} of pacing",
                     humantime::format_duration(sl.timeout),
+                    humantime::format_duration(crate::lease::MAX_INLINE_PACING_WAIT)
+                );
+                sends.push((longest, why));
+            }
+            if let Some(t) = &teams
+                && routes.iter().any(|r| r.teams.is_some())
+            {
+                let longest = crate::lease::longest_slack_send(t.timeout);
+                let why = format!(
+                    "teams.timeout {} plus up to {} of pacing",
+                    humantime::format_duration(t.timeout),
                     humantime::format_duration(crate::lease::MAX_INLINE_PACING_WAIT)
                 );
                 sends.push((longest, why));
@@ -135,6 +175,7 @@ impl Validator {
             slack: slack?,
             workers: workers?,
             email: email?,
+            teams: teams?,
             intake: IntakeSettings {
                 secret: secret("FEEDBACK_DISPATCH_WEBHOOK_SECRET"),
             },
@@ -350,6 +391,12 @@ impl Validator {
     /// An incoming-webhook URL: a credential, so an error never shows it; `https`, or `http` to
     /// this machine only (a local relay or a test's fake), since it travels with every message.
     pub(super) fn webhook_url(&mut self, path: &str, value: &str) -> Option<url::Url> {
+        self.credential_url(path, value, "https://hooks.slack.com/services/…")
+    }
+
+    /// A URL that is a credential (a Slack or Teams webhook): https, or http to this machine
+    /// (tests, a local relay). The value is never echoed; `example` says what was expected.
+    pub(super) fn credential_url(&mut self, path: &str, value: &str, example: &str) -> Option<url::Url> {
         let why = match url::Url::parse(value.trim()) {
             Ok(u) if u.scheme() == "https" && u.host_str().is_some() => return Some(u),
             Ok(u) if u.scheme() == "http" && is_loopback(&u) => return Some(u),
@@ -358,7 +405,7 @@ impl Validator {
         };
         self.fail(
             path,
-            format!("{why} (expected https://hooks.slack.com/services/…; the value is not shown: it is a credential)"),
+            format!("{why} (expected {example}; the value is not shown: it is a credential)"),
         );
         None
     }

@@ -5,11 +5,13 @@ use super::parse_duration;
 use crate::domain::show::MAX_FIELDS;
 use crate::domain::{
     EmailSchedule, EmailTarget, FeedbackKey, FieldPath, Glob, KeySpec, Mailbox, OnNegative, Route, RouteMatch,
-    RunStatus, Schedule, SlackChannel, SlackTarget, Source,
+    RunStatus, Schedule, SlackChannel, SlackTarget, Source, TeamsTarget,
 };
 use crate::domain::{RedactKind, RedactRule, Redactor, RunPath, Show};
-use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget};
-use crate::settings::{EmailSettings, SlackMode, SlackSettings};
+use crate::settings::raw::{
+    OneOrMany, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget, RawTeamsTarget,
+};
+use crate::settings::{EmailSettings, Env, SlackMode, SlackSettings, TeamsMode, TeamsSettings};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -24,9 +26,9 @@ impl Validator {
         &mut self,
         raw: Vec<RawRoute>,
         keys: &[KeySpec],
-        slack: Option<&SlackSettings>,
-        email: Option<&EmailSettings>,
+        (slack, email, teams): (Option<&SlackSettings>, Option<&EmailSettings>, Option<&TeamsSettings>),
         redact: &Redactor,
+        env: &dyn Env,
     ) -> Vec<Route> {
         let mut names = HashSet::new();
         let mut out = Vec::new();
@@ -81,13 +83,15 @@ impl Validator {
             let matcher = self.route_match(&at, r.matcher);
             let slack_target = r.slack.and_then(|s| self.slack_target(&at, s, slack));
             let email_target = r.email.and_then(|e| self.email_target(&at, e, email));
+            let teams_target = r.teams.and_then(|t| self.teams_target(&at, t, teams, email, env));
             if slack_target.is_none()
                 && email_target.is_none()
+                && teams_target.is_none()
                 && !self.issues.iter().any(|x| x.path.starts_with(&format!("{at}.")))
             {
                 self.fail(
                     at.clone(),
-                    format!("route {name:?} has no target (expected slack = {{ … }} and/or email = {{ … }})"),
+                    format!("route {name:?} has no target (expected slack = {{ … }}, email = {{ … }} and/or teams = {{ … }})"),
                 );
             }
             if let (Some(ttl), Some(target)) = (link_ttl, &email_target) {
@@ -114,7 +118,8 @@ impl Validator {
             let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
             let confirm = email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm);
             let votes_here = slack_target.as_ref().is_some_and(|s| s.buttons.submits() || tracked)
-                || (email_target.is_some() && confirm);
+                || (email_target.is_some() && confirm)
+                || teams_target.as_ref().is_some_and(|t| t.confirm);
             if on_negative.is_some() && !votes_here {
                 self.warnings.push(super::ConfigIssue {
                     path: format!("{at}.on_negative"),
@@ -130,6 +135,7 @@ impl Validator {
                     continue_matching: r.continue_matching,
                     slack: slack_target,
                     email: email_target,
+                    teams: teams_target,
                     extend_trace_retention: r.extend_trace_retention.unwrap_or(true),
                     show_route,
                     show,
@@ -497,6 +503,66 @@ impl Validator {
             after_vote,
             buttons,
             close: raw.close.unwrap_or(api),
+        })
+    }
+
+    /// `teams = { webhook_env, voting }`: the variable must name a webhook URL in webhook mode
+    /// (checked as Slack's webhook URLs are, never echoed); `voting` defaults to `email.voting`.
+    fn teams_target(
+        &mut self,
+        at: &str,
+        raw: RawTeamsTarget,
+        teams: Option<&TeamsSettings>,
+        email: Option<&EmailSettings>,
+        env: &dyn Env,
+    ) -> Option<TeamsTarget> {
+        let at = format!("{at}.teams");
+        let name = raw.webhook_env.map(|n| n.trim().to_string()).unwrap_or_default();
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit();
+        if !valid_name {
+            self.fail(
+                format!("{at}.webhook_env"),
+                "expected the name of an environment variable holding the Workflows webhook URL, e.g. webhook_env = \"TEAMS_WEBHOOK_SUPPORT\"",
+            );
+            return None;
+        }
+        if teams.is_some_and(|t| t.mode == TeamsMode::Webhook) {
+            match env.var(&name) {
+                None => {
+                    self.fail(
+                        format!("{at}.webhook_env"),
+                        format!("{name} is not set (expected the Workflows webhook URL: Teams → Workflows → \"When a Teams webhook request is received\")"),
+                    );
+                    return None;
+                }
+                Some(url) => {
+                    self.credential_url(
+                        &format!("{at}.webhook_env ({name})"),
+                        &url,
+                        "https://….logic.azure.com/workflows/… or https://….environment.api.powerplatform.com/…",
+                    )?;
+                }
+            }
+        }
+        let email_confirm = email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm);
+        let confirm = match raw.voting.as_deref() {
+            None => email_confirm,
+            Some("direct") => false,
+            Some("confirm") => true,
+            Some(other) => {
+                self.fail(
+                    format!("{at}.voting"),
+                    format!("unknown value {other:?} (expected \"direct\" or \"confirm\")"),
+                );
+                return None;
+            }
+        };
+        Some(TeamsTarget {
+            webhook_env: name,
+            confirm,
         })
     }
 

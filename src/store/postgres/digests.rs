@@ -164,4 +164,54 @@ impl DigestStore for PgStore {
         .await
         .map(|_| ())
     }
+
+    async fn service_key(&self, name: &str, fresh: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, StoreError> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO service_keys (name, key, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(fresh)
+            .bind(now),
+        )
+        .await?;
+        let row = sqlx::query("SELECT key FROM service_keys WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("key")?)
+    }
+
+    async fn unsubscribe(&self, route: &str, address: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = self
+            .execute(
+                sqlx::query(
+                    "INSERT INTO email_unsubscribes (route, address, created_at) VALUES ($1, $2, $3) ON CONFLICT (route, address) DO NOTHING",
+                )
+                .bind(route)
+                .bind(address.to_lowercase())
+                .bind(now),
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn resubscribe(&self, route: &str, address: &str) -> Result<bool, StoreError> {
+        let done = self
+            .execute(
+                sqlx::query("DELETE FROM email_unsubscribes WHERE route = $1 AND address = $2")
+                    .bind(route)
+                    .bind(address.to_lowercase()),
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unsubscribed(&self, route: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT address FROM email_unsubscribes WHERE route = $1 ORDER BY address")
+            .bind(route)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("address")?)).collect()
+    }
 }

@@ -111,6 +111,10 @@ impl PgStore {
                 "event_outbox",
                 "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
             ),
+            (
+                "email_unsubscribes",
+                "SELECT '' AS state, COUNT(*) AS n, MIN(created_at) AS oldest FROM email_unsubscribes",
+            ),
         ] {
             for r in sqlx::query(sql).fetch_all(&self.pool).await? {
                 let oldest: Option<DateTime<Utc>> = r.try_get("oldest")?;

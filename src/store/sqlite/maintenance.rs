@@ -152,6 +152,10 @@ impl SqliteStore {
             ),
             ("votes", "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM votes"),
             (
+                "email_unsubscribes",
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM email_unsubscribes",
+            ),
+            (
                 "event_outbox",
                 "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM event_outbox",
             ),

@@ -219,6 +219,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, extra: &str, mut env: BTr
     for (var, sub) in [
         ("FEEDBACK_DISPATCH__SLACK__OUTBOX_DIR", "outbox/slack"),
         ("FEEDBACK_DISPATCH__EMAIL__OUTBOX_DIR", "outbox/mail"),
+        ("FEEDBACK_DISPATCH__TEAMS__OUTBOX_DIR", "outbox/teams"),
     ] {
         env.entry(var.to_string())
             .or_insert_with(|| dir.path().join(sub).display().to_string());

@@ -1,7 +1,8 @@
-//! Per-channel pacing: Slack allows about one message per second per channel with short bursts,
-//! and an app that keeps posting through 429s risks being disabled. A GCRA limiter per channel
-//! (the algorithm behind `governor`) hands out send slots; a 429 pushes the channel's next slot
-//! past its Retry-After.
+//! Per-destination pacing, shared by the channels: Slack allows about one message per second per
+//! channel with short bursts, a Teams webhook throttles past four requests a second, and a
+//! sender that keeps posting through 429s risks being disabled. A GCRA limiter per destination
+//! (the algorithm behind `governor`) hands out send slots; a 429 pushes the destination's next
+//! slot past its Retry-After. Channels key their destinations apart (`teams:` for Teams).
 //!
 //! With one process the limiter lives in memory ([`Pacer`]). Replicas sharing a PostgreSQL
 //! store keep it in the database ([`ChannelPace::Shared`]): a limiter per replica would let N
