@@ -148,6 +148,19 @@ pub(crate) struct SlackJobPayload {
     pub thread_ts: Option<String>,
     /// Token lifetime from sending.
     pub link_ttl_secs: u64,
+    /// The conversation's opaque key (`domain::Ask::conversation_key`) when the route asks once
+    /// per conversation: the store supersedes a waiting ask of the same key with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+}
+
+/// The conversation key a job to enqueue carries (a Slack message's `conversation`): read by
+/// the store in the transaction that enqueues it, to supersede the conversation's waiting ask.
+pub(crate) fn conversation_of(job: &crate::store::NewJob) -> Option<&str> {
+    if job.kind != JobKind::Slack {
+        return None;
+    }
+    job.payload.get("conversation")?.as_str()
 }
 
 /// What a digest run carries: the event and the keys fixed at intake.
@@ -363,6 +376,7 @@ mod tests {
             channel: Some("C1".into()),
             thread_ts: Some("1.2".into()),
             link_ttl_secs: 3600,
+            conversation: Some("ab".repeat(32)),
         });
         round_trip(DigestJobPayload {
             digest_id: 7,

@@ -504,6 +504,7 @@ impl Metrics {
                 JobState::Leased,
                 JobState::Sent,
                 JobState::Dead,
+                JobState::Superseded,
             ] {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);

@@ -186,7 +186,14 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                             valid
                         }),
                     link_ttl_secs: route.link_ttl.as_secs(),
+                    conversation: route.ask.conversation_key(&route.name, routed),
                 };
+                // The quiet period: asked `delay` after the run arrives. The job is pending with
+                // that due time (as a retry waits), not `scheduled`: the claim, its index and the
+                // wake-up already serve it, every other kind keeps the state it had for a future
+                // due time, and a superseding run can tell an ask never claimed (`attempts = 0`)
+                // from one that was (a retry), whose conversation starts a new quiet period.
+                let due_at = now + chrono::Duration::from_std(route.ask.delay).unwrap_or_default();
                 plan.jobs.push(NewJob {
                     kind: JobKind::Slack,
                     route: route.name.clone(),
@@ -194,7 +201,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     target,
                     run_id: Some(event.run_id),
                     payload: crate::jobs::to_json(&payload),
-                    due_at: now,
+                    due_at,
                 });
                 plan.job_event.push(i);
             }

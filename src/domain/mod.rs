@@ -1,6 +1,7 @@
 //! Domain types: values parsed once at the boundary (config file, webhook body) so that the rest
 //! of the crate never handles a bare `String` standing for a run id, a feedback key or a channel.
 
+mod ask;
 mod event;
 mod fold;
 mod keys;
@@ -16,6 +17,7 @@ pub(crate) mod text;
 mod time;
 mod vote;
 
+pub use ask::Ask;
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source};
 pub(crate) use event::{cut, excerpt};
 #[cfg(test)]

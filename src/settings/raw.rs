@@ -30,6 +30,16 @@ pub(super) struct RawSettings {
     pub(super) redact: RawRedact,
     #[serde(default)]
     pub(super) events: RawEvents,
+    #[serde(default)]
+    pub(super) ask: RawAsk,
+}
+
+/// `[ask]`, and a route's `ask = { … }` over it: when and how often runs are asked about.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAsk {
+    pub(super) delay: Option<String>,
+    pub(super) conversation_from: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.
@@ -207,6 +217,7 @@ pub(super) struct RawRoute {
     pub(super) show: Option<RawShow>,
     pub(super) redact: Option<Vec<serde_json::Value>>,
     pub(super) on_negative: Option<RawOnNegative>,
+    pub(super) ask: Option<RawAsk>,
 }
 
 #[derive(Deserialize)]

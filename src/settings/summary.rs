@@ -201,6 +201,17 @@ pub fn summary(s: &Settings) -> String {
             targets.join("; "),
             if r.continue_matching { "; continue" } else { "" }
         );
+        if !r.ask.delay.is_zero() || r.ask.conversation_from.is_some() {
+            let when = match r.ask.delay {
+                d if d.is_zero() => "at once".to_string(),
+                d => format!("{} after a run", humantime::format_duration(d)),
+            };
+            let once = match &r.ask.conversation_from {
+                Some(p) => format!(", once per conversation ({p}: a later run supersedes a waiting ask)"),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "    asks {when}{once}");
+        }
         if let Some(o) = &r.on_negative {
             let mut does = Vec::new();
             if let Some(q) = &o.queue {

@@ -203,6 +203,9 @@ pub enum JobState {
     Sent,
     /// Given up on: a permanent error or too many attempts.
     Dead,
+    /// An ask that waited out its quiet period no further: a later run of its conversation
+    /// took its place (docs/asking.md). Never claimed, never sent; pruned like a sent job.
+    Superseded,
 }
 
 impl JobState {
@@ -214,6 +217,7 @@ impl JobState {
             JobState::Leased => "leased",
             JobState::Sent => "sent",
             JobState::Dead => "dead",
+            JobState::Superseded => "superseded",
         }
     }
     /// The state a new job of `kind` is stored in: `scheduled` for follow-ups, else `pending`.
@@ -231,6 +235,7 @@ impl JobState {
             "leased" => Ok(JobState::Leased),
             "sent" => Ok(JobState::Sent),
             "dead" => Ok(JobState::Dead),
+            "superseded" => Ok(JobState::Superseded),
             other => Err(StoreError::Corrupt(format!("unknown job state {other:?}"))),
         }
     }

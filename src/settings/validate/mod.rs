@@ -1,7 +1,8 @@
 //! Validation: walks the parsed file and collects *every* semantic problem, building the
 //! settings when there are none. Sections: `infra` (server, store, LangSmith, Slack, workers,
-//! email, log, links), `keys`, `routes`.
+//! email, log, links), `keys`, `routes`, `ask` (a route's way of asking).
 
+mod ask;
 mod infra;
 mod keys;
 mod routes;
@@ -96,7 +97,7 @@ impl Validator {
             }
         }
         let redact = self.redact_rules("redact.rules", raw.redact.rules.unwrap_or_default());
-        let routes = self.routes(raw.routes, &keys, slack.as_ref(), email.as_ref(), &redact);
+        let routes = self.routes(raw.routes, &raw.ask, &keys, slack.as_ref(), email.as_ref(), &redact);
         self.reasons_nobody_is_asked(&keys, &routes, email.as_ref());
         if let (Some(w), Some(sl), Some(em)) = (&workers, &slack, &email) {
             let mut sends = Vec::new();

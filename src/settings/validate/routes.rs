@@ -8,7 +8,9 @@ use crate::domain::{
     RunStatus, Schedule, SlackChannel, SlackTarget, Source,
 };
 use crate::domain::{RedactKind, RedactRule, Redactor, RunPath, Show};
-use crate::settings::raw::{OneOrMany, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget};
+use crate::settings::raw::{
+    OneOrMany, RawAsk, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget,
+};
 use crate::settings::{EmailSettings, SlackMode, SlackSettings};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,6 +25,7 @@ impl Validator {
     pub(super) fn routes(
         &mut self,
         raw: Vec<RawRoute>,
+        ask: &RawAsk,
         keys: &[KeySpec],
         slack: Option<&SlackSettings>,
         email: Option<&EmailSettings>,
@@ -109,6 +112,7 @@ impl Validator {
                 None => redact.clone(),
             };
             let on_negative = r.on_negative.and_then(|o| self.on_negative(&at, o, slack));
+            let ask = self.ask(&at, ask, r.ask, slack_target.is_some());
             // Only votes recorded here are followed through: a link click without Interactivity
             // reaches LangSmith alone, and so does an email link outside confirm mode.
             let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
@@ -135,6 +139,7 @@ impl Validator {
                     show,
                     redact,
                     on_negative,
+                    ask,
                 });
             }
         }

@@ -48,8 +48,50 @@ impl PgStore {
             ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
+        if what == Prunable::SentJobs {
+            return self.prune_sent(sql, before, limit).await;
+        }
         let done = self.execute(sqlx::query(sql).bind(before).bind(limit)).await?;
         Ok(vec![(table, done.rows_affected())])
+    }
+
+    /// Sent jobs (`sent`, the statement), superseded asks, and the conversations whose last run
+    /// is as old and whose ask no longer waits (one that waits must still be found and
+    /// superseded by the conversation's next run).
+    async fn prune_sent(
+        &self,
+        sent: &'static str,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut jobs = 0;
+        for sql in [
+            sent,
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'superseded' AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        ] {
+            jobs += self
+                .execute(sqlx::query(sql).bind(before).bind(limit))
+                .await?
+                .rows_affected();
+        }
+        let conversations = self
+            .execute(
+                sqlx::query(
+                    "DELETE FROM ask_conversations WHERE (route, conversation) IN (SELECT c.route, c.conversation FROM ask_conversations c WHERE c.updated_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = c.job_id AND j.state = 'pending') ORDER BY c.updated_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED)",
+                )
+                .bind(before)
+                .bind(limit),
+            )
+            .await?
+            .rows_affected();
+        // The conversations are named only when there were some, so stores of routes that
+        // never ask per conversation report what they always did.
+        let mut pruned = vec![("jobs", jobs)];
+        if conversations > 0 {
+            pruned.push(("ask_conversations", conversations));
+        }
+        Ok(pruned)
     }
 
     /// Closed digests past `before` whose messages are all sent or dead, with their runs (the

@@ -201,6 +201,51 @@ async fn insert_jobs(
     Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
 }
 
+/// Makes each new ask of `jobs` (`new[i]`) that names a conversation the conversation's current
+/// one, and supersedes the ask it replaces if that one still waits out its quiet period
+/// (`pending`, never claimed: `attempts = 0`). The upsert locks the conversation's row until commit, so of two replicas
+/// enqueueing runs of one conversation the second waits for the first and then supersedes the
+/// first's ask (`ON CONFLICT DO UPDATE` reads the latest committed row); a claim of the earlier
+/// ask and its supersede lock the same job row, so exactly one of them takes it. Rows are taken
+/// in key order (same keys in run order), so two batches never wait on each other in a circle.
+async fn supersede_asks(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    new: &[bool],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut asks: Vec<(&NewJob, &str)> = jobs
+        .iter()
+        .zip(new)
+        .filter(|(_, new)| **new)
+        .filter_map(|(job, _)| crate::jobs::conversation_of(job).map(|c| (job, c)))
+        .collect();
+    asks.sort_by(|a, b| (&a.0.route, a.1).cmp(&(&b.0.route, b.1)));
+    for (job, conversation) in asks {
+        let previous: Option<Option<i64>> = sqlx::query_scalar(
+            "INSERT INTO ask_conversations (route, conversation, job_id, updated_at)
+             SELECT $1, $2, id, $3 FROM jobs WHERE idempotency_key = $4
+             ON CONFLICT (route, conversation) DO UPDATE SET prev_job_id = ask_conversations.job_id,
+                 job_id = excluded.job_id, updated_at = excluded.updated_at
+             RETURNING prev_job_id",
+        )
+        .bind(&job.route)
+        .bind(conversation)
+        .bind(now)
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(Some(previous)) = previous {
+            sqlx::query("UPDATE jobs SET state = 'superseded', updated_at = $1 WHERE id = $2 AND state = 'pending' AND attempts = 0")
+                .bind(now)
+                .bind(previous)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Wakes the listening replicas when the transaction commits.
 async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")

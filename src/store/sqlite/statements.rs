@@ -47,3 +47,42 @@ where
         .collect::<Result<_, _>>()?;
     Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
 }
+
+/// Makes each new ask of `jobs` (`new[i]`) that names a conversation the conversation's current
+/// one, and supersedes the ask it replaces if that one still waits out its quiet period
+/// (`pending`, never claimed: `attempts = 0`). In the enqueue's transaction: SQLite has one writer, so the conversation's
+/// row is read and replaced with nothing in between; an ask already claimed is not superseded
+/// and the new one starts the next quiet period.
+pub(super) async fn supersede_asks(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: &[NewJob],
+    new: &[bool],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
+        let Some(conversation) = crate::jobs::conversation_of(job) else {
+            continue;
+        };
+        let previous: Option<Option<i64>> = sqlx::query_scalar(
+            "INSERT INTO ask_conversations (route, conversation, job_id, updated_at)
+             SELECT ?1, ?2, id, ?3 FROM jobs WHERE idempotency_key = ?4
+             ON CONFLICT (route, conversation) DO UPDATE SET prev_job_id = ask_conversations.job_id,
+                 job_id = excluded.job_id, updated_at = excluded.updated_at
+             RETURNING prev_job_id",
+        )
+        .bind(&job.route)
+        .bind(conversation)
+        .bind(ms(now))
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(Some(previous)) = previous {
+            sqlx::query("UPDATE jobs SET state = 'superseded', updated_at = ?1 WHERE id = ?2 AND state = 'pending' AND attempts = 0")
+                .bind(ms(now))
+                .bind(previous)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

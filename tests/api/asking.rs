@@ -1,0 +1,366 @@
+//! Asking less, and right (issue 25, docs/asking.md): a run is asked `ask.delay` after it
+//! arrives, and a later run of the same conversation within that quiet period supersedes the
+//! earlier one's ask, so the conversation gets one ask about its last run; a superseded job is
+//! counted and pruned like a sent one; the conversation id is an opaque (hashed) key whatever it
+//! holds; and two replicas on one PostgreSQL database ask a conversation once. Tests use seconds
+//! where production uses minutes.
+
+use crate::helpers::backend::{fresh_database, open_store, store_url};
+use crate::helpers::fakes::{FakeServer, fake_langsmith, fake_slack};
+use crate::helpers::slack::{CHANNEL, jobs_of, slack_settings, wait_for_state};
+use crate::helpers::{TestApp, env, spawn_app_in};
+use feedback_dispatch::{JobKind, JobState, NewJob, Prunable};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Long enough for a due ask to be claimed and sent on a loaded machine.
+const WAIT: Duration = Duration::from_secs(20);
+/// The quiet period of the tests' routes.
+const DELAY: Duration = Duration::from_secs(3);
+
+/// An app posting to `slack`, its route "support" asking `delay` after a run, once per
+/// `metadata.thread_id`.
+fn settings(slack: &FakeServer) -> String {
+    slack_settings(
+        slack,
+        &format!(
+            r#"
+[[routes]]
+name = "support"
+keys = ["thumbs_up"]
+slack = {{ channel = "{CHANNEL}" }}
+ask = {{ delay = "{}s", conversation_from = "metadata.thread_id" }}
+"#,
+            DELAY.as_secs()
+        ),
+    )
+}
+
+fn app_env(langsmith: &FakeServer, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut vars = env(&[
+        ("LANGSMITH_ENDPOINT", &langsmith.address),
+        ("LANGSMITH_API_KEY", "lsv2_k"),
+        ("SLACK_BOT_TOKEN", "xoxb-t"),
+    ]);
+    vars.extend(env(extra));
+    vars
+}
+
+/// The id of the test's run `n`.
+fn run(n: u32) -> String {
+    format!("a5c00000-0000-4000-8000-{n:012}")
+}
+
+/// Posts run `n` of `thread`, answering "answer n".
+async fn post_run(app: &TestApp, n: u32, thread: &str) {
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": run(n), "run_name": "answer", "outputs": {"answer": format!("answer {n}")},
+                    "metadata": {"thread_id": thread}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+}
+
+/// The run ids LangSmith was asked to mint tokens for.
+fn minted_runs(langsmith: &FakeServer) -> Vec<String> {
+    let mut runs = Vec::new();
+    for req in langsmith.requests() {
+        match req.json() {
+            Value::Array(items) => runs.extend(
+                items
+                    .iter()
+                    .map(|i| i["run_id"].as_str().unwrap_or_default().to_string()),
+            ),
+            one => runs.push(one["run_id"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+    runs
+}
+
+#[tokio::test]
+async fn three_runs_of_one_conversation_in_its_quiet_period_are_asked_once_about_the_last_and_a_later_run_again() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_in(dir, &settings(&slack), app_env(&langsmith, &[])).await;
+    let first = Instant::now();
+    for n in 1..=3 {
+        post_run(&app, n, "thread-1").await;
+    }
+    let superseded = wait_for_state(&app, JobState::Superseded, 2).await;
+    let mut runs: Vec<String> = superseded.iter().map(|j| j.run_id.unwrap().to_string()).collect();
+    runs.sort();
+    assert_eq!(runs, [run(1), run(2)]);
+
+    let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    assert!(
+        post.at.duration_since(first) >= DELAY - Duration::from_millis(500),
+        "asked {:?} after the first run, before the quiet period ended",
+        post.at.duration_since(first)
+    );
+    let text = post.json().to_string();
+    assert!(text.contains("answer 3"), "about the third run: {text}");
+    assert!(!text.contains("answer 1") && !text.contains("answer 2"), "{text}");
+    assert_eq!(minted_runs(&langsmith), [run(3)], "tokens for the third run only");
+    wait_for_state(&app, JobState::Sent, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 1, "one ask");
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_jobs{state="superseded"} 2"#),
+        "{metrics}"
+    );
+    let stats = app.store.stats().await.unwrap();
+    assert!(
+        stats
+            .rows
+            .iter()
+            .any(|(t, s, n, _)| t == "jobs" && s == "superseded" && *n == 2),
+        "{:?}",
+        stats.rows
+    );
+
+    // After the ask: a new quiet period, a second ask about the fourth run.
+    post_run(&app, 4, "thread-1").await;
+    let posts = slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    assert!(posts[1].json().to_string().contains("answer 4"));
+    assert_eq!(jobs_of(&app, JobKind::Slack).await.len(), 2, "superseded jobs aside");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn runs_of_other_conversations_or_none_are_each_asked_after_the_quiet_period() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_in(dir, &settings(&slack), app_env(&langsmith, &[])).await;
+    post_run(&app, 1, "thread-a").await;
+    post_run(&app, 2, "thread-b").await;
+    let res = app
+        .post_json("/v1/events", &json!({"run_id": run(3), "run_name": "answer"}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let scheduled = app.store.jobs_in_state(JobState::Pending, 10).await.unwrap();
+    assert_eq!(
+        scheduled.len(),
+        3,
+        "waiting out the quiet period, counted apart from pending"
+    );
+    assert!(slack.requests_to("/chat.postMessage").is_empty(), "not at once");
+    slack.wait_for("/chat.postMessage", 3, WAIT).await;
+    assert!(
+        app.store
+            .jobs_in_state(JobState::Superseded, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hostile_conversation_id_is_an_opaque_key_kept_only_as_its_hash() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_in(dir.clone(), &settings(&slack), app_env(&langsmith, &[])).await;
+    // Intake keeps metadata values up to 1 KB: the longest id a run can name, and one of
+    // control characters, each group their runs; a 10 KB one is dropped with the entry, so its
+    // runs name no conversation and are each asked (the fallback), nothing fails.
+    let long = "x".repeat(1_000);
+    let huge = "y".repeat(10 * 1024);
+    let control = "t\u{0}1\r\n\u{1b}[31mred\u{7}";
+    for (n, thread) in [
+        (1, long.as_str()),
+        (2, control),
+        (3, long.as_str()),
+        (4, control),
+        (5, huge.as_str()),
+        (6, huge.as_str()),
+    ] {
+        post_run(&app, n, thread).await;
+    }
+    let superseded = wait_for_state(&app, JobState::Superseded, 2).await;
+    let mut runs: Vec<String> = superseded.iter().map(|j| j.run_id.unwrap().to_string()).collect();
+    runs.sort();
+    assert_eq!(runs, [run(1), run(2)]);
+    let posts = slack.wait_for("/chat.postMessage", 4, WAIT).await;
+    let mut asked: Vec<u32> = posts
+        .iter()
+        .map(|p| {
+            let text = p.json().to_string();
+            (1..=6).find(|n| text.contains(&format!("answer {n}"))).unwrap()
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(asked, [3, 4, 5, 6]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 4);
+    // A job keeps the conversation's hash: fixed size, hex, never the id.
+    for job in jobs_of(&app, JobKind::Slack).await {
+        match job.payload.get("conversation").and_then(Value::as_str) {
+            Some(key) => {
+                assert_eq!(key.len(), 64);
+                assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+            }
+            None => assert!([run(5), run(6)].contains(&job.run_id.unwrap().to_string()), "{job:?}"),
+        }
+    }
+    app.stop().await;
+}
+
+/// A Slack ask for `route` naming `conversation`, due `due` after now (through the store, as
+/// routing makes it).
+fn ask(key: &str, conversation: &str, due: Duration) -> NewJob {
+    NewJob {
+        kind: JobKind::Slack,
+        route: "support".into(),
+        target: CHANNEL.into(),
+        run_id: None,
+        idempotency_key: key.into(),
+        payload: json!({"conversation": conversation}),
+        due_at: chrono::Utc::now() + chrono::Duration::from_std(due).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_superseded_ask_is_never_claimed_and_is_pruned_like_a_sent_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&store_url(dir.path(), "asks")).await;
+    let now = chrono::Utc::now();
+    store.enqueue(&[ask("a1", "c", DELAY)], &[], now).await.unwrap();
+    // Two runs in one batch: the later supersedes the earlier, and the one before.
+    let (new, _) = store
+        .enqueue(
+            &[ask("a2", "c", DELAY), ask("a3", "c", DELAY), ask("a1", "c", DELAY)],
+            &[],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        new,
+        [true, true, false],
+        "a repeated key is a duplicate and supersedes nothing"
+    );
+    let superseded = store.jobs_in_state(JobState::Superseded, 10).await.unwrap();
+    assert_eq!(superseded.len(), 2);
+    let waiting = store.jobs_in_state(JobState::Pending, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let claimed = store
+        .claim(now + chrono::Duration::seconds(10), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [waiting[0].id],
+        "only the last ask is claimed"
+    );
+    // Claimed: the next run starts a new quiet period rather than superseding it.
+    store.enqueue(&[ask("a4", "c", DELAY)], &[], now).await.unwrap();
+    assert_eq!(store.jobs_in_state(JobState::Leased, 10).await.unwrap().len(), 1);
+    assert_eq!(store.jobs_in_state(JobState::Pending, 10).await.unwrap().len(), 1);
+
+    let later = now + chrono::Duration::seconds(60);
+    let pruned = store.prune(Prunable::SentJobs, later, 100).await.unwrap();
+    assert!(pruned.contains(&("jobs", 2)), "the superseded asks: {pruned:?}");
+    assert!(store.jobs_in_state(JobState::Superseded, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.jobs_in_state(JobState::Pending, 10).await.unwrap().len(),
+        1,
+        "a waiting ask stays"
+    );
+    // Its conversation stays too: the next run still supersedes the waiting ask.
+    store.enqueue(&[ask("a5", "c", DELAY)], &[], later).await.unwrap();
+    assert_eq!(store.jobs_in_state(JobState::Superseded, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_postgresql_database_ask_a_conversation_posted_to_both_once() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let db = fresh_database();
+    let toml = settings(&slack);
+    let vars = || app_env(&langsmith, &[("FEEDBACK_DISPATCH__STORE__URL", &db)]);
+    let first = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, vars()).await;
+    let second = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, vars()).await;
+    // Alternately, and the middle two at the same time.
+    post_run(&first, 1, "thread-r").await;
+    tokio::join!(post_run(&second, 2, "thread-r"), post_run(&first, 3, "thread-r"));
+    post_run(&second, 4, "thread-r").await;
+    wait_for_state(&first, JobState::Superseded, 3).await;
+    let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    assert!(post.json().to_string().contains("answer 4"));
+    // Both replicas poll every 50 ms: a second ask would come within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 1);
+    assert_eq!(minted_runs(&langsmith), [run(4)]);
+    first.stop().await;
+    second.stop().await;
+}
+
+/// `check-config` on a file of `toml` (through the real binary): exit code, stdout, stderr.
+fn check_config(toml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.toml");
+    std::fs::write(&path, toml).unwrap();
+    crate::helpers::serve::cli(&path, &[], &["check-config"])
+}
+
+#[test]
+fn check_config_names_a_bad_ask_where_it_was_written_and_shows_how_each_route_asks() {
+    const KEY: &str = "[[keys]]\nname = \"up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+    let route = |ask: &str| format!("{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\n{ask}\n");
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "a delay that is no duration",
+            route("ask = { delay = \"soon\" }"),
+            &["routes[0].ask.delay", "not a duration"],
+        ),
+        (
+            "a delay of weeks",
+            route("ask = { delay = \"30d\" }"),
+            &["routes[0].ask.delay", "longer than 7days"],
+        ),
+        (
+            "a path outside metadata",
+            route("ask = { conversation_from = \"inputs.thread\" }"),
+            &["routes[0].ask.conversation_from", "not a metadata path"],
+        ),
+        (
+            "a bad global",
+            format!("[ask]\ndelay = \"-1s\"\n{}", route("")),
+            &["ask.delay"],
+        ),
+        ("an unknown field", route("ask = { dleay = \"5m\" }"), &["dleay"]),
+    ];
+    for (what, toml, expected) in cases {
+        let (code, _, stderr) = check_config(&toml);
+        assert_eq!(code, 2, "{what}: {stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{what}: {part:?} in {stderr}");
+        }
+    }
+
+    // The global [ask] applies to a route that says nothing; a route's own field wins.
+    let toml = format!(
+        "[ask]\ndelay = \"5m\"\nconversation_from = \"metadata.thread_id\"\n{}[[routes]]\nname = \"quick\"\nslack = {{ channel = \"C2\" }}\nask = {{ delay = \"0s\" }}\n",
+        route("")
+    );
+    let (code, stdout, stderr) = check_config(&toml);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("asks 5m after a run, once per conversation (metadata.thread_id"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("asks at once, once per conversation"), "{stdout}");
+    assert!(
+        format!("{stdout}{stderr}").contains("ask.conversation_from: without a delay"),
+        "a conversation without a quiet period is warned of: {stdout}{stderr}"
+    );
+    // Today's behaviour says nothing.
+    let (code, stdout, _) = check_config(&route(""));
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("asks "), "{stdout}");
+}
