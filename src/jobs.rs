@@ -152,6 +152,11 @@ pub(crate) struct SlackJobPayload {
     /// per conversation: the store supersedes a waiting ask of the same key with this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<String>,
+    /// The Slack user id of the run's initiator when the route asks them (`ask.to =
+    /// "initiator"`): the message goes as a direct message (`conversations.open`), not to
+    /// `channel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_user: Option<String>,
 }
 
 /// The conversation key a job to enqueue carries (a Slack message's `conversation`): read by
@@ -377,6 +382,7 @@ mod tests {
             thread_ts: Some("1.2".into()),
             link_ttl_secs: 3600,
             conversation: Some("ab".repeat(32)),
+            dm_user: Some("U0123ABCD".into()),
         });
         round_trip(DigestJobPayload {
             digest_id: 7,

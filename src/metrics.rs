@@ -102,6 +102,15 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// Labels: a route and what became of a run it could ask about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AskLabel {
+    /// The route.
+    pub route: String,
+    /// `no_recipient` (docs/asking.md).
+    pub outcome: &'static str,
+}
+
 /// Labels: a route and a channel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteChannelLabel {
@@ -207,6 +216,8 @@ pub struct Metrics {
     pub route_messages: Family<RouteChannelLabel, Counter>,
     /// Slack messages closed with their final tally when their links expired, by route.
     pub route_closed: Family<RouteLabel, Counter>,
+    /// Runs a route could ask about, by what became of the ask (docs/asking.md).
+    pub asks: Family<AskLabel, Counter>,
     /// Follow-through on negative votes done, by route and action.
     pub route_follow_through: Family<RouteActionLabel, Counter>,
     /// Events delivered to other systems, by sink.
@@ -251,6 +262,7 @@ impl Metrics {
         let route_tokens = Family::default();
         let route_messages = Family::default();
         let route_closed = Family::default();
+        let asks = Family::default();
         let route_follow_through = Family::default();
         let events_delivered = Family::default();
         let events_failed = Family::default();
@@ -290,6 +302,11 @@ impl Metrics {
             "route_messages_closed",
             "Slack messages edited to their final tally when their links expired, by route",
             route_closed.clone(),
+        );
+        registry.register(
+            "asks",
+            "Runs a route could ask about, by outcome: no_recipient (no initiator or thread and ask.fallback = \"skip\")",
+            asks.clone(),
         );
         registry.register(
             "route_follow_through",
@@ -389,6 +406,7 @@ impl Metrics {
             route_tokens,
             route_messages,
             route_closed,
+            asks,
             route_follow_through,
             events_delivered,
             events_failed,
@@ -412,6 +430,16 @@ impl Metrics {
             .get_or_create(&RouteChannelLabel {
                 route: route.to_string(),
                 channel,
+            })
+            .inc();
+    }
+
+    /// Counts a run of `route` whose ask ended as `outcome`.
+    pub fn ask(&self, route: &str, outcome: &'static str) {
+        self.asks
+            .get_or_create(&AskLabel {
+                route: route.to_string(),
+                outcome,
             })
             .inc();
     }

@@ -17,6 +17,61 @@ pub struct Ask {
     /// quiet period supersedes the earlier one's ask.
     #[serde(default)]
     pub conversation_from: Option<FieldPath>,
+    /// Whom a Slack ask goes to, or whose digest an email ask joins.
+    #[serde(default)]
+    pub to: AskTo,
+    /// Where a run names its initiator's Slack user id (`to = "initiator"` on Slack).
+    #[serde(default)]
+    pub user_from: Option<FieldPath>,
+    /// Where a run names its initiator's email address (`to = "initiator"` on email).
+    #[serde(default)]
+    pub email_from: Option<FieldPath>,
+    /// What happens when the run names no usable initiator or thread.
+    #[serde(default)]
+    pub fallback: AskFallback,
+}
+
+/// `ask.to`: whom a run is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskTo {
+    /// The route's channel or recipients (today's behaviour).
+    #[default]
+    Channel,
+    /// The person who started the run: a Slack direct message, or their own digest.
+    Initiator,
+    /// A reply in the run's Slack thread (`slack.thread_ts_from`).
+    Thread,
+}
+
+impl AskTo {
+    /// The spelling in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskTo::Channel => "channel",
+            AskTo::Initiator => "initiator",
+            AskTo::Thread => "thread",
+        }
+    }
+}
+
+/// `ask.fallback`: what becomes of a run whose initiator or thread cannot be found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskFallback {
+    /// Asked in the route's channel (or sent to its recipients).
+    #[default]
+    Channel,
+    /// Not asked (counted).
+    Skip,
+}
+
+/// Whether `id` is a Slack user id (`U…` or `W…`, capitals and digits): what a direct message is
+/// opened to. Anything else a run names is not sent to Slack.
+pub fn is_slack_user_id(id: &str) -> bool {
+    (3..=24).contains(&id.len())
+        && matches!(id.as_bytes()[0], b'U' | b'W')
+        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 impl Ask {
@@ -42,6 +97,25 @@ pub fn opaque_key(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_slack_user_ids_are_taken_as_initiators() {
+        for ok in ["U0123ABCD", "W012A3CDE", "U1Z"] {
+            assert!(is_slack_user_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "U",
+            "u0123",
+            "C0123ABCD",
+            "U0123 ABC",
+            "<@U0123>",
+            "U\u{0}12",
+            &"U1".repeat(20),
+        ] {
+            assert!(!is_slack_user_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn opaque_keys_are_fixed_size_hex_whatever_the_id() {

@@ -40,6 +40,10 @@ pub(super) struct RawSettings {
 pub(super) struct RawAsk {
     pub(super) delay: Option<String>,
     pub(super) conversation_from: Option<String>,
+    pub(super) to: Option<String>,
+    pub(super) user_from: Option<String>,
+    pub(super) email_from: Option<String>,
+    pub(super) fallback: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.

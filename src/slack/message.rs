@@ -1,6 +1,7 @@
 //! Slack jobs: one message for one run, paced per channel, with the buttons of the tokens the
 //! worker minted for it. A channel named by name has its id kept for the clicks on it; a route
-//! that closes its messages gets a close job (`close.rs`) queued with each post.
+//! that closes its messages gets a close job (`close.rs`) queued with each post. A route that
+//! asks the initiator sends a direct message (`conversations.open`, then the post).
 
 use super::close::close_job;
 use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
@@ -120,7 +121,7 @@ impl Deliver for SlackMessages {
         job: &Job,
         payload: &SlackJobPayload,
         tokens: Option<&[MintedToken]>,
-        _lease: &mut dyn HoldLease,
+        lease: &mut dyn HoldLease,
     ) -> Outcome {
         let Some(tokens) = tokens else {
             return Outcome::failed(DeliveryError::Again("tokens missing or expired; minting again".into()));
@@ -157,9 +158,24 @@ impl Deliver for SlackMessages {
             ..Default::default()
         };
         let content = render_run_message_with(&payload.event, &job.route, &links, &view);
+        // Asking the initiator: their direct-message conversation is opened first (each try:
+        // Slack returns the one that exists), and the message, its updates, its close and
+        // clicks on it name it by that `D…` id, as Slack answers it for the post.
+        let channel = match &payload.dm_user {
+            Some(user) => match self.slack.open_dm(user).await {
+                Ok(dm) => {
+                    if let Err(outcome) = lease.hold(self.longest_send(settings)).await {
+                        return outcome;
+                    }
+                    Some(dm)
+                }
+                Err(e) => return Outcome::failed(DeliveryError::channel(e)),
+            },
+            None => payload.channel.clone(),
+        };
         let msg = OutgoingMessage {
             route: job.route.clone(),
-            channel: payload.channel.clone(),
+            channel,
             thread_ts: payload.thread_ts.clone(),
             content,
             file_stem: format!("{:010}-{}", job.id, payload.event.run_id),

@@ -364,3 +364,215 @@ fn check_config_names_a_bad_ask_where_it_was_written_and_shows_how_each_route_as
     assert_eq!(code, 0);
     assert!(!stdout.contains("asks "), "{stdout}");
 }
+
+/// The direct-message conversation the fake Slack opens with anybody.
+const DM: &str = "D0DIRECT1";
+
+/// A fake Slack that opens a direct message (`conversations.open` → `D…`) and posts like
+/// `fake_slack`, answering each post with the channel it named.
+async fn slack_with_dms() -> FakeServer {
+    FakeServer::start(|req| {
+        if req.path.ends_with("/conversations.open") {
+            return crate::helpers::fakes::Reply::json(200, json!({"ok": true, "channel": {"id": DM}}));
+        }
+        let channel = req.json()["channel"].as_str().unwrap_or_default().to_string();
+        crate::helpers::fakes::Reply::json(200, json!({"ok": true, "channel": channel, "ts": "1700000000.000100"}))
+    })
+    .await
+}
+
+/// An app whose route "support" asks `to` with `fallback`, at once, and closes its messages
+/// `link_ttl` after they are sent.
+fn asking_settings(slack: &FakeServer, ask: &str) -> String {
+    slack_settings(
+        slack,
+        &format!(
+            r#"
+[[routes]]
+name = "support"
+keys = ["thumbs_up"]
+link_ttl = "3s"
+slack = {{ channel = "{CHANNEL}", thread_ts_from = "metadata.slack_thread_ts" }}
+ask = {{ {ask} }}
+"#
+        ),
+    )
+}
+
+/// Posts run `n` with `metadata`.
+async fn post_run_with(app: &TestApp, n: u32, metadata: Value) {
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": run(n), "run_name": "answer", "outputs": {"answer": format!("answer {n}")}, "metadata": metadata}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+}
+
+#[tokio::test]
+async fn the_initiator_is_asked_in_a_direct_message_whose_id_later_edits_name() {
+    let (langsmith, slack) = (fake_langsmith().await, slack_with_dms().await);
+    let toml = asking_settings(&slack, r#"to = "initiator", user_from = "metadata.slack_user_id""#);
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, app_env(&langsmith, &[])).await;
+    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    let open = slack.requests_to("/conversations.open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].json(), json!({"users": "U0ASKER1"}), "one user, as a string");
+    assert_eq!(open[0].header("authorization").as_deref(), Some("Bearer xoxb-t"));
+    assert!(open[0].at <= post.at);
+    assert_eq!(post.json()["channel"], DM, "posted to the D id, not the user id");
+    assert!(
+        post.json().get("thread_ts").is_none(),
+        "a DM starts its own conversation"
+    );
+    // The close edits the message where it is: the D id and ts Slack answered.
+    let update = slack.wait_for("/chat.update", 1, WAIT).await.remove(0);
+    assert_eq!(update.json()["channel"], DM);
+    // The job's target names the person by a hash only.
+    let job = &jobs_of(&app, JobKind::Slack).await[0];
+    assert!(
+        job.target.starts_with("dm:") && !job.target.contains("U0ASKER1"),
+        "{}",
+        job.target
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_initiator_who_cannot_be_found_is_asked_in_the_channel_or_skipped_and_counted() {
+    let (langsmith, slack) = (fake_langsmith().await, slack_with_dms().await);
+    // No value, a hostile value, a channel id, a 10 KB value (dropped at intake).
+    let nobody = [
+        json!({}),
+        json!({"slack_user_id": "U0\u{0}\r\n\u{1b}[31m"}),
+        json!({"slack_user_id": "C0CHANNEL"}),
+        json!({"slack_user_id": format!("U{}", "1".repeat(10 * 1024))}),
+    ];
+    let toml = asking_settings(
+        &slack,
+        r#"to = "initiator", user_from = "metadata.slack_user_id", fallback = "channel""#,
+    );
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, app_env(&langsmith, &[])).await;
+    for (n, metadata) in (1..).zip(&nobody) {
+        post_run_with(&app, n, metadata.clone()).await;
+    }
+    let posts = slack.wait_for("/chat.postMessage", nobody.len(), WAIT).await;
+    assert!(
+        posts.iter().all(|p| p.json()["channel"] == CHANNEL),
+        "all in the route's channel"
+    );
+    assert!(
+        slack.requests_to("/conversations.open").is_empty(),
+        "no id reached Slack"
+    );
+    app.stop().await;
+
+    let (langsmith, slack) = (fake_langsmith().await, slack_with_dms().await);
+    let toml = asking_settings(
+        &slack,
+        r#"to = "initiator", user_from = "metadata.slack_user_id", fallback = "skip""#,
+    );
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, app_env(&langsmith, &[])).await;
+    for (n, metadata) in (1..).zip(&nobody) {
+        post_run_with(&app, n, metadata.clone()).await;
+    }
+    post_run_with(&app, 9, json!({"slack_user_id": "U0ASKER1"})).await;
+    let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    assert_eq!(post.json()["channel"], DM);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 1, "the others not asked");
+    assert_eq!(jobs_of(&app, JobKind::Slack).await.len(), 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="no_recipient"} 4"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_thread_ask_replies_in_the_runs_thread_and_without_one_falls_back() {
+    let (langsmith, slack) = (fake_langsmith().await, slack_with_dms().await);
+    let toml = asking_settings(&slack, r#"to = "thread", fallback = "skip""#);
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, app_env(&langsmith, &[])).await;
+    post_run_with(&app, 1, json!({"slack_thread_ts": "1712345678.123456"})).await;
+    post_run_with(&app, 2, json!({})).await;
+    post_run_with(&app, 3, json!({"slack_thread_ts": "not\na ts"})).await;
+    let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    assert_eq!(post.json()["thread_ts"], "1712345678.123456");
+    assert_eq!(post.json()["channel"], CHANNEL);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="no_recipient"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[test]
+fn check_config_refuses_an_initiator_or_thread_ask_the_service_cannot_make() {
+    const KEY: &str = "[[keys]]\nname = \"up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+    let route = |slack: &str, ask: &str| {
+        format!("{slack}{KEY}[[routes]]\nname = \"r\"\nslack = {{ channel = \"C1\" }}\nask = {{ {ask} }}\n")
+    };
+    let api = "[slack]\nmode = \"api\"\n";
+    /// What is checked, the file, its environment, what the refusal says.
+    type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            "an initiator without user_from",
+            route(api, "to = \"initiator\""),
+            &[("SLACK_BOT_TOKEN", "xoxb-1")],
+            &["routes[0].ask.to", "needs ask.user_from"],
+        ),
+        (
+            "an initiator by webhook",
+            route(
+                "[slack]\nmode = \"webhook\"\n",
+                "to = \"initiator\", user_from = \"metadata.u\"",
+            ),
+            &[("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")],
+            &["routes[0].ask.to", "mode = \"api\" and SLACK_BOT_TOKEN", "im:write"],
+        ),
+        (
+            "a thread without thread_ts_from",
+            route(api, "to = \"thread\""),
+            &[("SLACK_BOT_TOKEN", "xoxb-1")],
+            &["routes[0].ask.to", "needs slack.thread_ts_from"],
+        ),
+        (
+            "an unknown way",
+            route(api, "to = \"everyone\""),
+            &[],
+            &["routes[0].ask.to", "\"initiator\""],
+        ),
+        (
+            "an unknown fallback",
+            route(api, "fallback = \"drop\""),
+            &[],
+            &["routes[0].ask.fallback", "\"skip\""],
+        ),
+        (
+            "an email initiator without email_from",
+            format!(
+                "{KEY}[[routes]]\nname = \"r\"\nemail = {{ to = [\"a@b.example\"], every = \"1h\" }}\nask = {{ to = \"initiator\" }}\n"
+            ),
+            &[],
+            &["routes[0].ask.to", "needs ask.email_from"],
+        ),
+    ];
+    for (what, toml, vars, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let (code, _, stderr) = crate::helpers::serve::cli(&path, vars, &["check-config"]);
+        assert_eq!(code, 2, "{what}: {stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{what}: {part:?} in {stderr}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! belongs to (docs/asking.md).
 
 use super::Validator;
-use crate::domain::{Ask, FieldPath};
+use crate::domain::{Ask, AskFallback, AskTo, FieldPath, SlackTarget};
 use crate::settings::raw::RawAsk;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
 impl Validator {
     /// A route's `ask`: each field its own, else `[ask]`'s, else today's behaviour (at once,
     /// every run). Problems are reported where the value was written.
-    pub(super) fn ask(&mut self, at: &str, global: &RawAsk, own: Option<RawAsk>, slack: bool) -> Ask {
+    pub(super) fn ask(&mut self, at: &str, global: &RawAsk, own: Option<RawAsk>, targets: AskTargets<'_>) -> Ask {
+        let slack = targets.slack.is_some();
         let own = own.unwrap_or_default();
         let pick = |own: Option<String>, global: &Option<String>, field: &str| match own {
             Some(v) => (Some(v), format!("{at}.ask.{field}")),
@@ -35,13 +36,7 @@ impl Validator {
             d => d.unwrap_or_default(),
         };
         let (from, from_at) = pick(own.conversation_from, &global.conversation_from, "conversation_from");
-        let conversation_from = from.and_then(|p| match FieldPath::parse(&p) {
-            Ok(path) => Some(path),
-            Err(e) => {
-                self.fail(&from_at, e);
-                None
-            }
-        });
+        let conversation_from = self.ask_path(&from_at, from);
         if conversation_from.is_some() && delay.is_zero() {
             self.warnings.push(crate::settings::ConfigIssue {
                 path: from_at.clone(),
@@ -55,10 +50,103 @@ impl Validator {
                 message: "delay and conversation_from apply to Slack asks; an email digest already waits for its window and shows each run".into(),
             });
         }
+        let (to, to_at) = pick(own.to, &global.to, "to");
+        let to = match to.as_deref() {
+            None | Some("channel") => AskTo::Channel,
+            Some("initiator") => AskTo::Initiator,
+            Some("thread") => AskTo::Thread,
+            Some(other) => {
+                self.fail(
+                    &to_at,
+                    format!(
+                        "{:?} is not a way to ask (expected \"channel\", \"initiator\" or \"thread\")",
+                        crate::domain::truncate_for_message(other)
+                    ),
+                );
+                AskTo::Channel
+            }
+        };
+        let (fallback, fallback_at) = pick(own.fallback, &global.fallback, "fallback");
+        let fallback = match fallback.as_deref() {
+            None | Some("channel") => AskFallback::Channel,
+            Some("skip") => AskFallback::Skip,
+            Some(other) => {
+                self.fail(
+                    &fallback_at,
+                    format!(
+                        "{:?} is not a fallback (expected \"channel\" or \"skip\")",
+                        crate::domain::truncate_for_message(other)
+                    ),
+                );
+                AskFallback::Channel
+            }
+        };
+        let (user_from, user_at) = pick(own.user_from, &global.user_from, "user_from");
+        let user_from = self.ask_path(&user_at, user_from);
+        let (email_from, email_at) = pick(own.email_from, &global.email_from, "email_from");
+        let email_from = self.ask_path(&email_at, email_from);
+        match to {
+            AskTo::Initiator => {
+                if slack && user_from.is_none() {
+                    self.fail(
+                        &to_at,
+                        "asking the initiator on Slack needs ask.user_from, the run's path to their Slack user id (e.g. \"metadata.slack_user_id\")",
+                    );
+                }
+                if slack && !targets.bot_can_dm {
+                    self.fail(
+                        &to_at,
+                        "asking the initiator on Slack sends a direct message: it opens the conversation (conversations.open, the im:write scope) and posts with the bot token, so it needs [slack] mode = \"api\" and SLACK_BOT_TOKEN (`feedback-dispatch slack manifest` adds im:write)",
+                    );
+                }
+                if targets.email && email_from.is_none() {
+                    self.fail(
+                        &to_at,
+                        "asking the initiator by email needs ask.email_from, the run's path to their address (e.g. \"metadata.user_email\")",
+                    );
+                }
+            }
+            AskTo::Thread => {
+                if targets.slack.is_none_or(|s| s.thread_ts_from.is_none()) {
+                    self.fail(
+                        &to_at,
+                        "asking in the run's thread needs slack.thread_ts_from on the route (e.g. \"metadata.slack_thread_ts\")",
+                    );
+                }
+            }
+            AskTo::Channel => {}
+        }
         Ask {
             delay,
             conversation_from,
+            to,
+            user_from,
+            email_from,
+            fallback,
         }
+    }
+}
+
+/// What a route's `ask` is checked against: its targets and what the bot can do.
+pub(super) struct AskTargets<'a> {
+    /// The route's Slack target.
+    pub(super) slack: Option<&'a SlackTarget>,
+    /// Whether the route has an email digest.
+    pub(super) email: bool,
+    /// Whether the service posts with a bot token (api mode), so it can open a direct message.
+    pub(super) bot_can_dm: bool,
+}
+
+impl Validator {
+    /// A metadata path of `ask` (`conversation_from`, `user_from`, `email_from`).
+    fn ask_path(&mut self, at: &str, value: Option<String>) -> Option<FieldPath> {
+        value.and_then(|p| match FieldPath::parse(&p) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                self.fail(at, e);
+                None
+            }
+        })
     }
 }
 

@@ -112,7 +112,16 @@ impl Validator {
                 None => redact.clone(),
             };
             let on_negative = r.on_negative.and_then(|o| self.on_negative(&at, o, slack));
-            let ask = self.ask(&at, ask, r.ask, slack_target.is_some());
+            let ask = self.ask(
+                &at,
+                ask,
+                r.ask,
+                super::ask::AskTargets {
+                    slack: slack_target.as_ref(),
+                    email: email_target.is_some(),
+                    bot_can_dm: slack.is_some_and(|s| s.mode == SlackMode::Api && s.bot_token.is_some()),
+                },
+            );
             // Only votes recorded here are followed through: a link click without Interactivity
             // reaches LangSmith alone, and so does an email link outside confirm mode.
             let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
