@@ -175,6 +175,21 @@ pub(crate) struct DigestRunPayload {
     pub event: RunEvent,
     /// Keys to mint for it.
     pub keys: Vec<FeedbackKey>,
+    /// The initiator's address when the route asks them (`ask.to = "initiator"`): the run goes
+    /// into their digest alone, not the route's recipients'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+}
+
+impl DigestRunPayload {
+    /// Whether `to` is shown this run: its initiator, or (a run of no initiator) one of the
+    /// route's own recipients `route_to`.
+    pub(crate) fn is_for(&self, to: &str, route_to: &[crate::domain::Mailbox]) -> bool {
+        match &self.recipient {
+            Some(r) => r.eq_ignore_ascii_case(to),
+            None => route_to.iter().any(|m| m.as_str().eq_ignore_ascii_case(to)),
+        }
+    }
 }
 
 /// What a digest send job carries.

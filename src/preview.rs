@@ -205,6 +205,7 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
                 let run = DigestRunPayload {
                     event: event.clone(),
                     keys: keys.clone(),
+                    recipient: None,
                 };
                 let shown = select_runs(vec![(run, now)], email.max_runs);
                 let recipient = email.to.first().map(|m| m.to_string()).unwrap_or_default();

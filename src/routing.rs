@@ -133,6 +133,34 @@ pub(crate) fn shown_event(
     shown
 }
 
+/// Whose digest `event` joins on `route`: `Some(None)` the route's recipients', `Some(Some(a))`
+/// the initiator's at `a` (`ask.to = "initiator"`, an address that passes the mailbox check),
+/// `None` not asked (no initiator and `ask.fallback = "skip"`, counted). The address is never
+/// logged.
+fn digest_recipient(route: &Route, routed: &RunEvent, event: &RunEvent, plan: &mut Plan) -> Option<Option<String>> {
+    let ask = &route.ask;
+    if ask.to != AskTo::Initiator {
+        return Some(None);
+    }
+    let address = ask
+        .email_from
+        .as_ref()
+        .and_then(|p| p.resolve(routed))
+        .and_then(|a| crate::domain::Mailbox::parse(&a).ok());
+    match address {
+        Some(a) => Some(Some(a.as_str().to_string())),
+        None if ask.fallback == AskFallback::Skip => {
+            plan.no_recipient.push(route.name.clone());
+            tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no email address to ask (ask.email_from: missing or not an address); not asked (fallback = \"skip\")");
+            None
+        }
+        None => {
+            tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no email address to ask (ask.email_from: missing or not an address); in the route's digest");
+            Some(None)
+        }
+    }
+}
+
 /// The run names no usable Slack channel and the route has no fallback channel.
 struct NoChannel;
 
@@ -273,7 +301,9 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     Err(NoChannel) => continue,
                 }
             }
-            if let Some(email) = &route.email {
+            if let Some(email) = &route.email
+                && let Some(recipient) = digest_recipient(route, routed, event, &mut plan)
+            {
                 let window_end = email.schedule.window_end(now);
                 plan.digest_items.push(DigestItem {
                     route: route.name.clone(),
@@ -282,6 +312,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     payload: crate::jobs::to_json(&DigestRunPayload {
                         event: event.clone(),
                         keys: keys.clone(),
+                        recipient,
                     }),
                 });
                 plan.item_event.push(i);

@@ -576,3 +576,97 @@ fn check_config_refuses_an_initiator_or_thread_ask_the_service_cannot_make() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_email_initiator_gets_their_runs_in_a_digest_of_their_own() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = |fallback: &str| {
+        format!(
+            r#"
+[email]
+mode = "smtp"
+smtp_url = "smtp://127.0.0.1:{port}"
+from = "LangSmith feedback <feedback@example.com>"
+timeout = "5s"
+
+[workers]
+retry_base = "50ms"
+retry_max = "1s"
+poll_interval = "50ms"
+
+{keys}
+
+[[routes]]
+name = "reviewers"
+keys = ["thumbs_up"]
+link_ttl = "2d"
+email = {{ to = ["lead@example.com"], every = "1h" }}
+ask = {{ to = "initiator", email_from = "metadata.user_email", fallback = "{fallback}" }}
+"#,
+            port = sink.port,
+            keys = crate::helpers::KEYS_TOML
+        )
+    };
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml("channel"), env(&[])).await;
+    post_run_with(&app, 1, json!({"user_email": "ana@example.com"})).await;
+    post_run_with(&app, 2, json!({"user_email": "bo@example.com"})).await;
+    post_run_with(&app, 3, json!({"user_email": "ANA@example.com"})).await;
+    post_run_with(&app, 4, json!({"user_email": "not an address\r\nBcc: x@evil.example"})).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    assert_eq!(feedback_dispatch::close_due(&app.state, later).await.unwrap(), 1);
+    let messages = sink.wait_for(3, WAIT).await;
+    let text_of = |to: &str| {
+        let m = messages
+            .iter()
+            .find(|m| m.to == [to])
+            .unwrap_or_else(|| panic!("a message to {to}"));
+        m.parts().1
+    };
+    let has = |text: &str, n: u32| text.contains(&format!("answer {n}"));
+    let ana = text_of("ana@example.com");
+    assert!(has(&ana, 1) && has(&ana, 3) && !has(&ana, 2) && !has(&ana, 4), "{ana}");
+    let bo = text_of("bo@example.com");
+    assert!(has(&bo, 2) && !has(&bo, 1) && !has(&bo, 3) && !has(&bo, 4), "{bo}");
+    let lead = text_of("lead@example.com");
+    assert!(
+        has(&lead, 4) && !has(&lead, 1) && !has(&lead, 2),
+        "the fallback: {lead}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.received().len(), 3, "one message each");
+    // The initiators' jobs name them by a hash.
+    let sent = app.store.jobs_in_state(JobState::Sent, 10).await.unwrap();
+    assert!(
+        sent.iter()
+            .all(|j| j.target == "lead@example.com" || j.target.starts_with("initiator:")),
+        "{sent:?}"
+    );
+    app.stop().await;
+
+    // fallback = "skip": a run of no usable address is in no digest, and counted.
+    let sink2 = SmtpSink::start();
+    let app = spawn_app_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &toml("skip").replace(&sink.port.to_string(), &sink2.port.to_string()),
+        env(&[]),
+    )
+    .await;
+    post_run_with(&app, 1, json!({"user_email": "ana@example.com"})).await;
+    post_run_with(&app, 2, json!({})).await;
+    assert_eq!(feedback_dispatch::close_due(&app.state, later).await.unwrap(), 1);
+    let messages = sink2.wait_for(1, WAIT).await;
+    assert_eq!(messages[0].to, ["ana@example.com"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink2.received().len(),
+        1,
+        "the route's recipient has no runs of its own"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="no_recipient"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
