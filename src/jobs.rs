@@ -157,6 +157,30 @@ pub(crate) struct SlackJobPayload {
     /// `channel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_user: Option<String>,
+    /// The daily cap this ask counts against (`ask.daily_cap`), decided by the store in the
+    /// transaction that enqueues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<AskCap>,
+}
+
+/// The counter a capped ask takes a slot of: one per route, person or channel, and day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AskCap {
+    /// The person (initiator) or channel, hashed (`domain::opaque_key`).
+    pub scope: String,
+    /// The day in the route's time zone (`domain::cap_day`).
+    pub day: String,
+    /// Asks allowed that day.
+    pub limit: u32,
+}
+
+/// The daily cap a job to enqueue counts against (a Slack message's `cap`), read by the store
+/// in the transaction that enqueues it.
+pub(crate) fn cap_of(job: &crate::store::NewJob) -> Option<AskCap> {
+    if job.kind != JobKind::Slack {
+        return None;
+    }
+    serde_json::from_value(job.payload.get("cap")?.clone()).ok()
 }
 
 /// The conversation key a job to enqueue carries (a Slack message's `conversation`): read by
@@ -398,6 +422,11 @@ mod tests {
             link_ttl_secs: 3600,
             conversation: Some("ab".repeat(32)),
             dm_user: Some("U0123ABCD".into()),
+            cap: Some(AskCap {
+                scope: "cd".repeat(32),
+                day: "2026-12-06".into(),
+                limit: 10,
+            }),
         });
         round_trip(DigestJobPayload {
             digest_id: 7,

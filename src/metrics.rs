@@ -533,6 +533,7 @@ impl Metrics {
                 JobState::Sent,
                 JobState::Dead,
                 JobState::Superseded,
+                JobState::Capped,
             ] {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);

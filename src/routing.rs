@@ -4,9 +4,9 @@
 
 use crate::domain::{
     AskFallback, AskTo, ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel, SlackTarget,
-    is_slack_user_id, opaque_key,
+    cap_day, is_slack_user_id, opaque_key,
 };
-use crate::jobs::{DigestRunPayload, SlackJobPayload};
+use crate::jobs::{AskCap, DigestRunPayload, SlackJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
@@ -238,6 +238,21 @@ fn slack_ask(
             (channel, target)
         }
     };
+    // The quiet period: asked `delay` after the run arrives. The job is pending with that due
+    // time (as a retry waits), not `scheduled`: the claim, its index and the wake-up already
+    // serve it, every other kind keeps the state it had for a future due time, and a
+    // superseding run can tell an ask never claimed (`attempts = 0`) from one that was (a
+    // retry), whose conversation starts a new quiet period.
+    let due_at = now + chrono::Duration::from_std(ask.delay).unwrap_or_default();
+    // The cap counts the person asked or, in a channel, the channel; on the day of the ask.
+    let cap = ask.daily_cap.map(|limit| AskCap {
+        scope: match &dm_user {
+            Some(user) => opaque_key(&["slack-user", user]),
+            None => opaque_key(&["slack-target", &target]),
+        },
+        day: cap_day(due_at, ask.timezone),
+        limit,
+    });
     let payload = SlackJobPayload {
         event: event.clone(),
         keys: keys.to_vec(),
@@ -246,13 +261,8 @@ fn slack_ask(
         link_ttl_secs: route.link_ttl.as_secs(),
         conversation: ask.conversation_key(&route.name, routed),
         dm_user,
+        cap,
     };
-    // The quiet period: asked `delay` after the run arrives. The job is pending with that due
-    // time (as a retry waits), not `scheduled`: the claim, its index and the wake-up already
-    // serve it, every other kind keeps the state it had for a future due time, and a
-    // superseding run can tell an ask never claimed (`attempts = 0`) from one that was (a
-    // retry), whose conversation starts a new quiet period.
-    let due_at = now + chrono::Duration::from_std(ask.delay).unwrap_or_default();
     Ok(Some(NewJob {
         kind: JobKind::Slack,
         route: route.name.clone(),

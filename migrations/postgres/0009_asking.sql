@@ -13,5 +13,18 @@ CREATE TABLE ask_conversations (
 );
 -- The pruner drops conversations whose last run is older than sent jobs are kept.
 CREATE INDEX ask_conversations_updated ON ask_conversations (updated_at);
--- Superseded asks are pruned like sent jobs, through their own partial index.
-CREATE INDEX jobs_superseded ON jobs (updated_at) WHERE state = 'superseded';
+-- The daily cap's counters: asks taken per route, person or channel (`scope`, the sha256 hex of
+-- the user id or channel), and day in the route's time zone (`2026-12-06`). The enqueue takes a
+-- slot with `… ON CONFLICT DO UPDATE SET n = n + 1 WHERE n < cap RETURNING n` (no row: capped);
+-- a new day is a new row, so nothing resets a count.
+CREATE TABLE ask_caps (
+    route      TEXT        NOT NULL,
+    scope      TEXT        NOT NULL,
+    day        TEXT        NOT NULL,
+    n          INTEGER     NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (route, scope, day)
+);
+CREATE INDEX ask_caps_updated ON ask_caps (updated_at);
+-- Superseded and capped asks are pruned like sent jobs, through their own partial index.
+CREATE INDEX jobs_not_asked ON jobs (updated_at) WHERE state IN ('superseded', 'capped');

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// A route's way of asking; the default asks at once about every run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ask {
     /// The quiet period: a run is asked this long after it arrives (zero: at once).
     #[serde(with = "super::duration_secs", default)]
@@ -29,6 +29,50 @@ pub struct Ask {
     /// What happens when the run names no usable initiator or thread.
     #[serde(default)]
     pub fallback: AskFallback,
+    /// At most this many asks per person (initiator) or channel per day; `None`: no cap.
+    #[serde(default)]
+    pub daily_cap: Option<u32>,
+    /// The time zone whose days `daily_cap` counts (UTC by default).
+    #[serde(default = "utc", with = "tz_name")]
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Default for Ask {
+    fn default() -> Self {
+        Ask {
+            delay: Duration::ZERO,
+            conversation_from: None,
+            to: AskTo::default(),
+            user_from: None,
+            email_from: None,
+            fallback: AskFallback::default(),
+            daily_cap: None,
+            timezone: chrono_tz::UTC,
+        }
+    }
+}
+
+fn utc() -> chrono_tz::Tz {
+    chrono_tz::UTC
+}
+
+/// A time zone kept by its IANA name.
+mod tz_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The day an ask due at `at` counts against in `timezone`'s calendar (`2026-12-06`): the key of
+/// the daily cap's counter, so a new day starts a new count without anything resetting it.
+pub fn cap_day(at: chrono::DateTime<chrono::Utc>, timezone: chrono_tz::Tz) -> String {
+    at.with_timezone(&timezone).format("%Y-%m-%d").to_string()
 }
 
 /// `ask.to`: whom a run is asked.
@@ -115,6 +159,33 @@ mod tests {
         ] {
             assert!(!is_slack_user_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_cap_day_is_the_date_in_the_routes_time_zone() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let la: chrono_tz::Tz = "America/Los_Angeles".parse().unwrap();
+        assert_eq!(cap_day(at("2026-12-06T22:59:59Z"), chrono_tz::UTC), "2026-12-06");
+        assert_eq!(cap_day(at("2026-12-06T23:00:00Z"), chrono_tz::UTC), "2026-12-06");
+        assert_eq!(
+            cap_day(at("2026-12-06T23:00:00Z"), berlin),
+            "2026-12-07",
+            "midnight in Berlin"
+        );
+        assert_eq!(cap_day(at("2026-12-06T22:59:59Z"), berlin), "2026-12-06");
+        assert_eq!(
+            cap_day(at("2026-12-07T07:59:59Z"), la),
+            "2026-12-06",
+            "still the 6th in LA"
+        );
+        assert_eq!(cap_day(at("2026-12-07T08:00:00Z"), la), "2026-12-07");
+        // Summer time: Berlin is UTC+2, so its day starts at 22:00 UTC.
+        assert_eq!(cap_day(at("2026-07-01T22:00:00Z"), berlin), "2026-07-02");
     }
 
     #[test]

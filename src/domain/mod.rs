@@ -17,7 +17,7 @@ pub(crate) mod text;
 mod time;
 mod vote;
 
-pub use ask::{Ask, AskFallback, AskTo, is_slack_user_id, opaque_key};
+pub use ask::{Ask, AskFallback, AskTo, cap_day, is_slack_user_id, opaque_key};
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source};
 pub(crate) use event::{cut, excerpt};
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub(super) struct RawAsk {
     pub(super) user_from: Option<String>,
     pub(super) email_from: Option<String>,
     pub(super) fallback: Option<String>,
+    pub(super) daily_cap: Option<i64>,
+    pub(super) timezone: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.

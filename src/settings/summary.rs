@@ -201,7 +201,11 @@ pub fn summary(s: &Settings) -> String {
             targets.join("; "),
             if r.continue_matching { "; continue" } else { "" }
         );
-        if !r.ask.delay.is_zero() || r.ask.conversation_from.is_some() || r.ask.to != crate::domain::AskTo::Channel {
+        if !r.ask.delay.is_zero()
+            || r.ask.conversation_from.is_some()
+            || r.ask.to != crate::domain::AskTo::Channel
+            || r.ask.daily_cap.is_some()
+        {
             let when = match r.ask.delay {
                 d if d.is_zero() => "at once".to_string(),
                 d => format!("{} after a run", humantime::format_duration(d)),
@@ -236,7 +240,11 @@ pub fn summary(s: &Settings) -> String {
                     )
                 }
             };
-            let _ = writeln!(out, "    asks {when}{once}{whom}");
+            let cap = match r.ask.daily_cap {
+                Some(n) => format!(", at most {n} a day per person or channel ({})", r.ask.timezone.name()),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "    asks {when}{once}{whom}{cap}");
         }
         if let Some(o) = &r.on_negative {
             let mut does = Vec::new();

@@ -206,6 +206,9 @@ pub enum JobState {
     /// An ask that waited out its quiet period no further: a later run of its conversation
     /// took its place (docs/asking.md). Never claimed, never sent; pruned like a sent job.
     Superseded,
+    /// An ask past its route's daily cap for the person or channel (docs/asking.md): never
+    /// claimed, never sent; pruned like a sent job.
+    Capped,
 }
 
 impl JobState {
@@ -218,6 +221,7 @@ impl JobState {
             JobState::Sent => "sent",
             JobState::Dead => "dead",
             JobState::Superseded => "superseded",
+            JobState::Capped => "capped",
         }
     }
     /// The state a new job of `kind` is stored in: `scheduled` for follow-ups, else `pending`.
@@ -236,6 +240,7 @@ impl JobState {
             "sent" => Ok(JobState::Sent),
             "dead" => Ok(JobState::Dead),
             "superseded" => Ok(JobState::Superseded),
+            "capped" => Ok(JobState::Capped),
             other => Err(StoreError::Corrupt(format!("unknown job state {other:?}"))),
         }
     }

@@ -334,6 +334,16 @@ fn check_config_names_a_bad_ask_where_it_was_written_and_shows_how_each_route_as
             &["ask.delay"],
         ),
         ("an unknown field", route("ask = { dleay = \"5m\" }"), &["dleay"]),
+        (
+            "a cap of none",
+            route("ask = { daily_cap = 0 }"),
+            &["routes[0].ask.daily_cap", "expected 1 to 1000"],
+        ),
+        (
+            "a zone that is none",
+            format!("[ask]\ntimezone = \"Mars/Olympus\"\n{}", route("")),
+            &["ask.timezone", "not a time zone"],
+        ),
     ];
     for (what, toml, expected) in cases {
         let (code, _, stderr) = check_config(&toml);
@@ -358,6 +368,12 @@ fn check_config_names_a_bad_ask_where_it_was_written_and_shows_how_each_route_as
     assert!(
         format!("{stdout}{stderr}").contains("ask.conversation_from: without a delay"),
         "a conversation without a quiet period is warned of: {stdout}{stderr}"
+    );
+    let (code, stdout, stderr) = check_config(&route("ask = { daily_cap = 3, timezone = \"Europe/Berlin\" }"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("at most 3 a day per person or channel (Europe/Berlin)"),
+        "{stdout}"
     );
     // Today's behaviour says nothing.
     let (code, stdout, _) = check_config(&route(""));
@@ -668,5 +684,96 @@ ask = {{ to = "initiator", email_from = "metadata.user_email", fallback = "{fall
         metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="no_recipient"} 1"#),
         "{metrics}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_daily_cap_asks_a_person_that_many_times_a_day_and_again_the_next_day() {
+    let (langsmith, slack) = (fake_langsmith().await, slack_with_dms().await);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    // "Today" in a zone 12 hours behind UTC; the restart below moves to one 14 hours ahead,
+    // whose date is always a later one: the next day, on the same database, with no clock hook.
+    let toml = |timezone: &str| {
+        asking_settings(
+            &slack,
+            &format!(
+                r#"to = "initiator", user_from = "metadata.slack_user_id", daily_cap = 2, timezone = "{timezone}""#
+            ),
+        )
+    };
+    let app = spawn_app_in(dir.clone(), &toml("Etc/GMT+12"), app_env(&langsmith, &[])).await;
+    for n in 1..=5 {
+        post_run_with(&app, n, json!({"slack_user_id": "U0ASKER1"})).await;
+    }
+    // Another person has a cap of their own.
+    post_run_with(&app, 6, json!({"slack_user_id": "U0OTHER1"})).await;
+    let capped = app.store.jobs_in_state(JobState::Capped, 10).await.unwrap();
+    let mut runs: Vec<String> = capped.iter().map(|j| j.run_id.unwrap().to_string()).collect();
+    runs.sort();
+    assert_eq!(runs, [run(3), run(4), run(5)], "the runs past the cap");
+    slack.wait_for("/chat.postMessage", 3, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        slack.requests_to("/chat.postMessage").len(),
+        3,
+        "two asks and the other person's"
+    );
+    assert_eq!(minted_runs(&langsmith).len(), 3, "capped runs mint nothing");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_jobs{state="capped"} 3"#),
+        "{metrics}"
+    );
+    // A re-sent webhook is a duplicate, not a new ask.
+    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    app.stop().await;
+
+    let app = spawn_app_in(dir, &toml("Etc/GMT-14"), app_env(&langsmith, &[])).await;
+    for n in 7..=9 {
+        post_run_with(&app, n, json!({"slack_user_id": "U0ASKER1"})).await;
+    }
+    slack.wait_for("/chat.postMessage", 5, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 5, "two more the next day");
+    assert_eq!(app.store.jobs_in_state(JobState::Capped, 10).await.unwrap().len(), 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_capped_channel_and_a_superseding_run_keep_the_count_of_asks_not_runs() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let toml = slack_settings(
+        &slack,
+        &format!(
+            r#"
+[[routes]]
+name = "support"
+keys = ["thumbs_up"]
+slack = {{ channel = "{CHANNEL}" }}
+ask = {{ delay = "2s", conversation_from = "metadata.thread_id", daily_cap = 2 }}
+"#
+        ),
+    );
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, app_env(&langsmith, &[])).await;
+    // Three runs of one conversation: one ask, one slot. Two more conversations: the second
+    // slot, then capped.
+    for n in 1..=3 {
+        post_run(&app, n, "thread-1").await;
+    }
+    post_run(&app, 4, "thread-2").await;
+    post_run(&app, 5, "thread-3").await;
+    assert_eq!(
+        app.store.jobs_in_state(JobState::Superseded, 10).await.unwrap().len(),
+        2
+    );
+    let capped = app.store.jobs_in_state(JobState::Capped, 10).await.unwrap();
+    assert_eq!(
+        capped.iter().map(|j| j.run_id.unwrap().to_string()).collect::<Vec<_>>(),
+        [run(5)]
+    );
+    let posts = slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    assert!(posts.iter().all(|p| p.json()["channel"] == CHANNEL));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 2);
     app.stop().await;
 }

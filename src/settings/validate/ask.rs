@@ -10,6 +10,9 @@ use std::time::Duration;
 /// and a scheduled job held longer only grows the queue.
 const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
 
+/// The highest daily cap: more asks than this a day is no cap a person would notice.
+const MAX_DAILY_CAP: u32 = 1_000;
+
 impl Validator {
     /// A route's `ask`: each field its own, else `[ask]`'s, else today's behaviour (at once,
     /// every run). Problems are reported where the value was written.
@@ -85,6 +88,42 @@ impl Validator {
         let user_from = self.ask_path(&user_at, user_from);
         let (email_from, email_at) = pick(own.email_from, &global.email_from, "email_from");
         let email_from = self.ask_path(&email_at, email_from);
+        let (cap_at, daily_cap) = match own.daily_cap {
+            Some(n) => (format!("{at}.ask.daily_cap"), Some(n)),
+            None => ("ask.daily_cap".to_string(), global.daily_cap),
+        };
+        let daily_cap = match daily_cap {
+            None => None,
+            Some(n) if (1..=i64::from(MAX_DAILY_CAP)).contains(&n) => Some(n as u32),
+            Some(n) => {
+                self.fail(
+                    &cap_at,
+                    format!("daily_cap = {n} (expected 1 to {MAX_DAILY_CAP} asks per person or channel per day; leave it out for no cap)"),
+                );
+                None
+            }
+        };
+        if daily_cap.is_some() && !slack && cap_at.starts_with(at) {
+            self.warnings.push(crate::settings::ConfigIssue {
+                path: cap_at.clone(),
+                message: "daily_cap counts Slack asks; this route's email digests are not capped".into(),
+            });
+        }
+        let (tz, tz_at) = pick(own.timezone, &global.timezone, "timezone");
+        let timezone = match tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
+            None => chrono_tz::UTC,
+            Some(Ok(tz)) => tz,
+            Some(Err(_)) => {
+                self.fail(
+                    &tz_at,
+                    format!(
+                        "{:?} is not a time zone (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")",
+                        crate::domain::truncate_for_message(tz.as_deref().unwrap_or_default())
+                    ),
+                );
+                chrono_tz::UTC
+            }
+        };
         match to {
             AskTo::Initiator => {
                 if slack && user_from.is_none() {
@@ -123,6 +162,8 @@ impl Validator {
             user_from,
             email_from,
             fallback,
+            daily_cap,
+            timezone,
         }
     }
 }

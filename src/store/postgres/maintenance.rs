@@ -67,7 +67,7 @@ impl PgStore {
         let mut jobs = 0;
         for sql in [
             sent,
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'superseded' AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('superseded', 'capped') AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
         ] {
             jobs += self
                 .execute(sqlx::query(sql).bind(before).bind(limit))
@@ -85,11 +85,20 @@ impl PgStore {
             )
             .await?
             .rows_affected();
-        // The conversations are named only when there were some, so stores of routes that
-        // never ask per conversation report what they always did.
+        // A day's cap counter is kept two days at least, whatever the retention: a route's day
+        // may be up to 26 hours from UTC's, and a counter pruned early would ask again.
+        let caps_before = before.min(chrono::Utc::now() - chrono::Duration::days(2));
+        let caps = self
+            .execute(sqlx::query("DELETE FROM ask_caps WHERE (route, scope, day) IN (SELECT route, scope, day FROM ask_caps WHERE updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)").bind(caps_before).bind(limit))
+            .await?
+            .rows_affected();
+        // The asking tables are named only when rows went, so stores of routes that never ask
+        // per conversation or under a cap report what they always did.
         let mut pruned = vec![("jobs", jobs)];
-        if conversations > 0 {
-            pruned.push(("ask_conversations", conversations));
+        for (table, n) in [("ask_conversations", conversations), ("ask_caps", caps)] {
+            if n > 0 {
+                pruned.push((table, n));
+            }
         }
         Ok(pruned)
     }

@@ -85,7 +85,7 @@ impl SqliteStore {
         let mut jobs = 0;
         for sql in [
             sent,
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'superseded' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('superseded', 'capped') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
         ] {
             jobs += self
                 .execute(sqlx::query(sql).bind(ms(before)).bind(limit))
@@ -103,11 +103,20 @@ impl SqliteStore {
             )
             .await?
             .rows_affected();
-        // The conversations are named only when there were some, so stores of routes that
-        // never ask per conversation report what they always did.
+        // A day's cap counter is kept two days at least, whatever the retention: a route's day
+        // may be up to 26 hours from UTC's, and a counter pruned early would ask again.
+        let caps_before = before.min(chrono::Utc::now() - chrono::Duration::days(2));
+        let caps = self
+            .execute(sqlx::query("DELETE FROM ask_caps WHERE rowid IN (SELECT rowid FROM ask_caps WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)").bind(ms(caps_before)).bind(limit))
+            .await?
+            .rows_affected();
+        // The asking tables are named only when rows went, so stores of routes that never ask
+        // per conversation or under a cap report what they always did.
         let mut pruned = vec![("jobs", jobs)];
-        if conversations > 0 {
-            pruned.push(("ask_conversations", conversations));
+        for (table, n) in [("ask_conversations", conversations), ("ask_caps", caps)] {
+            if n > 0 {
+                pruned.push((table, n));
+            }
         }
         Ok(pruned)
     }

@@ -48,17 +48,20 @@ where
     Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
 }
 
-/// Makes each new ask of `jobs` (`new[i]`) that names a conversation the conversation's current
-/// one, and supersedes the ask it replaces if that one still waits out its quiet period
-/// (`pending`, never claimed: `attempts = 0`). In the enqueue's transaction: SQLite has one writer, so the conversation's
-/// row is read and replaced with nothing in between; an ask already claimed is not superseded
-/// and the new one starts the next quiet period.
-pub(super) async fn supersede_asks(
+/// Decides the asks among `jobs` (`new[i]`: inserted now) in the enqueue's transaction. First
+/// each one naming a conversation becomes the conversation's current ask, superseding the one
+/// it replaces if that one still waits out its quiet period (`pending`, never claimed:
+/// `attempts = 0`); an ask already claimed is not superseded and the new one starts the next
+/// quiet period. Then each one under a daily cap that superseded nothing (a superseding ask
+/// takes over its predecessor's slot) takes a slot of its day, or ends `capped`. SQLite has one
+/// writer, so each row is read and written with nothing in between.
+pub(super) async fn decide_asks(
     tx: &mut sqlx::SqliteConnection,
     jobs: &[NewJob],
     new: &[bool],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let mut superseding = std::collections::HashSet::new();
     for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
         let Some(conversation) = crate::jobs::conversation_of(job) else {
             continue;
@@ -77,9 +80,42 @@ pub(super) async fn supersede_asks(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(Some(previous)) = previous {
-            sqlx::query("UPDATE jobs SET state = 'superseded', updated_at = ?1 WHERE id = ?2 AND state = 'pending' AND attempts = 0")
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'superseded', updated_at = ?1 WHERE id = ?2 AND state = 'pending' AND attempts = 0",
+            )
+            .bind(ms(now))
+            .bind(previous)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                superseding.insert(job.idempotency_key.as_str());
+            }
+        }
+    }
+    for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
+        let Some(cap) = crate::jobs::cap_of(job) else {
+            continue;
+        };
+        if superseding.contains(job.idempotency_key.as_str()) {
+            continue;
+        }
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
+             ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                 WHERE ask_caps.n < ?4
+             RETURNING n",
+        )
+        .bind(&job.route)
+        .bind(&cap.scope)
+        .bind(&cap.day)
+        .bind(i64::from(cap.limit))
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_none() {
+            sqlx::query("UPDATE jobs SET state = 'capped', updated_at = ?1 WHERE idempotency_key = ?2")
                 .bind(ms(now))
-                .bind(previous)
+                .bind(&job.idempotency_key)
                 .execute(&mut *tx)
                 .await?;
         }
