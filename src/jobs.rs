@@ -28,6 +28,8 @@ pub enum JobKind {
     /// A Slack message in the triage channel about a negatively rated run, or a reply in its
     /// thread (`on_negative.triage`).
     SlackTriage,
+    /// One reminder of a Slack ask nobody voted on, a reply in its thread (`ask.reminder`).
+    SlackRemind,
 }
 
 impl JobKind {
@@ -41,6 +43,7 @@ impl JobKind {
             JobKind::SlackClose => "slack_close",
             JobKind::ReviewQueue => "review_queue",
             JobKind::SlackTriage => "slack_triage",
+            JobKind::SlackRemind => "slack_remind",
         }
     }
 
@@ -54,6 +57,7 @@ impl JobKind {
             "slack_close" => Some(JobKind::SlackClose),
             "review_queue" => Some(JobKind::ReviewQueue),
             "slack_triage" => Some(JobKind::SlackTriage),
+            "slack_remind" => Some(JobKind::SlackRemind),
             _ => None,
         }
     }
@@ -61,7 +65,7 @@ impl JobKind {
     /// Whether jobs of this kind are follow-ups due later, stored `scheduled` rather than
     /// `pending` until claimed (`store::JobState::Scheduled`).
     pub fn is_follow_up(self) -> bool {
-        matches!(self, JobKind::SlackClose)
+        matches!(self, JobKind::SlackClose | JobKind::SlackRemind)
     }
 }
 
@@ -128,6 +132,7 @@ payload_kinds! {
     SlackClose => SlackClosePayload,
     ReviewQueue => ReviewQueuePayload,
     SlackTriage => TriagePayload,
+    SlackRemind => SlackRemindPayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -283,6 +288,23 @@ pub struct SlackClosePayload {
 /// second replica, cannot enqueue a second one.
 pub fn slack_close_key(message_job: i64) -> String {
     format!("slack-close:{message_job}")
+}
+
+/// The idempotency key of message job `message_job`'s reminder: one per message, however
+/// often its send is repeated.
+pub fn slack_remind_key(message_job: i64) -> String {
+    format!("slack-remind:{message_job}")
+}
+
+/// What a Slack reminder carries: the message it reminds of, where Slack put it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackRemindPayload {
+    /// The Slack job whose message this reminds of (its run, route, tokens and votes).
+    pub message_job: i64,
+    /// The channel id Slack answered for the post (a `D…` id for a direct message).
+    pub channel: String,
+    /// The message's timestamp: the reminder replies in its thread.
+    pub ts: String,
 }
 
 /// What a submission job carries: a rating given through an interactive button, to submit
@@ -459,6 +481,12 @@ mod tests {
             ts: "1700000000.000100".into(),
         });
         assert_eq!(slack_close_key(3), "slack-close:3");
+        assert_eq!(slack_remind_key(3), "slack-remind:3");
+        round_trip(SlackRemindPayload {
+            message_job: 3,
+            channel: "D0DIRECT1".into(),
+            ts: "1.2".into(),
+        });
         round_trip(ReviewQueuePayload {
             message_job: 3,
             run_id: event().run_id,

@@ -296,6 +296,7 @@ pub(super) async fn dead_letters(path: &std::path::Path, action: DeadLetterActio
                     JobKind::SlackClose => "close",
                     JobKind::ReviewQueue => "review",
                     JobKind::SlackTriage => "triage",
+                    JobKind::SlackRemind => "remind",
                 };
                 let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
                 let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200);

@@ -35,6 +35,9 @@ pub struct Ask {
     /// The time zone whose days `daily_cap` counts (UTC by default).
     #[serde(default = "utc", with = "tz_name")]
     pub timezone: chrono_tz::Tz,
+    /// An ask without a vote this long after it was sent gets one reminder (Slack).
+    #[serde(default)]
+    pub reminder: Option<Duration>,
 }
 
 impl Default for Ask {
@@ -48,6 +51,7 @@ impl Default for Ask {
             fallback: AskFallback::default(),
             daily_cap: None,
             timezone: chrono_tz::UTC,
+            reminder: None,
         }
     }
 }

@@ -46,6 +46,7 @@ pub(super) struct RawAsk {
     pub(super) fallback: Option<String>,
     pub(super) daily_cap: Option<i64>,
     pub(super) timezone: Option<String>,
+    pub(super) reminder: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.

@@ -205,6 +205,7 @@ pub fn summary(s: &Settings) -> String {
             || r.ask.conversation_from.is_some()
             || r.ask.to != crate::domain::AskTo::Channel
             || r.ask.daily_cap.is_some()
+            || r.ask.reminder.is_some()
         {
             let when = match r.ask.delay {
                 d if d.is_zero() => "at once".to_string(),
@@ -244,7 +245,14 @@ pub fn summary(s: &Settings) -> String {
                 Some(n) => format!(", at most {n} a day per person or channel ({})", r.ask.timezone.name()),
                 None => String::new(),
             };
-            let _ = writeln!(out, "    asks {when}{once}{whom}{cap}");
+            let remind = match r.ask.reminder {
+                Some(d) => format!(
+                    ", one reminder {} after an ask nobody voted on",
+                    humantime::format_duration(d)
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "    asks {when}{once}{whom}{cap}{remind}");
         }
         if let Some(o) = &r.on_negative {
             let mut does = Vec::new();

@@ -6,6 +6,7 @@
 use super::close::close_job;
 use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
 use super::pacing::ChannelPace;
+use super::remind::remind_job;
 use super::render::{VotesView, render_run_message_with};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
 use crate::jobs::SlackJobPayload;
@@ -15,7 +16,7 @@ use crate::links::links_for_run;
 use crate::retry;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::Job;
+use crate::store::{Job, NewJob};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,37 @@ impl SlackMessages {
                 }
                 Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
                     tracing::error!(job = job.id, route = %job.route, error = %e, "cannot queue the close of a sent message; it will keep its buttons after its links expire");
+                }
+                Err(_) => {
+                    tokio::time::sleep(retry::exponential(
+                        Duration::from_millis(100),
+                        attempt,
+                        Duration::from_secs(1),
+                    ))
+                    .await
+                }
+            }
+        }
+    }
+}
+
+impl SlackMessages {
+    /// Enqueues a follow-up (`what`: the reminder) of the message just posted, before the send
+    /// is recorded, tried as a close is (a repeated send finds it by its key).
+    async fn enqueue_follow_up(&self, job: &Job, follow_up: NewJob, what: &str) {
+        for attempt in 1..=CLOSE_ENQUEUE_ATTEMPTS {
+            match self
+                .state
+                .store
+                .enqueue(std::slice::from_ref(&follow_up), &[], chrono::Utc::now())
+                .await
+            {
+                Ok(_) => {
+                    self.state.due_hint.note(follow_up.due_at);
+                    return;
+                }
+                Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
+                    tracing::error!(job = job.id, route = %job.route, error = %e, what, "cannot queue a follow-up of a sent message");
                 }
                 Err(_) => {
                     tokio::time::sleep(retry::exponential(
@@ -198,6 +230,12 @@ impl Deliver for SlackMessages {
                 }
                 if route.and_then(|r| r.slack.as_ref()).is_some_and(|s| s.close) {
                     self.enqueue_close(job, payload, tokens, &delivered).await;
+                }
+                if let Some(reminder) = route.and_then(|r| r.ask.reminder)
+                    && let (Some(channel), Some(ts)) = (delivered.channel.as_deref(), delivered.ts.as_deref())
+                {
+                    let remind = remind_job(job, channel, ts, reminder, chrono::Utc::now());
+                    self.enqueue_follow_up(job, remind, "reminder").await;
                 }
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
                 Outcome::Sent

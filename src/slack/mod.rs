@@ -14,6 +14,7 @@ pub(crate) mod interactions;
 pub(crate) mod manifest;
 pub(crate) mod message;
 pub(crate) mod pacing;
+pub(crate) mod remind;
 pub(crate) mod render;
 pub(crate) mod socket;
 pub(crate) mod submit;

@@ -777,3 +777,182 @@ ask = {{ delay = "2s", conversation_from = "metadata.thread_id", daily_cap = 2 }
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 2);
     app.stop().await;
 }
+
+/// The quick reminder of the tests' route.
+const REMINDER: Duration = Duration::from_secs(3);
+
+/// An app whose route "support" asks in the channel and reminds `REMINDER` later, knowing the
+/// votes through Interactivity (`SLACK_SIGNING_SECRET`).
+fn reminding_settings(slack: &FakeServer) -> String {
+    slack_settings(
+        slack,
+        &format!(
+            r#"
+[[routes]]
+name = "support"
+keys = ["thumbs_up"]
+link_ttl = "2h"
+slack = {{ channel = "{CHANNEL}", close = false }}
+ask = {{ reminder = "{}s" }}
+"#,
+            REMINDER.as_secs()
+        ),
+    )
+}
+
+fn reminding_env(langsmith: &FakeServer) -> BTreeMap<String, String> {
+    app_env(langsmith, &[("SLACK_SIGNING_SECRET", crate::helpers::slack::SECRET)])
+}
+
+#[tokio::test]
+async fn an_ask_nobody_votes_on_gets_exactly_one_reminder_in_its_thread() {
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let app = spawn_app_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &reminding_settings(&slack),
+        reminding_env(&langsmith),
+    )
+    .await;
+    post_run(&app, 1, "t").await;
+    let ask = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
+    let reminder = slack.wait_for("/chat.postMessage", 2, WAIT).await.remove(1);
+    assert!(
+        reminder.at.duration_since(ask.at) >= REMINDER - Duration::from_millis(200),
+        "reminded {:?} after the ask",
+        reminder.at.duration_since(ask.at)
+    );
+    let body = reminder.json();
+    assert_eq!(body["channel"], CHANNEL);
+    assert_eq!(body["thread_ts"], "1700000000.000100", "a reply in the ask's thread");
+    assert!(
+        body.to_string().contains("/feedback/tokens/"),
+        "with the buttons: {body}"
+    );
+    assert_eq!(minted_runs(&langsmith).len(), 1, "the ask's tokens, not new ones");
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    assert_eq!(
+        slack.requests_to("/chat.postMessage").len(),
+        2,
+        "never a second reminder"
+    );
+    let reminders = jobs_of(&app, JobKind::SlackRemind).await;
+    assert_eq!(reminders.len(), 1);
+    assert_eq!(reminders[0].state, JobState::Sent);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_ask_voted_on_before_its_reminder_gets_none() {
+    use crate::helpers::slack::{button, form, payload, post_interaction};
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let app = spawn_app_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &reminding_settings(&slack),
+        reminding_env(&langsmith),
+    )
+    .await;
+    post_run(&app, 1, "t").await;
+    let ask = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0).json();
+    wait_for_state(&app, JobState::Sent, 1).await;
+    let value = button(&ask, "👍 Helpful").expect("a 👍 button").2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &value, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    crate::helpers::wait_for(WAIT, "the reminder done", || async {
+        let jobs = jobs_of(&app, JobKind::SlackRemind).await;
+        if jobs.len() == 1 && jobs[0].state == JobState::Sent {
+            Ok(())
+        } else {
+            Err(jobs)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        slack.requests_to("/chat.postMessage").len(),
+        1,
+        "no reminder after a vote"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sigkill_between_the_ask_and_its_reminder_still_reminds_exactly_once() {
+    use crate::helpers::serve::{signal_and_wait, start_serve};
+    let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_url(dir.path(), "crash");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{url}\"\n{}",
+        reminding_settings(&slack)
+    );
+    let vars: Vec<(String, String)> = reminding_env(&langsmith)
+        .into_iter()
+        .chain([(
+            "FEEDBACK_DISPATCH__LANGSMITH__SCHEMA_CHECK".to_string(),
+            "off".to_string(),
+        )])
+        .collect();
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (mut child, address, _logs) = start_serve(dir.path(), &config, &env);
+    let res = reqwest::Client::new()
+        .post(format!("{address}/v1/events"))
+        .json(&json!({"run_id": run(1), "run_name": "answer", "outputs": {"answer": "answer 1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    // Killed while the reminder waits (the send recorded: its follow-up is queued first).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!signal_and_wait(&mut child, "KILL").success());
+    assert_eq!(
+        slack.requests_to("/chat.postMessage").len(),
+        1,
+        "no reminder before the kill"
+    );
+    let (mut child, _address, _logs) = start_serve(dir.path(), &config, &env);
+    let reminder = slack.wait_for("/chat.postMessage", 2, WAIT).await.remove(1);
+    assert_eq!(reminder.json()["thread_ts"], "1700000000.000100");
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 2, "one ask, one reminder");
+    assert!(signal_and_wait(&mut child, "TERM").success());
+}
+
+#[test]
+fn check_config_refuses_a_reminder_where_the_service_cannot_know_nobody_voted() {
+    const KEY: &str = "[[keys]]\nname = \"up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+    let toml = |ask: &str| {
+        format!(
+            "[slack]\nmode = \"api\"\n{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"1d\"\nslack = {{ channel = \"C1\" }}\nask = {{ {ask} }}\n"
+        )
+    };
+    let run = |toml: &str, vars: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, toml).unwrap();
+        crate::helpers::serve::cli(&path, vars, &["check-config"])
+    };
+    // Link buttons without Interactivity: votes reach LangSmith alone.
+    let (code, _, stderr) = run(&toml("reminder = \"4h\""), &[("SLACK_BOT_TOKEN", "xoxb-1")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("routes[0].ask.reminder") && stderr.contains("Interactivity with SLACK_SIGNING_SECRET"),
+        "{stderr}"
+    );
+    // Links that die within an hour of the reminder.
+    let (code, _, stderr) = run(
+        &toml("reminder = \"23h30m\""),
+        &[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("link_ttl 1day is shorter than reminder 23h 30m plus 1h"),
+        "{stderr}"
+    );
+    // Interactivity and an hour to spare: fine.
+    let (code, _, stderr) = run(
+        &toml("reminder = \"4h\""),
+        &[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}

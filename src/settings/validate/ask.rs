@@ -124,6 +124,14 @@ impl Validator {
                 chrono_tz::UTC
             }
         };
+        let (reminder, reminder_at) = pick(own.reminder, &global.reminder, "reminder");
+        let reminder = match reminder {
+            None => None,
+            Some(text) => self.duration(&reminder_at, Some(text), "0s").filter(|d| !d.is_zero()),
+        };
+        if let Some(reminder) = reminder {
+            self.check_reminder(&reminder_at, reminder, &targets);
+        }
         match to {
             AskTo::Initiator => {
                 if slack && user_from.is_none() {
@@ -164,6 +172,7 @@ impl Validator {
             fallback,
             daily_cap,
             timezone,
+            reminder,
         }
     }
 }
@@ -176,9 +185,54 @@ pub(super) struct AskTargets<'a> {
     pub(super) email: bool,
     /// Whether the service posts with a bot token (api mode), so it can open a direct message.
     pub(super) bot_can_dm: bool,
+    /// Whether clicks come back (Interactivity: `SLACK_SIGNING_SECRET`).
+    pub(super) interactivity: bool,
+    /// The route's `link_ttl`, when valid.
+    pub(super) link_ttl: Option<Duration>,
 }
 
+/// How long a reminder's links must still live: the reminder reuses the message's tokens, and
+/// a link that dies within the hour is no reason to come back.
+const REMINDER_LINKS_OUTLIVE: Duration = Duration::from_secs(3600);
+
 impl Validator {
+    /// `reminder`: knowing that nobody voted needs the votes recorded here (interactive or
+    /// native buttons, or Interactivity), posting the reply needs the bot token, and the
+    /// message's links must outlive the reminder by an hour.
+    fn check_reminder(&mut self, at: &str, reminder: Duration, targets: &AskTargets<'_>) {
+        let Some(slack) = targets.slack else {
+            self.warnings.push(crate::settings::ConfigIssue {
+                path: at.to_string(),
+                message: "reminder applies to Slack asks; this route's email digests get no reminder".into(),
+            });
+            return;
+        };
+        if !(slack.buttons.submits() || targets.interactivity) {
+            self.fail(
+                at,
+                "a reminder goes only to an ask nobody voted on, and link buttons' votes reach LangSmith alone (expected slack = { buttons = \"interactive\" } or \"native\", or Interactivity with SLACK_SIGNING_SECRET)",
+            );
+        }
+        if !targets.bot_can_dm {
+            self.fail(
+                at,
+                "a reminder is a reply in the message's thread (chat.postMessage with thread_ts): it needs [slack] mode = \"api\" and SLACK_BOT_TOKEN",
+            );
+        }
+        if let Some(ttl) = targets.link_ttl
+            && ttl < reminder + REMINDER_LINKS_OUTLIVE
+        {
+            self.fail(
+                at,
+                format!(
+                    "the reminder reuses the message's links, which must still live an hour after it: link_ttl {} is shorter than reminder {} plus 1h",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(reminder)
+                ),
+            );
+        }
+    }
+
     /// A metadata path of `ask` (`conversation_from`, `user_from`, `email_from`).
     fn ask_path(&mut self, at: &str, value: Option<String>) -> Option<FieldPath> {
         value.and_then(|p| match FieldPath::parse(&p) {

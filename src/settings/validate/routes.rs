@@ -120,6 +120,8 @@ impl Validator {
                     slack: slack_target.as_ref(),
                     email: email_target.is_some(),
                     bot_can_dm: slack.is_some_and(|s| s.mode == SlackMode::Api && s.bot_token.is_some()),
+                    interactivity: slack.is_some_and(|s| s.signing_secret.is_some()),
+                    link_ttl,
                 },
             );
             // Only votes recorded here are followed through: a link click without Interactivity

@@ -26,7 +26,7 @@ impl SqliteStore {
         let (table, sql, cutoff): (&'static str, &'static str, Cutoff) = match what {
             Prunable::SentJobs => (
                 "jobs",
-                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.state = 'sent' AND j.updated_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.idempotency_key = 'slack-close:' || j.id AND c.state IN ('pending', 'scheduled', 'leased')) ORDER BY j.updated_at LIMIT ?2)",
+                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.state = 'sent' AND j.updated_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.idempotency_key IN ('slack-close:' || j.id, 'slack-remind:' || j.id) AND c.state IN ('pending', 'scheduled', 'leased')) ORDER BY j.updated_at LIMIT ?2)",
                 Cutoff::Ms,
             ),
             Prunable::DeadJobs => (
