@@ -107,7 +107,7 @@ pub struct RouteLabel {
 pub struct AskLabel {
     /// The route.
     pub route: String,
-    /// `no_recipient` (docs/asking.md).
+    /// `sent` or `no_recipient` (docs/asking.md).
     pub outcome: &'static str,
 }
 
@@ -218,6 +218,8 @@ pub struct Metrics {
     pub route_closed: Family<RouteLabel, Counter>,
     /// Runs a route could ask about, by what became of the ask (docs/asking.md).
     pub asks: Family<AskLabel, Counter>,
+    /// Reminders posted (`ask.reminder`), by route.
+    pub reminders: Family<RouteLabel, Counter>,
     /// Follow-through on negative votes done, by route and action.
     pub route_follow_through: Family<RouteActionLabel, Counter>,
     /// Events delivered to other systems, by sink.
@@ -263,6 +265,7 @@ impl Metrics {
         let route_messages = Family::default();
         let route_closed = Family::default();
         let asks = Family::default();
+        let reminders = Family::default();
         let route_follow_through = Family::default();
         let events_delivered = Family::default();
         let events_failed = Family::default();
@@ -305,8 +308,13 @@ impl Metrics {
         );
         registry.register(
             "asks",
-            "Runs a route could ask about, by outcome: no_recipient (no initiator or thread and ask.fallback = \"skip\")",
+            "Runs a route could ask about, by outcome: sent (a Slack ask posted), no_recipient (no initiator or thread and ask.fallback = \"skip\")",
             asks.clone(),
+        );
+        registry.register(
+            "reminders",
+            "Reminders of Slack asks nobody voted on, posted in the ask's thread (ask.reminder), by route",
+            reminders.clone(),
         );
         registry.register(
             "route_follow_through",
@@ -407,6 +415,7 @@ impl Metrics {
             route_messages,
             route_closed,
             asks,
+            reminders,
             route_follow_through,
             events_delivered,
             events_failed,
@@ -440,6 +449,15 @@ impl Metrics {
             .get_or_create(&AskLabel {
                 route: route.to_string(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// Counts a reminder posted for an ask of `route`.
+    pub fn reminder(&self, route: &str) {
+        self.reminders
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
             })
             .inc();
     }

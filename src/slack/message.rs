@@ -237,6 +237,7 @@ impl Deliver for SlackMessages {
                     let remind = remind_job(job, channel, ts, reminder, chrono::Utc::now());
                     self.enqueue_follow_up(job, remind, "reminder").await;
                 }
+                self.state.metrics.ask(&job.route, "sent");
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
                 Outcome::Sent
             }

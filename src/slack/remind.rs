@@ -93,6 +93,7 @@ impl Deliver for SlackReminders {
         };
         match self.slack.send(&msg).await {
             Ok(_) => {
+                self.state.metrics.reminder(&job.route);
                 tracing::info!(job = job.id, message_job = remind.message_job, route = %job.route, channel = %job.target, attempt = job.attempts, "reminder posted in the ask's thread");
                 Outcome::Sent
             }

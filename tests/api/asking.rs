@@ -838,6 +838,15 @@ async fn an_ask_nobody_votes_on_gets_exactly_one_reminder_in_its_thread() {
     let reminders = jobs_of(&app, JobKind::SlackRemind).await;
     assert_eq!(reminders.len(), 1);
     assert_eq!(reminders[0].state, JobState::Sent);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_reminders_total{route="support"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="sent"} 1"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -872,6 +881,8 @@ async fn an_ask_voted_on_before_its_reminder_gets_none() {
         1,
         "no reminder after a vote"
     );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("feedback_dispatch_reminders_total{"), "{metrics}");
     app.stop().await;
 }
 
@@ -955,4 +966,71 @@ fn check_config_refuses_a_reminder_where_the_service_cannot_know_nobody_voted() 
         &[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")],
     );
     assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn preview_prints_the_order_of_decisions_for_each_run_without_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}/p.db\"\n[slack]\nmode = \"api\"\n{}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = {{ channel = \"C1\" }}\nask = {{ delay = \"5m\", conversation_from = \"metadata.thread_id\", daily_cap = 3, to = \"initiator\", user_from = \"metadata.slack_user_id\", fallback = \"skip\" }}\n",
+            dir.path().display(),
+            crate::helpers::KEYS_TOML
+        ),
+    )
+    .unwrap();
+    let preview = |metadata: Value| {
+        let event = dir.path().join("event.json");
+        std::fs::write(
+            &event,
+            json!({"run_id": run(1), "run_name": "answer", "metadata": metadata}).to_string(),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_feedback-dispatch"))
+            .args(["preview", "--event"])
+            .arg(&event)
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .env("SLACK_BOT_TOKEN", "xoxb-1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report = preview(json!({"thread_id": "secret-thread-7", "slack_user_id": "U0ASKER1"}));
+    let line = report
+        .lines()
+        .find(|l| l.contains("decisions:"))
+        .unwrap_or_else(|| panic!("{report}"));
+    let order = [
+        "route match (matched)",
+        "sample: every run",
+        "conversation supersede: one ask per conversation (key ",
+        "after 5m",
+        "cap: 3 a day per person or channel (UTC)",
+        "recipient: the initiator (a Slack direct message",
+    ];
+    let mut at = 0;
+    for step in order {
+        let found = line[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} after {at} in {line}"));
+        at += found + step.len();
+    }
+    assert!(
+        !report.contains("secret-thread-7") && !report.contains("U0ASKER1"),
+        "{report}"
+    );
+    let report = preview(json!({"slack_user_id": "not-a-user"}));
+    assert!(
+        report.contains("names none at metadata.thread_id, asked on its own"),
+        "{report}"
+    );
+    assert!(
+        report.contains("recipient: the initiator: none usable, so not asked (fallback = \"skip\")"),
+        "{report}"
+    );
 }
