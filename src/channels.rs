@@ -11,6 +11,7 @@ use crate::review::queue::ReviewQueues;
 use crate::slack::close::SlackCloses;
 use crate::slack::deliver::SlackSender;
 use crate::slack::message::SlackMessages;
+use crate::slack::remind::SlackReminders;
 use crate::slack::submit::FeedbackSubmissions;
 use crate::slack::triage::SlackTriage;
 use crate::slack::update::SlackUpdates;
@@ -28,6 +29,7 @@ pub(crate) fn registry(state: &AppState) -> anyhow::Result<Registry> {
         .register(SlackMessages::new(state, slack.clone()))
         .register(SlackUpdates::new(state, slack.clone()))
         .register(SlackCloses::new(state, slack.clone()))
+        .register(SlackReminders::new(state, slack.clone()))
         .register(SlackTriage::new(state, slack))
         .register(FeedbackSubmissions::new(state))
         .register(ReviewQueues::new(state))

@@ -30,6 +30,8 @@ pub enum JobKind {
     SlackTriage,
     /// One Microsoft Teams card for one run (a route's `teams = { webhook_env }`).
     Teams,
+    /// One reminder of a Slack ask nobody voted on, a reply in its thread (`ask.reminder`).
+    SlackRemind,
 }
 
 impl JobKind {
@@ -44,6 +46,7 @@ impl JobKind {
             JobKind::ReviewQueue => "review_queue",
             JobKind::SlackTriage => "slack_triage",
             JobKind::Teams => "teams",
+            JobKind::SlackRemind => "slack_remind",
         }
     }
 
@@ -58,6 +61,7 @@ impl JobKind {
             "review_queue" => Some(JobKind::ReviewQueue),
             "slack_triage" => Some(JobKind::SlackTriage),
             "teams" => Some(JobKind::Teams),
+            "slack_remind" => Some(JobKind::SlackRemind),
             _ => None,
         }
     }
@@ -65,7 +69,7 @@ impl JobKind {
     /// Whether jobs of this kind are follow-ups due later, stored `scheduled` rather than
     /// `pending` until claimed (`store::JobState::Scheduled`).
     pub fn is_follow_up(self) -> bool {
-        matches!(self, JobKind::SlackClose)
+        matches!(self, JobKind::SlackClose | JobKind::SlackRemind)
     }
 }
 
@@ -133,6 +137,7 @@ payload_kinds! {
     ReviewQueue => ReviewQueuePayload,
     SlackTriage => TriagePayload,
     Teams => TeamsJobPayload,
+    SlackRemind => SlackRemindPayload,
 }
 
 /// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
@@ -153,6 +158,48 @@ pub(crate) struct SlackJobPayload {
     pub thread_ts: Option<String>,
     /// Token lifetime from sending.
     pub link_ttl_secs: u64,
+    /// The conversation's opaque key (`domain::Ask::conversation_key`) when the route asks once
+    /// per conversation: the store supersedes a waiting ask of the same key with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// The Slack user id of the run's initiator when the route asks them (`ask.to =
+    /// "initiator"`): the message goes as a direct message (`conversations.open`), not to
+    /// `channel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_user: Option<String>,
+    /// The daily cap this ask counts against (`ask.daily_cap`), decided by the store in the
+    /// transaction that enqueues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<AskCap>,
+}
+
+/// The counter a capped ask takes a slot of: one per route, person or channel, and day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AskCap {
+    /// The person (initiator) or channel, hashed (`domain::opaque_key`).
+    pub scope: String,
+    /// The day in the route's time zone (`domain::cap_day`).
+    pub day: String,
+    /// Asks allowed that day.
+    pub limit: u32,
+}
+
+/// The daily cap a job to enqueue counts against (a Slack message's `cap`), read by the store
+/// in the transaction that enqueues it.
+pub(crate) fn cap_of(job: &crate::store::NewJob) -> Option<AskCap> {
+    if job.kind != JobKind::Slack {
+        return None;
+    }
+    serde_json::from_value(job.payload.get("cap")?.clone()).ok()
+}
+
+/// The conversation key a job to enqueue carries (a Slack message's `conversation`): read by
+/// the store in the transaction that enqueues it, to supersede the conversation's waiting ask.
+pub(crate) fn conversation_of(job: &crate::store::NewJob) -> Option<&str> {
+    if job.kind != JobKind::Slack {
+        return None;
+    }
+    job.payload.get("conversation")?.as_str()
 }
 
 /// What a Teams job carries: the run as its route shows it, fixed at intake. Where it goes is
@@ -179,6 +226,21 @@ pub(crate) struct DigestRunPayload {
     pub event: RunEvent,
     /// Keys to mint for it.
     pub keys: Vec<FeedbackKey>,
+    /// The initiator's address when the route asks them (`ask.to = "initiator"`): the run goes
+    /// into their digest alone, not the route's recipients'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+}
+
+impl DigestRunPayload {
+    /// Whether `to` is shown this run: its initiator, or (a run of no initiator) one of the
+    /// route's own recipients `route_to`.
+    pub(crate) fn is_for(&self, to: &str, route_to: &[crate::domain::Mailbox]) -> bool {
+        match &self.recipient {
+            Some(r) => r.eq_ignore_ascii_case(to),
+            None => route_to.iter().any(|m| m.as_str().eq_ignore_ascii_case(to)),
+        }
+    }
 }
 
 /// What a digest send job carries.
@@ -248,6 +310,23 @@ pub struct SlackClosePayload {
 /// second replica, cannot enqueue a second one.
 pub fn slack_close_key(message_job: i64) -> String {
     format!("slack-close:{message_job}")
+}
+
+/// The idempotency key of message job `message_job`'s reminder: one per message, however
+/// often its send is repeated.
+pub fn slack_remind_key(message_job: i64) -> String {
+    format!("slack-remind:{message_job}")
+}
+
+/// What a Slack reminder carries: the message it reminds of, where Slack put it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackRemindPayload {
+    /// The Slack job whose message this reminds of (its run, route, tokens and votes).
+    pub message_job: i64,
+    /// The channel id Slack answered for the post (a `D…` id for a direct message).
+    pub channel: String,
+    /// The message's timestamp: the reminder replies in its thread.
+    pub ts: String,
 }
 
 /// What a submission job carries: a rating given through an interactive button, to submit
@@ -385,6 +464,13 @@ mod tests {
             channel: Some("C1".into()),
             thread_ts: Some("1.2".into()),
             link_ttl_secs: 3600,
+            conversation: Some("ab".repeat(32)),
+            dm_user: Some("U0123ABCD".into()),
+            cap: Some(AskCap {
+                scope: "cd".repeat(32),
+                day: "2026-12-06".into(),
+                limit: 10,
+            }),
         });
         round_trip(TeamsJobPayload {
             event: event(),
@@ -422,6 +508,12 @@ mod tests {
             ts: "1700000000.000100".into(),
         });
         assert_eq!(slack_close_key(3), "slack-close:3");
+        assert_eq!(slack_remind_key(3), "slack-remind:3");
+        round_trip(SlackRemindPayload {
+            message_job: 3,
+            channel: "D0DIRECT1".into(),
+            ts: "1.2".into(),
+        });
         round_trip(ReviewQueuePayload {
             message_job: 3,
             run_id: event().run_id,

@@ -102,6 +102,15 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// Labels: a route and what became of a run it could ask about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AskLabel {
+    /// The route.
+    pub route: String,
+    /// `sent` or `no_recipient` (docs/asking.md).
+    pub outcome: &'static str,
+}
+
 /// Labels: a route and a channel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteChannelLabel {
@@ -207,6 +216,10 @@ pub struct Metrics {
     pub route_messages: Family<RouteChannelLabel, Counter>,
     /// Slack messages closed with their final tally when their links expired, by route.
     pub route_closed: Family<RouteLabel, Counter>,
+    /// Runs a route could ask about, by what became of the ask (docs/asking.md).
+    pub asks: Family<AskLabel, Counter>,
+    /// Reminders posted (`ask.reminder`), by route.
+    pub reminders: Family<RouteLabel, Counter>,
     /// Follow-through on negative votes done, by route and action.
     pub route_follow_through: Family<RouteActionLabel, Counter>,
     /// Events delivered to other systems, by sink.
@@ -251,6 +264,8 @@ impl Metrics {
         let route_tokens = Family::default();
         let route_messages = Family::default();
         let route_closed = Family::default();
+        let asks = Family::default();
+        let reminders = Family::default();
         let route_follow_through = Family::default();
         let events_delivered = Family::default();
         let events_failed = Family::default();
@@ -290,6 +305,16 @@ impl Metrics {
             "route_messages_closed",
             "Slack messages edited to their final tally when their links expired, by route",
             route_closed.clone(),
+        );
+        registry.register(
+            "asks",
+            "Runs a route could ask about, by outcome: sent (a Slack ask posted), no_recipient (no initiator or thread and ask.fallback = \"skip\")",
+            asks.clone(),
+        );
+        registry.register(
+            "reminders",
+            "Reminders of Slack asks nobody voted on, posted in the ask's thread (ask.reminder), by route",
+            reminders.clone(),
         );
         registry.register(
             "route_follow_through",
@@ -389,6 +414,8 @@ impl Metrics {
             route_tokens,
             route_messages,
             route_closed,
+            asks,
+            reminders,
             route_follow_through,
             events_delivered,
             events_failed,
@@ -412,6 +439,25 @@ impl Metrics {
             .get_or_create(&RouteChannelLabel {
                 route: route.to_string(),
                 channel,
+            })
+            .inc();
+    }
+
+    /// Counts a run of `route` whose ask ended as `outcome`.
+    pub fn ask(&self, route: &str, outcome: &'static str) {
+        self.asks
+            .get_or_create(&AskLabel {
+                route: route.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Counts a reminder posted for an ask of `route`.
+    pub fn reminder(&self, route: &str) {
+        self.reminders
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
             })
             .inc();
     }
@@ -504,6 +550,8 @@ impl Metrics {
                 JobState::Leased,
                 JobState::Sent,
                 JobState::Dead,
+                JobState::Superseded,
+                JobState::Capped,
             ] {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);

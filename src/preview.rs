@@ -159,6 +159,7 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
                 if matched { "" } else { " (would not match)" },
                 keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
             );
+            let _ = writeln!(report, "  {}", decisions(route, routed, matched));
             let specs: Vec<&KeySpec> = keys.iter().filter_map(|k| settings.key(k)).collect();
             let tokens = match &minter {
                 Some(client) => {
@@ -231,6 +232,7 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
                 let run = DigestRunPayload {
                     event: event.clone(),
                     keys: keys.clone(),
+                    recipient: None,
                 };
                 let shown = select_runs(vec![(run, now)], email.max_runs);
                 let recipient = email.to.first().map(|m| m.to_string()).unwrap_or_default();
@@ -271,6 +273,77 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
         }
     }
     Ok(report)
+}
+
+/// The order in which an ask of `event` on `route` is decided (docs/asking.md), each step with
+/// what it decides for this run: route match → sample → conversation supersede → cap →
+/// recipient. Ids read from the run are never printed (a conversation is shown by its key).
+fn decisions(route: &Route, event: &RunEvent, matched: bool) -> String {
+    use crate::domain::{AskFallback, AskTo, is_slack_user_id};
+    let ask = &route.ask;
+    let sample = match route.matcher.sample {
+        rate if rate < 1.0 => format!("sample {rate} ({})", if matched { "taken" } else { "left" }),
+        _ => "sample: every run".to_string(),
+    };
+    let delay = if ask.delay.is_zero() {
+        "at once".to_string()
+    } else {
+        format!("after {}", humantime::format_duration(ask.delay))
+    };
+    let conversation = match (&ask.conversation_from, ask.conversation_key(&route.name, event)) {
+        (None, _) => format!("conversation: every run asked, {delay}"),
+        (Some(_), Some(key)) => format!(
+            "conversation supersede: one ask per conversation (key {}…), {delay}",
+            &key[..12]
+        ),
+        (Some(p), None) => format!("conversation supersede: the run names none at {p}, asked on its own, {delay}"),
+    };
+    let cap = match ask.daily_cap {
+        Some(n) => format!("cap: {n} a day per person or channel ({})", ask.timezone.name()),
+        None => "cap: none".to_string(),
+    };
+    let fallback = match ask.fallback {
+        AskFallback::Channel => "none usable, so the route's channel or recipients",
+        AskFallback::Skip => "none usable, so not asked (fallback = \"skip\")",
+    };
+    let recipient = match ask.to {
+        AskTo::Channel => "recipient: the route's channel or recipients".to_string(),
+        AskTo::Initiator => {
+            let slack_user = ask
+                .user_from
+                .as_ref()
+                .and_then(|p| p.resolve(event))
+                .is_some_and(|u| is_slack_user_id(&u));
+            let address = ask
+                .email_from
+                .as_ref()
+                .and_then(|p| p.resolve(event))
+                .is_some_and(|a| crate::domain::Mailbox::parse(&a).is_ok());
+            match (route.slack.is_some() && slack_user, route.email.is_some() && address) {
+                (true, _) | (_, true) => {
+                    "recipient: the initiator (a Slack direct message or their own digest)".to_string()
+                }
+                _ => format!("recipient: the initiator: {fallback}"),
+            }
+        }
+        AskTo::Thread => {
+            let thread = route
+                .slack
+                .as_ref()
+                .and_then(|s| s.thread_ts_from.as_ref())
+                .and_then(|p| p.resolve(event))
+                .is_some();
+            if thread {
+                "recipient: a reply in the run's thread".to_string()
+            } else {
+                format!("recipient: the run's thread: {fallback}")
+            }
+        }
+    };
+    format!(
+        "decisions: route match ({}) → {sample} → {conversation} → {cap} → {recipient}",
+        if matched { "matched" } else { "would not match" }
+    )
 }
 
 fn sanitize(s: &str) -> String {

@@ -2,8 +2,11 @@
 //! route takes a run unless it says `continue`; sampling is decided by the run id, so a re-sent
 //! webhook is routed exactly as before and its jobs are recognised as duplicates.
 
-use crate::domain::{ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel};
-use crate::jobs::{DigestRunPayload, SlackJobPayload, TeamsJobPayload};
+use crate::domain::{
+    AskFallback, AskTo, ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel, SlackTarget,
+    cap_day, is_slack_user_id, opaque_key,
+};
+use crate::jobs::{AskCap, DigestRunPayload, SlackJobPayload, TeamsJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
@@ -26,6 +29,9 @@ pub struct Plan {
     pub refused_channels: usize,
     /// What the routes' redaction replaced, per kind.
     pub redactions: RedactCounts,
+    /// Routes that did not ask a run because it named no initiator or thread and the route's
+    /// `ask.fallback` is `"skip"`, once per run.
+    pub no_recipient: Vec<String>,
 }
 
 /// What intake reports back.
@@ -127,6 +133,147 @@ pub(crate) fn shown_event(
     shown
 }
 
+/// Whose digest `event` joins on `route`: `Some(None)` the route's recipients', `Some(Some(a))`
+/// the initiator's at `a` (`ask.to = "initiator"`, an address that passes the mailbox check),
+/// `None` not asked (no initiator and `ask.fallback = "skip"`, counted). The address is never
+/// logged.
+fn digest_recipient(route: &Route, routed: &RunEvent, event: &RunEvent, plan: &mut Plan) -> Option<Option<String>> {
+    let ask = &route.ask;
+    if ask.to != AskTo::Initiator {
+        return Some(None);
+    }
+    let address = ask
+        .email_from
+        .as_ref()
+        .and_then(|p| p.resolve(routed))
+        .and_then(|a| crate::domain::Mailbox::parse(&a).ok());
+    match address {
+        Some(a) => Some(Some(a.as_str().to_string())),
+        None if ask.fallback == AskFallback::Skip => {
+            plan.no_recipient.push(route.name.clone());
+            tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no email address to ask (ask.email_from: missing or not an address); not asked (fallback = \"skip\")");
+            None
+        }
+        None => {
+            tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no email address to ask (ask.email_from: missing or not an address); in the route's digest");
+            Some(None)
+        }
+    }
+}
+
+/// The run names no usable Slack channel and the route has no fallback channel.
+struct NoChannel;
+
+/// The Slack ask of `event` on `route` (`routed` is the run as sent, `event` as shown), `None`
+/// when the run names no initiator or thread and `ask.fallback = "skip"` (counted in
+/// `plan.no_recipient`), or [`NoChannel`]. Ids read from the run to decide it are never logged.
+fn slack_ask(
+    route: &Route,
+    slack: &SlackTarget,
+    routed: &RunEvent,
+    event: &RunEvent,
+    keys: &[FeedbackKey],
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+) -> Result<Option<NewJob>, NoChannel> {
+    let ask = &route.ask;
+    let dm_user = match ask.to {
+        AskTo::Initiator => {
+            let user = ask
+                .user_from
+                .as_ref()
+                .and_then(|p| p.resolve(routed))
+                .filter(|u| is_slack_user_id(u));
+            if user.is_none() {
+                if ask.fallback == AskFallback::Skip {
+                    plan.no_recipient.push(route.name.clone());
+                    tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no Slack user to ask (ask.user_from: missing or not a user id); not asked (fallback = \"skip\")");
+                    return Ok(None);
+                }
+                tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no Slack user to ask (ask.user_from: missing or not a user id); asking in the route's channel");
+            }
+            user
+        }
+        AskTo::Channel | AskTo::Thread => None,
+    };
+    let thread_ts = match dm_user {
+        // A direct message starts its own conversation.
+        Some(_) => None,
+        None => slack.thread_ts_from.as_ref().and_then(|p| p.resolve(routed)).filter(|ts| {
+            let valid = is_thread_ts(ts);
+            if !valid {
+                tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack thread timestamp is not one (expected digits like \"1712345678.123456\"); posting outside a thread");
+            }
+            valid
+        }),
+    };
+    if ask.to == AskTo::Thread && thread_ts.is_none() {
+        if ask.fallback == AskFallback::Skip {
+            plan.no_recipient.push(route.name.clone());
+            tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no Slack thread to ask in; not asked (fallback = \"skip\")");
+            return Ok(None);
+        }
+        tracing::info!(route = %route.name, run_id = %event.run_id, "the run names no Slack thread to ask in; asking in the route's channel");
+    }
+    let (channel, target) = match &dm_user {
+        // The target (logged, a pacing key) names the person by a hash, never by their id.
+        Some(user) => (None, format!("dm:{}", &opaque_key(&["slack-user", user])[..16])),
+        None => {
+            let choice = slack.channel.resolve(routed);
+            let (Ok(ChannelChoice { refused, .. }) | Err(ChannelChoice { refused, .. })) = &choice;
+            if *refused {
+                plan.refused_channels += 1;
+                tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack channel is not a channel id or name; using the route's channel");
+            }
+            let Ok(ChannelChoice { channel, .. }) = choice else {
+                tracing::warn!(route = %route.name, run_id = %event.run_id, "no usable Slack channel in the run and no fallback channel on the route; skipped");
+                return Err(NoChannel);
+            };
+            // The target names the destination without secrets (webhook URLs are secrets).
+            let target = match (&slack.channel, &channel) {
+                (SlackChannel::Webhook(_), _) => format!("webhook:{}", route.name),
+                (_, Some(c)) => c.clone(),
+                (_, None) => "default".to_string(),
+            };
+            (channel, target)
+        }
+    };
+    // The quiet period: asked `delay` after the run arrives. The job is pending with that due
+    // time (as a retry waits), not `scheduled`: the claim, its index and the wake-up already
+    // serve it, every other kind keeps the state it had for a future due time, and a
+    // superseding run can tell an ask never claimed (`attempts = 0`) from one that was (a
+    // retry), whose conversation starts a new quiet period.
+    let due_at = now + chrono::Duration::from_std(ask.delay).unwrap_or_default();
+    // The cap counts the person asked or, in a channel, the channel; on the day of the ask.
+    let cap = ask.daily_cap.map(|limit| AskCap {
+        scope: match &dm_user {
+            Some(user) => opaque_key(&["slack-user", user]),
+            None => opaque_key(&["slack-target", &target]),
+        },
+        day: cap_day(due_at, ask.timezone),
+        limit,
+    });
+    let payload = SlackJobPayload {
+        event: event.clone(),
+        keys: keys.to_vec(),
+        channel,
+        thread_ts,
+        link_ttl_secs: route.link_ttl.as_secs(),
+        conversation: ask.conversation_key(&route.name, routed),
+        dm_user,
+        cap,
+    };
+    Ok(Some(NewJob {
+        kind: JobKind::Slack,
+        route: route.name.clone(),
+        idempotency_key: crate::jobs::slack_key(&route.name, &target, event.run_id),
+        target,
+        run_id: Some(event.run_id),
+        payload: crate::jobs::to_json(&payload),
+        due_at,
+    }))
+}
+
 /// Plans the jobs for `events` (without their payloads' `inputs` and `outputs`: a route's
 /// `show` paths into them fall back to the excerpts).
 pub fn plan(events: &[RunEvent], settings: &Settings, now: DateTime<Utc>) -> Plan {
@@ -154,49 +301,15 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
             // Routing reads the run as sent; what is stored is what the route shows.
             let event = &shown_event(route, routed, &run_parts, &mut plan.redactions);
             if let Some(slack) = &route.slack {
-                let choice = slack.channel.resolve(routed);
-                let (Ok(ChannelChoice { refused, .. }) | Err(ChannelChoice { refused, .. })) = &choice;
-                if *refused {
-                    plan.refused_channels += 1;
-                    tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack channel is not a channel id or name; using the route's channel");
+                match slack_ask(route, slack, routed, event, &keys, now, &mut plan) {
+                    Ok(Some(job)) => {
+                        plan.jobs.push(job);
+                        plan.job_event.push(i);
+                    }
+                    Ok(None) => {}
+                    // As before asking could be decided: a run with no channel skips the route.
+                    Err(NoChannel) => continue,
                 }
-                let Ok(ChannelChoice { channel, .. }) = choice else {
-                    tracing::warn!(route = %route.name, run_id = %event.run_id, "no usable Slack channel in the run and no fallback channel on the route; skipped");
-                    continue;
-                };
-                // The target names the destination without secrets (webhook URLs are secrets).
-                let target = match (&slack.channel, &channel) {
-                    (SlackChannel::Webhook(_), _) => format!("webhook:{}", route.name),
-                    (_, Some(c)) => c.clone(),
-                    (_, None) => "default".to_string(),
-                };
-                let payload = SlackJobPayload {
-                    event: event.clone(),
-                    keys: keys.clone(),
-                    channel,
-                    thread_ts: slack
-                        .thread_ts_from
-                        .as_ref()
-                        .and_then(|p| p.resolve(routed))
-                        .filter(|ts| {
-                            let valid = is_thread_ts(ts);
-                            if !valid {
-                                tracing::warn!(route = %route.name, run_id = %event.run_id, "the run's Slack thread timestamp is not one (expected digits like \"1712345678.123456\"); posting outside a thread");
-                            }
-                            valid
-                        }),
-                    link_ttl_secs: route.link_ttl.as_secs(),
-                };
-                plan.jobs.push(NewJob {
-                    kind: JobKind::Slack,
-                    route: route.name.clone(),
-                    idempotency_key: crate::jobs::slack_key(&route.name, &target, event.run_id),
-                    target,
-                    run_id: Some(event.run_id),
-                    payload: crate::jobs::to_json(&payload),
-                    due_at: now,
-                });
-                plan.job_event.push(i);
             }
             if let Some(teams) = &route.teams {
                 // The target names the webhook by its variable: the URL is a credential.
@@ -216,7 +329,9 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                 });
                 plan.job_event.push(i);
             }
-            if let Some(email) = &route.email {
+            if let Some(email) = &route.email
+                && let Some(recipient) = digest_recipient(route, routed, event, &mut plan)
+            {
                 let window_end = email.schedule.window_end(now);
                 plan.digest_items.push(DigestItem {
                     route: route.name.clone(),
@@ -225,6 +340,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     payload: crate::jobs::to_json(&DigestRunPayload {
                         event: event.clone(),
                         keys: keys.clone(),
+                        recipient,
                     }),
                 });
                 plan.item_event.push(i);

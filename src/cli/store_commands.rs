@@ -346,6 +346,7 @@ pub(super) async fn dead_letters(path: &std::path::Path, action: DeadLetterActio
                     JobKind::ReviewQueue => "review",
                     JobKind::SlackTriage => "triage",
                     JobKind::Teams => "teams",
+                    JobKind::SlackRemind => "remind",
                 };
                 let run = j.run_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
                 let error = crate::domain::cut(j.last_error.as_deref().unwrap_or("-"), 200);

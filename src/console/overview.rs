@@ -15,12 +15,14 @@ use std::sync::Arc;
 pub(crate) const ASKING_KINDS: [&str; 2] = ["slack", "teams"];
 
 /// The states shown, in the order a job moves through them.
-pub(crate) const STATES: [JobState; 5] = [
+pub(crate) const STATES: [JobState; 7] = [
     JobState::Pending,
     JobState::Scheduled,
     JobState::Leased,
     JobState::Sent,
     JobState::Dead,
+    JobState::Superseded,
+    JobState::Capped,
 ];
 
 #[derive(Template)]

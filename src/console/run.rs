@@ -219,6 +219,7 @@ fn job_steps(j: &ConsoleJob) -> Vec<Step> {
         JobKind::ReviewQueue => "follow-through: annotation queue",
         JobKind::SlackTriage => "follow-through: triage message",
         JobKind::Teams => "Teams card",
+        JobKind::SlackRemind => "reminder of the ask",
     };
     let target = clean(&job.target, 200);
     let mut steps = vec![Step {
@@ -249,6 +250,21 @@ fn job_steps(j: &ConsoleJob) -> Vec<Step> {
         JobState::Dead => (format!("Dead letter: {what}"), j.updated_at, true),
         JobState::Leased => (format!("Being sent: {what}"), j.updated_at, false),
         JobState::Scheduled => (format!("Scheduled: {what}"), job.next_attempt_at, false),
+        JobState::Superseded => (
+            format!("Superseded: {what} (a later run of the conversation is asked instead)"),
+            j.updated_at,
+            false,
+        ),
+        JobState::Capped => (
+            format!("Not asked: {what} (the daily cap was reached)"),
+            j.updated_at,
+            false,
+        ),
+        JobState::Pending if job.attempts == 0 && job.next_attempt_at > j.updated_at => (
+            format!("Waiting for a quiet period: {what}"),
+            job.next_attempt_at,
+            false,
+        ),
         _ if job.attempts > 0 => (format!("Retrying: {what}"), j.updated_at, true),
         _ => return steps,
     };

@@ -1,6 +1,7 @@
 //! Domain types: values parsed once at the boundary (config file, webhook body) so that the rest
 //! of the crate never handles a bare `String` standing for a run id, a feedback key or a channel.
 
+mod ask;
 mod event;
 mod fold;
 mod ip_block;
@@ -17,6 +18,7 @@ pub(crate) mod text;
 mod time;
 mod vote;
 
+pub use ask::{Ask, AskFallback, AskTo, cap_day, is_slack_user_id, opaque_key};
 pub use event::{MAX_EXCERPT_CHARS, RunEvent, RunStatus, Source};
 pub(crate) use event::{cut, excerpt};
 pub use ip_block::IpBlock;

@@ -313,6 +313,9 @@ pub struct Route {
     /// What follows a negative vote on its runs (`on_negative = { … }`); nothing by default.
     #[serde(default)]
     pub on_negative: Option<OnNegative>,
+    /// How it asks (`ask = { … }` over `[ask]`): at once about every run by default.
+    #[serde(default)]
+    pub ask: super::Ask,
 }
 
 /// `on_negative = { queue, triage, after, create_queue }`: the follow-through on a negative

@@ -90,15 +90,16 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
     let due = state.store.due_digests(cutoff).await?;
     for digest in &due {
         let route = state.settings.route(&digest.route);
-        let mut recipients = route
-            .and_then(|r| r.email.as_ref())
-            .map(|e| e.to.clone())
-            .unwrap_or_default();
+        let mut recipients = recipients(state, route, digest.id).await?;
         // Those who unsubscribed (one click in their mail) get no more of the route's digests.
         if state.settings.email.unsubscribe {
             let gone = state.store.unsubscribed(&digest.route).await?;
             let before = recipients.len();
-            recipients.retain(|to| !gone.contains(&to.address().to_lowercase()));
+            recipients.retain(|to| {
+                let address = crate::domain::Mailbox::parse(to)
+                    .map_or_else(|_| to.to_lowercase(), |m| m.address().to_lowercase());
+                !gone.contains(&address)
+            });
             if recipients.len() < before {
                 tracing::info!(route = %digest.route, digest = digest.id, skipped = before - recipients.len(), "unsubscribed recipients skipped");
             }
@@ -111,9 +112,9 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
             .map(|to| NewJob {
                 kind: JobKind::Digest,
                 route: digest.route.clone(),
-                target: to.to_string(),
+                target: logged_recipient(route, to),
                 run_id: None,
-                idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to.as_str()),
+                idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to),
                 payload: crate::jobs::to_json(&DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),
@@ -129,6 +130,61 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
         state.wake_workers.notify_one();
     }
     Ok(due.len())
+}
+
+/// Who gets a message of digest `digest_id` of `route`: the route's recipients (when some of
+/// its runs are theirs: all of them, unless the route asks initiators), and each initiator
+/// whose runs it holds (`ask.to = "initiator"`), once each.
+async fn recipients(
+    state: &AppState,
+    route: Option<&crate::domain::Route>,
+    digest_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    let Some(route) = route else {
+        return Ok(Vec::new());
+    };
+    let route_to = route.email.as_ref().map(|e| e.to.as_slice()).unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    if route.ask.to != crate::domain::AskTo::Initiator {
+        return Ok(route_to.iter().map(|m| m.to_string()).collect());
+    }
+    let runs = state.store.digest(digest_id).await?.map(|d| d.runs).unwrap_or_default();
+    let mut initiators = Vec::new();
+    let mut any_of_route = false;
+    for (payload, _) in &runs {
+        match serde_json::from_value::<DigestRunPayload>(payload.clone()).map(|p| p.recipient) {
+            Ok(Some(to)) if !initiators.iter().any(|i: &String| i.eq_ignore_ascii_case(&to)) => initiators.push(to),
+            Ok(Some(_)) => {}
+            Ok(None) => any_of_route = true,
+            Err(_) => {}
+        }
+    }
+    if any_of_route {
+        out.extend(route_to.iter().map(|m| m.to_string()));
+    }
+    for to in initiators {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&to)) {
+            out.push(to);
+        }
+    }
+    Ok(out)
+}
+
+/// How a digest's recipient `to` is named where it is logged (the job's target, the delivery
+/// line): as written when it is one of the route's own recipients (settings), else (an initiator
+/// read from a run) by a hash.
+pub(crate) fn logged_recipient(route: Option<&crate::domain::Route>, to: &str) -> String {
+    let configured = route
+        .and_then(|r| r.email.as_ref())
+        .is_some_and(|e| e.to.iter().any(|m| m.as_str().eq_ignore_ascii_case(to)));
+    if configured {
+        to.to_string()
+    } else {
+        format!(
+            "initiator:{}",
+            &crate::domain::opaque_key(&["email", &to.to_ascii_lowercase()])[..16]
+        )
+    }
 }
 
 /// Closing the digest windows that ended, on the workers' clock.
@@ -175,6 +231,7 @@ mod tests {
             DigestRunPayload {
                 event,
                 keys: vec![FeedbackKey::parse("thumbs_up").unwrap()],
+                recipient: None,
             },
             at(n as i64),
         )

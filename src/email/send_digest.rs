@@ -80,18 +80,30 @@ impl Deliver for DigestEmails {
                 job.route
             )));
         };
-        let runs: Vec<(DigestRunPayload, chrono::DateTime<Utc>)> = digest
+        let all: Vec<(DigestRunPayload, chrono::DateTime<Utc>)> = digest
             .runs
             .iter()
             .filter_map(|(p, at)| DigestRunPayload::deserialize(p).ok().map(|p| (p, *at)))
             .collect();
-        let shown = digest::select_runs(runs, email.max_runs);
+        // A route asking initiators sends each recipient only their runs; the tokens, minted
+        // once for the digest and shared, then cover every run any recipient is shown.
+        let asks_initiators = route.ask.to == crate::domain::AskTo::Initiator;
+        let mint_for = if asks_initiators {
+            digest::select_runs(all.clone(), usize::MAX).runs
+        } else {
+            Vec::new()
+        };
+        let mine: Vec<_> = all
+            .into_iter()
+            .filter(|(p, _)| !asks_initiators || p.is_for(&payload.recipient, &email.to))
+            .collect();
+        let shown = digest::select_runs(mine, email.max_runs);
         let tokens = match self
             .digest_tokens(
                 digest.id,
                 &route.name,
                 digest.minted.as_ref(),
-                &shown.runs,
+                if asks_initiators { &mint_for } else { &shown.runs },
                 route.link_ttl,
             )
             .await
@@ -171,7 +183,7 @@ impl Deliver for DigestEmails {
         self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(()) => {
-                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %payload.recipient, runs = content.runs.len(), attempt = job.attempts, "digest delivered");
+                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), runs = content.runs.len(), attempt = job.attempts, "digest delivered");
                 Outcome::Sent
             }
             Err(e) => Outcome::failed(DeliveryError::channel(e)),

@@ -234,6 +234,9 @@ async fn accept(
     if plan.refused_channels > 0 {
         state.metrics.refused_channels.inc_by(plan.refused_channels as u64);
     }
+    for route in &plan.no_recipient {
+        state.metrics.ask(route, "no_recipient");
+    }
     for (&kind, &n) in &plan.redactions.0 {
         state
             .metrics

@@ -34,6 +34,8 @@ pub(super) struct RawSettings {
     pub(super) events: RawEvents,
     #[serde(default)]
     pub(super) console: RawConsole,
+    #[serde(default)]
+    pub(super) ask: RawAsk,
 }
 
 /// `[console]`: the web console (`/console`).
@@ -46,6 +48,21 @@ pub(super) struct RawConsole {
     pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) trusted_role: Option<String>,
     pub(super) refresh: Option<String>,
+}
+
+/// `[ask]`, and a route's `ask = { … }` over it: when and how often runs are asked about.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAsk {
+    pub(super) delay: Option<String>,
+    pub(super) conversation_from: Option<String>,
+    pub(super) to: Option<String>,
+    pub(super) user_from: Option<String>,
+    pub(super) email_from: Option<String>,
+    pub(super) fallback: Option<String>,
+    pub(super) daily_cap: Option<i64>,
+    pub(super) timezone: Option<String>,
+    pub(super) reminder: Option<String>,
 }
 
 /// `[events]`: votes and deliveries out to other systems.
@@ -245,6 +262,7 @@ pub(super) struct RawRoute {
     pub(super) show: Option<RawShow>,
     pub(super) redact: Option<Vec<serde_json::Value>>,
     pub(super) on_negative: Option<RawOnNegative>,
+    pub(super) ask: Option<RawAsk>,
 }
 
 #[derive(Deserialize)]

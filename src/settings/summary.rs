@@ -285,6 +285,59 @@ pub fn summary(s: &Settings) -> String {
             targets.join("; "),
             if r.continue_matching { "; continue" } else { "" }
         );
+        if !r.ask.delay.is_zero()
+            || r.ask.conversation_from.is_some()
+            || r.ask.to != crate::domain::AskTo::Channel
+            || r.ask.daily_cap.is_some()
+            || r.ask.reminder.is_some()
+        {
+            let when = match r.ask.delay {
+                d if d.is_zero() => "at once".to_string(),
+                d => format!("{} after a run", humantime::format_duration(d)),
+            };
+            let once = match &r.ask.conversation_from {
+                Some(p) => format!(", once per conversation ({p}: a later run supersedes a waiting ask)"),
+                None => String::new(),
+            };
+            let whom = match r.ask.to {
+                crate::domain::AskTo::Channel => String::new(),
+                to => {
+                    let from: Vec<String> = [&r.ask.user_from, &r.ask.email_from]
+                        .into_iter()
+                        .flatten()
+                        .map(ToString::to_string)
+                        .collect();
+                    let from = if from.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", from.join(", "))
+                    };
+                    let fallback = match r.ask.fallback {
+                        crate::domain::AskFallback::Channel => "else the route's channel or recipients",
+                        crate::domain::AskFallback::Skip => "else not asked",
+                    };
+                    format!(
+                        ", {}{from}, {fallback}",
+                        match to {
+                            crate::domain::AskTo::Initiator => "the person who started the run",
+                            _ => "in the run's Slack thread",
+                        }
+                    )
+                }
+            };
+            let cap = match r.ask.daily_cap {
+                Some(n) => format!(", at most {n} a day per person or channel ({})", r.ask.timezone.name()),
+                None => String::new(),
+            };
+            let remind = match r.ask.reminder {
+                Some(d) => format!(
+                    ", one reminder {} after an ask nobody voted on",
+                    humantime::format_duration(d)
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "    asks {when}{once}{whom}{cap}{remind}");
+        }
         if let Some(o) = &r.on_negative {
             let mut does = Vec::new();
             if let Some(q) = &o.queue {

@@ -105,6 +105,7 @@ impl SlackSender {
                 let base = slack.api_url.as_str().trim_end_matches('/');
                 let post_message = url::Url::parse(&format!("{base}/chat.postMessage"))?;
                 let update_message = url::Url::parse(&format!("{base}/chat.update"))?;
+                let open_conversation = url::Url::parse(&format!("{base}/conversations.open"))?;
                 let mut authorization =
                     reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                         .map_err(|_| anyhow::anyhow!("slack.bot_token: not usable in an HTTP header"))?;
@@ -112,6 +113,7 @@ impl SlackSender {
                 Some(WebApi {
                     post_message,
                     update_message,
+                    open_conversation,
                     authorization,
                 })
             }
@@ -196,6 +198,35 @@ impl SlackSender {
         }
     }
 
+    /// The id (`D…`) of the bot's direct-message conversation with `user` (a Slack user id),
+    /// opened with `conversations.open` (scope `im:write`; opening one that exists returns it):
+    /// what a direct message is posted to, and what updates and replies name it by. The user
+    /// goes as a string, as Slack documents it (not the array slack-morphism sends).
+    pub(crate) async fn open_dm(&self, user: &str) -> Result<String, SlackError> {
+        let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
+            code: "no_bot_token".into(),
+        })?;
+        let body = serde_json::to_vec(&json!({ "users": user })).map_err(|e| SlackError::Permanent {
+            code: format!("unserializable: {e}"),
+        })?;
+        let opening = async {
+            let (text, retry_after) = self.post_api(&api.open_conversation, &api.authorization, body).await?;
+            let answer: OpenAnswer = serde_json::from_slice(&text)
+                .map_err(|e| SlackError::Transient(format!("unreadable answer from Slack: {e}")))?;
+            match (answer.ok, answer.error, answer.channel) {
+                (_, Some(code), _) => Err(api_error(code, retry_after)),
+                (true, None, Some(OpenChannel { id })) if !id.is_empty() => Ok(id),
+                _ => Err(SlackError::Permanent { code: "not_ok".into() }),
+            }
+        };
+        tokio::time::timeout(self.timeout, opening).await.unwrap_or_else(|_| {
+            Err(SlackError::Transient(format!(
+                "Slack did not answer within {:?}",
+                self.timeout
+            )))
+        })
+    }
+
     /// POSTs a JSON `body` to a Web API method and sorts the answer.
     async fn call_api(
         &self,
@@ -203,6 +234,18 @@ impl SlackSender {
         authorization: &reqwest::header::HeaderValue,
         body: Vec<u8>,
     ) -> Result<Delivered, SlackError> {
+        let (text, retry_after) = self.post_api(method, authorization, body).await?;
+        api_answer(&text, retry_after)
+    }
+
+    /// POSTs a JSON `body` to a Web API method; an HTTP 200's body (with Slack's Retry-After),
+    /// else the failure sorted.
+    async fn post_api(
+        &self,
+        method: &url::Url,
+        authorization: &reqwest::header::HeaderValue,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Option<Duration>), SlackError> {
         let res = self
             .http
             .post(method.clone())
@@ -219,7 +262,7 @@ impl SlackSender {
             .await
             .map_err(|e| SlackError::Transient(e.without_url().to_string()))?;
         match status {
-            200 => api_answer(&text, retry_after),
+            200 => Ok((text.to_vec(), retry_after)),
             429 => Err(SlackError::RateLimited { retry_after }),
             500..=599 | 408 => Err(SlackError::Transient(format!("HTTP {status}"))),
             _ => Err(SlackError::Permanent {
@@ -324,6 +367,8 @@ struct WebApi {
     post_message: url::Url,
     /// `{slack.api_url}/chat.update`.
     update_message: url::Url,
+    /// `{slack.api_url}/conversations.open`.
+    open_conversation: url::Url,
     /// `Bearer {bot token}`, marked sensitive (never printed).
     authorization: reqwest::header::HeaderValue,
 }
@@ -393,17 +438,43 @@ fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, S
     let answer: ApiAnswer = serde_json::from_slice(body)
         .map_err(|e| SlackError::Transient(format!("unreadable answer from Slack: {e}")))?;
     match answer.error {
-        Some(code) if code == "ratelimited" => Err(SlackError::RateLimited { retry_after }),
-        Some(code) if TRANSIENT_CODES.contains(&code.as_str()) => Err(SlackError::Transient(code)),
-        Some(code) => Err(SlackError::Permanent {
-            code: slack_code(200, &code),
-        }),
+        Some(code) => Err(api_error(code, retry_after)),
         None if answer.ok => Ok(Delivered {
             channel: answer.channel,
             ts: answer.ts,
         }),
         None => Err(SlackError::Permanent { code: "not_ok".into() }),
     }
+}
+
+/// Slack's error `code` in an HTTP 200 answer, sorted: rate limiting, a failure that may pass,
+/// or a refusal.
+fn api_error(code: String, retry_after: Option<Duration>) -> SlackError {
+    if code == "ratelimited" {
+        SlackError::RateLimited { retry_after }
+    } else if TRANSIENT_CODES.contains(&code.as_str()) {
+        SlackError::Transient(code)
+    } else {
+        SlackError::Permanent {
+            code: slack_code(200, &code),
+        }
+    }
+}
+
+/// What this service reads of a `conversations.open` answer.
+#[derive(Deserialize)]
+struct OpenAnswer {
+    #[serde(default)]
+    ok: bool,
+    error: Option<String>,
+    channel: Option<OpenChannel>,
+}
+
+/// The conversation `conversations.open` answered.
+#[derive(Deserialize)]
+struct OpenChannel {
+    #[serde(default)]
+    id: String,
 }
 
 /// Slack's `Retry-After`, in seconds.

@@ -69,6 +69,17 @@ impl Manifest {
                 why: "posts each run's message, edits it after a vote and when its links expire (chat.postMessage, chat.update)",
             });
         }
+        // A direct message is opened before it is posted; posting it needs chat:write above.
+        if settings
+            .routes
+            .iter()
+            .any(|r| r.slack.is_some() && r.ask.to == crate::domain::AskTo::Initiator)
+        {
+            scopes.push(Scope {
+                name: "im:write",
+                why: "asks the person who started a run in a direct message (ask.to = \"initiator\"): conversations.open opens it",
+            });
+        }
         if uses_webhooks {
             scopes.push(Scope {
                 name: "incoming-webhook",

@@ -1,9 +1,11 @@
 //! Slack jobs: one message for one run, paced per channel, with the buttons of the tokens the
 //! worker minted for it. A channel named by name has its id kept for the clicks on it; a route
-//! that closes its messages gets a close job (`close.rs`) queued with each post.
+//! that closes its messages gets a close job (`close.rs`) queued with each post. A route that
+//! asks the initiator sends a direct message (`conversations.open`, then the post).
 
 use super::close::close_job;
 use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
+use super::remind::remind_job;
 use super::render::{VotesView, render_run_message_with};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
 use crate::jobs::SlackJobPayload;
@@ -14,7 +16,7 @@ use crate::pacing::ChannelPace;
 use crate::retry;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::Job;
+use crate::store::{Job, NewJob};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +87,37 @@ impl SlackMessages {
     }
 }
 
+impl SlackMessages {
+    /// Enqueues a follow-up (`what`: the reminder) of the message just posted, before the send
+    /// is recorded, tried as a close is (a repeated send finds it by its key).
+    async fn enqueue_follow_up(&self, job: &Job, follow_up: NewJob, what: &str) {
+        for attempt in 1..=CLOSE_ENQUEUE_ATTEMPTS {
+            match self
+                .state
+                .store
+                .enqueue(std::slice::from_ref(&follow_up), &[], chrono::Utc::now())
+                .await
+            {
+                Ok(_) => {
+                    self.state.due_hint.note(follow_up.due_at);
+                    return;
+                }
+                Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
+                    tracing::error!(job = job.id, route = %job.route, error = %e, what, "cannot queue a follow-up of a sent message");
+                }
+                Err(_) => {
+                    tokio::time::sleep(retry::exponential(
+                        Duration::from_millis(100),
+                        attempt,
+                        Duration::from_secs(1),
+                    ))
+                    .await
+                }
+            }
+        }
+    }
+}
+
 /// Tries at enqueuing a message's close (100 ms, 200 ms, 400 ms apart): a store that fails
 /// longer than that fails the send's record too, and the message is then sent again anyway.
 const CLOSE_ENQUEUE_ATTEMPTS: u32 = 4;
@@ -120,7 +153,7 @@ impl Deliver for SlackMessages {
         job: &Job,
         payload: &SlackJobPayload,
         tokens: Option<&[MintedToken]>,
-        _lease: &mut dyn HoldLease,
+        lease: &mut dyn HoldLease,
     ) -> Outcome {
         let Some(tokens) = tokens else {
             return Outcome::failed(DeliveryError::Again("tokens missing or expired; minting again".into()));
@@ -157,9 +190,24 @@ impl Deliver for SlackMessages {
             ..Default::default()
         };
         let content = render_run_message_with(&payload.event, &job.route, &links, &view);
+        // Asking the initiator: their direct-message conversation is opened first (each try:
+        // Slack returns the one that exists), and the message, its updates, its close and
+        // clicks on it name it by that `D…` id, as Slack answers it for the post.
+        let channel = match &payload.dm_user {
+            Some(user) => match self.slack.open_dm(user).await {
+                Ok(dm) => {
+                    if let Err(outcome) = lease.hold(self.longest_send(settings)).await {
+                        return outcome;
+                    }
+                    Some(dm)
+                }
+                Err(e) => return Outcome::failed(DeliveryError::channel(e)),
+            },
+            None => payload.channel.clone(),
+        };
         let msg = OutgoingMessage {
             route: job.route.clone(),
-            channel: payload.channel.clone(),
+            channel,
             thread_ts: payload.thread_ts.clone(),
             content,
             file_stem: format!("{:010}-{}", job.id, payload.event.run_id),
@@ -183,6 +231,13 @@ impl Deliver for SlackMessages {
                 if route.and_then(|r| r.slack.as_ref()).is_some_and(|s| s.close) {
                     self.enqueue_close(job, payload, tokens, &delivered).await;
                 }
+                if let Some(reminder) = route.and_then(|r| r.ask.reminder)
+                    && let (Some(channel), Some(ts)) = (delivered.channel.as_deref(), delivered.ts.as_deref())
+                {
+                    let remind = remind_job(job, channel, ts, reminder, chrono::Utc::now());
+                    self.enqueue_follow_up(job, remind, "reminder").await;
+                }
+                self.state.metrics.ask(&job.route, "sent");
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");
                 Outcome::Sent
             }

@@ -13,6 +13,7 @@ pub(crate) mod deliver;
 pub(crate) mod interactions;
 pub(crate) mod manifest;
 pub(crate) mod message;
+pub(crate) mod remind;
 pub(crate) mod render;
 pub(crate) mod socket;
 pub(crate) mod submit;

@@ -205,6 +205,12 @@ pub enum JobState {
     Sent,
     /// Given up on: a permanent error or too many attempts.
     Dead,
+    /// An ask that waited out its quiet period no further: a later run of its conversation
+    /// took its place (docs/asking.md). Never claimed, never sent; pruned like a sent job.
+    Superseded,
+    /// An ask past its route's daily cap for the person or channel (docs/asking.md): never
+    /// claimed, never sent; pruned like a sent job.
+    Capped,
 }
 
 impl JobState {
@@ -216,6 +222,8 @@ impl JobState {
             JobState::Leased => "leased",
             JobState::Sent => "sent",
             JobState::Dead => "dead",
+            JobState::Superseded => "superseded",
+            JobState::Capped => "capped",
         }
     }
     /// The state a new job of `kind` is stored in: `scheduled` for follow-ups, else `pending`.
@@ -233,6 +241,8 @@ impl JobState {
             "leased" => Ok(JobState::Leased),
             "sent" => Ok(JobState::Sent),
             "dead" => Ok(JobState::Dead),
+            "superseded" => Ok(JobState::Superseded),
+            "capped" => Ok(JobState::Capped),
             other => Err(StoreError::Corrupt(format!("unknown job state {other:?}"))),
         }
     }

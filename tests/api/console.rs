@@ -181,7 +181,7 @@ async fn the_overview_matches_the_store_and_metrics_and_a_click_on_retry_sends_t
     let browser = Session::start(1280, 900).await;
     browser.open(&format!("{}/console", app.address)).await;
     let counts = store_counts(&app).await;
-    for state in ["pending", "scheduled", "leased", "sent", "dead"] {
+    for state in ["pending", "scheduled", "leased", "sent", "dead", "superseded", "capped"] {
         let card = browser.find(&format!("[data-state=\"{state}\"] .n")).await;
         let shown: i64 = browser.text(&card).await.parse().unwrap();
         assert_eq!(

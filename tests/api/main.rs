@@ -1,5 +1,6 @@
 //! The integration suite: one binary, every test through the spawned app over real HTTP.
 
+mod asking;
 mod backfill;
 mod browser;
 mod check_config;

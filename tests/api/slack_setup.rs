@@ -1,4 +1,4 @@
-//! Setting up the Slack side: `slack manifest` through the real binary for three kinds of
+//! Setting up the Slack side: `slack manifest` through the real binary for four kinds of
 //! settings file (parsed back as YAML with a real YAML parser, as JSON, and from its
 //! create link), and `check-config` on `slack.ingress`.
 
@@ -21,6 +21,13 @@ fn link_buttons_by_webhook() -> String {
 fn interactive_with_reasons(ingress: &str) -> String {
     format!(
         "[server]\npublic_url = \"{PUBLIC}\"\n[slack]\nmode = \"api\"\ningress = \"{ingress}\"\n{THUMBS}reasons = [\"Wrong answer\", \"Other\"]\n[[routes]]\nname = \"support\"\nslack = {{ channel = \"C0SUPPORT\", buttons = \"interactive\" }}\n"
+    )
+}
+
+/// Link buttons asked of the run's initiator in a direct message, posted with the bot token.
+fn initiator_asks_by_dm() -> String {
+    format!(
+        "[server]\npublic_url = \"{PUBLIC}\"\n[slack]\nmode = \"api\"\n{THUMBS}\n[[routes]]\nname = \"support\"\nslack = {{ channel = \"C0SUPPORT\" }}\nask = {{ to = \"initiator\", user_from = \"metadata.slack_user_id\" }}\n"
     )
 }
 
@@ -90,6 +97,22 @@ fn link_buttons_through_a_webhook_need_only_the_incoming_webhook_scope() {
     assert_eq!(m["settings"]["socket_mode_enabled"], false);
     assert!(yaml.contains("# slack.mode = \"webhook\""), "{yaml}");
     assert!(!yaml.contains("views.open"), "{yaml}");
+}
+
+#[test]
+fn an_initiator_asked_by_direct_message_needs_chat_write_and_im_write_and_nothing_more() {
+    let (m, yaml) = manifest(&initiator_asks_by_dm(), &API_VARS);
+    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["chat:write", "im:write"]));
+    assert!(
+        yaml.contains("# asks the person who started a run in a direct message"),
+        "{yaml}"
+    );
+    // Without it, no im:write.
+    let (m, _) = manifest(
+        &initiator_asks_by_dm().replace("to = \"initiator\"", "to = \"channel\""),
+        &API_VARS,
+    );
+    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["chat:write"]));
 }
 
 #[test]

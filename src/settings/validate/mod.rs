@@ -1,7 +1,8 @@
 //! Validation: walks the parsed file and collects *every* semantic problem, building the
 //! settings when there are none. Sections: `infra` (server, store, LangSmith, Slack, workers,
-//! email, log, links), `keys`, `routes`.
+//! email, log, links), `keys`, `routes`, `ask` (a route's way of asking).
 
+mod ask;
 mod console;
 mod infra;
 mod keys;
@@ -111,6 +112,7 @@ impl Validator {
         let redact = self.redact_rules("redact.rules", raw.redact.rules.unwrap_or_default());
         let routes = self.routes(
             raw.routes,
+            &raw.ask,
             &keys,
             (slack.as_ref(), email.as_ref(), teams.as_ref()),
             &redact,

@@ -9,7 +9,7 @@ use crate::domain::{
 };
 use crate::domain::{RedactKind, RedactRule, Redactor, RunPath, Show};
 use crate::settings::raw::{
-    OneOrMany, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget, RawTeamsTarget,
+    OneOrMany, RawAsk, RawEmailTarget, RawMatch, RawOnNegative, RawRoute, RawShow, RawSlackTarget, RawTeamsTarget,
 };
 use crate::settings::{EmailSettings, Env, SlackMode, SlackSettings, TeamsMode, TeamsSettings};
 use std::collections::HashSet;
@@ -25,6 +25,7 @@ impl Validator {
     pub(super) fn routes(
         &mut self,
         raw: Vec<RawRoute>,
+        ask: &RawAsk,
         keys: &[KeySpec],
         (slack, email, teams): (Option<&SlackSettings>, Option<&EmailSettings>, Option<&TeamsSettings>),
         redact: &Redactor,
@@ -113,6 +114,18 @@ impl Validator {
                 None => redact.clone(),
             };
             let on_negative = r.on_negative.and_then(|o| self.on_negative(&at, o, slack));
+            let ask = self.ask(
+                &at,
+                ask,
+                r.ask,
+                super::ask::AskTargets {
+                    slack: slack_target.as_ref(),
+                    email: email_target.is_some(),
+                    bot_can_dm: slack.is_some_and(|s| s.mode == SlackMode::Api && s.bot_token.is_some()),
+                    interactivity: slack.is_some_and(|s| s.signing_secret.is_some()),
+                    link_ttl,
+                },
+            );
             // Only votes recorded here are followed through: a link click without Interactivity
             // reaches LangSmith alone, and so does an email link outside confirm mode.
             let tracked = slack.is_some_and(|s| s.signing_secret.is_some());
@@ -141,6 +154,7 @@ impl Validator {
                     show,
                     redact,
                     on_negative,
+                    ask,
                 });
             }
         }

@@ -19,7 +19,7 @@ impl PgStore {
         let (table, sql): (&'static str, &'static str) = match what {
             Prunable::SentJobs => (
                 "jobs",
-                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.state = 'sent' AND j.updated_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.idempotency_key = 'slack-close:' || j.id AND c.state IN ('pending', 'scheduled', 'leased')) ORDER BY j.updated_at LIMIT $2 FOR UPDATE OF j SKIP LOCKED)",
+                "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs j WHERE j.state = 'sent' AND j.updated_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.idempotency_key IN ('slack-close:' || j.id, 'slack-remind:' || j.id) AND c.state IN ('pending', 'scheduled', 'leased')) ORDER BY j.updated_at LIMIT $2 FOR UPDATE OF j SKIP LOCKED)",
             ),
             Prunable::DeadJobs => (
                 "jobs",
@@ -48,8 +48,59 @@ impl PgStore {
             ),
             Prunable::Digests => return self.prune_digests(before, limit).await,
         };
+        if what == Prunable::SentJobs {
+            return self.prune_sent(sql, before, limit).await;
+        }
         let done = self.execute(sqlx::query(sql).bind(before).bind(limit)).await?;
         Ok(vec![(table, done.rows_affected())])
+    }
+
+    /// Sent jobs (`sent`, the statement), superseded asks, and the conversations whose last run
+    /// is as old and whose ask no longer waits (one that waits must still be found and
+    /// superseded by the conversation's next run).
+    async fn prune_sent(
+        &self,
+        sent: &'static str,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut jobs = 0;
+        for sql in [
+            sent,
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('superseded', 'capped') AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        ] {
+            jobs += self
+                .execute(sqlx::query(sql).bind(before).bind(limit))
+                .await?
+                .rows_affected();
+        }
+        let conversations = self
+            .execute(
+                sqlx::query(
+                    "DELETE FROM ask_conversations WHERE (route, conversation) IN (SELECT c.route, c.conversation FROM ask_conversations c WHERE c.updated_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = c.job_id AND j.state = 'pending') ORDER BY c.updated_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED)",
+                )
+                .bind(before)
+                .bind(limit),
+            )
+            .await?
+            .rows_affected();
+        // A day's cap counter is kept two days at least, whatever the retention: a route's day
+        // may be up to 26 hours from UTC's, and a counter pruned early would ask again.
+        let caps_before = before.min(chrono::Utc::now() - chrono::Duration::days(2));
+        let caps = self
+            .execute(sqlx::query("DELETE FROM ask_caps WHERE (route, scope, day) IN (SELECT route, scope, day FROM ask_caps WHERE updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)").bind(caps_before).bind(limit))
+            .await?
+            .rows_affected();
+        // The asking tables are named only when rows went, so stores of routes that never ask
+        // per conversation or under a cap report what they always did.
+        let mut pruned = vec![("jobs", jobs)];
+        for (table, n) in [("ask_conversations", conversations), ("ask_caps", caps)] {
+            if n > 0 {
+                pruned.push((table, n));
+            }
+        }
+        Ok(pruned)
     }
 
     /// Closed digests past `before` whose messages are all sent or dead, with their runs (the

@@ -202,6 +202,88 @@ async fn insert_jobs(
     Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
 }
 
+/// Decides the asks among `jobs` (`new[i]`: inserted now) in the enqueue's transaction. First
+/// each one naming a conversation becomes the conversation's current ask, superseding the one
+/// it replaces if that one still waits out its quiet period (`pending`, never claimed:
+/// `attempts = 0`). The upsert locks the conversation's row until commit, so of two replicas
+/// enqueueing runs of one conversation the second waits for the first and then supersedes the
+/// first's ask (`ON CONFLICT DO UPDATE` reads the latest committed row); a claim of the earlier
+/// ask and its supersede lock the same job row, so exactly one of them takes it. Then each one
+/// under a daily cap that superseded nothing takes a slot of its day (`… SET n = n + 1 WHERE
+/// n < cap`, the counter's row locked the same way), or ends `capped`. Rows are taken in key
+/// order, conversations before caps (same keys in run order), so two batches never wait on
+/// each other in a circle.
+async fn decide_asks(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    new: &[bool],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let fresh: Vec<&NewJob> = jobs.iter().zip(new).filter(|(_, new)| **new).map(|(j, _)| j).collect();
+    let mut asks: Vec<(&NewJob, &str)> = fresh
+        .iter()
+        .filter_map(|job| crate::jobs::conversation_of(job).map(|c| (*job, c)))
+        .collect();
+    asks.sort_by(|a, b| (&a.0.route, a.1).cmp(&(&b.0.route, b.1)));
+    let mut superseding = std::collections::HashSet::new();
+    for (job, conversation) in asks {
+        let previous: Option<Option<i64>> = sqlx::query_scalar(
+            "INSERT INTO ask_conversations (route, conversation, job_id, updated_at)
+             SELECT $1, $2, id, $3 FROM jobs WHERE idempotency_key = $4
+             ON CONFLICT (route, conversation) DO UPDATE SET prev_job_id = ask_conversations.job_id,
+                 job_id = excluded.job_id, updated_at = excluded.updated_at
+             RETURNING prev_job_id",
+        )
+        .bind(&job.route)
+        .bind(conversation)
+        .bind(now)
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(Some(previous)) = previous {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'superseded', updated_at = $1 WHERE id = $2 AND state = 'pending' AND attempts = 0",
+            )
+            .bind(now)
+            .bind(previous)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                superseding.insert(job.idempotency_key.as_str());
+            }
+        }
+    }
+    let mut capped: Vec<(&NewJob, crate::jobs::AskCap)> = fresh
+        .iter()
+        .filter(|job| !superseding.contains(job.idempotency_key.as_str()))
+        .filter_map(|job| crate::jobs::cap_of(job).map(|c| (*job, c)))
+        .collect();
+    capped.sort_by(|a, b| (&a.0.route, &a.1.scope, &a.1.day).cmp(&(&b.0.route, &b.1.scope, &b.1.day)));
+    for (job, cap) in capped {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
+             ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                 WHERE ask_caps.n < $4
+             RETURNING n",
+        )
+        .bind(&job.route)
+        .bind(&cap.scope)
+        .bind(&cap.day)
+        .bind(i32::try_from(cap.limit).unwrap_or(i32::MAX))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_none() {
+            sqlx::query("UPDATE jobs SET state = 'capped', updated_at = $1 WHERE idempotency_key = $2")
+                .bind(now)
+                .bind(&job.idempotency_key)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Wakes the listening replicas when the transaction commits.
 async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")

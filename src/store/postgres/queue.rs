@@ -49,6 +49,7 @@ impl QueueStore for PgStore {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 new_jobs.extend(insert_jobs(&mut tx, chunk, now).await?);
             }
+            decide_asks(&mut tx, jobs, &new_jobs, now).await?;
             for item in digest_items {
                 sqlx::query(
                     "INSERT INTO digests (route, window_end, state, created_at) VALUES ($1, $2, 'open', $3)

@@ -151,7 +151,10 @@ impl SqliteStore {
         }
         // The common case, a webhook's runs for Slack, is one statement: atomic by itself, and
         // one trip to the writer instead of three.
-        if digest_items.is_empty() && jobs.len() <= JOBS_PER_INSERT {
+        let asks_once = jobs
+            .iter()
+            .any(|j| crate::jobs::conversation_of(j).is_some() || j.payload.get("cap").is_some());
+        if digest_items.is_empty() && jobs.len() <= JOBS_PER_INSERT && !asks_once {
             let mut w = self.writer().await?;
             let result = insert_jobs(&mut *w, jobs, now).await;
             return Ok((self.finish(w, result).await?, new_items));
@@ -159,6 +162,9 @@ impl SqliteStore {
         in_transaction!(self, |tx| {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
+            }
+            if asks_once {
+                statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
             }
             for item in digest_items {
                 sqlx::query(

@@ -47,3 +47,78 @@ where
         .collect::<Result<_, _>>()?;
     Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
 }
+
+/// Decides the asks among `jobs` (`new[i]`: inserted now) in the enqueue's transaction. First
+/// each one naming a conversation becomes the conversation's current ask, superseding the one
+/// it replaces if that one still waits out its quiet period (`pending`, never claimed:
+/// `attempts = 0`); an ask already claimed is not superseded and the new one starts the next
+/// quiet period. Then each one under a daily cap that superseded nothing (a superseding ask
+/// takes over its predecessor's slot) takes a slot of its day, or ends `capped`. SQLite has one
+/// writer, so each row is read and written with nothing in between.
+pub(super) async fn decide_asks(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: &[NewJob],
+    new: &[bool],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut superseding = std::collections::HashSet::new();
+    for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
+        let Some(conversation) = crate::jobs::conversation_of(job) else {
+            continue;
+        };
+        let previous: Option<Option<i64>> = sqlx::query_scalar(
+            "INSERT INTO ask_conversations (route, conversation, job_id, updated_at)
+             SELECT ?1, ?2, id, ?3 FROM jobs WHERE idempotency_key = ?4
+             ON CONFLICT (route, conversation) DO UPDATE SET prev_job_id = ask_conversations.job_id,
+                 job_id = excluded.job_id, updated_at = excluded.updated_at
+             RETURNING prev_job_id",
+        )
+        .bind(&job.route)
+        .bind(conversation)
+        .bind(ms(now))
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(Some(previous)) = previous {
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'superseded', updated_at = ?1 WHERE id = ?2 AND state = 'pending' AND attempts = 0",
+            )
+            .bind(ms(now))
+            .bind(previous)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                superseding.insert(job.idempotency_key.as_str());
+            }
+        }
+    }
+    for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
+        let Some(cap) = crate::jobs::cap_of(job) else {
+            continue;
+        };
+        if superseding.contains(job.idempotency_key.as_str()) {
+            continue;
+        }
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
+             ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                 WHERE ask_caps.n < ?4
+             RETURNING n",
+        )
+        .bind(&job.route)
+        .bind(&cap.scope)
+        .bind(&cap.day)
+        .bind(i64::from(cap.limit))
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_none() {
+            sqlx::query("UPDATE jobs SET state = 'capped', updated_at = ?1 WHERE idempotency_key = ?2")
+                .bind(ms(now))
+                .bind(&job.idempotency_key)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
