@@ -166,6 +166,11 @@ pub struct StatusClassLabel {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// From 30 s to about 11 days, doubling: people answer in minutes, hours or days.
+fn first_vote_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(30.0, 2.0, 16))
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -220,6 +225,8 @@ pub struct Metrics {
     pub asks: Family<AskLabel, Counter>,
     /// Reminders posted (`ask.reminder`), by route.
     pub reminders: Family<RouteLabel, Counter>,
+    /// Seconds from a message's delivery to its first vote, by route.
+    pub first_vote_seconds: HistogramFamily<RouteLabel>,
     /// Follow-through on negative votes done, by route and action.
     pub route_follow_through: Family<RouteActionLabel, Counter>,
     /// Events delivered to other systems, by sink.
@@ -266,6 +273,7 @@ impl Metrics {
         let route_closed = Family::default();
         let asks = Family::default();
         let reminders = Family::default();
+        let first_vote_seconds = HistogramFamily::new_with_constructor(first_vote_histogram as fn() -> Histogram);
         let route_follow_through = Family::default();
         let events_delivered = Family::default();
         let events_failed = Family::default();
@@ -315,6 +323,11 @@ impl Metrics {
             "reminders",
             "Reminders of Slack asks nobody voted on, posted in the ask's thread (ask.reminder), by route",
             reminders.clone(),
+        );
+        registry.register(
+            "ask_first_vote_seconds",
+            "Seconds from a message's delivery to its first vote, by route",
+            first_vote_seconds.clone(),
         );
         registry.register(
             "route_follow_through",
@@ -416,6 +429,7 @@ impl Metrics {
             route_closed,
             asks,
             reminders,
+            first_vote_seconds,
             route_follow_through,
             events_delivered,
             events_failed,
@@ -586,4 +600,34 @@ fn status_class(status: Option<u16>) -> &'static str {
         Some(500..=599) => "5xx",
         _ => "error",
     }
+}
+
+/// Observes the seconds from the delivery of job `job_id`'s message to the vote just recorded
+/// on run `run`, when that vote is the first of the run on that message (a digest message asks
+/// about several runs). Spawned, so that the answer to the voter waits for none of it; two first
+/// votes committed at the same instant may both see the other and leave it unobserved.
+pub(crate) fn observe_first_vote(state: &crate::state::AppState, job_id: i64, run: crate::domain::RunId, route: &str) {
+    let state = state.clone();
+    let route = route.to_string();
+    tokio::spawn(async move {
+        let Ok(votes) = state.store.votes_for_job(job_id).await else {
+            return;
+        };
+        let mut of_run = votes.iter().filter(|v| v.vote.run_id == run);
+        let (Some(first), None) = (of_run.next(), of_run.next()) else {
+            return;
+        };
+        let Ok(Some(job)) = state.store.console_job(job_id).await else {
+            return;
+        };
+        let Some(sent) = job.sent_at else {
+            return;
+        };
+        let secs = (first.vote.at - sent).num_milliseconds().max(0) as f64 / 1000.0;
+        state
+            .metrics
+            .first_vote_seconds
+            .get_or_create(&RouteLabel { route })
+            .observe(secs);
+    });
 }

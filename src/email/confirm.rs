@@ -297,7 +297,7 @@ async fn submit(state: &AppState, id: &str, body: &[u8]) -> Response {
     });
     if let Some(vote) = &vote {
         match state.store.record_vote(vote, &[]).await {
-            Ok(true) => {}
+            Ok(true) => crate::metrics::observe_first_vote(state, vote.job_id, vote.run_id, &vote.route),
             Ok(false) => {
                 metrics(vote, "duplicate");
                 let earlier = match state.store.votes_for_job(vote.job_id).await {

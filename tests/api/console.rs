@@ -245,7 +245,7 @@ async fn the_overview_matches_the_store_and_metrics_and_a_click_on_retry_sends_t
         .find(&format!("tr[data-job=\"{}\"] button.retry", dead[0].id))
         .await;
     browser.click(&retry).await;
-    let done = browser.text(&browser.find("#done").await).await;
+    let done = browser.text(&browser.wait_for("#done").await).await;
     assert!(done.contains("Queued again"), "{done}");
     let posts = slack.wait_for("/chat.postMessage", before + 1, WAIT).await;
     assert!(posts[before..].iter().any(|r| r.json()["channel"] == "C0GONE"));

@@ -480,6 +480,16 @@ async fn interactive_buttons_submit_once_per_person_with_who_rated_and_a_comment
         .map(|v| v.vote.voter)
         .collect();
     assert_eq!(voters, ["U1", "U2", "U3"]);
+    // The time to the first vote is observed once per message, whatever the votes after it.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("feedback_dispatch_ask_first_vote_seconds_count{route=\"support\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("feedback_dispatch_ask_first_vote_seconds_bucket{le=\"30.0\",route=\"support\"} 1\n"),
+        "a vote within seconds is in the first bucket: {metrics}"
+    );
 }
 
 #[tokio::test]

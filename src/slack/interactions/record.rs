@@ -179,6 +179,7 @@ pub(super) async fn record(
     match state.store.record_vote(&vote, &then).await {
         Ok(true) => {
             state.metrics.vote("slack", &job.route, &value.key, "recorded");
+            crate::metrics::observe_first_vote(state, job.id, run_id, &job.route);
             tracing::info!(job = job.id, run_id = %run_id, route = %job.route, key = %value.key, choice = value.choice, "vote recorded");
             state.wake_workers.notify_one();
             Ok(())

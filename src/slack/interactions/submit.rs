@@ -156,6 +156,7 @@ pub(super) async fn submit(
     match state.store.record_vote(&vote, &then).await {
         Ok(true) => {
             metrics("recorded");
+            crate::metrics::observe_first_vote(state, job.id, run_id, &job.route);
             tracing::info!(job = job.id, run_id = %run_id, route = %job.route, key = %value.key, choice = value.choice, "vote recorded; submitting it");
             state.wake_workers.notify_one();
             Ok(())

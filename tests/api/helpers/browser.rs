@@ -184,6 +184,21 @@ impl Session {
             .unwrap_or_else(|| panic!("no element matches {css:?}"))
     }
 
+    /// The first element `css` selects, waited for (a click's navigation takes its time).
+    pub async fn wait_for(&self, css: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(found) = self.find_all(css).await.into_iter().next() {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no element matches {css:?} within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// An element's rendered text.
     pub async fn text(&self, element: &str) -> String {
         self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
