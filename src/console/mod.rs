@@ -45,37 +45,60 @@ pub(crate) struct ConsoleState {
 }
 
 /// How long the figures that read a window of rows (a route's funnel over 7 days, votes per
-/// day over 30) are reused: each counts up to hundreds of thousands of rows, which a page
-/// reloaded by several people should not repeat every time.
+/// day over 30) are served before they are computed again: each counts up to hundreds of
+/// thousands of rows, which a page reloaded by several people should not repeat every time.
 pub(crate) const FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A value computed at most once per [`FIGURES_TTL`] (per replica); concurrent requests wait
-/// for one computation.
+/// A value computed once, then served while it is recomputed in the background whenever it
+/// is older than [`FIGURES_TTL`] (per replica): only the first request waits for it.
 pub(crate) struct Cached<T> {
     slot: tokio::sync::Mutex<Option<(Instant, Arc<T>)>>,
+    refreshing: std::sync::atomic::AtomicBool,
+    ttl: std::time::Duration,
 }
 
 impl<T> Default for Cached<T> {
     fn default() -> Self {
-        Self {
-            slot: tokio::sync::Mutex::new(None),
-        }
+        Self::with_ttl(FIGURES_TTL)
     }
 }
 
 impl<T> Cached<T> {
-    /// The value, computed by `make` when there is none younger than [`FIGURES_TTL`].
-    pub(crate) async fn get<F, Fut>(&self, make: F) -> Result<Arc<T>, crate::store::StoreError>
+    fn with_ttl(ttl: std::time::Duration) -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+            ttl,
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Cached<T> {
+    /// The value: the last one computed (and, when it is old, a new one started in the
+    /// background), or, the first time, one computed by `make` now.
+    pub(crate) async fn get<F, Fut>(self: &Arc<Self>, make: F) -> Result<Arc<T>, crate::store::StoreError>
     where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>> + Send + 'static,
     {
+        use std::sync::atomic::Ordering;
         let mut slot = self.slot.lock().await;
-        if let Some((at, value)) = slot.as_ref()
-            && at.elapsed() < FIGURES_TTL
-        {
+        if let Some((at, value)) = slot.as_ref() {
+            if at.elapsed() >= self.ttl && !self.refreshing.swap(true, Ordering::SeqCst) {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match make().await {
+                        Ok(v) => *me.slot.lock().await = Some((Instant::now(), Arc::new(v))),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the console cannot compute its figures; the last ones are shown")
+                        }
+                    }
+                    me.refreshing.store(false, Ordering::SeqCst);
+                });
+            }
             return Ok(value.clone());
         }
+        // The first time: computed under the lock, so that requests arriving together share it.
         let value = Arc::new(make().await?);
         *slot = Some((Instant::now(), value.clone()));
         Ok(value)
@@ -319,4 +342,35 @@ pub(crate) fn slack_page(request: &serde_json::Value, bot_name: &str) -> String 
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Slack message preview</title>\n<style>\n{CSS}\nbody {{ padding: 1rem; }}\n</style>\n</head>\n<body>\n{}\n</body>\n</html>\n",
         slack_view::draw(request, bot_name)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cached;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn figures_are_computed_once_then_served_while_recomputed_in_the_background() {
+        let cache: Arc<Cached<u32>> = Arc::new(Cached::with_ttl(Duration::from_millis(50)));
+        let runs = Arc::new(AtomicU32::new(0));
+        let make = |runs: Arc<AtomicU32>| move || async move { Ok(runs.fetch_add(1, Ordering::SeqCst) + 1) };
+        assert_eq!(*cache.get(make(runs.clone())).await.unwrap(), 1, "the first computes");
+        assert_eq!(*cache.get(make(runs.clone())).await.unwrap(), 1, "then it is served");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            *cache.get(make(runs.clone())).await.unwrap(),
+            1,
+            "old: served, recomputed aside"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            *cache.get(make(runs.clone())).await.unwrap(),
+            2,
+            "the new one replaces it"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
 }

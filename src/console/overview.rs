@@ -121,7 +121,14 @@ async fn build(state: &ConsoleState, viewer: &Viewer, csrf: &Csrf) -> Result<Ove
         ("links", fmt(r.links)),
         ("feedback", r.feedback.map_or_else(|| "kept".into(), fmt)),
     ];
-    let routes = state.funnels.get(|| funnels(state, now)).await?;
+    let routes = {
+        let state = state.clone();
+        state
+            .funnels
+            .clone()
+            .get(move || async move { funnels(&state, Utc::now()).await })
+            .await?
+    };
     Ok(OverviewPage {
         frame: Frame {
             refresh: app.settings.console.refresh.as_secs(),

@@ -185,7 +185,15 @@ pub(super) async fn page(
         }
         Err(e) => return store_failed(e),
     }
-    match state.per_day.get(|| chart(&state)).await {
+    let cached = {
+        let state = state.clone();
+        state
+            .per_day
+            .clone()
+            .get(move || async move { chart(&state).await })
+            .await
+    };
+    match cached {
         Ok(drawn) => {
             page.chart_svg = drawn.0.clone();
             page.legend = drawn.1.clone();
