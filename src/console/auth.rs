@@ -45,13 +45,17 @@ impl Viewer {
 }
 
 /// Failures per client and credentials verified lately.
-#[derive(Default)]
 pub(crate) struct Gate {
     failures: Mutex<HashMap<IpAddr, Failures>>,
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     /// Mixed into the remembered credentials' digests, so the map holds nothing reusable.
     salt: [u8; 16],
+    /// Password checks running at once, at most.
+    checks: tokio::sync::Semaphore,
 }
+
+/// Password checks at once: each takes 19 MiB and a core for tens of milliseconds.
+const CHECKS_AT_ONCE: usize = 2;
 
 #[derive(Clone, Copy)]
 struct Failures {
@@ -62,8 +66,10 @@ struct Failures {
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
+            failures: Mutex::default(),
+            verified: Mutex::default(),
             salt: *uuid::Uuid::new_v4().as_bytes(),
-            ..Default::default()
+            checks: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
         }
     }
 
@@ -81,10 +87,14 @@ impl Gate {
 
     fn failed(&self, client: IpAddr, now: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_REMEMBERED {
+        if map.len() >= MAX_REMEMBERED && !map.contains_key(&client) {
             map.retain(|_, f| now.duration_since(f.last) <= FAILURE_WINDOW);
-            if map.len() >= MAX_REMEMBERED {
-                map.clear();
+            // Still full: the clients with the fewest failures make room, so that filling the
+            // map from many addresses never forgives the one that failed most.
+            if map.len() >= MAX_REMEMBERED
+                && let Some(least) = map.iter().min_by_key(|(_, f)| (f.count, f.last)).map(|(ip, _)| *ip)
+            {
+                map.remove(&least);
             }
         }
         let f = map.entry(client).or_insert(Failures { count: 0, last: now });
@@ -124,7 +134,8 @@ impl Gate {
 }
 
 /// The middleware: puts the [`Viewer`] in the request, or answers 401 (or 429 while a client
-/// that failed too often waits).
+/// that failed too often waits). A read-only viewer's POST is refused here, before its body is
+/// read: whatever the form, it gets 403.
 pub(crate) async fn authenticate(State(state): State<ConsoleState>, mut req: Request, next: Next) -> Response {
     let settings = &state.app.settings.console;
     let peer = req
@@ -133,11 +144,72 @@ pub(crate) async fn authenticate(State(state): State<ConsoleState>, mut req: Req
         .map(|ConnectInfo(addr)| addr.ip());
     match who(&state, settings, req.headers(), peer).await {
         Ok(viewer) => {
+            if req.method() == axum::http::Method::POST && !viewer.is_admin() {
+                return super::refused(StatusCode::FORBIDDEN, "Read-only users cannot change anything.");
+            }
             req.extensions_mut().insert(viewer);
             next.run(req).await
         }
         Err(refusal) => refusal,
     }
+}
+
+/// Headers a reverse proxy adds: a request carrying one did not come from this machine's own
+/// browser, whatever its peer address.
+const FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Whether a request may use the open console (loopback, no users): from this machine itself,
+/// not through a proxy, and addressed to this machine by a name a page elsewhere cannot rebind
+/// (`localhost`, a loopback address, or `server.public_url`'s host when that is loopback).
+fn open_console_allows(state: &ConsoleState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+    if !peer.is_some_and(|p| p.is_loopback() || is_mapped_loopback(p)) {
+        return false;
+    }
+    if FORWARDING.iter().any(|h| headers.contains_key(*h)) {
+        return false;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let name = host_name(host);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || state
+            .app
+            .public_url
+            .host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(name) && is_loopback_name(h))
+}
+
+fn is_mapped_loopback(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host of a `Host` header without its port (`[::1]:8080` → `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    })
 }
 
 async fn who(
@@ -148,25 +220,40 @@ async fn who(
 ) -> Result<Viewer, Response> {
     if let (Some(name), Some(peer)) = (&settings.trusted_header, peer)
         && settings.trusted_proxies.iter().any(|b| b.contains(peer))
-        && let Some(user) = headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
-        && !user.is_empty()
-        && user.len() <= 256
-        && !user.chars().any(char::is_control)
     {
-        let role = settings
-            .users
-            .iter()
-            .find(|u| u.name == user)
-            .map_or(settings.trusted_role, |u| u.role);
-        return Ok(Viewer {
-            name: user.to_string(),
-            role,
-        });
+        // Exactly one value: a proxy that appends its header to the client's own would
+        // otherwise let the client's come first.
+        let mut values = headers.get_all(name).iter();
+        if let (Some(value), None) = (values.next(), values.next())
+            && let Ok(user) = value.to_str().map(str::trim)
+            && !user.is_empty()
+            && user.len() <= 256
+            && !user
+                .chars()
+                .any(|c| c.is_control() || crate::domain::is_invisible_format(c))
+        {
+            let role = settings
+                .users
+                .iter()
+                .find(|u| u.name == user)
+                .map_or(settings.trusted_role, |u| u.role);
+            return Ok(Viewer {
+                name: user.to_string(),
+                role,
+            });
+        }
     }
     if settings.users.is_empty() {
         if settings.trusted_header.is_none() {
             // Served on loopback only (check-config refuses anything else): whoever is on
-            // this machine already holds the database.
+            // this machine already holds the database. Not through a proxy, and not to a name
+            // a web page could rebind to this machine.
+            if !open_console_allows(state, headers, peer) {
+                return Err(super::refused(
+                    StatusCode::FORBIDDEN,
+                    "This console has no users: it answers only browsers on its own machine, at localhost or a loopback address. Set FEEDBACK_DISPATCH_CONSOLE_USERS to reach it from elsewhere.",
+                ));
+            }
             return Ok(Viewer {
                 name: "local".into(),
                 role: ConsoleRole::Admin,
@@ -174,48 +261,39 @@ async fn who(
         }
         return Err(unauthorized("Sign in through the single sign-on proxy."));
     }
-    let client = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let client = client_key(peer.unwrap_or(IpAddr::from([0, 0, 0, 0])));
     let now = Instant::now();
     let Some((user, password)) = basic_credentials(headers) else {
         return Err(unauthorized("Sign in to see the console."));
     };
     if let Some(wait) = state.gate.wait_for(client, now) {
-        let secs = wait.as_secs().max(1);
-        let mut res = (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many wrong passwords from this address: try again in {secs} s."),
-        )
-            .into_response();
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Err(res);
+        return Err(too_many(wait));
     }
+    // Counted as a failure before the (slow) check and forgiven if it succeeds, so that tries
+    // sent in parallel see each other's.
+    state.gate.failed(client, now);
     let found = settings.users.iter().find(|u| u.name == user);
     let digest = state.gate.digest(&user, &password);
     let ok = match found {
         Some(u) if state.gate.remembered(&digest, &u.hash, now) => true,
-        Some(u) => {
-            let hash = u.hash.clone();
+        _ => {
+            // At most a few checks at once: each takes 19 MiB and tens of milliseconds. An
+            // unknown name costs the same work as a known one, so timing does not tell them
+            // apart.
+            let hash = found.map_or_else(|| state.dummy_hash.clone(), |u| u.hash.clone());
             let pw = password.clone();
+            let Ok(_permit) = state.gate.checks.acquire().await else {
+                return Err(unauthorized("Sign in to see the console."));
+            };
             let ok = tokio::task::spawn_blocking(move || super::users::verify_password(&hash, &pw))
                 .await
                 .unwrap_or(false);
-            if ok {
-                state.gate.remember(digest, &u.hash, now);
-            }
-            ok
-        }
-        None => {
-            // The same work as a known name, so that timing does not tell names apart.
-            let pw = password.clone();
-            let dummy = state.dummy_hash.clone();
-            let _ = tokio::task::spawn_blocking(move || super::users::verify_password(&dummy, &pw)).await;
-            false
+            ok && found.is_some()
         }
     };
     match (ok, found) {
         (true, Some(u)) => {
+            state.gate.remember(digest, &u.hash, now);
             state.gate.succeeded(client);
             Ok(Viewer {
                 name: u.name.clone(),
@@ -223,11 +301,37 @@ async fn who(
             })
         }
         _ => {
-            state.gate.failed(client, Instant::now());
             tracing::info!(client = %client, "a console sign-in failed");
             Err(unauthorized("Wrong name or password."))
         }
     }
+}
+
+/// The address slowing counts failures by: an IPv6 client by its /64 (one host holds a whole
+/// one), an IPv4 client by itself.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
+}
+
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut res = (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many wrong passwords from this address: try again in {secs} s."),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// The name and password of an `Authorization: Basic` header.
@@ -277,6 +381,22 @@ mod tests {
         assert_eq!(gate.wait_for(ip, t0), Some(MAX_WAIT));
         gate.succeeded(ip);
         assert_eq!(gate.wait_for(ip, t0), None);
+    }
+
+    #[test]
+    fn hosts_lose_their_port_and_ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(host_name("localhost:8080"), "localhost");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_name("evil.example:80"), "evil.example");
+        let a = client_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = client_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b, "one /64");
+        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(
+            client_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -165,8 +165,13 @@ pub(crate) async fn funnels(
         for (route, n) in store.sent_per_route(&ASKING_KINDS, since).await? {
             rows.entry(route).or_default()[slot] += n;
         }
-        for (route, n) in store.digest_runs_per_route(since).await? {
-            rows.entry(route).or_default()[slot] += n;
+        for (route, n) in store.digest_runs_per_digest(since).await? {
+            // A digest shows at most `max_runs` of its runs; the rest are only counted in it.
+            let shown = settings
+                .route(&route)
+                .and_then(|r| r.email.as_ref())
+                .map_or(n, |e| n.min(e.max_runs as i64));
+            rows.entry(route).or_default()[slot] += shown;
         }
         for t in store.vote_tallies(since).await? {
             let row = rows.entry(t.route.clone()).or_default();

@@ -33,7 +33,7 @@ pub(super) struct VoteQuery {
     since: Option<String>,
     /// Last day (YYYY-MM-DD, UTC), inclusive.
     until: Option<String>,
-    /// The last vote of the page before (`<unix ms>_<id>`): the next page starts after it.
+    /// The last vote of the page before (`<unix µs>_<id>`): the next page starts after it.
     before: Option<String>,
 }
 
@@ -61,16 +61,22 @@ impl VoteQuery {
             reason: set(&self.reason),
             voter: set(&self.voter),
             since: day("since", &self.since)?,
-            until: day("until", &self.until)?.map(|d| d + Duration::days(1)),
+            until: match day("until", &self.until)? {
+                None => None,
+                Some(d) => Some(
+                    d.checked_add_signed(Duration::days(1))
+                        .ok_or("until is past the last day a date can name")?,
+                ),
+            },
             before: match set(&self.before) {
                 None => None,
                 Some(text) => Some(
                     text.split_once('_')
                         .and_then(|(at, id)| {
-                            Some((DateTime::from_timestamp_millis(at.parse().ok()?)?, id.parse().ok()?))
+                            Some((DateTime::from_timestamp_micros(at.parse().ok()?)?, id.parse().ok()?))
                         })
                         .ok_or(
-                            "before is not a page cursor (expected <unix ms>_<id>, as the \"Older votes\" link has it)",
+                            "before is not a page cursor (expected <unix µs>_<id>, as the \"Older votes\" link has it)",
                         )?,
                 ),
             },
@@ -100,8 +106,8 @@ impl VoteQuery {
 /// One vote as shown.
 pub(crate) struct VoteRow {
     pub id: i64,
-    /// When, in unix milliseconds (the page cursor).
-    pub at_ms: i64,
+    /// When, in unix microseconds (the page cursor: PostgreSQL keeps microseconds).
+    pub at_us: i64,
     pub at: String,
     pub route: String,
     pub key: String,
@@ -179,7 +185,7 @@ pub(super) async fn page(
                 && let Some(last) = rows.last()
             {
                 let sep = if qs.is_empty() { "" } else { "&" };
-                page.next = Some(format!("/console/votes?{qs}{sep}before={}_{}", last.at_ms, last.id));
+                page.next = Some(format!("/console/votes?{qs}{sep}before={}_{}", last.at_us, last.id));
             }
             page.rows = rows;
         }
@@ -287,7 +293,7 @@ fn row(state: &ConsoleState, vote: &Vote, event: Option<&RunEvent>) -> VoteRow {
     let negative = super::key_spec(&state.app.settings, &v.key).is_some_and(|k| k.is_negative(v.score));
     VoteRow {
         id: vote.id,
-        at_ms: v.at.timestamp_millis(),
+        at_us: v.at.timestamp_micros(),
         at: v.at.format("%Y-%m-%d %H:%M UTC").to_string(),
         route: clean(&v.route, 200),
         key: clean(&v.key, 200),

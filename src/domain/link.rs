@@ -24,7 +24,7 @@ pub(crate) fn check_channel(channel: &str) -> Result<(), String> {
 
 /// Zero-width and bidirectional formatting characters, which make a text read as another.
 pub(crate) fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A host name as an operator writes it (`langsmith.example.com`), in the form URLs carry it

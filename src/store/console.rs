@@ -63,8 +63,9 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// Jobs of `kinds` (no kinds: of every kind) delivered since `since`, per route.
     async fn sent_per_route(&self, kinds: &[&str], since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// Runs sent in digests closed since `since`, per route (a digest asks about each once).
-    async fn digest_runs_per_route(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The runs of each digest closed since `since` (its messages queued): (route, runs), one
+    /// row per digest. A digest asks about each run it shows once, whatever its recipients.
+    async fn digest_runs_per_digest(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Pending jobs that failed before and wait to be tried again.
     async fn retrying_count(&self) -> Result<i64, StoreError>;

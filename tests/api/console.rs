@@ -450,6 +450,16 @@ async fn only_users_get_in_read_only_users_change_nothing_and_forms_need_their_t
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    for body in ["", "nothing=1"] {
+        let res = http
+            .post(url("/console/dead/retry-group"))
+            .basic_auth("bo", Some("bo's password"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "a reader's malformed POST {body:?}");
+    }
     assert_eq!(app.store.job(dead[0].id).await.unwrap().unwrap().state, JobState::Dead);
 
     // The admin's POST with the token: queued again, and back to the list.
@@ -543,6 +553,49 @@ async fn an_sso_proxys_header_is_believed_only_from_the_proxy() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401, "the header from a peer that is not the proxy");
+    // A proxy that appends its header to the client's own: two values, believed neither.
+    let res = reqwest::Client::new()
+        .get(format!("{}/console", trusted.address))
+        .header("x-forwarded-user", "admin")
+        .header("x-forwarded-user", "carol@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "two values of the header");
+}
+
+#[tokio::test]
+async fn an_open_console_answers_only_browsers_on_its_machine_not_a_proxy_or_a_rebound_name() {
+    let slack = slack_with_gone(Arc::default()).await;
+    let app = console_app(&slack, "", &[]).await;
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let get = |host: Option<String>, header: Option<(&'static str, &'static str)>| {
+        let mut req = reqwest::Client::new().get(format!("{}/console", app.address));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    assert_eq!(get(None, None).await.unwrap().status(), 200, "127.0.0.1 itself");
+    assert_eq!(
+        get(Some(format!("localhost:{port}")), None).await.unwrap().status(),
+        200
+    );
+    // A page elsewhere that rebinds its own name to 127.0.0.1 (DNS rebinding).
+    let res = get(Some(format!("evil.example:{port}")), None).await.unwrap();
+    assert_eq!(res.status(), 403, "a name that is not this machine's");
+    assert!(res.text().await.unwrap().contains("FEEDBACK_DISPATCH_CONSOLE_USERS"));
+    // A reverse proxy on this machine: the peer is loopback, the client is not.
+    for header in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+    ] {
+        assert_eq!(get(None, Some(header)).await.unwrap().status(), 403, "{header:?}");
+    }
 }
 
 #[test]
@@ -579,6 +632,16 @@ fn check_config_refuses_a_console_open_to_other_machines_without_users() {
         err.contains("entry 1 (ana)") && err.contains("not a PHC string"),
         "{err}"
     );
+    // On the service's loopback listener behind a public URL (a reverse proxy on the host).
+    let path = dir.path().join("settings.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://feedback.example.com\"\n[console]\nenabled = true\n",
+    )
+    .unwrap();
+    let (code, _, err) = crate::helpers::serve::cli(&path, &[], &["check-config"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("which server.public_url makes public"), "{err}");
     let path = write("127.0.0.1:8080", "trusted_header = \"X-Forwarded-User\"");
     let (code, _, err) = crate::helpers::serve::cli(&path, &[], &["check-config"]);
     assert_ne!(code, 0);
@@ -650,7 +713,19 @@ fn html_validate(pages: &[(String, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_run_text_is_escaped_and_cut_no_page_shows_a_token_and_every_page_is_valid_html() {
-    let slack = slack_with_gone(Arc::default()).await;
+    // Two errors, so that the dead letters page has two groups.
+    let slack = FakeServer::start(|req| {
+        let channel = serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|b| b["channel"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        match channel.as_str() {
+            "C0GONE" => Reply::json(200, json!({"ok": false, "error": "channel_not_found"})),
+            "C0BILLING" => Reply::json(200, json!({"ok": false, "error": "is_archived"})),
+            _ => Reply::json(200, json!({"ok": true, "channel": channel, "ts": "1700000000.000100"})),
+        }
+    })
+    .await;
     let app = console_app(&slack, "", &[]).await;
     let huge = format!("Start. {} End of the answer.", "word ".repeat(20_000));
     let hostile = [
@@ -675,11 +750,11 @@ async fn hostile_run_text_is_escaped_and_cut_no_page_shows_a_token_and_every_pag
         assert_eq!(res.status(), 202);
         runs.push(run);
     }
-    post_runs(&app, 4, 2).await;
+    post_runs(&app, 5, 2).await;
     runs.push(run_id(0));
     runs.push(run_id(3));
     let sent = wait_for_state(&app, JobState::Sent, 5).await;
-    wait_for_state(&app, JobState::Dead, 1).await;
+    wait_for_state(&app, JobState::Dead, 3).await;
     let by_run = |r: &str| {
         sent.iter()
             .find(|j| j.run_id.unwrap().to_string() == r)
@@ -780,6 +855,14 @@ async fn hostile_run_text_is_escaped_and_cut_no_page_shows_a_token_and_every_pag
         .await
         .unwrap();
     assert_eq!(csv.lines().count(), 2, "the header and one vote: {csv}");
+    let dead_page = &pages.iter().find(|(p, _)| p == "/console/dead").unwrap().1;
+    assert_eq!(
+        dead_page.matches("class=\"panel dead-group\"").count(),
+        2,
+        "two errors, two groups"
+    );
+    let res = app.get("/console/votes?until=%2B262143-12-31").await;
+    assert_eq!(res.status(), 400, "the last day a date can name");
     let res = app.get("/console/votes?since=yesterday").await;
     assert_eq!(res.status(), 400);
     assert!(

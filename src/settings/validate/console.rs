@@ -16,6 +16,7 @@ impl Validator {
         raw: RawConsole,
         env: &dyn Env,
         server_listen: Option<SocketAddr>,
+        public_url: Option<&url::Url>,
     ) -> Option<ConsoleSettings> {
         let enabled = raw.enabled.unwrap_or(false);
         let listen = match raw.listen.as_deref().map(str::trim) {
@@ -88,13 +89,20 @@ impl Validator {
         );
         if enabled {
             let at = listen.or(server_listen);
-            let open_to_others = at.is_some_and(|a| !a.ip().is_loopback());
+            // On the service's own listener behind a public URL, a reverse proxy on this machine
+            // brings the world to a loopback address.
+            let proxied = listen.is_none()
+                && public_url
+                    .and_then(|u| u.host_str())
+                    .is_some_and(|h| !is_loopback_host(h));
+            let open_to_others = at.is_some_and(|a| !a.ip().is_loopback()) || proxied;
             if open_to_others && users.is_empty() && trusted_header.is_none() {
                 self.fail(
                     "console.enabled",
                     format!(
-                        "the console would be served on {} to anyone who can reach it: set {USERS_VAR} (entries name:hash:admin|read; `feedback-dispatch console hash-password` makes a hash) or console.trusted_header behind an SSO proxy, or serve it on 127.0.0.1 (console.listen)",
-                        at.map(|a| a.to_string()).unwrap_or_default()
+                        "the console would be served on {}{} to anyone who can reach it: set {USERS_VAR} (entries name:hash:admin|read; `feedback-dispatch console hash-password` makes a hash) or console.trusted_header behind an SSO proxy, or serve it on a listener of its own on 127.0.0.1 (console.listen)",
+                        at.map(|a| a.to_string()).unwrap_or_default(),
+                        if proxied { ", which server.public_url makes public" } else { "" }
                     ),
                 );
             }
@@ -109,4 +117,14 @@ impl Validator {
             refresh: refresh?,
         })
     }
+}
+
+/// Whether `host` (a URL's) names this machine.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -163,7 +163,12 @@ impl Validator {
             self.check_lease(w.lease, &sends);
         }
         let events = self.events(raw.events, env);
-        let console = self.console(raw.console, env, server.as_ref().map(|s| s.listen));
+        let console = self.console(
+            raw.console,
+            env,
+            server.as_ref().map(|s| s.listen),
+            server.as_ref().and_then(|s| s.public_url.as_ref()),
+        );
         let links = LinkSettings {
             trusted: crate::domain::TrustedHosts::new(&langsmith.as_ref()?.ui_url, &allowed_hosts),
             allowed_hosts,

@@ -54,10 +54,10 @@ impl ConsoleStore for SqliteStore {
             .collect()
     }
 
-    async fn digest_runs_per_route(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn digest_runs_per_digest(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.route, COUNT(*) AS n FROM digests d JOIN digest_runs r ON r.digest_id = d.id
-             WHERE d.state = 'closed' AND d.closed_at >= ? GROUP BY r.route",
+            "SELECT d.route, COUNT(*) AS n FROM digests d JOIN digest_runs r ON r.digest_id = d.id
+             WHERE d.state = 'closed' AND d.closed_at >= ? GROUP BY d.id, d.route",
         )
         .bind(ms(since))
         .fetch_all(&self.reader)
@@ -149,10 +149,11 @@ impl ConsoleStore for SqliteStore {
         let mut ids: Vec<i64> = votes.iter().map(|v| v.vote.job_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        if !ids.is_empty() {
+        // In chunks: SQLite takes at most 32,766 bound values in one statement.
+        for chunk in ids.chunks(500) {
             let mut qb = QueryBuilder::new("SELECT * FROM jobs WHERE id IN (");
             let mut list = qb.separated(", ");
-            for id in &ids {
+            for id in chunk {
                 list.push_bind(*id);
             }
             qb.push(")");
