@@ -14,21 +14,7 @@ const LEFT: f64 = 36.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 8.0;
 
-/// Text for SVG (and HTML): `&`, `<`, `>` and quotes escaped.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::domain::text::escape_html as escape;
 
 /// Stacked bars: one bar per slot (`slots` are its labels), one colour per series
 /// (`series`: name and a value per slot). `title` names the chart for screen readers.

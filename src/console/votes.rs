@@ -327,9 +327,9 @@ pub(crate) fn trusted_run_url(event: &RunEvent) -> Option<String> {
 /// overrides (they would reorder the page around them), cut to `max` characters. Escaping is
 /// the template's.
 pub(crate) fn clean(text: &str, max: usize) -> String {
-    let kept: String = text
+    let kept: String = crate::domain::text::clean_block(text)
         .chars()
-        .filter(|&c| c == '\n' || c == '\t' || !(c.is_control() || crate::domain::is_invisible_format(c)))
+        .filter(|&c| !crate::domain::is_invisible_format(c))
         .take(max + 1)
         .collect();
     crate::domain::cut(&kept, max)

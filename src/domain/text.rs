@@ -60,6 +60,22 @@ pub(crate) fn clean_block(text: &str) -> String {
         .collect()
 }
 
+/// Text for HTML (text or a quoted attribute): `&`, `<`, `>` and both quotes escaped.
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Bidi embeddings, overrides and isolates (LRE…RLO, LRI…PDI).
 pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')

@@ -10,6 +10,7 @@
 
 use super::content::DigestRun;
 use crate::domain::{Reasons, ReasonsPick};
+use crate::links::KeyLinks;
 use crate::state::AppState;
 use crate::store::{ConfirmLink, ConfirmVoter, NewVote};
 use askama::Template;
@@ -433,40 +434,60 @@ pub(crate) fn confirm_links(
 ) -> Vec<ConfirmLink> {
     let mut out = Vec::new();
     for run in runs.iter_mut() {
-        for key in run.keys.iter_mut() {
-            for link in key.links.iter_mut() {
-                let id = format!("{}", uuid::Uuid::new_v4().simple());
-                let mut page = public_url.clone();
-                page.set_path(&format!(
-                    "{}/v1/feedback/confirm/{id}",
-                    public_url.path().trim_end_matches('/')
-                ));
-                page.set_query(None);
-                let mut token_url = link.url.clone();
-                token_url.set_query(None);
-                let value = link
-                    .url
-                    .query_pairs()
-                    .find(|(k, _)| k == "value")
-                    .map(|(_, v)| v.into_owned());
-                out.push(ConfirmLink {
-                    id,
-                    token_url,
-                    feedback_key: key.key.to_string(),
-                    label: link.label.clone(),
-                    score: link.score,
-                    value,
-                    run_name: run.event.run_name.clone(),
-                    expires_at: key.expires_at,
-                    voter: Some(ConfirmVoter {
-                        job_id,
-                        route: route.to_string(),
-                        run_id: run.event.run_id,
-                        recipient: recipient.to_string(),
-                    }),
-                });
-                link.url = page;
-            }
+        let voter = ConfirmVoter {
+            job_id,
+            route: route.to_string(),
+            run_id: run.event.run_id,
+            recipient: recipient.to_string(),
+        };
+        out.extend(confirm_pages(
+            &mut run.keys,
+            public_url,
+            run.event.run_name.as_deref(),
+            Some(&voter),
+        ));
+    }
+    out
+}
+
+/// Points every button of `keys` at a confirm page of this service on `public_url` (whose form
+/// submits the rating), and returns the links to store; `voter` is whose confirmations they
+/// are (`None`: anonymous, each confirmation submits its rating).
+pub(crate) fn confirm_pages(
+    keys: &mut [KeyLinks],
+    public_url: &url::Url,
+    run_name: Option<&str>,
+    voter: Option<&ConfirmVoter>,
+) -> Vec<ConfirmLink> {
+    let mut out = Vec::new();
+    for key in keys.iter_mut() {
+        for link in key.links.iter_mut() {
+            let id = format!("{}", uuid::Uuid::new_v4().simple());
+            let mut page = public_url.clone();
+            page.set_path(&format!(
+                "{}/v1/feedback/confirm/{id}",
+                public_url.path().trim_end_matches('/')
+            ));
+            page.set_query(None);
+            let mut token_url = link.url.clone();
+            token_url.set_query(None);
+            let value = link
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "value")
+                .map(|(_, v)| v.into_owned());
+            out.push(ConfirmLink {
+                id,
+                token_url,
+                feedback_key: key.key.to_string(),
+                label: link.label.clone(),
+                score: link.score,
+                value,
+                run_name: run_name.map(str::to_string),
+                expires_at: key.expires_at,
+                voter: voter.cloned(),
+            });
+            link.url = page;
         }
     }
     out

@@ -8,11 +8,11 @@ use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, toke
 use crate::jobs::TeamsJobPayload;
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::{MAX_INLINE_PACING_WAIT, longest_slack_send};
-use crate::links::{KeyLinks, links_for_run};
+use crate::links::links_for_run;
 use crate::pacing::ChannelPace;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::{ConfirmLink, Job};
+use crate::store::Job;
 use std::time::{Duration, Instant};
 
 /// Delivers Teams jobs.
@@ -105,7 +105,13 @@ impl Deliver for TeamsMessages {
             crate::links::keep_trace_retention(&mut links);
         }
         if target.confirm {
-            let pages = confirm_pages(&mut links, &self.state.public_url, payload);
+            // A Teams reader is not known: each confirmation is anonymous and submits its rating.
+            let pages = crate::email::confirm::confirm_pages(
+                &mut links,
+                &self.state.public_url,
+                payload.event.run_name.as_deref(),
+                None,
+            );
             if let Err(e) = self.state.store.insert_confirm_links(&pages).await {
                 return Outcome::failed(e);
             }
@@ -134,42 +140,4 @@ impl Deliver for TeamsMessages {
             }
         }
     }
-}
-
-/// Points every button at a confirm page of this service (`/v1/feedback/confirm/<id>`, whose
-/// form submits the rating), and returns the links to store. A Teams reader is not known, so a
-/// confirmation is anonymous (no voter): each one submits its rating.
-fn confirm_pages(keys: &mut [KeyLinks], public_url: &url::Url, payload: &TeamsJobPayload) -> Vec<ConfirmLink> {
-    let mut out = Vec::new();
-    for key in keys.iter_mut() {
-        for link in key.links.iter_mut() {
-            let id = format!("{}", uuid::Uuid::new_v4().simple());
-            let mut page = public_url.clone();
-            page.set_path(&format!(
-                "{}/v1/feedback/confirm/{id}",
-                public_url.path().trim_end_matches('/')
-            ));
-            page.set_query(None);
-            let mut token_url = link.url.clone();
-            token_url.set_query(None);
-            let value = link
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "value")
-                .map(|(_, v)| v.into_owned());
-            out.push(ConfirmLink {
-                id,
-                token_url,
-                feedback_key: key.key.to_string(),
-                label: link.label.clone(),
-                score: link.score,
-                value,
-                run_name: payload.event.run_name.clone(),
-                expires_at: key.expires_at,
-                voter: None,
-            });
-            link.url = page;
-        }
-    }
-    out
 }

@@ -375,13 +375,7 @@ fn check_against_config(cfg: &Value, score: Option<f64>, value: Option<&Value>) 
     Ok(())
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use crate::domain::text::escape_html as html_escape;
 
 #[cfg(test)]
 mod tests {

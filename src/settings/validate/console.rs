@@ -91,10 +91,7 @@ impl Validator {
             let at = listen.or(server_listen);
             // On the service's own listener behind a public URL, a reverse proxy on this machine
             // brings the world to a loopback address.
-            let proxied = listen.is_none()
-                && public_url
-                    .and_then(|u| u.host_str())
-                    .is_some_and(|h| !is_loopback_host(h));
+            let proxied = listen.is_none() && public_url.is_some_and(|u| !super::infra::is_loopback(u));
             let open_to_others = at.is_some_and(|a| !a.ip().is_loopback()) || proxied;
             if open_to_others && users.is_empty() && trusted_header.is_none() {
                 self.fail(
@@ -117,14 +114,4 @@ impl Validator {
             refresh: refresh?,
         })
     }
-}
-
-/// Whether `host` (a URL's) names this machine.
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

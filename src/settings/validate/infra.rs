@@ -585,7 +585,7 @@ impl Validator {
 }
 
 /// Whether `u` names this machine: plain http is taken only there (tests, a local relay).
-fn is_loopback(u: &url::Url) -> bool {
+pub(super) fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
