@@ -33,14 +33,21 @@ pub(crate) enum TokenUse {
     OwnMinting,
 }
 
-/// The lease on the job being delivered, for a deliverer that works a while before its send
-/// (the digest mints first) to make sure the send still fits in it.
+/// The deliverer's hold on the job being delivered: its lease, for a deliverer that works a
+/// while before its send (the digest mints first) to make sure the send still fits in it, and
+/// the follow-ups of a send, stored with the send's record.
 #[async_trait::async_trait]
 pub(crate) trait HoldLease: Send {
     /// Makes sure a send of `longest` ends within the lease, extending it if need be. `Err` is
     /// the outcome to record instead of sending (the lease went to another worker, or the store
     /// could not extend it).
     async fn hold(&mut self, longest: Duration) -> Result<(), Outcome>;
+
+    /// Queues `job` (a message's close, its reminder) with the send, when the delivery ends
+    /// [`Outcome::Sent`]: it is inserted in the transaction that records the send (no write of
+    /// its own per message), and dropped with any other outcome. A send the store never records
+    /// is sent again, and queues it again.
+    fn follow_up(&mut self, job: crate::store::NewJob);
 }
 
 /// One kind of job: implemented in its channel's folder, registered once in

@@ -13,7 +13,6 @@ use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::{MAX_INLINE_PACING_WAIT, longest_slack_send};
 use crate::links::links_for_run;
 use crate::pacing::ChannelPace;
-use crate::retry;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{Job, NewJob};
@@ -47,80 +46,24 @@ impl SlackMessages {
         }
     }
 
-    /// Enqueues the close of the message just posted, due when its links expire, before the
-    /// send is recorded: a crash between the two leaves the close queued (a send repeated then
-    /// finds it by its key and enqueues no second). The store is tried a few times, since a
-    /// close lost here is lost for good: the message is not sent again for it.
-    async fn enqueue_close(&self, job: &Job, payload: &SlackJobPayload, tokens: &[MintedToken], delivered: &Delivered) {
+    /// The close of the message just posted, due when its links expire, queued with the
+    /// send's record (one write: a send the store never records is sent again and queues its
+    /// close then).
+    fn close(job: &Job, payload: &SlackJobPayload, tokens: &[MintedToken], delivered: &Delivered) -> Option<NewJob> {
         let (Some(channel), Some(ts)) = (delivered.channel.as_deref(), delivered.ts.as_deref()) else {
             tracing::warn!(job = job.id, route = %job.route, "Slack answered the post without its channel or ts; the message cannot be closed");
-            return;
+            return None;
         };
-        let now = chrono::Utc::now();
-        let close = close_job(
+        Some(close_job(
             job,
             channel,
             ts,
             Duration::from_secs(payload.link_ttl_secs),
             tokens,
-            now,
-        );
-        for attempt in 1..=CLOSE_ENQUEUE_ATTEMPTS {
-            match self.state.store.enqueue(std::slice::from_ref(&close), &[], now).await {
-                Ok(_) => {
-                    self.state.due_hint.note(close.due_at);
-                    return;
-                }
-                Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
-                    tracing::error!(job = job.id, route = %job.route, error = %e, "cannot queue the close of a sent message; it will keep its buttons after its links expire");
-                }
-                Err(_) => {
-                    tokio::time::sleep(retry::exponential(
-                        Duration::from_millis(100),
-                        attempt,
-                        Duration::from_secs(1),
-                    ))
-                    .await
-                }
-            }
-        }
+            chrono::Utc::now(),
+        ))
     }
 }
-
-impl SlackMessages {
-    /// Enqueues a follow-up (`what`: the reminder) of the message just posted, before the send
-    /// is recorded, tried as a close is (a repeated send finds it by its key).
-    async fn enqueue_follow_up(&self, job: &Job, follow_up: NewJob, what: &str) {
-        for attempt in 1..=CLOSE_ENQUEUE_ATTEMPTS {
-            match self
-                .state
-                .store
-                .enqueue(std::slice::from_ref(&follow_up), &[], chrono::Utc::now())
-                .await
-            {
-                Ok(_) => {
-                    self.state.due_hint.note(follow_up.due_at);
-                    return;
-                }
-                Err(e) if attempt == CLOSE_ENQUEUE_ATTEMPTS => {
-                    tracing::error!(job = job.id, route = %job.route, error = %e, what, "cannot queue a follow-up of a sent message");
-                }
-                Err(_) => {
-                    tokio::time::sleep(retry::exponential(
-                        Duration::from_millis(100),
-                        attempt,
-                        Duration::from_secs(1),
-                    ))
-                    .await
-                }
-            }
-        }
-    }
-}
-
-/// Tries at enqueuing a message's close (100 ms, 200 ms, 400 ms apart): a store that fails
-/// longer than that fails the send's record too, and the message is then sent again anyway.
-const CLOSE_ENQUEUE_ATTEMPTS: u32 = 4;
 
 #[async_trait::async_trait]
 impl Deliver for SlackMessages {
@@ -228,14 +171,15 @@ impl Deliver for SlackMessages {
                 {
                     tracing::warn!(job = job.id, error = %e, "cannot keep the channel id of a sent message; clicks on it will not count");
                 }
-                if route.and_then(|r| r.slack.as_ref()).is_some_and(|s| s.close) {
-                    self.enqueue_close(job, payload, tokens, &delivered).await;
+                if route.and_then(|r| r.slack.as_ref()).is_some_and(|s| s.close)
+                    && let Some(close) = Self::close(job, payload, tokens, &delivered)
+                {
+                    lease.follow_up(close);
                 }
                 if let Some(reminder) = route.and_then(|r| r.ask.reminder)
                     && let (Some(channel), Some(ts)) = (delivered.channel.as_deref(), delivered.ts.as_deref())
                 {
-                    let remind = remind_job(job, channel, ts, reminder, chrono::Utc::now());
-                    self.enqueue_follow_up(job, remind, "reminder").await;
+                    lease.follow_up(remind_job(job, channel, ts, reminder, chrono::Utc::now()));
                 }
                 self.state.metrics.ask(&job.route, "sent");
                 tracing::info!(job = job.id, run_id = %payload.event.run_id, route = %job.route, channel = %job.target, attempt = job.attempts, ?elapsed, "delivered to Slack");

@@ -120,8 +120,25 @@ pub trait QueueStore: Send + Sync + 'static {
     /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
     /// re-renders it with. With events on, the messages among them get their `message.sent`
     /// in the same transaction.
-    async fn mark_sent(&self, job_ids: &[i64], minted: &[Option<String>], now: DateTime<Utc>)
-    -> Result<(), StoreError>;
+    async fn mark_sent(
+        &self,
+        job_ids: &[i64],
+        minted: &[Option<String>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.mark_sent_with(job_ids, minted, &[], now).await
+    }
+
+    /// [`mark_sent`](Self::mark_sent), and inserts the sends' follow-ups (a message's close,
+    /// its reminder; a key already stored is a duplicate, as in `enqueue`) in the same
+    /// transaction: a send is recorded with what it queues, in one write.
+    async fn mark_sent_with(
+        &self,
+        job_ids: &[i64],
+        minted: &[Option<String>],
+        follow_ups: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Returns a job to the queue, due at `at`, keeping the error and, when given, the tokens
     /// minted for it (so the retry reuses them).

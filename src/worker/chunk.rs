@@ -122,6 +122,7 @@ impl Workers {
                 workers: self,
                 job_id: claimed.job.id,
                 lease: claimed.lease,
+                follow_ups: Vec::new(),
             };
             let outcome = match (failed, &claimed.payload) {
                 (Some(outcome), _) => outcome,
@@ -140,6 +141,7 @@ impl Workers {
             if matches!(outcome, Outcome::Sent) {
                 if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&claimed.job.id) {
                     p.sent = true;
+                    p.follow_ups = held.follow_ups;
                 }
                 let until = lease.start + length;
                 delivered_until = Some(delivered_until.map_or(until, |u| u.min(until)));
@@ -187,16 +189,22 @@ impl Workers {
     }
 }
 
-/// The lease of the job being delivered, as its deliverer holds it.
+/// The lease of the job being delivered, as its deliverer holds it, and what its send queues.
 struct Held<'a> {
     workers: &'a Workers,
     job_id: i64,
     lease: Lease,
+    /// Follow-ups of the send, stored with its record.
+    follow_ups: Vec<crate::store::NewJob>,
 }
 
 #[async_trait::async_trait]
 impl HoldLease for Held<'_> {
     async fn hold(&mut self, longest: Duration) -> Result<(), Outcome> {
         self.workers.hold_lease(self.job_id, &mut self.lease, longest).await
+    }
+
+    fn follow_up(&mut self, job: crate::store::NewJob) {
+        self.follow_ups.push(job);
     }
 }

@@ -18,7 +18,7 @@ use crate::langsmith::MintedToken;
 use crate::state::AppState;
 use crate::store::{Job, UnreadJob};
 use chrono::Utc;
-use record::Progress;
+use record::{Progress, Unrecorded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub(crate) struct Workers {
     /// Jobs delivered whose outcome could not be stored (the store failed writes), with the
     /// tokens to keep with each: recorded again on every turn of the claim loop, and never sent
     /// again if claimed meanwhile.
-    unrecorded: Arc<std::sync::Mutex<std::collections::BTreeMap<i64, Option<String>>>>,
+    unrecorded: Arc<std::sync::Mutex<std::collections::BTreeMap<i64, Unrecorded>>>,
     /// True while the claim loop runs (the app's readiness flag).
     running: Arc<AtomicBool>,
 }
@@ -194,14 +194,23 @@ impl Workers {
             while tasks.join_next().await.is_some() {}
             // A chunk records its outcomes at its end: those of its jobs already delivered are
             // recorded here, the others go back to the queue with the tokens minted for them.
-            let cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
+            let mut cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
             let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
             // Recorded below, with any the store refused earlier.
             self.unrecorded
                 .lock()
                 .expect("unrecorded set")
-                .extend(sent.iter().map(|id| (*id, None)));
+                .extend(cut.iter_mut().filter(|(_, p)| p.sent).map(|(id, p)| {
+                    let follow_ups = std::mem::take(&mut p.follow_ups);
+                    (
+                        *id,
+                        Unrecorded {
+                            minted: None,
+                            follow_ups,
+                        },
+                    )
+                }));
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
                 let minted = progress.minted.as_deref().map(crate::delivery::tokens_json);
                 if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {

@@ -6,7 +6,7 @@ use super::{Claimed, Workers};
 pub(super) use crate::delivery::Outcome;
 use crate::delivery::tokens_json;
 use crate::langsmith::MintedToken;
-use crate::store::UnreadJob;
+use crate::store::{NewJob, UnreadJob};
 use chrono::Utc;
 
 /// What became of an in-flight job so far.
@@ -16,12 +16,23 @@ pub(super) struct Progress {
     pub(super) sent: bool,
     /// Tokens minted for it by this attempt (serialized only if the job is stored with them).
     pub(super) minted: Option<Vec<MintedToken>>,
+    /// The send's follow-ups (`HoldLease::follow_up`), stored with its record.
+    pub(super) follow_ups: Vec<NewJob>,
+}
+
+/// A delivered job whose record the store has not taken yet.
+#[derive(Clone)]
+pub(super) struct Unrecorded {
+    /// The tokens to keep with it (JSON).
+    pub(super) minted: Option<String>,
+    /// What its send queues, inserted with its record.
+    pub(super) follow_ups: Vec<NewJob>,
 }
 
 impl Workers {
-    /// Records delivered jobs in one statement. Returns once they are stored or, if the store
-    /// refused, held for the claim loop to record again.
-    pub(super) async fn commit_sent(&self, sent: Vec<i64>, minted: Vec<Option<String>>) {
+    /// Records delivered jobs in one statement, with their follow-ups. Returns once they are
+    /// stored or, if the store refused, held for the claim loop to record again.
+    pub(super) async fn commit_sent(&self, sent: Vec<(i64, Unrecorded)>) {
         if sent.is_empty() {
             return;
         }
@@ -30,18 +41,35 @@ impl Workers {
         self.unrecorded
             .lock()
             .expect("unrecorded set")
-            .extend(sent.iter().copied().zip(minted.iter().cloned()));
-        match self.state.store.mark_sent(&sent, &minted, Utc::now()).await {
+            .extend(sent.iter().cloned());
+        match self.store_sent(&sent).await {
             Ok(()) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-                for id in &sent {
+                for (id, _) in &sent {
                     unrecorded.remove(id);
                 }
             }
             Err(e) => {
-                tracing::error!(jobs = ?sent, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
+                let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
+                tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
             }
         }
+    }
+
+    /// One write: the jobs marked sent with the tokens they keep, their follow-ups inserted;
+    /// the claim loop then hears when the earliest follow-up falls due.
+    async fn store_sent(&self, sent: &[(i64, Unrecorded)]) -> Result<(), crate::store::StoreError> {
+        let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
+        let minted: Vec<Option<String>> = sent.iter().map(|(_, u)| u.minted.clone()).collect();
+        let follow_ups: Vec<NewJob> = sent.iter().flat_map(|(_, u)| u.follow_ups.iter().cloned()).collect();
+        self.state
+            .store
+            .mark_sent_with(&ids, &minted, &follow_ups, Utc::now())
+            .await?;
+        if let Some(due) = follow_ups.iter().map(|f| f.due_at).min() {
+            self.state.due_hint.note(due);
+        }
+        Ok(())
     }
 
     /// The delivered jobs not recorded yet.
@@ -56,23 +84,24 @@ impl Workers {
 
     /// Records the delivered jobs whose outcome the store refused earlier.
     pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
-        let (ids, minted): (Vec<i64>, Vec<Option<String>>) = self
+        let held: Vec<(i64, Unrecorded)> = self
             .unrecorded
             .lock()
             .expect("unrecorded set")
             .iter()
-            .map(|(id, minted)| (*id, minted.clone()))
-            .unzip();
-        if ids.is_empty() {
+            .map(|(id, u)| (*id, u.clone()))
+            .collect();
+        if held.is_empty() {
             return Ok(());
         }
         // With the tokens the first try would have kept: a later click re-renders the message
         // from them (without, it would read as expired).
-        self.state.store.mark_sent(&ids, &minted, Utc::now()).await?;
+        self.store_sent(&held).await?;
         let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-        for id in &ids {
+        for (id, _) in &held {
             unrecorded.remove(id);
         }
+        let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
         tracing::info!(jobs = ?ids, "delivered jobs recorded after the store failed to take them");
         Ok(())
     }
@@ -110,16 +139,19 @@ impl Workers {
         let w = &self.state.settings.workers;
         let store = &self.state.store;
         let mut sent = Vec::new();
-        let mut sent_minted = Vec::new();
         let settings = &self.state.settings;
-        // Tokens minted by this attempt, as the in-flight set keeps them.
-        let minted: Vec<Option<Vec<MintedToken>>> = {
-            let in_flight = self.in_flight.lock().expect("in-flight set");
+        // Tokens minted by this attempt, and the follow-ups of the sends, as the in-flight set
+        // keeps them.
+        let (minted, mut follow_ups): (Vec<Option<Vec<MintedToken>>>, Vec<Vec<NewJob>>) = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight set");
             done.iter()
-                .map(|(c, _)| in_flight.get(&c.job.id).and_then(|p| p.minted.clone()))
-                .collect()
+                .map(|(c, _)| match in_flight.get_mut(&c.job.id) {
+                    Some(p) => (p.minted.clone(), std::mem::take(&mut p.follow_ups)),
+                    None => (None, Vec::new()),
+                })
+                .unzip()
         };
-        for ((claimed, outcome), minted) in done.iter().zip(&minted) {
+        for (((claimed, outcome), minted), follow_ups) in done.iter().zip(&minted).zip(&mut follow_ups) {
             let job = &claimed.job;
             let deliverer = self.registry.get(job.kind);
             let channel = deliverer.map_or("unknown", |d| d.channel());
@@ -140,13 +172,17 @@ impl Workers {
             let stored = || minted.map(tokens_json);
             let result = match outcome {
                 Outcome::Sent => {
-                    sent.push(job.id);
-                    // Kept for the message's re-rendering after a vote, when votes can come.
-                    sent_minted.push(
-                        minted
-                            .filter(|_| deliverer.is_some_and(|d| d.keeps_tokens(settings)))
-                            .map(|m| serde_json::to_string(m).expect("tokens serialize")),
-                    );
+                    sent.push((
+                        job.id,
+                        Unrecorded {
+                            // Kept for the message's re-rendering after a vote, when votes can
+                            // come.
+                            minted: minted
+                                .filter(|_| deliverer.is_some_and(|d| d.keeps_tokens(settings)))
+                                .map(|m| serde_json::to_string(m).expect("tokens serialize")),
+                            follow_ups: std::mem::take(follow_ups),
+                        },
+                    ));
                     continue;
                 }
                 Outcome::LeaseLost => continue,
@@ -187,7 +223,7 @@ impl Workers {
                 tracing::error!(job = job.id, error = %e, "cannot record a job outcome; its lease will expire and it will run again");
             }
         }
-        self.commit_sent(sent, sent_minted).await;
+        self.commit_sent(sent).await;
         let mut in_flight = self.in_flight.lock().expect("in-flight set");
         for (claimed, _) in &done {
             in_flight.remove(&claimed.job.id);

@@ -109,10 +109,11 @@ impl QueueStore for SqliteStore {
         .map(|done| done.rows_affected() == 1)
     }
 
-    async fn mark_sent(
+    async fn mark_sent_with(
         &self,
         job_ids: &[i64],
         minted: &[Option<String>],
+        follow_ups: &[NewJob],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if job_ids.is_empty() {
@@ -141,16 +142,22 @@ impl QueueStore for SqliteStore {
         }
         qb.push(")");
         let sinks = self.events.get();
-        if !sinks.any() {
+        if !sinks.any() && follow_ups.is_empty() {
             return self.execute(qb.build()).await.map(|_| ());
         }
         in_transaction!(self, |tx| {
-            let events: Vec<NewEvent> = jobs_not_in(&mut tx, job_ids, "sent")
-                .await?
-                .into_iter()
-                .filter_map(|(id, kind, route, run)| NewEvent::message_sent(id, kind, &route, run, now))
-                .collect();
-            insert_events(&mut tx, sinks, &events).await?;
+            if sinks.any() {
+                let events: Vec<NewEvent> = jobs_not_in(&mut tx, job_ids, "sent")
+                    .await?
+                    .into_iter()
+                    .filter_map(|(id, kind, route, run)| NewEvent::message_sent(id, kind, &route, run, now))
+                    .collect();
+                insert_events(&mut tx, sinks, &events).await?;
+            }
+            // Follow-ups make no asks (no conversation, no cap): plain inserts.
+            for chunk in follow_ups.chunks(JOBS_PER_INSERT) {
+                insert_jobs(&mut *tx, chunk, now).await?;
+            }
             qb.build().execute(&mut *tx).await?;
             false
         })
