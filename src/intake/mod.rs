@@ -252,7 +252,7 @@ async fn accept(
     // A digest window closes at its end, which no wake-up announces.
     let window_ends = items.iter().map(|i| i.window_end).min();
     let stored = tokio::time::timeout(wait, state.intake_commit.enqueue(&state.store, jobs, items)).await;
-    let (new_jobs, new_items) = match stored {
+    let (new_jobs, new_items, waiting) = match stored {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot store jobs");
@@ -286,7 +286,8 @@ async fn accept(
             .get_or_create(&crate::metrics::RoutingLabel { outcome })
             .inc_by(n as u64);
     }
-    if new_jobs.iter().any(|n| *n) {
+    // Jobs handed to an idle worker at the commit need no claim.
+    if waiting {
         state.wake_workers.notify_one();
     }
     if let Some(end) = window_ends {

@@ -14,6 +14,7 @@ mod digests;
 mod embedded;
 pub(crate) mod events;
 pub(crate) mod group;
+pub(crate) mod handoff;
 mod maintenance;
 mod postgres;
 mod queue;

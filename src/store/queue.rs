@@ -116,6 +116,24 @@ pub trait QueueStore: Send + Sync + 'static {
     /// false when the job's lease is no longer `held` (it expired and another worker took it).
     async fn extend_lease(&self, job_id: i64, held: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// [`enqueue`](Self::enqueue), inserting up to `room` of the new jobs that are due now and
+    /// make no asks already leased to this process for `lease` (state `leased`, one attempt):
+    /// those are returned, for the worker they are handed to (`store::handoff`), and no claim
+    /// takes them unless their lease ends. A store that cannot lease at insert (the default)
+    /// leases none.
+    async fn enqueue_leased(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        room: usize,
+    ) -> Result<(Vec<bool>, Vec<bool>, Vec<UnreadJob>), StoreError> {
+        let _ = (lease, room);
+        let (jobs, items) = self.enqueue(jobs, digest_items, now).await?;
+        Ok((jobs, items, Vec::new()))
+    }
+
     /// Marks jobs delivered, in one statement, keeping with each the tokens in `minted` (JSON,
     /// parallel to `job_ids`, or empty: keep what the jobs hold), which a vote on the message
     /// re-renders it with. With events on, the messages among them get their `message.sent`

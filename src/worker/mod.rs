@@ -76,6 +76,8 @@ impl Workers {
         // (asked once per poll interval, not on every turn) and lowered by the due hint.
         let mut known_due: Option<chrono::DateTime<Utc>> = None;
         let mut due_asked: Option<Instant> = None;
+        let handoff = &self.state.intake_commit.handoff;
+        let mut fresh = handoff.receiver(w.lease);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -126,20 +128,7 @@ impl Workers {
                         trouble.recovered();
                         more_due = jobs.len() == free * batch;
                         let jobs = self.not_held(jobs);
-                        self.in_flight
-                            .lock()
-                            .expect("in-flight set")
-                            .extend(jobs.iter().map(|u| (u.job.id, Progress::default())));
-                        let registry = &self.registry;
-                        let mints = |u: &UnreadJob| registry.mints_per_job(u.job.kind);
-                        for chunk in chunks_for_minting(jobs, batch, mints) {
-                            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
-                            let me = self.clone();
-                            tasks.spawn(async move {
-                                me.process_chunk(chunk, claimed_at).await;
-                                drop(permit);
-                            });
-                        }
+                        self.dispatch(jobs, claimed_at, &permits, &mut tasks).await;
                     }
                     Err(e) => {
                         claim_now = true;
@@ -175,14 +164,38 @@ impl Workers {
                 })
             }
             .max(Duration::from_millis(5));
+            // While it waits, intake's commits hand it fresh jobs, as many as its free permits
+            // take, leased by their insert: no claim for them.
+            let batch = settings.langsmith.batch_runs.max(1);
+            if fresh.is_some() {
+                handoff.open(permits.available_permits() * batch);
+            }
             tokio::select! {
                 _ = self.state.wake_workers.notified() => claim_now = true,
                 _ = tokio::time::sleep(wait) => claim_now = true,
                 _ = shutdown.changed() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some((jobs, leased_at)) = async { fresh.as_mut()?.recv().await }, if fresh.is_some() => {
+                    handoff.close();
+                    self.dispatch(jobs, leased_at, &permits, &mut tasks).await;
+                }
+            }
+            handoff.close();
+        }
+        handoff.stop();
+        self.running.store(false, Ordering::SeqCst);
+        // Jobs handed over as the loop stopped go back to the queue (else they would wait
+        // for their lease to end).
+        if let Some(fresh) = fresh.as_mut() {
+            let now = Utc::now();
+            while let Ok((jobs, _)) = fresh.try_recv() {
+                for u in jobs {
+                    if let Err(e) = self.state.store.release(u.job.id, now, None, now).await {
+                        tracing::error!(job = u.job.id, error = %e, "cannot release a job; it returns when its lease ends");
+                    }
+                }
             }
         }
-        self.running.store(false, Ordering::SeqCst);
         let in_flight = tasks.len();
         if in_flight > 0 {
             tracing::info!(tasks = in_flight, "waiting for in-flight deliveries");
@@ -234,6 +247,34 @@ impl Workers {
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
+        }
+    }
+}
+
+impl Workers {
+    /// Starts claimed (or handed-over) jobs: in chunks minted together, each chunk a task once
+    /// a permit is free.
+    async fn dispatch(
+        &self,
+        jobs: Vec<UnreadJob>,
+        claimed_at: Instant,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        self.in_flight
+            .lock()
+            .expect("in-flight set")
+            .extend(jobs.iter().map(|u| (u.job.id, Progress::default())));
+        let batch = self.state.settings.langsmith.batch_runs.max(1);
+        let registry = &self.registry;
+        let mints = |u: &UnreadJob| registry.mints_per_job(u.job.kind);
+        for chunk in chunks_for_minting(jobs, batch, mints) {
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let me = self.clone();
+            tasks.spawn(async move {
+                me.process_chunk(chunk, claimed_at).await;
+                drop(permit);
+            });
         }
     }
 }

@@ -16,7 +16,7 @@ mod review;
 mod votes;
 
 use rows::*;
-use statements::{JOBS_PER_INSERT, insert_jobs};
+use statements::{JOBS_PER_INSERT, insert_jobs, insert_jobs_leasing};
 use writer::{PROBE_BYTES, WriterHome};
 
 use super::{
@@ -137,31 +137,86 @@ impl SqliteStore {
         })
     }
 
-    /// Intake's jobs and digest runs in one transaction (see [`QueueStore::enqueue`]).
+    /// Intake's jobs and digest runs in one transaction (see [`QueueStore::enqueue`]); with
+    /// `leasing` (a lease's length and room), up to that many due jobs that make no asks are
+    /// inserted leased and returned (see [`QueueStore::enqueue_leased`]).
     async fn insert_batch(
         &self,
         jobs: &[NewJob],
         digest_items: &[DigestItem],
         now: DateTime<Utc>,
-    ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
+        leasing: Option<(Duration, usize)>,
+    ) -> Result<(Vec<bool>, Vec<bool>, Vec<UnreadJob>), StoreError> {
         let mut new_jobs = Vec::with_capacity(jobs.len());
         let mut new_items = Vec::with_capacity(digest_items.len());
         if jobs.is_empty() && digest_items.is_empty() {
-            return Ok((new_jobs, new_items));
+            return Ok((new_jobs, new_items, Vec::new()));
         }
-        // The common case, a webhook's runs for Slack, is one statement: atomic by itself, and
-        // one trip to the writer instead of three.
         let asks_once = jobs
             .iter()
             .any(|j| crate::jobs::conversation_of(j).is_some() || j.payload.get("cap").is_some());
+        // Handed to a worker: due now, a kind claimed when pending, no asks decided at insert
+        // (a superseded or capped job must never be sent).
+        let now_ms = ms(now);
+        let mut leased: Vec<bool> = Vec::new();
+        let mut until = 0;
+        if let Some((lease, mut room)) = leasing.filter(|_| !asks_once) {
+            until = now_ms + lease.as_millis() as i64;
+            leased = jobs
+                .iter()
+                .map(|j| {
+                    let take = room > 0 && ms(j.due_at) <= now_ms && JobState::new_job(j.kind) == JobState::Pending;
+                    room -= usize::from(take);
+                    take
+                })
+                .collect();
+        }
+        let leasing = leased.iter().any(|l| *l).then_some((leased.as_slice(), until));
+        let handed = |inserted: &[statements::Inserted], jobs: &[NewJob]| -> Vec<UnreadJob> {
+            inserted
+                .iter()
+                .zip(jobs)
+                .filter_map(|(i, j)| {
+                    let (id, payload) = (i.id?, i.leased_payload.clone()?);
+                    Some(UnreadJob {
+                        job: Job {
+                            id,
+                            kind: j.kind,
+                            route: j.route.clone(),
+                            target: j.target.clone(),
+                            run_id: j.run_id,
+                            payload: serde_json::Value::Null,
+                            state: JobState::Leased,
+                            attempts: 1,
+                            minted: None,
+                            last_error: None,
+                            created_at: from_ms(now_ms),
+                            next_attempt_at: from_ms(ms(j.due_at)),
+                            lease_until: Some(from_ms(until)),
+                        },
+                        payload,
+                    })
+                })
+                .collect()
+        };
+        // The common case, a webhook's runs for Slack, is one statement: atomic by itself, and
+        // one trip to the writer instead of three.
         if digest_items.is_empty() && jobs.len() <= JOBS_PER_INSERT && !asks_once {
             let mut w = self.writer().await?;
-            let result = insert_jobs(&mut *w, jobs, now).await;
-            return Ok((self.finish(w, result).await?, new_items));
+            let result = insert_jobs_leasing(&mut *w, jobs, now, leasing).await;
+            let inserted = self.finish(w, result).await?;
+            let fresh = handed(&inserted, jobs);
+            return Ok((inserted.iter().map(|i| i.id.is_some()).collect(), new_items, fresh));
         }
+        let mut fresh = Vec::new();
         in_transaction!(self, |tx| {
+            let mut offset = 0;
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
-                new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
+                let marks = leasing.map(|(l, until)| (&l[offset..offset + chunk.len()], until));
+                offset += chunk.len();
+                let inserted = insert_jobs_leasing(&mut *tx, chunk, now, marks).await?;
+                new_jobs.extend(inserted.iter().map(|i| i.id.is_some()));
+                fresh.extend(handed(&inserted, chunk));
             }
             if asks_once {
                 statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
@@ -192,7 +247,7 @@ impl SqliteStore {
             }
             new_jobs.iter().chain(&new_items).any(|new| *new)
         })?;
-        Ok((new_jobs, new_items))
+        Ok((new_jobs, new_items, fresh))
     }
 }
 

@@ -37,9 +37,23 @@ impl QueueStore for SqliteStore {
         digest_items: &[DigestItem],
         now: DateTime<Utc>,
     ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
-        let done = self.insert_batch(jobs, digest_items, now).await;
+        self.enqueue_leased(jobs, digest_items, now, Duration::ZERO, 0)
+            .await
+            .map(|(jobs, items, _)| (jobs, items))
+    }
+
+    async fn enqueue_leased(
+        &self,
+        jobs: &[NewJob],
+        digest_items: &[DigestItem],
+        now: DateTime<Utc>,
+        lease: Duration,
+        room: usize,
+    ) -> Result<(Vec<bool>, Vec<bool>, Vec<UnreadJob>), StoreError> {
+        let leasing = (room > 0 && !lease.is_zero()).then_some((lease, room));
+        let done = self.insert_batch(jobs, digest_items, now, leasing).await;
         match &done {
-            Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
+            Ok((jobs, items, _)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
             Ok(_) => {}
             Err(_) => self.intake_room.failed(jobs, digest_items),
         }

@@ -18,34 +18,76 @@ pub(super) async fn insert_jobs<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
+    Ok(insert_jobs_leasing(executor, jobs, now, None)
+        .await?
+        .iter()
+        .map(|i| i.id.is_some())
+        .collect())
+}
+
+/// A job [`insert_jobs_leasing`] inserted.
+pub(super) struct Inserted {
+    /// Its row id; none when it was not new.
+    pub(super) id: Option<i64>,
+    /// Its payload as stored, kept for a job inserted leased.
+    pub(super) leased_payload: Option<String>,
+}
+
+/// Inserts `jobs` in one statement, those marked in `leasing.0` already leased until
+/// `leasing.1` (ms) with their first attempt (handed to this process's workers, no claim).
+pub(super) async fn insert_jobs_leasing<'e, E>(
+    executor: E,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+    leasing: Option<(&[bool], i64)>,
+) -> Result<Vec<Inserted>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let leased = |i: usize| leasing.is_some_and(|(l, _)| l.get(i).copied().unwrap_or(false));
+    let until = leasing.map(|(_, until)| until);
+    let mut kept: Vec<Option<String>> = Vec::new();
     let mut qb = sqlx::QueryBuilder::new(
-        "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, next_attempt_at, created_at, updated_at) ",
+        "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, lease_until, next_attempt_at, created_at, updated_at) ",
     );
-    qb.push_values(jobs, |mut row, job| {
+    qb.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
+        let payload = job.payload.to_string();
+        let leased = leased(i);
+        if leasing.is_some() {
+            kept.push(leased.then(|| payload.clone()));
+        }
         row.push_bind(job.kind.as_str())
             .push_bind(job.route.clone())
             .push_bind(job.target.clone())
             .push_bind(job.run_id.map(|r| r.to_string()))
             .push_bind(job.idempotency_key.clone())
-            .push_bind(job.payload.to_string())
-            .push_bind(JobState::new_job(job.kind).as_str())
-            .push("0")
-            .push_bind(ms(job.due_at))
-            .push_bind(ms(now))
-            .push_bind(ms(now));
+            .push_bind(payload);
+        if leased {
+            row.push("'leased', 1").push_bind(until);
+        } else {
+            row.push_bind(JobState::new_job(job.kind).as_str()).push("0, NULL");
+        }
+        row.push_bind(ms(job.due_at)).push_bind(ms(now)).push_bind(ms(now));
     });
-    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key");
-    let mut inserted: std::collections::HashSet<String> = qb
+    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key");
+    let mut inserted: std::collections::HashMap<String, i64> = qb
         .build()
         .fetch_all(executor)
         .await?
         .iter()
-        .map(|r| r.try_get("idempotency_key"))
-        .collect::<Result<_, _>>()?;
-    Ok(jobs.iter().map(|j| inserted.remove(&j.idempotency_key)).collect())
+        .map(|r| Ok((r.try_get("idempotency_key")?, r.try_get("id")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut kept = kept.into_iter();
+    Ok(jobs
+        .iter()
+        .map(|j| Inserted {
+            id: inserted.remove(&j.idempotency_key),
+            leased_payload: kept.next().flatten(),
+        })
+        .collect())
 }
 
 /// Decides the asks among `jobs` (`new[i]`: inserted now) in the enqueue's transaction. First

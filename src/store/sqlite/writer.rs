@@ -138,6 +138,13 @@ impl Wrote for Vec<bool> {
     }
 }
 
+impl Wrote for Vec<super::statements::Inserted> {
+    /// Intake's jobs, some handed to a worker.
+    fn took_room(&self) -> bool {
+        self.iter().any(|i| i.id.is_some())
+    }
+}
+
 impl Wrote for SqliteQueryResult {
     fn took_room(&self) -> bool {
         false
