@@ -91,7 +91,7 @@ impl Workers {
                     break;
                 }
             }
-            if let Err(e) = self.record_unrecorded().await {
+            if let Err(e) = self.record_unrecorded(false).await {
                 trouble.failed_beside("cannot record delivered jobs", &e, scheduled_trouble.is_failing());
                 continue;
             }
@@ -210,20 +210,18 @@ impl Workers {
             let mut cut: Vec<(i64, Progress)> = self.in_flight.lock().expect("in-flight set").drain().collect();
             let now = Utc::now();
             let sent: Vec<i64> = cut.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
-            // Recorded below, with any the store refused earlier.
-            self.unrecorded
-                .lock()
-                .expect("unrecorded set")
-                .extend(cut.iter_mut().filter(|(_, p)| p.sent).map(|(id, p)| {
-                    let follow_ups = std::mem::take(&mut p.follow_ups);
-                    (
-                        *id,
-                        Unrecorded {
-                            minted: None,
-                            follow_ups,
-                        },
-                    )
-                }));
+            // Recorded below, with any the store refused earlier (one a chunk was recording
+            // keeps its tokens).
+            {
+                let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+                for (id, p) in cut.iter_mut().filter(|(_, p)| p.sent) {
+                    unrecorded.entry(*id).or_insert_with(|| Unrecorded {
+                        minted: None,
+                        follow_ups: std::mem::take(&mut p.follow_ups),
+                        recording: false,
+                    });
+                }
+            }
             for (id, progress) in cut.iter().filter(|(_, p)| !p.sent) {
                 let minted = progress.minted.as_deref().map(crate::delivery::tokens_json);
                 if let Err(e) = self.state.store.release(*id, now, minted.as_ref(), now).await {
@@ -239,7 +237,7 @@ impl Workers {
         // Delivered jobs the store refused (before or during the drain) get a last few tries;
         // a job still unrecorded after them is sent again once its lease ends.
         for attempt in 1..=3 {
-            match self.record_unrecorded().await {
+            match self.record_unrecorded(true).await {
                 Ok(()) => break,
                 Err(e) if attempt == 3 => {
                     let ids = self.unrecorded_ids();

@@ -27,6 +27,9 @@ pub(super) struct Unrecorded {
     pub(super) minted: Option<String>,
     /// What its send queues, inserted with its record.
     pub(super) follow_ups: Vec<NewJob>,
+    /// Its chunk is recording it right now: the claim loop leaves it to that write (recording
+    /// it beside would write it twice) unless the write fails.
+    pub(super) recording: bool,
 }
 
 impl Workers {
@@ -50,6 +53,13 @@ impl Workers {
                 }
             }
             Err(e) => {
+                let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+                for (id, _) in &sent {
+                    if let Some(u) = unrecorded.get_mut(id) {
+                        u.recording = false;
+                    }
+                }
+                drop(unrecorded);
                 let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
                 tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
             }
@@ -82,13 +92,15 @@ impl Workers {
             .collect()
     }
 
-    /// Records the delivered jobs whose outcome the store refused earlier.
-    pub(super) async fn record_unrecorded(&self) -> Result<(), crate::store::StoreError> {
+    /// Records the delivered jobs whose outcome the store refused earlier; with `all` (at
+    /// shutdown, once the chunks ended), also those a chunk was cut short recording.
+    pub(super) async fn record_unrecorded(&self, all: bool) -> Result<(), crate::store::StoreError> {
         let held: Vec<(i64, Unrecorded)> = self
             .unrecorded
             .lock()
             .expect("unrecorded set")
             .iter()
+            .filter(|(_, u)| all || !u.recording)
             .map(|(id, u)| (*id, u.clone()))
             .collect();
         if held.is_empty() {
@@ -181,6 +193,7 @@ impl Workers {
                                 .filter(|_| deliverer.is_some_and(|d| d.keeps_tokens(settings)))
                                 .map(|m| serde_json::to_string(m).expect("tokens serialize")),
                             follow_ups: std::mem::take(follow_ups),
+                            recording: true,
                         },
                     ));
                     continue;
