@@ -31,7 +31,7 @@ pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, New
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
-pub use queue::{Job, NewJob, QueueStore};
+pub use queue::{AskCounter, AskNotMade, Job, NewJob, QueueStore};
 pub(crate) use review::ReviewStore;
 pub use review::TriageThread;
 pub(crate) use shared::SharedStore;

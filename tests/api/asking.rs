@@ -109,9 +109,15 @@ async fn three_runs_of_one_conversation_in_its_quiet_period_are_asked_once_about
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 1, "one ask");
 
+    // A re-sent webhook decides nothing and counts nothing.
+    post_run(&app, 2, "thread-1").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"feedback_dispatch_jobs{state="superseded"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="superseded"} 2"#),
         "{metrics}"
     );
     let stats = app.store.stats().await.unwrap();
@@ -719,13 +725,18 @@ async fn a_daily_cap_asks_a_person_that_many_times_a_day_and_again_the_next_day(
         "two asks and the other person's"
     );
     assert_eq!(minted_runs(&langsmith).len(), 3, "capped runs mint nothing");
+    // A re-sent webhook is a duplicate, not a new ask, and counts nothing.
+    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    post_run_with(&app, 4, json!({"slack_user_id": "U0ASKER1"})).await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"feedback_dispatch_jobs{state="capped"} 3"#),
         "{metrics}"
     );
-    // A re-sent webhook is a duplicate, not a new ask.
-    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="capped"} 3"#),
+        "{metrics}"
+    );
     app.stop().await;
 
     let app = spawn_app_in(dir, &toml("Etc/GMT-14"), app_env(&langsmith, &[])).await;
@@ -736,6 +747,11 @@ async fn a_daily_cap_asks_a_person_that_many_times_a_day_and_again_the_next_day(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 5, "two more the next day");
     assert_eq!(app.store.jobs_in_state(JobState::Capped, 10).await.unwrap().len(), 4);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="capped"} 1"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -775,6 +791,17 @@ ask = {{ delay = "2s", conversation_from = "metadata.thread_id", daily_cap = 2 }
     assert!(posts.iter().all(|p| p.json()["channel"] == CHANNEL));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 2);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for outcome in [
+        r#"outcome="superseded"} 2"#,
+        r#"outcome="capped"} 1"#,
+        r#"outcome="sent"} 2"#,
+    ] {
+        assert!(
+            metrics.contains(&format!(r#"feedback_dispatch_asks_total{{route="support",{outcome}"#)),
+            "{outcome}: {metrics}"
+        );
+    }
     app.stop().await;
 }
 

@@ -76,6 +76,8 @@ pub(crate) struct PgStore {
     intake_room: Arc<super::IntakeRoom>,
     /// The sinks events are written for (none until start-up says).
     events: Arc<super::events::EventSwitch>,
+    /// Where the asks the enqueue decided not to make are counted (`asks_total`).
+    asks: Arc<super::queue::AskTally>,
 }
 
 impl PgStore {
@@ -117,6 +119,7 @@ impl PgStore {
             writes_failing: Arc::default(),
             intake_room: Arc::default(),
             events: Arc::default(),
+            asks: Arc::default(),
         }
     }
 
@@ -212,13 +215,15 @@ async fn insert_jobs(
 /// under a daily cap that superseded nothing takes a slot of its day (`… SET n = n + 1 WHERE
 /// n < cap`, the counter's row locked the same way), or ends `capped`. Rows are taken in key
 /// order, conversations before caps (same keys in run order), so two batches never wait on
-/// each other in a circle.
+/// each other in a circle. Returns what it decided not to ask, by route, to count once the
+/// transaction committed.
 async fn decide_asks(
     tx: &mut sqlx::PgConnection,
     jobs: &[NewJob],
     new: &[bool],
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(String, crate::store::AskNotMade)>, sqlx::Error> {
+    let mut decided = Vec::new();
     let fresh: Vec<&NewJob> = jobs.iter().zip(new).filter(|(_, new)| **new).map(|(j, _)| j).collect();
     let mut asks: Vec<(&NewJob, &str)> = fresh
         .iter()
@@ -250,6 +255,8 @@ async fn decide_asks(
             .await?;
             if done.rows_affected() == 1 {
                 superseding.insert(job.idempotency_key.as_str());
+                // The conversation's key holds the route: the superseded ask was the route's.
+                decided.push((job.route.clone(), crate::store::AskNotMade::Superseded));
             }
         }
     }
@@ -279,9 +286,10 @@ async fn decide_asks(
                 .bind(&job.idempotency_key)
                 .execute(&mut *tx)
                 .await?;
+            decided.push((job.route.clone(), crate::store::AskNotMade::Capped));
         }
     }
-    Ok(())
+    Ok(decided)
 }
 
 /// Wakes the listening replicas when the transaction commits.

@@ -69,6 +69,8 @@ pub struct SqliteStore {
     path: Option<std::path::PathBuf>,
     /// The sinks events are written for (none until start-up says).
     events: Arc<super::events::EventSwitch>,
+    /// Where the asks the enqueue decided not to make are counted (`asks_total`).
+    asks: Arc<super::queue::AskTally>,
 }
 
 impl SqliteStore {
@@ -134,6 +136,7 @@ impl SqliteStore {
             intake_room: Arc::default(),
             path,
             events: Arc::default(),
+            asks: Arc::default(),
         })
     }
 
@@ -159,12 +162,13 @@ impl SqliteStore {
             let result = insert_jobs(&mut *w, jobs, now).await;
             return Ok((self.finish(w, result).await?, new_items));
         }
+        let mut decided = Vec::new();
         in_transaction!(self, |tx| {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 new_jobs.extend(insert_jobs(&mut *tx, chunk, now).await?);
             }
             if asks_once {
-                statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
+                decided = statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
             }
             for item in digest_items {
                 sqlx::query(
@@ -192,6 +196,7 @@ impl SqliteStore {
             }
             new_jobs.iter().chain(&new_items).any(|new| *new)
         })?;
+        self.asks.count(&decided);
         Ok((new_jobs, new_items))
     }
 }

@@ -7,6 +7,10 @@ use crate::store::{DeadClass, NewEvent};
 
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
+    fn count_asks(&self, counter: crate::store::AskCounter) {
+        self.asks.set(counter);
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         let wanted = self.intake_room.wanted();

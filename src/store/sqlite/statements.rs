@@ -1,7 +1,7 @@
 //! Many jobs in one `INSERT … ON CONFLICT DO NOTHING RETURNING`.
 
 use super::rows::ms;
-use crate::store::{JobState, NewJob, StoreError};
+use crate::store::{AskNotMade, JobState, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -54,13 +54,15 @@ where
 /// `attempts = 0`); an ask already claimed is not superseded and the new one starts the next
 /// quiet period. Then each one under a daily cap that superseded nothing (a superseding ask
 /// takes over its predecessor's slot) takes a slot of its day, or ends `capped`. SQLite has one
-/// writer, so each row is read and written with nothing in between.
+/// writer, so each row is read and written with nothing in between. Returns what it decided
+/// not to ask, by route, to count once the transaction committed.
 pub(super) async fn decide_asks(
     tx: &mut sqlx::SqliteConnection,
     jobs: &[NewJob],
     new: &[bool],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<(String, AskNotMade)>, StoreError> {
+    let mut decided = Vec::new();
     let mut superseding = std::collections::HashSet::new();
     for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
         let Some(conversation) = crate::jobs::conversation_of(job) else {
@@ -89,6 +91,8 @@ pub(super) async fn decide_asks(
             .await?;
             if done.rows_affected() == 1 {
                 superseding.insert(job.idempotency_key.as_str());
+                // The conversation's key holds the route: the superseded ask was the route's.
+                decided.push((job.route.clone(), AskNotMade::Superseded));
             }
         }
     }
@@ -118,7 +122,8 @@ pub(super) async fn decide_asks(
                 .bind(&job.idempotency_key)
                 .execute(&mut *tx)
                 .await?;
+            decided.push((job.route.clone(), AskNotMade::Capped));
         }
     }
-    Ok(())
+    Ok(decided)
 }
