@@ -47,6 +47,7 @@ pub(crate) fn compose(
 ) -> DigestContent {
     DigestContent {
         unsubscribe_url: None,
+        waiting: Vec::new(),
         route: route.to_string(),
         recipient: recipient.to_string(),
         more: shown.more,

@@ -331,8 +331,13 @@ pub fn summary(s: &Settings) -> String {
             };
             let remind = match r.ask.reminder {
                 Some(d) => format!(
-                    ", one reminder {} after an ask nobody voted on",
-                    humantime::format_duration(d)
+                    ", one reminder {} after an ask nobody voted on{}",
+                    humantime::format_duration(d),
+                    if r.email.is_some() {
+                        " (email: in the recipient's next digest, under \"Still waiting for your rating\")"
+                    } else {
+                        ""
+                    }
                 ),
                 None => String::new(),
             };

@@ -23,7 +23,7 @@ mod sqlite;
 mod votes;
 
 pub use console::{ConsoleJob, ConsoleStore, VoteFilter, VoteTally};
-pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
+pub use digests::{ConfirmLink, ConfirmVoter, DigestItem, UnratedRun};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
 pub use embedded::{StoredFeedback, StoredToken};

@@ -996,6 +996,27 @@ fn check_config_refuses_a_reminder_where_the_service_cannot_know_nobody_voted() 
 }
 
 #[test]
+fn check_config_refuses_an_email_reminder_outside_confirm_mode_and_shows_one_in_it() {
+    const KEY: &str = "[[keys]]\nname = \"up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+    let toml = |email: &str| {
+        format!(
+            "[email]\nmode = \"outbox\"\nfrom = \"f@example.com\"\n{email}{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"2d\"\nemail = {{ to = [\"a@example.com\"], every = \"1h\" }}\nask = {{ reminder = \"4h\" }}\n"
+        )
+    };
+    // Link mode: a click reaches LangSmith alone, so who rated is not known here.
+    let (code, _, stderr) = check_config(&toml(""));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("routes[0].ask.reminder") && stderr.contains("voting = \"confirm\""),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = check_config(&toml("voting = \"confirm\"\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("reminder"), "no warning left: {stderr}");
+    assert!(stdout.contains("Still waiting for your rating"), "{stdout}");
+}
+
+#[test]
 fn preview_prints_the_order_of_decisions_for_each_run_without_its_ids() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");
@@ -1060,4 +1081,160 @@ fn preview_prints_the_order_of_decisions_for_each_run_without_its_ids() {
         report.contains("recipient: the initiator: none usable, so not asked (fallback = \"skip\")"),
         "{report}"
     );
+}
+
+/// An email route "reviewers" in confirm mode whose runs unrated after `REMINDER` are shown
+/// again in the recipient's next digest, sent to `sink`; `ask` adds to the route's `ask`.
+fn email_asking_settings(sink: &crate::helpers::smtp::SmtpSink, ask: &str) -> String {
+    format!(
+        r#"
+[email]
+mode = "smtp"
+smtp_url = "smtp://127.0.0.1:{port}"
+from = "LangSmith feedback <feedback@example.com>"
+timeout = "5s"
+voting = "confirm"
+
+[workers]
+retry_base = "50ms"
+retry_max = "1s"
+poll_interval = "50ms"
+
+{keys}
+
+[[routes]]
+name = "reviewers"
+keys = ["thumbs_up"]
+link_ttl = "2d"
+email = {{ to = ["ana@example.com"], every = "1h" }}
+ask = {{ {ask} }}
+"#,
+        port = sink.port,
+        keys = crate::helpers::KEYS_TOML
+    )
+}
+
+/// Enqueues run `n` (answering "answer n", of `metadata`) as if it arrived at `at`, so its
+/// digest window is the one of `at` and only the test's clock closes it.
+async fn enqueue_run_at(app: &TestApp, n: u32, metadata: Value, at: chrono::DateTime<chrono::Utc>) {
+    let event = json!({"run_id": run(n), "run_name": format!("answer-{n}"), "outputs": {"answer": format!("answer {n}")},
+                       "metadata": metadata});
+    let event = feedback_dispatch::parse_generic(&event).unwrap();
+    let plan = feedback_dispatch::plan(&event, &app.state.settings, at);
+    app.store.enqueue(&plan.jobs, &plan.digest_items, at).await.unwrap();
+}
+
+/// The confirm pages of a digest's HTML part, each with the run it rates.
+async fn confirm_pages(app: &TestApp, html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for link in html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .filter(|h| h.contains("/v1/feedback/confirm/"))
+    {
+        let id = link.rsplit('/').next().unwrap();
+        let stored = app
+            .store
+            .confirm_link(id)
+            .await
+            .unwrap()
+            .expect("a stored confirm link");
+        out.push((link.to_string(), stored.voter.unwrap().run_id.to_string()));
+    }
+    out
+}
+
+/// The part of a digest from "Still waiting for your rating" on (empty without it).
+fn waiting_part(part: &str) -> &str {
+    part.find("Still waiting for your rating").map_or("", |i| &part[i..])
+}
+
+#[tokio::test]
+async fn an_unrated_email_run_is_shown_once_more_in_the_next_digest_and_a_rated_one_is_not() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(&sink, r#"reminder = "3s""#);
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    // A year ahead, so the workers' own clock never closes these windows: the test's does.
+    let hour = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::Duration::days(365),
+        chrono::Duration::hours(1),
+    )
+    .unwrap();
+    let window = |n: i32| hour + chrono::Duration::hours(n.into()) + chrono::Duration::minutes(5);
+    let close = |n: i32| {
+        let state = app.state.clone();
+        async move {
+            let end = hour + chrono::Duration::hours((n + 1).into()) + chrono::Duration::minutes(1);
+            assert_eq!(
+                feedback_dispatch::close_due(&state, end).await.unwrap(),
+                1,
+                "digest {n}"
+            );
+        }
+    };
+
+    // Digest 1: runs A (1) and B (2); Ana rates A on its confirm page.
+    enqueue_run_at(&app, 1, json!({}), window(0)).await;
+    enqueue_run_at(&app, 2, json!({}), window(0)).await;
+    close(0).await;
+    let (html, _) = sink.wait_for(1, WAIT).await.remove(0).parts();
+    let pages = confirm_pages(&app, &html).await;
+    assert_eq!(pages.len(), 2, "one 👍 per run");
+    let (rate_a, _) = pages.iter().find(|(_, r)| *r == run(1)).unwrap();
+    let res = reqwest::Client::new().post(rate_a).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    assert!(!html.contains("Still waiting"), "nothing to remind of yet");
+
+    // Digest 2, the reminder later: run C, and B under "Still waiting for your rating".
+    // (A second more: the job is marked sent a moment after the message arrived.)
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    enqueue_run_at(&app, 3, json!({}), window(1)).await;
+    close(1).await;
+    let second = sink.wait_for(2, WAIT).await.remove(1);
+    let (html, text) = second.parts();
+    if let Ok(dir) = std::env::var("FEEDBACK_DISPATCH_TEST_WRITE_HTML") {
+        std::fs::write(format!("{dir}/still-waiting.html"), &html).unwrap();
+    }
+    for part in [&html, &text] {
+        let waiting = waiting_part(part);
+        assert!(waiting.contains("answer 2"), "B is still waiting: {part}");
+        assert!(!waiting.contains("answer 3"), "C is new, above the heading: {part}");
+        assert!(!part.contains("answer 1"), "A was rated: {part}");
+        assert!(part.contains("answer 3"), "{part}");
+    }
+    // B's button is a confirm page of this digest, C's and B's in that order.
+    let pages = confirm_pages(&app, &html).await;
+    let runs: Vec<&str> = pages.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(runs, [run(3), run(2)], "C's then B's");
+
+    // Digest 3, the reminder later again: B, still unrated, is not shown again; C is waiting.
+    // (A second more: the job is marked sent a moment after the message arrived.)
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    enqueue_run_at(&app, 4, json!({}), window(2)).await;
+    close(2).await;
+    let (html, text) = sink.wait_for(3, WAIT).await.remove(2).parts();
+    for part in [&html, &text] {
+        assert!(!part.contains("answer 2"), "B was reminded once: {part}");
+        assert!(waiting_part(part).contains("answer 3"), "{part}");
+    }
+    // The reminder's page still records B's rating, as Ana's.
+    let res = reqwest::Client::new().post(&pages[1].0).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    let votes = app.store.votes(None, None, 10).await.unwrap();
+    assert!(
+        votes
+            .iter()
+            .any(|v| v.vote.run_id.to_string() == run(2) && v.vote.voter == "ana@example.com"),
+        "{votes:?}"
+    );
+    // Counted once each digest job was done, a moment after its message arrived.
+    wait_for_state(&app, JobState::Sent, 3).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_reminders_total{route="reviewers"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
 }

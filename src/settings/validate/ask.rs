@@ -183,6 +183,9 @@ pub(super) struct AskTargets<'a> {
     pub(super) slack: Option<&'a SlackTarget>,
     /// Whether the route has an email digest.
     pub(super) email: bool,
+    /// Whether email buttons go through a confirm page (`[email] links = "confirm"`), which
+    /// records who voted.
+    pub(super) email_confirm: bool,
     /// Whether the service posts with a bot token (api mode), so it can open a direct message.
     pub(super) bot_can_dm: bool,
     /// Whether clicks come back (Interactivity: `SLACK_SIGNING_SECRET`).
@@ -200,11 +203,13 @@ impl Validator {
     /// native buttons, or Interactivity), posting the reply needs the bot token, and the
     /// message's links must outlive the reminder by an hour.
     fn check_reminder(&mut self, at: &str, reminder: Duration, targets: &AskTargets<'_>) {
+        if targets.email && !targets.email_confirm {
+            self.fail(
+                at,
+                "an email reminder shows a run again only to a recipient who has not rated it, and outside confirm mode a click reaches LangSmith alone (expected [email] voting = \"confirm\")",
+            );
+        }
         let Some(slack) = targets.slack else {
-            self.warnings.push(crate::settings::ConfigIssue {
-                path: at.to_string(),
-                message: "reminder applies to Slack asks; this route's email digests get no reminder".into(),
-            });
             return;
         };
         if !(slack.buttons.submits() || targets.interactivity) {
