@@ -235,6 +235,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The channel id kept for a message job, if any.
     async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError>;
 
+    /// Replaces the tokens kept with sent job `job_id` (a Slack message whose reminder minted
+    /// fresh ones: clicks on it and on the reminder, and its later updates, use those).
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError>;
+
     /// Whether this store commits one write transaction at a time (SQLite), so intake requests
     /// that arrive together gain by sharing one ([`super::group::GroupEnqueue`]). PostgreSQL overlaps
     /// concurrent commits itself: there each request commits on its own.

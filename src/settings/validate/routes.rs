@@ -124,7 +124,6 @@ impl Validator {
                     email_confirm: email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm),
                     bot_can_dm: slack.is_some_and(|s| s.mode == SlackMode::Api && s.bot_token.is_some()),
                     interactivity: slack.is_some_and(|s| s.signing_secret.is_some()),
-                    link_ttl,
                 },
             );
             // Only votes recorded here are followed through: a link click without Interactivity

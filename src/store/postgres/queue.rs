@@ -343,6 +343,15 @@ impl QueueStore for PgStore {
         self.wrote(done, |_| false).map(|_| ())
     }
 
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE jobs SET minted = $1 WHERE id = $2")
+            .bind(minted)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await;
+        self.wrote(done, |_| false).map(|_| ())
+    }
+
     async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
         let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = $1")
             .bind(job_id)

@@ -287,6 +287,16 @@ impl QueueStore for SqliteStore {
         Ok(())
     }
 
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET minted = ? WHERE id = ?")
+                .bind(minted)
+                .bind(job_id),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError> {
         let row: Option<(Option<String>,)> = sqlx::query_as("SELECT sent_channel FROM jobs WHERE id = ?")
             .bind(job_id)
