@@ -98,7 +98,13 @@ impl Deliver for DigestEmails {
             .into_iter()
             .filter(|(p, _)| !asks_initiators || p.is_for(&payload.recipient, &email.to))
             .collect();
-        let shown = digest::select_runs(mine, email.max_runs);
+        let mut shown = digest::select_runs(mine, email.max_runs);
+        // Past the recipient's daily cap, decided when the digest closed: not shown.
+        shown.runs.retain(|(p, _)| !payload.capped.contains(&p.event.run_id));
+        if shown.runs.is_empty() && shown.more == 0 && !payload.capped.is_empty() {
+            tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), capped = payload.capped.len(), "every run of this digest is past the recipient's daily cap; no message");
+            return Outcome::Sent;
+        }
         let tokens = match self
             .digest_tokens(
                 digest.id,
@@ -236,10 +242,7 @@ impl DigestEmails {
         let settings = &self.state.settings;
         let now = Utc::now();
         let until = now - chrono::Duration::from_std(reminder).unwrap_or(chrono::Duration::MAX);
-        let address = crate::domain::Mailbox::parse(recipient)
-            .map(|m| m.address().to_lowercase())
-            .unwrap_or_else(|_| recipient.to_lowercase());
-        let key = crate::domain::opaque_key(&["email", &address]);
+        let key = digest::recipient_key(recipient);
         let store = &self.state.store;
         let unrated = store
             .unrated_runs(

@@ -1286,3 +1286,95 @@ async fn an_unrated_email_run_is_shown_once_more_in_the_next_digest_and_a_rated_
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_daily_cap_on_email_asks_a_recipient_that_many_runs_a_day_and_again_the_next_day() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(&sink, "daily_cap = 2").replace(r#"voting = "confirm""#, "");
+    let (code, stdout, stderr) = check_config(&toml);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("daily_cap"), "no warning left: {stderr}");
+    assert!(stdout.contains("counted when a digest closes"), "{stdout}");
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    // A year ahead, so only the test's clock closes these windows (and names their day).
+    let day = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::Duration::days(365),
+        chrono::Duration::days(1),
+    )
+    .unwrap();
+    let at = |hours: i64| day + chrono::Duration::hours(hours) + chrono::Duration::minutes(5);
+    let answers = |text: &str| (1..=9).filter(|n| text.contains(&format!("> answer {n}"))).count();
+
+    // Five runs for Ana in two windows of one day: two asked, three capped.
+    for n in 1..=3 {
+        enqueue_run_at(&app, n, json!({}), at(1)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(2)).await.unwrap(), 1);
+    let (_, text) = sink.wait_for(1, WAIT).await.remove(0).parts();
+    assert_eq!(answers(&text), 2, "{text}");
+    for n in 4..=5 {
+        enqueue_run_at(&app, n, json!({}), at(3)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(4)).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "every run of the second window is capped: no message"
+    );
+    wait_for_state(&app, JobState::Sent, 2).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 3"#),
+        "{metrics}"
+    );
+
+    // The next day: asked again.
+    for n in 6..=8 {
+        enqueue_run_at(&app, n, json!({}), at(25)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(26)).await.unwrap(), 1);
+    let (_, text) = sink.wait_for(2, WAIT).await.remove(1).parts();
+    assert_eq!(answers(&text), 2, "{text}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 4"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_daily_cap_on_email_initiators_counts_each_person_apart() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(
+        &sink,
+        r#"to = "initiator", email_from = "metadata.user_email", daily_cap = 2"#,
+    )
+    .replace(r#"voting = "confirm""#, "");
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    let at = chrono::Utc::now() + chrono::Duration::days(365);
+    for n in 1..=3 {
+        enqueue_run_at(&app, n, json!({"user_email": "ana@example.com"}), at).await;
+    }
+    // The case of an address makes no second person.
+    enqueue_run_at(&app, 4, json!({"user_email": "ANA@example.com"}), at).await;
+    enqueue_run_at(&app, 5, json!({"user_email": "bo@example.com"}), at).await;
+    let later = at + chrono::Duration::hours(2);
+    assert_eq!(feedback_dispatch::close_due(&app.state, later).await.unwrap(), 1);
+    let messages = sink.wait_for(2, WAIT).await;
+    let shown = |to: &str| {
+        let (_, text) = messages.iter().find(|m| m.to == [to]).unwrap().parts();
+        (1..=5).filter(|n| text.contains(&format!("> answer {n}"))).count()
+    };
+    assert_eq!(shown("ana@example.com"), 2, "Ana's cap");
+    assert_eq!(shown("bo@example.com"), 1, "Bo's own cap");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}

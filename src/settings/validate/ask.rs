@@ -103,12 +103,6 @@ impl Validator {
                 None
             }
         };
-        if daily_cap.is_some() && !slack && cap_at.starts_with(at) {
-            self.warnings.push(crate::settings::ConfigIssue {
-                path: cap_at.clone(),
-                message: "daily_cap counts Slack asks; this route's email digests are not capped".into(),
-            });
-        }
         let (tz, tz_at) = pick(own.timezone, &global.timezone, "timezone");
         let timezone = match tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
             None => chrono_tz::UTC,

@@ -25,6 +25,7 @@ impl DigestStore for PgStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut decided = Vec::new();
         let result = async {
             let mut tx = self.pool.begin().await?;
             // The row lock makes a second replica closing the same window wait here, then find
@@ -38,6 +39,8 @@ impl DigestStore for PgStore {
                     .rows_affected();
             let mut inserted = false;
             if closed == 1 {
+                let (jobs, capped) = decide_digest_caps(&mut tx, jobs, now).await?;
+                decided = capped;
                 for chunk in jobs.chunks(JOBS_PER_INSERT) {
                     inserted |= insert_jobs(&mut tx, chunk, now).await?.iter().any(|new| *new);
                 }
@@ -49,6 +52,9 @@ impl DigestStore for PgStore {
             Ok(inserted)
         }
         .await;
+        if result.is_ok() {
+            self.asks.count(&decided);
+        }
         self.wrote(result, |inserted| *inserted).map(|_| ())
     }
 

@@ -292,6 +292,59 @@ async fn decide_asks(
     Ok(decided)
 }
 
+/// Decides, in the transaction that closes a digest, which runs each of its messages under a
+/// daily cap shows: in the order given (newest first) each run takes a slot of the recipient's
+/// day (`… SET n = n + 1 WHERE n < cap`, the counter's row locked until commit, so replicas
+/// closing digests of one recipient share it), and the first one refused and every later one
+/// are capped (written into the message's payload, `capped`). Counters are taken in key order,
+/// so two closing digests never wait on each other in a circle. Returns the jobs to insert and
+/// what was capped, by route, to count once the transaction committed.
+pub(super) async fn decide_digest_caps(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewJob>, Vec<(String, crate::store::AskNotMade)>), sqlx::Error> {
+    let mut out: Vec<NewJob> = jobs.to_vec();
+    let mut order: Vec<(usize, crate::jobs::DigestCap)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| crate::jobs::digest_cap_of(job).map(|c| (i, c)))
+        .collect();
+    order.sort_by(|a, b| {
+        (&jobs[a.0].route, &a.1.cap.scope, &a.1.cap.day).cmp(&(&jobs[b.0].route, &b.1.cap.scope, &b.1.cap.day))
+    });
+    let mut decided = Vec::new();
+    for (i, cap) in order {
+        let route = &jobs[i].route;
+        let mut capped = Vec::new();
+        for run in &cap.runs {
+            if !capped.is_empty() {
+                capped.push(run.to_string());
+                continue;
+            }
+            let taken: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
+                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                     WHERE ask_caps.n < $4
+                 RETURNING n",
+            )
+            .bind(route)
+            .bind(&cap.cap.scope)
+            .bind(&cap.cap.day)
+            .bind(i32::try_from(cap.cap.limit).unwrap_or(i32::MAX))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() {
+                capped.push(run.to_string());
+            }
+        }
+        decided.extend(capped.iter().map(|_| (route.clone(), crate::store::AskNotMade::Capped)));
+        out[i].payload["capped"] = serde_json::json!(capped);
+    }
+    Ok((out, decided))
+}
+
 /// Wakes the listening replicas when the transaction commits.
 async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")

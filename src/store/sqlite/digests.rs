@@ -23,6 +23,7 @@ impl DigestStore for SqliteStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut decided = Vec::new();
         in_transaction!(self, |tx| {
             // A digest closed already (by another process on the file) gets no second set of
             // messages.
@@ -35,12 +36,16 @@ impl DigestStore for SqliteStore {
                     .rows_affected();
             let mut inserted = false;
             if closed == 1 {
+                let (jobs, capped) = super::statements::decide_digest_caps(&mut tx, jobs, now).await?;
+                decided = capped;
                 for chunk in jobs.chunks(JOBS_PER_INSERT) {
                     inserted |= insert_jobs(&mut *tx, chunk, now).await?.iter().any(|new| *new);
                 }
             }
             inserted
-        })
+        })?;
+        self.asks.count(&decided);
+        Ok(())
     }
 
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {

@@ -127,3 +127,51 @@ pub(super) async fn decide_asks(
     }
     Ok(decided)
 }
+
+/// Decides, in the transaction that closes a digest, which runs each of its messages under a
+/// daily cap shows: in the order given (newest first) each run takes a slot of the recipient's
+/// day, and the first one refused and every later one are capped (written into the message's
+/// payload, `capped`). Returns the jobs to insert and what was capped, by route, to count once
+/// the transaction committed.
+pub(super) async fn decide_digest_caps(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewJob>, Vec<(String, AskNotMade)>), StoreError> {
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut decided = Vec::new();
+    for job in jobs {
+        let Some(cap) = crate::jobs::digest_cap_of(job) else {
+            out.push(job.clone());
+            continue;
+        };
+        let mut capped = Vec::new();
+        for run in &cap.runs {
+            if !capped.is_empty() {
+                capped.push(run.to_string());
+                continue;
+            }
+            let taken: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
+                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                     WHERE ask_caps.n < ?4
+                 RETURNING n",
+            )
+            .bind(&job.route)
+            .bind(&cap.cap.scope)
+            .bind(&cap.cap.day)
+            .bind(i64::from(cap.cap.limit))
+            .bind(ms(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() {
+                capped.push(run.to_string());
+            }
+        }
+        decided.extend(capped.iter().map(|_| (job.route.clone(), AskNotMade::Capped)));
+        let mut job = job.clone();
+        job.payload["capped"] = serde_json::json!(capped);
+        out.push(job);
+    }
+    Ok((out, decided))
+}
