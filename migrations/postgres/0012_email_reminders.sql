@@ -11,6 +11,8 @@ CREATE TABLE ask_email_reminders (
     created_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (route, recipient, run_id)
 );
+-- The pruner drops rows older than a digest looks back (kept 9 days at least).
+CREATE INDEX ask_email_reminders_created ON ask_email_reminders (created_at);
 -- A digest job finds the runs its recipient was sent on the route by the confirm links it was
 -- sent, in any case of the address.
 CREATE INDEX confirm_links_recipient ON confirm_links (route, lower(recipient)) WHERE recipient IS NOT NULL;

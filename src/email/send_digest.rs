@@ -219,7 +219,7 @@ impl Deliver for DigestEmails {
 /// How far back, past `reminder`, a digest looks for runs its recipient was sent and has not
 /// rated: longer than a weekly digest's window, so a weekly digest still reminds of the last
 /// one, and short enough that turning reminders on brings back a week of runs, not months.
-const REMINDER_LOOKBACK: chrono::Duration = chrono::Duration::days(8);
+pub(crate) const REMINDER_LOOKBACK: chrono::Duration = chrono::Duration::days(8);
 
 /// A reminder shows a run's own links when they still live this long: a link that dies while
 /// the digest is read is worse than minting again.

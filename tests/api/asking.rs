@@ -1378,3 +1378,36 @@ async fn a_daily_cap_on_email_initiators_counts_each_person_apart() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn email_reminders_are_claimed_once_per_recipient_and_pruned_only_past_the_lookback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&store_url(dir.path(), "reminders")).await;
+    let now = chrono::Utc::now();
+    let parse = |s: String| feedback_dispatch::RunId::parse(&s).unwrap();
+    let (a, b) = (parse(run(1)), parse(run(2)));
+    // Job 7 reminds Ana of A; job 8 then gets only B, and job 7's retry A again.
+    let first = store.claim_reminders("r", "ana", 7, &[a], now).await.unwrap();
+    assert_eq!(first, [a]);
+    let second = store.claim_reminders("r", "ana", 8, &[a, b], now).await.unwrap();
+    assert_eq!(second, [b], "A was job 7's");
+    assert_eq!(store.claim_reminders("r", "ana", 7, &[a], now).await.unwrap(), [a]);
+    assert_eq!(
+        store.claim_reminders("r", "bo", 8, &[a], now).await.unwrap(),
+        [a],
+        "Bo's own"
+    );
+    // Ten days ago: past what a digest looks back, so pruned; today's are kept.
+    let old = now - chrono::Duration::days(10);
+    store.claim_reminders("r", "cy", 9, &[a], old).await.unwrap();
+    let pruned = store.prune(Prunable::SentJobs, now, 100).await.unwrap();
+    assert!(pruned.contains(&("ask_email_reminders", 1)), "{pruned:?}");
+    assert_eq!(store.claim_reminders("r", "cy", 10, &[a], now).await.unwrap(), [a]);
+    assert!(
+        store
+            .claim_reminders("r", "ana", 10, &[a, b], now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
