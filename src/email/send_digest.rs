@@ -241,18 +241,18 @@ impl DigestEmails {
     ) -> Result<Vec<DigestRun>, Outcome> {
         let settings = &self.state.settings;
         let now = Utc::now();
-        let until = now - chrono::Duration::from_std(reminder).unwrap_or(chrono::Duration::MAX);
+        // A reminder too long to subtract reminds of nothing (not a panic).
+        let Some((since, until)) = chrono::Duration::from_std(reminder)
+            .ok()
+            .and_then(|r| now.checked_sub_signed(r))
+            .and_then(|until| Some((until.checked_sub_signed(REMINDER_LOOKBACK)?, until)))
+        else {
+            return Ok(Vec::new());
+        };
         let key = digest::recipient_key(recipient);
         let store = &self.state.store;
         let unrated = store
-            .unrated_runs(
-                &route.name,
-                recipient,
-                &key,
-                job.id,
-                (until - REMINDER_LOOKBACK, until),
-                email.max_runs,
-            )
+            .unrated_runs(&route.name, recipient, &key, job.id, (since, until), email.max_runs)
             .await
             .map_err(Outcome::failed)?;
         if unrated.is_empty() {
