@@ -250,6 +250,33 @@ pub(crate) struct DigestJobPayload {
     pub digest_id: i64,
     /// The recipient of this message.
     pub recipient: String,
+    /// The daily cap the runs this message would show count against (`ask.daily_cap`: the
+    /// recipient, on the day the digest closes), and those runs, newest first; the store
+    /// decides which take a slot in the transaction that closes the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<DigestCap>,
+    /// The runs past the cap: not shown (written by that transaction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<RunId>,
+}
+
+/// A digest message's daily cap and the runs it would show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DigestCap {
+    /// The recipient's counter (`domain::opaque_key` of "email" and the lower-cased address,
+    /// apart from every Slack scope) and day, and the asks it allows.
+    pub cap: AskCap,
+    /// The runs the message would show, newest first: each takes a slot, or is capped.
+    pub runs: Vec<RunId>,
+}
+
+/// The daily cap of a digest message to enqueue, read by the store in the transaction that
+/// closes the digest.
+pub(crate) fn digest_cap_of(job: &crate::store::NewJob) -> Option<DigestCap> {
+    if job.kind != JobKind::Digest {
+        return None;
+    }
+    serde_json::from_value(job.payload.get("cap")?.clone()).ok()
 }
 
 /// The idempotency key of a run's Slack message on a route and target: a second webhook for
@@ -480,6 +507,8 @@ mod tests {
         round_trip(DigestJobPayload {
             digest_id: 7,
             recipient: "a@b.example".into(),
+            cap: None,
+            capped: Vec::new(),
         });
         round_trip(SlackUpdatePayload {
             message_job: 3,

@@ -107,7 +107,7 @@ pub struct RouteLabel {
 pub struct AskLabel {
     /// The route.
     pub route: String,
-    /// `sent` or `no_recipient` (docs/asking.md).
+    /// `sent`, `superseded`, `capped` or `no_recipient` (docs/asking.md).
     pub outcome: &'static str,
 }
 
@@ -316,7 +316,7 @@ impl Metrics {
         );
         registry.register(
             "asks",
-            "Runs a route could ask about, by outcome: sent (a Slack ask posted), no_recipient (no initiator or thread and ask.fallback = \"skip\")",
+            "Runs a route could ask about, by outcome: sent (a Slack ask posted), superseded (a later run of its conversation asked instead), capped (past ask.daily_cap), no_recipient (no initiator or thread and ask.fallback = \"skip\")",
             asks.clone(),
         );
         registry.register(

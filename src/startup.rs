@@ -112,6 +112,9 @@ impl Application {
         let langsmith = langsmith_client(&settings, &base, embedded_key.clone(), &metrics)?;
         // From here on, what the store records writes its events (none without `[events]`).
         store.record_events(settings.events.sinks(settings.email.identify));
+        // Asks the enqueue decides not to make are counted once their transaction committed.
+        let counting = metrics.clone();
+        store.count_asks(Arc::new(move |route, outcome| counting.ask(route, outcome.as_str())));
         let state = AppState {
             settings: Arc::new(settings),
             store,

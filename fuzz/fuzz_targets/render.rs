@@ -141,6 +141,7 @@ fn input(u: &mut Unstructured) -> Result<(Vec<DigestRun>, String, DigestContent)
         unsubscribe_url: u
             .arbitrary::<bool>()?
             .then(|| "https://feedback.example/v1/email/unsubscribe/72.0f".to_string()),
+        waiting: Vec::new(),
     };
     Ok((runs, route, digest))
 }

@@ -36,4 +36,7 @@ pub struct DigestContent {
     pub subject: Option<String>,
     /// The recipient's unsubscribe page (`email.unsubscribe`), linked from the footer.
     pub unsubscribe_url: Option<String>,
+    /// Runs of the recipient's earlier digests they have not rated, shown once under "Still
+    /// waiting for your rating" after `runs` (`ask.reminder`, confirm mode), newest first.
+    pub waiting: Vec<DigestRun>,
 }

@@ -47,6 +47,7 @@ pub(crate) fn compose(
 ) -> DigestContent {
     DigestContent {
         unsubscribe_url: None,
+        waiting: Vec::new(),
         route: route.to_string(),
         recipient: recipient.to_string(),
         more: shown.more,
@@ -107,6 +108,51 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
         if recipients.is_empty() {
             tracing::warn!(route = %digest.route, digest = digest.id, "the route no longer has email recipients; digest closed unsent");
         }
+        // Under a daily cap, each message's runs (as the send will pick them) are counted in
+        // the transaction that closes the digest: once, whichever replica closes it.
+        let capping = route.and_then(|r| {
+            r.ask
+                .daily_cap
+                .and_then(|limit| r.email.as_ref().map(|e| (r, e, limit)))
+        });
+        let runs: Vec<(DigestRunPayload, DateTime<Utc>)> = match capping {
+            Some(_) => state
+                .store
+                .digest(digest.id)
+                .await?
+                .map(|d| d.runs)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(p, at)| {
+                    serde_json::from_value::<DigestRunPayload>(p.clone())
+                        .ok()
+                        .map(|p| (p, *at))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let cap_of = |to: &str| {
+            capping.map(|(r, email, limit)| {
+                let asks_initiators = r.ask.to == crate::domain::AskTo::Initiator;
+                let mine: Vec<_> = runs
+                    .iter()
+                    .filter(|(p, _)| !asks_initiators || p.is_for(to, &email.to))
+                    .cloned()
+                    .collect();
+                crate::jobs::DigestCap {
+                    cap: crate::jobs::AskCap {
+                        scope: recipient_key(to),
+                        day: crate::domain::cap_day(now, r.ask.timezone),
+                        limit,
+                    },
+                    runs: select_runs(mine, email.max_runs)
+                        .runs
+                        .iter()
+                        .map(|(p, _)| p.event.run_id)
+                        .collect(),
+                }
+            })
+        };
         let jobs: Vec<NewJob> = recipients
             .iter()
             .map(|to| NewJob {
@@ -118,6 +164,8 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
                 payload: crate::jobs::to_json(&DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),
+                    cap: cap_of(to),
+                    capped: Vec::new(),
                 }),
                 // `now` may be a test's clock ahead of the real one; the jobs are due at once.
                 due_at: now.min(Utc::now()),
@@ -168,6 +216,16 @@ async fn recipients(
         }
     }
     Ok(out)
+}
+
+/// The key a digest recipient's daily cap and reminders are kept by: the sha256 (hex) of
+/// "email" and the lower-cased bare address ("Ana <ANA@x>" and "ana@x" are one person), apart
+/// from every Slack scope and never the address itself.
+pub(crate) fn recipient_key(to: &str) -> String {
+    let address = crate::domain::Mailbox::parse(to)
+        .map(|m| m.address().to_lowercase())
+        .unwrap_or_else(|_| to.to_lowercase());
+    crate::domain::opaque_key(&["email", &address])
 }
 
 /// How a digest's recipient `to` is named where it is logged (the job's target, the delivery

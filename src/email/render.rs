@@ -227,6 +227,7 @@ pub fn sample_content() -> DigestContent {
 
     DigestContent {
         unsubscribe_url: None,
+        waiting: Vec::new(),
         route: "support-bot".into(),
         recipient: "reviewers@example.com".into(),
         runs: vec![

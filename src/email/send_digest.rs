@@ -2,6 +2,7 @@
 //! selected and composed (`digest.rs`), their tokens minted once for all its recipients under a
 //! per-digest lock and kept with the digest, rendered (`render.rs`) and sent (`deliver.rs`).
 
+use super::content::DigestRun;
 use super::deliver::EmailSender;
 use super::digest;
 use super::render::{MAX_HTML_BYTES, render_digest_within};
@@ -97,7 +98,13 @@ impl Deliver for DigestEmails {
             .into_iter()
             .filter(|(p, _)| !asks_initiators || p.is_for(&payload.recipient, &email.to))
             .collect();
-        let shown = digest::select_runs(mine, email.max_runs);
+        let mut shown = digest::select_runs(mine, email.max_runs);
+        // Past the recipient's daily cap, decided when the digest closed: not shown.
+        shown.runs.retain(|(p, _)| !payload.capped.contains(&p.event.run_id));
+        if shown.runs.is_empty() && shown.more == 0 && !payload.capped.is_empty() {
+            tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), capped = payload.capped.len(), "every run of this digest is past the recipient's daily cap; no message");
+            return Outcome::Sent;
+        }
         let tokens = match self
             .digest_tokens(
                 digest.id,
@@ -120,19 +127,34 @@ impl Deliver for DigestEmails {
             &settings.keys,
             (digest.created_at, digest.window_end),
         );
+        let confirm = settings.email.links == crate::settings::EmailLinks::Confirm;
+        // Only confirm mode knows who voted (check-config refuses a reminder elsewhere).
+        if let Some(reminder) = route.ask.reminder.filter(|_| confirm) {
+            content.waiting = match self.waiting_runs(job, route, email, &payload.recipient, reminder).await {
+                Ok(w) => w,
+                Err(outcome) => return outcome,
+            };
+        }
         if !route.extend_trace_retention {
-            for run in &mut content.runs {
+            for run in content.runs.iter_mut().chain(&mut content.waiting) {
                 crate::links::keep_trace_retention(&mut run.keys);
             }
         }
-        if settings.email.links == crate::settings::EmailLinks::Confirm {
-            let links = crate::email::confirm::confirm_links(
+        if confirm {
+            let mut links = crate::email::confirm::confirm_links(
                 &mut content.runs,
                 &self.state.public_url,
                 job.id,
                 &job.route,
                 &payload.recipient,
             );
+            links.extend(crate::email::confirm::confirm_links(
+                &mut content.waiting,
+                &self.state.public_url,
+                job.id,
+                &job.route,
+                &payload.recipient,
+            ));
             if let Err(e) = self.state.store.insert_confirm_links(&links).await {
                 return Outcome::failed(e);
             }
@@ -183,7 +205,10 @@ impl Deliver for DigestEmails {
         self.state.metrics.smtp_seconds.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(()) => {
-                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), runs = content.runs.len(), attempt = job.attempts, "digest delivered");
+                tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), runs = content.runs.len(), waiting = content.waiting.len(), attempt = job.attempts, "digest delivered");
+                for _ in &content.waiting {
+                    self.state.metrics.reminder(&job.route);
+                }
                 Outcome::Sent
             }
             Err(e) => Outcome::failed(DeliveryError::channel(e)),
@@ -191,7 +216,127 @@ impl Deliver for DigestEmails {
     }
 }
 
+/// How far back, past `reminder`, a digest looks for runs its recipient was sent and has not
+/// rated: longer than a weekly digest's window, so a weekly digest still reminds of the last
+/// one, and short enough that turning reminders on brings back a week of runs, not months.
+pub(crate) const REMINDER_LOOKBACK: chrono::Duration = chrono::Duration::days(8);
+
+/// A reminder shows a run's own links when they still live this long: a link that dies while
+/// the digest is read is worse than minting again.
+const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
+
 impl DigestEmails {
+    /// The runs to show `recipient` under "Still waiting for your rating" (docs/asking.md):
+    /// those earlier digests sent them at least `reminder` ago that they have not rated and
+    /// were not reminded of, each claimed for this job (so once, across retries and replicas),
+    /// with its earlier links when they outlive the send by an hour, else with tokens minted
+    /// now for all of them in one batch.
+    async fn waiting_runs(
+        &self,
+        job: &Job,
+        route: &crate::domain::Route,
+        email: &crate::domain::EmailTarget,
+        recipient: &str,
+        reminder: Duration,
+    ) -> Result<Vec<DigestRun>, Outcome> {
+        let settings = &self.state.settings;
+        let now = Utc::now();
+        // A reminder too long to subtract reminds of nothing (not a panic).
+        let Some((since, until)) = chrono::Duration::from_std(reminder)
+            .ok()
+            .and_then(|r| now.checked_sub_signed(r))
+            .and_then(|until| Some((until.checked_sub_signed(REMINDER_LOOKBACK)?, until)))
+        else {
+            return Ok(Vec::new());
+        };
+        let key = digest::recipient_key(recipient);
+        let store = &self.state.store;
+        let unrated = store
+            .unrated_runs(&route.name, recipient, &key, job.id, (since, until), email.max_runs)
+            .await
+            .map_err(Outcome::failed)?;
+        if unrated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs: Vec<_> = unrated.iter().map(|u| u.run_id).collect();
+        let mine = store
+            .claim_reminders(&route.name, &key, job.id, &runs, now)
+            .await
+            .map_err(Outcome::failed)?;
+        // Each run as its earlier digest showed it, with that digest's tokens for it.
+        let mut digests: HashMap<i64, Option<crate::store::DigestRecord>> = HashMap::new();
+        let mut found: Vec<(DigestRunPayload, Vec<MintedToken>)> = Vec::new();
+        for run in unrated.iter().filter(|u| mine.contains(&u.run_id)) {
+            let digest_id = match store.job(run.job_id).await.map_err(Outcome::failed)? {
+                Some(j) => match DigestJobPayload::deserialize(&j.payload) {
+                    Ok(p) => p.digest_id,
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            let digest = match digests.entry(digest_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(store.digest(digest_id).await.map_err(Outcome::failed)?)
+                }
+            };
+            let Some(digest) = digest else {
+                continue;
+            };
+            let Some(payload) = digest
+                .runs
+                .iter()
+                .filter_map(|(p, _)| DigestRunPayload::deserialize(p).ok())
+                .find(|p| p.event.run_id == run.run_id)
+            else {
+                continue;
+            };
+            let soon = now + REMINDER_LINKS_OUTLIVE;
+            let tokens: Vec<MintedToken> = digest
+                .minted
+                .as_ref()
+                .and_then(|m| Vec::<MintedToken>::deserialize(m).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.run_id == run.run_id)
+                .collect();
+            let reuse = !tokens.is_empty() && tokens.iter().all(|t| t.expires_at > soon);
+            found.push((payload, if reuse { tokens } else { Vec::new() }));
+        }
+        let requests: Vec<TokenRequest> = found
+            .iter()
+            .filter(|(_, tokens)| tokens.is_empty())
+            .flat_map(|(p, _)| token_requests(settings, &p.event, &p.keys, route.link_ttl))
+            .collect();
+        let mut fresh = Vec::new();
+        if !requests.is_empty() {
+            if let Some(error) = crate::delivery::refused_by_drift(&self.state.drift_gate, &requests) {
+                return Err(Outcome::failed(error));
+            }
+            fresh = self
+                .state
+                .langsmith
+                .mint_once(&requests)
+                .await
+                .map_err(|e| Outcome::failed(DeliveryError::Mint(e)))?;
+            self.state.metrics.route_tokens(&route.name, fresh.len());
+        }
+        Ok(found
+            .into_iter()
+            .map(|(p, tokens)| {
+                let tokens = if tokens.is_empty() {
+                    fresh.iter().filter(|t| t.run_id == p.event.run_id).cloned().collect()
+                } else {
+                    tokens
+                };
+                DigestRun {
+                    keys: crate::links::links_for_run(&settings.keys, &tokens),
+                    event: p.event,
+                }
+            })
+            .collect())
+    }
+
     /// The digest's tokens: those kept with it, or minted now under the digest's lock (so the
     /// recipients' jobs, which run side by side, mint once).
     async fn digest_tokens(

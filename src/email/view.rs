@@ -36,7 +36,10 @@ pub(super) struct DigestView {
     /// "2026-11-30 08:00–09:00 UTC".
     pub(super) window: String,
     pub(super) preheader: String,
+    /// The digest's runs, then the runs still waiting for a rating.
     pub(super) cards: Vec<RunCard>,
+    /// Where in `cards` the runs still waiting for a rating start, when there are some.
+    pub(super) waiting_from: Option<usize>,
     /// "4 more runs in LangSmith", when runs were left out.
     pub(super) more: Option<String>,
     /// An http(s) project link, when known.
@@ -175,8 +178,15 @@ impl DigestView {
         let total = shown + d.more;
         let heading = format!("{total} {} to rate", plural(total, "run", "runs"));
         let route = cut(&one_line(&d.route), MAX_SUBJECT_LABEL_CHARS);
-        let cards: Vec<RunCard> = d.runs.iter().map(RunCard::new).collect();
-        let expires_at = d.runs.iter().flat_map(|r| &r.keys).map(|k| k.expires_at).min();
+        let cards: Vec<RunCard> = d.runs.iter().chain(&d.waiting).map(RunCard::new).collect();
+        let waiting_from = (!d.waiting.is_empty()).then_some(shown);
+        let expires_at = d
+            .runs
+            .iter()
+            .chain(&d.waiting)
+            .flat_map(|r| &r.keys)
+            .map(|k| k.expires_at)
+            .min();
         DigestView {
             subject: subject(d, &heading, &route),
             showing: (d.more > 0).then(|| format!("Showing the newest {shown}")),
@@ -194,7 +204,14 @@ impl DigestView {
             heading,
             route,
             cards,
+            waiting_from,
         }
+    }
+
+    /// Whether the card at `index` (from 0) is the first of those still waiting for a rating,
+    /// under which heading both parts put it.
+    pub(super) fn starts_waiting(&self, index: &usize) -> bool {
+        self.waiting_from == Some(*index)
     }
 }
 

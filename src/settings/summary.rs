@@ -326,13 +326,26 @@ pub fn summary(s: &Settings) -> String {
                 }
             };
             let cap = match r.ask.daily_cap {
-                Some(n) => format!(", at most {n} a day per person or channel ({})", r.ask.timezone.name()),
+                Some(n) => format!(
+                    ", at most {n} a day per person or channel ({}){}",
+                    r.ask.timezone.name(),
+                    if r.email.is_some() {
+                        " (email: runs per recipient's digests, counted when a digest closes)"
+                    } else {
+                        ""
+                    }
+                ),
                 None => String::new(),
             };
             let remind = match r.ask.reminder {
                 Some(d) => format!(
-                    ", one reminder {} after an ask nobody voted on",
-                    humantime::format_duration(d)
+                    ", one reminder {} after an ask nobody voted on{}",
+                    humantime::format_duration(d),
+                    if r.email.is_some() {
+                        " (email: in the recipient's next digest, under \"Still waiting for your rating\")"
+                    } else {
+                        ""
+                    }
                 ),
                 None => String::new(),
             };

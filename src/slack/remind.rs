@@ -4,11 +4,13 @@
 //! Slack answered; its idempotency key (`slack-remind:<job id>`) and the queue's lease make it
 //! run once across restarts and replicas. When due it reads the message's votes and posts
 //! nothing if there is one. The race: a vote landing between that read and the post (one
-//! Slack call, at most `slack.timeout`) still gets the reminder; never a second one.
+//! Slack call, at most `slack.timeout`) still gets the reminder; never a second one. The
+//! reminder shows the message's tokens when they outlive its post by an hour, else fresh ones
+//! it mints (and keeps with the message) first.
 
 use super::deliver::{OutgoingMessage, SlackSender};
 use super::update::rerender;
-use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome};
+use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests, tokens_json};
 use crate::jobs::{JobKind, SlackRemindPayload, slack_remind_key};
 use crate::langsmith::MintedToken;
 use crate::lease::longest_slack_send;
@@ -55,9 +57,69 @@ pub fn remind_job(message: &Job, channel: &str, ts: &str, reminder: Duration, se
     }
 }
 
+/// The message's own tokens are reused when they still live this long after the reminder is
+/// posted: a link that dies while the reminder is read is no reason to come back.
+const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
+
+impl SlackReminders {
+    /// Mints fresh tokens for the message's run when its own die within the hour (one batched
+    /// call, as the message's were minted, for the route's `link_ttl` from now) and keeps them
+    /// with the message job, so the reminder, clicks on either and the message's later
+    /// updates use them.
+    async fn renew_tokens_if_short(&self, message_job: i64) -> Result<(), Outcome> {
+        let message = match self.state.store.job(message_job).await {
+            Ok(Some(j)) if j.kind == JobKind::Slack => j,
+            // rerender says why it cannot show it.
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(Outcome::failed(e)),
+        };
+        let kept: Vec<MintedToken> = message
+            .minted
+            .as_ref()
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default();
+        let soon = Utc::now() + REMINDER_LINKS_OUTLIVE;
+        if !kept.is_empty() && kept.iter().all(|t| t.expires_at > soon) {
+            return Ok(());
+        }
+        let payload = <crate::jobs::SlackJobPayload as crate::jobs::KindPayload>::from_stored(message.payload)
+            .map_err(|e| Outcome::Dead(DeliveryError::Gone(format!("corrupt message payload: {e}"))))?;
+        let settings = &self.state.settings;
+        let requests = token_requests(
+            settings,
+            &payload.event,
+            &payload.keys,
+            Duration::from_secs(payload.link_ttl_secs),
+        );
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if let Some(error) = crate::delivery::refused_by_drift(&self.state.drift_gate, &requests) {
+            return Err(Outcome::failed(error));
+        }
+        let fresh = self
+            .state
+            .langsmith
+            .mint_once(&requests)
+            .await
+            .map_err(|e| Outcome::failed(DeliveryError::Mint(e)))?;
+        self.state.metrics.route_tokens(&message.route, fresh.len());
+        let minted = tokens_json(&fresh).to_string();
+        self.state
+            .store
+            .renew_tokens(message_job, &minted)
+            .await
+            .map_err(Outcome::failed)?;
+        tracing::info!(message_job, route = %message.route, tokens = fresh.len(), "the ask's links die within an hour of its reminder; fresh ones minted");
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Deliver for SlackReminders {
     type Payload = SlackRemindPayload;
+    /// Fresh tokens, when the message's die too soon, are minted here for its one run.
+    const TOKENS: TokenUse = TokenUse::OwnMinting;
     const CHANNEL: &'static str = "slack";
 
     fn longest_send(&self, settings: &Settings) -> Duration {
@@ -79,7 +141,11 @@ impl Deliver for SlackReminders {
             Ok(_) => {}
             Err(e) => return Outcome::failed(e),
         }
-        // The message as it reads now: its buttons with the tokens it was sent with.
+        if let Err(outcome) = self.renew_tokens_if_short(remind.message_job).await {
+            return outcome;
+        }
+        // The message as it reads now: its buttons with the tokens it was sent with (or those
+        // just minted for the reminder).
         let content = match rerender(&self.state, remind.message_job, false).await {
             Ok(content) => content,
             Err(outcome) => return outcome,

@@ -92,6 +92,17 @@ impl std::fmt::Debug for ConfirmLink {
     }
 }
 
+/// A run an email recipient was sent on a route and has not rated: one "Still waiting for your
+/// rating" may show (docs/asking.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnratedRun {
+    /// The run.
+    pub run_id: RunId,
+    /// The latest digest job that showed it to the recipient (its payload names the digest
+    /// whose run and tokens the reminder shows).
+    pub job_id: i64,
+}
+
 /// Digest windows, the tokens minted for them, and confirm-mode links.
 #[async_trait::async_trait]
 pub trait DigestStore: Send + Sync + 'static {
@@ -111,6 +122,33 @@ pub trait DigestStore: Send + Sync + 'static {
 
     /// Stores confirm-mode email links.
     async fn insert_confirm_links(&self, links: &[ConfirmLink]) -> Result<(), StoreError>;
+
+    /// The runs of `route` that digest jobs other than `job_id` sent `recipient` (by their
+    /// confirm links, in any case of the address) between `sent.0` and `sent.1`, that the
+    /// recipient has not rated (no email vote of theirs on the run) and that no other job
+    /// reminded them of (`recipient_key`: the hash reminders are kept by); newest first, at
+    /// most `limit`.
+    async fn unrated_runs(
+        &self,
+        route: &str,
+        recipient: &str,
+        recipient_key: &str,
+        job_id: i64,
+        sent: (DateTime<Utc>, DateTime<Utc>),
+        limit: usize,
+    ) -> Result<Vec<UnratedRun>, StoreError>;
+
+    /// Records, in one transaction, that digest job `job_id` reminds the recipient
+    /// `recipient_key` of `runs` on `route`; returns those this job reminds (a run another job
+    /// reminded them of first is not; one this job claimed on an earlier attempt still is).
+    async fn claim_reminders(
+        &self,
+        route: &str,
+        recipient_key: &str,
+        job_id: i64,
+        runs: &[RunId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunId>, StoreError>;
 
     /// One confirm link by id.
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError>;

@@ -24,7 +24,7 @@ mod sqlite;
 mod votes;
 
 pub use console::{ConsoleJob, ConsoleStore, VoteFilter, VoteTally};
-pub use digests::{ConfirmLink, ConfirmVoter, DigestItem};
+pub use digests::{ConfirmLink, ConfirmVoter, DigestItem, UnratedRun};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
 pub use embedded::{StoredFeedback, StoredToken};
@@ -32,7 +32,7 @@ pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, New
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
-pub use queue::{Job, NewJob, QueueStore};
+pub use queue::{AskCounter, AskNotMade, Job, NewJob, QueueStore};
 pub(crate) use review::ReviewStore;
 pub use review::TriageThread;
 pub(crate) use shared::SharedStore;

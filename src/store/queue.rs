@@ -24,6 +24,55 @@ pub struct NewJob {
     pub due_at: DateTime<Utc>,
 }
 
+/// An ask the enqueue's transaction decided not to make (docs/asking.md), counted only once
+/// that transaction committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskNotMade {
+    /// A later run of its conversation took its place during the quiet period.
+    Superseded,
+    /// Past the route's `daily_cap` for its person or channel.
+    Capped,
+}
+
+impl AskNotMade {
+    /// The `outcome` label of `asks_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskNotMade::Superseded => "superseded",
+            AskNotMade::Capped => "capped",
+        }
+    }
+}
+
+/// Counts an ask not made on a route (the metrics, set at start-up).
+pub type AskCounter = std::sync::Arc<dyn Fn(&str, AskNotMade) + Send + Sync>;
+
+/// Where a store counts the asks its transactions decided not to make: nowhere until start-up
+/// says (the commands that open a store count nothing).
+#[derive(Default)]
+pub(crate) struct AskTally(std::sync::RwLock<Option<AskCounter>>);
+
+impl AskTally {
+    /// Counts there from now on.
+    pub(crate) fn set(&self, counter: AskCounter) {
+        // A poisoned lock still holds a valid value: it is set whole.
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(counter);
+    }
+
+    /// Counts `decided`, which a transaction has just committed: `(route, outcome)` each.
+    pub(crate) fn count(&self, decided: &[(String, AskNotMade)]) {
+        if decided.is_empty() {
+            return;
+        }
+        let counter = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(counter) = counter {
+            for (route, outcome) in decided {
+                counter(route, *outcome);
+            }
+        }
+    }
+}
+
 /// A stored job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -88,6 +137,10 @@ pub trait QueueStore: Send + Sync + 'static {
         digest_items: &[DigestItem],
         now: DateTime<Utc>,
     ) -> Result<(Vec<bool>, Vec<bool>), StoreError>;
+
+    /// Counts, from now on, each ask an enqueue decided not to make (superseded, capped) with
+    /// `counter`, after its transaction committed: a re-sent webhook decides nothing.
+    fn count_asks(&self, counter: AskCounter);
 
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease).
     async fn claim(
@@ -216,6 +269,10 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// The channel id kept for a message job, if any.
     async fn sent_channel(&self, job_id: i64) -> Result<Option<String>, StoreError>;
+
+    /// Replaces the tokens kept with sent job `job_id` (a Slack message whose reminder minted
+    /// fresh ones: clicks on it and on the reminder, and its later updates, use those).
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError>;
 
     /// Whether this store commits one write transaction at a time (SQLite), so intake requests
     /// that arrive together gain by sharing one ([`super::group::GroupEnqueue`]). PostgreSQL overlaps

@@ -109,9 +109,15 @@ async fn three_runs_of_one_conversation_in_its_quiet_period_are_asked_once_about
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 1, "one ask");
 
+    // A re-sent webhook decides nothing and counts nothing.
+    post_run(&app, 2, "thread-1").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"feedback_dispatch_jobs{state="superseded"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="superseded"} 2"#),
         "{metrics}"
     );
     let stats = app.store.stats().await.unwrap();
@@ -719,13 +725,18 @@ async fn a_daily_cap_asks_a_person_that_many_times_a_day_and_again_the_next_day(
         "two asks and the other person's"
     );
     assert_eq!(minted_runs(&langsmith).len(), 3, "capped runs mint nothing");
+    // A re-sent webhook is a duplicate, not a new ask, and counts nothing.
+    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    post_run_with(&app, 4, json!({"slack_user_id": "U0ASKER1"})).await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"feedback_dispatch_jobs{state="capped"} 3"#),
         "{metrics}"
     );
-    // A re-sent webhook is a duplicate, not a new ask.
-    post_run_with(&app, 1, json!({"slack_user_id": "U0ASKER1"})).await;
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="capped"} 3"#),
+        "{metrics}"
+    );
     app.stop().await;
 
     let app = spawn_app_in(dir, &toml("Etc/GMT-14"), app_env(&langsmith, &[])).await;
@@ -736,6 +747,11 @@ async fn a_daily_cap_asks_a_person_that_many_times_a_day_and_again_the_next_day(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 5, "two more the next day");
     assert_eq!(app.store.jobs_in_state(JobState::Capped, 10).await.unwrap().len(), 4);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="capped"} 1"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -775,6 +791,17 @@ ask = {{ delay = "2s", conversation_from = "metadata.thread_id", daily_cap = 2 }
     assert!(posts.iter().all(|p| p.json()["channel"] == CHANNEL));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(slack.requests_to("/chat.postMessage").len(), 2);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for outcome in [
+        r#"outcome="superseded"} 2"#,
+        r#"outcome="capped"} 1"#,
+        r#"outcome="sent"} 2"#,
+    ] {
+        assert!(
+            metrics.contains(&format!(r#"feedback_dispatch_asks_total{{route="support",{outcome}"#)),
+            "{outcome}: {metrics}"
+        );
+    }
     app.stop().await;
 }
 
@@ -846,6 +873,57 @@ async fn an_ask_nobody_votes_on_gets_exactly_one_reminder_in_its_thread() {
     assert!(
         metrics.contains(r#"feedback_dispatch_asks_total{route="support",outcome="sent"} 1"#),
         "{metrics}"
+    );
+    app.stop().await;
+}
+
+/// The token URLs in a Slack request's body.
+fn token_urls(body: &Value) -> Vec<String> {
+    let text = body.to_string();
+    let mut urls: Vec<String> = text
+        .split("https://api.smith.example/api/v1/feedback/tokens/")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+                .collect()
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+#[tokio::test]
+async fn a_reminder_whose_ask_links_die_within_the_hour_carries_freshly_minted_ones() {
+    // LangSmith's tokens here live 30 minutes: the ask's die within an hour of its reminder.
+    let langsmith = FakeServer::start(|req| {
+        let mut reply = crate::helpers::fakes::token_reply(req);
+        let soon = (chrono::Utc::now() + chrono::Duration::minutes(30)).format("%Y-%m-%dT%H:%M:%S%.6f");
+        let mut tokens: Value = serde_json::from_str(&reply.body).unwrap();
+        for t in tokens.as_array_mut().unwrap() {
+            t["expires_at"] = json!(soon.to_string());
+        }
+        reply.body = tokens.to_string();
+        reply
+    })
+    .await;
+    let slack = fake_slack().await;
+    let toml = reminding_settings(&slack).replace(r#"link_ttl = "2h""#, r#"link_ttl = "30m""#);
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, reminding_env(&langsmith)).await;
+    post_run(&app, 1, "t").await;
+    let posts = slack.wait_for("/chat.postMessage", 2, WAIT).await;
+    let (ask, reminder) = (token_urls(&posts[0].json()), token_urls(&posts[1].json()));
+    assert_eq!(posts[1].json()["thread_ts"], "1700000000.000100", "the reminder");
+    assert_eq!(ask.len(), 1, "{:?}", posts[0].json());
+    assert_eq!(reminder.len(), 1, "{:?}", posts[1].json());
+    assert_ne!(ask, reminder, "the reminder's links are new");
+    assert_eq!(minted_runs(&langsmith), [run(1), run(1)], "a second mint, for the run");
+    // Kept with the message: its later updates and clicks use the fresh tokens.
+    let message = jobs_of(&app, JobKind::Slack).await.remove(0);
+    assert!(
+        message.minted.unwrap().to_string().contains(&reminder[0]),
+        "kept with the message"
     );
     app.stop().await;
 }
@@ -950,22 +1028,40 @@ fn check_config_refuses_a_reminder_where_the_service_cannot_know_nobody_voted() 
         stderr.contains("routes[0].ask.reminder") && stderr.contains("Interactivity with SLACK_SIGNING_SECRET"),
         "{stderr}"
     );
-    // Links that die within an hour of the reminder.
+    // Links that die within an hour of the reminder: fine, the reminder mints fresh ones.
     let (code, _, stderr) = run(
         &toml("reminder = \"23h30m\""),
         &[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")],
     );
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("link_ttl 1day is shorter than reminder 23h 30m plus 1h"),
-        "{stderr}"
-    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("link_ttl"), "{stderr}");
     // Interactivity and an hour to spare: fine.
     let (code, _, stderr) = run(
         &toml("reminder = \"4h\""),
         &[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_SIGNING_SECRET", "s")],
     );
     assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn check_config_refuses_an_email_reminder_outside_confirm_mode_and_shows_one_in_it() {
+    const KEY: &str = "[[keys]]\nname = \"up\"\nbuttons = [{ label = \"up\", score = 1 }]\n";
+    let toml = |email: &str| {
+        format!(
+            "[email]\nmode = \"outbox\"\nfrom = \"f@example.com\"\n{email}{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"2d\"\nemail = {{ to = [\"a@example.com\"], every = \"1h\" }}\nask = {{ reminder = \"4h\" }}\n"
+        )
+    };
+    // Link mode: a click reaches LangSmith alone, so who rated is not known here.
+    let (code, _, stderr) = check_config(&toml(""));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("routes[0].ask.reminder") && stderr.contains("voting = \"confirm\""),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = check_config(&toml("voting = \"confirm\"\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("reminder"), "no warning left: {stderr}");
+    assert!(stdout.contains("Still waiting for your rating"), "{stdout}");
 }
 
 #[test]
@@ -1032,5 +1128,286 @@ fn preview_prints_the_order_of_decisions_for_each_run_without_its_ids() {
     assert!(
         report.contains("recipient: the initiator: none usable, so not asked (fallback = \"skip\")"),
         "{report}"
+    );
+}
+
+/// An email route "reviewers" in confirm mode whose runs unrated after `REMINDER` are shown
+/// again in the recipient's next digest, sent to `sink`; `ask` adds to the route's `ask`.
+fn email_asking_settings(sink: &crate::helpers::smtp::SmtpSink, ask: &str) -> String {
+    format!(
+        r#"
+[email]
+mode = "smtp"
+smtp_url = "smtp://127.0.0.1:{port}"
+from = "LangSmith feedback <feedback@example.com>"
+timeout = "5s"
+voting = "confirm"
+
+[workers]
+retry_base = "50ms"
+retry_max = "1s"
+poll_interval = "50ms"
+
+{keys}
+
+[[routes]]
+name = "reviewers"
+keys = ["thumbs_up"]
+link_ttl = "2d"
+email = {{ to = ["ana@example.com"], every = "1h" }}
+ask = {{ {ask} }}
+"#,
+        port = sink.port,
+        keys = crate::helpers::KEYS_TOML
+    )
+}
+
+/// Enqueues run `n` (answering "answer n", of `metadata`) as if it arrived at `at`, so its
+/// digest window is the one of `at` and only the test's clock closes it.
+async fn enqueue_run_at(app: &TestApp, n: u32, metadata: Value, at: chrono::DateTime<chrono::Utc>) {
+    let event = json!({"run_id": run(n), "run_name": format!("answer-{n}"), "outputs": {"answer": format!("answer {n}")},
+                       "metadata": metadata});
+    let event = feedback_dispatch::parse_generic(&event).unwrap();
+    let plan = feedback_dispatch::plan(&event, &app.state.settings, at);
+    app.store.enqueue(&plan.jobs, &plan.digest_items, at).await.unwrap();
+}
+
+/// The confirm pages of a digest's HTML part, each with the run it rates.
+async fn confirm_pages(app: &TestApp, html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for link in html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .filter(|h| h.contains("/v1/feedback/confirm/"))
+    {
+        let id = link.rsplit('/').next().unwrap();
+        let stored = app
+            .store
+            .confirm_link(id)
+            .await
+            .unwrap()
+            .expect("a stored confirm link");
+        out.push((link.to_string(), stored.voter.unwrap().run_id.to_string()));
+    }
+    out
+}
+
+/// The part of a digest from "Still waiting for your rating" on (empty without it).
+fn waiting_part(part: &str) -> &str {
+    part.find("Still waiting for your rating").map_or("", |i| &part[i..])
+}
+
+#[tokio::test]
+async fn an_unrated_email_run_is_shown_once_more_in_the_next_digest_and_a_rated_one_is_not() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(&sink, r#"reminder = "3s""#);
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    // A year ahead, so the workers' own clock never closes these windows: the test's does.
+    let hour = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::Duration::days(365),
+        chrono::Duration::hours(1),
+    )
+    .unwrap();
+    let window = |n: i32| hour + chrono::Duration::hours(n.into()) + chrono::Duration::minutes(5);
+    let close = |n: i32| {
+        let state = app.state.clone();
+        async move {
+            let end = hour + chrono::Duration::hours((n + 1).into()) + chrono::Duration::minutes(1);
+            assert_eq!(
+                feedback_dispatch::close_due(&state, end).await.unwrap(),
+                1,
+                "digest {n}"
+            );
+        }
+    };
+
+    // Digest 1: runs A (1) and B (2); Ana rates A on its confirm page.
+    enqueue_run_at(&app, 1, json!({}), window(0)).await;
+    enqueue_run_at(&app, 2, json!({}), window(0)).await;
+    close(0).await;
+    let (html, _) = sink.wait_for(1, WAIT).await.remove(0).parts();
+    let pages = confirm_pages(&app, &html).await;
+    assert_eq!(pages.len(), 2, "one 👍 per run");
+    let (rate_a, _) = pages.iter().find(|(_, r)| *r == run(1)).unwrap();
+    let res = reqwest::Client::new().post(rate_a).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    assert!(!html.contains("Still waiting"), "nothing to remind of yet");
+
+    // Digest 2, the reminder later: run C, and B under "Still waiting for your rating".
+    // (A second more: the job is marked sent a moment after the message arrived.)
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    enqueue_run_at(&app, 3, json!({}), window(1)).await;
+    close(1).await;
+    let second = sink.wait_for(2, WAIT).await.remove(1);
+    let (html, text) = second.parts();
+    if let Ok(dir) = std::env::var("FEEDBACK_DISPATCH_TEST_WRITE_HTML") {
+        std::fs::write(format!("{dir}/still-waiting.html"), &html).unwrap();
+    }
+    for part in [&html, &text] {
+        let waiting = waiting_part(part);
+        assert!(waiting.contains("answer 2"), "B is still waiting: {part}");
+        assert!(!waiting.contains("answer 3"), "C is new, above the heading: {part}");
+        assert!(!part.contains("answer 1"), "A was rated: {part}");
+        assert!(part.contains("answer 3"), "{part}");
+    }
+    // B's button is a confirm page of this digest, C's and B's in that order.
+    let pages = confirm_pages(&app, &html).await;
+    let runs: Vec<&str> = pages.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(runs, [run(3), run(2)], "C's then B's");
+
+    // Digest 3, the reminder later again: B, still unrated, is not shown again; C is waiting.
+    // (A second more: the job is marked sent a moment after the message arrived.)
+    tokio::time::sleep(REMINDER + Duration::from_secs(1)).await;
+    enqueue_run_at(&app, 4, json!({}), window(2)).await;
+    close(2).await;
+    let (html, text) = sink.wait_for(3, WAIT).await.remove(2).parts();
+    for part in [&html, &text] {
+        assert!(!part.contains("answer 2"), "B was reminded once: {part}");
+        assert!(waiting_part(part).contains("answer 3"), "{part}");
+    }
+    // The reminder's page still records B's rating, as Ana's.
+    let res = reqwest::Client::new().post(&pages[1].0).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("feedback was recorded"));
+    let votes = app.store.votes(None, None, 10).await.unwrap();
+    assert!(
+        votes
+            .iter()
+            .any(|v| v.vote.run_id.to_string() == run(2) && v.vote.voter == "ana@example.com"),
+        "{votes:?}"
+    );
+    // Counted once each digest job was done, a moment after its message arrived.
+    wait_for_state(&app, JobState::Sent, 3).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_reminders_total{route="reviewers"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_daily_cap_on_email_asks_a_recipient_that_many_runs_a_day_and_again_the_next_day() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(&sink, "daily_cap = 2").replace(r#"voting = "confirm""#, "");
+    let (code, stdout, stderr) = check_config(&toml);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("daily_cap"), "no warning left: {stderr}");
+    assert!(stdout.contains("counted when a digest closes"), "{stdout}");
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    // A year ahead, so only the test's clock closes these windows (and names their day).
+    let day = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() + chrono::Duration::days(365),
+        chrono::Duration::days(1),
+    )
+    .unwrap();
+    let at = |hours: i64| day + chrono::Duration::hours(hours) + chrono::Duration::minutes(5);
+    let answers = |text: &str| (1..=9).filter(|n| text.contains(&format!("> answer {n}"))).count();
+
+    // Five runs for Ana in two windows of one day: two asked, three capped.
+    for n in 1..=3 {
+        enqueue_run_at(&app, n, json!({}), at(1)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(2)).await.unwrap(), 1);
+    let (_, text) = sink.wait_for(1, WAIT).await.remove(0).parts();
+    assert_eq!(answers(&text), 2, "{text}");
+    for n in 4..=5 {
+        enqueue_run_at(&app, n, json!({}), at(3)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(4)).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.received().len(),
+        1,
+        "every run of the second window is capped: no message"
+    );
+    wait_for_state(&app, JobState::Sent, 2).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 3"#),
+        "{metrics}"
+    );
+
+    // The next day: asked again.
+    for n in 6..=8 {
+        enqueue_run_at(&app, n, json!({}), at(25)).await;
+    }
+    assert_eq!(feedback_dispatch::close_due(&app.state, at(26)).await.unwrap(), 1);
+    let (_, text) = sink.wait_for(2, WAIT).await.remove(1).parts();
+    assert_eq!(answers(&text), 2, "{text}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 4"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_daily_cap_on_email_initiators_counts_each_person_apart() {
+    use crate::helpers::smtp::SmtpSink;
+    let sink = SmtpSink::start();
+    let toml = email_asking_settings(
+        &sink,
+        r#"to = "initiator", email_from = "metadata.user_email", daily_cap = 2"#,
+    )
+    .replace(r#"voting = "confirm""#, "");
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, env(&[])).await;
+    let at = chrono::Utc::now() + chrono::Duration::days(365);
+    for n in 1..=3 {
+        enqueue_run_at(&app, n, json!({"user_email": "ana@example.com"}), at).await;
+    }
+    // The case of an address makes no second person.
+    enqueue_run_at(&app, 4, json!({"user_email": "ANA@example.com"}), at).await;
+    enqueue_run_at(&app, 5, json!({"user_email": "bo@example.com"}), at).await;
+    let later = at + chrono::Duration::hours(2);
+    assert_eq!(feedback_dispatch::close_due(&app.state, later).await.unwrap(), 1);
+    let messages = sink.wait_for(2, WAIT).await;
+    let shown = |to: &str| {
+        let (_, text) = messages.iter().find(|m| m.to == [to]).unwrap().parts();
+        (1..=5).filter(|n| text.contains(&format!("> answer {n}"))).count()
+    };
+    assert_eq!(shown("ana@example.com"), 2, "Ana's cap");
+    assert_eq!(shown("bo@example.com"), 1, "Bo's own cap");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 2"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn email_reminders_are_claimed_once_per_recipient_and_pruned_only_past_the_lookback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&store_url(dir.path(), "reminders")).await;
+    let now = chrono::Utc::now();
+    let parse = |s: String| feedback_dispatch::RunId::parse(&s).unwrap();
+    let (a, b) = (parse(run(1)), parse(run(2)));
+    // Job 7 reminds Ana of A; job 8 then gets only B, and job 7's retry A again.
+    let first = store.claim_reminders("r", "ana", 7, &[a], now).await.unwrap();
+    assert_eq!(first, [a]);
+    let second = store.claim_reminders("r", "ana", 8, &[a, b], now).await.unwrap();
+    assert_eq!(second, [b], "A was job 7's");
+    assert_eq!(store.claim_reminders("r", "ana", 7, &[a], now).await.unwrap(), [a]);
+    assert_eq!(
+        store.claim_reminders("r", "bo", 8, &[a], now).await.unwrap(),
+        [a],
+        "Bo's own"
+    );
+    // Ten days ago: past what a digest looks back, so pruned; today's are kept.
+    let old = now - chrono::Duration::days(10);
+    store.claim_reminders("r", "cy", 9, &[a], old).await.unwrap();
+    let pruned = store.prune(Prunable::SentJobs, now, 100).await.unwrap();
+    assert!(pruned.contains(&("ask_email_reminders", 1)), "{pruned:?}");
+    assert_eq!(store.claim_reminders("r", "cy", 10, &[a], now).await.unwrap(), [a]);
+    assert!(
+        store
+            .claim_reminders("r", "ana", 10, &[a, b], now)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -103,12 +103,6 @@ impl Validator {
                 None
             }
         };
-        if daily_cap.is_some() && !slack && cap_at.starts_with(at) {
-            self.warnings.push(crate::settings::ConfigIssue {
-                path: cap_at.clone(),
-                message: "daily_cap counts Slack asks; this route's email digests are not capped".into(),
-            });
-        }
         let (tz, tz_at) = pick(own.timezone, &global.timezone, "timezone");
         let timezone = match tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
             None => chrono_tz::UTC,
@@ -129,8 +123,8 @@ impl Validator {
             None => None,
             Some(text) => self.duration(&reminder_at, Some(text), "0s").filter(|d| !d.is_zero()),
         };
-        if let Some(reminder) = reminder {
-            self.check_reminder(&reminder_at, reminder, &targets);
+        if reminder.is_some() {
+            self.check_reminder(&reminder_at, &targets);
         }
         match to {
             AskTo::Initiator => {
@@ -183,28 +177,28 @@ pub(super) struct AskTargets<'a> {
     pub(super) slack: Option<&'a SlackTarget>,
     /// Whether the route has an email digest.
     pub(super) email: bool,
+    /// Whether email buttons go through a confirm page (`[email] links = "confirm"`), which
+    /// records who voted.
+    pub(super) email_confirm: bool,
     /// Whether the service posts with a bot token (api mode), so it can open a direct message.
     pub(super) bot_can_dm: bool,
     /// Whether clicks come back (Interactivity: `SLACK_SIGNING_SECRET`).
     pub(super) interactivity: bool,
-    /// The route's `link_ttl`, when valid.
-    pub(super) link_ttl: Option<Duration>,
 }
-
-/// How long a reminder's links must still live: the reminder reuses the message's tokens, and
-/// a link that dies within the hour is no reason to come back.
-const REMINDER_LINKS_OUTLIVE: Duration = Duration::from_secs(3600);
 
 impl Validator {
     /// `reminder`: knowing that nobody voted needs the votes recorded here (interactive or
-    /// native buttons, or Interactivity), posting the reply needs the bot token, and the
-    /// message's links must outlive the reminder by an hour.
-    fn check_reminder(&mut self, at: &str, reminder: Duration, targets: &AskTargets<'_>) {
+    /// native buttons, or Interactivity; an email digest's confirm pages), and posting the
+    /// reply needs the bot token. Any `link_ttl` will do: a reminder whose message's links die
+    /// within the hour mints fresh ones.
+    fn check_reminder(&mut self, at: &str, targets: &AskTargets<'_>) {
+        if targets.email && !targets.email_confirm {
+            self.fail(
+                at,
+                "an email reminder shows a run again only to a recipient who has not rated it, and outside confirm mode a click reaches LangSmith alone (expected [email] voting = \"confirm\")",
+            );
+        }
         let Some(slack) = targets.slack else {
-            self.warnings.push(crate::settings::ConfigIssue {
-                path: at.to_string(),
-                message: "reminder applies to Slack asks; this route's email digests get no reminder".into(),
-            });
             return;
         };
         if !(slack.buttons.submits() || targets.interactivity) {
@@ -217,18 +211,6 @@ impl Validator {
             self.fail(
                 at,
                 "a reminder is a reply in the message's thread (chat.postMessage with thread_ts): it needs [slack] mode = \"api\" and SLACK_BOT_TOKEN",
-            );
-        }
-        if let Some(ttl) = targets.link_ttl
-            && ttl < reminder + REMINDER_LINKS_OUTLIVE
-        {
-            self.fail(
-                at,
-                format!(
-                    "the reminder reuses the message's links, which must still live an hour after it: link_ttl {} is shorter than reminder {} plus 1h",
-                    humantime::format_duration(ttl),
-                    humantime::format_duration(reminder)
-                ),
             );
         }
     }

@@ -121,9 +121,9 @@ impl Validator {
                 super::ask::AskTargets {
                     slack: slack_target.as_ref(),
                     email: email_target.is_some(),
+                    email_confirm: email.is_some_and(|e| e.links == crate::settings::EmailLinks::Confirm),
                     bot_can_dm: slack.is_some_and(|s| s.mode == SlackMode::Api && s.bot_token.is_some()),
                     interactivity: slack.is_some_and(|s| s.signing_secret.is_some()),
-                    link_ttl,
                 },
             );
             // Only votes recorded here are followed through: a link click without Interactivity

@@ -2,6 +2,7 @@
 //! the tokens minted for them, and the confirm-mode links of their emails.
 
 use super::*;
+use crate::store::UnratedRun;
 
 #[async_trait::async_trait]
 impl DigestStore for PgStore {
@@ -24,6 +25,7 @@ impl DigestStore for PgStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut decided = Vec::new();
         let result = async {
             let mut tx = self.pool.begin().await?;
             // The row lock makes a second replica closing the same window wait here, then find
@@ -37,6 +39,8 @@ impl DigestStore for PgStore {
                     .rows_affected();
             let mut inserted = false;
             if closed == 1 {
+                let (jobs, capped) = decide_digest_caps(&mut tx, jobs, now).await?;
+                decided = capped;
                 for chunk in jobs.chunks(JOBS_PER_INSERT) {
                     inserted |= insert_jobs(&mut tx, chunk, now).await?.iter().any(|new| *new);
                 }
@@ -48,6 +52,9 @@ impl DigestStore for PgStore {
             Ok(inserted)
         }
         .await;
+        if result.is_ok() {
+            self.asks.count(&decided);
+        }
         self.wrote(result, |inserted| *inserted).map(|_| ())
     }
 
@@ -115,6 +122,92 @@ impl DigestStore for PgStore {
         });
         let done = qb.build().execute(&self.pool).await;
         self.wrote(done, |_| true).map(|_| ())
+    }
+
+    async fn unrated_runs(
+        &self,
+        route: &str,
+        recipient: &str,
+        recipient_key: &str,
+        job_id: i64,
+        sent: (DateTime<Utc>, DateTime<Utc>),
+        limit: usize,
+    ) -> Result<Vec<UnratedRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.run_id, MAX(c.job_id) AS job_id FROM confirm_links c JOIN jobs j ON j.id = c.job_id
+             WHERE c.route = $1 AND lower(c.recipient) = lower($2) AND c.run_id IS NOT NULL
+               AND j.state = 'sent' AND j.sent_at >= $3 AND j.sent_at <= $4 AND j.id <> $5
+               AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.source = 'email' AND lower(v.voter) = lower($2)
+                               AND v.run_id = c.run_id AND v.route = c.route)
+               AND NOT EXISTS (SELECT 1 FROM ask_email_reminders r WHERE r.route = c.route AND r.recipient = $6
+                               AND r.run_id = c.run_id AND r.job_id <> $5)
+             GROUP BY c.run_id ORDER BY MAX(j.sent_at) DESC, c.run_id LIMIT $7",
+        )
+        .bind(route)
+        .bind(recipient)
+        .bind(sent.0)
+        .bind(sent.1)
+        .bind(job_id)
+        .bind(recipient_key)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let run: uuid::Uuid = r.try_get("run_id")?;
+                Ok(UnratedRun {
+                    run_id: run.into(),
+                    job_id: r.try_get("job_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_reminders(
+        &self,
+        route: &str,
+        recipient_key: &str,
+        job_id: i64,
+        runs: &[RunId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunId>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = runs.iter().map(|r| r.as_uuid()).collect();
+        let result: Result<Vec<uuid::Uuid>, sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            // In run order, so two jobs claiming overlapping runs never wait on each other in a
+            // circle; a conflicting row is another job's (or this job's earlier attempt's).
+            let mut sorted = ids.clone();
+            sorted.sort();
+            sqlx::query(
+                "INSERT INTO ask_email_reminders (route, recipient, run_id, job_id, created_at)
+                 SELECT $1, $2, run, $3, $4 FROM UNNEST($5::uuid[]) AS run
+                 ON CONFLICT (route, recipient, run_id) DO NOTHING",
+            )
+            .bind(route)
+            .bind(recipient_key)
+            .bind(job_id)
+            .bind(now)
+            .bind(&sorted)
+            .execute(&mut *tx)
+            .await?;
+            let mine: Vec<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT run_id FROM ask_email_reminders WHERE route = $1 AND recipient = $2 AND job_id = $3 AND run_id = ANY($4)",
+            )
+            .bind(route)
+            .bind(recipient_key)
+            .bind(job_id)
+            .bind(&sorted)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(mine)
+        }
+        .await;
+        let mine = self.wrote(result, |_| true)?;
+        Ok(runs.iter().filter(|r| mine.contains(&r.as_uuid())).copied().collect())
     }
 
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {

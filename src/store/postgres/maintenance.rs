@@ -92,10 +92,23 @@ impl PgStore {
             .execute(sqlx::query("DELETE FROM ask_caps WHERE (route, scope, day) IN (SELECT route, scope, day FROM ask_caps WHERE updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)").bind(caps_before).bind(limit))
             .await?
             .rows_affected();
+        // An email reminder is kept longer than a digest looks back for runs to remind of
+        // (`REMINDER_LOOKBACK` past the reminder, which it was made at least that long after),
+        // whatever the retention: pruned early, the run could be shown again.
+        let reminders_before =
+            before.min(chrono::Utc::now() - crate::email::send_digest::REMINDER_LOOKBACK - chrono::Duration::days(1));
+        let reminders = self
+            .execute(sqlx::query("DELETE FROM ask_email_reminders WHERE (route, recipient, run_id) IN (SELECT route, recipient, run_id FROM ask_email_reminders WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)").bind(reminders_before).bind(limit))
+            .await?
+            .rows_affected();
         // The asking tables are named only when rows went, so stores of routes that never ask
         // per conversation or under a cap report what they always did.
         let mut pruned = vec![("jobs", jobs)];
-        for (table, n) in [("ask_conversations", conversations), ("ask_caps", caps)] {
+        for (table, n) in [
+            ("ask_conversations", conversations),
+            ("ask_caps", caps),
+            ("ask_email_reminders", reminders),
+        ] {
             if n > 0 {
                 pruned.push((table, n));
             }

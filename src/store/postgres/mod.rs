@@ -76,6 +76,8 @@ pub(crate) struct PgStore {
     intake_room: Arc<super::IntakeRoom>,
     /// The sinks events are written for (none until start-up says).
     events: Arc<super::events::EventSwitch>,
+    /// Where the asks the enqueue decided not to make are counted (`asks_total`).
+    asks: Arc<super::queue::AskTally>,
 }
 
 impl PgStore {
@@ -117,6 +119,7 @@ impl PgStore {
             writes_failing: Arc::default(),
             intake_room: Arc::default(),
             events: Arc::default(),
+            asks: Arc::default(),
         }
     }
 
@@ -212,13 +215,15 @@ async fn insert_jobs(
 /// under a daily cap that superseded nothing takes a slot of its day (`… SET n = n + 1 WHERE
 /// n < cap`, the counter's row locked the same way), or ends `capped`. Rows are taken in key
 /// order, conversations before caps (same keys in run order), so two batches never wait on
-/// each other in a circle.
+/// each other in a circle. Returns what it decided not to ask, by route, to count once the
+/// transaction committed.
 async fn decide_asks(
     tx: &mut sqlx::PgConnection,
     jobs: &[NewJob],
     new: &[bool],
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(String, crate::store::AskNotMade)>, sqlx::Error> {
+    let mut decided = Vec::new();
     let fresh: Vec<&NewJob> = jobs.iter().zip(new).filter(|(_, new)| **new).map(|(j, _)| j).collect();
     let mut asks: Vec<(&NewJob, &str)> = fresh
         .iter()
@@ -250,6 +255,8 @@ async fn decide_asks(
             .await?;
             if done.rows_affected() == 1 {
                 superseding.insert(job.idempotency_key.as_str());
+                // The conversation's key holds the route: the superseded ask was the route's.
+                decided.push((job.route.clone(), crate::store::AskNotMade::Superseded));
             }
         }
     }
@@ -279,9 +286,63 @@ async fn decide_asks(
                 .bind(&job.idempotency_key)
                 .execute(&mut *tx)
                 .await?;
+            decided.push((job.route.clone(), crate::store::AskNotMade::Capped));
         }
     }
-    Ok(())
+    Ok(decided)
+}
+
+/// Decides, in the transaction that closes a digest, which runs each of its messages under a
+/// daily cap shows: in the order given (newest first) each run takes a slot of the recipient's
+/// day (`… SET n = n + 1 WHERE n < cap`, the counter's row locked until commit, so replicas
+/// closing digests of one recipient share it), and the first one refused and every later one
+/// are capped (written into the message's payload, `capped`). Counters are taken in key order,
+/// so two closing digests never wait on each other in a circle. Returns the jobs to insert and
+/// what was capped, by route, to count once the transaction committed.
+pub(super) async fn decide_digest_caps(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewJob>, Vec<(String, crate::store::AskNotMade)>), sqlx::Error> {
+    let mut out: Vec<NewJob> = jobs.to_vec();
+    let mut order: Vec<(usize, crate::jobs::DigestCap)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| crate::jobs::digest_cap_of(job).map(|c| (i, c)))
+        .collect();
+    order.sort_by(|a, b| {
+        (&jobs[a.0].route, &a.1.cap.scope, &a.1.cap.day).cmp(&(&jobs[b.0].route, &b.1.cap.scope, &b.1.cap.day))
+    });
+    let mut decided = Vec::new();
+    for (i, cap) in order {
+        let route = &jobs[i].route;
+        let mut capped = Vec::new();
+        for run in &cap.runs {
+            if !capped.is_empty() {
+                capped.push(run.to_string());
+                continue;
+            }
+            let taken: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
+                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                     WHERE ask_caps.n < $4
+                 RETURNING n",
+            )
+            .bind(route)
+            .bind(&cap.cap.scope)
+            .bind(&cap.cap.day)
+            .bind(i32::try_from(cap.cap.limit).unwrap_or(i32::MAX))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() {
+                capped.push(run.to_string());
+            }
+        }
+        decided.extend(capped.iter().map(|_| (route.clone(), crate::store::AskNotMade::Capped)));
+        out[i].payload["capped"] = serde_json::json!(capped);
+    }
+    Ok((out, decided))
 }
 
 /// Wakes the listening replicas when the transaction commits.

@@ -8,6 +8,10 @@ use crate::store::{DeadClass, NewEvent};
 
 #[async_trait::async_trait]
 impl QueueStore for PgStore {
+    fn count_asks(&self, counter: crate::store::AskCounter) {
+        self.asks.set(counter);
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         let wanted = self.intake_room.wanted();
@@ -42,6 +46,7 @@ impl QueueStore for PgStore {
         if jobs.is_empty() && digest_items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        let mut decided = Vec::new();
         let result: Result<(Vec<bool>, Vec<bool>), sqlx::Error> = async {
             let mut new_jobs = Vec::with_capacity(jobs.len());
             let mut new_items = Vec::with_capacity(digest_items.len());
@@ -49,7 +54,7 @@ impl QueueStore for PgStore {
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
                 new_jobs.extend(insert_jobs(&mut tx, chunk, now).await?);
             }
-            decide_asks(&mut tx, jobs, &new_jobs, now).await?;
+            decided = decide_asks(&mut tx, jobs, &new_jobs, now).await?;
             for item in digest_items {
                 sqlx::query(
                     "INSERT INTO digests (route, window_end, state, created_at) VALUES ($1, $2, 'open', $3)
@@ -81,6 +86,9 @@ impl QueueStore for PgStore {
             Ok((new_jobs, new_items))
         }
         .await;
+        if result.is_ok() {
+            self.asks.count(&decided);
+        }
         match &result {
             Ok((jobs, items)) if jobs.iter().chain(items).any(|new| *new) => self.intake_room.committed(),
             Ok(_) => {}
@@ -336,6 +344,15 @@ impl QueueStore for PgStore {
     async fn keep_sent_channel(&self, job_id: i64, channel: &str) -> Result<(), StoreError> {
         let done = sqlx::query("UPDATE jobs SET sent_channel = $1 WHERE id = $2")
             .bind(channel)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await;
+        self.wrote(done, |_| false).map(|_| ())
+    }
+
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE jobs SET minted = $1 WHERE id = $2")
+            .bind(minted)
             .bind(job_id)
             .execute(&self.pool)
             .await;

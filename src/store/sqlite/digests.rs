@@ -2,6 +2,7 @@
 //! and the confirm-mode links of their emails.
 
 use super::*;
+use crate::store::UnratedRun;
 
 #[async_trait::async_trait]
 impl DigestStore for SqliteStore {
@@ -22,6 +23,7 @@ impl DigestStore for SqliteStore {
     }
 
     async fn close_digest(&self, id: i64, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut decided = Vec::new();
         in_transaction!(self, |tx| {
             // A digest closed already (by another process on the file) gets no second set of
             // messages.
@@ -34,12 +36,16 @@ impl DigestStore for SqliteStore {
                     .rows_affected();
             let mut inserted = false;
             if closed == 1 {
+                let (jobs, capped) = super::statements::decide_digest_caps(&mut tx, jobs, now).await?;
+                decided = capped;
                 for chunk in jobs.chunks(JOBS_PER_INSERT) {
                     inserted |= insert_jobs(&mut *tx, chunk, now).await?.iter().any(|new| *new);
                 }
             }
             inserted
-        })
+        })?;
+        self.asks.count(&decided);
+        Ok(())
     }
 
     async fn digest(&self, id: i64) -> Result<Option<DigestRecord>, StoreError> {
@@ -116,6 +122,88 @@ impl DigestStore for SqliteStore {
             }
             !links.is_empty()
         })
+    }
+
+    async fn unrated_runs(
+        &self,
+        route: &str,
+        recipient: &str,
+        recipient_key: &str,
+        job_id: i64,
+        sent: (DateTime<Utc>, DateTime<Utc>),
+        limit: usize,
+    ) -> Result<Vec<UnratedRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.run_id, MAX(c.job_id) AS job_id FROM confirm_links c JOIN jobs j ON j.id = c.job_id
+             WHERE c.route = ?1 AND lower(c.recipient) = lower(?2) AND c.run_id IS NOT NULL
+               AND j.state = 'sent' AND j.sent_at >= ?3 AND j.sent_at <= ?4 AND j.id <> ?5
+               AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.source = 'email' AND lower(v.voter) = lower(?2)
+                               AND v.run_id = c.run_id AND v.route = c.route)
+               AND NOT EXISTS (SELECT 1 FROM ask_email_reminders r WHERE r.route = c.route AND r.recipient = ?6
+                               AND r.run_id = c.run_id AND r.job_id <> ?5)
+             GROUP BY c.run_id ORDER BY MAX(j.sent_at) DESC, c.run_id LIMIT ?7",
+        )
+        .bind(route)
+        .bind(recipient)
+        .bind(ms(sent.0))
+        .bind(ms(sent.1))
+        .bind(job_id)
+        .bind(recipient_key)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnratedRun {
+                    run_id: run_id(r.try_get("run_id")?)?,
+                    job_id: r.try_get("job_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_reminders(
+        &self,
+        route: &str,
+        recipient_key: &str,
+        job_id: i64,
+        runs: &[RunId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunId>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mine = Vec::new();
+        in_transaction!(self, |tx| {
+            let mut inserted = false;
+            for run in runs {
+                let done = sqlx::query(
+                    "INSERT INTO ask_email_reminders (route, recipient, run_id, job_id, created_at) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (route, recipient, run_id) DO NOTHING",
+                )
+                .bind(route)
+                .bind(recipient_key)
+                .bind(run.to_string())
+                .bind(job_id)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+                inserted |= done.rows_affected() == 1;
+                let ours: Option<i64> = sqlx::query_scalar(
+                    "SELECT job_id FROM ask_email_reminders WHERE route = ? AND recipient = ? AND run_id = ?",
+                )
+                .bind(route)
+                .bind(recipient_key)
+                .bind(run.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if ours == Some(job_id) {
+                    mine.push(*run);
+                }
+            }
+            inserted
+        })?;
+        Ok(mine)
     }
 
     async fn confirm_link(&self, id: &str) -> Result<Option<ConfirmLink>, StoreError> {

@@ -69,6 +69,8 @@ pub struct SqliteStore {
     path: Option<std::path::PathBuf>,
     /// The sinks events are written for (none until start-up says).
     events: Arc<super::events::EventSwitch>,
+    /// Where the asks the enqueue decided not to make are counted (`asks_total`).
+    asks: Arc<super::queue::AskTally>,
 }
 
 impl SqliteStore {
@@ -134,6 +136,7 @@ impl SqliteStore {
             intake_room: Arc::default(),
             path,
             events: Arc::default(),
+            asks: Arc::default(),
         })
     }
 
@@ -209,6 +212,7 @@ impl SqliteStore {
             return Ok((inserted.iter().map(|i| i.id.is_some()).collect(), new_items, fresh));
         }
         let mut fresh = Vec::new();
+        let mut decided = Vec::new();
         in_transaction!(self, |tx| {
             let mut offset = 0;
             for chunk in jobs.chunks(JOBS_PER_INSERT) {
@@ -219,7 +223,7 @@ impl SqliteStore {
                 fresh.extend(handed(&inserted, chunk));
             }
             if asks_once {
-                statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
+                decided = statements::decide_asks(&mut tx, jobs, &new_jobs, now).await?;
             }
             for item in digest_items {
                 sqlx::query(
@@ -247,6 +251,7 @@ impl SqliteStore {
             }
             new_jobs.iter().chain(&new_items).any(|new| *new)
         })?;
+        self.asks.count(&decided);
         Ok((new_jobs, new_items, fresh))
     }
 }

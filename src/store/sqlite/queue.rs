@@ -7,6 +7,10 @@ use crate::store::{DeadClass, NewEvent};
 
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
+    fn count_asks(&self, counter: crate::store::AskCounter) {
+        self.asks.set(counter);
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         let wanted = self.intake_room.wanted();
@@ -298,6 +302,16 @@ impl QueueStore for SqliteStore {
         self.execute(
             sqlx::query("UPDATE jobs SET sent_channel = ? WHERE id = ?")
                 .bind(channel)
+                .bind(job_id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_tokens(&self, job_id: i64, minted: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET minted = ? WHERE id = ?")
+                .bind(minted)
                 .bind(job_id),
         )
         .await?;

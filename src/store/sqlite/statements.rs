@@ -1,7 +1,7 @@
 //! Many jobs in one `INSERT … ON CONFLICT DO NOTHING RETURNING`.
 
 use super::rows::ms;
-use crate::store::{JobState, NewJob, StoreError};
+use crate::store::{AskNotMade, JobState, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -96,13 +96,15 @@ where
 /// `attempts = 0`); an ask already claimed is not superseded and the new one starts the next
 /// quiet period. Then each one under a daily cap that superseded nothing (a superseding ask
 /// takes over its predecessor's slot) takes a slot of its day, or ends `capped`. SQLite has one
-/// writer, so each row is read and written with nothing in between.
+/// writer, so each row is read and written with nothing in between. Returns what it decided
+/// not to ask, by route, to count once the transaction committed.
 pub(super) async fn decide_asks(
     tx: &mut sqlx::SqliteConnection,
     jobs: &[NewJob],
     new: &[bool],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<(String, AskNotMade)>, StoreError> {
+    let mut decided = Vec::new();
     let mut superseding = std::collections::HashSet::new();
     for (job, _) in jobs.iter().zip(new).filter(|(_, new)| **new) {
         let Some(conversation) = crate::jobs::conversation_of(job) else {
@@ -131,6 +133,8 @@ pub(super) async fn decide_asks(
             .await?;
             if done.rows_affected() == 1 {
                 superseding.insert(job.idempotency_key.as_str());
+                // The conversation's key holds the route: the superseded ask was the route's.
+                decided.push((job.route.clone(), AskNotMade::Superseded));
             }
         }
     }
@@ -160,7 +164,56 @@ pub(super) async fn decide_asks(
                 .bind(&job.idempotency_key)
                 .execute(&mut *tx)
                 .await?;
+            decided.push((job.route.clone(), AskNotMade::Capped));
         }
     }
-    Ok(())
+    Ok(decided)
+}
+
+/// Decides, in the transaction that closes a digest, which runs each of its messages under a
+/// daily cap shows: in the order given (newest first) each run takes a slot of the recipient's
+/// day, and the first one refused and every later one are capped (written into the message's
+/// payload, `capped`). Returns the jobs to insert and what was capped, by route, to count once
+/// the transaction committed.
+pub(super) async fn decide_digest_caps(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewJob>, Vec<(String, AskNotMade)>), StoreError> {
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut decided = Vec::new();
+    for job in jobs {
+        let Some(cap) = crate::jobs::digest_cap_of(job) else {
+            out.push(job.clone());
+            continue;
+        };
+        let mut capped = Vec::new();
+        for run in &cap.runs {
+            if !capped.is_empty() {
+                capped.push(run.to_string());
+                continue;
+            }
+            let taken: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
+                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+                     WHERE ask_caps.n < ?4
+                 RETURNING n",
+            )
+            .bind(&job.route)
+            .bind(&cap.cap.scope)
+            .bind(&cap.cap.day)
+            .bind(i64::from(cap.cap.limit))
+            .bind(ms(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() {
+                capped.push(run.to_string());
+            }
+        }
+        decided.extend(capped.iter().map(|_| (job.route.clone(), AskNotMade::Capped)));
+        let mut job = job.clone();
+        job.payload["capped"] = serde_json::json!(capped);
+        out.push(job);
+    }
+    Ok((out, decided))
 }
