@@ -47,10 +47,39 @@ where
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let mut qb = sqlx::QueryBuilder::new("");
+    let kept = push_insert_jobs(&mut qb, jobs, now, leasing);
+    qb.push(" RETURNING id, idempotency_key");
+    let mut inserted: std::collections::HashMap<String, i64> = qb
+        .build()
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("idempotency_key")?, r.try_get("id")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut kept = kept.into_iter();
+    Ok(jobs
+        .iter()
+        .map(|j| Inserted {
+            id: inserted.remove(&j.idempotency_key),
+            leased_payload: kept.next().flatten(),
+        })
+        .collect())
+}
+
+/// Pushes the `INSERT … ON CONFLICT (idempotency_key) DO NOTHING` of `jobs` (see
+/// [`insert_jobs_leasing`]) onto `qb`; returns, for each job with `leasing`, its payload text
+/// when it is inserted leased.
+pub(super) fn push_insert_jobs(
+    qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+    leasing: Option<(&[bool], i64)>,
+) -> Vec<Option<String>> {
     let leased = |i: usize| leasing.is_some_and(|(l, _)| l.get(i).copied().unwrap_or(false));
     let until = leasing.map(|(_, until)| until);
     let mut kept: Vec<Option<String>> = Vec::new();
-    let mut qb = sqlx::QueryBuilder::new(
+    qb.push(
         "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, lease_until, next_attempt_at, created_at, updated_at) ",
     );
     qb.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
@@ -72,22 +101,8 @@ where
         }
         row.push_bind(ms(job.due_at)).push_bind(ms(now)).push_bind(ms(now));
     });
-    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key");
-    let mut inserted: std::collections::HashMap<String, i64> = qb
-        .build()
-        .fetch_all(executor)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("idempotency_key")?, r.try_get("id")?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    let mut kept = kept.into_iter();
-    Ok(jobs
-        .iter()
-        .map(|j| Inserted {
-            id: inserted.remove(&j.idempotency_key),
-            leased_payload: kept.next().flatten(),
-        })
-        .collect())
+    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+    kept
 }
 
 /// Decides the asks among `jobs` (`new[i]`: inserted now) in the enqueue's transaction. First
