@@ -175,3 +175,54 @@ contract_case! {
         );
     }
 }
+
+contract_case! {
+    /// Fresh runs handed to an idle worker: the store leases up to the room at insert (SQLite;
+    /// PostgreSQL leases none and its claim takes them). A job is either handed over or
+    /// claimable, never both; one due later, or past the room, waits for the claim; a handed
+    /// job whose lease nobody renews is claimed again, as a crashed worker's would be.
+    async fn jobs_handed_over_at_insert_are_leased_and_claimed_again_only_when_their_lease_ends(c) {
+        let s = c.store.as_ref();
+        let lease = Duration::from_secs(30);
+        let jobs = vec![job("h0", at(0)), job("h1", at(0)), job("h2", at(0)), job("later", at(60_000))];
+        let (new, _, handed) = s.enqueue_leased(&jobs, &[], at(0), lease, 2).await.unwrap();
+        assert_eq!(new, [true, true, true, true]);
+        let handed_keys: Vec<String> = handed
+            .iter()
+            .map(|u| {
+                let v: serde_json::Value = serde_json::from_str(&u.payload).unwrap();
+                v["key"].as_str().unwrap().to_string()
+            })
+            .collect();
+        if c.on_postgres() {
+            assert!(handed.is_empty(), "PostgreSQL leaves fresh jobs to the claim");
+        } else {
+            assert_eq!(handed_keys, ["h0", "h1"], "up to the room, due jobs only, in order");
+            for u in &handed {
+                assert_eq!((u.job.state, u.job.attempts), (JobState::Leased, 1));
+                assert_eq!(u.job.lease_until, Some(at(30_000)), "the lease as stored (it fences)");
+                assert_eq!(u.job.next_attempt_at, at(0));
+            }
+        }
+        // The claim takes what was not handed over, and nothing handed over.
+        let claimed = s.claim(at(1), lease, 10).await.unwrap();
+        let claimed_keys: Vec<&str> = claimed.iter().map(|j| j.payload["key"].as_str().unwrap()).collect();
+        let expected: &[&str] = if c.on_postgres() { &["h0", "h1", "h2"] } else { &["h2"] };
+        assert_eq!(claimed_keys, expected);
+        // The handed-over jobs hold their lease like claimed ones: extended only by its holder,
+        // claimed again once it ends unrenewed.
+        if let Some(first) = handed.first() {
+            let held = first.job.lease_until.unwrap();
+            assert!(s.extend_lease(first.job.id, held, at(40_000)).await.unwrap());
+            assert!(!s.extend_lease(first.job.id, held, at(50_000)).await.unwrap(), "fenced");
+            let again = s.claim(at(35_000), lease, 10).await.unwrap();
+            let keys: Vec<&str> = again.iter().map(|j| j.payload["key"].as_str().unwrap()).collect();
+            assert_eq!(keys, ["h1", "h2"], "expired leases are claimed again; the extended one is not");
+            assert!(again.iter().all(|j| j.attempts == 2));
+        }
+        // A repeated key is not new and is not handed over.
+        let (new, _, handed) = s.enqueue_leased(&[job("h0", at(0))], &[], at(1), lease, 5).await.unwrap();
+        assert_eq!(new, [false]);
+        assert!(handed.is_empty());
+    }
+}
