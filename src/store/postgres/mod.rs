@@ -267,20 +267,7 @@ async fn decide_asks(
         .collect();
     capped.sort_by(|a, b| (&a.0.route, &a.1.scope, &a.1.day).cmp(&(&b.0.route, &b.1.scope, &b.1.day)));
     for (job, cap) in capped {
-        let taken: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
-             ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
-                 WHERE ask_caps.n < $4
-             RETURNING n",
-        )
-        .bind(&job.route)
-        .bind(&cap.scope)
-        .bind(&cap.day)
-        .bind(i32::try_from(cap.limit).unwrap_or(i32::MAX))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if taken.is_none() {
+        if !take_cap_slot(tx, &job.route, &cap, now).await? {
             sqlx::query("UPDATE jobs SET state = 'capped', updated_at = $1 WHERE idempotency_key = $2")
                 .bind(now)
                 .bind(&job.idempotency_key)
@@ -322,20 +309,7 @@ pub(super) async fn decide_digest_caps(
                 capped.push(run.to_string());
                 continue;
             }
-            let taken: Option<i32> = sqlx::query_scalar(
-                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
-                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
-                     WHERE ask_caps.n < $4
-                 RETURNING n",
-            )
-            .bind(route)
-            .bind(&cap.cap.scope)
-            .bind(&cap.cap.day)
-            .bind(i32::try_from(cap.cap.limit).unwrap_or(i32::MAX))
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if taken.is_none() {
+            if !take_cap_slot(tx, route, &cap.cap, now).await? {
                 capped.push(run.to_string());
             }
         }
@@ -346,6 +320,31 @@ pub(super) async fn decide_digest_caps(
 }
 
 /// Wakes the listening replicas when the transaction commits.
+/// Takes one of the day's slots under `cap` (`… SET n = n + 1 WHERE n < cap RETURNING n`: no
+/// row back is no slot left); the upsert holds the row's lock until commit, so replicas take
+/// slots one at a time.
+async fn take_cap_slot(
+    tx: &mut sqlx::PgConnection,
+    route: &str,
+    cap: &crate::jobs::AskCap,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let taken: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES ($1, $2, $3, 1, $5)
+         ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+             WHERE ask_caps.n < $4
+         RETURNING n",
+    )
+    .bind(route)
+    .bind(&cap.scope)
+    .bind(&cap.day)
+    .bind(i32::try_from(cap.limit).unwrap_or(i32::MAX))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(taken.is_some())
+}
+
 async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)

@@ -5,7 +5,7 @@ use crate::store::{AskNotMade, JobState, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-/// Most jobs in one INSERT: 9 bound values each, well under SQLite's 32,766 variables.
+/// Most jobs in one INSERT: 12 bound values each, well under SQLite's 32,766 variables.
 pub(super) const JOBS_PER_INSERT: usize = 500;
 
 /// Inserts `jobs` in one statement; returns, per job, whether it was new (a job whose
@@ -94,10 +94,17 @@ pub(super) fn push_insert_jobs(
             .push_bind(job.run_id.map(|r| r.to_string()))
             .push_bind(job.idempotency_key.clone())
             .push_bind(payload);
+        // State, attempts and lease are bound, not written in: the statement's text depends
+        // only on the number of rows, so SQLite's prepared statement is reused whichever rows
+        // are leased.
         if leased {
-            row.push("'leased', 1").push_bind(until);
+            row.push_bind(JobState::Leased.as_str())
+                .push_bind(1_i64)
+                .push_bind(until);
         } else {
-            row.push_bind(JobState::new_job(job.kind).as_str()).push("0, NULL");
+            row.push_bind(JobState::new_job(job.kind).as_str())
+                .push_bind(0_i64)
+                .push_bind(None::<i64>);
         }
         row.push_bind(ms(job.due_at)).push_bind(ms(now)).push_bind(ms(now));
     });
@@ -160,20 +167,7 @@ pub(super) async fn decide_asks(
         if superseding.contains(job.idempotency_key.as_str()) {
             continue;
         }
-        let taken: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
-             ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
-                 WHERE ask_caps.n < ?4
-             RETURNING n",
-        )
-        .bind(&job.route)
-        .bind(&cap.scope)
-        .bind(&cap.day)
-        .bind(i64::from(cap.limit))
-        .bind(ms(now))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if taken.is_none() {
+        if !take_cap_slot(tx, &job.route, &cap, now).await? {
             sqlx::query("UPDATE jobs SET state = 'capped', updated_at = ?1 WHERE idempotency_key = ?2")
                 .bind(ms(now))
                 .bind(&job.idempotency_key)
@@ -183,6 +177,30 @@ pub(super) async fn decide_asks(
         }
     }
     Ok(decided)
+}
+
+/// Takes one of the day's slots under `cap` (`… SET n = n + 1 WHERE n < cap RETURNING n`: no
+/// row back is no slot left).
+async fn take_cap_slot(
+    tx: &mut sqlx::SqliteConnection,
+    route: &str,
+    cap: &crate::jobs::AskCap,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let taken: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
+         ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
+             WHERE ask_caps.n < ?4
+         RETURNING n",
+    )
+    .bind(route)
+    .bind(&cap.scope)
+    .bind(&cap.day)
+    .bind(i64::from(cap.limit))
+    .bind(ms(now))
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(taken.is_some())
 }
 
 /// Decides, in the transaction that closes a digest, which runs each of its messages under a
@@ -208,20 +226,7 @@ pub(super) async fn decide_digest_caps(
                 capped.push(run.to_string());
                 continue;
             }
-            let taken: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO ask_caps (route, scope, day, n, updated_at) VALUES (?1, ?2, ?3, 1, ?5)
-                 ON CONFLICT (route, scope, day) DO UPDATE SET n = ask_caps.n + 1, updated_at = excluded.updated_at
-                     WHERE ask_caps.n < ?4
-                 RETURNING n",
-            )
-            .bind(&job.route)
-            .bind(&cap.cap.scope)
-            .bind(&cap.cap.day)
-            .bind(i64::from(cap.cap.limit))
-            .bind(ms(now))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if taken.is_none() {
+            if !take_cap_slot(tx, &job.route, &cap.cap, now).await? {
                 capped.push(run.to_string());
             }
         }
