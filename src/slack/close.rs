@@ -1,7 +1,7 @@
 //! Slack close jobs: once a message's links expire, the message is edited once with
 //! `chat.update` to show the final tally of each question and no buttons (route
-//! `slack = { close = true }`, api mode). The job is enqueued by `message.rs` when the post
-//! succeeds, due when the links expire, with the channel id and `ts` Slack answered (a click's
+//! `slack = { close = true }`, api mode). The job is queued by `message.rs` when the post
+//! succeeds (`HoldLease::follow_up`: written with the send's record), due when the links expire, with the channel id and `ts` Slack answered (a click's
 //! `response_url` has long expired by then); its idempotency key (`slack-close:<job id>`) and
 //! the queue's lease make it run once across restarts and replicas.
 

@@ -1,6 +1,6 @@
 //! Slack reminders (`ask.reminder`): an ask nobody voted on gets one reminder, a reply in the
-//! message's thread (in a direct message too) with its buttons. The job is enqueued by
-//! `message.rs` when the post succeeds, due `reminder` after it, with the channel id and `ts`
+//! message's thread (in a direct message too) with its buttons. The job is queued by
+//! `message.rs` when the post succeeds (written with the send's record), due `reminder` after it, with the channel id and `ts`
 //! Slack answered; its idempotency key (`slack-remind:<job id>`) and the queue's lease make it
 //! run once across restarts and replicas. When due it reads the message's votes and posts
 //! nothing if there is one. The race: a vote landing between that read and the post (one
