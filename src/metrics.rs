@@ -205,6 +205,8 @@ pub struct Metrics {
     pub smtp_seconds: Histogram,
     /// Jobs that became dead letters.
     pub dead_letters: Counter,
+    /// Jobs intake handed to an idle worker already leased (no claim; `store::handoff`).
+    pub handed_over: Counter,
     /// Slack channels taken from runs that failed the channel check.
     pub refused_channels: Counter,
     /// Texts replaced by redaction at intake, by kind.
@@ -263,6 +265,7 @@ impl Metrics {
         let slack_socket_envelopes = Family::<EnvelopeLabel, Counter>::default();
         let smtp_seconds = latency_histogram();
         let dead_letters = Counter::default();
+        let handed_over = Counter::default();
         let refused_channels = Counter::default();
         let redactions = Family::default();
         let pruned = Family::default();
@@ -385,6 +388,11 @@ impl Metrics {
         registry.register("smtp_send_seconds", "SMTP send latency", smtp_seconds.clone());
         registry.register("dead_letters", "Jobs that became dead letters", dead_letters.clone());
         registry.register(
+            "jobs_handed_over",
+            "Jobs intake handed to an idle worker already leased, without a claim",
+            handed_over.clone(),
+        );
+        registry.register(
             "slack_channels_refused",
             "Slack channels taken from run metadata that are not channel ids or names (the route's channel was used)",
             refused_channels.clone(),
@@ -419,6 +427,7 @@ impl Metrics {
             slack_socket_envelopes,
             smtp_seconds,
             dead_letters,
+            handed_over,
             refused_channels,
             redactions,
             pruned,

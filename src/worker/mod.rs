@@ -177,6 +177,7 @@ impl Workers {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 Some((jobs, leased_at)) = async { fresh.as_mut()?.recv().await }, if fresh.is_some() => {
                     handoff.close();
+                    self.state.metrics.handed_over.inc_by(jobs.len() as u64);
                     self.dispatch(jobs, leased_at, &permits, &mut tasks).await;
                 }
             }

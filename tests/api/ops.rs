@@ -322,3 +322,41 @@ async fn preview_with_mint_uses_real_tokens_that_record_feedback() {
         .await;
     assert_eq!(rows[0]["key"], "thumbs_up");
 }
+
+/// A run posted to an idle app goes to a worker already leased by its insert, without a claim
+/// (`feedback_dispatch_jobs_handed_over_total`); on PostgreSQL the claim takes it. Runs are
+/// posted one at a time, each once the last was delivered, so the workers wait idle each time.
+#[tokio::test]
+async fn runs_posted_to_idle_workers_are_handed_over_without_a_claim() {
+    let slack = fake_slack().await;
+    let routes = "[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\"]\nslack = { channel = \"C1\" }\n";
+    let app = spawn_app_with(&slack_settings(&slack, routes), env(&[("SLACK_BOT_TOKEN", "xoxb-t")])).await;
+    for n in 1..=3u32 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let run = format!("a5c10000-0000-4000-8000-{n:012}");
+        let res = app
+            .post_json(
+                "/v1/events",
+                &serde_json::json!({"run_id": run, "run_name": "answer", "outputs": {"answer": "42"}}),
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+        wait_for_state(&app, JobState::Sent, n as usize).await;
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let handed = metric(&text, "feedback_dispatch_jobs_handed_over_total");
+    if crate::helpers::backend::on_postgres() {
+        assert_eq!(handed, 0.0, "PostgreSQL's claim takes fresh runs");
+    } else {
+        assert!(handed >= 1.0, "idle workers take fresh runs from intake: {handed}");
+    }
+    assert_eq!(metric(&text, "feedback_dispatch_jobs{state=\"sent\"}"), 3.0);
+    assert_eq!(
+        metric(
+            &text,
+            "feedback_dispatch_deliveries_total{channel=\"slack\",outcome=\"sent\"}"
+        ),
+        3.0,
+        "each delivered once"
+    );
+}
