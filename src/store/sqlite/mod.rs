@@ -96,7 +96,11 @@ impl SqliteStore {
             // a power loss can drop the last transactions.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statement journals and the tables a statement sorts or returns through stay in
+            // memory: a multi-row insert's journal outgrows the in-memory default (64 KiB) and
+            // spilled to a file created and unlinked in the temp folder per statement.
+            .pragma("temp_store", "memory");
         let writer = if memory {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
