@@ -199,7 +199,14 @@ fn key_arg(s: &str) -> Result<crate::domain::FeedbackKey, String> {
 }
 
 fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; expected e.g. \"24h\" or \"7d\")"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}; expected e.g. \"24h\" or \"7d\")"))?;
+    if d > crate::settings::LONGEST_DURATION {
+        return Err(format!(
+            "{s:?} is longer than 100 years (expected e.g. \"24h\" or \"7d\")"
+        ));
+    }
+    Ok(d)
 }
 
 fn time_arg(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

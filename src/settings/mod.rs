@@ -12,6 +12,7 @@ mod validate;
 
 pub(crate) use env::{Env, ProcessEnv};
 pub use summary::summary;
+pub(crate) use validate::LONGEST_DURATION;
 pub use validate::normalize_endpoint;
 
 use crate::domain::{FeedbackKey, KeySpec, Mailbox, Route};

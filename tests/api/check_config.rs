@@ -471,3 +471,34 @@ fn on_negative_and_negative_below_are_checked_and_the_negative_rule_is_shown() {
         assert!(stdout.contains(part), "{part:?} in {stdout}");
     }
 }
+
+/// A duration is added to dates (a link's end, a reminder's time, a retention cutoff): one
+/// longer than a date can hold is refused here, with its path, instead of stopping the service
+/// at its first use.
+#[test]
+fn check_config_refuses_a_duration_longer_than_a_date_can_hold() {
+    for (setting, value) in [("link_ttl", "1000000000y"), ("link_ttl", "36501d")] {
+        let toml = format!("{KEY}[[routes]]\nname = \"r\"\n{setting} = \"{value}\"\nslack = {{ channel = \"C1\" }}\n");
+        let (code, stdout, stderr) = check_config(&toml, &[]);
+        assert_ne!(code, 0, "{value}: {stdout}{stderr}");
+        let out = format!("{stdout}{stderr}");
+        assert!(
+            out.contains(&format!("routes[0].{setting}"))
+                && out.contains("longer than 100 years")
+                && out.contains("36500d"),
+            "{value}: {out}"
+        );
+    }
+    let retention = "[store.retention]\nsent = \"99999999w\"\n";
+    let (code, stdout, stderr) = check_config(retention, &[]);
+    let out = format!("{stdout}{stderr}");
+    assert!(
+        code != 0 && out.contains("store.retention.sent") && out.contains("longer than 100 years"),
+        "{out}"
+    );
+    let (code, stdout, stderr) = check_config(
+        &format!("{KEY}[[routes]]\nname = \"r\"\nlink_ttl = \"36500d\"\nslack = {{ channel = \"C1\" }}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "100 years is allowed: {stdout}{stderr}");
+}

@@ -438,11 +438,23 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// Parses `"90s"`, `"1h 30m"`, `"7d"`: humantime's units (`ms`, `s`, `m`, `h`, `d`, `w`).
+/// The longest duration a setting takes. Durations are added to dates (a link's end, a
+/// reminder's time, a retention cutoff), and a date past year 262143 does not exist: a longer
+/// setting would stop the service at its first use instead of at start-up.
+pub(crate) const LONGEST_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses `"90s"`, `"1h 30m"`, `"7d"`: humantime's units (`ms`, `s`, `m`, `h`, `d`, `w`), up to
+/// [`LONGEST_DURATION`].
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|_| {
+    let d = humantime::parse_duration(text.trim()).map_err(|_| {
         format!("{text:?} is not a duration (expected a number and a unit, e.g. \"90s\", \"15m\", \"7d\")")
-    })
+    })?;
+    if d > LONGEST_DURATION {
+        return Err(format!(
+            "{text:?} is longer than 100 years (expected at most \"36500d\")"
+        ));
+    }
+    Ok(d)
 }
 
 /// Normalizes a LangSmith endpoint to its base URL without `/api/v1` or `/api` or trailing `/`.
@@ -519,6 +531,22 @@ mod tests {
         }
         assert!(normalize_endpoint("ftp://x").is_err());
         assert!(normalize_endpoint("not a url").is_err());
+    }
+
+    #[test]
+    fn durations_stop_at_a_hundred_years() {
+        assert_eq!(parse_duration("36500d").unwrap(), LONGEST_DURATION);
+        let too_long = parse_duration("36501d").unwrap_err();
+        assert!(
+            too_long.contains("longer than 100 years") && too_long.contains("36500d"),
+            "{too_long}"
+        );
+        // Past what a date holds: refused here, not at the first date it would be added to.
+        assert!(
+            parse_duration("1000000000y")
+                .unwrap_err()
+                .contains("longer than 100 years")
+        );
     }
 
     #[test]
