@@ -8,7 +8,7 @@ use crate::helpers::fakes::{FakeServer, Recorded, Reply};
 use crate::helpers::slack::{CHANNEL, SECRET, button, form, jobs_of, payload, post_interaction, wait_for_state};
 use crate::helpers::{KEYS_TOML, TestApp, env, spawn_app_with, wait_for};
 use chrono::{Duration as Days, Utc};
-use feedback_dispatch::{JobKind, JobState, close_due};
+use feedback_dispatch::{JobKind, JobState, Prunable, close_due};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -625,4 +625,42 @@ async fn a_run_queued_for_review_is_one_event_however_many_tries_the_queue_took(
         text.contains(run) && text.contains(QUEUE) && text.contains("support"),
         "{text}"
     );
+}
+
+/// A run's triage thread is kept as long as sent jobs: the pruner takes it with them, and a 👎
+/// after that starts a new thread instead of replying to a message Slack may no longer show.
+#[tokio::test]
+async fn a_triage_thread_is_pruned_with_the_sent_jobs_and_a_later_thumbs_down_starts_a_new_one() {
+    let ls = FakeLangSmith::start(true).await;
+    let slack = fake_slack().await;
+    let app = app(&ls, &slack, PLAIN, &format!("{{ triage = \"{TRIAGE}\" }}")).await;
+    let run = "a07e5000-0000-4000-8000-000000000109";
+    let (_, down) = post_run(&app, &slack, run, true).await;
+    click(&app, &slack, "U1", &down, "1700000001.000001").await;
+    let posts = wait_triage(&slack, 1).await;
+    assert!(posts[0].get("thread_ts").is_none(), "the first starts the thread");
+
+    // A cutoff before the thread keeps it.
+    let pruned = app
+        .store
+        .prune(Prunable::SentJobs, Utc::now() - Days::days(1), 100)
+        .await
+        .unwrap();
+    assert!(
+        !pruned.iter().any(|(table, _)| *table == "review_threads"),
+        "{pruned:?}"
+    );
+    // Past it, the thread goes (its triage message was posted).
+    let pruned = app
+        .store
+        .prune(Prunable::SentJobs, Utc::now() + Days::seconds(1), 100)
+        .await
+        .unwrap();
+    assert!(pruned.contains(&("review_threads", 1)), "{pruned:?}");
+
+    // The next 👎 starts a new thread rather than replying to the pruned one.
+    click(&app, &slack, "U2", &down, "1700000002.000001").await;
+    let posts = wait_triage(&slack, 2).await;
+    assert!(posts[1].get("thread_ts").is_none(), "a new thread: {}", posts[1]);
+    assert!(posts[1].to_string().contains("<@U2>"), "{}", posts[1]);
 }

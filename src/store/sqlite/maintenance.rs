@@ -119,13 +119,28 @@ impl SqliteStore {
             .execute(sqlx::query("DELETE FROM ask_email_reminders WHERE rowid IN (SELECT rowid FROM ask_email_reminders WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)").bind(ms(reminders_before)).bind(limit))
             .await?
             .rows_affected();
-        // The asking tables are named only when rows went, so stores of routes that never ask
-        // per conversation or under a cap report what they always did.
+        // A triage thread goes with the sent jobs of its time, once its triage message is no
+        // longer waiting to be posted; a 👎 after that starts a new thread.
+        let threads = self
+            .execute(
+                sqlx::query(
+                    "DELETE FROM review_threads WHERE rowid IN (SELECT t.rowid FROM review_threads t WHERE t.created_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.owner_job AND j.state IN ('pending', 'leased')) ORDER BY t.created_at LIMIT ?2)",
+                )
+                .bind(ms(before))
+                .bind(limit),
+            )
+            .await?
+            .rows_affected();
+        // The asking and triage tables are named only when rows went, so stores of routes that
+        // never ask per conversation, under a cap or with a triage channel report what they
+        // always did.
         let mut pruned = vec![("jobs", jobs)];
         for (table, n) in [
             ("ask_conversations", conversations),
             ("ask_caps", caps),
             ("ask_email_reminders", reminders),
+            ("review_threads", threads),
         ] {
             if n > 0 {
                 pruned.push((table, n));
