@@ -327,6 +327,9 @@ pub struct SlackSettings {
     pub ingress: SlackIngress,
     /// `SLACK_APP_TOKEN` (`xapp-…`), for Socket Mode.
     pub app_token: Option<SecretString>,
+    /// How often each Socket Mode connection is pinged; one that stays silent (no frame, no
+    /// pong) for three of these is closed and reopened.
+    pub socket_ping: Duration,
     /// The Slack app's name in its manifest (`slack manifest`).
     pub app_name: String,
     /// The Slack app's one-line description in its manifest.

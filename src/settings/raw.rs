@@ -144,6 +144,7 @@ pub(super) struct RawSlack {
     pub(super) timeout: Option<String>,
     pub(super) after_vote: Option<String>,
     pub(super) ingress: Option<String>,
+    pub(super) socket_ping: Option<String>,
     pub(super) app_name: Option<String>,
     pub(super) app_description: Option<String>,
 }

@@ -11,8 +11,10 @@
 //! Two connections are kept, as Slack recommends, so that one refreshing never leaves the
 //! service deaf; each reconnects on a `disconnect` frame and on a dropped socket, with
 //! backoff. `link_disabled` (Socket Mode switched off in the app's settings) is logged as an
-//! error and retried at the longest backoff, since only a person can fix it. Neither the app
-//! token nor the connection URL (it holds a ticket) is ever logged.
+//! error and retried at the longest backoff, since only a person can fix it. A connection that
+//! goes silent without closing (a NAT or proxy that forgot it) is found by pinging it every
+//! `slack.socket_ping`: with nothing heard for three pings, not even a pong, it is reopened.
+//! Neither the app token nor the connection URL (it holds a ticket) is ever logged.
 
 use crate::state::AppState;
 use futures_util::{SinkExt, StreamExt};
@@ -41,6 +43,8 @@ enum Ended {
     Disconnect(&'static str),
     /// The socket closed or failed without a `disconnect`.
     Dropped,
+    /// Nothing came from the socket, not even a pong, for three pings.
+    Silent,
     /// `apps.connections.open` or the handshake failed.
     OpenFailed,
     /// The service is stopping.
@@ -53,6 +57,7 @@ impl Ended {
         match self {
             Ended::Disconnect(reason) => reason,
             Ended::Dropped => "dropped",
+            Ended::Silent => "silent",
             Ended::OpenFailed => "open_failed",
             Ended::Stopping => "stopping",
         }
@@ -185,18 +190,33 @@ impl Connection {
         let (mut sink, mut source) = socket.split();
         let (ack_tx, mut ack_rx) = mpsc::channel::<String>(64);
         let mut open = false;
+        let every = self.state.settings.slack.socket_ping;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = tokio::time::Instant::now();
         let ended = loop {
             tokio::select! {
                 frame = source.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
+                        heard = tokio::time::Instant::now();
                         if let Some(ended) = self.frame(text.as_str(), &ack_tx, &mut open) {
                             break ended;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ended::Dropped,
-                    // Pings are answered by the library; binary frames carry nothing here.
-                    Some(Ok(_)) => {}
+                    // Pings are answered by the library; pongs answer ours; binary frames carry
+                    // nothing here. Each says the connection is alive.
+                    Some(Ok(_)) => heard = tokio::time::Instant::now(),
                 },
+                _ = ping.tick() => {
+                    if heard.elapsed() >= every.saturating_mul(3) {
+                        tracing::warn!(connection = self.n, silent_for = ?heard.elapsed(), "the Slack socket went silent; reopening it");
+                        break Ended::Silent;
+                    }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break Ended::Dropped;
+                    }
+                }
                 Some(ack) = ack_rx.recv() => {
                     if sink.send(Message::text(ack)).await.is_err() {
                         break Ended::Dropped;

@@ -502,3 +502,15 @@ fn check_config_refuses_a_duration_longer_than_a_date_can_hold() {
     );
     assert_eq!(code, 0, "100 years is allowed: {stdout}{stderr}");
 }
+
+#[test]
+fn check_config_refuses_a_socket_ping_outside_a_second_to_five_minutes() {
+    for value in ["0s", "10m"] {
+        let (code, stdout, stderr) = check_config(&format!("[slack]\nsocket_ping = \"{value}\"\n"), &[]);
+        let out = format!("{stdout}{stderr}");
+        assert!(
+            code != 0 && out.contains("slack.socket_ping") && out.contains("1s to 5m"),
+            "{value}: {out}"
+        );
+    }
+}

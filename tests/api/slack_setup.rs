@@ -364,6 +364,92 @@ mod socket {
     }
 }
 
+/// A socket that goes silent without closing (a NAT or proxy that forgot it) is pinged, found
+/// silent after three pings with no pong, and reopened; votes come through the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_gone_silent_is_reopened_after_three_unanswered_pings() {
+    use crate::helpers::slack::{CHANNEL, SECRET, button, payload, wait_for_state};
+    use crate::helpers::socket::FakeSocketMode;
+    use crate::helpers::{KEYS_TOML, env, spawn_app_with, wait_for};
+    use feedback_dispatch::JobState;
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(15);
+    let fake = FakeSocketMode::start().await;
+    let toml = format!(
+        "[slack]\nmode = \"api\"\ningress = \"socket\"\nsocket_ping = \"1s\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\n{KEYS_TOML}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"link\" }}\n",
+        fake.slack.address
+    );
+    let app = spawn_app_with(
+        &toml,
+        env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-t"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+            ("SLACK_APP_TOKEN", "xapp-1-A1-tokensecret"),
+        ]),
+    )
+    .await;
+    let sockets = |n: usize| {
+        let fake = &fake;
+        async move {
+            wait_for(WAIT, &format!("{n} sockets accepted"), || async {
+                if fake.accepted() >= n {
+                    Ok(())
+                } else {
+                    Err(fake.accepted())
+                }
+            })
+            .await
+        }
+    };
+    sockets(2).await;
+    // Answered pings keep a quiet connection: nothing reopened over five pings.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.accepted(), 2, "a connection that answers its pings stays");
+
+    // Both go silent: each is reopened, counted as silent, and not as dropped.
+    let went_silent = std::time::Instant::now();
+    fake.freeze_all();
+    sockets(4).await;
+    let took = went_silent.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "reopened after {took:?}: before three pings went unanswered"
+    );
+    let metrics = wait_for(WAIT, "both sockets open again", || async {
+        let m = app.get("/metrics").await.text().await.unwrap();
+        if m.contains("feedback_dispatch_slack_socket_connections 2") && m.contains("reason=\"silent\"} 2") {
+            Ok(m)
+        } else {
+            Err(m)
+        }
+    })
+    .await;
+    assert!(!metrics.contains("reason=\"dropped\""), "{metrics}");
+
+    // A vote comes through a reopened connection.
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": "a07e5000-0000-4000-8000-000000000031", "run_name": "answer", "project": "p", "outputs": {"answer": "Reset it."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let posted = fake.slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let job = wait_for_state(&app, JobState::Sent, 1).await[0].clone();
+    let (_, _, up) = button(&posted, "👍 Helpful").expect("a 👍 button");
+    let sent = fake.send_interactive("env-9", &payload(&fake.slack, "U1", &up, "1700000001.000001"), false);
+    wait_for(WAIT, "the ack of env-9", || async {
+        let acks = fake.acks();
+        if acks.iter().any(|(a, at)| a["envelope_id"] == "env-9" && *at >= sent) {
+            Ok(())
+        } else {
+            Err(acks.len())
+        }
+    })
+    .await;
+    assert_eq!(app.store.votes_for_job(job.id).await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comment_modal_goes_through_the_socket_and_hostile_payloads_are_refused_as_over_http() {
     use crate::helpers::slack::{CHANNEL, INTERACTIVE_KEYS, SECRET, button, payload};

@@ -255,6 +255,12 @@ impl Validator {
             }
         };
         let app_token = secret("SLACK_APP_TOKEN");
+        let socket_ping = self.bounded_duration(
+            "slack.socket_ping",
+            raw.socket_ping,
+            "10s",
+            (Duration::from_secs(1), Duration::from_secs(300)),
+        );
         if ingress == Some(SlackIngress::Socket) {
             match &app_token {
                 None => self.fail(
@@ -292,6 +298,7 @@ impl Validator {
         }
         Some(SlackSettings {
             ingress: ingress?,
+            socket_ping: socket_ping?,
             app_token,
             app_name,
             app_description,

@@ -21,6 +21,8 @@ pub struct FakeSocketMode {
     /// Bumped to send every open connection a `disconnect` with this reason (`Some`) or to
     /// drop it (`None`).
     all: watch::Sender<(u64, Option<String>)>,
+    /// Bumped to make every open connection go silent: kept open, never read or written again.
+    freeze: watch::Sender<u64>,
     /// While set, `apps.connections.open` answers an error.
     down: Arc<AtomicBool>,
     /// Acks received, with when.
@@ -40,15 +42,18 @@ impl FakeSocketMode {
         let (tx, rx) = mpsc::unbounded_channel::<Value>();
         let rx = Arc::new(AsyncMutex::new(rx));
         let (all, _) = watch::channel((0u64, None));
+        let (freeze, _) = watch::channel(0u64);
         let acks: Arc<Mutex<Vec<(Value, Instant)>>> = Arc::default();
         let accepted: Arc<AtomicUsize> = Arc::default();
         let down: Arc<AtomicBool> = Arc::default();
         {
-            let (rx, all, acks, accepted) = (rx.clone(), all.clone(), acks.clone(), accepted.clone());
+            let (rx, all, freeze, acks, accepted) =
+                (rx.clone(), all.clone(), freeze.clone(), acks.clone(), accepted.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((tcp, _)) = listener.accept().await else { return };
-                    let (rx, mut all, acks) = (rx.clone(), all.subscribe(), acks.clone());
+                    let (rx, mut all, mut freeze, acks) =
+                        (rx.clone(), all.subscribe(), freeze.subscribe(), acks.clone());
                     accepted.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let Ok(mut socket) = tokio_tungstenite::accept_async(tcp).await else {
@@ -59,8 +64,15 @@ impl FakeSocketMode {
                             return;
                         }
                         all.borrow_and_update();
+                        freeze.borrow_and_update();
                         loop {
                             tokio::select! {
+                                // As a connection a NAT forgot: open, but nothing goes through.
+                                _ = freeze.changed() => {
+                                    let _held = socket;
+                                    std::future::pending::<()>().await;
+                                    return;
+                                }
                                 frame = socket.next() => match frame {
                                     Some(Ok(Message::Text(t))) => {
                                         acks.lock().unwrap().push((serde_json::from_str(t.as_str()).unwrap(), Instant::now()));
@@ -112,6 +124,7 @@ impl FakeSocketMode {
             slack,
             envelopes: tx,
             all,
+            freeze,
             down,
             acks,
             accepted,
@@ -146,6 +159,12 @@ impl FakeSocketMode {
             *n += 1;
             *r = None;
         });
+    }
+
+    /// Makes every open connection go silent without closing: no frame read (so no pong) and
+    /// none sent. New connections are served as before.
+    pub fn freeze_all(&self) {
+        self.freeze.send_modify(|n| *n += 1);
     }
 
     /// Hands out connections again.
