@@ -45,33 +45,39 @@ impl Workers {
             .lock()
             .expect("unrecorded set")
             .extend(sent.iter().cloned());
-        match self.store_sent(&sent).await {
+        let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
+        match self.store_sent(sent).await {
             Ok(()) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-                for (id, _) in &sent {
+                for id in &ids {
                     unrecorded.remove(id);
                 }
             }
             Err(e) => {
                 let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-                for (id, _) in &sent {
+                for id in &ids {
                     if let Some(u) = unrecorded.get_mut(id) {
                         u.recording = false;
                     }
                 }
                 drop(unrecorded);
-                let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
                 tracing::error!(jobs = ?ids, error = %e, "cannot record delivered jobs; recording them again until the store takes it, and they are not sent again");
             }
         }
     }
 
     /// One write: the jobs marked sent with the tokens they keep, their follow-ups inserted;
-    /// the claim loop then hears when the earliest follow-up falls due.
-    async fn store_sent(&self, sent: &[(i64, Unrecorded)]) -> Result<(), crate::store::StoreError> {
-        let ids: Vec<i64> = sent.iter().map(|(id, _)| *id).collect();
-        let minted: Vec<Option<String>> = sent.iter().map(|(_, u)| u.minted.clone()).collect();
-        let follow_ups: Vec<NewJob> = sent.iter().flat_map(|(_, u)| u.follow_ups.iter().cloned()).collect();
+    /// the claim loop then hears when the earliest follow-up falls due. Takes the records by
+    /// value: the held copies stay in the unrecorded set until this succeeds.
+    async fn store_sent(&self, sent: Vec<(i64, Unrecorded)>) -> Result<(), crate::store::StoreError> {
+        let mut ids = Vec::with_capacity(sent.len());
+        let mut minted = Vec::with_capacity(sent.len());
+        let mut follow_ups: Vec<NewJob> = Vec::new();
+        for (id, u) in sent {
+            ids.push(id);
+            minted.push(u.minted);
+            follow_ups.extend(u.follow_ups);
+        }
         self.state
             .store
             .mark_sent_with(&ids, &minted, &follow_ups, Utc::now())
@@ -108,12 +114,12 @@ impl Workers {
         }
         // With the tokens the first try would have kept: a later click re-renders the message
         // from them (without, it would read as expired).
-        self.store_sent(&held).await?;
+        let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
+        self.store_sent(held).await?;
         let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-        for (id, _) in &held {
+        for id in &ids {
             unrecorded.remove(id);
         }
-        let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
         tracing::info!(jobs = ?ids, "delivered jobs recorded after the store failed to take them");
         Ok(())
     }
