@@ -225,6 +225,30 @@ pub(crate) const REMINDER_LOOKBACK: chrono::Duration = chrono::Duration::days(8)
 /// the digest is read is worse than minting again.
 const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
 
+/// An earlier digest as a reminder reads it: its runs' payloads and the tokens kept with it.
+struct EarlierDigest {
+    runs: Vec<DigestRunPayload>,
+    tokens: Vec<MintedToken>,
+}
+
+impl EarlierDigest {
+    /// Parsed once; a run or token list that does not parse is left out, as before.
+    fn parse(record: crate::store::DigestRecord) -> Self {
+        EarlierDigest {
+            runs: record
+                .runs
+                .iter()
+                .filter_map(|(p, _)| DigestRunPayload::deserialize(p).ok())
+                .collect(),
+            tokens: record
+                .minted
+                .as_ref()
+                .and_then(|m| Vec::<MintedToken>::deserialize(m).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 impl DigestEmails {
     /// The runs to show `recipient` under "Still waiting for your rating" (docs/asking.md):
     /// those earlier digests sent them at least `reminder` ago that they have not rated and
@@ -263,45 +287,46 @@ impl DigestEmails {
             .claim_reminders(&route.name, &key, job.id, &runs, now)
             .await
             .map_err(Outcome::failed)?;
-        // Each run as its earlier digest showed it, with that digest's tokens for it.
-        let mut digests: HashMap<i64, Option<crate::store::DigestRecord>> = HashMap::new();
+        // Each run as its earlier digest showed it, with that digest's tokens for it. Runs of
+        // one earlier job share its digest: each job and digest is read and parsed once.
+        let mut digest_of_job: HashMap<i64, Option<i64>> = HashMap::new();
+        let mut digests: HashMap<i64, Option<EarlierDigest>> = HashMap::new();
         let mut found: Vec<(DigestRunPayload, Vec<MintedToken>)> = Vec::new();
+        let soon = now + REMINDER_LINKS_OUTLIVE;
         for run in unrated.iter().filter(|u| mine.contains(&u.run_id)) {
-            let digest_id = match store.job(run.job_id).await.map_err(Outcome::failed)? {
-                Some(j) => match DigestJobPayload::deserialize(&j.payload) {
-                    Ok(p) => p.digest_id,
-                    Err(_) => continue,
-                },
-                None => continue,
-            };
-            let digest = match digests.entry(digest_id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(store.digest(digest_id).await.map_err(Outcome::failed)?)
+            let digest_id = match digest_of_job.get(&run.job_id) {
+                Some(known) => *known,
+                None => {
+                    let id = store
+                        .job(run.job_id)
+                        .await
+                        .map_err(Outcome::failed)?
+                        .and_then(|j| DigestJobPayload::deserialize(&j.payload).ok())
+                        .map(|p| p.digest_id);
+                    digest_of_job.insert(run.job_id, id);
+                    id
                 }
             };
-            let Some(digest) = digest else {
+            let Some(digest_id) = digest_id else { continue };
+            let earlier = match digests.entry(digest_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let record = store.digest(digest_id).await.map_err(Outcome::failed)?;
+                    e.insert(record.map(EarlierDigest::parse))
+                }
+            };
+            let Some(earlier) = earlier else { continue };
+            let Some(payload) = earlier.runs.iter().find(|p| p.event.run_id == run.run_id) else {
                 continue;
             };
-            let Some(payload) = digest
-                .runs
+            let tokens: Vec<MintedToken> = earlier
+                .tokens
                 .iter()
-                .filter_map(|(p, _)| DigestRunPayload::deserialize(p).ok())
-                .find(|p| p.event.run_id == run.run_id)
-            else {
-                continue;
-            };
-            let soon = now + REMINDER_LINKS_OUTLIVE;
-            let tokens: Vec<MintedToken> = digest
-                .minted
-                .as_ref()
-                .and_then(|m| Vec::<MintedToken>::deserialize(m).ok())
-                .unwrap_or_default()
-                .into_iter()
                 .filter(|t| t.run_id == run.run_id)
+                .cloned()
                 .collect();
             let reuse = !tokens.is_empty() && tokens.iter().all(|t| t.expires_at > soon);
-            found.push((payload, if reuse { tokens } else { Vec::new() }));
+            found.push((payload.clone(), if reuse { tokens } else { Vec::new() }));
         }
         let requests: Vec<TokenRequest> = found
             .iter()
