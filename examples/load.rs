@@ -160,11 +160,21 @@ struct Args {
     /// Fetches of each page in the console phase.
     #[arg(long, default_value_t = 20)]
     console_rounds: usize,
+    /// Internal: run as the CPU phase's floor client (a bare reqwest client posting one Slack
+    /// message body to this `chat.postMessage` URL), print its CPU per request and exit.
+    #[arg(long, hide = true)]
+    floor_client: Option<String>,
+    /// Internal: the body the floor client posts.
+    #[arg(long, hide = true)]
+    floor_body: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(url), Some(body)) = (&args.floor_client, &args.floor_body) {
+        return floor_client(url, body, args.events, args.concurrency).await;
+    }
     anyhow::ensure!(
         args.events > 0 && args.queued > 0 && args.rate > 0 && args.duration > 0,
         "--events, --queued, --rate and --duration must be positive"
@@ -279,6 +289,15 @@ async fn main() -> anyhow::Result<()> {
             ),
             format!("≤ {} each (2 × workers.concurrency)", 2 * args.concurrency),
             Some(to_slack.max(to_langsmith) <= 2 * args.concurrency as u64),
+        );
+        r.emit();
+        eprintln!("cpu phase: the floor, {} messages from a bare HTTP client", args.events);
+        let floor = slack_floor(&slack, work.path(), &args).await?;
+        r.row(
+            "floor: the same Slack messages posted by a bare reqwest client (same concurrency), CPU per message".into(),
+            format!("{floor:.0} µs"),
+            "—",
+            None,
         );
         r.emit();
         eprintln!("cpu phase: ack latency at {}/s for {} s", args.rate, args.duration);
@@ -1363,6 +1382,88 @@ impl Drop for App {
     }
 }
 
+/// The floor of CPU per delivered run on this machine: the app's first Slack message, posted
+/// `--events` times by a bare reqwest client in a process of its own (this tool, run again as
+/// `--floor-client`) over `--concurrency` tasks, to the same fake Slack. One `chat.postMessage`
+/// per run is what the app cannot do without; everything else it does is above this.
+async fn slack_floor(slack: &FakeSlack, work: &Path, args: &Args) -> anyhow::Result<f64> {
+    let sample = slack
+        .sample
+        .lock()
+        .expect("sample")
+        .clone()
+        .context("the fake Slack has no message to post for the floor")?;
+    let body = work.join("floor-body.json");
+    std::fs::write(&body, &sample)?;
+    let before = slack.received();
+    let mut client = Command::new(std::env::current_exe()?);
+    client
+        .arg("--floor-client")
+        .arg(format!("{}/api/chat.postMessage", slack.address))
+        .arg("--floor-body")
+        .arg(&body)
+        .arg("--events")
+        .arg(args.events.to_string())
+        .arg("--concurrency")
+        .arg(args.concurrency.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    // The fake Slack answers from this process's runtime meanwhile.
+    let out = tokio::task::spawn_blocking(move || client.output()).await??;
+    anyhow::ensure!(out.status.success(), "the floor client failed: {}", out.status);
+    let posted = slack.received() - before;
+    anyhow::ensure!(
+        posted == args.events as u64,
+        "the floor client posted {posted} of {} messages",
+        args.events
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu_us_per_request "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the floor client printed no figure")
+}
+
+/// The floor client: posts `body` to `url` `messages` times over `concurrency` tasks, as the
+/// app's Slack client does (JSON body, bearer authorization, the answer read and parsed), and
+/// prints its own CPU time per request.
+async fn floor_client(url: &str, body: &Path, messages: usize, concurrency: usize) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = reqwest::Url::parse(url)?;
+    let body = Bytes::from(std::fs::read(body)?);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let authorization = reqwest::header::HeaderValue::from_static("Bearer xoxb-floor");
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = cpu_seconds("self")?;
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, url, body, authorization, next) =
+            (http.clone(), url.clone(), body.clone(), authorization.clone(), next.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < messages {
+                let answer = http
+                    .post(url.clone())
+                    .header(reqwest::header::AUTHORIZATION, authorization.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+                    .body(body.clone())
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                let answer: Value = serde_json::from_slice(&answer)?;
+                anyhow::ensure!(answer["ok"] == true, "the fake Slack refused a message: {answer}");
+            }
+            Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let cpu = cpu_seconds("self")? - cpu_before;
+    println!("cpu_us_per_request {:.1}", cpu * 1e6 / messages.max(1) as f64);
+    Ok(())
+}
+
 /// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read /proc/<pid>/stat")?;
@@ -1419,6 +1520,8 @@ struct FakeSlack {
     arrivals: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
     /// TCP connections accepted so far.
     connections: Arc<AtomicU64>,
+    /// The first message answered `ok`, as it came: the body the floor client posts.
+    sample: Arc<std::sync::Mutex<Option<Bytes>>>,
 }
 
 impl FakeSlack {
@@ -1432,6 +1535,7 @@ impl FakeSlack {
             released,
             arrivals: Arc::default(),
             connections: Arc::default(),
+            sample: Arc::default(),
         };
         let app = Router::new()
             .route("/api/chat.postMessage", axum::routing::post(post_message))
@@ -1481,6 +1585,7 @@ async fn post_message(State(fake): State<FakeSlack>, body: Bytes) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "stalled by the load tool").into_response();
     }
     fake.received.fetch_add(1, Ordering::SeqCst);
+    fake.sample.lock().expect("sample").get_or_insert(body);
     axum::Json(json!({"ok": true, "channel": CHANNEL, "ts": "1.2", "message": {"ts": "1.2"}})).into_response()
 }
 
