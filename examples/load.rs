@@ -1437,8 +1437,13 @@ async fn floor_client(url: &str, body: &Path, messages: usize, concurrency: usiz
     let cpu_before = cpu_seconds("self")?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (http, url, body, authorization, next) =
-            (http.clone(), url.clone(), body.clone(), authorization.clone(), next.clone());
+        let (http, url, body, authorization, next) = (
+            http.clone(),
+            url.clone(),
+            body.clone(),
+            authorization.clone(),
+            next.clone(),
+        );
         tasks.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < messages {
                 let answer = http

@@ -6,7 +6,8 @@
 //! nothing if there is one. The race: a vote landing between that read and the post (one
 //! Slack call, at most `slack.timeout`) still gets the reminder; never a second one. The
 //! reminder shows the message's tokens when they outlive its post by an hour, else fresh ones
-//! it mints (and keeps with the message) first.
+//! it mints (and keeps with the message) first. A message closed by then (`slack.close`: its
+//! close job has come due) gets no reminder: it shows its final tally and no buttons.
 
 use super::deliver::{OutgoingMessage, SlackSender};
 use super::update::rerender;
@@ -62,6 +63,21 @@ pub fn remind_job(message: &Job, channel: &str, ts: &str, reminder: Duration, se
 const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
 
 impl SlackReminders {
+    /// Whether message job `message_job` (the run of reminder `job`) is closed or closing: its
+    /// close job (`close.rs`) has come due, whether or not it has edited the message yet.
+    async fn closed(&self, job: &Job, message_job: i64) -> Result<bool, crate::store::StoreError> {
+        let Some(run) = job.run_id else {
+            return Ok(false);
+        };
+        let now = Utc::now();
+        Ok(self.state.store.jobs_of_run(run).await?.iter().any(|j| {
+            let j = &j.job;
+            j.kind == JobKind::SlackClose
+                && j.payload.get("message_job").and_then(serde_json::Value::as_i64) == Some(message_job)
+                && (j.state != crate::store::JobState::Pending || j.attempts > 0 || j.next_attempt_at <= now)
+        }))
+    }
+
     /// Mints fresh tokens for the message's run when its own die within the hour (one batched
     /// call, as the message's were minted, for the route's `link_ttl` from now) and keeps them
     /// with the message job, so the reminder, clicks on either and the message's later
@@ -139,6 +155,14 @@ impl Deliver for SlackReminders {
                 return Outcome::Sent;
             }
             Ok(_) => {}
+            Err(e) => return Outcome::failed(e),
+        }
+        match self.closed(job, remind.message_job).await {
+            Ok(true) => {
+                tracing::info!(job = job.id, message_job = remind.message_job, route = %job.route, "the ask was closed; no reminder");
+                return Outcome::Sent;
+            }
+            Ok(false) => {}
             Err(e) => return Outcome::failed(e),
         }
         if let Err(outcome) = self.renew_tokens_if_short(remind.message_job).await {

@@ -965,6 +965,56 @@ async fn an_ask_voted_on_before_its_reminder_gets_none() {
 }
 
 #[tokio::test]
+async fn an_ask_closed_before_its_reminder_gets_none() {
+    // LangSmith's tokens here live two seconds: the message is closed (its links expired) a
+    // second before its reminder falls due.
+    let langsmith = FakeServer::start(|req| {
+        let mut reply = crate::helpers::fakes::token_reply(req);
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%Y-%m-%dT%H:%M:%S%.6f");
+        let mut tokens: Value = serde_json::from_str(&reply.body).unwrap();
+        for t in tokens.as_array_mut().unwrap() {
+            t["expires_at"] = json!(soon.to_string());
+        }
+        reply.body = tokens.to_string();
+        reply
+    })
+    .await;
+    let slack = fake_slack().await;
+    let toml = reminding_settings(&slack).replace("close = false", "close = true");
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, reminding_env(&langsmith)).await;
+    post_run(&app, 1, "t").await;
+    slack.wait_for("/chat.postMessage", 1, WAIT).await;
+    let close = slack.wait_for("/chat.update", 1, WAIT).await.remove(0).json();
+    assert!(
+        !close.to_string().contains("/feedback/tokens/"),
+        "the close leaves no buttons: {close}"
+    );
+    crate::helpers::wait_for(WAIT, "the reminder done", || async {
+        let jobs = jobs_of(&app, JobKind::SlackRemind).await;
+        if jobs.len() == 1 && jobs[0].state == JobState::Sent {
+            Ok(())
+        } else {
+            Err(jobs)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        slack.requests_to("/chat.postMessage").len(),
+        1,
+        "no reminder in a closed message's thread"
+    );
+    assert_eq!(minted_runs(&langsmith), [run(1)], "no fresh links for a closed ask");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("feedback_dispatch_reminders_total{"), "{metrics}");
+    assert!(
+        metrics.contains(r#"feedback_dispatch_route_messages_closed_total{route="support"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_sigkill_between_the_ask_and_its_reminder_still_reminds_exactly_once() {
     use crate::helpers::serve::{signal_and_wait, start_serve};
     let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
