@@ -61,6 +61,17 @@ impl EventSinks {
     pub fn any(&self) -> bool {
         self.url || self.file
     }
+
+    /// Those of `took` (sinks by name, as stored) that are still on: where a `vote.withdrawn`
+    /// goes (a sink turned off since has no dispatcher to send it).
+    pub(crate) fn still_on(&self, took: &[String]) -> EventSinks {
+        let has = |sink: EventSink| took.iter().any(|t| t == sink.as_str());
+        EventSinks {
+            url: self.url && has(EventSink::Url),
+            file: self.file && has(EventSink::File),
+            email_voters: self.email_voters,
+        }
+    }
 }
 
 /// The sinks a store writes for, shared by the clones of one backend.
@@ -158,6 +169,28 @@ impl NewEvent {
             "vote.recorded",
             v.at,
             Some(format!("vote:{}", v.action_key)),
+            object(fields),
+        )
+    }
+
+    /// `vote.withdrawn`: a vote whose `vote.recorded` (event `recorded`) a sink already took was
+    /// given back at `at` (LangSmith refused its submission; the voter may vote again, which
+    /// is a new `vote.recorded`). Written only to the sinks that took the `vote.recorded`; one
+    /// no sink has taken yet is deleted instead. Like it, names no voter's text.
+    pub fn vote_withdrawn(v: &NewVote, recorded: &str, at: DateTime<Utc>) -> Self {
+        let fields = json!({
+            "recorded": recorded,
+            "run_id": v.run_id.to_string(),
+            "route": v.route,
+            "job_id": v.job_id,
+            "key": v.key,
+            "source": v.source,
+            "reason": "submission_refused",
+        });
+        NewEvent::new(
+            "vote.withdrawn",
+            at,
+            Some(format!("withdrawn:{recorded}")),
             object(fields),
         )
     }

@@ -3,7 +3,7 @@
 use super::events::insert_events;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
-use crate::store::VoteStore;
+use crate::store::{EventStore, VoteStore};
 use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -100,19 +100,40 @@ impl VoteStore for PgStore {
     }
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
+        let sinks = self.event_sinks();
         let done = async {
             let mut tx = self.pool.begin().await?;
-            let gone = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL")
+            let vote = sqlx::query("DELETE FROM votes WHERE action_key = $1 AND feedback_id IS NULL RETURNING *")
                 .bind(action_key)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if gone {
-                // Its event reported a vote that is no longer kept: not sent, if not sent yet;
-                // nor its triage message.
-                sqlx::query("DELETE FROM event_outbox WHERE source = $1 AND delivered_at IS NULL")
-                    .bind(format!("vote:{action_key}"))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let gone = vote.is_some();
+            if let Some(vote) = vote {
+                // Its event reported a vote that is no longer kept: a sink that took it (or may
+                // have: a try was made) is told so; one that did not yet never sends it. Nor is
+                // its triage message sent. The rows are locked against a dispatcher's claim.
+                let source = format!("vote:{action_key}");
+                let took = sqlx::query(
+                    "SELECT sink, event_id FROM event_outbox WHERE source = $1 AND (delivered_at IS NOT NULL OR attempts > 0)
+                     ORDER BY sink FOR UPDATE",
+                )
+                .bind(&source)
+                .fetch_all(&mut *tx)
+                .await?;
+                if let Some(first) = took.first() {
+                    let vote = vote_from_row(&vote).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                    let recorded: String = first.try_get("event_id")?;
+                    let sinks_took = took
+                        .iter()
+                        .map(|r| r.try_get("sink"))
+                        .collect::<Result<Vec<String>, _>>()?;
+                    let withdrawn = NewEvent::vote_withdrawn(&vote.vote, &recorded, chrono::Utc::now());
+                    insert_events(&mut tx, sinks.still_on(&sinks_took), &[withdrawn]).await?;
+                }
+                // Every row of its `vote.recorded` goes, so that a vote given again under the
+                // same action (an email confirm page's "Try again") is reported afresh.
+                sqlx::query("DELETE FROM event_outbox WHERE source = $1")
+                    .bind(&source)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(TRIAGE_OF_VOTE).bind(action_key).execute(&mut *tx).await?;

@@ -5,7 +5,7 @@ use super::events::insert_events;
 use super::rows::{from_ms, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
-use crate::store::VoteStore;
+use crate::store::{EventStore, VoteStore};
 use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -99,7 +99,12 @@ impl VoteStore for SqliteStore {
 
     async fn release_vote(&self, action_key: &str) -> Result<bool, StoreError> {
         let mut gone = false;
+        let sinks = self.event_sinks();
         in_transaction!(self, |tx| {
+            let vote = sqlx::query("SELECT * FROM votes WHERE action_key = ? AND feedback_id IS NULL")
+                .bind(action_key)
+                .fetch_optional(&mut *tx)
+                .await?;
             gone = sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL")
                 .bind(action_key)
                 .execute(&mut *tx)
@@ -107,9 +112,28 @@ impl VoteStore for SqliteStore {
                 .rows_affected()
                 == 1;
             if gone {
-                // Its event reported a vote that is no longer kept: not sent, if not sent yet;
-                // nor its triage message.
-                forget_vote_follow_ups(&mut tx, action_key, false).await?;
+                // Its event reported a vote that is no longer kept: a sink that took it (or may
+                // have: a try was made) is told so; one that did not yet never sends it. Nor is
+                // its triage message sent.
+                let took = sqlx::query(
+                    "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
+                )
+                .bind(format!("vote:{action_key}"))
+                .fetch_all(&mut *tx)
+                .await?;
+                if let (Some(vote), Some(first)) = (vote.as_ref(), took.first()) {
+                    let vote = vote_from_row(vote)?;
+                    let recorded: String = first.try_get("event_id")?;
+                    let sinks_took = took
+                        .iter()
+                        .map(|r| r.try_get("sink"))
+                        .collect::<Result<Vec<String>, _>>()?;
+                    let withdrawn = NewEvent::vote_withdrawn(&vote.vote, &recorded, chrono::Utc::now());
+                    insert_events(&mut tx, sinks.still_on(&sinks_took), &[withdrawn]).await?;
+                }
+                // Every row of its `vote.recorded` goes, so that a vote given again under the
+                // same action (an email confirm page's "Try again") is reported afresh.
+                forget_vote_follow_ups(&mut tx, action_key, true).await?;
             }
             false
         })?;

@@ -122,3 +122,46 @@ contract_case! {
         assert_eq!(s.prune(Prunable::Events, at(60_000), 100).await.unwrap(), vec![("event_outbox", 4)]);
     }
 }
+
+contract_case! {
+    async fn a_vote_given_back_after_a_sink_took_its_event_is_withdrawn_there_and_reported_afresh_when_given_again(c) {
+        let s = c.store.as_ref();
+        s.enqueue(&[job("m1", at(0))], &[], at(0)).await.unwrap();
+        let jobs = s.claim(at(1), Duration::from_secs(60), 1).await.unwrap();
+        s.mark_sent(&[jobs[0].id], &[], at(2)).await.unwrap();
+        s.record_events(EventSinks { url: true, file: true, email_voters: true });
+        assert!(s.record_vote(&vote(jobs[0].id, "a@example.com", "e1", "email"), &[]).await.unwrap());
+        // The URL takes the vote; the file has not tried yet.
+        let took = s.claim_events(EventSink::Url, at(10), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&took), ["vote.recorded"]);
+        s.events_delivered(&[took[0].seq], at(11)).await.unwrap();
+        assert_eq!(pending(s).await, (0, 1));
+
+        // Given back: the URL is told, the file never sends it.
+        assert!(s.release_vote("e1").await.unwrap());
+        assert_eq!(pending(s).await, (1, 0));
+        let withdrawn = s.claim_events(EventSink::Url, at(12), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&withdrawn), ["vote.withdrawn"]);
+        let body: serde_json::Value = serde_json::from_str(&withdrawn[0].body).unwrap();
+        assert_eq!(body["recorded"], took[0].id.as_str(), "names the vote.recorded it withdraws");
+        assert_eq!(body["run_id"], run(1).to_string());
+        assert_eq!(body["route"], "support");
+        assert_eq!(body["job_id"], jobs[0].id);
+        assert_eq!(body["key"], "thumbs_down");
+        assert_eq!(body["source"], "email");
+        assert_eq!(body["reason"], "submission_refused");
+        assert!(body.get("voter").is_none(), "names no voter: {body}");
+        s.events_delivered(&[withdrawn[0].seq], at(13)).await.unwrap();
+        assert!(!s.release_vote("e1").await.unwrap(), "gone already");
+        assert_eq!(pending(s).await, (0, 0));
+
+        // Given again under the same action (a confirm page's "Try again"): a new vote.recorded.
+        assert!(s.record_vote(&vote(jobs[0].id, "a@example.com", "e1", "email"), &[]).await.unwrap());
+        assert_eq!(pending(s).await, (1, 1));
+        let again = s.claim_events(EventSink::Url, at(14), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&again), ["vote.recorded"]);
+        assert_ne!(again[0].id, took[0].id, "a new event");
+        let body: serde_json::Value = serde_json::from_str(&again[0].body).unwrap();
+        assert_eq!(body["voter"], json!({"email": "a@example.com"}));
+    }
+}
