@@ -26,6 +26,9 @@ pub(crate) enum Outcome {
     Defer(Duration),
     /// The lease ended before the send and another worker holds the job now: record nothing.
     LeaseLost,
+    /// Nothing to send: every run it would show is past its recipient's daily cap. The job
+    /// ends `capped`, not `sent`: no message, so no `message.sent` and no delivery counted.
+    Capped,
 }
 
 impl Outcome {

@@ -103,7 +103,7 @@ impl Deliver for DigestEmails {
         shown.runs.retain(|(p, _)| !payload.capped.contains(&p.event.run_id));
         if shown.runs.is_empty() && shown.more == 0 && !payload.capped.is_empty() {
             tracing::info!(job = job.id, digest = digest.id, route = %job.route, recipient = %digest::logged_recipient(Some(route), &payload.recipient), capped = payload.capped.len(), "every run of this digest is past the recipient's daily cap; no message");
-            return Outcome::Sent;
+            return Outcome::Capped;
         }
         let tokens = match self
             .digest_tokens(

@@ -210,7 +210,8 @@ pub enum JobState {
     /// took its place (docs/asking.md). Never claimed, never sent; pruned like a sent job.
     Superseded,
     /// An ask past its route's daily cap for the person or channel (docs/asking.md): never
-    /// claimed, never sent; pruned like a sent job.
+    /// claimed, never sent; pruned like a sent job. Also a digest email whose every run was
+    /// past its recipient's cap when the digest closed: claimed, found empty, not sent.
     Capped,
 }
 

@@ -232,6 +232,10 @@ pub trait QueueStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Ends a leased job `capped` (see [`JobState::Capped`]): it had nothing to send. A job no
+    /// longer leased (it went to another worker) is left alone.
+    async fn mark_capped(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Makes a job a dead letter with its reason (reported, with events on, as a permanent
     /// error).
     async fn mark_dead(&self, job_id: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

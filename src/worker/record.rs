@@ -178,7 +178,7 @@ impl Workers {
                 Outcome::Retry { .. } if job.attempts >= w.max_attempts => Some("dead"),
                 Outcome::Retry { .. } => Some("retry"),
                 Outcome::Dead(_) => Some("dead"),
-                Outcome::Defer(_) | Outcome::LeaseLost => None,
+                Outcome::Defer(_) | Outcome::LeaseLost | Outcome::Capped => None,
             };
             if let Some(label) = outcome_label {
                 self.state.metrics.delivery(channel, label);
@@ -205,6 +205,7 @@ impl Workers {
                     continue;
                 }
                 Outcome::LeaseLost => continue,
+                Outcome::Capped => store.mark_capped(job.id, now).await,
                 Outcome::Defer(wait) => {
                     let at = now + chrono::Duration::from_std(*wait).unwrap_or_default();
                     self.state.due_hint.note(at);

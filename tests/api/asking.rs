@@ -1373,12 +1373,25 @@ async fn a_daily_cap_on_email_asks_a_recipient_that_many_runs_a_day_and_again_th
         1,
         "every run of the second window is capped: no message"
     );
-    wait_for_state(&app, JobState::Sent, 2).await;
+    // The second digest's job ends capped, not sent: it delivered nothing.
+    let capped = wait_for_state(&app, JobState::Capped, 1).await;
+    assert_eq!(capped.len(), 1);
+    assert_eq!(capped[0].kind, JobKind::Digest);
+    assert_eq!(app.store.jobs_in_state(JobState::Sent, 10).await.unwrap().len(), 1);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"feedback_dispatch_asks_total{route="reviewers",outcome="capped"} 3"#),
         "{metrics}"
     );
+    for one in [
+        r#"feedback_dispatch_route_messages_sent_total{route="reviewers",channel="email"} 1"#,
+        r#"feedback_dispatch_deliveries_total{channel="email",outcome="sent"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(one),
+            "one message counted, not the empty digest: {metrics}"
+        );
+    }
 
     // The next day: asked again.
     for n in 6..=8 {

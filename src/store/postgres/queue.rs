@@ -244,6 +244,16 @@ impl QueueStore for PgStore {
         .map(|_| ())
     }
 
+    async fn mark_capped(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET state = 'capped', lease_until = NULL, updated_at = $1 WHERE id = $2 AND state = 'leased'")
+                .bind(now)
+                .bind(job_id),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn mark_dead_as(
         &self,
         job_id: i64,

@@ -229,6 +229,16 @@ impl QueueStore for SqliteStore {
             .await.map(|_| ())
     }
 
+    async fn mark_capped(&self, job_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE jobs SET state = 'capped', lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'leased'")
+                .bind(ms(now))
+                .bind(job_id),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn mark_dead_as(
         &self,
         job_id: i64,
