@@ -111,15 +111,19 @@ impl VoteStore for PgStore {
             if let Some(vote) = vote {
                 // Its event reported a vote that is no longer kept: a sink that took it (or may
                 // have: a try was made) is told so; one that did not yet never sends it. Nor is
-                // its triage message sent. The rows are locked against a dispatcher's claim.
+                // its triage message sent. Every row of it is locked first: a dispatcher's claim
+                // committing meanwhile is waited for and then seen (its try counted).
                 let source = format!("vote:{action_key}");
-                let took = sqlx::query(
-                    "SELECT sink, event_id FROM event_outbox WHERE source = $1 AND (delivered_at IS NOT NULL OR attempts > 0)
-                     ORDER BY sink FOR UPDATE",
+                let took: Vec<PgRow> = sqlx::query(
+                    "SELECT sink, event_id, (delivered_at IS NOT NULL OR attempts > 0) AS tried FROM event_outbox
+                     WHERE source = $1 ORDER BY sink FOR UPDATE",
                 )
                 .bind(&source)
                 .fetch_all(&mut *tx)
-                .await?;
+                .await?
+                .into_iter()
+                .filter(|r| r.try_get::<bool, _>("tried").unwrap_or(true))
+                .collect();
                 if let Some(first) = took.first() {
                     let vote = vote_from_row(&vote).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                     let recorded: String = first.try_get("event_id")?;
