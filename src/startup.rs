@@ -129,6 +129,9 @@ impl Application {
             embedded_key,
             intake_commit: Arc::default(),
             drift_gate: Arc::default(),
+            slack_http: reqwest::Client::builder()
+                .build()
+                .context("cannot build the HTTP client for Slack")?,
         };
         // Another replica's enqueue wakes this one's workers at once (a hint; they also poll).
         if lazy.is_none() {

@@ -78,13 +78,7 @@ pub(crate) async fn run(state: AppState, stop: watch::Receiver<bool>) {
         tracing::error!("slack.ingress = \"socket\" needs SLACK_APP_TOKEN and SLACK_SIGNING_SECRET; no socket opened");
         return;
     };
-    let http = match reqwest::Client::builder().timeout(state.settings.slack.timeout).build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client for apps.connections.open");
-            return;
-        }
-    };
+    let http = state.slack_http.clone();
     let mut tasks = Vec::new();
     for n in 0..CONNECTIONS {
         let conn = Connection {
@@ -321,6 +315,7 @@ impl Connection {
         let res = self
             .http
             .post(endpoint)
+            .timeout(self.state.settings.slack.timeout)
             .bearer_auth(self.token.expose_secret())
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .send()

@@ -99,6 +99,32 @@ async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_th
 }
 
 #[tokio::test]
+async fn comment_boxes_for_several_clicks_are_opened_over_one_kept_connection() {
+    let slack = slack_with_responses(Arc::default()).await;
+    let app = interactive_app(&slack).await;
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await;
+    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
+    let before = slack.connections();
+    for (n, user) in ["U1", "U2", "U3"].into_iter().enumerate() {
+        let mut click = payload(&slack, user, &down, &format!("1700000001.00000{n}"));
+        click["trigger_id"] = json!(format!("trigger-{n}"));
+        assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
+        slack.wait_for("/api/views.open", n + 1, WAIT).await;
+    }
+    // One connection for the three, kept between them: a click's box does not wait for a
+    // new connection (and, to slack.com, a TLS handshake) within its trigger's 3 s.
+    assert_eq!(slack.connections() - before, 1, "views.open reuses its connection");
+}
+
+#[tokio::test]
 async fn an_interactive_thumbs_down_asks_for_a_listed_reason_and_submits_it_with_the_comment() {
     let slack = slack_with_responses(Arc::default()).await;
     let app = interactive_app(&slack).await;

@@ -166,12 +166,10 @@ pub(super) async fn open_comment_box(
     let label: String = label.chars().filter(|c| !c.is_control()).take(200).collect();
     let view = comment_view(metadata, &label, reasons)?;
     let url = format!("{}/views.open", slack.api_url.as_str().trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let res = http
+    let res = state
+        .slack_http
         .post(url)
+        .timeout(std::time::Duration::from_secs(2))
         .bearer_auth(token.expose_secret())
         .json(&serde_json::json!({"trigger_id": trigger, "view": view}))
         .send()
