@@ -30,6 +30,11 @@ impl std::fmt::Debug for FeedbackLink {
     }
 }
 
+/// A reminder (Slack or email) shows the links the run was sent with when they still live this
+/// long after it is sent; otherwise it mints fresh ones first. A link that dies while the
+/// reminder is read is worse than minting again.
+pub(crate) const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
+
 /// All buttons of one key for one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyLinks {

@@ -12,6 +12,7 @@ use crate::delivery::{
 use crate::jobs::{DigestJobPayload, DigestRunPayload};
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::lease::longest_email_send;
+use crate::links::REMINDER_LINKS_OUTLIVE;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::Job;
@@ -220,10 +221,6 @@ impl Deliver for DigestEmails {
 /// rated: longer than a weekly digest's window, so a weekly digest still reminds of the last
 /// one, and short enough that turning reminders on brings back a week of runs, not months.
 pub(crate) const REMINDER_LOOKBACK: chrono::Duration = chrono::Duration::days(8);
-
-/// A reminder shows a run's own links when they still live this long: a link that dies while
-/// the digest is read is worse than minting again.
-const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
 
 /// An earlier digest as a reminder reads it: its runs' payloads and the tokens kept with it.
 struct EarlierDigest {

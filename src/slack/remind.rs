@@ -15,6 +15,7 @@ use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, toke
 use crate::jobs::{JobKind, SlackRemindPayload, slack_remind_key};
 use crate::langsmith::MintedToken;
 use crate::lease::longest_slack_send;
+use crate::links::REMINDER_LINKS_OUTLIVE;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{Job, NewJob};
@@ -57,10 +58,6 @@ pub fn remind_job(message: &Job, channel: &str, ts: &str, reminder: Duration, se
         due_at: sent + chrono::Duration::from_std(reminder).unwrap_or(chrono::Duration::MAX),
     }
 }
-
-/// The message's own tokens are reused when they still live this long after the reminder is
-/// posted: a link that dies while the reminder is read is no reason to come back.
-const REMINDER_LINKS_OUTLIVE: chrono::Duration = chrono::Duration::hours(1);
 
 impl SlackReminders {
     /// Whether message job `message_job` (the run of reminder `job`) is closed or closing: its
