@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Every kind of job with its deliverer, built from `state`'s settings (fails on settings a
 /// channel refuses, so the start stops).
 pub(crate) fn registry(state: &AppState) -> anyhow::Result<Registry> {
-    let slack = Arc::new(SlackSender::new(&state.settings)?);
+    let slack = Arc::new(SlackSender::new(&state.settings, state.slack_http.clone())?);
     let email = EmailSender::new(&state.settings)?;
     Ok(Registry::default()
         .register(SlackMessages::new(state, slack.clone()))

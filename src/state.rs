@@ -40,10 +40,11 @@ pub struct AppState {
     pub intake_commit: Arc<crate::store::group::GroupEnqueue>,
     /// Keys minted for no more (schema drift with `langsmith.on_drift = "refuse"`).
     pub drift_gate: Arc<crate::langsmith::DriftGate>,
-    /// The HTTP client of the Slack Web API calls made while answering Slack (`views.open`
-    /// for a click's comment box, `apps.connections.open` for Socket Mode): built once, so a
-    /// click's call finds a warm connection (its trigger lasts 3 s) and the system's roots are
-    /// loaded once. Each call sets its own timeout.
+    /// The process's HTTP client for Slack: the deliveries' Web API calls and webhooks, and
+    /// the calls made while answering Slack (`views.open` for a click's comment box,
+    /// `apps.connections.open` for Socket Mode). Built once, so a click's call finds a warm
+    /// connection (its trigger lasts 3 s) and the system's roots are loaded once. Each call
+    /// sets its own timeout.
     pub slack_http: reqwest::Client,
 }
 

@@ -97,8 +97,9 @@ pub(crate) struct SlackSender {
 }
 
 impl SlackSender {
-    /// Builds the sender for `settings.slack`.
-    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
+    /// Builds the sender for `settings.slack`, over `http`, the process's Slack client
+    /// (`AppState::slack_http`); each request carries `slack.timeout`.
+    pub(crate) fn new(settings: &Settings, http: reqwest::Client) -> anyhow::Result<Self> {
         let slack = &settings.slack;
         let api = match (slack.mode, &slack.bot_token) {
             (SlackMode::Api, Some(token)) => {
@@ -130,7 +131,7 @@ impl SlackSender {
         Ok(SlackSender {
             mode: slack.mode,
             api,
-            http: reqwest::Client::builder().timeout(slack.timeout).build()?,
+            http,
             outbox_dir: slack.outbox_dir.clone(),
             default_webhook: slack.webhook_url.clone(),
             route_webhooks,
@@ -249,6 +250,7 @@ impl SlackSender {
         let res = self
             .http
             .post(method.clone())
+            .timeout(self.timeout)
             .header(reqwest::header::AUTHORIZATION, authorization.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
             .body(body)
@@ -287,10 +289,17 @@ impl SlackSender {
             channel: None,
             ..PostMessage::of(msg)
         };
-        let res = self.http.post(&url).json(&body).send().await.map_err(|e| {
-            // Never the URL: an incoming-webhook URL is a credential.
-            SlackError::Transient(e.without_url().to_string())
-        })?;
+        let res = self
+            .http
+            .post(&url)
+            .timeout(self.timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                // Never the URL: an incoming-webhook URL is a credential.
+                SlackError::Transient(e.without_url().to_string())
+            })?;
         let status = res.status().as_u16();
         let retry_after = retry_after(res.headers());
         let text = res.text().await.unwrap_or_default();

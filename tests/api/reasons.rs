@@ -119,9 +119,11 @@ async fn comment_boxes_for_several_clicks_are_opened_over_one_kept_connection() 
         assert_eq!(post_interaction(&app, &form(&click), None).await.status(), 200);
         slack.wait_for("/api/views.open", n + 1, WAIT).await;
     }
-    // One connection for the three, kept between them: a click's box does not wait for a
-    // new connection (and, to slack.com, a TLS handshake) within its trigger's 3 s.
-    assert_eq!(slack.connections() - before, 1, "views.open reuses its connection");
+    // At most one new connection for the three (the message's own may be reused), kept
+    // between them: a click's box does not wait for a new connection (and, to slack.com, a TLS
+    // handshake) within its trigger's 3 s.
+    let opened = slack.connections() - before;
+    assert!(opened <= 1, "views.open reuses its connection: {opened} opened for 3 boxes");
 }
 
 #[tokio::test]
