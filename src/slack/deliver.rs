@@ -333,6 +333,7 @@ impl SlackSender {
         let res = self
             .http
             .post(response_url.clone())
+            .timeout(self.timeout)
             .json(&body)
             .send()
             .await

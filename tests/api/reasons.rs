@@ -123,7 +123,10 @@ async fn comment_boxes_for_several_clicks_are_opened_over_one_kept_connection() 
     // between them: a click's box does not wait for a new connection (and, to slack.com, a TLS
     // handshake) within its trigger's 3 s.
     let opened = slack.connections() - before;
-    assert!(opened <= 1, "views.open reuses its connection: {opened} opened for 3 boxes");
+    assert!(
+        opened <= 1,
+        "views.open reuses its connection: {opened} opened for 3 boxes"
+    );
 }
 
 #[tokio::test]
