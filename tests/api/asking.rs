@@ -894,12 +894,11 @@ fn token_urls(body: &Value) -> Vec<String> {
     urls
 }
 
-#[tokio::test]
-async fn a_reminder_whose_ask_links_die_within_the_hour_carries_freshly_minted_ones() {
-    // LangSmith's tokens here live 30 minutes: the ask's die within an hour of its reminder.
-    let langsmith = FakeServer::start(|req| {
+/// A fake LangSmith whose tokens expire `life` after it mints them.
+async fn langsmith_whose_tokens_live(life: chrono::Duration) -> FakeServer {
+    FakeServer::start(move |req| {
         let mut reply = crate::helpers::fakes::token_reply(req);
-        let soon = (chrono::Utc::now() + chrono::Duration::minutes(30)).format("%Y-%m-%dT%H:%M:%S%.6f");
+        let soon = (chrono::Utc::now() + life).format("%Y-%m-%dT%H:%M:%S%.6f");
         let mut tokens: Value = serde_json::from_str(&reply.body).unwrap();
         for t in tokens.as_array_mut().unwrap() {
             t["expires_at"] = json!(soon.to_string());
@@ -907,7 +906,13 @@ async fn a_reminder_whose_ask_links_die_within_the_hour_carries_freshly_minted_o
         reply.body = tokens.to_string();
         reply
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_reminder_whose_ask_links_die_within_the_hour_carries_freshly_minted_ones() {
+    // LangSmith's tokens here live 30 minutes: the ask's die within an hour of its reminder.
+    let langsmith = langsmith_whose_tokens_live(chrono::Duration::minutes(30)).await;
     let slack = fake_slack().await;
     let toml = reminding_settings(&slack).replace(r#"link_ttl = "2h""#, r#"link_ttl = "30m""#);
     let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, reminding_env(&langsmith)).await;
@@ -968,17 +973,7 @@ async fn an_ask_voted_on_before_its_reminder_gets_none() {
 async fn an_ask_closed_before_its_reminder_gets_none() {
     // LangSmith's tokens here live two seconds: the message is closed (its links expired) a
     // second before its reminder falls due.
-    let langsmith = FakeServer::start(|req| {
-        let mut reply = crate::helpers::fakes::token_reply(req);
-        let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%Y-%m-%dT%H:%M:%S%.6f");
-        let mut tokens: Value = serde_json::from_str(&reply.body).unwrap();
-        for t in tokens.as_array_mut().unwrap() {
-            t["expires_at"] = json!(soon.to_string());
-        }
-        reply.body = tokens.to_string();
-        reply
-    })
-    .await;
+    let langsmith = langsmith_whose_tokens_live(chrono::Duration::seconds(2)).await;
     let slack = fake_slack().await;
     let toml = reminding_settings(&slack).replace("close = false", "close = true");
     let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), &toml, reminding_env(&langsmith)).await;

@@ -65,6 +65,19 @@ fn submission(opened: &Value, user: &str, reason: Option<&str>, comment: &str) -
     })
 }
 
+/// Posts the run and returns the 👎 button's value of the message it was sent as.
+async fn thumbs_down_of_posted_run(app: &TestApp, slack: &crate::helpers::fakes::FakeServer) -> String {
+    let res = app
+        .post_json(
+            "/v1/events",
+            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    button(&posted, "👎 Not helpful").expect("a 👎 button").2
+}
+
 #[tokio::test]
 async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_three_seconds() {
     let slack = slack_with_responses(Arc::default()).await;
@@ -102,16 +115,8 @@ async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_th
 async fn comment_boxes_for_several_clicks_are_opened_over_one_kept_connection() {
     let slack = slack_with_responses(Arc::default()).await;
     let app = interactive_app(&slack).await;
-    let res = app
-        .post_json(
-            "/v1/events",
-            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let down = thumbs_down_of_posted_run(&app, &slack).await;
     crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await;
-    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
     let before = slack.connections();
     for (n, user) in ["U1", "U2", "U3"].into_iter().enumerate() {
         let mut click = payload(&slack, user, &down, &format!("1700000001.00000{n}"));
@@ -133,15 +138,7 @@ async fn comment_boxes_for_several_clicks_are_opened_over_one_kept_connection() 
 async fn an_interactive_thumbs_down_asks_for_a_listed_reason_and_submits_it_with_the_comment() {
     let slack = slack_with_responses(Arc::default()).await;
     let app = interactive_app(&slack).await;
-    let res = app
-        .post_json(
-            "/v1/events",
-            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
-    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
+    let down = thumbs_down_of_posted_run(&app, &slack).await;
 
     // 👎: a modal with the reasons as radio buttons above the comment box; nothing submitted.
     let mut click = payload(&slack, "U1", &down, "1700000001.000001");
