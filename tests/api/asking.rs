@@ -933,6 +933,19 @@ async fn a_reminder_whose_ask_links_die_within_the_hour_carries_freshly_minted_o
     app.stop().await;
 }
 
+/// Waits until the one reminder job of `app` is done (`sent`, whether it posted or not).
+async fn reminder_done(app: &TestApp) {
+    crate::helpers::wait_for(WAIT, "the reminder done", || async {
+        let jobs = jobs_of(app, JobKind::SlackRemind).await;
+        if jobs.len() == 1 && jobs[0].state == JobState::Sent {
+            Ok(())
+        } else {
+            Err(jobs)
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_ask_voted_on_before_its_reminder_gets_none() {
     use crate::helpers::slack::{button, form, payload, post_interaction};
@@ -949,15 +962,7 @@ async fn an_ask_voted_on_before_its_reminder_gets_none() {
     let value = button(&ask, "👍 Helpful").expect("a 👍 button").2;
     let res = post_interaction(&app, &form(&payload(&slack, "U1", &value, "1700000001.000001")), None).await;
     assert_eq!(res.status(), 200);
-    crate::helpers::wait_for(WAIT, "the reminder done", || async {
-        let jobs = jobs_of(&app, JobKind::SlackRemind).await;
-        if jobs.len() == 1 && jobs[0].state == JobState::Sent {
-            Ok(())
-        } else {
-            Err(jobs)
-        }
-    })
-    .await;
+    reminder_done(&app).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         slack.requests_to("/chat.postMessage").len(),
@@ -984,15 +989,7 @@ async fn an_ask_closed_before_its_reminder_gets_none() {
         !close.to_string().contains("/feedback/tokens/"),
         "the close leaves no buttons: {close}"
     );
-    crate::helpers::wait_for(WAIT, "the reminder done", || async {
-        let jobs = jobs_of(&app, JobKind::SlackRemind).await;
-        if jobs.len() == 1 && jobs[0].state == JobState::Sent {
-            Ok(())
-        } else {
-            Err(jobs)
-        }
-    })
-    .await;
+    reminder_done(&app).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         slack.requests_to("/chat.postMessage").len(),

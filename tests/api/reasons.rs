@@ -83,16 +83,8 @@ async fn a_slow_views_open_opens_the_modal_past_the_stores_wait_within_slacks_th
     let slack = slack_with_responses(Arc::default()).await;
     // The store's wait is 1 s; Slack's views.open takes 1.5 s.
     let app = interactive_app_with(&slack, &[("FEEDBACK_DISPATCH__STORE__INTAKE_WAIT", "1s")]).await;
-    let res = app
-        .post_json(
-            "/v1/events",
-            &json!({"run_id": RUN, "run_name": "answer", "project": "support-bot", "outputs": {"answer": "Reset it."}}),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
-    let posted = slack.wait_for("/chat.postMessage", 1, WAIT).await[0].json();
+    let down = thumbs_down_of_posted_run(&app, &slack).await;
     let job = crate::helpers::slack::wait_for_state(&app, JobState::Sent, 1).await[0].clone();
-    let down = button(&posted, "👎 Not helpful").expect("a 👎 button").2;
     slack.push([crate::helpers::fakes::Reply::json(200, json!({"ok": true})).delayed(Duration::from_millis(1500))]);
     let mut click = payload(&slack, "U1", &down, "1700000001.000001");
     click["trigger_id"] = json!("trigger-1");
