@@ -77,7 +77,6 @@ pub fn buttons(message: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// Waits until at least `n` jobs are in `state` and returns them all.
 /// Every job of `kind`, whatever its state.
 pub async fn jobs_of(app: &TestApp, kind: feedback_dispatch::JobKind) -> Vec<Job> {
     let mut all = Vec::new();
@@ -90,9 +89,16 @@ pub async fn jobs_of(app: &TestApp, kind: feedback_dispatch::JobKind) -> Vec<Job
     ] {
         all.extend(app.store.jobs_in_state(state, 1000).await.unwrap());
     }
-    all.into_iter().filter(|j| j.kind == kind).collect()
+    // The states are read one after another: a job that moved on meanwhile (leased, then
+    // sent) is read twice, and its later read is the one that holds.
+    let mut latest = std::collections::BTreeMap::new();
+    for job in all.into_iter().filter(|j| j.kind == kind) {
+        latest.insert(job.id, job);
+    }
+    latest.into_values().collect()
 }
 
+/// Waits until at least `n` jobs are in `state` and returns them all.
 pub async fn wait_for_state(app: &TestApp, state: JobState, n: usize) -> Vec<Job> {
     wait_for(WAIT, &format!("{n} jobs in state {state:?}"), || async {
         let jobs = app.store.jobs_in_state(state, 1000).await.unwrap();
