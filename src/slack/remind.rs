@@ -12,7 +12,7 @@
 use super::deliver::{OutgoingMessage, SlackSender};
 use super::update::rerender;
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests, tokens_json};
-use crate::jobs::{JobKind, SlackRemindPayload, slack_remind_key};
+use crate::jobs::{JobKind, SlackClosePayload, SlackRemindPayload, slack_remind_key};
 use crate::langsmith::MintedToken;
 use crate::lease::longest_slack_send;
 use crate::links::REMINDER_LINKS_OUTLIVE;
@@ -20,6 +20,7 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{Job, NewJob};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +71,7 @@ impl SlackReminders {
         Ok(self.state.store.jobs_of_run(run).await?.iter().any(|j| {
             let j = &j.job;
             j.kind == JobKind::SlackClose
-                && j.payload.get("message_job").and_then(serde_json::Value::as_i64) == Some(message_job)
+                && SlackClosePayload::deserialize(&j.payload).is_ok_and(|c| c.message_job == message_job)
                 && (j.state != crate::store::JobState::Pending || j.attempts > 0 || j.next_attempt_at <= now)
         }))
     }

@@ -195,6 +195,20 @@ impl NewEvent {
         )
     }
 
+    /// The `vote.withdrawn` of a vote given back at `at`, and the sinks it goes to: those of
+    /// `took` (the `vote.recorded` rows a sink delivered or tried, as `(sink, event id)`) that
+    /// are still on in `sinks`. `None` when no sink took it: deleting it is enough.
+    pub fn vote_withdrawal(
+        v: &NewVote,
+        took: &[(String, String)],
+        sinks: EventSinks,
+        at: DateTime<Utc>,
+    ) -> Option<(EventSinks, Self)> {
+        let (_, recorded) = took.first()?;
+        let names: Vec<String> = took.iter().map(|(sink, _)| sink.clone()).collect();
+        Some((sinks.still_on(&names), NewEvent::vote_withdrawn(v, recorded, at)))
+    }
+
     /// `message.sent`: a message delivered to people (a Slack message, a digest email); `None`
     /// for the other kinds of job (message updates, submissions), which are not messages.
     pub fn message_sent(

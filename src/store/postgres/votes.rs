@@ -114,25 +114,21 @@ impl VoteStore for PgStore {
                 // its triage message sent. Every row of it is locked first: a dispatcher's claim
                 // committing meanwhile is waited for and then seen (its try counted).
                 let source = format!("vote:{action_key}");
-                let took: Vec<PgRow> = sqlx::query(
+                let rows: Vec<(String, String, bool)> = sqlx::query_as(
                     "SELECT sink, event_id, (delivered_at IS NOT NULL OR attempts > 0) AS tried FROM event_outbox
                      WHERE source = $1 ORDER BY sink FOR UPDATE",
                 )
                 .bind(&source)
                 .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .filter(|r| r.try_get::<bool, _>("tried").unwrap_or(true))
-                .collect();
-                if let Some(first) = took.first() {
-                    let vote = vote_from_row(&vote).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                    let recorded: String = first.try_get("event_id")?;
-                    let sinks_took = took
-                        .iter()
-                        .map(|r| r.try_get("sink"))
-                        .collect::<Result<Vec<String>, _>>()?;
-                    let withdrawn = NewEvent::vote_withdrawn(&vote.vote, &recorded, chrono::Utc::now());
-                    insert_events(&mut tx, sinks.still_on(&sinks_took), &[withdrawn]).await?;
+                .await?;
+                let took: Vec<(String, String)> = rows
+                    .into_iter()
+                    .filter(|(_, _, tried)| *tried)
+                    .map(|(sink, id, _)| (sink, id))
+                    .collect();
+                let vote = vote_from_row(&vote).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(&vote.vote, &took, sinks, chrono::Utc::now()) {
+                    insert_events(&mut tx, to, &[withdrawn]).await?;
                 }
                 // Every row of its `vote.recorded` goes, so that a vote given again under the
                 // same action (an email confirm page's "Try again") is reported afresh.

@@ -101,35 +101,24 @@ impl VoteStore for SqliteStore {
         let mut gone = false;
         let sinks = self.event_sinks();
         in_transaction!(self, |tx| {
-            let vote = sqlx::query("SELECT * FROM votes WHERE action_key = ? AND feedback_id IS NULL")
+            let vote = sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL RETURNING *")
                 .bind(action_key)
                 .fetch_optional(&mut *tx)
                 .await?;
-            gone = sqlx::query("DELETE FROM votes WHERE action_key = ? AND feedback_id IS NULL")
-                .bind(action_key)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if gone {
+            gone = vote.is_some();
+            if let Some(vote) = vote {
                 // Its event reported a vote that is no longer kept: a sink that took it (or may
                 // have: a try was made) is told so; one that did not yet never sends it. Nor is
                 // its triage message sent.
-                let took = sqlx::query(
+                let took: Vec<(String, String)> = sqlx::query_as(
                     "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
                 )
                 .bind(format!("vote:{action_key}"))
                 .fetch_all(&mut *tx)
                 .await?;
-                if let (Some(vote), Some(first)) = (vote.as_ref(), took.first()) {
-                    let vote = vote_from_row(vote)?;
-                    let recorded: String = first.try_get("event_id")?;
-                    let sinks_took = took
-                        .iter()
-                        .map(|r| r.try_get("sink"))
-                        .collect::<Result<Vec<String>, _>>()?;
-                    let withdrawn = NewEvent::vote_withdrawn(&vote.vote, &recorded, chrono::Utc::now());
-                    insert_events(&mut tx, sinks.still_on(&sinks_took), &[withdrawn]).await?;
+                let vote = vote_from_row(&vote)?;
+                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(&vote.vote, &took, sinks, chrono::Utc::now()) {
+                    insert_events(&mut tx, to, &[withdrawn]).await?;
                 }
                 // Every row of its `vote.recorded` goes, so that a vote given again under the
                 // same action (an email confirm page's "Try again") is reported afresh.
