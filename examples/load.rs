@@ -1948,7 +1948,7 @@ async fn console_phase(
         )
         .bind(routes[i % 2])
         .bind(&run)
-        .bind(format!("load-console:{i}"))
+        .bind(format!("slack:{run}:{}:C0LOAD", routes[i % 2]))
         .bind(event(&run, i)?)
         .bind(state)
         .bind(now + 3_600_000)

@@ -280,9 +280,16 @@ pub(crate) fn digest_cap_of(job: &crate::store::NewJob) -> Option<DigestCap> {
 }
 
 /// The idempotency key of a run's Slack message on a route and target: a second webhook for
-/// the run finds its job by it.
+/// the run finds its job by it. The run comes first, so a run's messages are one range of the
+/// key index (`slack_keys_of_run`): the console finds them there, and a message keeps no entry
+/// in the run index.
 pub(crate) fn slack_key(route: &str, target: &str, run: RunId) -> String {
-    format!("slack:{route}:{target}:{run}")
+    format!("slack:{run}:{route}:{target}")
+}
+
+/// The range of keys `[from, to)` that holds every Slack message key of run `run`.
+pub(crate) fn slack_keys_of_run(run: RunId) -> (String, String) {
+    (format!("slack:{run}:"), format!("slack:{run};"))
 }
 
 /// The idempotency key of one recipient's message of a digest window.
@@ -454,8 +461,13 @@ mod tests {
         let run = RunId::parse("2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c").unwrap();
         assert_eq!(
             slack_key("r", "C1", run),
-            "slack:r:C1:2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c"
+            "slack:2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5c:r:C1"
         );
+        let (from, to) = slack_keys_of_run(run);
+        assert!(from.as_str() < slack_key("r", "C1", run).as_str() && slack_key("r", "C1", run) < to);
+        assert!(slack_key("zz", "C9", run) < to, "every route and target of the run");
+        let next = RunId::parse("2f1c7b9e-4d3a-4e8b-9c6f-0a1d2e3f4b5d").unwrap();
+        assert!(slack_key("a", "C1", next) >= to, "not the next run's");
         let end = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
         assert_eq!(
             digest_key("r", end, "a@b.example"),

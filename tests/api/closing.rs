@@ -117,7 +117,8 @@ fn assert_closed(update: &Value, tally: &str) {
 async fn a_message_is_closed_once_with_its_final_tally_and_no_buttons_when_its_links_expire() {
     let (langsmith, slack) = (fake_langsmith().await, fake_slack().await);
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = start(&dir, &settings(&slack, "5s", None), app_env(&langsmith, &[])).await;
+    let console = [("FEEDBACK_DISPATCH__CONSOLE__ENABLED", "true")];
+    let app = start(&dir, &settings(&slack, "5s", None), app_env(&langsmith, &console)).await;
     post_run(&app).await;
     let post = slack.wait_for("/chat.postMessage", 1, WAIT).await.remove(0);
     let posted = post.json();
@@ -163,6 +164,11 @@ async fn a_message_is_closed_once_with_its_final_tally_and_no_buttons_when_its_l
         metrics.contains(r#"feedback_dispatch_route_messages_closed_total{route="support"} 1"#),
         "{metrics}"
     );
+    // The run's page lists the close beside the message, found through the message's job (a
+    // close is not in the run index).
+    let run = close[0].run_id.expect("a close keeps its run");
+    let page = app.get(&format!("/console/runs/{run}")).await.text().await.unwrap();
+    assert!(page.contains("message closed when its links expire"), "{page}");
 }
 
 #[tokio::test]

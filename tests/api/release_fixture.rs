@@ -94,6 +94,33 @@ async fn a_database_written_by_release_0_1_is_delivered_in_full() {
         .expect("the mail outbox")
         .count();
     assert_eq!(mails, 1, "one digest email");
+
+    // The fixture's Slack keys were rewritten with the run first (migration 0018): its runs
+    // posted again find their jobs, and Slack gets no second message.
+    for run in [
+        "a1b2c3d4-0000-4000-8000-000000000001",
+        "a1b2c3d4-0000-4000-8000-000000000002",
+    ] {
+        let res = app
+            .post_json(
+                "/v1/events",
+                &json!({"run_id": run, "run_name": "answer", "project": "support-bot"}),
+            )
+            .await;
+        assert_eq!(res.status(), 202, "{run}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut slack_jobs = Vec::new();
+    for state in [JobState::Sent, JobState::Pending, JobState::Leased] {
+        let jobs = app.store.jobs_in_state(state, 50).await.expect("the store answers");
+        slack_jobs.push(
+            jobs.into_iter()
+                .filter(|j| j.kind == feedback_dispatch::JobKind::Slack)
+                .count(),
+        );
+    }
+    assert_eq!(slack_jobs, [2, 0, 0], "Slack jobs sent, pending, leased");
+    assert_eq!(slack.requests_to("/chat.postMessage").len(), 1, "no second message");
     app.stop().await;
 }
 

@@ -9,6 +9,17 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+/// A run's jobs: its Slack messages through their keys (`jobs::slack_keys_of_run`, bound as
+/// ?2 and ?3), their follow-ups through their message's job, the rest through the run index
+/// (migration `0018_slimmer_run_index`). The run index's condition is written word for word; SQLite uses a partial index only then.
+pub(crate) const JOBS_OF_RUN: &str = "SELECT * FROM jobs WHERE run_id = ?1 AND kind NOT IN ('slack', 'slack_close', 'slack_remind') \
+     UNION ALL \
+     SELECT * FROM jobs WHERE idempotency_key >= ?2 AND idempotency_key < ?3 AND kind = 'slack' \
+     UNION ALL \
+     SELECT f.* FROM jobs m JOIN jobs f ON f.idempotency_key IN ('slack-close:' || m.id, 'slack-remind:' || m.id) \
+     WHERE m.idempotency_key >= ?2 AND m.idempotency_key < ?3 AND m.kind = 'slack' \
+     ORDER BY id LIMIT 500";
+
 fn console_job(row: &SqliteRow) -> Result<ConsoleJob, StoreError> {
     Ok(ConsoleJob {
         job: job_from_row(row)?,
@@ -199,8 +210,11 @@ impl ConsoleStore for SqliteStore {
     }
 
     async fn jobs_of_run(&self, run: RunId) -> Result<Vec<ConsoleJob>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs WHERE run_id = ? ORDER BY id LIMIT 500")
+        let (from, to) = crate::jobs::slack_keys_of_run(run);
+        let rows = sqlx::query(JOBS_OF_RUN)
             .bind(run.to_string())
+            .bind(from)
+            .bind(to)
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(console_job).collect()
@@ -221,5 +235,45 @@ impl ConsoleStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(console_job).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every part of a run's jobs reads an index: the run index for the run's other jobs, the
+    /// key index for its messages (a range) and their follow-ups (by key). A term that drifts
+    /// from the partial index's condition, or a key range SQLite cannot use, would turn the run
+    /// page into a scan of every job.
+    #[tokio::test]
+    async fn a_runs_jobs_are_read_through_the_run_index_and_the_key_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let run = RunId::parse("0b4f2c3e-0000-4000-8000-000000000001").unwrap();
+        let (from, to) = crate::jobs::slack_keys_of_run(run);
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {JOBS_OF_RUN}")))
+                .bind(run.to_string())
+                .bind(from)
+                .bind(to)
+                .fetch_all(&store.reader)
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        let count = |step: &str| steps.iter().filter(|s| s.contains(step)).count();
+        assert_eq!(count("USING INDEX jobs_run (run_id=?)"), 1, "{steps:?}");
+        assert_eq!(
+            count("USING INDEX sqlite_autoindex_jobs_1 (idempotency_key>? AND idempotency_key<?)"),
+            2,
+            "{steps:?}"
+        );
+        assert_eq!(
+            count("USING INDEX sqlite_autoindex_jobs_1 (idempotency_key=?)"),
+            1,
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN")), "{steps:?}");
     }
 }
