@@ -187,7 +187,7 @@ async fn insert_jobs(
             .push_bind(job.target.clone())
             .push_bind(job.run_id.map(|r| r.as_uuid()))
             .push_bind(job.idempotency_key.clone())
-            .push_bind(job.payload.to_string())
+            .push_bind(crate::jobs::json_text(&job.payload))
             .push_bind(crate::store::JobState::new_job(job.kind).as_str())
             .push("0")
             .push_bind(job.due_at)

@@ -71,7 +71,7 @@ impl QueueStore for PgStore {
                      ON CONFLICT (route, run_id) DO NOTHING",
                 )
                 .bind(item.run_id.as_uuid())
-                .bind(item.payload.to_string())
+                .bind(crate::jobs::json_text(&item.payload))
                 .bind(now)
                 .bind(&item.route)
                 .bind(item.window_end)

@@ -245,7 +245,7 @@ impl SqliteStore {
                  ON CONFLICT (route, run_id) DO NOTHING",
                 )
                 .bind(item.run_id.to_string())
-                .bind(item.payload.to_string())
+                .bind(crate::jobs::json_text(&item.payload))
                 .bind(ms(now))
                 .bind(&item.route)
                 .bind(ms(item.window_end))

@@ -83,7 +83,7 @@ pub(super) fn push_insert_jobs(
         "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, lease_until, next_attempt_at, created_at, updated_at) ",
     );
     qb.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
-        let payload = job.payload.to_string();
+        let payload = crate::jobs::json_text(&job.payload);
         let leased = leased(i);
         if leasing.is_some() {
             kept.push(leased.then(|| payload.clone()));
