@@ -3,7 +3,9 @@
 //! (`DELETE /api/v1/feedback/{id}`). A submission still queued goes with its vote, so it never
 //! reaches LangSmith later with the voter's id. Interactive buttons and confirm links keep the id of the
 //! row they submitted; a link-mode click went from the reader's browser to LangSmith directly,
-//! so its row cannot be told from anyone else's and stays there. What went is printed as counts
+//! so its row cannot be told from anyone else's and stays there. An event receiver that took a
+//! vote's `vote.recorded` gets a `vote.withdrawn` (`reason` `erased`) in the transaction that
+//! deletes it (`Store::delete_votes`). What went is printed as counts
 //! and run/key rows, and logged as one audit line naming the count and the kind of selector,
 //! never the person.
 

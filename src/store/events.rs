@@ -127,6 +127,25 @@ pub struct NewEvent {
     pub at: DateTime<Utc>,
 }
 
+/// Why a vote a sink took is withdrawn (`vote.withdrawn`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// LangSmith refused its submission; the voter may vote again.
+    SubmissionRefused,
+    /// `votes erase` deleted it: the receiver should forget the vote and its voter.
+    Erased,
+}
+
+impl Withdrawn {
+    /// The reason as the event names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withdrawn::SubmissionRefused => "submission_refused",
+            Withdrawn::Erased => "erased",
+        }
+    }
+}
+
 impl NewEvent {
     fn new(kind: &str, at: DateTime<Utc>, source: Option<String>, fields: Map<String, Value>) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
@@ -177,7 +196,7 @@ impl NewEvent {
     /// given back at `at` (LangSmith refused its submission; the voter may vote again, which
     /// is a new `vote.recorded`). Written only to the sinks that took the `vote.recorded`; one
     /// no sink has taken yet is deleted instead. Like it, names no voter's text.
-    pub fn vote_withdrawn(v: &NewVote, recorded: &str, at: DateTime<Utc>) -> Self {
+    pub fn vote_withdrawn(v: &NewVote, recorded: &str, reason: Withdrawn, at: DateTime<Utc>) -> Self {
         let fields = json!({
             "recorded": recorded,
             "run_id": v.run_id.to_string(),
@@ -185,7 +204,7 @@ impl NewEvent {
             "job_id": v.job_id,
             "key": v.key,
             "source": v.source,
-            "reason": "submission_refused",
+            "reason": reason.as_str(),
         });
         NewEvent::new(
             "vote.withdrawn",
@@ -201,12 +220,16 @@ impl NewEvent {
     pub fn vote_withdrawal(
         v: &NewVote,
         took: &[(String, String)],
+        reason: Withdrawn,
         sinks: EventSinks,
         at: DateTime<Utc>,
     ) -> Option<(EventSinks, Self)> {
         let (_, recorded) = took.first()?;
         let names: Vec<String> = took.iter().map(|(sink, _)| sink.clone()).collect();
-        Some((sinks.still_on(&names), NewEvent::vote_withdrawn(v, recorded, at)))
+        Some((
+            sinks.still_on(&names),
+            NewEvent::vote_withdrawn(v, recorded, reason, at),
+        ))
     }
 
     /// `message.sent`: a message delivered to people (a Slack message, a digest email); `None`

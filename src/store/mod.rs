@@ -28,7 +28,7 @@ pub use digests::{ConfirmLink, ConfirmVoter, DigestItem, UnratedRun};
 pub(crate) use digests::{DigestRecord, DigestStore, DueDigest};
 pub(crate) use embedded::EmbeddedStore;
 pub use embedded::{StoredFeedback, StoredToken};
-pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, NewEvent};
+pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, NewEvent, Withdrawn};
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;

@@ -119,7 +119,8 @@ pub trait VoteStore: Send + Sync + 'static {
 
     /// Deletes votes by row id, each with its submission's job (`submission:<action key>`,
     /// whose payload names the voter) unless that job is being sent right now: such a vote is
-    /// kept, so that an erasure run again later finds it with its feedback id. Returns how many
-    /// votes went.
+    /// kept, so that an erasure run again later finds it with its feedback id. A deleted vote's
+    /// events go with it; a sink that took its `vote.recorded` gets a `vote.withdrawn`
+    /// (`Withdrawn::Erased`). Returns how many votes went.
     async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError>;
 }

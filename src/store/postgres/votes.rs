@@ -4,7 +4,7 @@ use super::events::insert_events;
 use super::{PgStore, insert_jobs, notify};
 use crate::domain::RunId;
 use crate::store::{EventStore, VoteStore};
-use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector, Withdrawn};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -127,7 +127,13 @@ impl VoteStore for PgStore {
                     .map(|(sink, id, _)| (sink, id))
                     .collect();
                 let vote = vote_from_row(&vote).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(&vote.vote, &took, sinks, chrono::Utc::now()) {
+                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(
+                    &vote.vote,
+                    &took,
+                    Withdrawn::SubmissionRefused,
+                    sinks,
+                    chrono::Utc::now(),
+                ) {
                     insert_events(&mut tx, to, &[withdrawn]).await?;
                 }
                 // Every row of its `vote.recorded` goes, so that a vote given again under the
@@ -172,34 +178,68 @@ impl VoteStore for PgStore {
     }
 
     async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        // A submission a worker leases while this runs is not dropped (its state is checked
-        // again on the locked row), and then its vote is not deleted either: a vote goes when
-        // its submission's job went with it, or when it had none.
-        let done = sqlx::query(
-            "WITH target AS (
-                 SELECT id, action_key, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
-             dropped AS (
-                 DELETE FROM jobs j USING target t
-                 WHERE j.idempotency_key = t.submission AND j.kind = 'feedback_submit' AND j.state <> 'leased'
-                 RETURNING j.idempotency_key),
-             -- What names the voter: the triage messages not under way, every copy of the events.
-             triage AS (
-                 DELETE FROM jobs j USING target t
-                 WHERE j.kind = 'slack_triage' AND j.state <> 'leased' AND j.idempotency_key LIKE 'review-triage:%'
-                   AND right(j.idempotency_key, length(t.action_key) + 1) = ':' || t.action_key),
-             events AS (
-                 DELETE FROM event_outbox e USING target t WHERE e.source = 'vote:' || t.action_key)
-             DELETE FROM votes v USING target t
-             WHERE v.id = t.id
-               AND (t.submission IN (SELECT idempotency_key FROM dropped)
-                    OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.idempotency_key = t.submission))",
-        )
-        .bind(ids)
-        .execute(&self.pool)
+        let sinks = self.event_sinks();
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(ERASE_VOTES).bind(ids).fetch_all(&mut *tx).await?;
+            // A row per deleted vote and sink that took its `vote.recorded` (one with no sink
+            // when none did): each such sink is told to forget the vote.
+            let mut erased: Vec<(Vote, Vec<(String, String)>)> = Vec::new();
+            for row in &rows {
+                let vote = vote_from_row(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let took: Option<(String, String)> = match row.try_get::<Option<String>, _>("took_sink")? {
+                    Some(sink) => Some((sink, row.try_get("took_event")?)),
+                    None => None,
+                };
+                match erased.iter_mut().find(|(v, _)| v.id == vote.id) {
+                    Some((_, sinks)) => sinks.extend(took),
+                    None => erased.push((vote, took.into_iter().collect())),
+                }
+            }
+            let now = chrono::Utc::now();
+            for (vote, took) in &mut erased {
+                took.sort();
+                if let Some((to, withdrawn)) =
+                    NewEvent::vote_withdrawal(&vote.vote, took, Withdrawn::Erased, sinks, now)
+                {
+                    insert_events(&mut tx, to, &[withdrawn]).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(erased.len() as u64)
+        }
         .await;
-        Ok(self.wrote(done, |_| false)?.rows_affected())
+        self.wrote(done, |_| false)
     }
 }
+
+/// Erases the votes of ids `$1`. A submission a worker leases while this runs is not dropped
+/// (its state is checked again on the locked row), and then its vote is not deleted either: a
+/// vote goes when its submission's job went with it, or when it had none. What names the voter
+/// goes too: the triage messages not under way and every copy of the vote's events. Returns
+/// each deleted vote with, per sink that took (or tried to send) its `vote.recorded`, that sink
+/// and the event's id (`took_sink`, `took_event`; NULL when no sink did).
+const ERASE_VOTES: &str = "WITH target AS (
+         SELECT id, action_key, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
+     dropped AS (
+         DELETE FROM jobs j USING target t
+         WHERE j.idempotency_key = t.submission AND j.kind = 'feedback_submit' AND j.state <> 'leased'
+         RETURNING j.idempotency_key),
+     triage AS (
+         DELETE FROM jobs j USING target t
+         WHERE j.kind = 'slack_triage' AND j.state <> 'leased' AND j.idempotency_key LIKE 'review-triage:%'
+           AND right(j.idempotency_key, length(t.action_key) + 1) = ':' || t.action_key),
+     events AS (
+         DELETE FROM event_outbox e USING target t WHERE e.source = 'vote:' || t.action_key
+         RETURNING t.id AS vote_id, e.sink, e.event_id, (e.delivered_at IS NOT NULL OR e.attempts > 0) AS tried),
+     deleted AS (
+         DELETE FROM votes v USING target t
+         WHERE v.id = t.id
+           AND (t.submission IN (SELECT idempotency_key FROM dropped)
+                OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.idempotency_key = t.submission))
+         RETURNING v.*)
+     SELECT d.*, ev.sink AS took_sink, ev.event_id AS took_event
+     FROM deleted d LEFT JOIN events ev ON ev.vote_id = d.id AND ev.tried";
 
 /// A vote's triage message not under way (`review-triage:<channel>:<run>:<action key>`): it
 /// names the voter, and goes when the vote does.

@@ -6,7 +6,7 @@ use super::rows::{from_ms, ms, run_id};
 use super::statements::insert_jobs;
 use crate::domain::RunId;
 use crate::store::{EventStore, VoteStore};
-use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector};
+use crate::store::{NewEvent, NewJob, NewVote, StoreError, Vote, VoteSelector, Withdrawn};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -117,7 +117,13 @@ impl VoteStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 let vote = vote_from_row(&vote)?;
-                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(&vote.vote, &took, sinks, chrono::Utc::now()) {
+                if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(
+                    &vote.vote,
+                    &took,
+                    Withdrawn::SubmissionRefused,
+                    sinks,
+                    chrono::Utc::now(),
+                ) {
                     insert_events(&mut tx, to, &[withdrawn]).await?;
                 }
                 // Every row of its `vote.recorded` goes, so that a vote given again under the
@@ -158,15 +164,18 @@ impl VoteStore for SqliteStore {
 
     async fn delete_votes(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let mut deleted = 0;
+        let sinks = self.event_sinks();
         in_transaction!(self, |tx| {
             for id in ids {
-                let Some(action): Option<String> = sqlx::query_scalar("SELECT action_key FROM votes WHERE id = ?")
+                let Some(row) = sqlx::query("SELECT * FROM votes WHERE id = ?")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?
                 else {
                     continue;
                 };
+                let vote = vote_from_row(&row)?;
+                let action = vote.vote.action_key.clone();
                 // One writer: no worker claims the submission between these statements.
                 let in_flight = sqlx::query("SELECT 1 FROM jobs WHERE idempotency_key = ? AND state = 'leased'")
                     .bind(format!("submission:{action}"))
@@ -179,12 +188,25 @@ impl VoteStore for SqliteStore {
                     .bind(format!("submission:{action}"))
                     .execute(&mut *tx)
                     .await?;
+                // A sink that took its `vote.recorded` (or may have: a try was made) is told to
+                // forget it; every copy kept here goes.
+                let took: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
+                )
+                .bind(format!("vote:{action}"))
+                .fetch_all(&mut *tx)
+                .await?;
                 forget_vote_follow_ups(&mut tx, &action, true).await?;
                 deleted += sqlx::query("DELETE FROM votes WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                if let Some((to, withdrawn)) =
+                    NewEvent::vote_withdrawal(&vote.vote, &took, Withdrawn::Erased, sinks, chrono::Utc::now())
+                {
+                    insert_events(&mut tx, to, &[withdrawn]).await?;
+                }
             }
             false
         })?;

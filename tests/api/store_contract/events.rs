@@ -165,3 +165,35 @@ contract_case! {
         assert_eq!(body["voter"], json!({"email": "a@example.com"}));
     }
 }
+
+contract_case! {
+    async fn an_erased_vote_a_sink_took_is_withdrawn_there_naming_no_voter_and_an_untaken_one_is_never_sent(c) {
+        let s = c.store.as_ref();
+        s.enqueue(&[job("m1", at(0))], &[], at(0)).await.unwrap();
+        let jobs = s.claim(at(1), Duration::from_secs(60), 1).await.unwrap();
+        s.mark_sent(&[jobs[0].id], &[], at(2)).await.unwrap();
+        s.record_events(EventSinks { url: true, file: true, email_voters: true });
+        assert!(s.record_vote(&vote(jobs[0].id, "a@example.com", "e1", "email"), &[]).await.unwrap());
+        assert!(s.record_vote(&vote(jobs[0].id, "b@example.com", "e2", "email"), &[]).await.unwrap());
+        // The URL takes the first vote's event; the file has tried neither.
+        let took = s.claim_events(EventSink::Url, at(10), Duration::from_secs(30), 1).await.unwrap();
+        assert_eq!(types(&took), ["vote.recorded"]);
+        s.events_delivered(&[took[0].seq], at(11)).await.unwrap();
+        assert_eq!(pending(s).await, (1, 2));
+
+        // Both erased: the URL is told to forget the one it took; nothing else is sent.
+        let votes = s.votes_of(&feedback_dispatch::VoteSelector::Run(run(1))).await.unwrap();
+        let ids: Vec<i64> = votes.iter().map(|v| v.id).collect();
+        assert_eq!(s.delete_votes(&ids).await.unwrap(), 2);
+        assert_eq!(pending(s).await, (1, 0));
+        let withdrawn = s.claim_events(EventSink::Url, at(12), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&withdrawn), ["vote.withdrawn"]);
+        let body: serde_json::Value = serde_json::from_str(&withdrawn[0].body).unwrap();
+        assert_eq!(body["recorded"], took[0].id.as_str(), "names the vote.recorded to forget");
+        assert_eq!(body["reason"], "erased");
+        assert_eq!(body["key"], "thumbs_down");
+        assert!(body.get("voter").is_none(), "names no voter: {body}");
+        assert!(!withdrawn[0].body.contains("example.com"), "{}", withdrawn[0].body);
+        assert!(s.votes_of(&feedback_dispatch::VoteSelector::Run(run(1))).await.unwrap().is_empty());
+    }
+}
