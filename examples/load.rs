@@ -259,6 +259,13 @@ async fn main() -> anyhow::Result<()> {
             "≤ 120 µs",
             Some(e2e.cpu_per_run_us() <= 120.0),
         );
+        let (kib, calls) = e2e.written_per_run();
+        r.row(
+            "written by the app per delivered run (WAL, checkpoints, logs), same phase".into(),
+            format!("{kib:.1} KiB in {calls:.1} write calls"),
+            "—",
+            None,
+        );
         r.row(
             "intake, workers delivering".into(),
             format!("{:.0} runs/s", e2e.intake_rate()),
@@ -515,6 +522,8 @@ struct EndToEnd {
     connections: (u64, u64),
     /// The app's CPU time meanwhile.
     cpu: f64,
+    /// Bytes the apps wrote meanwhile and their write calls (`io_written`).
+    written: (u64, u64),
 }
 
 impl EndToEnd {
@@ -529,6 +538,11 @@ impl EndToEnd {
     }
     fn cpu_per_run_us(&self) -> f64 {
         self.cpu * 1e6 / self.delivered.max(1) as f64
+    }
+    /// KiB written and write calls per delivered run.
+    fn written_per_run(&self) -> (f64, f64) {
+        let runs = self.delivered.max(1) as f64;
+        (self.written.0 as f64 / 1024.0 / runs, self.written.1 as f64 / runs)
     }
 }
 
@@ -548,6 +562,12 @@ async fn end_to_end(
     let connections_before = (slack.connections(), langsmith.connections());
     let cpu_of = || -> anyhow::Result<f64> { apps.iter().map(|a| cpu_seconds(&a.pid.to_string())).sum() };
     let cpu_before = cpu_of()?;
+    let written_of = || -> anyhow::Result<(u64, u64)> {
+        apps.iter()
+            .map(|a| io_written(&a.pid.to_string()))
+            .try_fold((0, 0), |(b, c), w| w.map(|(wb, wc)| (b + wb, c + wc)))
+    };
+    let written_before = written_of()?;
     let urls: Vec<String> = apps.iter().map(App::events_url).collect();
     let start = Instant::now();
     let intake = post_all(client, &urls, bodies, args.connections, limit).await;
@@ -560,6 +580,7 @@ async fn end_to_end(
     let delivered_after = start.elapsed();
     let delivered = (slack.received() - slack_before) as usize;
     let cpu = cpu_of()? - cpu_before;
+    let written = written_of()?;
     if delivered < intake.accepted {
         bail!(
             "only {delivered} of {} accepted runs reached Slack within {limit:?}; see {}",
@@ -579,6 +600,7 @@ async fn end_to_end(
             langsmith.connections() - connections_before.1,
         ),
         cpu,
+        written: (written.0 - written_before.0, written.1 - written_before.1),
     })
 }
 
@@ -1467,6 +1489,21 @@ async fn floor_client(url: &str, body: &Path, messages: usize, concurrency: usiz
     let cpu = cpu_seconds("self")? - cpu_before;
     println!("cpu_us_per_request {:.1}", cpu * 1e6 / messages.max(1) as f64);
     Ok(())
+}
+
+/// Bytes a process wrote so far and its write calls (`wchar`, `syscw` in `/proc/<pid>/io`): for
+/// the app, its WAL frames, the checkpoints' copies and its log lines. Unlike CPU time, this
+/// hardly varies between rounds of the same build, so it shows a change in what the store
+/// writes per run that the CPU figure's noise hides.
+fn io_written(pid: &str) -> anyhow::Result<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).context("cannot read /proc/<pid>/io")?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/<pid>/io"))
+    };
+    Ok((field("wchar:")?, field("syscw:")?))
 }
 
 /// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.
