@@ -288,8 +288,8 @@ pub(crate) fn digest_cap_of(job: &crate::store::NewJob) -> Option<DigestCap> {
 
 /// The idempotency key of a run's Slack message on a route and target: a second webhook for
 /// the run finds its job by it. The run comes first, so a run's messages are one range of the
-/// key index (`slack_keys_of_run`): the console finds them there, and a message keeps no entry
-/// in the run index.
+/// key index (`slack_keys_of_run`): on SQLite the console finds them there, and a message keeps
+/// no entry in the run index.
 pub(crate) fn slack_key(route: &str, target: &str, run: RunId) -> String {
     format!("slack:{run}:{route}:{target}")
 }

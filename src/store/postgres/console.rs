@@ -9,15 +9,14 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-/// A run's jobs: its Slack messages through their keys (`jobs::slack_keys_of_run`, bound as
-/// $2 and $3), their follow-ups through their message's job, the rest through the run index
-/// (migration `0013_slimmer_run_index`). The run index's condition is written word for word.
-pub(crate) const JOBS_OF_RUN: &str = "SELECT * FROM jobs WHERE run_id = $1 AND kind NOT IN ('slack', 'slack_close', 'slack_remind') \
-     UNION ALL \
-     SELECT * FROM jobs WHERE idempotency_key >= $2 AND idempotency_key < $3 AND kind = 'slack' \
+/// A run's jobs: its messages' follow-ups through their message's job, the rest through the run
+/// index (migration `0013_slimmer_run_index`, whose condition each half repeats). SQLite finds
+/// a run's messages by a range of their keys; here a range compares by the database's
+/// collation, which need not be byte order, so the messages stay in the run index.
+pub(crate) const JOBS_OF_RUN: &str = "SELECT * FROM jobs WHERE run_id = $1 AND kind NOT IN ('slack_close', 'slack_remind') \
      UNION ALL \
      SELECT f.* FROM jobs m JOIN jobs f ON f.idempotency_key IN ('slack-close:' || m.id, 'slack-remind:' || m.id) \
-     WHERE m.idempotency_key >= $2 AND m.idempotency_key < $3 AND m.kind = 'slack' \
+     WHERE m.run_id = $1 AND m.kind NOT IN ('slack_close', 'slack_remind') AND m.kind = 'slack' \
      ORDER BY id LIMIT 500";
 
 fn console_job(row: &PgRow) -> Result<ConsoleJob, StoreError> {
@@ -210,11 +209,8 @@ impl ConsoleStore for PgStore {
     }
 
     async fn jobs_of_run(&self, run: RunId) -> Result<Vec<ConsoleJob>, StoreError> {
-        let (from, to) = crate::jobs::slack_keys_of_run(run);
         let rows = sqlx::query(JOBS_OF_RUN)
             .bind(run.as_uuid())
-            .bind(from)
-            .bind(to)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(console_job).collect()
