@@ -193,9 +193,10 @@ impl NewEvent {
     }
 
     /// `vote.withdrawn`: a vote whose `vote.recorded` (event `recorded`) a sink already took was
-    /// given back at `at` (LangSmith refused its submission; the voter may vote again, which
-    /// is a new `vote.recorded`). Written only to the sinks that took the `vote.recorded`; one
-    /// no sink has taken yet is deleted instead. Like it, names no voter's text.
+    /// given back at `at`, for `reason`: LangSmith refused its submission (the voter may vote
+    /// again, which is a new `vote.recorded`), or `votes erase` deleted it. Written only to the
+    /// sinks that took the `vote.recorded`; one no sink has taken yet is deleted instead. Names
+    /// no voter.
     pub fn vote_withdrawn(v: &NewVote, recorded: &str, reason: Withdrawn, at: DateTime<Utc>) -> Self {
         let fields = json!({
             "recorded": recorded,
