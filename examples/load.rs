@@ -261,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
         );
         let (kib, calls) = e2e.written_per_run();
         r.row(
-            "written by the app per delivered run (WAL, checkpoints, logs), same phase".into(),
+            "written by the app per delivered run (WAL, checkpoints, logs, HTTP), same phase".into(),
             format!("{kib:.1} KiB in {calls:.1} write calls"),
             "—",
             None,
@@ -1492,9 +1492,10 @@ async fn floor_client(url: &str, body: &Path, messages: usize, concurrency: usiz
 }
 
 /// Bytes a process wrote so far and its write calls (`wchar`, `syscw` in `/proc/<pid>/io`): for
-/// the app, its WAL frames, the checkpoints' copies and its log lines. Unlike CPU time, this
-/// hardly varies between rounds of the same build, so it shows a change in what the store
-/// writes per run that the CPU figure's noise hides.
+/// the app, its WAL frames, the checkpoints' copies, its log lines and its HTTP traffic (the
+/// Slack and LangSmith requests, the answers to intake). Unlike CPU time, this hardly varies
+/// between rounds of the same build, so it shows a change in what the store writes per run that
+/// the CPU figure's noise hides.
 fn io_written(pid: &str) -> anyhow::Result<(u64, u64)> {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).context("cannot read /proc/<pid>/io")?;
     let field = |name: &str| -> anyhow::Result<u64> {

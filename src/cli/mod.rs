@@ -472,7 +472,11 @@ async fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> Exit
 
 /// The store of `settings`, or its failure reported (exit 1).
 async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn crate::store::Store>, ExitCode> {
-    open_store_at(&settings.store).await
+    let store = open_store_at(&settings.store).await?;
+    // A command that changes what an event reported (`votes erase`) writes its events as the
+    // server would: to the sinks `[events]` turns on, which the server sends.
+    store.record_events(settings.events.sinks(settings.email.identify));
+    Ok(store)
 }
 
 /// The store `[store]` names, or its failure reported (exit 1).

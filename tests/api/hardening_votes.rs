@@ -405,6 +405,57 @@ async fn votes_erase_deletes_one_persons_votes_here_and_their_feedback_in_langsm
     assert!(!err.contains("U1") && !out.contains("U1"), "{out}{err}");
 }
 
+/// An event receiver that took a vote hears of its erasure: the command writes a
+/// `vote.withdrawn` (reason `erased`, naming the event, not the person) to the sinks
+/// `[events]` turns on, and the running service sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_erase_tells_an_event_receiver_that_took_the_vote_to_forget_it() {
+    let slack = slack_with_responses(Default::default()).await;
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = events_dir.path().join("events.jsonl");
+    let toml = format!(
+        "[slack]\nmode = \"api\"\napi_url = \"{}/api\"\npace_per_channel = \"0s\"\ntimeout = \"2s\"\n[workers]\npoll_interval = \"50ms\"\nretry_base = \"50ms\"\nlease = \"8s\"\n[events]\nfile = \"{}\"\n{INTERACTIVE_KEYS}\n[[routes]]\nname = \"support\"\nkeys = [\"thumbs_up\", \"thumbs_down\"]\nslack = {{ channel = \"{CHANNEL}\", buttons = \"interactive\" }}\n",
+        slack.address,
+        events.display()
+    );
+    let vars = [("SLACK_BOT_TOKEN", "xoxb-t"), ("SLACK_SIGNING_SECRET", SECRET)];
+    let app = spawn_app_with(&toml, env(&vars)).await;
+    let (posted, _job) = posted_message(&app, &slack, RUN).await;
+    let up = button(&posted, "👍 Helpful").expect("a 👍 button").2;
+    let res = post_interaction(&app, &form(&payload(&slack, "U1", &up, "1700000001.000001")), None).await;
+    assert_eq!(res.status(), 200);
+    let lines = |kind: &'static str| {
+        let events = events.clone();
+        move || {
+            let events = events.clone();
+            async move {
+                let text = std::fs::read_to_string(&events).unwrap_or_default();
+                let found: Vec<Value> = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|e| e["type"] == kind)
+                    .collect();
+                if found.is_empty() { Err(text) } else { Ok(found) }
+            }
+        }
+    };
+    let recorded = wait_for(WAIT, "the vote.recorded in the file", lines("vote.recorded")).await;
+    assert_eq!(recorded[0]["voter"]["slack_user_id"], "U1");
+
+    let config = app.path("settings.toml");
+    let mut cli_vars = vars.to_vec();
+    cli_vars.push(("FEEDBACK_DISPATCH__SERVER__PUBLIC_URL", app.address.as_str()));
+    let (code, out, err) = cli(&config, &cli_vars, &["votes", "erase", "--slack-user", "U1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let withdrawn = wait_for(WAIT, "the vote.withdrawn in the file", lines("vote.withdrawn")).await;
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+    assert_eq!(withdrawn[0]["reason"], "erased");
+    assert_eq!(withdrawn[0]["recorded"], recorded[0]["id"]);
+    assert_eq!(withdrawn[0]["run_id"], RUN);
+    assert!(withdrawn[0].get("voter").is_none(), "{}", withdrawn[0]);
+    assert!(!withdrawn[0].to_string().contains("U1"), "{}", withdrawn[0]);
+}
+
 // ---- the store's side, on both backends ----
 
 #[tokio::test]

@@ -216,28 +216,29 @@ impl VoteStore for PgStore {
 /// Erases the votes of ids `$1`. A submission a worker leases while this runs is not dropped
 /// (its state is checked again on the locked row), and then its vote is not deleted either: a
 /// vote goes when its submission's job went with it, or when it had none. What names the voter
-/// goes too: the triage messages not under way and every copy of the vote's events. Returns
-/// each deleted vote with, per sink that took (or tried to send) its `vote.recorded`, that sink
-/// and the event's id (`took_sink`, `took_event`; NULL when no sink did).
+/// goes with a deleted vote: its triage message not under way and every copy of its events (a
+/// kept vote keeps them, for the erasure run again, or its release, to report). Returns each
+/// deleted vote with, per sink that took (or tried to send) its `vote.recorded`, that sink and
+/// the event's id (`took_sink`, `took_event`; NULL when no sink did).
 const ERASE_VOTES: &str = "WITH target AS (
          SELECT id, action_key, 'submission:' || action_key AS submission FROM votes WHERE id = ANY($1)),
      dropped AS (
          DELETE FROM jobs j USING target t
          WHERE j.idempotency_key = t.submission AND j.kind = 'feedback_submit' AND j.state <> 'leased'
          RETURNING j.idempotency_key),
-     triage AS (
-         DELETE FROM jobs j USING target t
-         WHERE j.kind = 'slack_triage' AND j.state <> 'leased' AND j.idempotency_key LIKE 'review-triage:%'
-           AND right(j.idempotency_key, length(t.action_key) + 1) = ':' || t.action_key),
-     events AS (
-         DELETE FROM event_outbox e USING target t WHERE e.source = 'vote:' || t.action_key
-         RETURNING t.id AS vote_id, e.sink, e.event_id, (e.delivered_at IS NOT NULL OR e.attempts > 0) AS tried),
      deleted AS (
          DELETE FROM votes v USING target t
          WHERE v.id = t.id
            AND (t.submission IN (SELECT idempotency_key FROM dropped)
                 OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.idempotency_key = t.submission))
-         RETURNING v.*)
+         RETURNING v.*),
+     triage AS (
+         DELETE FROM jobs j USING deleted d
+         WHERE j.kind = 'slack_triage' AND j.state <> 'leased' AND j.idempotency_key LIKE 'review-triage:%'
+           AND right(j.idempotency_key, length(d.action_key) + 1) = ':' || d.action_key),
+     events AS (
+         DELETE FROM event_outbox e USING deleted d WHERE e.source = 'vote:' || d.action_key
+         RETURNING d.id AS vote_id, e.sink, e.event_id, (e.delivered_at IS NOT NULL OR e.attempts > 0) AS tried)
      SELECT d.*, ev.sink AS took_sink, ev.event_id AS took_event
      FROM deleted d LEFT JOIN events ev ON ev.vote_id = d.id AND ev.tried";
 

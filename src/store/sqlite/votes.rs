@@ -197,13 +197,15 @@ impl VoteStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 forget_vote_follow_ups(&mut tx, &action, true).await?;
-                deleted += sqlx::query("DELETE FROM votes WHERE id = ?")
+                let gone = sqlx::query("DELETE FROM votes WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                if let Some((to, withdrawn)) =
-                    NewEvent::vote_withdrawal(&vote.vote, &took, Withdrawn::Erased, sinks, chrono::Utc::now())
+                deleted += gone;
+                if gone == 1
+                    && let Some((to, withdrawn)) =
+                        NewEvent::vote_withdrawal(&vote.vote, &took, Withdrawn::Erased, sinks, chrono::Utc::now())
                 {
                     insert_events(&mut tx, to, &[withdrawn]).await?;
                 }

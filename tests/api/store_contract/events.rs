@@ -195,5 +195,33 @@ contract_case! {
         assert!(body.get("voter").is_none(), "names no voter: {body}");
         assert!(!withdrawn[0].body.contains("example.com"), "{}", withdrawn[0].body);
         assert!(s.votes_of(&feedback_dispatch::VoteSelector::Run(run(1))).await.unwrap().is_empty());
+        s.events_delivered(&[withdrawn[0].seq], at(13)).await.unwrap();
+
+        // A vote whose submission a worker is sending is kept, and so are its events: the
+        // erasure run again, once the send ended, tells the URL then.
+        let submission = NewJob {
+            kind: JobKind::FeedbackSubmit,
+            route: "support".into(),
+            target: "C1".into(),
+            run_id: Some(run(1)),
+            idempotency_key: "submission:e3".into(),
+            payload: json!({"action": "e3"}),
+            due_at: at(0),
+        };
+        assert!(s.record_vote(&vote(jobs[0].id, "c@example.com", "e3", "email"), &[submission]).await.unwrap());
+        let sending = s.claim(at(20), Duration::from_secs(60), 10).await.unwrap();
+        assert_eq!(sending.len(), 1, "the submission, leased");
+        let took = s.claim_events(EventSink::Url, at(21), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&took), ["vote.recorded"]);
+        s.events_delivered(&[took[0].seq], at(22)).await.unwrap();
+        let ids: Vec<i64> = s.votes_of(&feedback_dispatch::VoteSelector::Run(run(1))).await.unwrap().iter().map(|v| v.id).collect();
+        assert_eq!(s.delete_votes(&ids).await.unwrap(), 0, "kept while its submission is sent");
+        assert!(s.claim_events(EventSink::Url, at(23), Duration::from_secs(30), 10).await.unwrap().is_empty());
+        s.mark_sent(&[sending[0].id], &[], at(24)).await.unwrap();
+        assert_eq!(s.delete_votes(&ids).await.unwrap(), 1);
+        let withdrawn = s.claim_events(EventSink::Url, at(25), Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(types(&withdrawn), ["vote.withdrawn"]);
+        let body: serde_json::Value = serde_json::from_str(&withdrawn[0].body).unwrap();
+        assert_eq!(body["recorded"], took[0].id.as_str());
     }
 }
