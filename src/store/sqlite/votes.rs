@@ -110,12 +110,7 @@ impl VoteStore for SqliteStore {
                 // Its event reported a vote that is no longer kept: a sink that took it (or may
                 // have: a try was made) is told so; one that did not yet never sends it. Nor is
                 // its triage message sent.
-                let took: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
-                )
-                .bind(format!("vote:{action_key}"))
-                .fetch_all(&mut *tx)
-                .await?;
+                let took = sinks_that_took(&mut tx, &action_key).await?;
                 let vote = vote_from_row(&vote)?;
                 if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(
                     &vote.vote,
@@ -190,12 +185,7 @@ impl VoteStore for SqliteStore {
                     .await?;
                 // A sink that took its `vote.recorded` (or may have: a try was made) is told to
                 // forget it; every copy kept here goes.
-                let took: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
-                )
-                .bind(format!("vote:{action}"))
-                .fetch_all(&mut *tx)
-                .await?;
+                let took = sinks_that_took(&mut tx, &action).await?;
                 forget_vote_follow_ups(&mut tx, &action, true).await?;
                 let gone = sqlx::query("DELETE FROM votes WHERE id = ?")
                     .bind(id)
@@ -214,6 +204,20 @@ impl VoteStore for SqliteStore {
         })?;
         Ok(deleted)
     }
+}
+
+/// The sinks that took the `vote.recorded` of the vote of `action_key`, or tried to send it
+/// (delivered, or `attempts > 0`), with the event's id: those a `vote.withdrawn` goes to.
+async fn sinks_that_took(
+    tx: &mut sqlx::SqliteConnection,
+    action_key: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sink, event_id FROM event_outbox WHERE source = ? AND (delivered_at IS NOT NULL OR attempts > 0) ORDER BY sink",
+    )
+    .bind(format!("vote:{action_key}"))
+    .fetch_all(&mut *tx)
+    .await
 }
 
 /// Drops what a vote set in motion that names its voter and is not under way: its triage

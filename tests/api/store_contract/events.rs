@@ -25,6 +25,20 @@ fn vote(job_id: i64, voter: &str, action: &str, source: &str) -> NewVote {
     }
 }
 
+/// A Slack message job enqueued, claimed and sent, then both sinks turned on (email voters
+/// named): what a vote is recorded against. Returns the claimed job.
+async fn sent_message_with_sinks_on(s: &dyn Store) -> Vec<feedback_dispatch::Job> {
+    s.enqueue(&[job("m1", at(0))], &[], at(0)).await.unwrap();
+    let jobs = s.claim(at(1), Duration::from_secs(60), 1).await.unwrap();
+    s.mark_sent(&[jobs[0].id], &[], at(2)).await.unwrap();
+    s.record_events(EventSinks {
+        url: true,
+        file: true,
+        email_voters: true,
+    });
+    jobs
+}
+
 /// Pending events per sink, as (url, file).
 async fn pending(s: &dyn Store) -> (i64, i64) {
     let p = s.pending_events().await.unwrap();
@@ -126,10 +140,7 @@ contract_case! {
 contract_case! {
     async fn a_vote_given_back_after_a_sink_took_its_event_is_withdrawn_there_and_reported_afresh_when_given_again(c) {
         let s = c.store.as_ref();
-        s.enqueue(&[job("m1", at(0))], &[], at(0)).await.unwrap();
-        let jobs = s.claim(at(1), Duration::from_secs(60), 1).await.unwrap();
-        s.mark_sent(&[jobs[0].id], &[], at(2)).await.unwrap();
-        s.record_events(EventSinks { url: true, file: true, email_voters: true });
+        let jobs = sent_message_with_sinks_on(s).await;
         assert!(s.record_vote(&vote(jobs[0].id, "a@example.com", "e1", "email"), &[]).await.unwrap());
         // The URL takes the vote; the file has not tried yet.
         let took = s.claim_events(EventSink::Url, at(10), Duration::from_secs(30), 10).await.unwrap();
@@ -169,10 +180,7 @@ contract_case! {
 contract_case! {
     async fn an_erased_vote_a_sink_took_is_withdrawn_there_naming_no_voter_and_an_untaken_one_is_never_sent(c) {
         let s = c.store.as_ref();
-        s.enqueue(&[job("m1", at(0))], &[], at(0)).await.unwrap();
-        let jobs = s.claim(at(1), Duration::from_secs(60), 1).await.unwrap();
-        s.mark_sent(&[jobs[0].id], &[], at(2)).await.unwrap();
-        s.record_events(EventSinks { url: true, file: true, email_voters: true });
+        let jobs = sent_message_with_sinks_on(s).await;
         assert!(s.record_vote(&vote(jobs[0].id, "a@example.com", "e1", "email"), &[]).await.unwrap());
         assert!(s.record_vote(&vote(jobs[0].id, "b@example.com", "e2", "email"), &[]).await.unwrap());
         // The URL takes the first vote's event; the file has tried neither.
