@@ -110,7 +110,7 @@ impl VoteStore for SqliteStore {
                 // Its event reported a vote that is no longer kept: a sink that took it (or may
                 // have: a try was made) is told so; one that did not yet never sends it. Nor is
                 // its triage message sent.
-                let took = sinks_that_took(&mut tx, &action_key).await?;
+                let took = sinks_that_took(&mut tx, action_key).await?;
                 let vote = vote_from_row(&vote)?;
                 if let Some((to, withdrawn)) = NewEvent::vote_withdrawal(
                     &vote.vote,
