@@ -156,7 +156,9 @@ impl SqliteStore {
         in_transaction!(self, |tx| {
             let ids: Vec<i64> = sqlx::query(
                 "SELECT id FROM digests d WHERE state = 'closed' AND closed_at < ?1
-                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'digest' AND j.state IN ('pending', 'leased')
+                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'pending' AND j.kind = 'digest'
+                                 AND json_extract(j.payload, '$.digest_id') = d.id)
+                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'leased' AND j.kind = 'digest'
                                  AND json_extract(j.payload, '$.digest_id') = d.id)
                  ORDER BY closed_at LIMIT ?2",
             )
