@@ -20,8 +20,22 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 
 /// Installs the global subscriber; `RUST_LOG` overrides `level`. Safe to call twice (the second
-/// call is ignored), which tests rely on.
+/// call is ignored), which tests rely on. Lines go to stderr as each is written; the running
+/// service logs through [`init_batched`] instead.
 pub fn init(format: LogFormat, level: &str) {
+    install(format, level, std::io::stderr);
+}
+
+/// As [`init`], for `serve`: lines go to stderr in batches, at most [`LINGER`] after they were
+/// logged (see [`Batched`]). Call [`flush`] before the process exits.
+pub fn init_batched(format: LogFormat, level: &str) {
+    install(format, level, Batched::start());
+}
+
+fn install<W>(format: LogFormat, level: &str, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
             "{level},sqlx=warn,hyper=warn,hyper_util=warn,slack_morphism=warn,rustls=warn"
@@ -30,11 +44,167 @@ pub fn init(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = match format {
-        LogFormat::Text => text_subscriber(std::io::stderr, ansi)
-            .with_env_filter(filter)
-            .try_init(),
-        LogFormat::Json => json_subscriber(std::io::stderr).with_env_filter(filter).try_init(),
+        LogFormat::Text => text_subscriber(writer, ansi).with_env_filter(filter).try_init(),
+        LogFormat::Json => json_subscriber(writer).with_env_filter(filter).try_init(),
     };
+}
+
+/// How long a line may wait in [`Batched`]'s buffer before it is written.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How much [`Batched`] holds while its output is not read; lines beyond are dropped, and
+/// counted in a line written once the output takes lines again.
+const HOLD_AT_MOST: usize = 8 << 20;
+
+/// Log lines in batches: a line is appended to a buffer, and a thread of its own writes what
+/// the buffer holds [`LINGER`] after its first line came, in one `write`. The service logs a
+/// line per delivery; written one by one, each line was a system call on the thread that
+/// logged it and, for whoever reads the pipe (journald, a container runtime), a wake-up.
+/// Lines keep their order. [`flush`] writes what is waiting, at exit and before a panic's
+/// message; a process killed outright loses at most the last [`LINGER`] of lines, never a half
+/// line. An output that is not read (a stalled pipe) no longer stalls the thread that logs:
+/// past [`HOLD_AT_MOST`] bytes waiting, lines are dropped and their number reported.
+#[derive(Clone)]
+pub struct Batched(std::sync::Arc<BatchShared>);
+
+struct BatchShared {
+    pending: std::sync::Mutex<Pending>,
+    arrived: std::sync::Condvar,
+    /// The output, with the batch being written: held while a batch is taken and written, so
+    /// batches reach the output in the order taken.
+    output: std::sync::Mutex<Output>,
+    /// Set when the writing thread could not be started: each line is written as it comes.
+    direct: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    dropped: u64,
+}
+
+struct Output {
+    out: Box<dyn std::io::Write + Send>,
+    batch: Vec<u8>,
+}
+
+static BATCHED: std::sync::OnceLock<Batched> = std::sync::OnceLock::new();
+
+impl Batched {
+    /// The process's batched writer to stderr, started on first use; a panic writes what is
+    /// waiting before its message.
+    fn start() -> Batched {
+        BATCHED
+            .get_or_init(|| {
+                let batched = Batched::new(Box::new(std::io::stderr()));
+                let previous = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    flush();
+                    previous(info)
+                }));
+                batched
+            })
+            .clone()
+    }
+
+    /// A batched writer to `out`, with its writing thread.
+    fn new(out: Box<dyn std::io::Write + Send>) -> Batched {
+        let shared = std::sync::Arc::new(BatchShared {
+            pending: std::sync::Mutex::new(Pending {
+                lines: Vec::with_capacity(64 * 1024),
+                dropped: 0,
+            }),
+            arrived: std::sync::Condvar::new(),
+            output: std::sync::Mutex::new(Output {
+                out,
+                batch: Vec::with_capacity(64 * 1024),
+            }),
+            direct: std::sync::atomic::AtomicBool::new(false),
+        });
+        let writer = std::sync::Arc::clone(&shared);
+        let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
+            loop {
+                {
+                    let mut pending = lock(&writer.pending);
+                    while pending.lines.is_empty() {
+                        pending = writer.arrived.wait(pending).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                std::thread::sleep(LINGER);
+                writer.write_out();
+            }
+        });
+        if spawned.is_err() {
+            shared.direct.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Batched(shared)
+    }
+
+    /// Writes what is waiting.
+    fn flush_now(&self) {
+        self.0.write_out();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl BatchShared {
+    fn write_out(&self) {
+        let mut output = lock(&self.output);
+        let Output { out, batch } = &mut *output;
+        let dropped = {
+            let mut pending = lock(&self.pending);
+            std::mem::swap(&mut pending.lines, batch);
+            std::mem::take(&mut pending.dropped)
+        };
+        if dropped > 0 {
+            batch.extend_from_slice(format!("{dropped} log lines dropped: the log output was not read\n").as_bytes());
+        }
+        if !batch.is_empty() {
+            // Nowhere to report a failed write of the log; the lines are dropped, as an
+            // unbuffered logger's would be.
+            let _ = out.write_all(batch).and_then(|()| out.flush());
+            batch.clear();
+        }
+    }
+}
+
+/// Writes the log lines the service's [`Batched`] holds; a no-op when lines are not batched.
+pub fn flush() {
+    if let Some(batched) = BATCHED.get() {
+        batched.flush_now();
+    }
+}
+
+impl<'a> MakeWriter<'a> for Batched {
+    type Writer = Batched;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl std::io::Write for Batched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut pending = lock(&self.0.pending);
+        let was_empty = pending.lines.is_empty();
+        if pending.lines.len() + buf.len() > HOLD_AT_MOST {
+            pending.dropped += 1;
+            return Ok(buf.len());
+        }
+        pending.lines.extend_from_slice(buf);
+        drop(pending);
+        if self.0.direct.load(std::sync::atomic::Ordering::Relaxed) {
+            self.0.write_out();
+        } else if was_empty {
+            self.0.arrived.notify_one();
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The text format, escaping control characters in every field.
@@ -215,6 +385,94 @@ mod tests {
         // Escaped, not lost: the JSON reads back as the value logged.
         assert_eq!(line["channel"], FORGED);
         assert_eq!(line["key"], FORGED);
+    }
+
+    /// Lines from several threads reach the output whole and each thread's in its order, by
+    /// the writing thread alone (no flush), and `flush_now` writes what is still waiting.
+    #[test]
+    fn batched_lines_arrive_whole_and_in_order() {
+        use std::io::Write;
+        let out = Buffer::default();
+        let batched = Batched::new(Box::new(out.clone()));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mut w = batched.make_writer();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        w.write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while out.0.lock().unwrap().len() < 4 * 500 * "thread 0 line 0\n".len() && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(LINGER);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2000, "every line, by the writing thread");
+        for t in 0..4 {
+            let mine: Vec<usize> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("thread {t} line ")))
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..500).collect::<Vec<_>>());
+        }
+        batched.make_writer().write_all(b"last\n").unwrap();
+        batched.flush_now();
+        assert!(
+            out.0.lock().unwrap().ends_with(b"last\n"),
+            "flush_now writes what waits"
+        );
+    }
+
+    /// An output nobody reads holds at most `HOLD_AT_MOST` bytes; the lines beyond are counted
+    /// and the count written once the output takes lines again.
+    #[test]
+    fn batched_lines_beyond_the_limit_are_dropped_and_counted() {
+        use std::io::Write;
+        struct Stalled(std::sync::Arc<std::sync::Mutex<()>>, Buffer);
+        impl std::io::Write for Stalled {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let _held = self.0.lock().unwrap();
+                self.1.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let out = Buffer::default();
+        let closed = gate.lock().unwrap();
+        let batched = Batched::new(Box::new(Stalled(gate.clone(), out.clone())));
+        let line = vec![b'x'; 1023].into_iter().chain([b'\n']).collect::<Vec<u8>>();
+        let mut w = batched.make_writer();
+        // The writing thread takes the first batch and stalls on it; the rest wait.
+        w.write_all(&line).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !lock(&batched.0.pending).lines.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the writing thread takes a batch");
+            std::thread::sleep(LINGER);
+        }
+        for _ in 0..(HOLD_AT_MOST / line.len() + 10) {
+            w.write_all(&line).unwrap();
+        }
+        drop(closed);
+        batched.flush_now();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("10 log lines dropped: the log output was not read\n"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with('x')).count(),
+            HOLD_AT_MOST / line.len() + 1
+        );
     }
 
     #[test]

@@ -229,7 +229,11 @@ fn config_arg(s: &str) -> Result<crate::domain::FeedbackConfig, String> {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config).await,
-        Command::Serve => serve(&cli.config, cli.log_format).await,
+        Command::Serve => {
+            let code = serve(&cli.config, cli.log_format).await;
+            crate::telemetry::flush();
+            code
+        }
         Command::Preview {
             event,
             route,
@@ -450,7 +454,7 @@ async fn serve(path: &std::path::Path, log_format: Option<LogFormatArg>) -> Exit
         Some(LogFormatArg::Json) => crate::settings::LogFormat::Json,
         None => settings.log.format,
     };
-    crate::telemetry::init(format, &settings.log.level);
+    crate::telemetry::init_batched(format, &settings.log.level);
     for w in &settings.warnings {
         tracing::warn!(setting = %w.path, "{}", w.message);
     }
