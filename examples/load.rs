@@ -167,11 +167,52 @@ struct Args {
     /// Internal: the body the floor client posts.
     #[arg(long, hide = true)]
     floor_body: Option<PathBuf>,
+    /// How run ids are made: `v4` (random, as older SDKs made them) or `v7` (time-ordered, as
+    /// the LangSmith SDK and LangChain make them since late 2025). Random ids put each run's
+    /// entry in the job key index at a random place.
+    #[arg(long, value_enum, default_value_t = RunIds::V4)]
+    run_ids: RunIds,
+}
+
+/// See `Args::run_ids`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum RunIds {
+    V4,
+    V7,
+}
+
+/// Set from `--run-ids v7`.
+static TIME_ORDERED_RUN_IDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A fresh run id: random, or with `--run-ids v7` a UUIDv7 (RFC 9562) whose 48-bit millisecond
+/// time starts when this process did and whose 12-bit `rand_a` is a counter (the RFC's method
+/// 1), so each id is greater than the one before, as a stream of runs' ids over real time is.
+fn run_id() -> uuid::Uuid {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if !TIME_ORDERED_RUN_IDS.load(Ordering::Relaxed) {
+        return uuid::Uuid::new_v4();
+    }
+    let start = *START_MS.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ms = start + n / 4096;
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70 | ((n >> 8) & 0x0f) as u8;
+    bytes[7] = (n & 0xff) as u8;
+    // Bytes 8.. keep v4's variant bits (RFC 4122/9562) and its randomness.
+    uuid::Uuid::from_bytes(bytes)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    TIME_ORDERED_RUN_IDS.store(args.run_ids == RunIds::V7, std::sync::atomic::Ordering::Relaxed);
     if let (Some(url), Some(body)) = (&args.floor_client, &args.floor_body) {
         return floor_client(url, body, args.events, args.concurrency).await;
     }
@@ -1038,7 +1079,7 @@ fn rule_webhook(runs: usize, text: &str) -> Bytes {
     let runs: Vec<Value> = (0..runs)
         .map(|_| {
             json!({
-                "id": uuid::Uuid::new_v4(),
+                "id": run_id(),
                 "name": "support_agent",
                 "session_name": "load-test",
                 "status": "success",
@@ -1087,7 +1128,7 @@ async fn redaction_phase(
     let mut one_run = Duration::ZERO;
     for _ in 0..rounds {
         let run = json!([{
-            "run_id": uuid::Uuid::new_v4(),
+            "run_id": run_id(),
             "status": "success",
             "inputs": {"question": megabyte},
             "outputs": {"answer": "ok"},
@@ -1192,7 +1233,7 @@ fn batch_bodies(count: usize, batch: usize) -> Vec<Bytes> {
 /// A generic event shaped like a chat run: a question, a paragraph of answer, two keys.
 fn event() -> Value {
     json!({
-        "run_id": uuid::Uuid::new_v4(),
+        "run_id": run_id(),
         "project": "load-test",
         "run_name": "support_agent",
         "inputs": {"messages": [{"role": "user", "content": "How do I rotate my API key without downtime?"}]},
