@@ -140,16 +140,11 @@ payload_kinds! {
     SlackRemind => SlackRemindPayload,
 }
 
-/// The stored JSON of a payload (`NewJob::payload`, `DigestItem::payload`).
-pub(crate) fn to_json<P: Serialize>(payload: &P) -> serde_json::Value {
-    serde_json::to_value(payload).expect("job payloads serialize")
-}
-
-/// A payload's text as the store writes it. `serde_json::to_string` writes into the string's
-/// bytes directly; `Value`'s `Display` (`to_string()`) goes through `core::fmt` for every piece
-/// of the text, about twice the instructions for the same text.
-pub(crate) fn json_text(payload: &serde_json::Value) -> String {
-    serde_json::to_string(payload).expect("a JSON value serializes")
+/// The stored JSON text of a payload (`NewJob::payload`, `DigestItem::payload`), written
+/// straight from the typed payload with `serde_json::to_string`: no `Value` tree, and not
+/// `Value`'s `Display`, which goes through `core::fmt` for every piece of the text.
+pub(crate) fn to_json<P: Serialize>(payload: &P) -> crate::store::Payload {
+    crate::store::Payload::of(payload)
 }
 
 /// What a Slack job carries: everything needed to render and send, fixed at intake.
@@ -197,16 +192,16 @@ pub(crate) fn cap_of(job: &crate::store::NewJob) -> Option<AskCap> {
     if job.kind != JobKind::Slack {
         return None;
     }
-    serde_json::from_value(job.payload.get("cap")?.clone()).ok()
+    job.payload.field("cap")
 }
 
 /// The conversation key a job to enqueue carries (a Slack message's `conversation`): read by
 /// the store in the transaction that enqueues it, to supersede the conversation's waiting ask.
-pub(crate) fn conversation_of(job: &crate::store::NewJob) -> Option<&str> {
+pub(crate) fn conversation_of(job: &crate::store::NewJob) -> Option<String> {
     if job.kind != JobKind::Slack {
         return None;
     }
-    job.payload.get("conversation")?.as_str()
+    job.payload.field("conversation")
 }
 
 /// What a Teams job carries: the run as its route shows it, fixed at intake. Where it goes is
@@ -283,7 +278,7 @@ pub(crate) fn digest_cap_of(job: &crate::store::NewJob) -> Option<DigestCap> {
     if job.kind != JobKind::Digest {
         return None;
     }
-    serde_json::from_value(job.payload.get("cap")?.clone()).ok()
+    job.payload.field("cap")
 }
 
 /// The idempotency key of a run's Slack message on a route and target: a second webhook for

@@ -91,8 +91,8 @@ pub use events::{SIGNATURE_HEADER as EVENTS_SIGNATURE_HEADER, signature as event
 pub use retention::prune_once;
 pub use store::{
     ClaimedEvent, ConfirmLink, ConfirmVoter, DeadClass, DigestItem, EventSink, EventSinks, Job, JobKind, JobState,
-    NewEvent, NewJob, NewVote, Prunable, QueueStore, SqliteStore, Store, StoreStats, StoredFeedback, StoredToken,
-    TriageThread, Vote, VoteSelector, open as open_store,
+    NewEvent, NewJob, NewVote, Payload, Prunable, QueueStore, SqliteStore, Store, StoreStats, StoredFeedback,
+    StoredToken, TriageThread, Vote, VoteSelector, open as open_store,
 };
 
 // LangSmith: the client, its retry policy and the embedded token service (tests, the load tool).

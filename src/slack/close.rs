@@ -147,7 +147,7 @@ mod tests {
             (JobKind::SlackClose, "support", "C1")
         );
         assert_eq!(
-            job.payload,
+            serde_json::from_str::<serde_json::Value>(job.payload.as_str()).unwrap(),
             serde_json::json!({"message_job": 42, "channel": "C1", "ts": "1.2"})
         );
 

@@ -14,8 +14,8 @@ pub struct DigestItem {
     pub window_end: DateTime<Utc>,
     /// The run.
     pub run_id: RunId,
-    /// What to render (JSON: event and keys).
-    pub payload: serde_json::Value,
+    /// What to render (JSON text: event and keys).
+    pub payload: super::Payload,
 }
 
 /// A digest whose window has ended.

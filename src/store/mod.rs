@@ -32,7 +32,7 @@ pub use events::{ClaimedEvent, DeadClass, EventSink, EventSinks, EventStore, New
 pub(crate) use maintenance::MaintenanceStore;
 pub use maintenance::{Prunable, StoreStats};
 pub(crate) use queue::UnreadJob;
-pub use queue::{AskCounter, AskNotMade, Job, NewJob, QueueStore};
+pub use queue::{AskCounter, AskNotMade, Job, NewJob, Payload, QueueStore};
 pub(crate) use review::ReviewStore;
 pub use review::TriageThread;
 pub(crate) use shared::SharedStore;
@@ -92,12 +92,12 @@ const MAX_PROBE_BYTES: i64 = 32 * 1024 * 1024;
 impl IntakeRoom {
     /// An intake commit of `jobs` and `items` failed: the probe must find room for them.
     pub(crate) fn failed(&self, jobs: &[NewJob], items: &[DigestItem]) {
-        // Only on failure, so serializing the payloads again costs intake nothing.
+        // Only on failure: what the batch would have written.
         let bytes: usize = jobs
             .iter()
-            .map(|j| j.payload.to_string().len() + j.idempotency_key.len())
+            .map(|j| j.payload.as_str().len() + j.idempotency_key.len())
             .sum::<usize>()
-            + items.iter().map(|i| i.payload.to_string().len()).sum::<usize>();
+            + items.iter().map(|i| i.payload.as_str().len()).sum::<usize>();
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX).min(MAX_PROBE_BYTES);
         self.0.fetch_max(bytes, std::sync::atomic::Ordering::SeqCst);
     }
@@ -316,7 +316,7 @@ mod tests {
             target: "C1".into(),
             run_id: None,
             idempotency_key: "k".into(),
-            payload: serde_json::json!({ "text": text }),
+            payload: serde_json::json!({ "text": text }).into(),
             due_at: Utc::now(),
         };
         let room = IntakeRoom::default();

@@ -18,10 +18,84 @@ pub struct NewJob {
     pub run_id: Option<RunId>,
     /// Unique per logical message; a second enqueue with the same key is a duplicate.
     pub idempotency_key: String,
-    /// What to render (JSON).
-    pub payload: serde_json::Value,
+    /// What to render: the typed payload's JSON text.
+    pub payload: Payload,
     /// When it may first run.
     pub due_at: DateTime<Utc>,
+}
+
+/// A new job's payload as the store writes it: JSON text, written once from the typed payload
+/// (`Payload::of`), not through a `serde_json::Value` tree. The store reads a field of it only
+/// where a transaction decides by it (an ask's conversation and cap).
+#[derive(Debug, Clone)]
+pub struct Payload(String);
+
+impl Payload {
+    /// The JSON text of `payload`.
+    pub fn of<P: serde::Serialize + ?Sized>(payload: &P) -> Payload {
+        Payload(serde_json::to_string(payload).expect("job payloads serialize"))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The top-level field `name`, read as `T`; `None` when there is none or it does not read.
+    /// A payload whose text does not hold the quoted name is not parsed, and one that does is
+    /// read past its other fields without building them.
+    pub(crate) fn field<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        use serde::de::DeserializeSeed;
+        if !self.0.contains(&format!("\"{name}\":")) {
+            return None;
+        }
+        let mut reader = serde_json::Deserializer::from_str(&self.0);
+        FieldOf(name, std::marker::PhantomData)
+            .deserialize(&mut reader)
+            .ok()
+            .flatten()
+    }
+
+    /// Sets the top-level field `name` to `value` (rare: a digest's capped runs).
+    pub(crate) fn set_field<T: serde::Serialize>(&mut self, name: &str, value: &T) {
+        let mut payload: serde_json::Value = serde_json::from_str(&self.0).expect("a payload is JSON text");
+        payload[name] = serde_json::to_value(value).expect("a field serializes");
+        *self = Payload::of(&payload);
+    }
+}
+
+/// Reads one top-level field of a JSON object as `T`, skipping the others (`Payload::field`).
+struct FieldOf<'n, T>(&'n str, std::marker::PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::DeserializeSeed<'de> for FieldOf<'_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FieldOf<'_, T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if found.is_none() && key == self.0 {
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(payload: serde_json::Value) -> Payload {
+        Payload::of(&payload)
+    }
 }
 
 /// An ask the enqueue's transaction decided not to make (docs/asking.md), counted only once
@@ -289,5 +363,43 @@ pub trait QueueStore: Send + Sync + 'static {
     /// polls). A store only this process writes has nothing to listen to.
     async fn listen(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A field is read at the top level only: a run's inputs holding a key of the same name
+    /// (a chat app's `conversation`) neither counts nor breaks the read.
+    #[test]
+    fn a_payloads_field_is_read_at_its_top_level_only() {
+        let ask = Payload::of(&json!({
+            "event": {"inputs": {"conversation": "from the run", "cap": 3}},
+            "conversation": "c-1",
+            "cap": {"scope": "s", "day": "2026-12-07", "limit": 2},
+        }));
+        assert_eq!(ask.field::<String>("conversation").as_deref(), Some("c-1"));
+        assert_eq!(
+            ask.field::<serde_json::Value>("cap"),
+            Some(json!({"scope": "s", "day": "2026-12-07", "limit": 2}))
+        );
+        let nested_only = Payload::of(&json!({"event": {"inputs": {"conversation": "from the run"}}}));
+        assert_eq!(nested_only.field::<String>("conversation"), None);
+        assert_eq!(
+            Payload::of(&json!({"keys": ["thumbs_up"]})).field::<String>("conversation"),
+            None
+        );
+        // A field of another type does not read as this one.
+        assert_eq!(
+            Payload::of(&json!({"conversation": 7})).field::<String>("conversation"),
+            None
+        );
+
+        let mut digest = Payload::of(&json!({"digest_id": 4}));
+        digest.set_field("capped", &vec!["r1"]);
+        assert_eq!(digest.field::<Vec<String>>("capped"), Some(vec!["r1".to_string()]));
+        assert_eq!(digest.field::<i64>("digest_id"), Some(4));
     }
 }

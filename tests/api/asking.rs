@@ -226,7 +226,7 @@ fn ask(key: &str, conversation: &str, due: Duration) -> NewJob {
         target: CHANNEL.into(),
         run_id: None,
         idempotency_key: key.into(),
-        payload: json!({"conversation": conversation}),
+        payload: json!({"conversation": conversation}).into(),
         due_at: chrono::Utc::now() + chrono::Duration::from_std(due).unwrap(),
     }
 }

@@ -331,7 +331,7 @@ async fn a_sent_message_whose_close_is_queued_is_not_pruned_before_its_close() {
         target: CHANNEL.into(),
         run_id: None,
         idempotency_key: key.into(),
-        payload: json!({}),
+        payload: json!({}).into(),
         due_at: long_ago,
     };
     store

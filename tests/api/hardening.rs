@@ -367,7 +367,7 @@ async fn the_dead_letter_table_escapes_every_column() {
                 target: FORGED.to_string(),
                 run_id: None,
                 idempotency_key: "forged".into(),
-                payload: json!({}),
+                payload: json!({}).into(),
                 due_at: now,
             }],
             &[],

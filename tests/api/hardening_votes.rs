@@ -576,7 +576,7 @@ async fn erasing_a_vote_drops_its_queued_submission_and_keeps_a_vote_whose_submi
         target: "langsmith".into(),
         run_id: None,
         idempotency_key: feedback_dispatch::submission_key(action),
-        payload: json!({"action_key": action, "metadata": {"slack_user_id": "U1"}}),
+        payload: json!({"action_key": action, "metadata": {"slack_user_id": "U1"}}).into(),
         due_at: now - chrono::Duration::seconds(10 - n),
     };
     // "sending" is claimed first (due earliest), "queued" and "gaveup" are not; "gaveup" dies.
@@ -584,7 +584,7 @@ async fn erasing_a_vote_drops_its_queued_submission_and_keeps_a_vote_whose_submi
     let triage = feedback_dispatch::NewJob {
         kind: JobKind::SlackTriage,
         idempotency_key: format!("review-triage:C0TRIAGE:{}:queued", vote("queued", 2).run_id),
-        payload: json!({"action_key": "queued-triage", "voter": "U1"}),
+        payload: json!({"action_key": "queued-triage", "voter": "U1"}).into(),
         due_at: now + chrono::Duration::hours(1),
         ..submission("queued", 2)
     };

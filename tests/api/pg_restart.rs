@@ -273,7 +273,7 @@ async fn after_a_postgresql_restart_another_processs_enqueue_wakes_the_workers_a
         target: sent.target.clone(),
         run_id: sent.run_id,
         idempotency_key: "pg-restart-wake-up".into(),
-        payload: sent.payload.clone(),
+        payload: sent.payload.clone().into(),
         due_at: chrono::Utc::now(),
     };
     store.enqueue(&[copy], &[], chrono::Utc::now()).await.unwrap();

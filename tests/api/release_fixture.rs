@@ -240,7 +240,8 @@ async fn write_release_fixture() {
                 text: "Thanks: your rating is being recorded.".into(),
             },
         })
-        .expect("payload"),
+        .expect("payload")
+        .into(),
         due_at: now,
     };
     let submission = NewJob {
@@ -262,7 +263,7 @@ async fn write_release_fixture() {
             response_url: Some(format!("{FIXTURE_HOST}/response/2").parse().expect("url")),
             extend_trace_retention: None,
         })
-        .expect("payload"),
+        .expect("payload").into(),
         due_at: now,
     };
     store

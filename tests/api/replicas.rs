@@ -339,7 +339,7 @@ async fn an_idle_replica_is_woken_by_another_replicas_enqueue() {
             target: template.target.clone(),
             run_id: Some(feedback_dispatch::RunId::parse(&run_id).unwrap()),
             idempotency_key: format!("wake-{n}"),
-            payload,
+            payload: payload.into(),
             due_at: chrono::Utc::now(),
         };
         let enqueued = Instant::now();

@@ -80,7 +80,7 @@ async fn each_kind_of_row_goes_after_its_own_retention_and_feedback_stays() {
                     target: "C1".into(),
                     run_id: None,
                     idempotency_key: "later".into(),
-                    payload: json!({}),
+                    payload: json!({}).into(),
                     due_at: far,
                 },
                 NewJob {
@@ -89,7 +89,7 @@ async fn each_kind_of_row_goes_after_its_own_retention_and_feedback_stays() {
                     target: "C1".into(),
                     run_id: None,
                     idempotency_key: "dead".into(),
-                    payload: json!({}),
+                    payload: json!({}).into(),
                     due_at: now - Days::days(1),
                 },
             ],
@@ -225,7 +225,7 @@ async fn the_pruner_runs_by_itself_every_interval() {
                 target: "C1".into(),
                 run_id: None,
                 idempotency_key: "old".into(),
-                payload: json!({}),
+                payload: json!({}).into(),
                 due_at: long_ago + Days::days(400),
             }],
             &[],
@@ -260,7 +260,7 @@ async fn a_large_prune_gives_the_room_back_to_the_file_system() {
             target: "C1".into(),
             run_id: None,
             idempotency_key: format!("big-{i}"),
-            payload: json!({"pad": "x".repeat(100_000)}),
+            payload: json!({"pad": "x".repeat(100_000)}).into(),
             due_at: long_ago + Days::days(400),
         })
         .collect();

@@ -187,7 +187,7 @@ async fn insert_jobs(
             .push_bind(job.target.clone())
             .push_bind(job.run_id.map(|r| r.as_uuid()))
             .push_bind(job.idempotency_key.clone())
-            .push_bind(crate::jobs::json_text(&job.payload))
+            .push_bind(job.payload.as_str().to_string())
             .push_bind(crate::store::JobState::new_job(job.kind).as_str())
             .push("0")
             .push_bind(job.due_at)
@@ -225,11 +225,11 @@ async fn decide_asks(
 ) -> Result<Vec<(String, crate::store::AskNotMade)>, sqlx::Error> {
     let mut decided = Vec::new();
     let fresh: Vec<&NewJob> = jobs.iter().zip(new).filter(|(_, new)| **new).map(|(j, _)| j).collect();
-    let mut asks: Vec<(&NewJob, &str)> = fresh
+    let mut asks: Vec<(&NewJob, String)> = fresh
         .iter()
         .filter_map(|job| crate::jobs::conversation_of(job).map(|c| (*job, c)))
         .collect();
-    asks.sort_by(|a, b| (&a.0.route, a.1).cmp(&(&b.0.route, b.1)));
+    asks.sort_by(|a, b| (&a.0.route, &a.1).cmp(&(&b.0.route, &b.1)));
     let mut superseding = std::collections::HashSet::new();
     for (job, conversation) in asks {
         let previous: Option<Option<i64>> = sqlx::query_scalar(
@@ -314,7 +314,7 @@ pub(super) async fn decide_digest_caps(
             }
         }
         decided.extend(capped.iter().map(|_| (route.clone(), crate::store::AskNotMade::Capped)));
-        out[i].payload["capped"] = serde_json::json!(capped);
+        out[i].payload.set_field("capped", &capped);
     }
     Ok((out, decided))
 }

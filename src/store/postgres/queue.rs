@@ -71,7 +71,7 @@ impl QueueStore for PgStore {
                      ON CONFLICT (route, run_id) DO NOTHING",
                 )
                 .bind(item.run_id.as_uuid())
-                .bind(crate::jobs::json_text(&item.payload))
+                .bind(item.payload.as_str())
                 .bind(now)
                 .bind(&item.route)
                 .bind(item.window_end)

@@ -159,9 +159,9 @@ impl SqliteStore {
         if jobs.is_empty() && digest_items.is_empty() {
             return Ok((new_jobs, new_items, Vec::new()));
         }
-        let asks_once = jobs
-            .iter()
-            .any(|j| crate::jobs::conversation_of(j).is_some() || j.payload.get("cap").is_some());
+        let asks_once = jobs.iter().any(|j| {
+            crate::jobs::conversation_of(j).is_some() || j.payload.field::<serde_json::Value>("cap").is_some()
+        });
         // Handed to a worker: due now, a kind claimed when pending, no asks decided at insert
         // (a superseded or capped job must never be sent).
         let now_ms = ms(now);
@@ -245,7 +245,7 @@ impl SqliteStore {
                  ON CONFLICT (route, run_id) DO NOTHING",
                 )
                 .bind(item.run_id.to_string())
-                .bind(crate::jobs::json_text(&item.payload))
+                .bind(item.payload.as_str())
                 .bind(ms(now))
                 .bind(&item.route)
                 .bind(ms(item.window_end))

@@ -83,7 +83,7 @@ pub(super) fn push_insert_jobs(
         "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, lease_until, next_attempt_at, created_at, updated_at) ",
     );
     qb.push_values(jobs.iter().enumerate(), |mut row, (i, job)| {
-        let payload = crate::jobs::json_text(&job.payload);
+        let payload = job.payload.as_str().to_string();
         let leased = leased(i);
         if leasing.is_some() {
             kept.push(leased.then(|| payload.clone()));
@@ -232,7 +232,7 @@ pub(super) async fn decide_digest_caps(
         }
         decided.extend(capped.iter().map(|_| (job.route.clone(), AskNotMade::Capped)));
         let mut job = job.clone();
-        job.payload["capped"] = serde_json::json!(capped);
+        job.payload.set_field("capped", &capped);
         out.push(job);
     }
     Ok((out, decided))

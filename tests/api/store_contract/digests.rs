@@ -10,7 +10,7 @@ contract_case! {
             route: "daily".into(),
             window_end: window,
             run_id: run(n),
-            payload: json!({"run": n as u64}),
+            payload: json!({"run": n as u64}).into(),
         };
         let (_, new) = s.enqueue(&[], &[item(1), item(2)], at(0)).await.unwrap();
         assert_eq!(new, [true, true]);
@@ -36,7 +36,7 @@ contract_case! {
             target: to.into(),
             run_id: None,
             idempotency_key: format!("digest:daily:{to}"),
-            payload: json!({"digest_id": id, "recipient": to}),
+            payload: json!({"digest_id": id, "recipient": to}).into(),
             due_at: window,
         };
         s.close_digest(id, &[send("a@example.com"), send("b@example.com")], window)

@@ -213,7 +213,7 @@ contract_case! {
             target: "C1".into(),
             run_id: Some(run(1)),
             idempotency_key: "submission:e3".into(),
-            payload: json!({"action": "e3"}),
+            payload: json!({"action": "e3"}).into(),
             due_at: at(0),
         };
         assert!(s.record_vote(&vote(jobs[0].id, "c@example.com", "e3", "email"), &[submission]).await.unwrap());

@@ -35,7 +35,7 @@ contract_case! {
                 route: "daily".into(),
                 window_end: old,
                 run_id: run(7),
-                payload: json!({}),
+                payload: json!({}).into(),
             }],
             old,
         )
@@ -44,7 +44,7 @@ contract_case! {
         let digest = s.due_digests(recent).await.unwrap()[0].id;
         let mut send = job("digest-send", old);
         send.kind = JobKind::Digest;
-        send.payload = json!({"digest_id": digest, "recipient": "a@example.com"});
+        send.payload = json!({"digest_id": digest, "recipient": "a@example.com"}).into();
         s.close_digest(digest, &[send], old).await.unwrap();
         assert_eq!(
             s.prune(Prunable::Digests, cutoff, 100).await.unwrap(),

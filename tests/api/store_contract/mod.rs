@@ -119,7 +119,7 @@ fn job(key: &str, due: DateTime<Utc>) -> NewJob {
         target: "C1".into(),
         run_id: Some(run(1)),
         idempotency_key: key.into(),
-        payload: json!({"key": key}),
+        payload: json!({"key": key}).into(),
         due_at: due,
     }
 }

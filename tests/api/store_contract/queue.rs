@@ -13,7 +13,7 @@ contract_case! {
         )
         .unwrap();
         let mut first = job("k1", at(0));
-        first.payload = payload.clone();
+        first.payload = payload.clone().into();
         let (new, _) = s
             .enqueue(&[first.clone(), job("k2", at(0)), job("k1", at(0))], &[], at(0))
             .await
