@@ -141,6 +141,7 @@ impl Batched {
     }
 
     /// Writes what is waiting.
+    #[cfg(test)]
     fn flush_now(&self) {
         self.0.write_out();
     }
@@ -152,7 +153,27 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl BatchShared {
     fn write_out(&self) {
-        let mut output = lock(&self.output);
+        self.write_out_with(lock(&self.output));
+    }
+
+    /// As `write_out`, unless the output has not taken the batch before it within a second
+    /// (a pipe nobody reads): then the lines are left, so that exiting, or a panic's message,
+    /// does not wait for a reader forever.
+    fn write_out_or_give_up(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match self.output.try_lock() {
+                Ok(output) => return self.write_out_with(output),
+                Err(std::sync::TryLockError::Poisoned(e)) => return self.write_out_with(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            }
+        }
+    }
+
+    fn write_out_with(&self, mut output: std::sync::MutexGuard<'_, Output>) {
         let Output { out, batch } = &mut *output;
         let dropped = {
             let mut pending = lock(&self.pending);
@@ -172,9 +193,11 @@ impl BatchShared {
 }
 
 /// Writes the log lines the service's [`Batched`] holds; a no-op when lines are not batched.
+/// Gives up after a second when the output takes nothing (a pipe nobody reads), so that the
+/// process can still exit.
 pub fn flush() {
     if let Some(batched) = BATCHED.get() {
-        batched.flush_now();
+        batched.0.write_out_or_give_up();
     }
 }
 

@@ -245,15 +245,10 @@ impl QueueStore for SqliteStore {
     }
 
     async fn jobs_in_state(&self, state: JobState, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE state = ? ORDER BY id LIMIT ?"
-        ))
-        .bind(state.as_str())
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(jobs_in_state_sql(state)))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -339,6 +334,36 @@ pub(crate) const JOB_COUNTS: &str = "SELECT state, n FROM (
          UNION ALL SELECT state, COUNT(*) FROM jobs WHERE state IN ('superseded', 'capped') GROUP BY state)
      WHERE n > 0 ORDER BY state";
 
+/// The jobs in `state`, oldest first (`?1`: how many), read through the state's partial
+/// index. The state is written in, not bound (a partial index serves only a query whose
+/// condition names its state), and the index is named: with `ORDER BY id`, SQLite would
+/// otherwise walk every job in id order to skip the sort.
+fn jobs_in_state_sql(state: JobState) -> String {
+    let (index, condition) = match state {
+        JobState::Pending => ("jobs_pending", "state = 'pending'"),
+        JobState::Scheduled => ("jobs_scheduled", "state = 'scheduled'"),
+        JobState::Leased => ("jobs_leased", "state = 'leased'"),
+        JobState::Sent => ("jobs_sent", "state = 'sent'"),
+        JobState::Dead => ("jobs_dead", "state = 'dead'"),
+        JobState::Superseded => (
+            "jobs_not_asked",
+            "state IN ('superseded', 'capped') AND state = 'superseded'",
+        ),
+        JobState::Capped => (
+            "jobs_not_asked",
+            "state IN ('superseded', 'capped') AND state = 'capped'",
+        ),
+    };
+    format!(
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs INDEXED BY {} WHERE {} ORDER BY id LIMIT ?1"
+        ),
+        index, condition
+    )
+}
+
 /// The claim's statement for at most `limit` jobs (bound: `?1` the lease's end, `?2` now).
 fn claim_sql(limit: usize) -> String {
     format!(
@@ -416,6 +441,24 @@ mod tests {
             assert_eq!(steps.count(), 1, "{step} in {counts:?}");
         }
         assert!(!counts.iter().any(|s| s == "SCAN jobs"), "{counts:?}");
+
+        // Listing a state's jobs (`dead-letters list`) reads that state's index too.
+        for state in [
+            JobState::Pending,
+            JobState::Scheduled,
+            JobState::Leased,
+            JobState::Sent,
+            JobState::Dead,
+            JobState::Superseded,
+            JobState::Capped,
+        ] {
+            let listed = plan(&store, &jobs_in_state_sql(state).replace("?1", "10")).await;
+            assert!(
+                listed.iter().any(|s| s.starts_with("SCAN jobs USING INDEX")),
+                "{state:?}: {listed:?}"
+            );
+            assert!(!listed.iter().any(|s| s == "SCAN jobs"), "{state:?}: {listed:?}");
+        }
         let indexes: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('jobs_due', 'jobs_lease')",
         )
