@@ -567,15 +567,7 @@ impl Metrics {
     /// The text exposition, with job gauges read from the store now.
     pub async fn render(&self, store: &dyn Store) -> String {
         if let Ok(counts) = store.job_counts().await {
-            for state in [
-                JobState::Pending,
-                JobState::Scheduled,
-                JobState::Leased,
-                JobState::Sent,
-                JobState::Dead,
-                JobState::Superseded,
-                JobState::Capped,
-            ] {
+            for state in JobState::ALL {
                 let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
                 self.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(n);
             }

@@ -15,15 +15,7 @@ use std::sync::Arc;
 pub(crate) const ASKING_KINDS: [&str; 2] = ["slack", "teams"];
 
 /// The states shown, in the order a job moves through them.
-pub(crate) const STATES: [JobState; 7] = [
-    JobState::Pending,
-    JobState::Scheduled,
-    JobState::Leased,
-    JobState::Sent,
-    JobState::Dead,
-    JobState::Superseded,
-    JobState::Capped,
-];
+pub(crate) const STATES: [JobState; 7] = JobState::ALL;
 
 #[derive(Template)]
 #[template(path = "console/overview.html")]

@@ -216,6 +216,17 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in the order a job moves through them.
+    pub const ALL: [JobState; 7] = [
+        JobState::Pending,
+        JobState::Scheduled,
+        JobState::Leased,
+        JobState::Sent,
+        JobState::Dead,
+        JobState::Superseded,
+        JobState::Capped,
+    ];
+
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -443,15 +443,7 @@ mod tests {
         assert!(!counts.iter().any(|s| s == "SCAN jobs"), "{counts:?}");
 
         // Listing a state's jobs (`dead-letters list`) reads that state's index too.
-        for state in [
-            JobState::Pending,
-            JobState::Scheduled,
-            JobState::Leased,
-            JobState::Sent,
-            JobState::Dead,
-            JobState::Superseded,
-            JobState::Capped,
-        ] {
+        for state in JobState::ALL {
             let listed = plan(&store, &jobs_in_state_sql(state).replace("?1", "10")).await;
             assert!(
                 listed.iter().any(|s| s.starts_with("SCAN jobs USING INDEX")),
