@@ -300,6 +300,18 @@ async fn main() -> anyhow::Result<()> {
             "≤ 120 µs",
             Some(e2e.cpu_per_run_us() <= 120.0),
         );
+        r.row(
+            "of which in the kernel (system time), same phase".into(),
+            format!("{:.0} µs", e2e.system_per_run_us()),
+            "—",
+            None,
+        );
+        r.row(
+            "context switches of the app's threads per delivered run, same phase".into(),
+            format!("{:.1}", e2e.switches_per_run()),
+            "—",
+            None,
+        );
         let (kib, calls) = e2e.written_per_run();
         r.row(
             "written by the app per delivered run (WAL, checkpoints, logs, HTTP), same phase".into(),
@@ -353,6 +365,18 @@ async fn main() -> anyhow::Result<()> {
         r.row(
             format!("CPU per run, single-event posts at {}/s", args.rate),
             format!("{:.0} µs", ack.cpu_per_run_us),
+            "—",
+            None,
+        );
+        r.row(
+            "of which in the kernel (system time), same phase".into(),
+            format!("{:.0} µs", ack.system_per_run_us),
+            "—",
+            None,
+        );
+        r.row(
+            "context switches of the app's threads per run, same phase".into(),
+            format!("{:.1}", ack.switches_per_run),
             "—",
             None,
         );
@@ -563,6 +587,10 @@ struct EndToEnd {
     connections: (u64, u64),
     /// The app's CPU time meanwhile.
     cpu: f64,
+    /// The part of `cpu` spent in the kernel (system time).
+    cpu_system: f64,
+    /// The apps' threads' context switches meanwhile.
+    switches: u64,
     /// Bytes the apps wrote meanwhile and their write calls (`io_written`).
     written: (u64, u64),
 }
@@ -579,6 +607,12 @@ impl EndToEnd {
     }
     fn cpu_per_run_us(&self) -> f64 {
         self.cpu * 1e6 / self.delivered.max(1) as f64
+    }
+    fn system_per_run_us(&self) -> f64 {
+        self.cpu_system * 1e6 / self.delivered.max(1) as f64
+    }
+    fn switches_per_run(&self) -> f64 {
+        self.switches as f64 / self.delivered.max(1) as f64
     }
     /// KiB written and write calls per delivered run.
     fn written_per_run(&self) -> (f64, f64) {
@@ -601,8 +635,14 @@ async fn end_to_end(
     let slack_before = slack.received();
     let mints_before = langsmith.requests();
     let connections_before = (slack.connections(), langsmith.connections());
-    let cpu_of = || -> anyhow::Result<f64> { apps.iter().map(|a| cpu_seconds(&a.pid.to_string())).sum() };
+    let cpu_of = || -> anyhow::Result<(f64, f64)> {
+        apps.iter()
+            .map(|a| cpu_times(&a.pid.to_string()))
+            .try_fold((0.0, 0.0), |(u, s), t| t.map(|(tu, ts)| (u + tu, s + ts)))
+    };
     let cpu_before = cpu_of()?;
+    let switches_of = || -> anyhow::Result<u64> { apps.iter().map(|a| context_switches(&a.pid.to_string())).sum() };
+    let switches_before = switches_of()?;
     let written_of = || -> anyhow::Result<(u64, u64)> {
         apps.iter()
             .map(|a| io_written(&a.pid.to_string()))
@@ -620,7 +660,9 @@ async fn end_to_end(
     }
     let delivered_after = start.elapsed();
     let delivered = (slack.received() - slack_before) as usize;
-    let cpu = cpu_of()? - cpu_before;
+    let cpu_after = cpu_of()?;
+    let switches = switches_of()?.saturating_sub(switches_before);
+    let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
     let written = written_of()?;
     if delivered < intake.accepted {
         bail!(
@@ -640,7 +682,9 @@ async fn end_to_end(
             slack.connections() - connections_before.0,
             langsmith.connections() - connections_before.1,
         ),
-        cpu,
+        cpu: user + system,
+        cpu_system: system,
+        switches,
         written: (written.0 - written_before.0, written.1 - written_before.1),
     })
 }
@@ -665,6 +709,10 @@ struct AckLatency {
     drained_after: Duration,
     /// The app's CPU time per delivered run, from the first request until all were delivered.
     cpu_per_run_us: f64,
+    /// The part of it spent in the kernel.
+    system_per_run_us: f64,
+    /// The app's threads' context switches per run, meanwhile.
+    switches_per_run: f64,
 }
 
 /// Single-event POSTs at a fixed rate, each sent at its scheduled time whatever the previous
@@ -685,7 +733,8 @@ async fn ack_latency(
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let url = app.events_url();
     let slack_before = slack.received();
-    let cpu_before = cpu_seconds(&app.pid.to_string())?;
+    let cpu_before = cpu_times(&app.pid.to_string())?;
+    let switches_before = context_switches(&app.pid.to_string())?;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks: JoinSet<Option<Duration>> = JoinSet::new();
     let mut skipped = 0;
@@ -732,7 +781,12 @@ async fn ack_latency(
         bail!("the runs of the latency phase did not all reach Slack within {limit:?}");
     }
     let drained_after = drain_start.elapsed();
-    let cpu = cpu_seconds(&app.pid.to_string())? - cpu_before;
+    let cpu_after = cpu_times(&app.pid.to_string())?;
+    let switches = context_switches(&app.pid.to_string())?.saturating_sub(switches_before);
+    let (cpu, system) = (
+        cpu_after.0 + cpu_after.1 - cpu_before.0 - cpu_before.1,
+        cpu_after.1 - cpu_before.1,
+    );
     anyhow::ensure!(!latencies.is_empty(), "no request of the latency phase succeeded");
     latencies.sort_unstable();
     Ok(AckLatency {
@@ -745,6 +799,8 @@ async fn ack_latency(
         backlog_at_end,
         drained_after,
         cpu_per_run_us: cpu * 1e6 / latencies.len() as f64,
+        system_per_run_us: system * 1e6 / latencies.len() as f64,
+        switches_per_run: switches as f64 / latencies.len() as f64,
     })
 }
 
@@ -1548,20 +1604,40 @@ fn io_written(pid: &str) -> anyhow::Result<(u64, u64)> {
     Ok((field("wchar:")?, field("syscw:")?))
 }
 
+/// Context switches of a process so far, voluntary and not, summed over its live threads
+/// (`/proc/<pid>/task/*/status`); a thread that has exited no longer counts.
+fn context_switches(pid: &str) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).context("cannot read /proc/<pid>/task")? {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 /// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// CPU seconds of a process in user space and in the kernel, from `/proc/<pid>/stat`.
+fn cpu_times(pid: &str) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("cannot read /proc/<pid>/stat")?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
     let after_name = stat.rsplit_once(')').context("unexpected /proc/<pid>/stat")?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 (utime) and 15 (stime), counted from 1 with the state (field 3) first here.
-    let ticks: u64 = fields
-        .get(11..13)
-        .context("unexpected /proc/<pid>/stat")?
-        .iter()
-        .map(|f| f.parse::<u64>())
-        .sum::<Result<u64, _>>()?;
-    Ok(ticks as f64 / clock_ticks_per_second())
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        let f = fields.get(i).context("unexpected /proc/<pid>/stat")?;
+        Ok(f.parse::<u64>()? as f64 / clock_ticks_per_second())
+    };
+    Ok((ticks(11)?, ticks(12)?))
 }
 
 fn clock_ticks_per_second() -> f64 {
