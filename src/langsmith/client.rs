@@ -503,6 +503,7 @@ fn match_tokens(requests: &[TokenRequest], items: Vec<TokenResponseItem>) -> Res
     }
     let mut slots: Vec<Option<TokenResponseItem>> = items.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(requests.len());
+    let mut urls = TokenUrls::default();
     for (i, req) in requests.iter().enumerate() {
         // Same key at the same position first (the common case, and right for several runs with
         // one key), then the first unused item with that key, then the item at this position.
@@ -525,13 +526,50 @@ fn match_tokens(requests: &[TokenRequest], items: Vec<TokenResponseItem>) -> Res
         let item = index.and_then(|ix| slots[ix].take()).ok_or_else(|| {
             LangSmithError::InvalidResponse(format!("no token for key {:?}", req.feedback_key.as_str()))
         })?;
-        out.push(minted(req, item)?);
+        out.push(minted(req, item, &mut urls)?);
     }
     Ok(out)
 }
 
-fn minted(req: &TokenRequest, item: TokenResponseItem) -> Result<MintedToken, LangSmithError> {
-    let url = url::Url::parse(&item.url).map_err(|e| LangSmithError::InvalidResponse(format!("token url: {e}")))?;
+/// Parses the token URLs of one response, which share their scheme, host and port: a URL that
+/// starts with the origin of the one parsed before it takes that one's origin and has only its
+/// path and query parsed, which gives the same `Url` as parsing it whole (the host, its IDNA
+/// processing included, is most of the work).
+#[derive(Default)]
+struct TokenUrls {
+    last: Option<url::Url>,
+}
+
+impl TokenUrls {
+    fn parse(&mut self, text: &str) -> Result<url::Url, url::ParseError> {
+        if let Some(last) = &self.last
+            && let Some(rest) = text.strip_prefix(&last[..url::Position::BeforePath])
+            && rest.starts_with('/')
+            && rest.bytes().all(|b| b.is_ascii_graphic())
+            && !rest.contains('#')
+        {
+            let (path, query) = match rest.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (rest, None),
+            };
+            let mut url = last.clone();
+            url.set_path(path);
+            url.set_query(query);
+            url.set_fragment(None);
+            return Ok(url);
+        }
+        let url = url::Url::parse(text)?;
+        if url.has_host() && !url.cannot_be_a_base() {
+            self.last = Some(url.clone());
+        }
+        Ok(url)
+    }
+}
+
+fn minted(req: &TokenRequest, item: TokenResponseItem, urls: &mut TokenUrls) -> Result<MintedToken, LangSmithError> {
+    let url = urls
+        .parse(&item.url)
+        .map_err(|e| LangSmithError::InvalidResponse(format!("token url: {e}")))?;
     let expires_at = parse_timestamp(&item.expires_at)
         .ok_or_else(|| LangSmithError::InvalidResponse(format!("token expires_at {:?}", item.expires_at)))?;
     let feedback_key = match item.feedback_key.as_deref() {
@@ -594,6 +632,43 @@ mod tests {
         assert_eq!(out[0].feedback_key.as_str(), "a");
         assert_eq!(out[1].id, uuid::Uuid::from_u128(2));
         assert!(match_tokens(&reqs, vec![item(None, 1)]).is_err());
+    }
+
+    #[test]
+    fn token_urls_of_one_response_parse_as_each_would_alone() {
+        let texts = [
+            "https://api.smith.langchain.com/feedback/tokens/3cc1c41c-78a5-453b-aa8e-10bd4c96d272",
+            "https://api.smith.langchain.com/feedback/tokens/81370026-6c42-46c1-919a-7e0814aa2ff2",
+            "https://api.smith.langchain.com/feedback/tokens/a?score=1&x=%20y",
+            "https://api.smith.langchain.com/feedback/./tokens/../tokens/b",
+            "https://api.smith.langchain.com/feedback/tokens/é c",
+            "https://api.smith.langchain.com/a/b#frag",
+            "https://api.smith.langchain.com\\feedback\\c",
+            "https://api.smith.langchain.com:443/feedback/tokens/d",
+            "https://api.smith.langchain.com:8443/feedback/tokens/e",
+            "https://api.smith.langchain.com.evil.example/feedback/tokens/f",
+            "https://user:pw@api.smith.langchain.com/feedback/tokens/g",
+            "HTTPS://API.SMITH.LANGCHAIN.COM/feedback/tokens/h",
+            "http://127.0.0.1:8080/api/v1/feedback/tokens/i",
+            "http://127.0.0.1:8080/api/v1/feedback/tokens/j?",
+            "http://127.0.0.1:8080/%2e%2E/k",
+            "mailto:someone@example.com",
+            "http://127.0.0.1:8080/api/v1/feedback/tokens/l",
+        ];
+        let mut urls = TokenUrls::default();
+        for text in texts {
+            let alone = url::Url::parse(text).unwrap();
+            let after = urls.parse(text).unwrap();
+            assert_eq!(after, alone, "{text}");
+            assert_eq!(after.as_str(), alone.as_str(), "{text}");
+        }
+        assert!(
+            urls.parse("http://127.0.0.1:8080/api/v1/feedback/tokens/m")
+                .unwrap()
+                .as_str()
+                .ends_with("/m")
+        );
+        assert!(urls.parse("not a url").is_err());
     }
 
     #[test]
