@@ -71,7 +71,7 @@ pub use cli::{Cli, run};
 pub use settings::{LogFormat, Retention, Settings, normalize_endpoint, summary as settings_summary};
 pub use startup::Application;
 pub use state::AppState;
-pub use telemetry::{init as init_telemetry, text_subscriber};
+pub use telemetry::{flush as flush_logs, init as init_telemetry, text_subscriber};
 
 // The domain values events, keys and buttons are built from (tests, fuzz, benches).
 pub use domain::{
