@@ -126,7 +126,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn receive_rule_webhook(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
-    let (runs, plan) = off_runtime(body.0.len(), move || {
+    let (runs, plan) = off_runtime(move || {
         let body = body.parse()?;
         let events = langsmith_rule::parse(&body, &settings.langsmith.ui_url)?;
         Ok(plan(&events, &rule_parts(&body), &settings))
@@ -140,7 +140,7 @@ async fn receive_agent_server_webhook(
     body: IntakeJson,
 ) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
-    let (runs, plan) = off_runtime(body.0.len(), move || {
+    let (runs, plan) = off_runtime(move || {
         let body = body.parse()?;
         let event = agent_server::parse(&body)?;
         Ok(plan(&[event], &[agent_server_parts(&body)], &settings))
@@ -151,7 +151,7 @@ async fn receive_agent_server_webhook(
 
 async fn receive_events(State(state): State<AppState>, body: IntakeJson) -> Result<Response, IntakeError> {
     let settings = state.settings.clone();
-    let (runs, plan) = off_runtime(body.0.len(), move || {
+    let (runs, plan) = off_runtime(move || {
         let body = body.parse()?;
         let events = generic::parse(&body)?;
         Ok(plan(&events, &generic_parts(&body), &settings))
@@ -160,23 +160,13 @@ async fn receive_events(State(state): State<AppState>, body: IntakeJson) -> Resu
     accept(&state, "generic", runs, plan).await
 }
 
-/// Bodies up to this size are parsed, routed and redacted on the runtime: at most about 80 µs
-/// of CPU even for hostile text (a megabyte of it takes about 10 ms), less than the two thread
-/// hand-offs of the blocking pool cost a single-run post.
-const INLINE_BODY_BYTES: usize = 8 * 1024;
-
-/// Runs `work` (parsing a body of `body_len` bytes, routing and redacting its runs) on tokio's
-/// blocking pool, in the request's span, unless the body is small (`INLINE_BODY_BYTES`). That
-/// work grows with the body: a megabyte of run text is milliseconds of CPU, and on the
-/// runtime's threads (as many as cores) a few such requests at once would hold up every other
-/// one, health checks included.
+/// Runs `work` (parsing a body, routing and redacting its runs) on tokio's blocking pool, in
+/// the request's span. That work grows with the body: a megabyte of run text is milliseconds
+/// of CPU, and on the runtime's threads (as many as cores) a few such requests at once would
+/// hold up every other one, health checks included.
 async fn off_runtime<T: Send + 'static>(
-    body_len: usize,
     work: impl FnOnce() -> Result<T, IntakeError> + Send + 'static,
 ) -> Result<T, IntakeError> {
-    if body_len <= INLINE_BODY_BYTES {
-        return work();
-    }
     let span = tracing::Span::current();
     match tokio::task::spawn_blocking(move || span.in_scope(work)).await {
         Ok(done) => done,
