@@ -308,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
         );
         r.row(
             "context switches of the app's threads per delivered run, same phase".into(),
-            format!("{:.1}", e2e.switches_per_run()),
+            exited_note(format!("{:.1}", e2e.switches_per_run()), e2e.threads_exited),
             "—",
             None,
         );
@@ -376,7 +376,7 @@ async fn main() -> anyhow::Result<()> {
         );
         r.row(
             "context switches of the app's threads per run, same phase".into(),
-            format!("{:.1}", ack.switches_per_run),
+            exited_note(format!("{:.1}", ack.switches_per_run), ack.threads_exited),
             "—",
             None,
         );
@@ -591,6 +591,8 @@ struct EndToEnd {
     cpu_system: f64,
     /// The apps' threads' context switches meanwhile.
     switches: u64,
+    /// The apps' threads that exited meanwhile, whose switches are not counted.
+    threads_exited: usize,
     /// Bytes the apps wrote meanwhile and their write calls (`io_written`).
     written: (u64, u64),
 }
@@ -641,7 +643,9 @@ async fn end_to_end(
             .try_fold((0.0, 0.0), |(u, s), t| t.map(|(tu, ts)| (u + tu, s + ts)))
     };
     let cpu_before = cpu_of()?;
-    let switches_of = || -> anyhow::Result<u64> { apps.iter().map(|a| context_switches(&a.pid.to_string())).sum() };
+    let switches_of = || -> anyhow::Result<Vec<std::collections::HashMap<u64, u64>>> {
+        apps.iter().map(|a| context_switches(&a.pid.to_string())).collect()
+    };
     let switches_before = switches_of()?;
     let written_of = || -> anyhow::Result<(u64, u64)> {
         apps.iter()
@@ -661,7 +665,11 @@ async fn end_to_end(
     let delivered_after = start.elapsed();
     let delivered = (slack.received() - slack_before) as usize;
     let cpu_after = cpu_of()?;
-    let switches = switches_of()?.saturating_sub(switches_before);
+    let (switches, threads_exited) = switches_before
+        .iter()
+        .zip(switches_of()?)
+        .map(|(before, after)| switches_between(before, &after))
+        .fold((0, 0), |(s, e), (s1, e1)| (s + s1, e + e1));
     let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
     let written = written_of()?;
     if delivered < intake.accepted {
@@ -685,6 +693,7 @@ async fn end_to_end(
         cpu: user + system,
         cpu_system: system,
         switches,
+        threads_exited,
         written: (written.0 - written_before.0, written.1 - written_before.1),
     })
 }
@@ -713,6 +722,8 @@ struct AckLatency {
     system_per_run_us: f64,
     /// The app's threads' context switches per run, meanwhile.
     switches_per_run: f64,
+    /// The app's threads that exited meanwhile, whose switches are not counted.
+    threads_exited: usize,
 }
 
 /// Single-event POSTs at a fixed rate, each sent at its scheduled time whatever the previous
@@ -782,7 +793,7 @@ async fn ack_latency(
     }
     let drained_after = drain_start.elapsed();
     let cpu_after = cpu_times(&app.pid.to_string())?;
-    let switches = context_switches(&app.pid.to_string())?.saturating_sub(switches_before);
+    let (switches, threads_exited) = switches_between(&switches_before, &context_switches(&app.pid.to_string())?);
     let (cpu, system) = (
         cpu_after.0 + cpu_after.1 - cpu_before.0 - cpu_before.1,
         cpu_after.1 - cpu_before.1,
@@ -801,6 +812,7 @@ async fn ack_latency(
         cpu_per_run_us: cpu * 1e6 / latencies.len() as f64,
         system_per_run_us: system * 1e6 / latencies.len() as f64,
         switches_per_run: switches as f64 / latencies.len() as f64,
+        threads_exited,
     })
 }
 
@@ -1301,6 +1313,14 @@ fn event() -> Value {
     })
 }
 
+/// A context-switch figure, with a note when threads exited during its phase.
+fn exited_note(figure: String, threads_exited: usize) -> String {
+    match threads_exited {
+        0 => figure,
+        n => format!("{figure} (and {n} threads that exited meanwhile, not counted)"),
+    }
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -1604,21 +1624,41 @@ fn io_written(pid: &str) -> anyhow::Result<(u64, u64)> {
     Ok((field("wchar:")?, field("syscw:")?))
 }
 
-/// Context switches of a process so far, voluntary and not, summed over its live threads
-/// (`/proc/<pid>/task/*/status`); a thread that has exited no longer counts.
-fn context_switches(pid: &str) -> anyhow::Result<u64> {
-    let mut total = 0;
+/// Context switches of each live thread of a process so far, voluntary and not, by thread id
+/// (`/proc/<pid>/task/*/status`).
+fn context_switches(pid: &str) -> anyhow::Result<std::collections::HashMap<u64, u64>> {
+    let mut by_thread = std::collections::HashMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).context("cannot read /proc/<pid>/task")? {
-        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+        let task = task?;
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
             continue;
         };
-        total += status
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let switches = status
             .lines()
             .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum::<u64>();
+        by_thread.insert(tid, switches);
     }
-    Ok(total)
+    Ok(by_thread)
+}
+
+/// Context switches between two [`context_switches`] readings: the growth of each thread alive
+/// at the second (a thread started meanwhile counts whole), and how many threads of the first
+/// exited meanwhile (Linux drops their counts with them, so theirs are missing).
+fn switches_between(
+    before: &std::collections::HashMap<u64, u64>,
+    after: &std::collections::HashMap<u64, u64>,
+) -> (u64, usize) {
+    let grown = after
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    let exited = before.keys().filter(|tid| !after.contains_key(tid)).count();
+    (grown, exited)
 }
 
 /// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.

@@ -1,6 +1,5 @@
 use clap::Parser;
 use std::process::ExitCode;
-use std::time::Duration;
 
 fn main() -> ExitCode {
     // reqwest is built without a default TLS provider; install ring, the one every crate here
@@ -15,8 +14,9 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(feedback_dispatch::run(feedback_dispatch::Cli::parse()));
     // Tasks still winding down (after a worker task's panic, say) may log until the runtime is
-    // gone; their lines are written too. A blocking task that does not end in a second is left.
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    // gone; their lines are written too. Dropping the runtime waits for blocking tasks (an
+    // events file's append) as `#[tokio::main]` did.
+    drop(runtime);
     feedback_dispatch::flush_logs();
     code
 }
