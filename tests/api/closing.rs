@@ -139,8 +139,10 @@ async fn a_message_is_closed_once_with_its_final_tally_and_no_buttons_when_its_l
     assert_eq!(close[0].state, JobState::Scheduled, "not before the links expire");
 
     let update = slack.wait_for("/chat.update", 1, WAIT).await.remove(0);
+    // The close falls due by the wall clock and is timed here by the monotonic one; the two
+    // drift apart by milliseconds on a busy machine (as the reminder's test allows for).
     assert!(
-        update.at.duration_since(post.at) >= Duration::from_secs(5),
+        update.at.duration_since(post.at) >= Duration::from_secs(5) - Duration::from_millis(200),
         "closed {:?} after the send, before link_ttl",
         update.at.duration_since(post.at)
     );
