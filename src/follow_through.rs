@@ -9,7 +9,7 @@
 use crate::domain::{KeySpec, RunEvent, RunId};
 use crate::jobs::{
     DigestJobPayload, DigestRunPayload, KindPayload, ReviewQueuePayload, SlackJobPayload, TriagePayload,
-    review_queue_key, to_json, triage_key,
+    review_queue_key, triage_key,
 };
 use crate::settings::Settings;
 use crate::store::{JobKind, NewJob, NewVote, Store, StoreError};
@@ -55,7 +55,7 @@ pub(crate) async fn jobs_for_vote(
             target: queue.clone(),
             run_id: Some(vote.run_id),
             idempotency_key: review_queue_key(vote.run_id, queue),
-            payload: to_json(&ReviewQueuePayload {
+            payload: crate::store::Payload::of(&ReviewQueuePayload {
                 message_job: vote.job_id,
                 run_id: vote.run_id,
                 queue: queue.clone(),
@@ -76,7 +76,7 @@ pub(crate) async fn jobs_for_vote(
             target: channel.clone(),
             run_id: Some(vote.run_id),
             idempotency_key: triage_key(channel, vote.run_id, &vote.action_key),
-            payload: to_json(&TriagePayload {
+            payload: crate::store::Payload::of(&TriagePayload {
                 message_job: vote.job_id,
                 run_id: vote.run_id,
                 channel: channel.clone(),

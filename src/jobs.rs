@@ -140,13 +140,6 @@ payload_kinds! {
     SlackRemind => SlackRemindPayload,
 }
 
-/// The stored JSON text of a payload (`NewJob::payload`, `DigestItem::payload`), written
-/// straight from the typed payload with `serde_json::to_string`: no `Value` tree, and not
-/// `Value`'s `Display`, which goes through `core::fmt` for every piece of the text.
-pub(crate) fn to_json<P: Serialize>(payload: &P) -> crate::store::Payload {
-    crate::store::Payload::of(payload)
-}
-
 /// What a Slack job carries: everything needed to render and send, fixed at intake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SlackJobPayload {

@@ -269,7 +269,7 @@ fn slack_ask(
         idempotency_key: crate::jobs::slack_key(&route.name, &target, event.run_id),
         target,
         run_id: Some(event.run_id),
-        payload: crate::jobs::to_json(&payload),
+        payload: crate::store::Payload::of(&payload),
         due_at,
     }))
 }
@@ -320,7 +320,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     idempotency_key: crate::jobs::teams_key(&route.name, event.run_id),
                     target,
                     run_id: Some(event.run_id),
-                    payload: crate::jobs::to_json(&TeamsJobPayload {
+                    payload: crate::store::Payload::of(&TeamsJobPayload {
                         event: event.clone(),
                         keys: keys.clone(),
                         link_ttl_secs: route.link_ttl.as_secs(),
@@ -337,7 +337,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                     route: route.name.clone(),
                     window_end,
                     run_id: event.run_id,
-                    payload: crate::jobs::to_json(&DigestRunPayload {
+                    payload: crate::store::Payload::of(&DigestRunPayload {
                         event: event.clone(),
                         keys: keys.clone(),
                         recipient,

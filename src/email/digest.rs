@@ -161,7 +161,7 @@ pub async fn close_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, St
                 target: logged_recipient(route, to),
                 run_id: None,
                 idempotency_key: crate::jobs::digest_key(&digest.route, digest.window_end, to),
-                payload: crate::jobs::to_json(&DigestJobPayload {
+                payload: crate::store::Payload::of(&DigestJobPayload {
                     digest_id: digest.id,
                     recipient: to.to_string(),
                     cap: cap_of(to),

@@ -64,7 +64,7 @@ pub fn close_job(
         target: channel.to_string(),
         run_id: message.run_id,
         idempotency_key: slack_close_key(message.id),
-        payload: crate::jobs::to_json(&payload),
+        payload: crate::store::Payload::of(&payload),
         due_at,
     }
 }

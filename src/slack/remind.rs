@@ -51,7 +51,7 @@ pub fn remind_job(message: &Job, channel: &str, ts: &str, reminder: Duration, se
         target: message.target.clone(),
         run_id: message.run_id,
         idempotency_key: slack_remind_key(message.id),
-        payload: crate::jobs::to_json(&SlackRemindPayload {
+        payload: crate::store::Payload::of(&SlackRemindPayload {
             message_job: message.id,
             channel: channel.to_string(),
             ts: ts.to_string(),

@@ -5,7 +5,7 @@
 //! the tally no longer counts it, the voter may rate again, and is told so.
 
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome};
-use crate::jobs::{JobKind, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key, to_json};
+use crate::jobs::{JobKind, SlackReply, SlackUpdatePayload, SubmissionPayload, note_key, slack_update_key};
 use crate::langsmith::{LangSmithError, MintedToken};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -71,7 +71,7 @@ fn answer(job: &Job, s: &SubmissionPayload, idempotency_key: String, reply: Slac
         target: job.target.clone(),
         run_id: job.run_id,
         idempotency_key,
-        payload: to_json(&SlackUpdatePayload {
+        payload: crate::store::Payload::of(&SlackUpdatePayload {
             message_job: s.message_job,
             response_url: url.clone(),
             reply,

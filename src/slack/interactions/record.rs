@@ -5,7 +5,7 @@ use super::click::{Click, ModalAnswer, is_channel_id, response_url};
 use super::submit::submit;
 use super::{NotCounted, refused};
 use crate::domain::RunId;
-use crate::jobs::{KindPayload, SlackJobPayload, SlackReply, SlackUpdatePayload, note_key, slack_update_key, to_json};
+use crate::jobs::{KindPayload, SlackJobPayload, SlackReply, SlackUpdatePayload, note_key, slack_update_key};
 use crate::links::links_for_run;
 use crate::state::AppState;
 use crate::store::{JobKind, NewJob, NewVote};
@@ -242,7 +242,7 @@ impl Context<'_> {
             target: self.job.target.clone(),
             run_id: self.job.run_id,
             idempotency_key: key,
-            payload: to_json(&SlackUpdatePayload {
+            payload: crate::store::Payload::of(&SlackUpdatePayload {
                 message_job: self.job.id,
                 response_url: url,
                 reply,

@@ -7,7 +7,7 @@ use super::modal::{ModalRequest, REASONS_BLOCK};
 use super::record::Context;
 use crate::domain::Reasons;
 use crate::domain::{ButtonValue, RunId};
-use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key, to_json};
+use crate::jobs::{SlackReply, SubmissionPayload, slack_update_key, submission_key};
 use crate::store::{JobKind, NewJob};
 use chrono::Utc;
 
@@ -115,7 +115,7 @@ pub(super) async fn submit(
         target: job.target.clone(),
         run_id: job.run_id,
         idempotency_key: submission_key(&click.action_key()),
-        payload: to_json(&SubmissionPayload {
+        payload: crate::store::Payload::of(&SubmissionPayload {
             message_job: job.id,
             action_key: click.action_key(),
             token_url: token.url.clone(),

@@ -160,7 +160,7 @@ impl SqliteStore {
             return Ok((new_jobs, new_items, Vec::new()));
         }
         let asks_once = jobs.iter().any(|j| {
-            crate::jobs::conversation_of(j).is_some() || j.payload.field::<serde_json::Value>("cap").is_some()
+            crate::jobs::conversation_of(j).is_some() || j.payload.field::<serde::de::IgnoredAny>("cap").is_some()
         });
         // Handed to a worker: due now, a kind claimed when pending, no asks decided at insert
         // (a superseded or capped job must never be sent).
