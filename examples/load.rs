@@ -302,13 +302,13 @@ async fn main() -> anyhow::Result<()> {
         );
         r.row(
             "of which in the kernel (system time), same phase".into(),
-            format!("{:.0} µs", e2e.system_per_run_us()),
+            format!("{:.0} µs", e2e.used.system_per_run_us(e2e.delivered)),
             "—",
             None,
         );
         r.row(
             "context switches of the app's threads per delivered run, same phase".into(),
-            exited_note(format!("{:.1}", e2e.switches_per_run()), e2e.threads_exited),
+            e2e.used.switches_per_run(e2e.delivered),
             "—",
             None,
         );
@@ -364,19 +364,19 @@ async fn main() -> anyhow::Result<()> {
         let ack = ack_latency(&app, &client, &slack, &args, limit).await?;
         r.row(
             format!("CPU per run, single-event posts at {}/s", args.rate),
-            format!("{:.0} µs", ack.cpu_per_run_us),
+            format!("{:.0} µs", ack.used.cpu_per_run_us(ack.answered)),
             "—",
             None,
         );
         r.row(
             "of which in the kernel (system time), same phase".into(),
-            format!("{:.0} µs", ack.system_per_run_us),
+            format!("{:.0} µs", ack.used.system_per_run_us(ack.answered)),
             "—",
             None,
         );
         r.row(
             "context switches of the app's threads per run, same phase".into(),
-            exited_note(format!("{:.1}", ack.switches_per_run), ack.threads_exited),
+            ack.used.switches_per_run(ack.answered),
             "—",
             None,
         );
@@ -475,9 +475,9 @@ async fn main() -> anyhow::Result<()> {
     );
     report.row(
         format!("CPU per delivered run, single-event posts at {}/s", args.rate),
-        format!("{:.0} µs", ack.cpu_per_run_us),
+        format!("{:.0} µs", ack.used.cpu_per_run_us(ack.answered)),
         "≤ 200 µs",
-        Some(ack.cpu_per_run_us <= 200.0),
+        Some(ack.used.cpu_per_run_us(ack.answered) <= 200.0),
     );
     report.row(
         "peak RSS, phase 1 (end-to-end + latency)".to_string(),
@@ -585,14 +585,8 @@ struct EndToEnd {
     mint_requests: u64,
     /// TCP connections the app opened meanwhile, to Slack and to LangSmith.
     connections: (u64, u64),
-    /// The app's CPU time meanwhile.
-    cpu: f64,
-    /// The part of `cpu` spent in the kernel (system time).
-    cpu_system: f64,
-    /// The apps' threads' context switches meanwhile.
-    switches: u64,
-    /// The apps' threads that exited meanwhile, whose switches are not counted.
-    threads_exited: usize,
+    /// The apps' CPU time and context switches meanwhile.
+    used: Used,
     /// Bytes the apps wrote meanwhile and their write calls (`io_written`).
     written: (u64, u64),
 }
@@ -608,13 +602,7 @@ impl EndToEnd {
         self.mint_requests as f64 / self.delivered.max(1) as f64
     }
     fn cpu_per_run_us(&self) -> f64 {
-        self.cpu * 1e6 / self.delivered.max(1) as f64
-    }
-    fn system_per_run_us(&self) -> f64 {
-        self.cpu_system * 1e6 / self.delivered.max(1) as f64
-    }
-    fn switches_per_run(&self) -> f64 {
-        self.switches as f64 / self.delivered.max(1) as f64
+        self.used.cpu_per_run_us(self.delivered)
     }
     /// KiB written and write calls per delivered run.
     fn written_per_run(&self) -> (f64, f64) {
@@ -637,16 +625,8 @@ async fn end_to_end(
     let slack_before = slack.received();
     let mints_before = langsmith.requests();
     let connections_before = (slack.connections(), langsmith.connections());
-    let cpu_of = || -> anyhow::Result<(f64, f64)> {
-        apps.iter()
-            .map(|a| cpu_times(&a.pid.to_string()))
-            .try_fold((0.0, 0.0), |(u, s), t| t.map(|(tu, ts)| (u + tu, s + ts)))
-    };
-    let cpu_before = cpu_of()?;
-    let switches_of = || -> anyhow::Result<Vec<std::collections::HashMap<u64, u64>>> {
-        apps.iter().map(|a| context_switches(&a.pid.to_string())).collect()
-    };
-    let switches_before = switches_of()?;
+    let usage_of = || -> anyhow::Result<Vec<Usage>> { apps.iter().map(|a| Usage::of(&a.pid.to_string())).collect() };
+    let usage_before = usage_of()?;
     let written_of = || -> anyhow::Result<(u64, u64)> {
         apps.iter()
             .map(|a| io_written(&a.pid.to_string()))
@@ -664,13 +644,11 @@ async fn end_to_end(
     }
     let delivered_after = start.elapsed();
     let delivered = (slack.received() - slack_before) as usize;
-    let cpu_after = cpu_of()?;
-    let (switches, threads_exited) = switches_before
+    let used = usage_before
         .iter()
-        .zip(switches_of()?)
-        .map(|(before, after)| switches_between(before, &after))
-        .fold((0, 0), |(s, e), (s1, e1)| (s + s1, e + e1));
-    let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+        .zip(usage_of()?)
+        .map(|(before, after)| after.since(before))
+        .fold(Used::default(), |sum, used| sum + used);
     let written = written_of()?;
     if delivered < intake.accepted {
         bail!(
@@ -690,10 +668,7 @@ async fn end_to_end(
             slack.connections() - connections_before.0,
             langsmith.connections() - connections_before.1,
         ),
-        cpu: user + system,
-        cpu_system: system,
-        switches,
-        threads_exited,
+        used,
         written: (written.0 - written_before.0, written.1 - written_before.1),
     })
 }
@@ -716,14 +691,10 @@ struct AckLatency {
     backlog_at_end: u64,
     /// How long after that the last of them arrived.
     drained_after: Duration,
-    /// The app's CPU time per delivered run, from the first request until all were delivered.
-    cpu_per_run_us: f64,
-    /// The part of it spent in the kernel.
-    system_per_run_us: f64,
-    /// The app's threads' context switches per run, meanwhile.
-    switches_per_run: f64,
-    /// The app's threads that exited meanwhile, whose switches are not counted.
-    threads_exited: usize,
+    /// Requests answered 202 `accepted`.
+    answered: usize,
+    /// The app's CPU time and context switches from the first request until all were delivered.
+    used: Used,
 }
 
 /// Single-event POSTs at a fixed rate, each sent at its scheduled time whatever the previous
@@ -744,8 +715,7 @@ async fn ack_latency(
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let url = app.events_url();
     let slack_before = slack.received();
-    let cpu_before = cpu_times(&app.pid.to_string())?;
-    let switches_before = context_switches(&app.pid.to_string())?;
+    let usage_before = Usage::of(&app.pid.to_string())?;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks: JoinSet<Option<Duration>> = JoinSet::new();
     let mut skipped = 0;
@@ -792,12 +762,7 @@ async fn ack_latency(
         bail!("the runs of the latency phase did not all reach Slack within {limit:?}");
     }
     let drained_after = drain_start.elapsed();
-    let cpu_after = cpu_times(&app.pid.to_string())?;
-    let (switches, threads_exited) = switches_between(&switches_before, &context_switches(&app.pid.to_string())?);
-    let (cpu, system) = (
-        cpu_after.0 + cpu_after.1 - cpu_before.0 - cpu_before.1,
-        cpu_after.1 - cpu_before.1,
-    );
+    let used = Usage::of(&app.pid.to_string())?.since(&usage_before);
     anyhow::ensure!(!latencies.is_empty(), "no request of the latency phase succeeded");
     latencies.sort_unstable();
     Ok(AckLatency {
@@ -809,10 +774,8 @@ async fn ack_latency(
         skipped,
         backlog_at_end,
         drained_after,
-        cpu_per_run_us: cpu * 1e6 / latencies.len() as f64,
-        system_per_run_us: system * 1e6 / latencies.len() as f64,
-        switches_per_run: switches as f64 / latencies.len() as f64,
-        threads_exited,
+        answered: latencies.len(),
+        used,
     })
 }
 
@@ -1313,14 +1276,6 @@ fn event() -> Value {
     })
 }
 
-/// A context-switch figure, with a note when threads exited during its phase.
-fn exited_note(figure: String, threads_exited: usize) -> String {
-    match threads_exited {
-        0 => figure,
-        n => format!("{figure} (and {n} threads that exited meanwhile, not counted)"),
-    }
-}
-
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -1624,41 +1579,93 @@ fn io_written(pid: &str) -> anyhow::Result<(u64, u64)> {
     Ok((field("wchar:")?, field("syscw:")?))
 }
 
-/// Context switches of each live thread of a process so far, voluntary and not, by thread id
-/// (`/proc/<pid>/task/*/status`).
-fn context_switches(pid: &str) -> anyhow::Result<std::collections::HashMap<u64, u64>> {
-    let mut by_thread = std::collections::HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).context("cannot read /proc/<pid>/task")? {
-        let task = task?;
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue;
-        };
-        let switches = status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
-        by_thread.insert(tid, switches);
-    }
-    Ok(by_thread)
+/// A process's CPU times and its live threads' context switches (voluntary and not, by thread
+/// id, from `/proc/<pid>/task/*/status`) at one moment.
+struct Usage {
+    user: f64,
+    system: f64,
+    switches: std::collections::HashMap<u64, u64>,
 }
 
-/// Context switches between two [`context_switches`] readings: the growth of each thread alive
-/// at the second (a thread started meanwhile counts whole), and how many threads of the first
-/// exited meanwhile (Linux drops their counts with them, so theirs are missing).
-fn switches_between(
-    before: &std::collections::HashMap<u64, u64>,
-    after: &std::collections::HashMap<u64, u64>,
-) -> (u64, usize) {
-    let grown = after
-        .iter()
-        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum();
-    let exited = before.keys().filter(|tid| !after.contains_key(tid)).count();
-    (grown, exited)
+impl Usage {
+    fn of(pid: &str) -> anyhow::Result<Usage> {
+        let (user, system) = cpu_times(pid)?;
+        let mut switches = std::collections::HashMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).context("cannot read /proc/<pid>/task")? {
+            let task = task?;
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            let n = status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+            switches.insert(tid, n);
+        }
+        Ok(Usage { user, system, switches })
+    }
+
+    /// What the process used since `before`. Switches are the growth of each thread alive now
+    /// (a thread started meanwhile counts whole); a thread of `before` that exited meanwhile is
+    /// counted as exited, its switches missing (Linux drops them with it).
+    fn since(&self, before: &Usage) -> Used {
+        Used {
+            cpu: self.user + self.system - before.user - before.system,
+            system: self.system - before.system,
+            switches: self
+                .switches
+                .iter()
+                .map(|(tid, n)| n.saturating_sub(before.switches.get(tid).copied().unwrap_or(0)))
+                .sum(),
+            threads_exited: before
+                .switches
+                .keys()
+                .filter(|tid| !self.switches.contains_key(tid))
+                .count(),
+        }
+    }
+}
+
+/// CPU seconds, kernel seconds and context switches a process used over a phase ([`Usage::since`]).
+#[derive(Default, Clone, Copy)]
+struct Used {
+    cpu: f64,
+    system: f64,
+    switches: u64,
+    threads_exited: usize,
+}
+
+impl std::ops::Add for Used {
+    type Output = Used;
+    fn add(self, other: Used) -> Used {
+        Used {
+            cpu: self.cpu + other.cpu,
+            system: self.system + other.system,
+            switches: self.switches + other.switches,
+            threads_exited: self.threads_exited + other.threads_exited,
+        }
+    }
+}
+
+impl Used {
+    fn cpu_per_run_us(&self, runs: usize) -> f64 {
+        self.cpu * 1e6 / runs.max(1) as f64
+    }
+    fn system_per_run_us(&self, runs: usize) -> f64 {
+        self.system * 1e6 / runs.max(1) as f64
+    }
+    /// Context switches per run, with a note when threads exited during the phase.
+    fn switches_per_run(&self, runs: usize) -> String {
+        let figure = format!("{:.1}", self.switches as f64 / runs.max(1) as f64);
+        match self.threads_exited {
+            0 => figure,
+            n => format!("{figure} (and {n} threads that exited meanwhile, not counted)"),
+        }
+    }
 }
 
 /// CPU seconds (user + system) of a process, `"self"` or a pid, from `/proc/<pid>/stat`.
