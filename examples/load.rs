@@ -1052,8 +1052,10 @@ async fn job_rows(db: &mut sqlx::SqliteConnection) -> i64 {
 struct Intake {
     /// The sum of the 202s' `accepted`.
     accepted: usize,
-    /// Requests that failed or were not 202.
+    /// Requests that failed or were not 202 (after retrying the 503s).
     failures: usize,
+    /// 503s ("retry later") answered by posting the body again.
+    retried: usize,
 }
 
 /// Posts every body over `connections` concurrent connections, each taking the next unsent
@@ -1078,7 +1080,25 @@ async fn post_all(
                 if i >= bodies.len() || Instant::now() > deadline {
                     return mine;
                 }
-                match post_json(&client, &urls[i % urls.len()], bodies[i].clone()).await {
+                // A 503 is intake's "retry later" (its store did not answer in time): the
+                // runs may still be committed, and a sender retries (the idempotency keys make
+                // that safe). Counting them lost would leave the app delivering them during
+                // the next phase.
+                let mut retries = 0;
+                let answer = loop {
+                    match post_json(&client, &urls[i % urls.len()], bodies[i].clone()).await {
+                        Err(e) if retries < 10 && e.downcast_ref::<RetryLater>().is_some() => {
+                            if retries == 0 && mine.retried == 0 {
+                                eprintln!("intake asked to retry later, retrying: {e:#}");
+                            }
+                            retries += 1;
+                            mine.retried += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        other => break other,
+                    }
+                };
+                match answer {
                     Ok(c) => mine.accepted += c.accepted,
                     Err(e) => {
                         if mine.failures == 0 {
@@ -1095,6 +1115,7 @@ async fn post_all(
         if let Ok(part) = done {
             total.accepted += part.accepted;
             total.failures += part.failures;
+            total.retried += part.retried;
         }
     }
     total
@@ -1234,6 +1255,18 @@ struct Accepted {
     accepted: usize,
 }
 
+/// Intake answered 503: retry later (its body says why).
+#[derive(Debug)]
+struct RetryLater(String);
+
+impl std::fmt::Display for RetryLater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "intake answered 503 Service Unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for RetryLater {}
+
 async fn post_json(client: &reqwest::Client, url: &str, body: Bytes) -> anyhow::Result<Accepted> {
     let res = client
         .post(url)
@@ -1243,6 +1276,9 @@ async fn post_json(client: &reqwest::Client, url: &str, body: Bytes) -> anyhow::
         .await?;
     let status = res.status();
     let text = res.text().await?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(RetryLater(text).into());
+    }
     if status != StatusCode::ACCEPTED {
         bail!("intake answered {status}: {text}");
     }

@@ -132,7 +132,7 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
     }
     let mut report = String::new();
     for (i, event) in events.iter().enumerate() {
-        let routed = &crate::routing::with_link_trust(event, settings);
+        let routed = &*crate::routing::with_link_trust(event, settings);
         let run_parts = parts.get(i).copied().unwrap_or_default();
         let routes: Vec<&Route> = match &opts.route {
             Some(name) => vec![

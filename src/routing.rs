@@ -110,13 +110,19 @@ fn is_thread_ts(ts: &str) -> bool {
 
 /// `event` with `run_url_trusted` decided by the settings: whether its link may be labelled
 /// "Open in LangSmith". Every intake and preview plan through here.
-pub(crate) fn with_link_trust(event: &RunEvent, settings: &Settings) -> RunEvent {
-    let mut event = event.clone();
-    event.run_url_trusted = event
+/// The event itself when that changes nothing (most runs: no link, or one already decided
+/// alike), else a copy.
+pub(crate) fn with_link_trust<'e>(event: &'e RunEvent, settings: &Settings) -> std::borrow::Cow<'e, RunEvent> {
+    let trusted = event
         .run_url
         .as_deref()
         .is_some_and(|u| settings.links.trusted.trusts(u));
-    event
+    if trusted == event.run_url_trusted {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut event = event.clone();
+    event.run_url_trusted = trusted;
+    std::borrow::Cow::Owned(event)
 }
 
 /// What `route` stores and shows of `event`: the texts its `show` chooses from the payload,
@@ -290,7 +296,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
     for (i, event) in events.iter().enumerate() {
         // Whether the run's link may be labelled "Open in LangSmith" is decided here, once, for
         // every intake and for preview.
-        let routed = &with_link_trust(event, settings);
+        let routed = &*with_link_trust(event, settings);
         let run_parts = parts.get(i).copied().unwrap_or_default();
         for route in matching_routes(routed, &settings.routes) {
             let keys = keys_for(route, routed, settings);

@@ -243,13 +243,19 @@ pub fn text_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Each value is written through the escaping writer as it is formatted: no text of its
+    // own per field.
     let fields = tracing_subscriber::fmt::format::debug_fn(|w: &mut Writer<'_>, field, value| {
-        let text = format!("{value:?}");
+        use std::fmt::Write as _;
         match field.name() {
-            "message" => w.write_str(&escape_controls(&text)),
+            "message" => write!(Escaping(w), "{value:?}"),
             // tracing-log's own fields, which the default format leaves out too.
             name if name.starts_with("log.") => Ok(()),
-            name => write!(w, "{name}={}", escape_controls(&text)),
+            name => {
+                w.write_str(name)?;
+                w.write_char('=')?;
+                write!(Escaping(w), "{value:?}")
+            }
         }
     })
     .delimited(" ");
@@ -299,6 +305,16 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Writes what it is given to the inner writer as [`escape_controls`] would return it; a
+/// piece at a time, which comes to the same, as each character is escaped alone.
+struct Escaping<'a, W>(&'a mut W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write_str(&escape_controls(s))
+    }
 }
 
 fn needs_escape(c: char) -> bool {
@@ -496,6 +512,19 @@ mod tests {
             text.lines().filter(|l| l.starts_with('x')).count(),
             HOLD_AT_MOST / line.len() + 1
         );
+    }
+
+    #[test]
+    fn escaping_piece_by_piece_writes_what_escaping_the_whole_does() {
+        use std::fmt::Write as _;
+        let text = "a\\b\r\n\u{1b}[2J \u{202e}ünï\u{2028}👍\u{9b}";
+        for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let mut out = String::new();
+            let mut w = Escaping(&mut out);
+            w.write_str(&text[..cut]).unwrap();
+            w.write_str(&text[cut..]).unwrap();
+            assert_eq!(out, escape_controls(text), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -111,9 +111,24 @@ pub(crate) struct ButtonValue {
 pub(crate) const MAX_BUTTON_VALUE: usize = 2_000;
 
 impl ButtonValue {
-    /// The compact JSON a button carries.
-    pub(crate) fn encode(&self) -> String {
-        serde_json::to_string(self).expect("a button value serializes")
+    /// The compact JSON a button carries, written from its parts (a message writes one per
+    /// button, without owning a `ButtonValue` first); [`ButtonValue::decode`] reads it back.
+    pub(crate) fn encode_parts(job: i64, route: &str, key: &str, choice: usize) -> String {
+        /// The same fields under the same names, borrowed.
+        #[derive(Serialize)]
+        struct Parts<'a> {
+            j: i64,
+            r: &'a str,
+            k: &'a str,
+            c: usize,
+        }
+        let parts = Parts {
+            j: job,
+            r: route,
+            k: key,
+            c: choice,
+        };
+        serde_json::to_string(&parts).expect("a button value serializes")
     }
 
     /// Reads a value back from a click; `None` for anything this app did not write.
@@ -137,8 +152,9 @@ mod tests {
             key: "thumbs_up".into(),
             choice: 1,
         };
-        assert_eq!(v.encode(), r#"{"j":42,"r":"support","k":"thumbs_up","c":1}"#);
-        assert_eq!(ButtonValue::decode(&v.encode()), Some(v));
+        let encoded = ButtonValue::encode_parts(v.job, &v.route, &v.key, v.choice);
+        assert_eq!(encoded, r#"{"j":42,"r":"support","k":"thumbs_up","c":1}"#);
+        assert_eq!(ButtonValue::decode(&encoded), Some(v));
         for bad in [
             "",
             "42",

@@ -83,7 +83,15 @@ pub struct MintedToken {
     /// The presigned GET/POST URL.
     pub url: url::Url,
     /// When it stops working.
+    #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
+}
+
+/// A time as chrono's own `Serialize` writes it (RFC 3339, as many fraction digits as it
+/// needs, `Z`), formatted whole and written as one string: chrono's goes through `collect_str`,
+/// which escapes its text a few characters at a time.
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 impl std::fmt::Debug for MintedToken {
@@ -119,6 +127,31 @@ pub(crate) fn feedback_id(answer: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_expiries_are_written_as_chronos_own_serialization_writes_them() {
+        use chrono::TimeZone;
+        let second = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 5).unwrap();
+        let times = [
+            second,
+            second + chrono::Duration::milliseconds(120),
+            second + chrono::Duration::microseconds(123_456),
+            second + chrono::Duration::nanoseconds(123_456_789),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            // A leap second: chrono keeps it as nanoseconds past 1e9.
+            chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+                .unwrap()
+                .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+                .unwrap()
+                .and_utc(),
+        ];
+        for at in times {
+            let mut ours = Vec::new();
+            rfc3339(&at, &mut serde_json::Serializer::new(&mut ours)).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&at).unwrap());
+        }
+    }
 
     #[test]
     fn a_feedback_id_is_read_from_either_answer_and_only_as_a_uuid() {

@@ -172,9 +172,7 @@ impl SlackSender {
                 code: "no_channel".into(),
             });
         }
-        let body = serde_json::to_vec(&PostMessage::of(msg)).map_err(|e| SlackError::Permanent {
-            code: format!("unserializable: {e}"),
-        })?;
+        let body = json_body(&PostMessage::of(msg))?;
         self.call_api(&api.post_message, &api.authorization, body).await
     }
 
@@ -185,9 +183,7 @@ impl SlackSender {
         let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
             code: "no_bot_token".into(),
         })?;
-        let body = serde_json::to_vec(&UpdateMessage { channel, ts, content }).map_err(|e| SlackError::Permanent {
-            code: format!("unserializable: {e}"),
-        })?;
+        let body = json_body(&UpdateMessage { channel, ts, content })?;
         let updating = self.call_api(&api.update_message, &api.authorization, body);
         // As for a post: a Slack that stops answering must not hold a worker past its lease.
         match tokio::time::timeout(self.timeout, updating).await {
@@ -444,6 +440,16 @@ struct ApiAnswer {
 
 /// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
 /// as rate limiting, a failure that may pass, or a refusal.
+/// A request's JSON body, written into a buffer the size of a usual message's (a few KiB of
+/// blocks and link URLs), so it is not grown and copied a doubling at a time.
+fn json_body(value: &impl Serialize) -> Result<Vec<u8>, SlackError> {
+    let mut body = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut body, value).map_err(|e| SlackError::Permanent {
+        code: format!("unserializable: {e}"),
+    })?;
+    Ok(body)
+}
+
 fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, SlackError> {
     let answer: ApiAnswer = serde_json::from_slice(body)
         .map_err(|e| SlackError::Transient(format!("unreadable answer from Slack: {e}")))?;

@@ -64,17 +64,23 @@ pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView
     }
     let mut blocks = vec![note(format!("*{question}*"))];
     blocks.extend(native);
-    for (chunk, elements) in row.chunks(MAX_ACTIONS_ELEMENTS).enumerate() {
+    // The row in blocks of at most Slack's number of elements, each moved, not copied.
+    let mut rest = row;
+    let mut chunk = 0;
+    while !rest.is_empty() {
+        let after_this = rest.split_off(rest.len().min(MAX_ACTIONS_ELEMENTS));
+        let elements = std::mem::replace(&mut rest, after_this);
         let block_id = if chunk == 0 {
             format!("fd_key_{first}")
         } else {
             format!("fd_key_{first}_{chunk}")
         };
         blocks.push(
-            SlackActionsBlock::new(elements.to_vec())
+            SlackActionsBlock::new(elements)
                 .with_block_id(SlackBlockId(block_id))
                 .into(),
         );
+        chunk += 1;
     }
     blocks.extend(after);
     blocks
@@ -83,13 +89,7 @@ pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView
 /// forwards (Interactivity) can be counted; never the token.
 pub(super) fn button_value(key: &KeyLinks, button: usize, view: &VotesView) -> Option<String> {
     let (job, route) = (view.job?, view.route.as_deref()?);
-    let value = ButtonValue {
-        job,
-        route: route.to_string(),
-        key: key.key.as_str().to_string(),
-        choice: button,
-    }
-    .encode();
+    let value = ButtonValue::encode_parts(job, route, key.key.as_str(), button);
     (value.len() <= MAX_BUTTON_VALUE).then_some(value)
 }
 /// A button label from the operator's config: plain_text is not parsed for mentions, so only

@@ -42,7 +42,11 @@ pub fn render_run_message_with(
     keys: &[KeyLinks],
     view: &VotesView,
 ) -> SlackMessageContent {
-    let mut blocks: Vec<SlackBlock> = vec![header_block(event), fields_block(event)];
+    // Sized for the usual message (header, fields, three excerpts, context, a question and its
+    // row per key) so the blocks, each a large value, are not moved as the vector grows.
+    let mut blocks: Vec<SlackBlock> = Vec::with_capacity(MAX_BLOCKS.min(6 + 2 * keys.len()));
+    blocks.push(header_block(event));
+    blocks.push(fields_block(event));
     if let Some(input) = non_blank(event.input.as_deref()) {
         blocks.push(excerpt_block("Input", input));
     }
