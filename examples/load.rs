@@ -1070,9 +1070,16 @@ async fn post_all(
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + limit;
+    let told = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
-        let (client, urls, bodies, next) = (client.clone(), urls.to_vec(), bodies.clone(), next.clone());
+        let (client, urls, bodies, next, told) = (
+            client.clone(),
+            urls.to_vec(),
+            bodies.clone(),
+            next.clone(),
+            told.clone(),
+        );
         tasks.spawn(async move {
             let mut mine = Intake::default();
             loop {
@@ -1088,7 +1095,7 @@ async fn post_all(
                 let answer = loop {
                     match post_json(&client, &urls[i % urls.len()], bodies[i].clone()).await {
                         Err(e) if retries < 10 && e.downcast_ref::<RetryLater>().is_some() => {
-                            if retries == 0 && mine.retried == 0 {
+                            if !told.swap(true, Ordering::Relaxed) {
                                 eprintln!("intake asked to retry later, retrying: {e:#}");
                             }
                             retries += 1;

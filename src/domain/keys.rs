@@ -8,9 +8,33 @@ use std::fmt;
 const MAX_KEY_LEN: usize = 128;
 
 /// The name of a feedback key (`thumbs_up`, `user_score`), case preserved.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// In JSON a string; read through [`FeedbackKey::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeedbackKey(String);
+
+// Written as the text it holds and read from the text as it lies in the input, not each through
+// a `String` of its own first: payloads and LangSmith's answers hold a key per token.
+impl Serialize for FeedbackKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeedbackKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = FeedbackKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FeedbackKey, E> {
+                FeedbackKey::parse(s).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
 
 impl FeedbackKey {
     /// `user_score` → "User score": keys are identifiers, readers are people.
@@ -290,6 +314,24 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feedback_keys_are_json_strings_read_back_through_parse() {
+        let key = FeedbackKey::parse("user_score").unwrap();
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#""user_score""#);
+        for text in [r#""user_score""#, r#""user\u005fscore""#] {
+            assert_eq!(serde_json::from_str::<FeedbackKey>(text).unwrap(), key, "{text}");
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::from_value::<FeedbackKey>(value).unwrap(), key, "{text}");
+        }
+        let bad = serde_json::from_str::<FeedbackKey>(r#""a b""#).unwrap_err().to_string();
+        assert!(bad.contains("contains ' '"), "{bad}");
+        let number = serde_json::from_str::<FeedbackKey>("5").unwrap_err().to_string();
+        assert!(
+            number.contains("invalid type: integer `5`, expected a string"),
+            "{number}"
+        );
+    }
 
     #[test]
     fn keys_keep_their_case_and_reject_odd_characters() {

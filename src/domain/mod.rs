@@ -49,9 +49,34 @@ fn yes() -> bool {
 }
 
 /// A LangSmith run id: always a UUID, so it can be put in a URL or SQL without escaping worries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// In JSON a string, hyphenated and lower case; read in any case through [`RunId::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunId(uuid::Uuid);
+
+// Written from a buffer on the stack and read from the text as it lies in the input: a payload
+// or a LangSmith answer holds several run ids, and each went through a `String` of its own.
+impl serde::Serialize for RunId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = uuid::Uuid::encode_buffer();
+        serializer.serialize_str(self.0.hyphenated().encode_lower(&mut buf))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RunId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = RunId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RunId, E> {
+                RunId::parse(s).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
 
 impl RunId {
     /// Parses a run id, accepting the hyphenated UUID form LangSmith uses (any case).
@@ -133,6 +158,33 @@ pub(crate) mod duration_secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_are_json_strings_in_lower_case_and_read_back_as_parse_reads_them() {
+        let id = RunId::parse("21D04A73-4101-4C4B-8915-BC8F5010A2DD").unwrap();
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            r#""21d04a73-4101-4c4b-8915-bc8f5010a2dd""#
+        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
+        // Borrowed from the input, escaped (so copied), or from a `Value`: the same id.
+        for text in [
+            r#""21D04A73-4101-4C4B-8915-BC8F5010A2DD""#,
+            r#""21d04a73-4101-4c4b-8915-bc8f5010a2dd""#,
+            r#""\u0032\u0031d04a73-4101-4c4b-8915-bc8f5010a2dd""#,
+        ] {
+            assert_eq!(serde_json::from_str::<RunId>(text).unwrap(), id, "{text}");
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::from_value::<RunId>(value).unwrap(), id, "{text}");
+        }
+        let bad = serde_json::from_str::<RunId>(r#""../etc""#).unwrap_err().to_string();
+        assert!(bad.contains("is not a UUID"), "{bad}");
+        let number = serde_json::from_str::<RunId>("5").unwrap_err().to_string();
+        assert!(
+            number.contains("invalid type: integer `5`, expected a string"),
+            "{number}"
+        );
+    }
 
     #[test]
     fn run_id_accepts_hyphenated_uuids_and_rejects_the_rest() {
