@@ -1548,9 +1548,11 @@ async fn slack_floor(slack: &FakeSlack, work: &Path, args: &Args) -> anyhow::Res
     // The fake Slack answers from this process's runtime meanwhile.
     let out = tokio::task::spawn_blocking(move || client.output()).await??;
     anyhow::ensure!(out.status.success(), "the floor client failed: {}", out.status);
+    // At least: runs the app accepted late (after a retried 503) may still be reaching the
+    // same fake Slack while the floor client posts.
     let posted = slack.received() - before;
     anyhow::ensure!(
-        posted == args.events as u64,
+        posted >= args.events as u64,
         "the floor client posted {posted} of {} messages",
         args.events
     );
