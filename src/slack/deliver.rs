@@ -438,8 +438,6 @@ struct ApiAnswer {
     ts: Option<String>,
 }
 
-/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
-/// as rate limiting, a failure that may pass, or a refusal.
 /// A request's JSON body, written into a buffer the size of a usual message's (a few KiB of
 /// blocks and link URLs), so it is not grown and copied a doubling at a time.
 fn json_body(value: &impl Serialize) -> Result<Vec<u8>, SlackError> {
@@ -450,6 +448,8 @@ fn json_body(value: &impl Serialize) -> Result<Vec<u8>, SlackError> {
     Ok(body)
 }
 
+/// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
+/// as rate limiting, a failure that may pass, or a refusal.
 fn api_answer(body: &[u8], retry_after: Option<Duration>) -> Result<Delivered, SlackError> {
     let answer: ApiAnswer = serde_json::from_slice(body)
         .map_err(|e| SlackError::Transient(format!("unreadable answer from Slack: {e}")))?;
