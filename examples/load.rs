@@ -1133,10 +1133,7 @@ async fn post_all(
         }
     }
     if total.retried > 0 {
-        eprintln!(
-            "intake answered 503 {} times; each request was posted again",
-            total.retried
-        );
+        eprintln!("requests posted again after intake's 503: {}", total.retried);
     }
     total
 }
