@@ -62,7 +62,7 @@ pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView
     if row.is_empty() && native.is_none() && after.is_empty() {
         return Vec::new();
     }
-    let mut blocks = vec![note(format!("*{question}*"))];
+    let mut blocks = vec![note(["*", question.as_str(), "*"].concat())];
     blocks.extend(native);
     // The row in blocks of at most Slack's number of elements, each moved, not copied.
     let mut rest = row;

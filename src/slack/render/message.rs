@@ -47,7 +47,7 @@ pub(super) fn fields_block(event: &RunEvent) -> SlackBlock {
         ),
         field(
             "Status",
-            &format!("{} {}", status_emoji(event.status), event.status.as_str()),
+            &[status_emoji(event.status), " ", event.status.as_str()].concat(),
         ),
         field("Source", event.source.as_str()),
     ];
@@ -67,9 +67,10 @@ pub(super) fn fields_block(event: &RunEvent) -> SlackBlock {
     }
     SlackSectionBlock::new().with_fields(fields).into()
 }
-/// `value` must already be escaped.
+/// `value` must already be escaped. (Texts of a message are joined with `concat`, not
+/// `format!`: a message makes a dozen, and `core::fmt` costs about a thousand instructions each.)
 pub(super) fn field(title: &str, value: &str) -> SlackBlockText {
-    mrkdwn(format!("*{title}*\n{value}")).into()
+    mrkdwn(["*", title, "*\n", value].concat()).into()
 }
 pub(super) fn status_emoji(status: RunStatus) -> &'static str {
     match status {
@@ -84,12 +85,12 @@ pub(super) fn status_emoji(status: RunStatus) -> &'static str {
 /// A titled section with `text` in a code block: monospace keeps JSON excerpts and line breaks
 /// readable, and the whole section stays within Slack's section limit.
 pub(super) fn excerpt_block(title: &str, text: &str) -> SlackBlock {
-    let open = format!("*{title}*\n```\n");
+    let open = ["*", title, "*\n```\n"].concat();
     let close = "\n```";
     let budget = MAX_SECTION_TEXT - chars(&open) - chars(close);
     let body = escape_cut(&defuse_fences(text.trim()), budget);
     SlackSectionBlock::new()
-        .with_text(mrkdwn(format!("{open}{body}{close}")).into())
+        .with_text(mrkdwn([open.as_str(), &body, close].concat()).into())
         .into()
 }
 /// Stops untrusted text from closing our code block early (and formatting the rest as
@@ -116,7 +117,7 @@ pub(super) fn context_block(event: &RunEvent, route: Option<&str>, keys: &[KeyLi
         .as_deref()
         .and_then(|u| run_link_target(u, event.run_url_trusted))
     {
-        elements.push(mrkdwn(format!("<{url}|{label}>")).into());
+        elements.push(mrkdwn(["<", url.as_str(), "|", label.as_str(), ">"].concat()).into());
     }
     // The tokens of one run are minted together, but each has its own expiry: the earliest is
     // when the message stops fully working.
@@ -175,9 +176,16 @@ pub(super) fn fallback_text(event: &RunEvent) -> String {
         .as_deref()
         .map(one_line)
         .filter(|p| !p.is_empty())
-        .map(|p| format!(" ({})", escape_cut(&p, MAX_FALLBACK_PART)))
+        .map(|p| [" (", &escape_cut(&p, MAX_FALLBACK_PART), ")"].concat())
         .unwrap_or_default();
-    let text = format!("{name}{project} finished: {} — rate it in Slack", event.status.as_str());
+    let text = [
+        &name,
+        &project,
+        " finished: ",
+        event.status.as_str(),
+        " — rate it in Slack",
+    ]
+    .concat();
     // Cannot trigger with the part caps above; kept so the limit holds if they change.
     cut_chars(&text, MAX_FALLBACK_TEXT)
 }
