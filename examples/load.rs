@@ -300,18 +300,7 @@ async fn main() -> anyhow::Result<()> {
             "≤ 120 µs",
             Some(e2e.cpu_per_run_us() <= 120.0),
         );
-        r.row(
-            "of which in the kernel (system time), same phase".into(),
-            format!("{:.0} µs", e2e.used.system_per_run_us(e2e.delivered)),
-            "—",
-            None,
-        );
-        r.row(
-            "context switches of the app's threads per delivered run, same phase".into(),
-            e2e.used.switches_per_run(e2e.delivered),
-            "—",
-            None,
-        );
+        r.usage_rows(&e2e.used, e2e.delivered, "delivered run");
         let (kib, calls) = e2e.written_per_run();
         r.row(
             "written by the app per delivered run (WAL, checkpoints, logs, HTTP), same phase".into(),
@@ -368,18 +357,7 @@ async fn main() -> anyhow::Result<()> {
             "—",
             None,
         );
-        r.row(
-            "of which in the kernel (system time), same phase".into(),
-            format!("{:.0} µs", ack.used.system_per_run_us(ack.answered)),
-            "—",
-            None,
-        );
-        r.row(
-            "context switches of the app's threads per run, same phase".into(),
-            ack.used.switches_per_run(ack.answered),
-            "—",
-            None,
-        );
+        r.usage_rows(&ack.used, ack.answered, "run");
         r.row(
             format!(
                 "ack latency p50 / p99 / max at {}/s (achieved {:.0}/s)",
@@ -1938,6 +1916,23 @@ impl Report {
             None => "—",
         };
         self.rows.push([metric, measured, target.into(), met.into()]);
+    }
+
+    /// The rows under a phase's CPU row: its kernel share and its threads' context switches,
+    /// per `per` (one of `runs`).
+    fn usage_rows(&mut self, used: &Used, runs: usize, per: &str) {
+        self.row(
+            "of which in the kernel (system time), same phase".into(),
+            format!("{:.0} µs", used.system_per_run_us(runs)),
+            "—",
+            None,
+        );
+        self.row(
+            format!("context switches of the app's threads per {per}, same phase"),
+            used.switches_per_run(runs),
+            "—",
+            None,
+        );
     }
 
     /// Prints the rows added since the last call (the table's header first), as a phase

@@ -22,19 +22,7 @@ impl Serialize for FeedbackKey {
 
 impl<'de> Deserialize<'de> for FeedbackKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The parse's error is raised once the string is read, not inside the visitor, so
-        // it carries the position it did when this read a `String` first.
-        struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Result<FeedbackKey, String>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(FeedbackKey::parse(s))
-            }
-        }
-        deserializer.deserialize_str(Text)?.map_err(serde::de::Error::custom)
+        super::deserialize_parsed(deserializer, FeedbackKey::parse)
     }
 }
 
@@ -315,7 +303,14 @@ pub(crate) fn thumbs_up_for_tests() -> KeySpec {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parsed_tests::{Parsed, read_errors_as_try_from_did};
     use super::*;
+
+    impl Parsed for FeedbackKey {
+        fn parse(s: &str) -> Result<Self, String> {
+            FeedbackKey::parse(s)
+        }
+    }
 
     #[test]
     fn feedback_keys_are_json_strings_read_back_through_parse() {
@@ -326,53 +321,7 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(serde_json::from_value::<FeedbackKey>(value).unwrap(), key, "{text}");
         }
-        // Errors read as they did when a `String` was read first and then parsed (serde's
-        // `try_from`): the same text at the same position, alone, in a field or in a list.
-        #[derive(Debug, serde::Deserialize)]
-        #[serde(try_from = "String")]
-        struct Before(#[allow(dead_code)] FeedbackKey);
-        impl TryFrom<String> for Before {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                FeedbackKey::parse(&s).map(Before)
-            }
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Now {
-            #[allow(dead_code)]
-            value: FeedbackKey,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Then {
-            #[allow(dead_code)]
-            value: Before,
-        }
-        for text in [r#""a b""#, "5", "null", r#""user_score"x"#] {
-            let now = serde_json::from_str::<FeedbackKey>(text).unwrap_err().to_string();
-            assert_eq!(
-                now,
-                serde_json::from_str::<Before>(text).unwrap_err().to_string(),
-                "{text}"
-            );
-            let list = format!("[\n{text}]");
-            let now_in_list = serde_json::from_str::<Vec<FeedbackKey>>(&list).unwrap_err().to_string();
-            let then_in_list = serde_json::from_str::<Vec<Before>>(&list).unwrap_err().to_string();
-            assert_eq!(now_in_list, then_in_list, "{list}");
-            let field = format!("{{\"value\": {text}\n}}");
-            let now_in_field = serde_json::from_str::<Now>(&field).unwrap_err().to_string();
-            let then_in_field = serde_json::from_str::<Then>(&field).unwrap_err().to_string();
-            assert_eq!(now_in_field, then_in_field, "{field}");
-            let value: serde_json::Value = serde_json::from_str(&field).unwrap_or_default();
-            if let Some(v) = value.get("value") {
-                let now = serde_json::from_value::<FeedbackKey>(v.clone())
-                    .unwrap_err()
-                    .to_string();
-                assert_eq!(
-                    now,
-                    serde_json::from_value::<Before>(v.clone()).unwrap_err().to_string()
-                );
-            }
-        }
+        read_errors_as_try_from_did::<FeedbackKey>(&[r#""a b""#, "5", "null", r#""user_score"x"#]);
         let number = serde_json::from_str::<FeedbackKey>("5").unwrap_err().to_string();
         assert!(
             number.contains("invalid type: integer `5`, expected a string"),

@@ -64,20 +64,34 @@ impl serde::Serialize for RunId {
 
 impl<'de> serde::Deserialize<'de> for RunId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The parse's error is raised once the string is read, not inside the visitor, so
-        // it carries the position it did when this read a `String` first.
-        struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Result<RunId, String>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(RunId::parse(s))
-            }
-        }
-        deserializer.deserialize_str(Text)?.map_err(serde::de::Error::custom)
+        deserialize_parsed(deserializer, RunId::parse)
     }
+}
+
+/// Reads a JSON string through `parse` (a run id, a feedback key) from the text as it lies in
+/// the input, not through a `String` of its own first. The parse's error is raised once the
+/// string is read, not inside the visitor, so it carries the position it did when a `String`
+/// was read first and then parsed (serde's `try_from`).
+pub(crate) fn deserialize_parsed<'de, D, T>(
+    deserializer: D,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Text<T>(fn(&str) -> Result<T, String>);
+    impl<T> serde::de::Visitor<'_> for Text<T> {
+        type Value = Result<T, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok((self.0)(s))
+        }
+    }
+    deserializer
+        .deserialize_str(Text(parse))?
+        .map_err(serde::de::Error::custom)
 }
 
 impl RunId {
@@ -158,8 +172,65 @@ pub(crate) mod duration_secs {
 }
 
 #[cfg(test)]
+pub(crate) mod parsed_tests {
+    //! What [`super::deserialize_parsed`]'s readers are checked against.
+
+    /// A type read through its `parse`.
+    pub(crate) trait Parsed: Sized + std::fmt::Debug + serde::de::DeserializeOwned {
+        fn parse(s: &str) -> Result<Self, String>;
+    }
+
+    /// `T` read as it was before: a `String` first, then `parse` (serde's `try_from`).
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(try_from = "String", bound = "T: Parsed")]
+    struct Before<T>(#[allow(dead_code)] T);
+
+    impl<T: Parsed> TryFrom<String> for Before<T> {
+        type Error = String;
+        fn try_from(s: String) -> Result<Self, String> {
+            T::parse(&s).map(Before)
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct In<V> {
+        #[allow(dead_code)]
+        value: V,
+    }
+
+    fn error<V: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> String {
+        serde_json::from_str::<V>(text).unwrap_err().to_string()
+    }
+
+    /// Each of `texts` (JSON that `T` refuses) gives the error it did when read as before: the
+    /// same text at the same position, alone, in a list, in a field, and from a `Value`.
+    pub(crate) fn read_errors_as_try_from_did<T: Parsed>(texts: &[&str]) {
+        for text in texts {
+            assert_eq!(error::<T>(text), error::<Before<T>>(text), "{text}");
+            let list = format!("[\n{text}]");
+            assert_eq!(error::<Vec<T>>(&list), error::<Vec<Before<T>>>(&list), "{list}");
+            let field = format!("{{\"value\": {text}\n}}");
+            assert_eq!(error::<In<T>>(&field), error::<In<Before<T>>>(&field), "{field}");
+            let value: serde_json::Value = serde_json::from_str(&field).unwrap_or_default();
+            if let Some(v) = value.get("value") {
+                let now = serde_json::from_value::<T>(v.clone()).unwrap_err().to_string();
+                let then = serde_json::from_value::<Before<T>>(v.clone()).unwrap_err().to_string();
+                assert_eq!(now, then, "{v}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::parsed_tests::{Parsed, read_errors_as_try_from_did};
     use super::*;
+
+    impl Parsed for RunId {
+        fn parse(s: &str) -> Result<Self, String> {
+            RunId::parse(s)
+        }
+    }
 
     #[test]
     fn run_ids_are_json_strings_in_lower_case_and_read_back_as_parse_reads_them() {
@@ -179,51 +250,12 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(serde_json::from_value::<RunId>(value).unwrap(), id, "{text}");
         }
-        // Errors read as they did when a `String` was read first and then parsed (serde's
-        // `try_from`): the same text at the same position, alone, in a field or in a list.
-        #[derive(Debug, serde::Deserialize)]
-        #[serde(try_from = "String")]
-        struct Before(#[allow(dead_code)] RunId);
-        impl TryFrom<String> for Before {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                RunId::parse(&s).map(Before)
-            }
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Now {
-            #[allow(dead_code)]
-            value: RunId,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Then {
-            #[allow(dead_code)]
-            value: Before,
-        }
-        for text in [r#""../etc""#, "5", "null", r#""21d04a73-4101-4c4b-8915-bc8f5010a2dd"x"#] {
-            let now = serde_json::from_str::<RunId>(text).unwrap_err().to_string();
-            assert_eq!(
-                now,
-                serde_json::from_str::<Before>(text).unwrap_err().to_string(),
-                "{text}"
-            );
-            let list = format!("[\n{text}]");
-            let now_in_list = serde_json::from_str::<Vec<RunId>>(&list).unwrap_err().to_string();
-            let then_in_list = serde_json::from_str::<Vec<Before>>(&list).unwrap_err().to_string();
-            assert_eq!(now_in_list, then_in_list, "{list}");
-            let field = format!("{{\"value\": {text}\n}}");
-            let now_in_field = serde_json::from_str::<Now>(&field).unwrap_err().to_string();
-            let then_in_field = serde_json::from_str::<Then>(&field).unwrap_err().to_string();
-            assert_eq!(now_in_field, then_in_field, "{field}");
-            let value: serde_json::Value = serde_json::from_str(&field).unwrap_or_default();
-            if let Some(v) = value.get("value") {
-                let now = serde_json::from_value::<RunId>(v.clone()).unwrap_err().to_string();
-                assert_eq!(
-                    now,
-                    serde_json::from_value::<Before>(v.clone()).unwrap_err().to_string()
-                );
-            }
-        }
+        read_errors_as_try_from_did::<RunId>(&[
+            r#""../etc""#,
+            "5",
+            "null",
+            r#""21d04a73-4101-4c4b-8915-bc8f5010a2dd"x"#,
+        ]);
         let number = serde_json::from_str::<RunId>("5").unwrap_err().to_string();
         assert!(
             number.contains("invalid type: integer `5`, expected a string"),
