@@ -1048,16 +1048,9 @@ async fn post_all(
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + limit;
-    let told = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
-        let (client, urls, bodies, next, told) = (
-            client.clone(),
-            urls.to_vec(),
-            bodies.clone(),
-            next.clone(),
-            told.clone(),
-        );
+        let (client, urls, bodies, next) = (client.clone(), urls.to_vec(), bodies.clone(), next.clone());
         tasks.spawn(async move {
             let mut mine = Intake::default();
             loop {
@@ -1077,9 +1070,6 @@ async fn post_all(
                                 && Instant::now() < deadline
                                 && e.downcast_ref::<RetryLater>().is_some() =>
                         {
-                            if !told.swap(true, Ordering::Relaxed) {
-                                eprintln!("intake asked to retry later, retrying: {e:#}");
-                            }
                             retries += 1;
                             mine.retried += 1;
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1111,7 +1101,10 @@ async fn post_all(
         }
     }
     if total.retried > 0 {
-        eprintln!("requests posted again after intake's 503: {}", total.retried);
+        eprintln!(
+            "requests posted again after intake's 503 (its store did not answer in time): {}",
+            total.retried
+        );
     }
     total
 }
