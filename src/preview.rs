@@ -12,7 +12,7 @@ use crate::links::links_for_run;
 use crate::routing::{keys_for, matching_routes};
 use crate::settings::{LangSmithEndpoint, Settings};
 use crate::slack::deliver::{OutgoingMessage, request_json};
-use crate::slack::render::{check_limits, render_run_message};
+use crate::slack::render::{VotesView, check_limits, render_run_message, run_message};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use serde_json::Value;
@@ -174,8 +174,8 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
             }
             let stem = format!("{}-{}", sanitize(&route.name), event.run_id);
             if route.slack.is_some() {
-                let content = render_run_message(event, &route.name, &links);
-                for problem in check_limits(&content) {
+                let content = run_message(event, &route.name, &links, &VotesView::default());
+                for problem in check_limits(&content.to_content()) {
                     let _ = writeln!(report, "  warning: {problem}");
                 }
                 let msg = OutgoingMessage {
@@ -459,7 +459,7 @@ pub(crate) fn slack_request_for_job(settings: &Settings, job: &crate::store::Job
     );
     let links = links_for_run(&settings.keys, &tokens);
     let route = settings.route(&job.route);
-    let view = crate::slack::render::VotesView {
+    let view = VotesView {
         job: Some(job.id),
         route: Some(job.route.clone()),
         buttons: route
@@ -469,7 +469,7 @@ pub(crate) fn slack_request_for_job(settings: &Settings, job: &crate::store::Job
         show_route: route.is_some_and(|r| r.show_route),
         ..Default::default()
     };
-    let content = crate::slack::render::render_run_message_with(&payload.event, &job.route, &links, &view);
+    let content = run_message(&payload.event, &job.route, &links, &view);
     let msg = OutgoingMessage {
         route: job.route.clone(),
         channel: payload.channel.clone(),

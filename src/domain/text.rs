@@ -5,13 +5,17 @@
 pub(crate) const UNNAMED_RUN: &str = "LangSmith run";
 
 /// An identifier made readable for people: `user_score` → "User score".
+/// (In one pass: a message asks a key's question by it, so it is made per key per message.)
 pub(crate) fn readable_name(name: &str) -> String {
-    let spaced = name.replace(['_', '-'], " ");
-    let mut chars = spaced.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => name.to_string(),
-    }
+    let gap = |c: char| c == '_' || c == '-' || c.is_whitespace();
+    let mut chars = name.trim_matches(gap).chars();
+    let Some(first) = chars.next() else {
+        return name.to_string();
+    };
+    let mut out = String::with_capacity(name.len() + 2);
+    out.extend(first.to_uppercase());
+    out.extend(chars.map(|c| if c == '_' || c == '-' { ' ' } else { c }));
+    out
 }
 
 /// `text` unless it is missing or only whitespace.
@@ -130,6 +134,19 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn readable_names_read_as_replacing_then_trimming_wrote_them(
+            name in "[a-zA-Z0-9_.:\\- \t\u{a0}\u{3000}ßǆéΣ]{0,20}"
+        ) {
+            let spaced = name.replace(['_', '-'], " ");
+            let mut chars = spaced.trim().chars();
+            let reference: String = match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => name.to_string(),
+            };
+            proptest::prop_assert_eq!(readable_name(&name), reference);
+        }
+
         #[test]
         fn single_lines_read_as_the_two_pass_versions_wrote_them(
             text in "(\\PC|[ \t\r\n\u{0}-\u{1f}\u{7f}-\u{9f}\u{a0}\u{2028}\u{2029}\u{200e}\u{202a}-\u{202e}\u{2066}-\u{2069}\u{3000}x])*"

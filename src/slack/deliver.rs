@@ -1,16 +1,17 @@
 //! Slack delivery: `api` (`chat.postMessage` with the bot token, and `chat.update` to close a
 //! message), `webhook` (incoming
-//! webhooks), `outbox` (the exact request JSON written to a file). The message is
-//! slack-morphism's Block Kit content, serialized once per send straight into the request body;
+//! webhooks), `outbox` (the exact request JSON written to a file). The message is the
+//! service's own Block Kit ([`super::render::kit`]), serialized once per send straight into the
+//! request body;
 //! of Slack's answer only `ok`, `error` and `channel` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
+use super::render::kit::{Block, Message};
 use crate::domain::SlackChannel;
 use crate::settings::{Settings, SlackMode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slack_morphism::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub(crate) struct OutgoingMessage {
     /// Thread to reply in.
     pub thread_ts: Option<String>,
     /// Blocks and fallback text.
-    pub content: SlackMessageContent,
+    pub content: Message,
     /// Stable name for the outbox file, so a retry overwrites rather than duplicates.
     pub file_stem: String,
 }
@@ -179,11 +180,16 @@ impl SlackSender {
     /// Edits the message `ts` in `channel` (the id Slack answered for the post) to `content`
     /// with `chat.update` (api mode only: it needs the bot token). Errors are sorted as a post's
     /// are: `message_not_found` and `cant_update_message` are permanent, 429 and 5xx retryable.
-    pub async fn update(&self, channel: &str, ts: &str, content: &SlackMessageContent) -> Result<(), SlackError> {
+    pub(crate) async fn update(&self, channel: &str, ts: &str, content: &Message) -> Result<(), SlackError> {
         let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
             code: "no_bot_token".into(),
         })?;
-        let body = json_body(&UpdateMessage { channel, ts, content })?;
+        let body = json_body(&UpdateMessage {
+            channel,
+            ts,
+            text: &content.text,
+            blocks: &content.blocks,
+        })?;
         let updating = self.call_api(&api.update_message, &api.authorization, body);
         // As for a post: a Slack that stops answering must not hold a worker past its lease.
         match tokio::time::timeout(self.timeout, updating).await {
@@ -315,7 +321,7 @@ impl SlackSender {
     pub(crate) async fn respond(
         &self,
         response_url: &url::Url,
-        content: Option<&SlackMessageContent>,
+        content: Option<&Message>,
         private_text: &str,
     ) -> Result<(), SlackError> {
         let body = match content {
@@ -384,8 +390,10 @@ struct WebApi {
 struct PostMessage<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
-    #[serde(flatten)]
-    content: &'a SlackMessageContent,
+    /// The message's fallback text and blocks (its fields, not flattened: serde's `flatten`
+    /// writes through a map of its own).
+    text: &'a str,
+    blocks: &'a [Block],
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_ts: Option<&'a str>,
     /// Slack's unfurler fetches URLs it finds in a message; none of ours should be fetched.
@@ -398,10 +406,11 @@ struct PostMessage<'a> {
 
 impl<'a> PostMessage<'a> {
     /// `content` alone: no channel, no thread.
-    fn content(content: &'a SlackMessageContent) -> Self {
+    fn content(content: &'a Message) -> Self {
         PostMessage {
             channel: None,
-            content,
+            text: &content.text,
+            blocks: &content.blocks,
             thread_ts: None,
             unfurl_links: false,
             unfurl_media: false,
@@ -424,8 +433,8 @@ impl<'a> PostMessage<'a> {
 struct UpdateMessage<'a> {
     channel: &'a str,
     ts: &'a str,
-    #[serde(flatten)]
-    content: &'a SlackMessageContent,
+    text: &'a str,
+    blocks: &'a [Block],
 }
 
 /// What this service reads of a Web API answer (the rest, the echoed message, is skipped).

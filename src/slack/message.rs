@@ -6,7 +6,7 @@
 use super::close::close_job;
 use super::deliver::{Delivered, OutgoingMessage, SlackError, SlackSender};
 use super::remind::remind_job;
-use super::render::{VotesView, render_run_message_with};
+use super::render::{VotesView, run_message};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome, TokenUse, token_requests};
 use crate::jobs::SlackJobPayload;
 use crate::langsmith::{MintedToken, TokenRequest};
@@ -132,7 +132,7 @@ impl Deliver for SlackMessages {
             show_route: route.is_some_and(|r| r.show_route),
             ..Default::default()
         };
-        let content = render_run_message_with(&payload.event, &job.route, &links, &view);
+        let content = run_message(&payload.event, &job.route, &links, &view);
         // Asking the initiator: their direct-message conversation is opened first (each try:
         // Slack returns the one that exists), and the message, its updates, its close and
         // clicks on it name it by that `D…` id, as Slack answers it for the post.

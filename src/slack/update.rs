@@ -2,7 +2,8 @@
 //! votes so far (or a private line for the voter), sent through the click's `response_url`.
 
 use super::deliver::SlackSender;
-use super::render::{VoteView, VotesView, render_run_message_with};
+use super::render::kit::Message;
+use super::render::{VoteView, VotesView, run_message};
 use crate::delivery::{Deliver, DeliveryError, HoldLease, Outcome};
 use crate::jobs::{JobKind, KindPayload, SlackJobPayload, SlackReply, SlackUpdatePayload};
 use crate::langsmith::MintedToken;
@@ -35,11 +36,7 @@ impl SlackUpdates {
 /// The message of Slack job `id` as it should read now: its buttons with the stored tokens (or
 /// a note once they expired) and the votes so far, as the route's `after_vote` shows them; or,
 /// `closed`, the final tally of each question and no buttons (`close.rs`).
-pub(super) async fn rerender(
-    state: &AppState,
-    id: i64,
-    closed: bool,
-) -> Result<slack_morphism::prelude::SlackMessageContent, Outcome> {
+pub(super) async fn rerender(state: &AppState, id: i64, closed: bool) -> Result<Message, Outcome> {
     let message = match state.store.job(id).await {
         Ok(Some(j)) if j.kind == JobKind::Slack => j,
         Ok(_) => {
@@ -92,7 +89,7 @@ pub(super) async fn rerender(
     if !crate::links::extends_retention(settings, &message.route) {
         crate::links::keep_trace_retention(&mut links);
     }
-    Ok(render_run_message_with(&payload.event, &message.route, &links, &view))
+    Ok(run_message(&payload.event, &message.route, &links, &view))
 }
 
 #[async_trait::async_trait]

@@ -2,12 +2,12 @@
 //! native buttons with their values, and what replaces them once votes lock, tokens expire or
 //! the message is closed.
 
-use super::escape::{Escaped, chars, cut_chars, escape_cut, escape_mrkdwn, mrkdwn, one_line};
+use super::escape::{Escaped, chars, cut_chars, escape_cut, escape_mrkdwn, one_line};
+use super::kit::{Block, Button, FeedbackSide};
 use super::votes::{VotesView, closed_line, mention, tally_line};
 use crate::domain::slack_limits::*;
 use crate::domain::{AfterVote, ButtonMode, ButtonStyle, ButtonValue, MAX_BUTTON_VALUE};
 use crate::links::KeyLinks;
-use slack_morphism::prelude::*;
 
 /// Longest question shown above a row of buttons.
 pub(super) const MAX_QUESTION_CHARS: usize = 150;
@@ -16,15 +16,15 @@ pub(super) const MAX_FEEDBACK_BUTTON_TEXT: usize = 75;
 /// The blocks of keys in a row that ask the same question: the question, then one row of their
 /// buttons (in chunks of 25), then per key what the votes show (a tally, who locked it). Empty
 /// when no key has a usable button and nothing is to be said of it.
-pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView) -> Vec<SlackBlock> {
-    let note = |text: String| -> SlackBlock { SlackContextBlock::new(vec![mrkdwn(text).into()]).into() };
+pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView) -> Vec<Block> {
+    let note = |text: String| Block::Context(vec![text]);
     let question = escape_cut(&one_line(&group[0].question), MAX_QUESTION_CHARS);
     if view.closed {
         return vec![note(format!("*{question}*")), note(closed_line(group, view))];
     }
-    let mut row: Vec<SlackActionBlockElement> = Vec::new();
-    let mut after: Vec<SlackBlock> = Vec::new();
-    let mut native: Option<SlackBlock> = None;
+    let mut row: Vec<Button> = Vec::new();
+    let mut after: Vec<Block> = Vec::new();
+    let mut native: Option<Block> = None;
     for (offset, key) in group.iter().enumerate() {
         let index = first + offset;
         let votes = view.latest(key.key.as_str());
@@ -71,15 +71,17 @@ pub(super) fn question_blocks(first: usize, group: &[KeyLinks], view: &VotesView
         let after_this = rest.split_off(rest.len().min(MAX_ACTIONS_ELEMENTS));
         let elements = std::mem::replace(&mut rest, after_this);
         let block_id = if chunk == 0 {
-            format!("fd_key_{first}")
+            ["fd_key_", itoa::Buffer::new().format(first)].concat()
         } else {
-            format!("fd_key_{first}_{chunk}")
+            [
+                "fd_key_",
+                itoa::Buffer::new().format(first),
+                "_",
+                itoa::Buffer::new().format(chunk),
+            ]
+            .concat()
         };
-        blocks.push(
-            SlackActionsBlock::new(elements)
-                .with_block_id(SlackBlockId(block_id))
-                .into(),
-        );
+        blocks.push(Block::Actions { block_id, elements });
         chunk += 1;
     }
     blocks.extend(after);
@@ -105,7 +107,7 @@ pub(super) fn submits(view: &VotesView) -> bool {
 }
 /// Slack's own feedback control for a key of exactly two buttons in native mode: its two sides
 /// carry the values; no URL, no style.
-pub(super) fn native_block(index: usize, key: &KeyLinks, view: &VotesView) -> Option<SlackBlock> {
+pub(super) fn native_block(index: usize, key: &KeyLinks, view: &VotesView) -> Option<Block> {
     if !submits(view) || view.buttons != ButtonMode::Native {
         return None;
     }
@@ -113,26 +115,19 @@ pub(super) fn native_block(index: usize, key: &KeyLinks, view: &VotesView) -> Op
         return None;
     };
     let (up, down) = (button_value(key, 0, view)?, button_value(key, 1, view)?);
-    let item = |link: &crate::links::FeedbackLink, value: String| SlackFeedbackButtonItem {
-        text: SlackBlockPlainTextOnly::from(button_label(&link.label, MAX_FEEDBACK_BUTTON_TEXT)),
+    let side = |link: &crate::links::FeedbackLink, value: String| FeedbackSide {
+        text: button_label(&link.label, MAX_FEEDBACK_BUTTON_TEXT),
         value,
-        accessibility_label: None,
     };
-    let element = SlackBlockFeedbackButtonsElement {
-        action_id: Some(SlackActionId(format!("fd:{index}:feedback"))),
-        positive_button: item(positive, up),
-        negative_button: item(negative, down),
-    };
-    Some(
-        SlackContextActionsBlock {
-            block_id: Some(SlackBlockId(format!("fd_key_{index}"))),
-            elements: vec![element.into()],
-        }
-        .into(),
-    )
+    Some(Block::Feedback {
+        block_id: ["fd_key_", itoa::Buffer::new().format(index)].concat(),
+        action_id: ["fd:", itoa::Buffer::new().format(index), ":feedback"].concat(),
+        positive: side(positive, up),
+        negative: side(negative, down),
+    })
 }
 /// The buttons of one key: link buttons, or in interactive mode buttons without a URL.
-pub(super) fn key_buttons(index: usize, key: &KeyLinks, view: &VotesView) -> Vec<SlackActionBlockElement> {
+pub(super) fn key_buttons(index: usize, key: &KeyLinks, view: &VotesView) -> Vec<Button> {
     let submits = submits(view);
     key.links
         .iter()
@@ -141,24 +136,24 @@ pub(super) fn key_buttons(index: usize, key: &KeyLinks, view: &VotesView) -> Vec
         .filter(|(_, link)| submits || chars(link.url.as_str()) <= MAX_BUTTON_URL)
         .map(|(button, link)| {
             // Position-based ids are short, unique per message, and reveal nothing of the token.
-            let mut element = SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(button_label(
-                &link.label,
-                MAX_BUTTON_TEXT,
-            )))
-            .with_action_id(SlackActionId(format!("fd:{index}:{button}")));
-            // Interactive buttons carry no URL: their clicks come only to this service.
-            if !submits {
-                element = element.with_url(link.url.clone());
+            Button {
+                action_id: [
+                    "fd:",
+                    itoa::Buffer::new().format(index),
+                    ":",
+                    itoa::Buffer::new().format(button),
+                ]
+                .concat(),
+                text: button_label(&link.label, MAX_BUTTON_TEXT),
+                // Interactive buttons carry no URL: their clicks come only to this service.
+                url: (!submits).then(|| link.url.as_str().to_owned()),
+                value: button_value(key, button, view),
+                style: match link.style {
+                    ButtonStyle::Primary => Some("primary"),
+                    ButtonStyle::Danger => Some("danger"),
+                    ButtonStyle::Default => None,
+                },
             }
-            if let Some(value) = button_value(key, button, view) {
-                element = element.with_value(value);
-            }
-            let element = match link.style {
-                ButtonStyle::Primary => element.with_style(SlackBlockButtonStyle::Primary),
-                ButtonStyle::Danger => element.with_style(SlackBlockButtonStyle::Danger),
-                ButtonStyle::Default => element,
-            };
-            element.into()
         })
         .collect()
 }

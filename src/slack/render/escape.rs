@@ -2,7 +2,6 @@
 //! [`escape_mrkdwn`] before it reaches a message, and cuts never split an entity.
 
 use crate::domain::text::{collapse_whitespace, is_bidi_control};
-use slack_morphism::prelude::*;
 
 /// Escapes untrusted text for Slack mrkdwn (and the fallback `text`): `&` first so the entities
 /// added for `<` and `>` are not escaped again, then `<` and `>`, which is what stops
@@ -37,10 +36,11 @@ pub fn escape_mrkdwn(s: &str) -> String {
     out.push_str(&s[kept_from..]);
     out
 }
-/// A mrkdwn text object. `verbatim` stops Slack from auto-linking bare URLs and channel names
-/// and from parsing mentions in untrusted text; our explicit `<url|…>` and `<!date…>` still work.
-pub(super) fn mrkdwn(text: String) -> SlackBlockMarkDownText {
-    SlackBlockMarkDownText::new(text).with_verbatim(true)
+/// A mrkdwn text object as slack-morphism's value, as the messages' ([`super::kit`]) are
+/// written: for tests that build slack-morphism's blocks by hand.
+#[cfg(test)]
+pub(super) fn mrkdwn(text: String) -> slack_morphism::prelude::SlackBlockMarkDownText {
+    slack_morphism::prelude::SlackBlockMarkDownText::new(text).with_verbatim(true)
 }
 /// One character of escaped output: kept, replaced by an entity, or (`None`) dropped.
 pub(super) enum Escaped {

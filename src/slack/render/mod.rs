@@ -4,9 +4,16 @@
 //! [`escape_mrkdwn`]; presigned feedback URLs appear only in button `url`s, never in text,
 //! because Slack's unfurler GETs URLs it finds in text and a GET on a presigned link records
 //! feedback. [`check_limits`] states Slack's size limits as a checkable list.
+//!
+//! Messages are built as the service's own Block Kit values ([`kit`]), which are written
+//! straight into a request's JSON; [`render_run_message`] and [`render_run_message_with`] give
+//! the same message as slack-morphism's content, for previews, limits and the crate's users.
 
+#[cfg(test)]
+mod arbitrary;
 mod buttons;
 mod escape;
+pub(crate) mod kit;
 mod limits;
 mod message;
 mod triage;
@@ -18,7 +25,7 @@ pub(crate) use triage::{TriageView, render_triage, render_triage_reply};
 pub use votes::{VoteView, VotesView};
 
 use self::buttons::question_blocks;
-use self::escape::mrkdwn;
+use self::kit::{Block, Message};
 use self::message::{context_block, excerpt_block, fallback_text, fields_block, header_block};
 use crate::domain::RunEvent;
 use crate::domain::slack_limits::*;
@@ -42,9 +49,14 @@ pub fn render_run_message_with(
     keys: &[KeyLinks],
     view: &VotesView,
 ) -> SlackMessageContent {
+    run_message(event, route, keys, view).to_content()
+}
+/// The Slack message for one run with `view`'s votes and button values, as the blocks this
+/// service sends ([`kit`]): what [`render_run_message_with`] gives as slack-morphism's content.
+pub(crate) fn run_message(event: &RunEvent, route: &str, keys: &[KeyLinks], view: &VotesView) -> Message {
     // Sized for the usual message (header, fields, three excerpts, context, a question and its
-    // row per key) so the blocks, each a large value, are not moved as the vector grows.
-    let mut blocks: Vec<SlackBlock> = Vec::with_capacity(MAX_BLOCKS.min(6 + 2 * keys.len()));
+    // row per key).
+    let mut blocks: Vec<Block> = Vec::with_capacity(MAX_BLOCKS.min(6 + 2 * keys.len()));
     blocks.push(header_block(event));
     blocks.push(fields_block(event));
     if let Some(input) = non_blank(event.input.as_deref()) {
@@ -59,7 +71,7 @@ pub fn render_run_message_with(
     blocks.extend(context_block(event, view.show_route.then_some(route), keys));
 
     // Keys in a row that ask the same question share a row of buttons.
-    let mut groups: Vec<Vec<SlackBlock>> = Vec::new();
+    let mut groups: Vec<Vec<Block>> = Vec::new();
     let mut first = 0;
     while first < keys.len() {
         let end = (first + 1..keys.len())
@@ -94,12 +106,12 @@ pub fn render_run_message_with(
             "{dropped} more feedback {} not shown: Slack allows {MAX_BLOCKS} blocks per message.",
             if dropped == 1 { "key" } else { "keys" }
         );
-        blocks.push(SlackContextBlock::new(vec![mrkdwn(note).into()]).into());
+        blocks.push(Block::Context(vec![note]));
     }
-
-    SlackMessageContent::new()
-        .with_text(fallback_text(event))
-        .with_blocks(blocks)
+    Message {
+        text: fallback_text(event),
+        blocks,
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! under the same trust rule as the message (`run_link_target`); a link to the rated message.
 //! No feedback URL is ever in it.
 
-use super::escape::{escape_cut, escape_mrkdwn, mrkdwn, one_line};
+use super::escape::{escape_cut, escape_mrkdwn, one_line};
+use super::kit::{Block, Message};
 use super::message::{MAX_FIELD_VALUE, excerpt_block, run_link_target};
 use crate::domain::text::{UNNAMED_RUN, non_blank};
 use crate::domain::{RunEvent, RunId};
-use slack_morphism::prelude::*;
 
 /// Longest comment quoted: a comment box holds 3,000 characters; a section holds that, but a
 /// triage line is read at a glance.
@@ -88,20 +88,20 @@ fn vote_lines(v: &TriageView<'_>) -> String {
 }
 
 /// The context line: the run's link (under the trust rule) and the rated message's.
-fn links_block(v: &TriageView<'_>) -> SlackBlock {
-    let mut elements: Vec<SlackContextBlockElement> = Vec::new();
+fn links_block(v: &TriageView<'_>) -> Block {
+    let mut elements: Vec<String> = Vec::new();
     if let Some((url, label)) = v
         .event
         .and_then(|e| e.run_url.as_deref().map(|u| (u, e.run_url_trusted)))
         .and_then(|(u, trusted)| run_link_target(u, trusted))
     {
-        elements.push(mrkdwn(format!("<{url}|{label}>")).into());
+        elements.push(format!("<{url}|{label}>"));
     }
     if let Some(link) = rated_link(v) {
-        elements.push(mrkdwn(link).into());
+        elements.push(link);
     }
-    elements.push(mrkdwn(format!("Run `{}`", v.run_id)).into());
-    SlackContextBlock::new(elements).into()
+    elements.push(format!("Run `{}`", v.run_id));
+    Block::Context(elements)
 }
 
 /// The run's name and project, one line, escaped.
@@ -124,13 +124,9 @@ fn run_title(v: &TriageView<'_>) -> String {
 }
 
 /// The run's first triage message: what was asked and answered, and the vote.
-pub(crate) fn render_triage(v: &TriageView<'_>) -> SlackMessageContent {
+pub(crate) fn render_triage(v: &TriageView<'_>) -> Message {
     let title = run_title(v);
-    let mut blocks: Vec<SlackBlock> = vec![
-        SlackSectionBlock::new()
-            .with_text(mrkdwn(format!("👎 *Rated negatively:* {title}")).into())
-            .into(),
-    ];
+    let mut blocks = vec![Block::Text(format!("👎 *Rated negatively:* {title}"))];
     if let Some(event) = v.event {
         if let Some(input) = non_blank(event.input.as_deref()) {
             blocks.push(excerpt_block("Question", input));
@@ -139,20 +135,20 @@ pub(crate) fn render_triage(v: &TriageView<'_>) -> SlackMessageContent {
             blocks.push(excerpt_block("Answer", output));
         }
     }
-    blocks.push(SlackSectionBlock::new().with_text(mrkdwn(vote_lines(v)).into()).into());
+    blocks.push(Block::Text(vote_lines(v)));
     blocks.push(links_block(v));
-    SlackMessageContent::new()
-        .with_text(format!("Rated negatively: {title}"))
-        .with_blocks(blocks)
+    Message {
+        text: format!("Rated negatively: {title}"),
+        blocks,
+    }
 }
 
 /// A later negative vote on the run, as a reply in the triage message's thread.
-pub(crate) fn render_triage_reply(v: &TriageView<'_>) -> SlackMessageContent {
-    let mut blocks: Vec<SlackBlock> = vec![SlackSectionBlock::new().with_text(mrkdwn(vote_lines(v)).into()).into()];
-    blocks.push(links_block(v));
-    SlackMessageContent::new()
-        .with_text(format!("Also rated negatively: {}", run_title(v)))
-        .with_blocks(blocks)
+pub(crate) fn render_triage_reply(v: &TriageView<'_>) -> Message {
+    Message {
+        text: format!("Also rated negatively: {}", run_title(v)),
+        blocks: vec![Block::Text(vote_lines(v)), links_block(v)],
+    }
 }
 
 #[cfg(test)]
