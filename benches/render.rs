@@ -1,12 +1,13 @@
 //! Rendering and link-building costs, the pure CPU work a worker does per delivered run:
 //! the Slack Block Kit message of a typical run (2 keys) and of a run with a 4,000-character
-//! answer (the longest excerpt intake keeps), a 50-run email digest, and the links of a
-//! 5-button key. `cargo bench --bench render`.
+//! answer (the longest excerpt intake keeps), rendered and written as JSON as a worker writes it
+//! into its request, a 50-run email digest, and the links of a 5-button key.
+//! `cargo bench --bench render`.
 
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use feedback_dispatch::MintedToken;
-use feedback_dispatch::render_run_message;
+use feedback_dispatch::render_run_json;
 use feedback_dispatch::{
     Button, ButtonStyle, FeedbackKey, KeySpec, MAX_EXCERPT_CHARS, RunEvent, RunId, RunStatus, Source,
 };
@@ -170,12 +171,12 @@ fn slack(c: &mut Criterion) {
     let typical = typical_run();
     let typical_links = links(&keys, typical.run_id);
     c.bench_function("slack/typical run, 2 keys", |b| {
-        b.iter(|| render_run_message(black_box(&typical), "support-bot", black_box(&typical_links)))
+        b.iter(|| render_run_json(black_box(&typical), "support-bot", black_box(&typical_links)))
     });
     let long = long_answer_run();
     let long_links = links(&keys, long.run_id);
     c.bench_function("slack/4,000-char answer, 2 keys", |b| {
-        b.iter(|| render_run_message(black_box(&long), "support-bot", black_box(&long_links)))
+        b.iter(|| render_run_json(black_box(&long), "support-bot", black_box(&long_links)))
     });
 }
 

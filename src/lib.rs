@@ -106,5 +106,5 @@ pub use email::digest::close_due;
 pub use email::render::{render_digest, sample_content};
 pub use links::{KeyLinks, key_links, links_for_run};
 pub use slack::render::{
-    VoteView, VotesView, check_limits, escape_mrkdwn, render_run_message, render_run_message_with,
+    VoteView, VotesView, check_limits, escape_mrkdwn, render_run_json, render_run_message, render_run_message_with,
 };

@@ -51,6 +51,13 @@ pub fn render_run_message_with(
 ) -> SlackMessageContent {
     run_message(event, route, keys, view).to_content()
 }
+/// The JSON of a run's Slack message (`text` and `blocks`), as a worker renders and writes it
+/// into its request: what the render bench measures.
+#[doc(hidden)]
+pub fn render_run_json(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> Vec<u8> {
+    let message = run_message(event, route, keys, &VotesView::default());
+    serde_json::to_vec(&message).expect("a message always serializes")
+}
 /// The Slack message for one run with `view`'s votes and button values, as the blocks this
 /// service sends ([`kit`]): what [`render_run_message_with`] gives as slack-morphism's content.
 pub(crate) fn run_message(event: &RunEvent, route: &str, keys: &[KeyLinks], view: &VotesView) -> Message {
