@@ -279,7 +279,9 @@ pub(crate) fn digest_cap_of(job: &crate::store::NewJob) -> Option<DigestCap> {
 /// key index (`slack_keys_of_run`): on SQLite the console finds them there, and a message keeps
 /// no entry in the run index.
 pub(crate) fn slack_key(route: &str, target: &str, run: RunId) -> String {
-    format!("slack:{run}:{route}:{target}")
+    // Joined, not `format!`ed: every routed run makes one.
+    let mut id = uuid::Uuid::encode_buffer();
+    ["slack:", run.write_to(&mut id), ":", route, ":", target].concat()
 }
 
 /// The range of keys `[from, to)` that holds every Slack message key of run `run`.
@@ -338,7 +340,7 @@ pub struct SlackClosePayload {
 /// The idempotency key of the close of one message job: a send repeated after a crash, or by a
 /// second replica, cannot enqueue a second one.
 pub fn slack_close_key(message_job: i64) -> String {
-    format!("slack-close:{message_job}")
+    ["slack-close:", itoa::Buffer::new().format(message_job)].concat()
 }
 
 /// The idempotency key of message job `message_job`'s reminder: one per message, however

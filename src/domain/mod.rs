@@ -55,10 +55,18 @@ pub struct RunId(uuid::Uuid);
 
 // Written from a buffer on the stack and read from the text as it lies in the input: a payload
 // or a LangSmith answer holds several run ids, and each went through a `String` of its own.
+impl RunId {
+    /// The id as its text (what `Display` writes), in `buf` (`uuid::Uuid::encode_buffer()`):
+    /// no `String`, no `core::fmt`.
+    pub fn write_to(self, buf: &mut [u8; uuid::fmt::Urn::LENGTH]) -> &str {
+        self.0.hyphenated().encode_lower(buf)
+    }
+}
+
 impl serde::Serialize for RunId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut buf = uuid::Uuid::encode_buffer();
-        serializer.serialize_str(self.0.hyphenated().encode_lower(&mut buf))
+        serializer.serialize_str(self.write_to(&mut buf))
     }
 }
 

@@ -47,7 +47,7 @@ impl Payload {
     /// read past its other fields without building them.
     pub(crate) fn field<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
         use serde::de::DeserializeSeed;
-        if !self.0.contains(&format!("\"{name}\":")) {
+        if !self.0.contains(&["\"", name, "\":"].concat()) {
             return None;
         }
         let mut reader = serde_json::Deserializer::from_str(&self.0);
