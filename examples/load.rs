@@ -256,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The end-to-end phases: the defaults but for `batch_runs`.
     let delivering = |batch_runs: usize| AppConfig {
+        route_slack: "",
         batch_runs: Some(batch_runs),
         concurrency: args.concurrency,
         slack_timeout: "15s",
@@ -283,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.only_cpu {
         let defaults = AppConfig {
+            route_slack: "",
             batch_runs: None,
             ..delivering(1)
         };
@@ -479,6 +481,7 @@ async fn main() -> anyhow::Result<()> {
         &bin,
         &work.path().join("queued"),
         &AppConfig {
+            route_slack: "",
             batch_runs: Some(1),
             concurrency: 1,
             // Longer than the phase, so the one stalled send holds its worker throughout.
@@ -916,6 +919,10 @@ async fn retention_phase(
         bin,
         &dir,
         &AppConfig {
+            // A sent message whose close is still queued is kept for its close (which re-renders
+            // it), so with closes on (api mode's default) nothing would be pruned until the
+            // links expire: this phase measures the pruner, so its route does not close.
+            route_slack: ", close = false",
             batch_runs: Some(1),
             concurrency: args.concurrency,
             slack_timeout: "15s",
@@ -1150,6 +1157,7 @@ async fn redaction_phase(
 ) -> anyhow::Result<Report> {
     let rounds = args.redaction_rounds.max(1);
     let config = AppConfig {
+        route_slack: "",
         batch_runs: None,
         concurrency: args.concurrency,
         slack_timeout: "15s",
@@ -1330,6 +1338,8 @@ struct AppConfig {
     extra: &'static str,
     /// `store.url`; `None` is a SQLite file in the app's folder.
     store: Option<String>,
+    /// More settings of the route's `slack` table (`, close = false`), or empty.
+    route_slack: &'static str,
 }
 
 /// The binary under test, running; SIGKILLed if dropped while still running.
@@ -1380,7 +1390,7 @@ buttons = [{{ label = "👎 Not helpful", score = 0, style = "danger" }}]
 [[routes]]
 name = "load"
 keys = ["thumbs_up", "thumbs_down"]
-slack = {{ channel = "{CHANNEL}" }}
+slack = {{ channel = "{CHANNEL}"{route_slack} }}
 {extra}
 "#,
             db = config
@@ -1396,6 +1406,7 @@ slack = {{ channel = "{CHANNEL}" }}
             concurrency = config.concurrency,
             lease = config.lease,
             extra = config.extra,
+            route_slack = config.route_slack,
         );
         let config_path = dir.join("settings.toml");
         std::fs::write(&config_path, settings)?;
@@ -2031,6 +2042,7 @@ async fn postgres_phase(
         let mut apps = Vec::new();
         for i in 0..replicas {
             let config = AppConfig {
+                route_slack: "",
                 batch_runs: Some(1),
                 concurrency: args.concurrency,
                 slack_timeout: "15s",
@@ -2143,6 +2155,7 @@ async fn console_phase(
 ) -> anyhow::Result<Report> {
     let dir = work.join("console");
     let config = AppConfig {
+        route_slack: "",
         batch_runs: None,
         concurrency: args.concurrency,
         slack_timeout: "15s",
