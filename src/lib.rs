@@ -45,6 +45,7 @@ mod events;
 mod follow_through;
 mod intake;
 mod jobs;
+mod json;
 mod langsmith;
 mod lease;
 mod links;

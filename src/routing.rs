@@ -6,7 +6,7 @@ use crate::domain::{
     AskFallback, AskTo, ChannelChoice, FeedbackKey, RedactCounts, Route, RunEvent, RunParts, SlackChannel, SlackTarget,
     cap_day, is_slack_user_id, opaque_key,
 };
-use crate::jobs::{AskCap, DigestRunPayload, SlackJobPayload, TeamsJobPayload};
+use crate::jobs::{AskCap, DigestRunPayload, SlackJobPayloadRef, TeamsJobPayload};
 use crate::settings::Settings;
 use crate::store::{DigestItem, JobKind, NewJob};
 use chrono::{DateTime, Utc};
@@ -259,9 +259,9 @@ fn slack_ask(
         day: cap_day(due_at, ask.timezone),
         limit,
     });
-    let payload = SlackJobPayload {
-        event: event.clone(),
-        keys: keys.to_vec(),
+    let payload = SlackJobPayloadRef {
+        event,
+        keys,
         channel,
         thread_ts,
         link_ttl_secs: route.link_ttl.as_secs(),

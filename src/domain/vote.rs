@@ -128,7 +128,7 @@ impl ButtonValue {
             k: key,
             c: choice,
         };
-        serde_json::to_string(&parts).expect("a button value serializes")
+        crate::json::to_string(&parts).expect("a button value serializes")
     }
 
     /// Reads a value back from a click; `None` for anything this app did not write.

@@ -204,7 +204,12 @@ impl LangSmithClient {
     }
 
     async fn try_mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
-        let mut req = self.http.post(self.tokens_url.clone()).json(requests);
+        let body = crate::json::to_vec(requests).expect("token requests serialize");
+        let mut req = self
+            .http
+            .post(self.tokens_url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.api_key {
             req = req.header("x-api-key", key.expose_secret());
         }

@@ -6,8 +6,9 @@
 //! of Slack's answer only `ok`, `error` and `channel` are read (it echoes the whole message back).
 //! Errors are sorted into retryable and permanent here, with Slack's error code kept.
 
-use super::render::kit::{Block, Message};
+use super::render::kit::{Block, Message, write_fields};
 use crate::domain::SlackChannel;
+use crate::json::write_str;
 use crate::settings::{Settings, SlackMode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,7 @@ impl SlackSender {
                 code: "no_channel".into(),
             });
         }
-        let body = json_body(&PostMessage::of(msg))?;
+        let body = PostMessage::of(msg).body();
         self.call_api(&api.post_message, &api.authorization, body).await
     }
 
@@ -184,12 +185,13 @@ impl SlackSender {
         let api = self.api.as_ref().ok_or_else(|| SlackError::Permanent {
             code: "no_bot_token".into(),
         })?;
-        let body = json_body(&UpdateMessage {
+        let body = UpdateMessage {
             channel,
             ts,
             text: &content.text,
             blocks: &content.blocks,
-        })?;
+        }
+        .body();
         let updating = self.call_api(&api.update_message, &api.authorization, body);
         // As for a post: a Slack that stops answering must not hold a worker past its lease.
         match tokio::time::timeout(self.timeout, updating).await {
@@ -447,14 +449,56 @@ struct ApiAnswer {
     ts: Option<String>,
 }
 
-/// A request's JSON body, written into a buffer the size of a usual message's (a few KiB of
-/// blocks and link URLs), so it is not grown and copied a doubling at a time.
-fn json_body(value: &impl Serialize) -> Result<Vec<u8>, SlackError> {
-    let mut body = Vec::with_capacity(4096);
-    serde_json::to_writer(&mut body, value).map_err(|e| SlackError::Permanent {
-        code: format!("unserializable: {e}"),
-    })?;
-    Ok(body)
+/// The size of a usual message's body (a few KiB of blocks and link URLs): written into a
+/// buffer this large, it is not grown and copied a doubling at a time.
+const BODY_CAPACITY: usize = 4096;
+
+impl PostMessage<'_> {
+    /// The body as JSON: what `serde_json` writes of it (a test holds the two to the byte),
+    /// written by hand around the message (`kit::write_fields`).
+    fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(BODY_CAPACITY);
+        out.push(b'{');
+        if let Some(channel) = self.channel {
+            out.extend_from_slice(b"\"channel\":");
+            write_str(&mut out, channel);
+            out.push(b',');
+        }
+        write_fields(&mut out, self.text, self.blocks);
+        if let Some(ts) = self.thread_ts {
+            out.extend_from_slice(b",\"thread_ts\":");
+            write_str(&mut out, ts);
+        }
+        out.extend_from_slice(b",\"unfurl_links\":");
+        out.extend_from_slice(json_bool(self.unfurl_links));
+        out.extend_from_slice(b",\"unfurl_media\":");
+        out.extend_from_slice(json_bool(self.unfurl_media));
+        if let Some(replace) = self.replace_original {
+            out.extend_from_slice(b",\"replace_original\":");
+            out.extend_from_slice(json_bool(replace));
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+fn json_bool(value: bool) -> &'static [u8] {
+    if value { b"true" } else { b"false" }
+}
+
+impl UpdateMessage<'_> {
+    /// The body as JSON, as for [`PostMessage::body`].
+    fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(BODY_CAPACITY);
+        out.extend_from_slice(b"{\"channel\":");
+        write_str(&mut out, self.channel);
+        out.extend_from_slice(b",\"ts\":");
+        write_str(&mut out, self.ts);
+        out.push(b',');
+        write_fields(&mut out, self.text, self.blocks);
+        out.push(b'}');
+        out
+    }
 }
 
 /// Sorts an HTTP 200 answer of the Web API: `ok` with the message's channel, or Slack's error code
@@ -518,5 +562,63 @@ fn slack_code(status: u16, text: &str) -> String {
         t.to_string()
     } else {
         format!("http_{status}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            text: "a \"run\"\n— rate it".into(),
+            blocks: vec![
+                Block::Header("Run".into()),
+                Block::Context(vec!["<https://x.example|x>".into()]),
+            ],
+        }
+    }
+
+    /// The bodies written by hand are `serde_json`'s of the same values, in every shape a
+    /// request takes (the message inside is held to `serde_json`'s by `kit`'s tests).
+    #[test]
+    fn request_bodies_are_what_serde_json_writes_of_them() {
+        let message = message();
+        for (channel, thread_ts, replace_original) in [
+            (Some("C1"), None, None),
+            (Some("#support \"x\""), Some("1700000000.000100"), None),
+            (None, None, Some(true)),
+            (None, Some("1.2"), Some(false)),
+        ] {
+            let post = PostMessage {
+                channel,
+                thread_ts,
+                replace_original,
+                ..PostMessage::content(&message)
+            };
+            assert_eq!(
+                String::from_utf8(post.body()).unwrap(),
+                serde_json::to_string(&post).unwrap()
+            );
+        }
+        let unfurling = PostMessage {
+            unfurl_links: true,
+            unfurl_media: true,
+            ..PostMessage::content(&message)
+        };
+        assert_eq!(
+            String::from_utf8(unfurling.body()).unwrap(),
+            serde_json::to_string(&unfurling).unwrap()
+        );
+        let update = UpdateMessage {
+            channel: "C1",
+            ts: "1700000000.000100",
+            text: &message.text,
+            blocks: &message.blocks,
+        };
+        assert_eq!(
+            String::from_utf8(update.body()).unwrap(),
+            serde_json::to_string(&update).unwrap()
+        );
     }
 }

@@ -197,7 +197,7 @@ impl Workers {
                             // come.
                             minted: minted
                                 .filter(|_| deliverer.is_some_and(|d| d.keeps_tokens(settings)))
-                                .map(|m| serde_json::to_string(m).expect("tokens serialize")),
+                                .map(|m| crate::json::to_string(m).expect("tokens serialize")),
                             follow_ups: std::mem::take(follow_ups),
                             recording: true,
                         },

@@ -184,7 +184,8 @@ impl SqliteStore {
                 .iter()
                 .zip(jobs)
                 .filter_map(|(i, j)| {
-                    let (id, payload) = (i.id?, i.leased_payload.clone()?);
+                    let id = i.id.filter(|_| i.leased)?;
+                    let payload = j.payload.as_str().to_string();
                     Some(UnreadJob {
                         job: Job {
                             id,

@@ -121,39 +121,37 @@ impl QueueStore for SqliteStore {
         // takes the four trips.
         let one_trip =
             self.path.is_some() && !sinks.any() && !follow_ups.is_empty() && follow_ups.len() <= JOBS_PER_INSERT;
-        let mut qb = sqlx::QueryBuilder::new("");
+        let mut sql = statements::Sql::with_capacity(if one_trip { follow_ups.len() + 1 } else { 1 });
         if one_trip {
-            qb.push("BEGIN IMMEDIATE; ");
-            statements::push_insert_jobs(&mut qb, follow_ups, now, None);
-            qb.push("; ");
+            sql.push("BEGIN IMMEDIATE; ");
+            statements::push_insert_jobs(&mut sql, follow_ups, now, None);
+            sql.push("; ");
         }
         // `last_error` is kept: a job delivered after a failure still says what failed (the
         // console's run timeline).
-        qb.push("UPDATE jobs SET state = 'sent', lease_until = NULL, sent_at = ");
-        qb.push_bind(ms(now)).push(", updated_at = ").push_bind(ms(now));
-        let kept: Vec<(i64, &String)> = job_ids
-            .iter()
-            .zip(minted)
-            .filter_map(|(id, m)| m.as_ref().map(|m| (*id, m)))
-            .collect();
-        if !kept.is_empty() {
-            qb.push(", minted = CASE id");
-            for (id, m) in kept {
-                qb.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(m.clone());
+        sql.push("UPDATE jobs SET state = 'sent', lease_until = NULL, sent_at = ")
+            .bind(ms(now))
+            .push(", updated_at = ")
+            .bind(ms(now));
+        if minted.iter().any(Option::is_some) {
+            sql.push(", minted = CASE id");
+            for (id, m) in job_ids.iter().zip(minted) {
+                if let Some(m) = m {
+                    sql.push(" WHEN ").bind(*id).push(" THEN ").bind(m.as_str());
+                }
             }
-            qb.push(" ELSE minted END");
+            sql.push(" ELSE minted END");
         }
-        qb.push(" WHERE id IN (");
-        let mut ids = qb.separated(", ");
-        for id in job_ids {
-            ids.push_bind(*id);
+        sql.push(" WHERE id IN (");
+        for (i, id) in job_ids.iter().enumerate() {
+            sql.push(if i == 0 { "" } else { ", " }).bind(*id);
         }
-        qb.push(")");
+        sql.push(")");
         if one_trip {
-            qb.push("; COMMIT");
+            sql.push("; COMMIT");
         }
         if one_trip || (!sinks.any() && follow_ups.is_empty()) {
-            return self.execute(qb.build()).await.map(|_| ());
+            return self.execute(sql.query()).await.map(|_| ());
         }
         in_transaction!(self, |tx| {
             if sinks.any() {
@@ -168,7 +166,7 @@ impl QueueStore for SqliteStore {
             for chunk in follow_ups.chunks(JOBS_PER_INSERT) {
                 insert_jobs(&mut *tx, chunk, now).await?;
             }
-            qb.build().execute(&mut *tx).await?;
+            sql.query().execute(&mut *tx).await?;
             false
         })
     }
