@@ -508,6 +508,27 @@ mod tests {
         );
     }
 
+    /// Like [`same`], and written by this writer itself, not handed back to `serde_json`.
+    fn written_here<T: Serialize + ?Sized>(value: &T) {
+        let mut out = Vec::new();
+        assert!(value.serialize(&mut Writer { out: &mut out }).is_ok(), "handed back");
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(value).unwrap());
+    }
+
+    /// Like [`same`], for a value `serde_json` writes whole (after a partial write here).
+    fn handed_back_whole<T: Serialize + ?Sized>(value: &T) {
+        let mut out = Vec::new();
+        assert!(value.serialize(&mut Writer { out: &mut out }).is_err(), "written here");
+        let mut prefixed = b"x".to_vec();
+        write(&mut prefixed, value).unwrap();
+        assert_eq!(
+            prefixed[1..],
+            serde_json::to_vec(value).unwrap()[..],
+            "the partial write is undone"
+        );
+        same(value);
+    }
+
     #[test]
     fn every_byte_is_escaped_as_serde_json_escapes_it() {
         for b in 0u8..=0x7f {
@@ -523,6 +544,12 @@ mod tests {
         }
         same("é—€🙂\u{2028}\u{7f}\u{80}\u{ff}");
         same("");
+    }
+
+    #[derive(serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    enum Key {
+        First,
+        Second,
     }
 
     #[derive(serde::Serialize)]
@@ -548,7 +575,7 @@ mod tests {
         tuple: (u16, &'static str),
         shapes: Vec<Shape>,
         by_name: BTreeMap<String, Value>,
-        by_number: BTreeMap<u32, bool>,
+        by_unit: BTreeMap<Key, u8>,
         bytes: serde_bytes_like::Bytes,
     }
 
@@ -564,7 +591,7 @@ mod tests {
 
     #[test]
     fn every_shape_of_value_is_written_as_serde_json_writes_it() {
-        same(&Everything {
+        written_here(&Everything {
             flag: true,
             small: -8,
             big: u128::MAX,
@@ -589,12 +616,14 @@ mod tests {
                 ("k\u{1}".to_string(), json!({"n": [1, 2.5, -3, null, true, "s"]})),
                 ("e".to_string(), json!({})),
             ]),
-            by_number: BTreeMap::from([(1, true), (20, false)]),
+            by_unit: BTreeMap::from([(Key::First, 1), (Key::Second, 2)]),
             bytes: serde_bytes_like::Bytes(vec![0, 255]),
         });
-        // A RawValue is written as it is, by serde_json.
+        written_here(&(Some(1.5f32), 'é', [None::<u8>, Some(2)], Key::Second));
+        // A key that is not a string and a RawValue are written whole by serde_json.
+        handed_back_whole(&BTreeMap::from([(1u32, true), (20, false)]));
         let raw = serde_json::value::RawValue::from_string("{ \"spaced\" : 1 }".into()).unwrap();
-        same(&vec![raw]);
+        handed_back_whole(&vec![raw]);
     }
 
     /// Arbitrary JSON values: strings of any characters, nested arrays and objects, numbers.

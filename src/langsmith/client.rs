@@ -204,7 +204,8 @@ impl LangSmithClient {
     }
 
     async fn try_mint(&self, requests: &[TokenRequest]) -> Result<Vec<MintedToken>, LangSmithError> {
-        let body = crate::json::to_vec(requests).expect("token requests serialize");
+        let body = crate::json::to_vec(requests)
+            .map_err(|e| LangSmithError::InvalidResponse(format!("the token requests did not serialize: {e}")))?;
         let mut req = self
             .http
             .post(self.tokens_url.clone())

@@ -25,9 +25,10 @@ pub struct NewJob {
 }
 
 /// A new job's payload as the store writes it: JSON text, written once from the typed payload
-/// (`Payload::of`, with `json::to_string`: `serde_json`'s bytes, escaped faster), not through a `serde_json::Value` tree nor
-/// `Value`'s `Display`, which goes through `core::fmt` for every piece of the text. The store
-/// reads a field of it only where a transaction decides by it (an ask's conversation and cap).
+/// (`Payload::of`, with `json::to_string`: `serde_json`'s bytes), not through a
+/// `serde_json::Value` tree nor `Value`'s `Display`, which goes through `core::fmt` for every
+/// piece of the text. The store reads a field of it only where a transaction decides by it (an
+/// ask's conversation and cap).
 #[derive(Debug, Clone)]
 pub struct Payload(String);
 

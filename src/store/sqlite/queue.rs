@@ -133,7 +133,7 @@ impl QueueStore for SqliteStore {
             .bind(ms(now))
             .push(", updated_at = ")
             .bind(ms(now));
-        if minted.iter().any(Option::is_some) {
+        if job_ids.iter().zip(minted).any(|(_, m)| m.is_some()) {
             sql.push(", minted = CASE id");
             for (id, m) in job_ids.iter().zip(minted) {
                 if let Some(m) = m {
