@@ -220,6 +220,17 @@ impl Serialize for FeedbackSide {
     }
 }
 
+impl Message {
+    /// The message as a JSON object (`{"text":…,"blocks":[…]}`), written by [`write_fields`].
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        out.push(b'{');
+        write_fields(&mut out, &self.text, &self.blocks);
+        out.push(b'}');
+        out
+    }
+}
+
 /// Appends `"text":…,"blocks":[…]` of a message's `text` and `blocks`, inside a request body's
 /// object: the same JSON as `Serialize` writes, written straight into the body. The fixed
 /// parts of each block (its type, its keys, a text's type) are copied as they are, and only
@@ -345,10 +356,7 @@ pub(in crate::slack) mod tests {
 
     /// What [`write_fields`] writes of `message`, as a whole object.
     pub(in crate::slack) fn written(message: &Message) -> String {
-        let mut out = vec![b'{'];
-        write_fields(&mut out, &message.text, &message.blocks);
-        out.push(b'}');
-        String::from_utf8(out).unwrap()
+        String::from_utf8(message.to_json()).unwrap()
     }
 
     fn every_block() -> Message {

@@ -55,12 +55,7 @@ pub fn render_run_message_with(
 /// into its request: what the render bench measures.
 #[doc(hidden)]
 pub fn render_run_json(event: &RunEvent, route: &str, keys: &[KeyLinks]) -> Vec<u8> {
-    let message = run_message(event, route, keys, &VotesView::default());
-    let mut out = Vec::with_capacity(4096);
-    out.push(b'{');
-    kit::write_fields(&mut out, &message.text, &message.blocks);
-    out.push(b'}');
-    out
+    run_message(event, route, keys, &VotesView::default()).to_json()
 }
 /// The Slack message for one run with `view`'s votes and button values, as the blocks this
 /// service sends ([`kit`]): what [`render_run_message_with`] gives as slack-morphism's content.

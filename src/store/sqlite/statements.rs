@@ -62,9 +62,14 @@ where
         .enumerate()
         .map(|(i, j)| Inserted {
             id: inserted.remove(&j.idempotency_key),
-            leased: leasing.is_some_and(|(l, _)| l.get(i).copied().unwrap_or(false)),
+            leased: is_leased(leasing, i),
         })
         .collect())
+}
+
+/// Whether the `i`th job is marked to be inserted leased (`leasing.0`).
+fn is_leased(leasing: Option<(&[bool], i64)>, i: usize) -> bool {
+    leasing.is_some_and(|(marks, _)| marks.get(i).copied().unwrap_or(false))
 }
 
 /// SQL text and the values bound to its placeholders, written without `core::fmt`: sqlx's
@@ -112,14 +117,13 @@ impl Sql {
 /// Pushes the `INSERT … ON CONFLICT (idempotency_key) DO NOTHING` of `jobs` (see
 /// [`insert_jobs_leasing`]) onto `sql`.
 pub(super) fn push_insert_jobs(sql: &mut Sql, jobs: &[NewJob], now: DateTime<Utc>, leasing: Option<(&[bool], i64)>) {
-    let leased = |i: usize| leasing.is_some_and(|(l, _)| l.get(i).copied().unwrap_or(false));
     let until = leasing.map(|(_, until)| until);
     sql.push(
         "INSERT INTO jobs (kind, route, target, run_id, idempotency_key, payload, state, attempts, lease_until, next_attempt_at, created_at, updated_at) VALUES ",
     );
     let mut run = uuid::Uuid::encode_buffer();
     for (i, job) in jobs.iter().enumerate() {
-        let leased = leased(i);
+        let leased = is_leased(leasing, i);
         sql.push(if i == 0 { "(" } else { ", (" });
         sql.bind(job.kind.as_str())
             .push(", ")
