@@ -35,6 +35,35 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind.
+    pub const ALL: [JobKind; 9] = [
+        JobKind::Slack,
+        JobKind::Digest,
+        JobKind::SlackUpdate,
+        JobKind::FeedbackSubmit,
+        JobKind::SlackClose,
+        JobKind::ReviewQueue,
+        JobKind::SlackTriage,
+        JobKind::Teams,
+        JobKind::SlackRemind,
+    ];
+
+    /// Its place in [`JobKind::ALL`] (a kind added to the enum does not compile until it has
+    /// one here; the tests hold these places to `ALL`).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            JobKind::Slack => 0,
+            JobKind::Digest => 1,
+            JobKind::SlackUpdate => 2,
+            JobKind::FeedbackSubmit => 3,
+            JobKind::SlackClose => 4,
+            JobKind::ReviewQueue => 5,
+            JobKind::SlackTriage => 6,
+            JobKind::Teams => 7,
+            JobKind::SlackRemind => 8,
+        }
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -469,6 +498,16 @@ pub(crate) fn triage_key(channel: &str, run: RunId, action_key: &str) -> String 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_kind_is_listed_once_and_its_name_reads_back() {
+        let names: std::collections::HashSet<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), JobKind::ALL.len());
+        for (i, kind) in JobKind::ALL.into_iter().enumerate() {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -1,7 +1,7 @@
 //! Feedback links: a key's buttons × its minted token → labelled GET URLs
 //! (`…/feedback/tokens/<id>?score=1`, categorical `?score=<value>&value=<label>`).
 
-use crate::domain::{ButtonStyle, FeedbackKey, KeySpec, format_score};
+use crate::domain::{ButtonStyle, FeedbackKey, KeySpec, score_text};
 use crate::langsmith::MintedToken;
 
 /// One button's link. The URL is a bearer credential: `Debug` hides it.
@@ -59,7 +59,7 @@ pub fn key_links(spec: &KeySpec, token: &MintedToken) -> KeyLinks {
             url.set_query(None);
             {
                 let mut q = url.query_pairs_mut();
-                q.append_pair("score", &format_score(b.score));
+                q.append_pair("score", &score_text(b.score, &mut itoa::Buffer::new()));
                 if let Some(v) = &b.value {
                     q.append_pair("value", v);
                 }

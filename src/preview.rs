@@ -150,7 +150,7 @@ pub(crate) async fn run(settings: &Settings, opts: &PreviewOptions) -> anyhow::R
             let matched = route.matcher.matches(routed);
             let keys = keys_for(route, routed, settings);
             // What the route would store and show: its fields, redacted.
-            let event = &crate::routing::shown_event(route, routed, &run_parts, &mut Default::default());
+            let event = &*crate::routing::shown_event(route, routed, &run_parts, &mut Default::default());
             let _ = writeln!(
                 report,
                 "run {} → route {:?}{}: keys {}",

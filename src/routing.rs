@@ -126,17 +126,21 @@ pub(crate) fn with_link_trust<'e>(event: &'e RunEvent, settings: &Settings) -> s
 }
 
 /// What `route` stores and shows of `event`: the texts its `show` chooses from the payload,
-/// then its redaction over every text, so the job holds only what may be shown.
-pub(crate) fn shown_event(
+/// then its redaction over every text, so the job holds only what may be shown. The run
+/// itself when the route changes nothing (no `show` choices, no redaction rules).
+pub(crate) fn shown_event<'e>(
     route: &Route,
-    event: &RunEvent,
+    event: &'e RunEvent,
     parts: &RunParts<'_>,
     counts: &mut RedactCounts,
-) -> RunEvent {
+) -> std::borrow::Cow<'e, RunEvent> {
+    if route.show.is_default() && route.redact.is_empty() {
+        return std::borrow::Cow::Borrowed(event);
+    }
     let mut shown = event.clone();
     route.show.apply(&mut shown, event, parts);
     route.redact.redact_event(&mut shown, counts);
-    shown
+    std::borrow::Cow::Owned(shown)
 }
 
 /// Whose digest `event` joins on `route`: `Some(None)` the route's recipients', `Some(Some(a))`
@@ -305,7 +309,7 @@ pub(crate) fn plan_with(events: &[RunEvent], parts: &[RunParts<'_>], settings: &
                 continue;
             }
             // Routing reads the run as sent; what is stored is what the route shows.
-            let event = &shown_event(route, routed, &run_parts, &mut plan.redactions);
+            let event = &*shown_event(route, routed, &run_parts, &mut plan.redactions);
             if let Some(slack) = &route.slack {
                 match slack_ask(route, slack, routed, event, &keys, now, &mut plan) {
                     Ok(Some(job)) => {

@@ -17,7 +17,6 @@ use crate::jobs::{JobKind, JobPayload, KindPayload};
 use crate::langsmith::{MintedToken, TokenRequest};
 use crate::settings::Settings;
 use crate::store::Job;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Who mints a kind's presigned tokens.
@@ -164,10 +163,19 @@ pub(crate) trait Scheduled: Send + Sync {
 }
 
 /// Which deliverer runs each kind of job, and the channels' scheduled work.
-#[derive(Default)]
 pub(crate) struct Registry {
-    by_kind: HashMap<JobKind, Box<dyn Deliverer>>,
+    /// Indexed by the kind's place in [`JobKind::ALL`].
+    by_kind: [Option<Box<dyn Deliverer>>; JobKind::ALL.len()],
     scheduled: Vec<Box<dyn Scheduled>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            by_kind: std::array::from_fn(|_| None),
+            scheduled: Vec::new(),
+        }
+    }
 }
 
 impl Registry {
@@ -184,13 +192,13 @@ impl Registry {
 
     /// Adds the deliverer of `D::Payload`'s kind (a second one for a kind replaces the first).
     pub(crate) fn register<D: Deliver>(mut self, deliverer: D) -> Self {
-        self.by_kind.insert(D::Payload::KIND, Box::new(deliverer));
+        self.by_kind[D::Payload::KIND.index()] = Some(Box::new(deliverer));
         self
     }
 
     /// The deliverer of `kind`, if one is registered.
     pub(crate) fn get(&self, kind: JobKind) -> Option<&dyn Deliverer> {
-        self.by_kind.get(&kind).map(|d| &**d)
+        self.by_kind.get(kind.index()).and_then(|d| d.as_deref())
     }
 
     /// Whether the worker mints for jobs of `kind` (and may batch them).

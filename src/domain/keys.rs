@@ -275,10 +275,15 @@ impl KeySpec {
 
 /// Formats a score the way a person writes it in a URL: `1`, `0`, `0.5`, `-2`.
 pub fn format_score(score: f64) -> String {
+    score_text(score, &mut itoa::Buffer::new()).into_owned()
+}
+
+/// [`format_score`]'s text, an integer written into `int` without an allocation.
+pub fn score_text(score: f64, int: &mut itoa::Buffer) -> std::borrow::Cow<'_, str> {
     if score.fract() == 0.0 && score.abs() < 1e15 {
-        format!("{}", score as i64)
+        std::borrow::Cow::Borrowed(int.format(score as i64))
     } else {
-        format!("{score}")
+        std::borrow::Cow::Owned(format!("{score}"))
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) use event::{cut, excerpt};
 pub use ip_block::IpBlock;
 #[cfg(test)]
 pub(crate) use keys::thumbs_up_for_tests;
-pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score};
+pub use keys::{Button, ButtonStyle, Category, FeedbackConfig, FeedbackKey, KeySpec, format_score, score_text};
 pub(crate) use keys::{MAX_REASON_CHARS, MAX_REASONS, Reasons, ReasonsPick};
 pub(crate) use link::{TrustedHosts, check_channel, is_invisible_format, link_host, linkable_run_url, run_link_label};
 pub(crate) use mailbox::Mailbox;

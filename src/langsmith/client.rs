@@ -499,7 +499,10 @@ fn redirected(response: &reqwest::Response) -> Option<LangSmithError> {
 }
 
 /// Pairs reply items with requests: by `feedback_key` first (in order), else by position.
-fn match_tokens(requests: &[TokenRequest], items: Vec<TokenResponseItem>) -> Result<Vec<MintedToken>, LangSmithError> {
+fn match_tokens(
+    requests: &[TokenRequest],
+    items: Vec<TokenResponseItem<'_>>,
+) -> Result<Vec<MintedToken>, LangSmithError> {
     if items.len() != requests.len() {
         return Err(LangSmithError::InvalidResponse(format!(
             "asked for {} tokens, got {}",
@@ -580,7 +583,11 @@ impl TokenUrls {
     }
 }
 
-fn minted(req: &TokenRequest, item: TokenResponseItem, urls: &mut TokenUrls) -> Result<MintedToken, LangSmithError> {
+fn minted(
+    req: &TokenRequest,
+    item: TokenResponseItem<'_>,
+    urls: &mut TokenUrls,
+) -> Result<MintedToken, LangSmithError> {
     let url = urls
         .parse(&item.url)
         .map_err(|e| LangSmithError::InvalidResponse(format!("token url: {e}")))?;
@@ -626,11 +633,11 @@ mod tests {
         }
     }
 
-    fn item(key: Option<&str>, n: u128) -> TokenResponseItem {
+    fn item(key: Option<&str>, n: u128) -> TokenResponseItem<'static> {
         let id = uuid::Uuid::from_u128(n);
         TokenResponseItem {
             id,
-            url: format!("https://x.example/api/v1/feedback/tokens/{id}"),
+            url: format!("https://x.example/api/v1/feedback/tokens/{id}").into(),
             expires_at: "2026-08-29T09:15:02.417733+00:00".into(),
             feedback_key: key.map(str::to_string),
         }

@@ -56,15 +56,18 @@ pub struct TokenRequest {
     pub feedback_config: Option<FeedbackConfig>,
 }
 
-/// One item of the reply, read leniently: the SDK models omit `feedback_key`.
+/// One item of the reply, read leniently: the SDK models omit `feedback_key`. Its texts borrow
+/// from the reply's bytes unless they hold an escape.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct TokenResponseItem {
+pub(crate) struct TokenResponseItem<'a> {
     /// Token id.
     pub id: uuid::Uuid,
     /// The presigned URL.
-    pub url: String,
+    #[serde(borrow)]
+    pub url: std::borrow::Cow<'a, str>,
     /// Expiry, with or without a time zone.
-    pub expires_at: String,
+    #[serde(borrow)]
+    pub expires_at: std::borrow::Cow<'a, str>,
     /// The key, when the server says.
     #[serde(default)]
     pub feedback_key: Option<String>,
@@ -151,6 +154,25 @@ mod tests {
             rfc3339(&at, &mut serde_json::Serializer::new(&mut ours)).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&at).unwrap());
         }
+    }
+
+    #[test]
+    fn reply_items_borrow_their_texts_and_read_escaped_ones_too() {
+        use std::borrow::Cow;
+        let id = "0b9c6f3e-8f4e-4c55-9d3c-4f7f1b2f0a11";
+        let plain = format!(
+            r#"[{{"id":"{id}","url":"https://ls.example/api/v1/feedback/tokens/{id}","expires_at":"2026-12-07T12:00:00Z","feedback_key":"k"}}]"#
+        );
+        let items: Vec<TokenResponseItem<'_>> = serde_json::from_str(&plain).unwrap();
+        assert!(matches!(items[0].url, Cow::Borrowed(_)));
+        assert!(matches!(items[0].expires_at, Cow::Borrowed(_)));
+        // A server may escape `/` (and anything else): the same texts, copied.
+        let escaped = plain.replace('/', "\\/").replace("12:00", "12\\u003a00");
+        let again: Vec<TokenResponseItem<'_>> = serde_json::from_str(&escaped).unwrap();
+        assert!(matches!(again[0].url, Cow::Owned(_)));
+        assert_eq!(again[0].url, items[0].url);
+        assert_eq!(again[0].expires_at, "2026-12-07T12:00:00Z");
+        assert_eq!(again[0].feedback_key.as_deref(), Some("k"));
     }
 
     #[test]

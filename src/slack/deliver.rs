@@ -100,7 +100,7 @@ pub(crate) struct SlackSender {
 
 impl SlackSender {
     /// Builds the sender for `settings.slack`, over `http`, the process's Slack client
-    /// (`AppState::slack_http`); each request carries `slack.timeout`.
+    /// (`AppState::slack_http`); each request is bounded by `slack.timeout`.
     pub(crate) fn new(settings: &Settings, http: reqwest::Client) -> anyhow::Result<Self> {
         let slack = &settings.slack;
         let api = match (slack.mode, &slack.bot_token) {
@@ -244,7 +244,8 @@ impl SlackSender {
     }
 
     /// POSTs a JSON `body` to a Web API method; an HTTP 200's body (with Slack's Retry-After),
-    /// else the failure sorted.
+    /// else the failure sorted. Its callers bound it, answer read included, by `self.timeout`
+    /// (`send`, `update`, `open_dm`), so the request carries no timer of its own.
     async fn post_api(
         &self,
         method: &url::Url,
@@ -254,7 +255,6 @@ impl SlackSender {
         let res = self
             .http
             .post(method.clone())
-            .timeout(self.timeout)
             .header(reqwest::header::AUTHORIZATION, authorization.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
             .body(body)

@@ -7,10 +7,12 @@ use super::record::Outcome;
 use super::{Claimed, Lease, Workers};
 use crate::delivery::{DeliveryError, HoldLease, TokenUse, usable_tokens};
 use crate::jobs::JobPayload;
+use crate::langsmith::MintedToken;
 use crate::langsmith::wire::token_fingerprint;
 use crate::lease;
 use crate::store::UnreadJob;
 use chrono::Utc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Workers {
@@ -46,7 +48,7 @@ impl Workers {
                 .get(claimed.job.kind)
                 .is_some_and(|d| d.tokens() == TokenUse::PerJob);
             if per_job {
-                claimed.tokens = claimed.job.minted.as_ref().and_then(usable_tokens);
+                claimed.tokens = claimed.job.minted.as_ref().and_then(usable_tokens).map(Arc::from);
                 if claimed.tokens.is_none() {
                     let reqs = self
                         .registry
@@ -74,21 +76,23 @@ impl Workers {
         if !requests.is_empty() {
             match self.state.langsmith.mint_once(&requests).await {
                 Ok(tokens) => {
+                    let mut minted: Vec<Vec<MintedToken>> = work.iter().map(|_| Vec::new()).collect();
                     for (token, &i) in tokens.into_iter().zip(&owners) {
-                        work[i].tokens.get_or_insert_with(Vec::new).push(token);
+                        minted[i].push(token);
                     }
                     let mut minting = owners.clone();
                     minting.dedup();
                     for i in minting {
                         let c = &mut work[i];
-                        let mine = c.tokens.as_deref().unwrap_or_default();
+                        let mine: Arc<[MintedToken]> = Arc::from(std::mem::take(&mut minted[i]));
+                        c.tokens = Some(Arc::clone(&mine));
                         if tracing::enabled!(tracing::Level::DEBUG) {
                             let fingerprints: Vec<String> = mine.iter().map(|t| token_fingerprint(&t.id)).collect();
                             tracing::debug!(job = c.job.id, run_id = ?c.job.run_id, tokens = ?fingerprints, "tokens minted");
                         }
                         self.state.metrics.route_tokens(&c.job.route, mine.len());
                         if let Some(p) = self.in_flight.lock().expect("in-flight set").get_mut(&c.job.id) {
-                            p.minted = Some(mine.to_vec());
+                            p.minted = Some(mine);
                         }
                     }
                 }

@@ -14,7 +14,6 @@ mod chunk;
 mod record;
 
 use crate::delivery::{Registry, chunks_for_minting};
-use crate::langsmith::MintedToken;
 use crate::state::AppState;
 use crate::store::{Job, UnreadJob};
 use chrono::Utc;
@@ -286,8 +285,9 @@ struct Claimed {
     /// Its payload, decoded once after the claim.
     payload: Option<crate::jobs::JobPayload>,
     /// The tokens the worker mints for it (kinds with `TokenUse::PerJob`): kept from an
-    /// earlier attempt, or minted by this one.
-    tokens: Option<Vec<MintedToken>>,
+    /// earlier attempt, or minted by this one (shared with the in-flight set, which keeps
+    /// them until the outcome is stored).
+    tokens: Option<record::Tokens>,
 }
 
 /// A lease a worker holds: taken at `start` on this process's clock, ending at `until` as

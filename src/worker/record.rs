@@ -9,13 +9,16 @@ use crate::langsmith::MintedToken;
 use crate::store::{NewJob, UnreadJob};
 use chrono::Utc;
 
+/// Tokens minted for one job, shared by its chunk and the in-flight set.
+pub(super) type Tokens = std::sync::Arc<[MintedToken]>;
+
 /// What became of an in-flight job so far.
 #[derive(Default)]
 pub(super) struct Progress {
     /// Delivered (its outcome not yet stored).
     pub(super) sent: bool,
     /// Tokens minted for it by this attempt (serialized only if the job is stored with them).
-    pub(super) minted: Option<Vec<MintedToken>>,
+    pub(super) minted: Option<Tokens>,
     /// The send's follow-ups (`HoldLease::follow_up`), stored with its record.
     pub(super) follow_ups: Vec<NewJob>,
 }
@@ -160,7 +163,7 @@ impl Workers {
         let settings = &self.state.settings;
         // Tokens minted by this attempt, and the follow-ups of the sends, as the in-flight set
         // keeps them.
-        let (minted, mut follow_ups): (Vec<Option<Vec<MintedToken>>>, Vec<Vec<NewJob>>) = {
+        let (minted, mut follow_ups): (Vec<Option<Tokens>>, Vec<Vec<NewJob>>) = {
             let mut in_flight = self.in_flight.lock().expect("in-flight set");
             done.iter()
                 .map(|(c, _)| match in_flight.get_mut(&c.job.id) {

@@ -137,7 +137,7 @@ impl QueueStore for SqliteStore {
             sql.push(", minted = CASE id");
             for (id, m) in job_ids.iter().zip(minted) {
                 if let Some(m) = m {
-                    sql.push(" WHEN ").bind(*id).push(" THEN ").bind(m.as_str());
+                    sql.push(" WHEN ").bind(*id).push(" THEN ").bind_text(m);
                 }
             }
             sql.push(" ELSE minted END");

@@ -4,6 +4,7 @@ use super::rows::ms;
 use crate::store::{AskNotMade, JobState, NewJob, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use std::sync::Arc;
 
 /// Most jobs in one INSERT: 12 bound values each, well under SQLite's 32,766 variables.
 pub(super) const JOBS_PER_INSERT: usize = 500;
@@ -50,18 +51,16 @@ where
     let mut sql = Sql::with_capacity(jobs.len());
     push_insert_jobs(&mut sql, jobs, now, leasing);
     sql.push(" RETURNING id, idempotency_key");
-    let mut inserted: std::collections::HashMap<String, i64> = sql
-        .query()
-        .fetch_all(executor)
-        .await?
+    let rows = sql.query().fetch_all(executor).await?;
+    let mut inserted: std::collections::HashMap<&str, i64> = rows
         .iter()
-        .map(|r| Ok((r.try_get("idempotency_key")?, r.try_get("id")?)))
+        .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(jobs
         .iter()
         .enumerate()
         .map(|(i, j)| Inserted {
-            id: inserted.remove(&j.idempotency_key),
+            id: inserted.remove(j.idempotency_key.as_str()),
             leased: is_leased(leasing, i),
         })
         .collect())
@@ -107,12 +106,37 @@ impl Sql {
         self
     }
 
+    /// Appends a placeholder bound to `text`, copied once: sqlx copies a bound `&str` or
+    /// `String` into an `Arc<String>` of its own, two allocations where this takes one.
+    pub(super) fn bind_text(&mut self, text: &str) -> &mut Self {
+        self.bind(Arc::<str>::from(text))
+    }
+
+    /// Appends a placeholder bound to a stored name (a job's kind or state), shared rather than
+    /// copied.
+    pub(super) fn bind_name(&mut self, name: &'static str) -> &mut Self {
+        match NAMES.iter().find(|n| ***n == *name) {
+            Some(shared) => self.bind(Arc::clone(shared)),
+            None => self.bind_text(name),
+        }
+    }
+
     /// The statement, to run. Its text depends only on the shape of what was pushed (never on
     /// a value), so SQLite's prepared statement is reused for the same shape.
     pub(super) fn query(self) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
         sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)
     }
 }
+
+/// The stored names of job kinds and states, bound by [`Sql::bind_name`] without a copy.
+static NAMES: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|| {
+    crate::jobs::JobKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .chain(JobState::ALL.iter().map(|s| s.as_str()))
+        .map(Arc::from)
+        .collect()
+});
 
 /// Pushes the `INSERT … ON CONFLICT (idempotency_key) DO NOTHING` of `jobs` (see
 /// [`insert_jobs_leasing`]) onto `sql`.
@@ -125,29 +149,29 @@ pub(super) fn push_insert_jobs(sql: &mut Sql, jobs: &[NewJob], now: DateTime<Utc
     for (i, job) in jobs.iter().enumerate() {
         let leased = is_leased(leasing, i);
         sql.push(if i == 0 { "(" } else { ", (" });
-        sql.bind(job.kind.as_str())
+        sql.bind_name(job.kind.as_str())
             .push(", ")
-            .bind(job.route.clone())
+            .bind_text(&job.route)
             .push(", ")
-            .bind(job.target.clone())
+            .bind_text(&job.target)
             .push(", ")
-            .bind(job.run_id.map(|r| r.write_to(&mut run)))
+            .bind(job.run_id.map(|r| Arc::<str>::from(r.write_to(&mut run))))
             .push(", ")
-            .bind(job.idempotency_key.clone())
+            .bind_text(&job.idempotency_key)
             .push(", ")
-            .bind(job.payload.as_str())
+            .bind_text(job.payload.as_str())
             .push(", ");
         // State, attempts and lease are bound, not written in: the statement's text depends
         // only on the number of rows, so SQLite's prepared statement is reused whichever rows
         // are leased.
         if leased {
-            sql.bind(JobState::Leased.as_str())
+            sql.bind_name(JobState::Leased.as_str())
                 .push(", ")
                 .bind(1_i64)
                 .push(", ")
                 .bind(until);
         } else {
-            sql.bind(JobState::new_job(job.kind).as_str())
+            sql.bind_name(JobState::new_job(job.kind).as_str())
                 .push(", ")
                 .bind(0_i64)
                 .push(", ")
