@@ -43,9 +43,9 @@ fn event(n: u32) -> serde_json::Value {
     json!({"run_id": format!("0c0ffee0-0000-4000-8000-{n:012}"), "outputs": {"answer": "ok"}})
 }
 
-async fn post_events(address: &str, n: u32) {
+async fn post_events(address: &str, runs: std::ops::Range<u32>) {
     let http = reqwest::Client::new();
-    for i in 0..n {
+    for i in runs {
         let res = http
             .post(format!("{address}/v1/events"))
             .json(&event(i))
@@ -76,8 +76,13 @@ async fn sigterm_closes_intake_lets_the_in_flight_delivery_finish_and_keeps_the_
         &config(dir.path(), &slack, "10s"),
         &[("SLACK_BOT_TOKEN", "xoxb-t")],
     );
-    post_events(&address, 3).await;
+    // One run first, then two more while its send is in flight: the one worker is busy, so
+    // they wait in the queue. (Posted together, a claim could take two runs into one chunk,
+    // which the shutdown lets finish: on PostgreSQL, where runs are claimed rather than handed
+    // over, two could then be sent.)
+    post_events(&address, 0..1).await;
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
+    post_events(&address, 1..3).await;
 
     let started = Instant::now();
     Command::new("kill")
@@ -145,7 +150,7 @@ async fn a_delivery_that_outlasts_the_grace_period_is_returned_to_the_queue() {
         &config(dir.path(), &slack, "1s"),
         &[("SLACK_BOT_TOKEN", "xoxb-t")],
     );
-    post_events(&address, 1).await;
+    post_events(&address, 0..1).await;
     slack.wait_for("/chat.postMessage", 1, Duration::from_secs(10)).await;
     let started = Instant::now();
     let status = signal_and_wait(&mut child, "TERM");
