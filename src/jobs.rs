@@ -81,18 +81,7 @@ impl JobKind {
 
     /// The kind of a stored name, `None` for a name this build does not know.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "slack" => Some(JobKind::Slack),
-            "digest" => Some(JobKind::Digest),
-            "slack_update" => Some(JobKind::SlackUpdate),
-            "feedback_submit" => Some(JobKind::FeedbackSubmit),
-            "slack_close" => Some(JobKind::SlackClose),
-            "review_queue" => Some(JobKind::ReviewQueue),
-            "slack_triage" => Some(JobKind::SlackTriage),
-            "teams" => Some(JobKind::Teams),
-            "slack_remind" => Some(JobKind::SlackRemind),
-            _ => None,
-        }
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether jobs of this kind are follow-ups due later, stored `scheduled` rather than
@@ -498,6 +487,7 @@ pub(crate) fn triage_key(channel: &str, run: RunId, action_key: &str) -> String 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn every_kind_is_listed_once_and_its_name_reads_back() {
@@ -508,7 +498,6 @@ mod tests {
             assert_eq!(kind.index(), i, "{kind:?}");
         }
     }
-    use super::*;
 
     #[test]
     fn keys_name_the_route_target_and_run_or_window() {
