@@ -11,8 +11,10 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 /// A run's jobs: its Slack messages through their keys (`jobs::slack_keys_of_run`, bound as
 /// ?2 and ?3), their follow-ups through their message's job, the rest through the run index
-/// (migration `0018_slimmer_run_index`). The run index's condition is written word for word; SQLite uses a partial index only then.
-pub(crate) const JOBS_OF_RUN: &str = "SELECT * FROM jobs WHERE run_id = ?1 AND kind NOT IN ('slack', 'slack_close', 'slack_remind') \
+/// (migrations `0018_slimmer_run_index`, `0020_run_index_without_list`). The run index's
+/// condition is written word for word; SQLite uses a partial index only then.
+pub(crate) const JOBS_OF_RUN: &str = "SELECT * FROM jobs WHERE run_id = ?1 \
+     AND kind <> 'slack' AND kind <> 'slack_close' AND kind <> 'slack_remind' \
      UNION ALL \
      SELECT * FROM jobs WHERE idempotency_key >= ?2 AND idempotency_key < ?3 AND kind = 'slack' \
      UNION ALL \

@@ -50,6 +50,17 @@ where
     }
     let mut sql = Sql::with_capacity(jobs.len());
     push_insert_jobs(&mut sql, jobs, now, leasing);
+    if let [_] = jobs {
+        // One row (a single run's webhook, a follow-up): the statement's own change count and
+        // row id say whether it was new and its id (a conflict changes nothing and leaves the
+        // row id as it was). `RETURNING` would gather its rows in a temporary table SQLite
+        // creates and drops for every statement.
+        let done = sql.query().execute(executor).await?;
+        return Ok(vec![Inserted {
+            id: (done.rows_affected() == 1).then(|| done.last_insert_rowid()),
+            leased: is_leased(leasing, 0),
+        }]);
+    }
     sql.push(" RETURNING id, idempotency_key");
     let rows = sql.query().fetch_all(executor).await?;
     let mut inserted: std::collections::HashMap<&str, i64> = rows
@@ -312,4 +323,88 @@ pub(super) async fn decide_digest_caps(
         out.push(job);
     }
     Ok((out, decided))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::JobKind;
+    use crate::store::QueueStore;
+
+    fn job(kind: JobKind, key: &str) -> NewJob {
+        NewJob {
+            kind,
+            route: "r".into(),
+            target: "C1".into(),
+            run_id: Some(crate::domain::RunId::parse("0b4f2c3e-0000-4000-8000-000000000001").unwrap()),
+            idempotency_key: key.into(),
+            payload: serde_json::json!({ "text": "t" }).into(),
+            due_at: Utc::now(),
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, super::super::SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("insert.db").display());
+        let store = super::super::SqliteStore::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    /// A job's insert tests the partial indexes' conditions for its row without building a
+    /// temporary index (SQLite builds one per statement for an `IN` list of more than two
+    /// values): `OpenEphemeral` in its program would be that. The kind is bound, so one
+    /// program serves every kind.
+    #[tokio::test]
+    async fn a_jobs_insert_builds_no_temporary_table() {
+        let (_dir, store) = store().await;
+        let mut sql = Sql::with_capacity(1);
+        push_insert_jobs(&mut sql, &[job(JobKind::Slack, "k")], Utc::now(), None);
+        let mut explained = Sql::with_capacity(1);
+        explained.push("EXPLAIN ").push(&sql.text);
+        explained.args = sql.args;
+        let program = explained.query().fetch_all(&store.reader).await.unwrap();
+        let opcodes: Vec<String> = program.iter().map(|r| r.get::<String, _>(1)).collect();
+        assert!(opcodes.iter().any(|o| o == "Insert"), "{opcodes:?}");
+        assert!(!opcodes.iter().any(|o| o == "OpenEphemeral"), "{opcodes:?}");
+    }
+
+    /// One job is inserted without `RETURNING`: its id comes from the statement's row id, and a
+    /// second insert of its key is a duplicate (no id), whether alone or among others.
+    #[tokio::test]
+    async fn a_single_jobs_insert_reports_its_id_and_a_duplicate() {
+        let (_dir, store) = store().await;
+        let mut w = store.writer().await.unwrap();
+        let now = Utc::now();
+        let first = insert_jobs_leasing(&mut *w, &[job(JobKind::Slack, "a")], now, None)
+            .await
+            .unwrap();
+        let id = first[0].id.expect("a new job has an id");
+        let leased = insert_jobs_leasing(&mut *w, &[job(JobKind::Slack, "b")], now, Some((&[true], 5)))
+            .await
+            .unwrap();
+        assert!(leased[0].leased);
+        let leased_id = leased[0].id.expect("a new job has an id");
+        assert!(leased_id > id);
+        let again = insert_jobs_leasing(&mut *w, &[job(JobKind::Slack, "a")], now, None)
+            .await
+            .unwrap();
+        assert_eq!(again[0].id, None, "a key stored already is a duplicate");
+        let many = insert_jobs_leasing(
+            &mut *w,
+            &[job(JobKind::Slack, "b"), job(JobKind::Slack, "c")],
+            now,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(many[0].id, None);
+        assert!(many[1].id.is_some_and(|c| c > leased_id), "{:?}", many[1].id);
+        store.finish(w, Ok(())).await.unwrap();
+        let jobs = store.jobs_in_state(JobState::Leased, 10).await.unwrap();
+        assert_eq!(
+            jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [leased_id],
+            "the id is the row's"
+        );
+    }
 }
