@@ -143,7 +143,7 @@ pub(crate) async fn run(
 ) {
     let mut tasks = Vec::new();
     if let (Some(url), Some(secret)) = (&events.url, &events.secret) {
-        match reqwest::Client::builder()
+        match crate::http_client::builder()
             .timeout(events.timeout)
             .user_agent(concat!("feedback-dispatch/", env!("CARGO_PKG_VERSION")))
             // A redirect would take the signed body elsewhere.

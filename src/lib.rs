@@ -43,6 +43,7 @@ mod email;
 mod erasure;
 mod events;
 mod follow_through;
+mod http_client;
 mod intake;
 mod jobs;
 mod json;

@@ -129,7 +129,7 @@ impl Application {
             embedded_key,
             intake_commit: Arc::default(),
             drift_gate: Arc::default(),
-            slack_http: reqwest::Client::builder()
+            slack_http: crate::http_client::builder()
                 .build()
                 .context("cannot build the HTTP client for Slack")?,
         };

@@ -119,7 +119,7 @@ impl LangSmithClient {
         timeout: Duration,
         max_attempts: u32,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("feedback-dispatch/", env!("CARGO_PKG_VERSION")))

@@ -68,7 +68,7 @@ impl TeamsSender {
         Ok(TeamsSender {
             mode: teams.mode,
             // A Workflows URL answers itself; a redirect would carry the card elsewhere.
-            http: reqwest::Client::builder()
+            http: crate::http_client::builder()
                 .timeout(teams.timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
