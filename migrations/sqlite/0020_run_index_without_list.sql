@@ -2,7 +2,7 @@
 -- `IN` list. SQLite checks a partial index's condition for every row a statement inserts, and
 -- it tests an `IN` list of more than two values through a temporary index it builds and drops
 -- again for each statement: two per delivered run (its job's insert and its close's), about a
--- tenth of the SQLite work of a run posted on its own. Comparisons cost nothing to set up.
+-- quarter of the SQLite work of a run posted on its own. Comparisons cost nothing to set up.
 --
 -- Queries by run carry the index's condition word for word, or SQLite will not use it.
 DROP INDEX IF EXISTS jobs_run;
