@@ -250,9 +250,7 @@ mod tests {
     /// page into a scan of every job.
     #[tokio::test]
     async fn a_runs_jobs_are_read_through_the_run_index_and_the_key_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
+        let (_dir, store) = super::super::temp_store().await;
         let run = RunId::parse("0b4f2c3e-0000-4000-8000-000000000001").unwrap();
         let (from, to) = crate::jobs::slack_keys_of_run(run);
         let plan: Vec<(i64, i64, i64, String)> =

@@ -35,6 +35,16 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// A store on a file in a fresh temporary folder, for tests; the folder lives as long as the
+/// handle returned with it.
+#[cfg(test)]
+pub(super) async fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    (dir, store)
+}
+
 /// How long a writer waits for the lock before failing. Within the service one connection
 /// writes, so this only matters when another process (`dead-letters retry`) writes at the same
 /// time; waiting beats an error.

@@ -409,9 +409,7 @@ mod tests {
     /// term that drifts from an index's condition would turn either into a scan of every job.
     #[tokio::test]
     async fn the_claim_and_the_counts_read_the_partial_index_of_each_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
+        let (_dir, store) = super::super::temp_store().await;
 
         let claim = plan(&store, &claim_sql(10)).await;
         for step in [

@@ -343,20 +343,13 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, super::super::SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("insert.db").display());
-        let store = super::super::SqliteStore::open(&url).await.unwrap();
-        (dir, store)
-    }
-
     /// A job's insert tests the partial indexes' conditions for its row without building a
     /// temporary index (SQLite builds one per statement for an `IN` list of more than two
     /// values): `OpenEphemeral` in its program would be that. The kind is bound, so one
     /// program serves every kind.
     #[tokio::test]
     async fn a_jobs_insert_builds_no_temporary_table() {
-        let (_dir, store) = store().await;
+        let (_dir, store) = super::super::temp_store().await;
         let mut sql = Sql::with_capacity(1);
         push_insert_jobs(&mut sql, &[job(JobKind::Slack, "k")], Utc::now(), None);
         let mut explained = Sql::with_capacity(1);
@@ -372,7 +365,7 @@ mod tests {
     /// second insert of its key is a duplicate (no id), whether alone or among others.
     #[tokio::test]
     async fn a_single_jobs_insert_reports_its_id_and_a_duplicate() {
-        let (_dir, store) = store().await;
+        let (_dir, store) = super::super::temp_store().await;
         let mut w = store.writer().await.unwrap();
         let now = Utc::now();
         let first = insert_jobs_leasing(&mut *w, &[job(JobKind::Slack, "a")], now, None)
